@@ -1,0 +1,35 @@
+# Thin wrapper over CMake. `make demo` and `make test` work on a fresh Debian machine:
+# `make deps` installs only the Debian packages that are missing (needs root or sudo).
+BUILD ?= build
+JOBS ?= $(shell nproc)
+DEB_PACKAGES := build-essential cmake pkg-config googletest libgtest-dev nlohmann-json3-dev libutf8proc-dev \
+  libfftw3-dev libsoxr-dev libyaml-cpp-dev libzmq3-dev cppzmq-dev libsystemd-dev \
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+  gstreamer1.0-tools portaudio19-dev libasound2-dev libasound2-plugins libwebrtc-audio-processing-dev \
+  python3 xz-utils
+
+.PHONY: all deps configure build test demo clean
+all: build
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing $$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "make deps: all Debian packages present"; fi
+
+configure: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE gpu
+
+demo: build
+	./tools/demo.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)
