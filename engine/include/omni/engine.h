@@ -1,0 +1,129 @@
+// Public API of the omnid engine: load a Qwen3-Omni checkpoint once, hold conversations.
+//
+//   auto model = omni::Model::load({.model_dir = dir, .device = "cuda"});
+//   auto session = model->new_session({.system_prompt = "You are ..."});
+//   omni::UserTurn turn{.text = "Hello"};
+//   omni::GenerateOptions opt; opt.speak = true;
+//   omni::Callbacks cb{.on_text = [](std::string_view s){...}, .on_audio = [](const float* p, size_t n){...}};
+//   omni::TurnResult r = session->respond(turn, opt, cb);
+//
+// The engine knows nothing of microphones, sockets or systemd. A Session is not thread-safe;
+// use one thread per session. cancel() may be called from any thread.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "omni/errors.h"
+
+namespace omni {
+
+struct LoadOptions {
+  std::string model_dir;
+  std::string device = "cpu";  // "cpu" | "cuda"
+  std::string dtype;           // "" (backend default), "f32", "bf16"
+  int context_tokens = 8192;   // KV cache capacity of a session
+  bool load_talker = true;     // false: text only (talker + code2wav not loaded)
+  // Progress while loading (0..1 and a short phrase), e.g. for systemd EXTEND_TIMEOUT_USEC.
+  std::function<void(double fraction, const std::string& what)> on_progress;
+};
+
+struct Sampling {
+  bool greedy = true;
+  float temperature = 1.0f;
+  int top_k = 0;
+  float top_p = 1.0f;
+  float repetition_penalty = 1.0f;
+  uint64_t seed = 0;
+};
+
+struct GenerateOptions {
+  int max_new_tokens = 256;
+  Sampling sampling;
+  bool speak = false;             // run talker + code2wav and deliver audio
+  std::string speaker = "ethan";  // a name in the checkpoint's speaker_id (case-insensitive)
+  int max_speech_frames = 4096;   // codec frames (80 ms each)
+};
+
+struct Callbacks {
+  // A piece of the answer's text as soon as it is complete UTF-8.
+  std::function<void(std::string_view text)> on_text;
+  // Each generated token id.
+  std::function<void(int32_t token)> on_token;
+  // Speech: mono float32 samples at speech_sample_rate(), in order, as they are made.
+  std::function<void(const float* samples, size_t count)> on_audio;
+  // Logits row (float32, vocab entries) that chose each generated token; for tools and tests.
+  std::function<void(const float* logits, size_t vocab)> on_logits;
+};
+
+struct UserTurn {
+  std::string text;                // may be empty when audio is given
+  std::vector<float> audio_16k;    // mono float32 at 16 kHz; empty: no audio
+};
+
+struct Timings {
+  double prefill_ms = 0;
+  double decode_tok_s = 0;
+  double first_audio_ms = -1;  // from the first thinker token to the first audio sample; -1: none
+  double audio_encode_ms = 0;
+};
+
+enum class StopReason { EndOfTurn, MaxTokens, Cancelled, ContextFull };
+
+struct TurnResult {
+  std::vector<int32_t> prompt_tokens;  // the ids this turn added before generation
+  std::vector<int32_t> tokens;         // generated ids (including the final <|im_end|> if produced)
+  std::string text;                    // decoded answer without <|im_end|>
+  StopReason stop = StopReason::EndOfTurn;
+  size_t speech_samples = 0;
+  int speech_frames = 0;
+  Timings timings;
+};
+
+struct SessionOptions {
+  std::string system_prompt;  // empty: no system turn
+};
+
+class Session {
+ public:
+  virtual ~Session() = default;
+  // Appends a user turn to the conversation and generates the answer. Earlier turns stay in
+  // the KV cache and are not recomputed. When the context would overflow, the oldest turns
+  // are dropped (the system prompt is kept) and the remainder is recomputed once.
+  virtual TurnResult respond(const UserTurn& turn, const GenerateOptions& opt, const Callbacks& cb) = 0;
+  // Raw ids, no chat template, fresh context (omni-run --ids).
+  virtual TurnResult generate_from_ids(const std::vector<int32_t>& ids, const GenerateOptions& opt,
+                                       const Callbacks& cb) = 0;
+  // Speaks `text` verbatim (no thinker answer): the talker reads the text. Requires a talker.
+  virtual TurnResult say(const std::string& text, const GenerateOptions& opt, const Callbacks& cb) = 0;
+  // Stops the running respond()/say() between steps; it returns with StopReason::Cancelled.
+  virtual void cancel() = 0;
+  // Forgets the conversation (keeps the system prompt).
+  virtual void reset() = 0;
+  virtual void set_system_prompt(const std::string& system_prompt) = 0;
+  virtual int context_used() const = 0;  // tokens in the KV cache
+};
+
+class Model {
+ public:
+  // Throws CheckpointError / ConfigError / DeviceError with a one-line reason.
+  static std::unique_ptr<Model> load(const LoadOptions& opt);
+  virtual ~Model() = default;
+  virtual std::unique_ptr<Session> new_session(const SessionOptions& opt = {}) = 0;
+  virtual std::vector<int32_t> tokenize(std::string_view text) const = 0;
+  // The prompt ids that respond() would add for `turn` as the first turn of a session with this
+  // system prompt (audio_pad count from the audio length).
+  virtual std::vector<int32_t> render_prompt(const std::string& system, const UserTurn& turn) const = 0;
+  virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
+  virtual bool has_talker() const = 0;
+  virtual std::vector<std::string> speakers() const = 0;
+  virtual int speech_sample_rate() const = 0;  // 24000
+  virtual std::string device_name() const = 0;
+  virtual double load_ms() const = 0;
+};
+
+}  // namespace omni

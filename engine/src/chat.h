@@ -1,0 +1,28 @@
+// The Qwen3-Omni ChatML prompt (spec 5.4), built as token ids:
+//   <|im_start|>system\n{system}<|im_end|>\n                     (only with a system prompt)
+//   <|im_start|>user\n<|audio_start|><|audio_pad|>×N<|audio_end|>{text}<|im_end|>\n
+//   <|im_start|>assistant\n
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model_config.h"
+#include "tokenizer.h"
+
+namespace omni {
+
+struct ChatTurnInput {
+  std::string text;         // may be empty
+  int audio_tokens = -1;    // -1: no audio; else the number of <|audio_pad|> tokens
+};
+
+// System turn ids (empty when `system` is empty).
+std::vector<int32_t> render_system(const Tokenizer& tok, const TokenIds& ids, const std::string& system);
+// One user turn followed by the assistant header (the generation prompt).
+std::vector<int32_t> render_user_turn(const Tokenizer& tok, const TokenIds& ids, const ChatTurnInput& turn);
+// The whole prompt for a single-turn chat: system (optional) + user turn + assistant header.
+std::vector<int32_t> render_prompt(const Tokenizer& tok, const TokenIds& ids, const std::string& system,
+                                   const ChatTurnInput& turn);
+
+}  // namespace omni

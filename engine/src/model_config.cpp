@@ -1,0 +1,253 @@
+#include "model_config.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "omni/errors.h"
+
+namespace omni {
+namespace {
+
+using nlohmann::json;
+
+// Reads keys from one JSON object and reports errors with the full key path.
+class Reader {
+ public:
+  Reader(const json& obj, std::string path, std::string origin)
+      : obj_(obj), path_(std::move(path)), origin_(std::move(origin)) {}
+
+  bool has(const char* key) const { return obj_.contains(key) && !obj_.at(key).is_null(); }
+  Reader child(const char* key) const {
+    if (!has(key) || !obj_.at(key).is_object()) fail(key, "an object");
+    return Reader(obj_.at(key), name(key), origin_);
+  }
+  int integer(const char* key) const {
+    if (!has(key)) fail(key, "an integer (missing)");
+    const json& v = obj_.at(key);
+    if (!v.is_number_integer()) fail(key, "an integer");
+    return v.get<int>();
+  }
+  int integer(const char* key, int fallback) const { return has(key) ? integer(key) : fallback; }
+  int positive(const char* key) const {
+    int v = integer(key);
+    if (v <= 0) fail(key, "a positive integer");
+    return v;
+  }
+  double number(const char* key, double fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = obj_.at(key);
+    if (!v.is_number()) fail(key, "a number");
+    return v.get<double>();
+  }
+  bool boolean(const char* key, bool fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = obj_.at(key);
+    if (!v.is_boolean()) fail(key, "true or false");
+    return v.get<bool>();
+  }
+  std::string string(const char* key, const std::string& fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = obj_.at(key);
+    if (!v.is_string()) fail(key, "a string");
+    return v.get<std::string>();
+  }
+  std::vector<int> ints(const char* key) const {
+    std::vector<int> out;
+    if (!has(key)) return out;
+    const json& v = obj_.at(key);
+    if (!v.is_array()) fail(key, "a list of integers");
+    for (const json& e : v) {
+      if (!e.is_number_integer()) fail(key, "a list of integers");
+      out.push_back(e.get<int>());
+    }
+    return out;
+  }
+  const json& raw() const { return obj_; }
+  [[noreturn]] void fail(const char* key, const std::string& what) const {
+    throw ConfigError(origin_ + ": key '" + name(key) + "' must be " + what);
+  }
+  std::string name(const char* key) const { return path_.empty() ? key : path_ + "." + key; }
+
+ private:
+  const json& obj_;
+  std::string path_;
+  std::string origin_;
+};
+
+// Both rope key styles: 5.x `rope_parameters` {rope_theta, mrope_section, interleaved}, or
+// 4.57 `rope_theta` at the top plus `rope_scaling` {mrope_section, interleaved}.
+RopeConfig read_rope(const Reader& r, double default_theta) {
+  RopeConfig rope;
+  rope.theta = r.number("rope_theta", default_theta);
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    if (!r.has(key)) continue;
+    Reader p = r.child(key);
+    rope.theta = p.number("rope_theta", rope.theta);
+    if (p.has("mrope_section")) rope.mrope_section = p.ints("mrope_section");
+    rope.interleaved = p.boolean("interleaved", rope.interleaved) || p.boolean("mrope_interleaved", false);
+    std::string type = p.string("rope_type", p.string("type", "default"));
+    if (type != "default") p.fail("rope_type", "\"default\" (got \"" + type + "\")");
+  }
+  if (rope.theta <= 0) r.fail("rope_theta", "positive");
+  return rope;
+}
+
+DecoderConfig read_decoder(const Reader& r, double default_theta, bool moe) {
+  DecoderConfig c;
+  c.vocab_size = r.positive("vocab_size");
+  c.hidden_size = r.positive("hidden_size");
+  c.num_layers = r.positive("num_hidden_layers");
+  c.num_heads = r.positive("num_attention_heads");
+  c.num_kv_heads = r.integer("num_key_value_heads", c.num_heads);
+  c.head_dim = r.integer("head_dim", c.hidden_size / c.num_heads);
+  c.intermediate_size = r.integer("intermediate_size", 0);
+  c.rms_norm_eps = r.number("rms_norm_eps", 1e-6);
+  c.rope = read_rope(r, default_theta);
+  if (c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
+    r.fail("num_key_value_heads", "a positive divisor of num_attention_heads");
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0) r.fail("head_dim", "a positive even integer");
+  if (!c.rope.mrope_section.empty()) {
+    int sum = 0;
+    for (int s : c.rope.mrope_section) sum += s;
+    if (sum != c.head_dim / 2) r.fail("rope_scaling.mrope_section", "a list summing to head_dim/2");
+  }
+  if (moe) {
+    c.moe_intermediate_size = r.positive("moe_intermediate_size");
+    c.num_experts = r.positive("num_experts");
+    c.num_experts_per_tok = r.positive("num_experts_per_tok");
+    if (c.num_experts_per_tok > c.num_experts) r.fail("num_experts_per_tok", "at most num_experts");
+    c.norm_topk_prob = r.boolean("norm_topk_prob", false);
+    c.shared_expert_intermediate_size = r.integer("shared_expert_intermediate_size", 0);
+    c.decoder_sparse_step = r.integer("decoder_sparse_step", 1);
+    c.mlp_only_layers = r.ints("mlp_only_layers");
+  } else if (c.intermediate_size <= 0) {
+    r.fail("intermediate_size", "a positive integer");
+  }
+  return c;
+}
+
+}  // namespace
+
+bool DecoderConfig::is_moe_layer(int layer) const {
+  if (num_experts == 0) return false;
+  for (int l : mlp_only_layers)
+    if (l == layer) return false;
+  return decoder_sparse_step > 0 && (layer + 1) % decoder_sparse_step == 0;
+}
+
+int Code2WavConfig::samples_per_frame() const {
+  int n = 1;
+  for (int r : upsample_rates) n *= r;
+  for (int r : upsampling_ratios) n *= r;
+  return n;
+}
+
+ModelConfig ModelConfig::load(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot open the model config (config.json)");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str(), path);
+}
+
+ModelConfig ModelConfig::parse(const std::string& text, const std::string& origin) {
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::exception& e) {
+    throw ConfigError(origin + ": not valid JSON: " + e.what());
+  }
+  if (!root.is_object()) throw ConfigError(origin + ": not a JSON object");
+  Reader top(root, "", origin);
+  std::string type = top.string("model_type", "");
+  if (type != "qwen3_omni_moe")
+    throw ConfigError(origin + ": model_type is \"" + type + "\", expected \"qwen3_omni_moe\" (Qwen3-Omni)");
+
+  ModelConfig c;
+  TokenIds& ids = c.ids;
+  ids.im_start = top.integer("im_start_token_id", ids.im_start);
+  ids.im_end = top.integer("im_end_token_id", ids.im_end);
+  ids.system = top.integer("system_token_id", ids.system);
+  ids.user = top.integer("user_token_id", ids.user);
+  ids.assistant = top.integer("assistant_token_id", ids.assistant);
+  ids.tts_pad = top.integer("tts_pad_token_id", ids.tts_pad);
+  ids.tts_bos = top.integer("tts_bos_token_id", ids.tts_bos);
+  ids.tts_eos = top.integer("tts_eos_token_id", ids.tts_eos);
+
+  Reader th = top.child("thinker_config");
+  ids.audio_pad = th.integer("audio_token_id", ids.audio_pad);
+  ids.audio_start = th.integer("audio_start_token_id", ids.audio_start);
+  ids.audio_end = th.integer("audio_end_token_id", ids.audio_end);
+  ids.image_pad = th.integer("image_token_id", ids.image_pad);
+  ids.video_pad = th.integer("video_token_id", ids.video_pad);
+  c.thinker = read_decoder(th.child("text_config"), 1e6, /*moe=*/true);
+
+  Reader au = th.child("audio_config");
+  AudioEncoderConfig& a = c.audio;
+  a.num_mel_bins = au.positive("num_mel_bins");
+  a.d_model = au.positive("d_model");
+  a.num_layers = au.positive("encoder_layers");
+  a.num_heads = au.positive("encoder_attention_heads");
+  a.ffn_dim = au.positive("encoder_ffn_dim");
+  a.downsample_hidden_size = au.positive("downsample_hidden_size");
+  a.output_dim = au.positive("output_dim");
+  a.n_window = au.integer("n_window", 50);
+  a.n_window_infer = au.integer("n_window_infer", 800);
+  a.max_source_positions = au.integer("max_source_positions", 1500);
+  if (a.d_model % a.num_heads != 0) au.fail("encoder_attention_heads", "a divisor of d_model");
+  if (a.n_window <= 0 || a.n_window_infer % (2 * a.n_window) != 0)
+    au.fail("n_window_infer", "a positive multiple of 2*n_window");
+  if (a.output_dim != c.thinker.hidden_size) au.fail("output_dim", "equal to the thinker's hidden_size");
+
+  c.has_talker = top.boolean("enable_audio_output", true) && top.has("talker_config") && top.has("code2wav_config");
+  if (c.has_talker) {
+    Reader tk = top.child("talker_config");
+    TalkerConfig& t = c.talker;
+    t.text = read_decoder(tk.child("text_config"), 1e4, /*moe=*/true);
+    t.code_predictor = read_decoder(tk.child("code_predictor_config"), 1e4, /*moe=*/false);
+    t.thinker_hidden_size = tk.positive("thinker_hidden_size");
+    t.accept_hidden_layer = tk.integer("accept_hidden_layer");
+    t.num_code_groups = tk.positive("num_code_groups");
+    t.codec_pad_id = tk.integer("codec_pad_id");
+    t.codec_bos_id = tk.integer("codec_bos_id");
+    t.codec_eos_id = tk.integer("codec_eos_token_id");
+    t.codec_nothink_id = tk.integer("codec_nothink_id");
+    t.codec_think_bos_id = tk.integer("codec_think_bos_id");
+    t.codec_think_eos_id = tk.integer("codec_think_eos_id");
+    if (!tk.has("speaker_id") || !tk.raw().at("speaker_id").is_object()) tk.fail("speaker_id", "an object");
+    for (auto& [name, v] : tk.raw().at("speaker_id").items()) {
+      if (!v.is_number_integer()) tk.fail("speaker_id", "an object of integer ids");
+      std::string lower = name;
+      for (char& ch : lower) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+      t.speaker_ids[lower] = v.get<int>();
+    }
+    if (t.thinker_hidden_size != c.thinker.hidden_size)
+      tk.fail("thinker_hidden_size", "equal to the thinker's hidden_size");
+    if (t.accept_hidden_layer < 0 || t.accept_hidden_layer > c.thinker.num_layers)
+      tk.fail("accept_hidden_layer", "between 0 and the thinker's num_hidden_layers");
+    if (t.text.shared_expert_intermediate_size <= 0)
+      tk.child("text_config").fail("shared_expert_intermediate_size", "a positive integer");
+    Reader cw = top.child("code2wav_config");
+    Code2WavConfig& w = c.code2wav;
+    w.codebook_size = cw.positive("codebook_size");
+    w.num_quantizers = cw.positive("num_quantizers");
+    w.hidden_size = cw.positive("hidden_size");
+    w.intermediate_size = cw.positive("intermediate_size");
+    w.num_layers = cw.positive("num_hidden_layers");
+    w.num_heads = cw.positive("num_attention_heads");
+    w.num_kv_heads = cw.integer("num_key_value_heads", w.num_heads);
+    w.sliding_window = cw.positive("sliding_window");
+    w.rms_norm_eps = cw.number("rms_norm_eps", 1e-5);
+    w.rope_theta = read_rope(cw, 1e4).theta;
+    w.decoder_dim = cw.positive("decoder_dim");
+    w.upsample_rates = cw.ints("upsample_rates");
+    w.upsampling_ratios = cw.ints("upsampling_ratios");
+    if (w.upsample_rates.empty()) cw.fail("upsample_rates", "a non-empty list");
+    if (w.hidden_size % w.num_heads != 0) cw.fail("num_attention_heads", "a divisor of hidden_size");
+    if (w.num_quantizers != t.num_code_groups) cw.fail("num_quantizers", "equal to talker num_code_groups");
+  }
+  return c;
+}
+
+}  // namespace omni
