@@ -1,0 +1,523 @@
+// attention(): projections (GEMV / cuBLAS), per-head q/k RMSNorm, NeoX RoPE, bf16 KV cache,
+// fp32 softmax, output projection.
+// Decode (one row with a cache): one fused kernel does q/k norm + RoPE + the cache write +
+// split-K attention over the cache + the merge of the splits; it reads the position from
+// device memory, so the step can be replayed from a CUDA graph with a new position.
+// Everything else (prefill, encoder windows): a prep kernel, then a tiled kernel.
+#include <cmath>
+
+#include "cuda_backend.h"
+#include "cuda_common.cuh"
+#include "cuda_kernels.h"
+
+namespace omni {
+namespace cuda {
+namespace {
+
+constexpr int kDecWarps = 8;
+constexpr int kDecMaxG = 8;    // q heads per kv head on the fused path
+constexpr int kDecMaxDpl = 4;  // head_dim / 32 on the fused path (head_dim <= 128)
+
+// RoPE frequency as HF computes it: float32 1 / theta^(2i/d). Computed in double (exact enough
+// to round to the same float) because fast-math would approximate powf.
+__device__ __forceinline__ float rope_inv_freq(int i, int hd, float theta) {
+  return float(1.0 / pow(double(theta), double(float(2 * i) / float(hd))));
+}
+__device__ __forceinline__ void rope_cos_sin(int pos, int i, int hd, float theta, float& c, float& s) {
+  const float angle = float(pos) * rope_inv_freq(i, hd, theta);
+  double sd, cd;
+  sincos(double(angle), &sd, &cd);
+  c = float(cd);
+  s = float(sd);
+}
+
+// One warp normalizes (optional) and rotates (optional) one head held as DPL contiguous values
+// per lane: lane l has dims [l*DPL, (l+1)*DPL); the rotate-half partner of a dim in the first
+// half sits in lane l ^ 16.
+template <int DPL>
+__device__ __forceinline__ void norm_rope_head(float (&v)[DPL], const uint16_t* norm_w, float eps, int pos,
+                                               float theta, int hd, int lane) {
+  if (norm_w) {
+    float ss = 0.f;
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) ss += v[t] * v[t];
+    const float inv = 1.f / sqrtf(warp_sum(ss) / float(hd) + eps);
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) v[t] = bf16_at(norm_w, lane * DPL + t) * (v[t] * inv);
+  }
+  if (theta > 0.f) {
+    const int half = hd / 2;
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) {
+      const float other = __shfl_xor_sync(kFull, v[t], 16);
+      const int d = lane * DPL + t;
+      const int i = d < half ? d : d - half;
+      float c, s;
+      rope_cos_sin(pos, i, hd, theta, c, s);
+      v[t] = d < half ? v[t] * c - other * s : v[t] * c + other * s;
+    }
+  }
+}
+
+struct DecodeArgs {
+  const float* q;  // raw projections (bias included)
+  const float* k;
+  const float* v;
+  const uint16_t* q_norm;
+  const uint16_t* k_norm;
+  float eps, theta, scale;
+  uint16_t* kc;
+  uint16_t* vc;
+  int capacity;
+  const int32_t* pos;
+  int hq, hkv, hd, window;
+  float* partials;  // [hq][splits][hd + 2]
+  unsigned* counters;
+  float* out;  // [hq * hd]
+  int* flags;
+};
+
+template <int DPL>
+__global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(DecodeArgs a) {
+  const int g = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int G = a.hq / a.hkv, hd = a.hd;
+  __shared__ float q_s[kDecMaxG][32 * kDecMaxDpl];
+  __shared__ float knew[32 * kDecMaxDpl], vnew[32 * kDecMaxDpl];
+  __shared__ float wm[kDecWarps][kDecMaxG], wl[kDecWarps][kDecMaxG];
+  __shared__ float wacc[kDecWarps][kDecMaxG][32 * kDecMaxDpl];
+  __shared__ bool last_block;
+
+  const int pos = *a.pos;
+  if (pos < 0 || pos >= a.capacity) {
+    if (threadIdx.x == 0 && g == 0 && split == 0) atomicOr(a.flags, kFlagBadPosition);
+    return;  // every block returns: the counters stay untouched
+  }
+  const int n = pos + 1;
+  const int lo = a.window > 0 ? max(0, n - a.window) : 0;
+  const int chunk = (n - lo + splits - 1) / splits;
+  const int start = lo + split * chunk, end = min(n, start + chunk);
+
+  for (int h = warp; h < G; h += kDecWarps) {
+    float v[DPL];
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) v[t] = a.q[(g * G + h) * hd + lane * DPL + t];
+    norm_rope_head<DPL>(v, a.q_norm, a.eps, pos, a.theta, hd, lane);
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) q_s[h][lane * DPL + t] = v[t] * a.scale;
+  }
+  // The block whose range holds the new position makes its key/value (rounded to bf16, as
+  // the cache stores them) and writes the cache slot; no other block reads that slot.
+  const bool has_new = start <= pos && pos < end;
+  if (has_new && warp < 2) {
+    float v[DPL];
+    const float* src = (warp == 0 ? a.k : a.v) + g * hd;
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) v[t] = src[lane * DPL + t];
+    if (warp == 0) norm_rope_head<DPL>(v, a.k_norm, a.eps, pos, a.theta, hd, lane);
+    uint16_t* dst = (warp == 0 ? a.kc : a.vc) + (int64_t(pos) * a.hkv + g) * hd;
+    float* sm = warp == 0 ? knew : vnew;
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) {
+      const uint16_t b = f32_to_bf16_bits(v[t]);
+      dst[lane * DPL + t] = b;
+      sm[lane * DPL + t] = __uint_as_float(uint32_t(b) << 16);
+    }
+  }
+  __syncthreads();
+
+  float m[kDecMaxG], l[kDecMaxG], acc[kDecMaxG][DPL];
+#pragma unroll
+  for (int h = 0; h < kDecMaxG; ++h) {
+    m[h] = -INFINITY;
+    l[h] = 0.f;
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) acc[h][t] = 0.f;
+  }
+  for (int j = start + warp; j < end; j += kDecWarps) {
+    float kv[DPL], vv[DPL];
+    if (j == pos) {
+#pragma unroll
+      for (int t = 0; t < DPL; ++t) {
+        kv[t] = knew[lane * DPL + t];
+        vv[t] = vnew[lane * DPL + t];
+      }
+    } else {
+      const uint16_t* kr = a.kc + (int64_t(j) * a.hkv + g) * hd + lane * DPL;
+      const uint16_t* vr = a.vc + (int64_t(j) * a.hkv + g) * hd + lane * DPL;
+#pragma unroll
+      for (int t = 0; t < DPL; ++t) {
+        kv[t] = bf16_at(kr, t);
+        vv[t] = bf16_at(vr, t);
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < kDecMaxG; ++h) {
+      if (h < G) {
+        float s = 0.f;
+#pragma unroll
+        for (int t = 0; t < DPL; ++t) s += q_s[h][lane * DPL + t] * kv[t];
+        s = warp_sum(s);
+        const float mn = fmaxf(m[h], s);
+        const float corr = __expf(m[h] - mn), p = __expf(s - mn);
+        l[h] = l[h] * corr + p;
+#pragma unroll
+        for (int t = 0; t < DPL; ++t) acc[h][t] = acc[h][t] * corr + p * vv[t];
+        m[h] = mn;
+      }
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < kDecMaxG; ++h) {
+    if (h < G) {
+      if (lane == 0) {
+        wm[warp][h] = m[h];
+        wl[warp][h] = l[h];
+      }
+#pragma unroll
+      for (int t = 0; t < DPL; ++t) wacc[warp][h][lane * DPL + t] = acc[h][t];
+    }
+  }
+  __syncthreads();
+  // Merge the warps into this split's partial: unnormalized output, max and sum per head.
+  const int stride = hd + 2;
+  for (int idx = threadIdx.x; idx < G * hd; idx += blockDim.x) {
+    const int h = idx / hd, d = idx % hd;
+    float M = -INFINITY;
+    for (int w = 0; w < kDecWarps; ++w) M = fmaxf(M, wm[w][h]);
+    float L = 0.f, O = 0.f;
+    if (M != -INFINITY) {
+      for (int w = 0; w < kDecWarps; ++w) {
+        const float e = wm[w][h] == -INFINITY ? 0.f : __expf(wm[w][h] - M);
+        L += wl[w][h] * e;
+        O += wacc[w][h][d] * e;
+      }
+    }
+    float* part = a.partials + (int64_t(g * G + h) * splits + split) * stride;
+    part[d] = O;
+    if (d == 0) {
+      part[hd] = M;
+      part[hd + 1] = L;
+    }
+  }
+  // The last split of this kv head to finish merges all splits.
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last_block = atomicAdd(&a.counters[g], 1u) == unsigned(splits - 1);
+  __syncthreads();
+  if (!last_block) return;
+  __threadfence();
+  for (int idx = threadIdx.x; idx < G * hd; idx += blockDim.x) {
+    const int h = idx / hd, d = idx % hd;
+    const float* part = a.partials + int64_t(g * G + h) * splits * stride;
+    float M = -INFINITY;
+    for (int s = 0; s < splits; ++s) M = fmaxf(M, __ldcg(part + s * stride + hd));
+    float L = 0.f, O = 0.f;
+    for (int s = 0; s < splits; ++s) {
+      const float ms = __ldcg(part + s * stride + hd);
+      if (ms == -INFINITY) continue;
+      const float e = __expf(ms - M);
+      L += __ldcg(part + s * stride + hd + 1) * e;
+      O += __ldcg(part + s * stride + d) * e;
+    }
+    a.out[(g * G + h) * hd + d] = O / L;
+  }
+  if (threadIdx.x == 0) a.counters[g] = 0;
+}
+
+// General path, step 1: q/k norm + RoPE in place, one warp per (row, head); with a cache, the
+// rows' keys/values are written to their slots (bf16).
+struct PrepArgs {
+  float* q;
+  float* k;
+  const float* v;
+  const uint16_t* q_norm;
+  const uint16_t* k_norm;
+  float eps, theta;
+  const int32_t* pos;
+  int hq, hkv, hd;
+  uint16_t* kc;
+  uint16_t* vc;
+  int capacity;
+  int* flags;
+};
+
+__global__ void attention_prep_kernel(PrepArgs a) {
+  const int s = blockIdx.x, head = blockIdx.y, lane = threadIdx.x;
+  const bool is_q = head < a.hq;
+  const int h = is_q ? head : head - a.hq;
+  float* row = is_q ? a.q + (int64_t(s) * a.hq + h) * a.hd : a.k + (int64_t(s) * a.hkv + h) * a.hd;
+  const uint16_t* nw = is_q ? a.q_norm : a.k_norm;
+  const int pos = a.pos ? a.pos[s] : 0;
+  if (nw) {
+    float ss = 0.f;
+    for (int d = lane; d < a.hd; d += 32) ss += row[d] * row[d];
+    const float inv = 1.f / sqrtf(warp_sum(ss) / float(a.hd) + a.eps);
+    for (int d = lane; d < a.hd; d += 32) row[d] = bf16_at(nw, d) * (row[d] * inv);
+    __syncwarp();
+  }
+  if (a.theta > 0.f) {
+    const int half = a.hd / 2;
+    for (int i = lane; i < half; i += 32) {
+      float c, sn;
+      rope_cos_sin(pos, i, a.hd, a.theta, c, sn);
+      const float x0 = row[i], x1 = row[i + half];
+      row[i] = x0 * c - x1 * sn;
+      row[i + half] = x1 * c + x0 * sn;
+    }
+    __syncwarp();
+  }
+  if (!is_q && a.kc) {
+    if (pos < 0 || pos >= a.capacity) {
+      if (lane == 0) atomicOr(a.flags, kFlagBadPosition);
+      return;
+    }
+    const float* vrow = a.v + (int64_t(s) * a.hkv + h) * a.hd;
+    for (int d = lane; d < a.hd; d += 32) {
+      a.kc[(int64_t(pos) * a.hkv + h) * a.hd + d] = f32_to_bf16_bits(row[d]);
+      a.vc[(int64_t(pos) * a.hkv + h) * a.hd + d] = f32_to_bf16_bits(vrow[d]);
+    }
+  }
+}
+
+// General path, step 2: one block per (32 query rows, q head); keys in tiles of 32 through
+// shared memory; online softmax in fp32. Keys are cache slots (bf16) or this call's rows (fp32).
+constexpr int kTq = 32, kTk = 16, kMaxHd = 128;
+struct TileArgs {
+  const float* q;   // [S, hq, hd], normalized and rotated
+  const void* k;    // cache [cap, hkv, hd] bf16, or rows [S, hkv, hd] fp32
+  const void* v;
+  bool kv_bf16;
+  const int32_t* pos;  // with a cache
+  int S, hq, hkv, hd, capacity;
+  bool cached, causal;
+  int window, block;
+  float scale;
+  float* out;  // [S, hq * hd]
+};
+
+__device__ __forceinline__ void key_range(const TileArgs& a, int s, int& lo, int& hi) {
+  lo = 0;
+  hi = a.S - 1;
+  const int qi = a.cached ? a.pos[s] : s;
+  if (a.cached) hi = min(a.pos[s], a.capacity - 1);  // a bad position was flagged by the prep kernel
+  else if (a.causal) hi = s;
+  if (a.window > 0) lo = max(0, qi - a.window + 1);
+  if (a.block > 0 && !a.cached) {
+    lo = max(lo, (s / a.block) * a.block);
+    hi = min(hi, (s / a.block + 1) * a.block - 1);
+  }
+}
+
+__global__ void __launch_bounds__(256) attention_tile_kernel(TileArgs a) {
+  const int r0 = blockIdx.x * kTq, h = blockIdx.y, kvh = h / (a.hq / a.hkv), hd = a.hd;
+  __shared__ float qs[kTq][kMaxHd + 1], ks[kTk][kMaxHd + 1], vs[kTk][kMaxHd + 1];
+  __shared__ float sc[kTq][kTk + 1];
+  __shared__ float rm[kTq], rl[kTq], rcorr[kTq];
+  __shared__ int rlo[kTq], rhi[kTq];
+  const int tid = threadIdx.x;
+  for (int i = tid; i < kTq * hd; i += blockDim.x) {
+    const int r = i / hd, d = i % hd;
+    qs[r][d] = r0 + r < a.S ? a.q[(int64_t(r0 + r) * a.hq + h) * hd + d] * a.scale : 0.f;
+  }
+  if (tid < kTq) {
+    int lo = 0, hi = -1;
+    if (r0 + tid < a.S) key_range(a, r0 + tid, lo, hi);
+    rlo[tid] = lo;
+    rhi[tid] = hi;
+    rm[tid] = -INFINITY;
+    rl[tid] = 0.f;
+  }
+  // Each thread owns (row, dims) of the output accumulator: 32 rows x hd dims over 256 threads.
+  constexpr int kAccPer = kTq * kMaxHd / 256;  // 16
+  float acc[kAccPer];
+#pragma unroll
+  for (int i = 0; i < kAccPer; ++i) acc[i] = 0.f;
+  __syncthreads();
+  int kmin = 1 << 30, kmax = -1;
+  for (int r = 0; r < kTq; ++r)
+    if (rhi[r] >= rlo[r]) {
+      kmin = min(kmin, rlo[r]);
+      kmax = max(kmax, rhi[r]);
+    }
+  for (int k0 = kmin; k0 <= kmax; k0 += kTk) {
+    for (int i = tid; i < kTk * hd; i += blockDim.x) {
+      const int j = i / hd, d = i % hd, key = k0 + j;
+      float kk = 0.f, vv = 0.f;
+      if (key <= kmax) {
+        const int64_t off = (int64_t(key) * a.hkv + kvh) * hd + d;
+        if (a.kv_bf16) {
+          kk = bf16_at(static_cast<const uint16_t*>(a.k), off);
+          vv = bf16_at(static_cast<const uint16_t*>(a.v), off);
+        } else {
+          kk = static_cast<const float*>(a.k)[off];
+          vv = static_cast<const float*>(a.v)[off];
+        }
+      }
+      ks[j][d] = kk;
+      vs[j][d] = vv;
+    }
+    __syncthreads();
+    for (int i = tid; i < kTq * kTk; i += blockDim.x) {
+      const int r = i / kTk, j = i % kTk, key = k0 + j;
+      float s = -INFINITY;
+      if (key >= rlo[r] && key <= rhi[r]) {
+        s = 0.f;
+        for (int d = 0; d < hd; ++d) s += qs[r][d] * ks[j][d];
+      }
+      sc[r][j] = s;
+    }
+    __syncthreads();
+    if (tid < kTq) {
+      const int r = tid;
+      float mx = rm[r];
+      for (int j = 0; j < kTk; ++j) mx = fmaxf(mx, sc[r][j]);
+      const float corr = mx == -INFINITY ? 1.f : __expf(rm[r] - mx);
+      float sum = rl[r] * corr;
+      for (int j = 0; j < kTk; ++j) {
+        const float p = sc[r][j] == -INFINITY ? 0.f : __expf(sc[r][j] - mx);
+        sc[r][j] = p;
+        sum += p;
+      }
+      rm[r] = mx;
+      rl[r] = sum;
+      rcorr[r] = corr;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < kAccPer; ++i) {
+      const int idx = tid + i * 256, r = idx / kMaxHd, d = idx % kMaxHd;
+      if (d < hd) {
+        float o = acc[i] * rcorr[r];
+        for (int j = 0; j < kTk; ++j) o += sc[r][j] * vs[j][d];
+        acc[i] = o;
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < kAccPer; ++i) {
+    const int idx = tid + i * 256, r = idx / kMaxHd, d = idx % kMaxHd;
+    if (d < hd && r0 + r < a.S) a.out[(int64_t(r0 + r) * a.hq + h) * hd + d] = rl[r] > 0.f ? acc[i] / rl[r] : 0.f;
+  }
+}
+
+}  // namespace
+}  // namespace cuda
+
+using namespace cuda;
+
+namespace {
+const uint16_t* opt_bf16(const Tensor& t) { return t.empty() ? nullptr : t.as<uint16_t>(); }
+}  // namespace
+
+void CudaBackend::attention(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args, const Tensor& out) {
+  const int hq = w.num_heads, hkv = w.num_kv_heads, hd = w.head_dim;
+  if (hq <= 0 || hkv <= 0 || hq % hkv != 0 || hd <= 0 || hd % 2 != 0)
+    throw Error("attention: " + std::to_string(hq) + " q heads, " + std::to_string(hkv) + " kv heads, head_dim " +
+                std::to_string(hd) + " is not a valid grouping");
+  if (x.dtype != DType::F32 || out.dtype != DType::F32 || x.dim(-1) != w.wq.dim(1))
+    throw Error("attention: x " + x.shape_str() + " does not match wq " + w.wq.shape_str());
+  if ((w.rope_theta > 0.f || args.cache) && args.positions.empty())
+    throw Error("attention: positions are required");
+  if (args.cache && (args.cache->k.dtype != DType::BF16 || args.cache->k.dim(1) != hkv || args.cache->k.dim(2) != hd))
+    throw Error("attention: KV cache " + args.cache->k.shape_str() + " " + dtype_name(args.cache->k.dtype) +
+                " is not a bf16 [capacity, " + std::to_string(hkv) + ", " + std::to_string(hd) + "] cache");
+  const int G = hq / hkv;
+  const bool fused = x.dim(0) == 1 && args.cache && args.block == 0 && G <= 8 && (hd == 64 || hd == 128) &&
+                     hq <= kCudaMaxHeads;
+  if (fused) attention_decode(w, x, args, out);
+  else attention_general(w, x, args, out);
+}
+
+void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args,
+                                   const Tensor& out) {
+  const int hq = w.num_heads, hkv = w.num_kv_heads, hd = w.head_dim;
+  scratch_reset();
+  float* q = static_cast<float*>(scratch(sizeof(float) * size_t(hq + 2 * hkv) * hd, "attention"));
+  float* k = q + hq * hd;
+  float* v = k + hkv * hd;
+  float* o = static_cast<float*>(scratch(sizeof(float) * size_t(hq) * hd, "attention"));
+  GemvArgs g;
+  g.nseg = 3;
+  g.seg[0] = {w.wq.as<uint16_t>(), opt_bf16(w.bq), q, hq * hd};
+  g.seg[1] = {w.wk.as<uint16_t>(), opt_bf16(w.bk), k, hkv * hd};
+  g.seg[2] = {w.wv.as<uint16_t>(), opt_bf16(w.bv), v, hkv * hd};
+  g.K = int(x.dim(1));
+  g.x = x.as<float>();
+  launch_gemv(g, stream_);
+
+  DecodeArgs a;
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.q_norm = opt_bf16(w.q_norm);
+  a.k_norm = opt_bf16(w.k_norm);
+  a.eps = w.norm_eps;
+  a.theta = w.rope_theta;
+  a.scale = 1.f / std::sqrt(float(hd));
+  a.kc = args.cache->k.as<uint16_t>();
+  a.vc = args.cache->v.as<uint16_t>();
+  a.capacity = int(args.cache->capacity());
+  a.pos = args.positions.as<int32_t>();
+  a.hq = hq;
+  a.hkv = hkv;
+  a.hd = hd;
+  a.window = args.sliding_window;
+  a.partials = attn_partials_;
+  a.counters = counters_;
+  a.out = o;
+  a.flags = flags_;
+  const dim3 grid(unsigned(hkv), kCudaAttnSplits);
+  if (hd == 128) attention_decode_kernel<4><<<grid, kDecWarps * kWarp, 0, stream_>>>(a);
+  else attention_decode_kernel<2><<<grid, kDecWarps * kWarp, 0, stream_>>>(a);
+  OMNI_LAUNCHED("attention_decode_kernel");
+  linear_rows(o, 1, w.wo, w.bo, out.as<float>(), Activation::None);
+}
+
+void CudaBackend::attention_general(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args,
+                                    const Tensor& out) {
+  const int hq = w.num_heads, hkv = w.num_kv_heads, hd = w.head_dim;
+  const int64_t S = x.dim(0);
+  if (hd > kMaxHd) throw Error("attention: head_dim " + std::to_string(hd) + " above 128 is not supported on CUDA");
+  scratch_reset();
+  float* q = static_cast<float*>(scratch(sizeof(float) * size_t(S) * hq * hd, "attention"));
+  float* k = static_cast<float*>(scratch(sizeof(float) * size_t(S) * hkv * hd, "attention"));
+  float* v = static_cast<float*>(scratch(sizeof(float) * size_t(S) * hkv * hd, "attention"));
+  float* o = static_cast<float*>(scratch(sizeof(float) * size_t(S) * hq * hd, "attention"));
+  linear_rows(x.as<float>(), S, w.wq, w.bq, q, Activation::None);
+  linear_rows(x.as<float>(), S, w.wk, w.bk, k, Activation::None);
+  linear_rows(x.as<float>(), S, w.wv, w.bv, v, Activation::None);
+  PrepArgs p{q, k, v, opt_bf16(w.q_norm), opt_bf16(w.k_norm), w.norm_eps, w.rope_theta,
+             args.positions.empty() ? nullptr : args.positions.as<int32_t>(), hq, hkv, hd,
+             args.cache ? args.cache->k.as<uint16_t>() : nullptr, args.cache ? args.cache->v.as<uint16_t>() : nullptr,
+             args.cache ? int(args.cache->capacity()) : 0, flags_};
+  if (S > 0 && (p.q_norm || p.k_norm || p.theta > 0.f || p.kc)) {
+    attention_prep_kernel<<<dim3(unsigned(S), unsigned(hq + hkv)), 32, 0, stream_>>>(p);
+    OMNI_LAUNCHED("attention_prep_kernel");
+  }
+  TileArgs t;
+  t.q = q;
+  t.k = args.cache ? static_cast<const void*>(args.cache->k.data) : k;
+  t.v = args.cache ? static_cast<const void*>(args.cache->v.data) : v;
+  t.kv_bf16 = args.cache != nullptr;
+  t.pos = args.positions.empty() ? nullptr : args.positions.as<int32_t>();
+  t.S = int(S);
+  t.hq = hq;
+  t.hkv = hkv;
+  t.hd = hd;
+  t.capacity = args.cache ? int(args.cache->capacity()) : 0;
+  t.cached = args.cache != nullptr;
+  t.causal = args.causal;
+  t.window = args.sliding_window;
+  t.block = args.block;
+  t.scale = 1.f / std::sqrt(float(hd));
+  t.out = o;
+  if (S > 0) {
+    attention_tile_kernel<<<dim3(unsigned((S + kTq - 1) / kTq), unsigned(hq)), 256, 0, stream_>>>(t);
+    OMNI_LAUNCHED("attention_tile_kernel");
+  }
+  linear_rows(o, S, w.wo, w.bo, out.as<float>(), Activation::None);
+}
+
+}  // namespace omni

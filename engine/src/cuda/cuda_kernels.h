@@ -1,0 +1,34 @@
+// Host-side launchers of kernels shared between the CUDA backend's files.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace omni {
+namespace cuda {
+
+// Decode GEMV, y_s = act(W_s x + b_s), over up to three matrices that share x and K (the q, k,
+// v projections run as one launch). One warp per output row; W bf16 [n, K] with K % 8 == 0;
+// x fp32 [rows, K], y fp32 [rows, n_s]; the weights are read once per kGemvMaxRows rows.
+struct GemvSegment {
+  const uint16_t* w = nullptr;
+  const uint16_t* bias = nullptr;
+  float* y = nullptr;
+  int n = 0;
+};
+struct GemvArgs {
+  GemvSegment seg[3];
+  int nseg = 1;
+  int K = 0;
+  int rows = 1;
+  const float* x = nullptr;
+  int act = 0;  // 0 none, 1 SiLU, 2 GELU
+};
+constexpr int kGemvMaxRows = 8;
+void launch_gemv(const GemvArgs& a, cudaStream_t stream);
+
+// Any-K fallback (K % 8 != 0 or unaligned): one warp per (row, output), scalar loads.
+void launch_gemv_scalar(const GemvArgs& a, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace omni
