@@ -122,6 +122,7 @@ def decode_cases(tok, rng):
     for _ in range(40):  # random mixtures of byte tokens, including stray continuation bytes
         cases.append([rng.randrange(0, 256) for _ in range(rng.randint(1, 8))])
     cases.append([151644, 872, 198, 9707, 151645])
+    cases.append([9707, 151676, 151999, 152063, 11])  # ids past the vocabulary (the LM head has 152064 rows)
     out = []
     for ids in cases:
         out.append({"ids": ids, "decode": tok.decode(ids, skip_special_tokens=False),

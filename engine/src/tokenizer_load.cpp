@@ -52,6 +52,50 @@ struct ByteAlphabet {
   }
 };
 
+// Vocab string → id over the parsed entries, open addressing. Resolving ~150k merges takes ~450k
+// lookups; a flat table of (hash, entry) is several times faster here than std::unordered_map.
+class VocabIndex {
+ public:
+  void build(const std::vector<std::pair<std::string, int64_t>>& entries) {
+    entries_ = &entries;
+    size_t capacity = 16;
+    while (capacity < 2 * entries.size()) capacity *= 2;
+    slots_.assign(capacity, Slot{});
+    for (size_t e = 0; e < entries.size(); ++e) {
+      const uint64_t h = hash(entries[e].first);
+      size_t i = h & (capacity - 1);
+      while (slots_[i].entry != 0) {
+        // A repeated key: the later entry wins, as when HF reads the JSON object into a map.
+        if (slots_[i].hash == h && entries[slots_[i].entry - 1].first == entries[e].first) break;
+        i = (i + 1) & (capacity - 1);
+      }
+      slots_[i] = Slot{h, static_cast<uint32_t>(e + 1)};
+    }
+  }
+  int32_t find(std::string_view token) const {
+    const uint64_t h = hash(token);
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = h & mask; slots_[i].entry != 0; i = (i + 1) & mask) {
+      const auto& entry = (*entries_)[slots_[i].entry - 1];
+      if (slots_[i].hash == h && entry.first == token) return static_cast<int32_t>(entry.second);
+    }
+    return -1;
+  }
+
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    uint32_t entry = 0;  // index + 1 into entries_; 0 = empty
+  };
+  static uint64_t hash(std::string_view s) {  // FNV-1a
+    uint64_t h = 1469598103934665603ULL;
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+    return h;
+  }
+  const std::vector<std::pair<std::string, int64_t>>* entries_ = nullptr;
+  std::vector<Slot> slots_;
+};
+
 class Loader {
  public:
   explicit Loader(std::string path) : path_(std::move(path)) {}
@@ -165,8 +209,8 @@ class Loader {
     if (!file_.error.empty()) fail("", file_.error);
     const auto& vocab = file_.vocab;
     if (vocab.empty()) fail("model.vocab", "is empty");
-    std::unordered_map<std::string_view, int32_t>& by_string = vocab_by_string_;
-    by_string.reserve(vocab.size());
+    VocabIndex& by_string = vocab_index_;
+    by_string.build(vocab);
     vocab_count_ = static_cast<int64_t>(vocab.size());
     tok.vocab_by_bytes.reserve(vocab.size());
     int64_t max_id = 0;
@@ -175,7 +219,6 @@ class Loader {
     tok.id_special.resize(static_cast<size_t>(max_id) + 1, 0);
     for (const auto& [token, id64] : vocab) {
       const auto id = static_cast<int32_t>(id64);
-      by_string.emplace(token, id);
       bool in_alphabet = false;
       std::string bytes = alphabet_.to_bytes(token, &in_alphabet);
       tok.id_bytes[id] = bytes;
@@ -186,28 +229,27 @@ class Loader {
     for (int b = 0; b < 256; ++b) {
       std::string ch;
       utf8::append(ch, alphabet_.byte_to_char[b]);
-      auto it = by_string.find(ch);
-      if (it == by_string.end()) {
+      const int32_t id = by_string.find(ch);
+      if (id < 0) {
         char hex[8];
         std::snprintf(hex, sizeof hex, "0x%02X", b);
         fail("model.vocab", std::string("has no byte-level token for byte ") + hex + " ('" + ch + "')");
       }
-      tok.bpe.set_byte_token(static_cast<uint8_t>(b), it->second);
+      tok.bpe.set_byte_token(static_cast<uint8_t>(b), id);
     }
     read_merges(by_string, tok);
   }
 
-  void read_merges(const std::unordered_map<std::string_view, int32_t>& by_string, BpeTokenizer& tok) {
+  void read_merges(const VocabIndex& by_string, BpeTokenizer& tok) {
     const auto& merges = file_.merges;
     tok.bpe.reserve(merges.size());
     std::string joined;
     for (size_t i = 0; i < merges.size(); ++i) {
       const auto& [left, right] = merges[i];
       auto id_of = [&](const std::string& token) {
-        auto it = by_string.find(token);
-        if (it == by_string.end())
-          fail("model.merges[" + std::to_string(i) + "]", "token \"" + token + "\" is not in model.vocab");
-        return it->second;
+        const int32_t id = by_string.find(token);
+        if (id < 0) fail("model.merges[" + std::to_string(i) + "]", "token \"" + token + "\" is not in model.vocab");
+        return id;
       };
       joined.assign(left).append(right);
       tok.bpe.add_merge(id_of(left), id_of(right), id_of(joined), static_cast<int32_t>(i));
@@ -242,8 +284,8 @@ class Loader {
         *seen = t;
         continue;
       }
-      if (auto v = vocab_by_string_.find(t.content); v != vocab_by_string_.end()) {
-        t.id = v->second;
+      if (const int32_t v = vocab_index_.find(t.content); v >= 0) {
+        t.id = v;
       } else {
         t.id = static_cast<int32_t>(max_added < 0 || max_added < vocab_count_ ? vocab_count_ : max_added + 1);
       }
@@ -273,8 +315,7 @@ class Loader {
   std::string path_;
   TokenizerJson file_;
   ByteAlphabet alphabet_;
-  // Model vocab strings as written (views into the parsed JSON, alive while load() runs).
-  std::unordered_map<std::string_view, int32_t> vocab_by_string_;
+  VocabIndex vocab_index_;  // model vocab strings as written in the file
   int64_t vocab_count_ = 0;
 };
 
