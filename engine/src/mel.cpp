@@ -98,7 +98,7 @@ MelConfig MelConfig::load(const std::string& path) {
 }
 
 struct MelFrontend::Plan {
-  fftwf_plan plan = nullptr;
+  fftw_plan plan = nullptr;
 };
 
 MelFrontend::MelFrontend(const MelConfig& cfg) : cfg_(cfg), plan_(std::make_unique<Plan>()) {
@@ -113,17 +113,17 @@ MelFrontend::MelFrontend(const MelConfig& cfg) : cfg_(cfg), plan_(std::make_uniq
   filters_ = slaney_mel_filters(n / 2 + 1, cfg.feature_size, 0.0, 8000.0, cfg.sampling_rate);
 
   std::lock_guard<std::mutex> lock(fftw_planner_mutex());
-  float* in = fftwf_alloc_real(size_t(n));
-  fftwf_complex* out = fftwf_alloc_complex(size_t(n / 2 + 1));
-  plan_->plan = fftwf_plan_dft_r2c_1d(n, in, out, FFTW_ESTIMATE);
-  fftwf_free(in);
-  fftwf_free(out);
+  double* in = fftw_alloc_real(size_t(n));
+  fftw_complex* out = fftw_alloc_complex(size_t(n / 2 + 1));
+  plan_->plan = fftw_plan_dft_r2c_1d(n, in, out, FFTW_ESTIMATE);
+  fftw_free(in);
+  fftw_free(out);
   if (!plan_->plan) throw Error("mel front end: FFTW could not plan a " + std::to_string(n) + "-point FFT");
 }
 
 MelFrontend::~MelFrontend() {
   std::lock_guard<std::mutex> lock(fftw_planner_mutex());
-  if (plan_ && plan_->plan) fftwf_destroy_plan(plan_->plan);
+  if (plan_ && plan_->plan) fftw_destroy_plan(plan_->plan);
 }
 
 int MelFrontend::frame_count(size_t num_samples) const { return int(num_samples / size_t(cfg_.hop_length)); }
@@ -157,9 +157,9 @@ MelFeatures MelFrontend::compute(const float* wave, size_t num_samples) const {
   out.bins = bins;
   out.frames = frames;
   out.data.resize(size_t(bins) * size_t(frames));
-  float* in = fftwf_alloc_real(size_t(n_fft));
-  fftwf_complex* spec = fftwf_alloc_complex(size_t(n_freq));
-  std::vector<float> power(static_cast<size_t>(n_freq));
+  double* in = fftw_alloc_real(size_t(n_fft));
+  fftw_complex* spec = fftw_alloc_complex(size_t(n_freq));
+  std::vector<double> power(static_cast<size_t>(n_freq));
   float max_log = -INFINITY;
   for (int t = 0; t < frames; ++t) {
     // Sample index i of the reflect-padded signal (pad n_fft/2 on both sides, edge excluded).
@@ -167,21 +167,21 @@ MelFeatures MelFrontend::compute(const float* wave, size_t num_samples) const {
       int64_t i = int64_t(t) * hop + k - half;
       if (i < 0) i = -i;
       else if (i >= len) i = 2 * (len - 1) - i;
-      in[k] = wave[i] * window_[size_t(k)];
+      in[k] = double(wave[i]) * double(window_[size_t(k)]);
     }
-    fftwf_execute_dft_r2c(plan_->plan, in, spec);
+    fftw_execute_dft_r2c(plan_->plan, in, spec);
     for (int f = 0; f < n_freq; ++f) power[size_t(f)] = spec[f][0] * spec[f][0] + spec[f][1] * spec[f][1];
     for (int m = 0; m < bins; ++m) {
       double acc = 0.0;
       for (int f = lo[size_t(m)]; f <= hi[size_t(m)]; ++f)
-        acc += double(filters_[size_t(f) * size_t(bins) + size_t(m)]) * double(power[size_t(f)]);
+        acc += double(filters_[size_t(f) * size_t(bins) + size_t(m)]) * power[size_t(f)];
       const float v = std::log10(std::max(float(acc), 1e-10f));
       out.data[size_t(m) * size_t(frames) + size_t(t)] = v;
       max_log = std::max(max_log, v);
     }
   }
-  fftwf_free(in);
-  fftwf_free(spec);
+  fftw_free(in);
+  fftw_free(spec);
   const float floor = max_log - 8.0f;
   for (float& v : out.data) v = (std::max(v, floor) + 4.0f) / 4.0f;
   return out;

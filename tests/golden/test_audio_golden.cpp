@@ -1,0 +1,162 @@
+// Audio in against transformers (tests/fixtures/golden, written by tools/make_fixtures.py):
+// WhisperFeatureExtractor features within 1e-4 absolute, the audio tower's output within 1e-4
+// relative (||a-b|| / ||b||), token counts, and the scatter into the thinker's embeddings.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "audio_encoder.h"
+#include "golden_util.h"
+#include "audio_input.h"
+#include "backend.h"
+#include "checkpoint.h"
+#include "io/wav.h"
+#include "mel.h"
+#include "model_config.h"
+#include "npy.h"
+#include "omni/errors.h"
+
+namespace fs = std::filesystem;
+using namespace omni;
+
+namespace {
+
+const std::string kFixtures = OMNI_FIXTURES;
+
+std::vector<std::string> clip_names() {
+  std::vector<std::string> names;
+  if (fs::is_directory(kFixtures + "/audio"))
+    for (const auto& e : fs::directory_iterator(kFixtures + "/audio"))
+      if (e.path().extension() == ".wav") names.push_back(e.path().stem().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string wav_path(const std::string& clip) { return kFixtures + "/audio/" + clip + ".wav"; }
+std::string features_path(const std::string& clip) { return kFixtures + "/golden/audio/" + clip + "/features.npy"; }
+std::string model_dir(const std::string& model) { return kFixtures + "/models/" + model; }
+std::string golden_dir(const std::string& model, const std::string& clip) {
+  return kFixtures + "/golden/" + model + "/audio/" + clip;
+}
+
+MelFeatures mel_from_npy(const NpyArray& a) {
+  MelFeatures m;
+  m.bins = int(a.shape.at(0));
+  m.frames = int(a.shape.at(1));
+  m.data = a.f32;
+  return m;
+}
+
+double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  return golden::rel_err(a.data(), b.data(), std::min(a.size(), b.size()));
+}
+
+struct LoadedModel {
+  ModelConfig cfg;
+  Checkpoint ck;
+  std::unique_ptr<Backend> be = make_cpu_backend();
+  explicit LoadedModel(const std::string& model)
+      : cfg(ModelConfig::load(model_dir(model) + "/config.json")), ck(model_dir(model)) {}
+};
+
+// Encodes `mel` on the CPU backend; returns [N, output_dim] as floats.
+std::vector<float> encode(LoadedModel& m, AudioEncoder& enc, const MelFeatures& mel) {
+  const int n = enc.token_count(mel.frames);
+  Tensor out = m.be->alloc({int64_t(n), int64_t(m.cfg.audio.output_dim)});
+  enc.encode(mel, out);
+  std::vector<float> host(size_t(out.numel()));
+  m.be->download_f32(host.data(), out);
+  return host;
+}
+
+void check_encoder(const std::string& model) {
+  SCOPED_TRACE(model);
+  ASSERT_TRUE(fs::is_directory(model_dir(model))) << model_dir(model) << " is missing";
+  LoadedModel m(model);
+  const auto names = clip_names();
+  ASSERT_FALSE(names.empty()) << "no clips under " << kFixtures << "/audio";
+  // One window per pass, so the longest clip also exercises the multi-pass path.
+  AudioEncoder enc(*m.be, m.cfg.audio, load_audio_encoder_weights(m.ck, *m.be, m.cfg.audio), 1);
+  MelFrontend front(MelConfig::load(model_dir(model) + "/preprocessor_config.json"));
+  for (const std::string& clip : names) {
+    SCOPED_TRACE(clip);
+    const NpyArray feat = read_npy(features_path(clip));
+    const NpyArray golden = read_npy(golden_dir(model, clip) + "/encoder_out.npy");
+    const MelFeatures mel = mel_from_npy(feat);
+    const int n = audio_token_count(mel.frames, m.cfg.audio);
+    ASSERT_EQ(golden.shape, (std::vector<int64_t>{n, m.cfg.audio.output_dim}));
+    const double err = relative_error(encode(m, enc, mel), golden.f32);
+    EXPECT_LT(err, 1e-4) << "encoder on transformers' features";
+    // The whole path from the WAV file: our features into our encoder.
+    const std::vector<float> wave = audio::load_wav_mono(wav_path(clip));
+    const double err_e2e = relative_error(encode(m, enc, front.compute(wave.data(), wave.size())), golden.f32);
+    EXPECT_LT(err_e2e, 1e-4) << "encoder on our features";
+    std::printf("[ audio ] %s %s: %d tokens, encoder rel err %.3g (HF features), %.3g (ours)\n", model.c_str(),
+                clip.c_str(), n, err, err_e2e);
+  }
+}
+
+}  // namespace
+
+TEST(AudioGolden, MelFeaturesMatchWhisperFeatureExtractor) {
+  const auto names = clip_names();
+  ASSERT_FALSE(names.empty()) << "no clips under " << kFixtures << "/audio";
+  MelFrontend front(MelConfig::load(model_dir("tiny-a") + "/preprocessor_config.json"));
+  for (const std::string& clip : names) {
+    SCOPED_TRACE(clip);
+    const std::vector<float> wave = audio::load_wav_mono(wav_path(clip));
+    const MelFeatures ours = front.compute(wave.data(), wave.size());
+    const NpyArray golden = read_npy(features_path(clip));
+    ASSERT_EQ(golden.shape, (std::vector<int64_t>{ours.bins, ours.frames}));
+    double max_abs = 0;
+    for (size_t i = 0; i < ours.data.size(); ++i)
+      max_abs = std::max(max_abs, std::abs(double(ours.data[i]) - golden.f32[i]));
+    EXPECT_LE(max_abs, 1e-4);
+    std::printf("[ audio ] %s: %zu samples, %d frames, features max abs diff %.3g\n", clip.c_str(), wave.size(),
+                ours.frames, max_abs);
+  }
+}
+
+TEST(AudioGolden, EncoderMatchesTransformersTinyA) { check_encoder("tiny-a"); }
+TEST(AudioGolden, EncoderMatchesTransformersTinyB) { check_encoder("tiny-b"); }
+
+// The Session's wiring: audio_pad rows of the golden prompt get the encoder rows, nothing else changes.
+TEST(AudioGolden, FillEmbeddingsScattersIntoAudioPadRows) {
+  const std::string model = "tiny-a";
+  LoadedModel m(model);
+  AudioInput input(*m.be, m.ck, m.cfg, model_dir(model));
+  for (const std::string& clip : clip_names()) {
+    SCOPED_TRACE(clip);
+    const NpyArray ids_npy = read_npy(golden_dir(model, clip) + "/prompt_ids.npy");
+    const std::vector<int32_t> ids(ids_npy.i64.begin(), ids_npy.i64.end());
+    const std::vector<float> wave = audio::load_wav_mono(wav_path(clip));
+    const std::vector<int64_t> rows = AudioInput::audio_pad_rows(ids, m.cfg.ids.audio_pad);
+    ASSERT_EQ(int64_t(rows.size()), input.token_count(wave.size())) << "prompt pads vs. audio_token_count";
+
+    const int64_t S = int64_t(ids.size()), H = m.cfg.thinker.hidden_size;
+    Tensor emb = m.be->alloc({S, H});
+    std::vector<float> sentinel(size_t(S * H));
+    for (size_t i = 0; i < sentinel.size(); ++i) sentinel[i] = float(i % 97) - 48.f;
+    m.be->upload(emb, sentinel.data());
+    input.fill_embeddings(wave.data(), wave.size(), emb, rows);
+    std::vector<float> after(size_t(S * H));
+    m.be->download_f32(after.data(), emb);
+
+    const NpyArray golden = read_npy(golden_dir(model, clip) + "/encoder_out.npy");
+    std::vector<float> scattered;
+    for (int64_t r = 0; r < S; ++r) {
+      const bool is_pad = ids[size_t(r)] == m.cfg.ids.audio_pad;
+      for (int64_t c = 0; c < H; ++c) {
+        if (is_pad) scattered.push_back(after[size_t(r * H + c)]);
+        else ASSERT_EQ(after[size_t(r * H + c)], sentinel[size_t(r * H + c)]) << "row " << r << " was overwritten";
+      }
+    }
+    EXPECT_LT(relative_error(scattered, golden.f32), 1e-4);
+    // A prompt with the wrong number of pads is an error, not a silent misalignment (spec 9.9).
+    std::vector<int64_t> short_rows(rows.begin(), rows.end() - 1);
+    EXPECT_THROW(input.fill_embeddings(wave.data(), wave.size(), emb, short_rows), Error);
+  }
+}
