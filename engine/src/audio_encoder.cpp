@@ -242,26 +242,4 @@ void AudioEncoder::encode(const MelFeatures& mel, const Tensor& out) {
   encode_with(mel, [&](const Tensor& rows, int64_t offset) { be_.copy(rows, out.rows(offset, rows.dim(0))); });
 }
 
-void AudioEncoder::encode_into_rows(const MelFeatures& mel, const Tensor& dst, const std::vector<int64_t>& rows) {
-  const int64_t n = token_count(mel.frames);
-  if (int64_t(rows.size()) != n)
-    throw Error("audio encoder: the prompt has " + std::to_string(rows.size()) + " <|audio_pad|> rows but the clip (" +
-                std::to_string(mel.frames) + " mel frames) gives " + std::to_string(n) + " audio tokens");
-  if (dst.ndim != 2 || dst.dim(1) != cfg_.output_dim || dst.dtype != head_out_.dtype)
-    throw Error("audio encoder: embeddings " + dst.shape_str() + " should have " + std::to_string(cfg_.output_dim) +
-                " columns of the backend's activation dtype");
-  for (int64_t r : rows)
-    if (r < 0 || r >= dst.dim(0))
-      throw Error("audio encoder: row " + std::to_string(r) + " is outside the embeddings " + dst.shape_str());
-  encode_with(mel, [&](const Tensor& out, int64_t offset) {
-    // Copy runs of consecutive destination rows at once (the usual case is one run).
-    for (int64_t i = 0; i < out.dim(0);) {
-      int64_t j = i + 1;
-      while (j < out.dim(0) && rows[size_t(offset + j)] == rows[size_t(offset + j - 1)] + 1) ++j;
-      be_.copy(out.rows(i, j - i), dst.rows(rows[size_t(offset + i)], j - i));
-      i = j;
-    }
-  });
-}
-
 }  // namespace omni

@@ -49,9 +49,6 @@ class AudioEncoder {
 
   // out: [token_count(mel.frames), output_dim] backend tensor. Not re-entrant (shared scratch).
   void encode(const MelFeatures& mel, const Tensor& out);
-  // Writes output row i into row rows[i] of `dst` ([S, output_dim], e.g. the thinker's input
-  // embeddings). rows.size() must equal token_count(mel.frames).
-  void encode_into_rows(const MelFeatures& mel, const Tensor& dst, const std::vector<int64_t>& rows);
 
  private:
   struct Geometry;

@@ -123,40 +123,47 @@ TEST(AudioGolden, MelFeaturesMatchWhisperFeatureExtractor) {
 TEST(AudioGolden, EncoderMatchesTransformersTinyA) { check_encoder("tiny-a"); }
 TEST(AudioGolden, EncoderMatchesTransformersTinyB) { check_encoder("tiny-b"); }
 
-// The Session's wiring: audio_pad rows of the golden prompt get the encoder rows, nothing else changes.
-TEST(AudioGolden, FillEmbeddingsScattersIntoAudioPadRows) {
+// The Session's wiring: encode once, then fill each prefill chunk's <|audio_pad|> rows (chunks of
+// 7 rows here, so pad runs are split across chunks); other rows keep their embeddings.
+TEST(AudioGolden, PrefillChunksGetTheEncodedRowsAtTheAudioPads) {
   const std::string model = "tiny-a";
   LoadedModel m(model);
-  AudioInput input(*m.be, m.ck, m.cfg, model_dir(model));
+  AudioInput input(*m.be, m.ck, m.cfg, model_dir(model), 512);
   for (const std::string& clip : clip_names()) {
     SCOPED_TRACE(clip);
     const NpyArray ids_npy = read_npy(golden_dir(model, clip) + "/prompt_ids.npy");
     const std::vector<int32_t> ids(ids_npy.i64.begin(), ids_npy.i64.end());
     const std::vector<float> wave = audio::load_wav_mono(wav_path(clip));
-    const std::vector<int64_t> rows = AudioInput::audio_pad_rows(ids, m.cfg.ids.audio_pad);
-    ASSERT_EQ(int64_t(rows.size()), input.token_count(wave.size())) << "prompt pads vs. audio_token_count";
+    const int pads = int(std::count(ids.begin(), ids.end(), m.cfg.ids.audio_pad));
+    ASSERT_EQ(input.token_count(wave.size()), pads) << "prompt pads vs. audio_token_count";
+    ASSERT_EQ(input.encode(wave.data(), wave.size()), pads);
 
-    const int64_t S = int64_t(ids.size()), H = m.cfg.thinker.hidden_size;
-    Tensor emb = m.be->alloc({S, H});
-    std::vector<float> sentinel(size_t(S * H));
-    for (size_t i = 0; i < sentinel.size(); ++i) sentinel[i] = float(i % 97) - 48.f;
-    m.be->upload(emb, sentinel.data());
-    input.fill_embeddings(wave.data(), wave.size(), emb, rows);
-    std::vector<float> after(size_t(S * H));
-    m.be->download_f32(after.data(), emb);
-
-    const NpyArray golden = read_npy(golden_dir(model, clip) + "/encoder_out.npy");
-    std::vector<float> scattered;
-    for (int64_t r = 0; r < S; ++r) {
-      const bool is_pad = ids[size_t(r)] == m.cfg.ids.audio_pad;
-      for (int64_t c = 0; c < H; ++c) {
-        if (is_pad) scattered.push_back(after[size_t(r * H + c)]);
-        else ASSERT_EQ(after[size_t(r * H + c)], sentinel[size_t(r * H + c)]) << "row " << r << " was overwritten";
+    const int64_t S = int64_t(ids.size()), H = m.cfg.thinker.hidden_size, chunk = 7;
+    Tensor x = m.be->alloc({chunk, H});
+    std::vector<float> scattered, host(size_t(chunk * H));
+    for (int64_t begin = 0; begin < S; begin += chunk) {
+      const int64_t n = std::min(chunk, S - begin);
+      for (size_t i = 0; i < host.size(); ++i) host[i] = float(begin) + float(i % 97);
+      m.be->upload(x, host.data());
+      input.fill_prefill_chunk(ids, size_t(begin), x.rows(0, n));
+      std::vector<float> after(size_t(chunk * H));
+      m.be->download_f32(after.data(), x);
+      for (int64_t r = 0; r < n; ++r) {
+        const bool is_pad = ids[size_t(begin + r)] == m.cfg.ids.audio_pad;
+        for (int64_t c = 0; c < H; ++c) {
+          const size_t k = size_t(r * H + c);
+          if (is_pad) scattered.push_back(after[k]);
+          else ASSERT_EQ(after[k], host[k]) << "row " << begin + r << " is not an audio pad but was overwritten";
+        }
       }
     }
+    const NpyArray golden = read_npy(golden_dir(model, clip) + "/encoder_out.npy");
     EXPECT_LT(relative_error(scattered, golden.f32), 1e-4);
     // A prompt with the wrong number of pads is an error, not a silent misalignment (spec 9.9).
-    std::vector<int64_t> short_rows(rows.begin(), rows.end() - 1);
-    EXPECT_THROW(input.fill_embeddings(wave.data(), wave.size(), emb, short_rows), Error);
+    std::vector<int32_t> fewer = ids;
+    fewer.erase(std::find(fewer.begin(), fewer.end(), m.cfg.ids.audio_pad));
+    EXPECT_THROW(input.fill_prefill_chunk(fewer, 0, x.rows(0, 1)), Error);
   }
+  // Longer than the room made at load: refused before any prompt is built.
+  EXPECT_THROW(input.token_count(16000 * 40), Error);
 }
