@@ -174,5 +174,24 @@ TEST_F(CudaOps, TalkerMoeWithSharedExpert) {
   }
 }
 
+// The audio encoder's downsampler: conv 1 -> 480 then 480 -> 480 (3x3, stride 2, pad 1), GELU.
+TEST_F(CudaOps, Conv2dGeluAndPermute) {
+  auto x = p->act({2, 1, 128, 100});
+  auto w1 = p->weight({480, 1, 3, 3}, 0.3f), b1 = p->weight({480}, 0.1f);
+  auto y1 = p->out({2, 480, 64, 50});
+  p->cpu->conv2d_gelu(x.c, w1.c, b1.c, 2, 1, y1.c);
+  p->gpu->conv2d_gelu(x.g, w1.g, b1.g, 2, 1, y1.g);
+  EXPECT_LT(p->rel_error(y1), kTolExact);
+  auto w2 = p->weight({480, 480, 3, 3}, 1.f / 65.f), b2 = p->weight({480}, 0.1f);
+  auto y2 = p->out({2, 480, 32, 25});
+  p->cpu->conv2d_gelu(y1.c, w2.c, b2.c, 2, 1, y2.c);
+  p->gpu->conv2d_gelu(y1.g, w2.g, b2.g, 2, 1, y2.g);
+  EXPECT_LT(p->rel_error(y2), kTolExact);
+  auto perm = p->out({2, 25, 480, 32});
+  p->cpu->permute_0312(y2.c, perm.c);
+  p->gpu->permute_0312(y2.g, perm.g);
+  EXPECT_LT(p->rel_error(perm), kTolExact);
+}
+
 }  // namespace
 }  // namespace omni::test

@@ -18,17 +18,12 @@ constexpr int kDecWarps = 8;
 constexpr int kDecMaxG = 8;    // q heads per kv head on the fused path
 constexpr int kDecMaxDpl = 4;  // head_dim / 32 on the fused path (head_dim <= 128)
 
-// RoPE frequency as HF computes it: float32 1 / theta^(2i/d). Computed in double (exact enough
-// to round to the same float) because fast-math would approximate powf.
-__device__ __forceinline__ float rope_inv_freq(int i, int hd, float theta) {
-  return float(1.0 / pow(double(theta), double(float(2 * i) / float(hd))));
-}
-__device__ __forceinline__ void rope_cos_sin(int pos, int i, int hd, float theta, float& c, float& s) {
-  const float angle = float(pos) * rope_inv_freq(i, hd, theta);
-  double sd, cd;
-  sincos(double(angle), &sd, &cd);
-  c = float(cd);
-  s = float(sd);
+// cos/sin of a RoPE angle. The angle (pos * inv_freq, float as in HF) can reach thousands of
+// radians; it is reduced to [-pi, pi] in double, then the fast intrinsics are accurate (~4e-7).
+__device__ __forceinline__ void rope_cos_sin(int pos, float inv_freq, float& c, float& s) {
+  const double a = double(float(pos) * inv_freq);
+  const double k = rint(a * 0.15915494309189535);
+  __sincosf(float(fma(-k, 6.283185307179586, a)), &s, &c);
 }
 
 // One warp normalizes (optional) and rotates (optional) one head held as DPL contiguous values
@@ -36,7 +31,7 @@ __device__ __forceinline__ void rope_cos_sin(int pos, int i, int hd, float theta
 // half sits in lane l ^ 16.
 template <int DPL>
 __device__ __forceinline__ void norm_rope_head(float (&v)[DPL], const uint16_t* norm_w, float eps, int pos,
-                                               float theta, int hd, int lane) {
+                                               const float* inv_freq, int hd, int lane) {
   if (norm_w) {
     float ss = 0.f;
 #pragma unroll
@@ -45,7 +40,7 @@ __device__ __forceinline__ void norm_rope_head(float (&v)[DPL], const uint16_t* 
 #pragma unroll
     for (int t = 0; t < DPL; ++t) v[t] = bf16_at(norm_w, lane * DPL + t) * (v[t] * inv);
   }
-  if (theta > 0.f) {
+  if (inv_freq) {
     const int half = hd / 2;
 #pragma unroll
     for (int t = 0; t < DPL; ++t) {
@@ -53,19 +48,26 @@ __device__ __forceinline__ void norm_rope_head(float (&v)[DPL], const uint16_t* 
       const int d = lane * DPL + t;
       const int i = d < half ? d : d - half;
       float c, s;
-      rope_cos_sin(pos, i, hd, theta, c, s);
+      rope_cos_sin(pos, inv_freq[i], c, s);
       v[t] = d < half ? v[t] * c - other * s : v[t] * c + other * s;
     }
   }
 }
 
+// RoPE inverse frequencies, computed on the host exactly as the CPU reference (and HF) do.
+struct RopeTable {
+  float inv_freq[64];  // head_dim / 2 entries (head_dim <= 128)
+  bool on;
+};
+
 struct DecodeArgs {
+  RopeTable rope;
   const float* q;  // raw projections (bias included)
   const float* k;
   const float* v;
   const uint16_t* q_norm;
   const uint16_t* k_norm;
-  float eps, theta, scale;
+  float eps, scale;
   uint16_t* kc;
   uint16_t* vc;
   int capacity;
@@ -88,6 +90,8 @@ __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(Dec
   __shared__ float wacc[kDecWarps][kDecMaxG][32 * kDecMaxDpl];
   __shared__ bool last_block;
 
+  pdl_launch_dependents();
+  pdl_wait();
   const int pos = *a.pos;
   if (pos < 0 || pos >= a.capacity) {
     if (threadIdx.x == 0 && g == 0 && split == 0) atomicOr(a.flags, kFlagBadPosition);
@@ -102,7 +106,7 @@ __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(Dec
     float v[DPL];
 #pragma unroll
     for (int t = 0; t < DPL; ++t) v[t] = a.q[(g * G + h) * hd + lane * DPL + t];
-    norm_rope_head<DPL>(v, a.q_norm, a.eps, pos, a.theta, hd, lane);
+    norm_rope_head<DPL>(v, a.q_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, hd, lane);
 #pragma unroll
     for (int t = 0; t < DPL; ++t) q_s[h][lane * DPL + t] = v[t] * a.scale;
   }
@@ -114,7 +118,7 @@ __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(Dec
     const float* src = (warp == 0 ? a.k : a.v) + g * hd;
 #pragma unroll
     for (int t = 0; t < DPL; ++t) v[t] = src[lane * DPL + t];
-    if (warp == 0) norm_rope_head<DPL>(v, a.k_norm, a.eps, pos, a.theta, hd, lane);
+    if (warp == 0) norm_rope_head<DPL>(v, a.k_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, hd, lane);
     uint16_t* dst = (warp == 0 ? a.kc : a.vc) + (int64_t(pos) * a.hkv + g) * hd;
     float* sm = warp == 0 ? knew : vnew;
 #pragma unroll
@@ -228,12 +232,13 @@ __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(Dec
 // General path, step 1: q/k norm + RoPE in place, one warp per (row, head); with a cache, the
 // rows' keys/values are written to their slots (bf16).
 struct PrepArgs {
+  RopeTable rope;
   float* q;
   float* k;
   const float* v;
   const uint16_t* q_norm;
   const uint16_t* k_norm;
-  float eps, theta;
+  float eps;
   const int32_t* pos;
   int hq, hkv, hd;
   uint16_t* kc;
@@ -256,11 +261,11 @@ __global__ void attention_prep_kernel(PrepArgs a) {
     for (int d = lane; d < a.hd; d += 32) row[d] = bf16_at(nw, d) * (row[d] * inv);
     __syncwarp();
   }
-  if (a.theta > 0.f) {
+  if (a.rope.on) {
     const int half = a.hd / 2;
     for (int i = lane; i < half; i += 32) {
       float c, sn;
-      rope_cos_sin(pos, i, a.hd, a.theta, c, sn);
+      rope_cos_sin(pos, a.rope.inv_freq[i], c, sn);
       const float x0 = row[i], x1 = row[i + half];
       row[i] = x0 * c - x1 * sn;
       row[i + half] = x1 * c + x0 * sn;
@@ -409,6 +414,13 @@ using namespace cuda;
 
 namespace {
 const uint16_t* opt_bf16(const Tensor& t) { return t.empty() ? nullptr : t.as<uint16_t>(); }
+// inv_freq[i] = 1 / theta^(2i/d) in float32, as the CPU reference computes it.
+RopeTable rope_table(float theta, int hd) {
+  RopeTable r{};
+  r.on = theta > 0.f;
+  for (int i = 0; r.on && i < hd / 2 && i < 64; ++i) r.inv_freq[i] = 1.0f / std::pow(theta, float(2 * i) / float(hd));
+  return r;
+}
 }  // namespace
 
 void CudaBackend::attention(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args, const Tensor& out) {
@@ -448,13 +460,13 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
   launch_gemv(g, stream_);
 
   DecodeArgs a;
+  a.rope = rope_table(w.rope_theta, hd);
   a.q = q;
   a.k = k;
   a.v = v;
   a.q_norm = opt_bf16(w.q_norm);
   a.k_norm = opt_bf16(w.k_norm);
   a.eps = w.norm_eps;
-  a.theta = w.rope_theta;
   a.scale = 1.f / std::sqrt(float(hd));
   a.kc = args.cache->k.as<uint16_t>();
   a.vc = args.cache->v.as<uint16_t>();
@@ -469,8 +481,8 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
   a.out = o;
   a.flags = flags_;
   const dim3 grid(unsigned(hkv), kCudaAttnSplits);
-  if (hd == 128) attention_decode_kernel<4><<<grid, kDecWarps * kWarp, 0, stream_>>>(a);
-  else attention_decode_kernel<2><<<grid, kDecWarps * kWarp, 0, stream_>>>(a);
+  if (hd == 128) launch(attention_decode_kernel<4>, grid, dim3(kDecWarps * kWarp), stream_, a);
+  else launch(attention_decode_kernel<2>, grid, dim3(kDecWarps * kWarp), stream_, a);
   OMNI_LAUNCHED("attention_decode_kernel");
   linear_rows(o, 1, w.wo, w.bo, out.as<float>(), Activation::None);
 }
@@ -488,11 +500,11 @@ void CudaBackend::attention_general(const AttentionWeights& w, const Tensor& x, 
   linear_rows(x.as<float>(), S, w.wq, w.bq, q, Activation::None);
   linear_rows(x.as<float>(), S, w.wk, w.bk, k, Activation::None);
   linear_rows(x.as<float>(), S, w.wv, w.bv, v, Activation::None);
-  PrepArgs p{q, k, v, opt_bf16(w.q_norm), opt_bf16(w.k_norm), w.norm_eps, w.rope_theta,
+  PrepArgs p{rope_table(w.rope_theta, hd), q, k, v, opt_bf16(w.q_norm), opt_bf16(w.k_norm), w.norm_eps,
              args.positions.empty() ? nullptr : args.positions.as<int32_t>(), hq, hkv, hd,
              args.cache ? args.cache->k.as<uint16_t>() : nullptr, args.cache ? args.cache->v.as<uint16_t>() : nullptr,
              args.cache ? int(args.cache->capacity()) : 0, flags_};
-  if (S > 0 && (p.q_norm || p.k_norm || p.theta > 0.f || p.kc)) {
+  if (S > 0 && (p.q_norm || p.k_norm || p.rope.on || p.kc)) {
     attention_prep_kernel<<<dim3(unsigned(S), unsigned(hq + hkv)), 32, 0, stream_>>>(p);
     OMNI_LAUNCHED("attention_prep_kernel");
   }

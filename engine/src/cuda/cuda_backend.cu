@@ -1,11 +1,13 @@
 // CudaBackend: device, memory, transfers, graphs and the elementwise operations.
 // Linear/GEMV is in cuda_linear.cu, attention in cuda_attention.cu, MLP/MoE in cuda_moe.cu,
 // sampling in cuda_sample.cu.
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "cuda_backend.h"
 #include "cuda_common.cuh"
+#include "cuda_kernels.h"
 
 namespace omni {
 
@@ -46,6 +48,8 @@ __global__ void embed_kernel(const uint16_t* table, const int32_t* ids, int64_t 
 // One block per row. With `branch`, x += branch is written back first (add_rms_norm).
 __global__ void rms_norm_kernel(float* x, const float* branch, const uint16_t* w, int cols, float eps, float* out) {
   __shared__ float red[32];
+  pdl_launch_dependents();
+  pdl_wait();
   float* xr = x + int64_t(blockIdx.x) * cols;
   float* yr = out + int64_t(blockIdx.x) * cols;
   float ss = 0.f;
@@ -109,6 +113,10 @@ CudaBackend::CudaBackend(int device_index, size_t scratch_bytes) : device_(devic
                       " found)");
   OMNI_CUDA(cudaSetDevice(device_));
   OMNI_CUDA(cudaGetDeviceProperties(&props_, device_));
+  // Programmatic dependent launch needs compute capability 9.0 (Hopper, Thor); OMNI_CUDA_PDL=0
+  // turns it off (for A/B timing).
+  const char* pdl_env = std::getenv("OMNI_CUDA_PDL");
+  cuda::g_use_pdl = props_.major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
   OMNI_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   OMNI_CUBLAS(cublasCreate(&cublas_));
   OMNI_CUBLAS(cublasSetStream(cublas_, stream_));
@@ -298,8 +306,8 @@ void CudaBackend::rms_norm(const Tensor& x, const Tensor& w, float eps, const Te
   if (rows * cols != x.numel() || out.numel() != x.numel())
     throw Error("rms_norm: x " + x.shape_str() + " vs weight " + w.shape_str() + " vs out " + out.shape_str());
   if (rows == 0) return;
-  rms_norm_kernel<<<int(rows), 512, 0, stream_>>>(x.as<float>(), nullptr, w.as<uint16_t>(), int(cols), eps,
-                                                 out.as<float>());
+  launch(rms_norm_kernel, dim3(unsigned(rows)), dim3(512), stream_, x.as<float>(), static_cast<const float*>(nullptr),
+         w.as<uint16_t>(), int(cols), eps, out.as<float>());
   OMNI_LAUNCHED("rms_norm_kernel");
 }
 
@@ -312,8 +320,8 @@ void CudaBackend::add_rms_norm(const Tensor& x, const Tensor& branch, const Tens
   if (rows * cols != x.numel() || out.numel() != x.numel() || branch.numel() != x.numel())
     throw Error("add_rms_norm: x " + x.shape_str() + ", branch " + branch.shape_str() + ", weight " + w.shape_str());
   if (rows == 0) return;
-  rms_norm_kernel<<<int(rows), 512, 0, stream_>>>(x.as<float>(), branch.as<float>(), w.as<uint16_t>(), int(cols), eps,
-                                                 out.as<float>());
+  launch(rms_norm_kernel, dim3(unsigned(rows)), dim3(512), stream_, x.as<float>(), branch.as<float>(),
+         w.as<uint16_t>(), int(cols), eps, out.as<float>());
   OMNI_LAUNCHED("rms_norm_kernel(add)");
 }
 

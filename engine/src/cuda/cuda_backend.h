@@ -61,6 +61,10 @@ class CudaBackend : public Backend {
   int32_t sample(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history,
                  float uniform) override;
 
+  // Audio encoder (cuda_audio_ops.cu).
+  void conv2d_gelu(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int pad, const Tensor& out) override;
+  void permute_0312(const Tensor& x, const Tensor& out) override;
+
   bool supports_graphs() const override { return true; }
   void begin_capture() override;
   int end_capture() override;

@@ -126,6 +126,38 @@ __device__ __forceinline__ float activate(float v, int act) {
   return act == 1 ? silu(v) : act == 2 ? gelu_erf(v) : v;
 }
 
+// Programmatic dependent launch (sm_90+; no-ops elsewhere and when launched without the
+// attribute). Every decode kernel lets the next kernel in the stream launch at once
+// (launch_dependents) and waits for its predecessor's results (wait) only right before
+// reading them, so weight loads that depend on nothing overlap the previous kernel's tail.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Pulls [p, p + bytes) toward L2 (one hint per 128-byte line, spread over the warp's lanes).
+__device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes, int lane) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t off = int64_t(lane) * 128; off < bytes; off += 32 * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
+}
+
+__device__ __forceinline__ float block_max(float v, float* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  float t = lane < warps ? red[lane] : -INFINITY;
+  return warp_max(t);
+}
+
 // Device error flags (checked by the host at the next synchronizing call).
 constexpr int kFlagBadToken = 1;
 constexpr int kFlagBadPosition = 2;

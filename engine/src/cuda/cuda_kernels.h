@@ -3,9 +3,36 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
+
+#include "omni/errors.h"
 
 namespace omni {
+
+void cuda_check(cudaError_t err, const char* what);
+
 namespace cuda {
+
+// Whether kernels are launched with programmatic dependent launch (set by the backend: on for
+// compute capability >= 9.0 unless OMNI_CUDA_PDL=0).
+extern bool g_use_pdl;
+
+// Launches `kernel` on `stream`, with the programmatic-serialization attribute when enabled.
+// Kernels launched this way must call pdl_wait() before reading what earlier kernels wrote.
+template <typename... KArgs, typename... Args>
+void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = g_use_pdl ? 1 : 0;
+  cuda_check(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...), "cudaLaunchKernelEx");
+}
 
 // Decode GEMV, y_s = act(W_s x + b_s), over up to three matrices that share x and K (the q, k,
 // v projections run as one launch). One warp per output row; W bf16 [n, K] with K % 8 == 0;

@@ -18,12 +18,16 @@ __device__ __forceinline__ bool locate(const GemvArgs& a, int& row, int& s) {
 // One warp per output row; the row's weights are loaded once and applied to all R input rows.
 template <int U, int R>
 __global__ void __launch_bounds__(kGemvWarps * kWarp) gemv_kernel(GemvArgs a) {
+  pdl_launch_dependents();
   const int lane = threadIdx.x & 31;
   int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5), s;
   if (!locate(a, row, s)) return;
   const GemvSegment& g = a.seg[s];
   const uint4* w4 = reinterpret_cast<const uint4*>(g.w + int64_t(row) * a.K);
   const int chunks = a.K >> 3;
+  // The weights depend on no earlier kernel: start pulling this row while it finishes.
+  if (blockIdx.y == 0) prefetch_l2(w4, int64_t(a.K) * 2, lane);
+  pdl_wait();
   // blockIdx.y picks a group of R input rows.
   const int r0 = blockIdx.y * R, nrows = min(R, a.rows - r0);
   const float* xb = a.x + int64_t(r0) * a.K;
@@ -65,6 +69,8 @@ __global__ void __launch_bounds__(kGemvWarps * kWarp) gemv_kernel(GemvArgs a) {
 }
 
 __global__ void gemv_scalar_kernel(GemvArgs a) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int lane = threadIdx.x & 31;
   int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5), s;
   if (!locate(a, row, s)) return;
@@ -82,10 +88,10 @@ void launch_u(const GemvArgs& a, int blocks, cudaStream_t st) {
   const int threads = kGemvWarps * kWarp;
   const int R = a.rows == 1 ? 1 : a.rows == 2 ? 2 : a.rows <= 4 ? 4 : 8;
   const dim3 grid(unsigned(blocks), unsigned((a.rows + R - 1) / R));
-  if (R == 1) gemv_kernel<U, 1><<<grid, threads, 0, st>>>(a);
-  else if (R == 2) gemv_kernel<U, 2><<<grid, threads, 0, st>>>(a);
-  else if (R == 4) gemv_kernel<U, 4><<<grid, threads, 0, st>>>(a);
-  else gemv_kernel<U, 8><<<grid, threads, 0, st>>>(a);
+  if (R == 1) launch(gemv_kernel<U, 1>, grid, dim3(threads), st, a);
+  else if (R == 2) launch(gemv_kernel<U, 2>, grid, dim3(threads), st, a);
+  else if (R == 4) launch(gemv_kernel<U, 4>, grid, dim3(threads), st, a);
+  else launch(gemv_kernel<U, 8>, grid, dim3(threads), st, a);
 }
 
 __global__ void to_bf16_kernel(const float* in, uint16_t* out, int64_t n) {
@@ -100,6 +106,8 @@ __global__ void bias_act_kernel(float* y, const uint16_t* bias, int64_t rows, in
 }
 
 }  // namespace
+
+bool g_use_pdl = false;
 
 void launch_gemv(const GemvArgs& a, cudaStream_t st) {
   int total = 0;
@@ -118,7 +126,7 @@ void launch_gemv(const GemvArgs& a, cudaStream_t st) {
 void launch_gemv_scalar(const GemvArgs& a, cudaStream_t st) {
   int total = 0;
   for (int s = 0; s < a.nseg; ++s) total += a.seg[s].n;
-  gemv_scalar_kernel<<<(total + kGemvWarps - 1) / kGemvWarps, kGemvWarps * kWarp, 0, st>>>(a);
+  launch(gemv_scalar_kernel, dim3((total + kGemvWarps - 1) / kGemvWarps), dim3(kGemvWarps * kWarp), st, a);
   OMNI_LAUNCHED("gemv_scalar_kernel");
 }
 

@@ -83,8 +83,14 @@ __global__ void __launch_bounds__(kWarps * kWarp) router_topk_kernel(const uint1
                                                                     int H, int k, bool norm, float* logits,
                                                                     unsigned* counter, int* idx, float* w) {
   __shared__ float probs[kMaxExperts];
+  __shared__ float red[32];
+  __shared__ int sel[kCudaMaxTopK];
+  __shared__ float selp[kCudaMaxTopK];
   __shared__ bool last;
+  pdl_launch_dependents();
   const int lane = threadIdx.x & 31, e = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if (e < E) prefetch_l2(router + int64_t(e) * H, int64_t(H) * 2, lane);
+  pdl_wait();
   if (e < E) {
     const float v = warp_sum(lane_dot<4>(router + int64_t(e) * H, x, H, lane));
     if (lane == 0) logits[e] = v;
@@ -95,8 +101,38 @@ __global__ void __launch_bounds__(kWarps * kWarp) router_topk_kernel(const uint1
   __syncthreads();
   if (!last) return;
   __threadfence();
-  if (threadIdx.x < 32) select_topk(logits, E, k, norm, probs, idx, w);
-  if (threadIdx.x == 0) *counter = 0;
+  // The last block: softmax over all experts, then each expert's rank among them (ties to the
+  // lower id, as the CPU's partial_sort); the k best are written in rank order.
+  float mx = -INFINITY;
+  for (int i = threadIdx.x; i < E; i += blockDim.x) {
+    probs[i] = __ldcg(logits + i);
+    mx = fmaxf(mx, probs[i]);
+  }
+  mx = block_max(mx, red);
+  float sum = 0.f;
+  for (int i = threadIdx.x; i < E; i += blockDim.x) sum += (probs[i] = expf(probs[i] - mx));
+  sum = block_sum(sum, red);
+  for (int i = threadIdx.x; i < E; i += blockDim.x) probs[i] /= sum;
+  __syncthreads();
+  for (int i = threadIdx.x; i < E; i += blockDim.x) {
+    const float p = probs[i];
+    int rank = 0;
+    for (int f = 0; f < E; ++f) rank += probs[f] > p || (probs[f] == p && f < i);
+    if (rank < k) {
+      sel[rank] = i;
+      selp[rank] = p;
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float chosen = 0.f;
+    for (int j = 0; j < k; ++j) chosen += selp[j];
+    for (int j = 0; j < k; ++j) {
+      idx[j] = sel[j];
+      w[j] = norm ? selp[j] / chosen : selp[j];
+    }
+    *counter = 0;
+  }
 }
 
 __global__ void topk_rows_kernel(const float* logits, int E, int k, bool norm, int* idx, float* w) {
@@ -107,6 +143,8 @@ __global__ void topk_rows_kernel(const float* logits, int E, int k, bool norm, i
 
 // act[j][i] = silu(gate_j x)[i] * (up_j x)[i]; one warp per (j, i).
 __global__ void __launch_bounds__(kWarps * kWarp) gateup_kernel(ExpertSet s, const float* x, float* act) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int lane = threadIdx.x & 31, gw = blockIdx.x * kWarps + (threadIdx.x >> 5);
   const int j = gw / s.I, i = gw % s.I;
   if (j >= s.count) return;
@@ -121,6 +159,8 @@ __global__ void __launch_bounds__(kWarps * kWarp) gateup_kernel(ExpertSet s, con
 // per-expert terms are summed in expert order through shared memory (deterministic).
 __global__ void __launch_bounds__(kWarps * kWarp) down_kernel(ExpertSet s, const float* act, float* out) {
   __shared__ float part[kWarps];
+  pdl_launch_dependents();
+  pdl_wait();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int per = s.count < kWarps ? s.count : kWarps, rows_per_block = kWarps / per;
   const int hr = warp / per, j0 = warp % per, h = blockIdx.x * rows_per_block + hr;
@@ -298,9 +338,11 @@ void CudaBackend::mlp(const MlpWeights& w, const Tensor& x, const Tensor& out) {
     s.H = int(H);
     s.I = int(I);
     float* act = static_cast<float*>(scratch(sizeof(float) * size_t(I), "mlp"));
-    gateup_kernel<<<unsigned((I + kWarps - 1) / kWarps), kWarps * kWarp, 0, stream_>>>(s, x.as<float>(), act);
+    launch(gateup_kernel, dim3(unsigned((I + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_, s,
+           x.as<float>(), act);
     OMNI_LAUNCHED("gateup_kernel");
-    down_kernel<<<unsigned((H + kWarps - 1) / kWarps), kWarps * kWarp, 0, stream_>>>(s, act, out.as<float>());
+    launch(down_kernel, dim3(unsigned((H + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_, s,
+           static_cast<const float*>(act), out.as<float>());
     OMNI_LAUNCHED("down_kernel");
     return;
   }
@@ -328,9 +370,9 @@ void CudaBackend::moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const 
   const int E = L.experts, H = L.hidden, I = L.inter, k = w.top_k;
   float* logits = static_cast<float*>(scratch(sizeof(float) * size_t(E), "moe"));
   float* act = static_cast<float*>(scratch(sizeof(float) * size_t(k) * I, "moe"));
-  router_topk_kernel<<<unsigned((E + kWarps - 1) / kWarps), kWarps * kWarp, 0, stream_>>>(
-      w.router.as<uint16_t>(), x.as<float>(), E, H, k, w.norm_topk_prob, logits, counters_ + kRouterCounter,
-      topk_idx_, topk_w_);
+  launch(router_topk_kernel, dim3(unsigned((E + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_,
+         w.router.as<uint16_t>(), x.as<float>(), E, H, k, w.norm_topk_prob, logits, counters_ + kRouterCounter,
+         topk_idx_, topk_w_);
   OMNI_LAUNCHED("router_topk_kernel");
   ExpertSet s;
   s.table = L.table;
@@ -339,12 +381,12 @@ void CudaBackend::moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const 
   s.count = k;
   s.H = H;
   s.I = I;
-  gateup_kernel<<<unsigned((int64_t(k) * I + kWarps - 1) / kWarps), kWarps * kWarp, 0, stream_>>>(s, x.as<float>(),
-                                                                                               act);
+  launch(gateup_kernel, dim3(unsigned((int64_t(k) * I + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_, s,
+         x.as<float>(), act);
   OMNI_LAUNCHED("gateup_kernel");
   const int per = std::min(k, kWarps), rows_per_block = kWarps / per;
-  down_kernel<<<unsigned((H + rows_per_block - 1) / rows_per_block), kWarps * kWarp, 0, stream_>>>(s, act,
-                                                                                               out.as<float>());
+  launch(down_kernel, dim3(unsigned((H + rows_per_block - 1) / rows_per_block)), dim3(kWarps * kWarp), stream_, s,
+         static_cast<const float*>(act), out.as<float>());
   OMNI_LAUNCHED("down_kernel");
 }
 
