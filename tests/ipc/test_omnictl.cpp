@@ -179,3 +179,48 @@ TEST(Omnictl, AskWaitPrintsTheStreamedAnswer) {
   EXPECT_EQ(lines[3]["event"], "response.done");
   EXPECT_EQ(lines[3]["tokens"], 3);
 }
+
+// The example clients of docs/protocol.md against the same stand-in daemon.
+TEST(Examples, CppClientStreamsTheAnswer) {
+  TempDir dir;
+  ServerConfig cfg = config_in(dir);
+  FakeDaemon daemon(cfg);
+  std::string cmd = std::string("OMNID_CONTROL='") + cfg.control_endpoint + "' OMNID_EVENTS='" +
+                    cfg.events_endpoint + "' " + OMNI_EXAMPLE_CLIENT_PATH + " 'say hello' 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  ASSERT_TRUE(pipe);
+  std::string out;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
+  int status = ::pclose(pipe);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  EXPECT_NE(out.find("status: {"), std::string::npos) << out;
+  EXPECT_NE(out.find("\nHello world\n"), std::string::npos) << out;
+}
+
+TEST(Examples, PythonClientStreamsTheAnswer) {
+  if (std::system("python3 -c 'import zmq' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "pyzmq is not installed; tools/examples/client.py not exercised";
+  TempDir dir;
+  ServerConfig cfg = config_in(dir);
+  FakeDaemon daemon(cfg);
+  std::string cmd = std::string("OMNID_CONTROL='") + cfg.control_endpoint + "' OMNID_EVENTS='" +
+                    cfg.events_endpoint + "' python3 " + OMNI_SOURCE_DIR + "/tools/examples/client.py ";
+  auto run = [&](const std::string& args) {
+    FILE* pipe = ::popen((cmd + args + " 2>&1").c_str(), "r");
+    std::string out;
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
+    int status = ::pclose(pipe);
+    return std::make_pair(WEXITSTATUS(status), out);
+  };
+  auto [code, out] = run("ask 'say hello'");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_EQ(out, "Hello world\n");
+  EXPECT_EQ(daemon.last(), (json{{"cmd", "ask"}, {"text", "say hello"}, {"speak", false}, {"wav_bytes", 0}}));
+  std::tie(code, out) = run("status");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_EQ(json::parse(out)["state"], "idle");
+}
