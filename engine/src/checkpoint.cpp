@@ -58,7 +58,7 @@ std::map<std::string, Tensor> SafetensorsFile::parse_header(const char* data, si
     Tensor t;
     std::string dt = info["dtype"].get<std::string>();
     if (!parse_dtype(dt, &t.dtype)) throw CheckpointError(where + ": unsupported dtype " + dt);
-    if (info["shape"].size() > size_t(kMaxDims)) throw CheckpointError(where + ": more than 4 dimensions");
+    if (info["shape"].size() > size_t(kMaxDims)) throw CheckpointError(where + ": more than " + std::to_string(kMaxDims) + " dimensions");
     t.ndim = int(info["shape"].size());
     uint64_t numel = 1;
     for (int i = 0; i < t.ndim; ++i) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "audio_input.h"
 #include "backend.h"
 #include "chat.h"
 #include "checkpoint.h"
@@ -36,8 +37,9 @@ class ModelImpl : public Model {
   const ModelConfig& config() const { return cfg_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   int context_tokens() const { return context_tokens_; }
-  // Number of <|audio_pad|> tokens for a 16 kHz clip (0 when audio input is not available).
-  int audio_tokens_for(size_t samples_16k) const;
+  // Number of <|audio_pad|> tokens for a 16 kHz clip; throws for clips out of range.
+  int audio_tokens_for(size_t samples_16k) const { return audio_->token_count(samples_16k); }
+  AudioInput& audio() { return *audio_; }
 
  private:
   std::unique_ptr<Backend> backend_;
@@ -45,6 +47,7 @@ class ModelImpl : public Model {
   std::unique_ptr<Checkpoint> checkpoint_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Thinker> thinker_;
+  std::unique_ptr<AudioInput> audio_;
   int context_tokens_ = 0;
   double load_ms_ = 0;
 };
@@ -66,10 +69,12 @@ class SessionImpl : public Session {
   // One past turn as it sits in the cache (kept to rebuild the cache after trimming).
   struct HistoryTurn {
     std::vector<int32_t> ids;
+    std::vector<float> audio_16k;  // the clip behind the turn's <|audio_pad|> rows, if any
   };
   // Feeds `ids` at positions used_.. into the cache in chunks; leaves the logits of the last
-  // row in logits_. Throws if the context is full.
-  void prefill(const std::vector<int32_t>& ids);
+  // row in logits_. With `audio`, the clip encoded last fills the <|audio_pad|> rows.
+  // Throws if the context is full.
+  void prefill(const std::vector<int32_t>& ids, bool audio = false);
   // Generates after a prefill; fills result.tokens/text/stop.
   void decode_loop(const GenerateOptions& opt, const Callbacks& cb, TurnResult& result);
   // Drops the oldest history turns until `needed` more tokens fit, then rebuilds the cache.

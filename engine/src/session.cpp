@@ -41,7 +41,7 @@ void SessionImpl::set_system_prompt(const std::string& s) {
   reset();  // the system turn heads the cache: a new one means a new conversation
 }
 
-void SessionImpl::prefill(const std::vector<int32_t>& ids) {
+void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio) {
   const int rows = thinker_.max_rows();
   if (used_ + int(ids.size()) > model_.context_tokens())
     throw Error("context full: " + std::to_string(used_ + ids.size()) + " tokens exceed context_tokens " +
@@ -53,6 +53,7 @@ void SessionImpl::prefill(const std::vector<int32_t>& ids) {
     be_.upload(ids_t, ids.data() + begin);
     be_.upload(pos_t, pos_host_.data());
     thinker_.embed(ids_t, x);
+    if (audio) model_.audio().fill_prefill_chunk(ids, begin, x);
     thinker_.forward(x, pos_t, caches_);
     used_ += n;
     if (begin + size_t(n) == ids.size()) thinker_.logits(x.rows(n - 1, 1), logits_);
@@ -151,11 +152,14 @@ void SessionImpl::make_room(int needed) {
   if (total() + needed > capacity)
     throw Error("context full: this turn needs " + std::to_string(needed) + " tokens but context_tokens is " +
                 std::to_string(capacity));
+  // Rebuild: the system turn, then each kept turn (a spoken turn's clip is encoded again).
   used_ = 0;
-  std::vector<int32_t> all = system_ids;
-  for (const HistoryTurn& h : history_) all.insert(all.end(), h.ids.begin(), h.ids.end());
   system_in_cache_ = true;
-  if (!all.empty()) prefill(all);
+  if (!system_ids.empty()) prefill(system_ids);
+  for (const HistoryTurn& h : history_) {
+    if (!h.audio_16k.empty()) model_.audio().encode(h.audio_16k.data(), h.audio_16k.size());
+    prefill(h.ids, !h.audio_16k.empty());
+  }
 }
 
 TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt, const Callbacks& cb) {
@@ -179,11 +183,18 @@ TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt
   // The closing tokens of the previous answer join the previous history turn.
   if (!history_.empty()) history_.back().ids.insert(history_.back().ids.end(), pending_.begin(), pending_.end());
   pending_.clear();
-  prefill(feed);
+  const bool spoken = !turn.audio_16k.empty();
+  if (spoken) {
+    const auto ta = Clock::now();
+    model_.audio().encode(turn.audio_16k.data(), turn.audio_16k.size());
+    r.timings.audio_encode_ms = ms_between(ta, Clock::now());
+  }
+  prefill(feed, spoken);
   r.timings.prefill_ms = ms_between(t0, Clock::now());
   decode_loop(opt, cb, r);
   HistoryTurn h;
   h.ids = turn_ids;
+  h.audio_16k = turn.audio_16k;
   // Tokens fed during decoding (all generated but the last; the last is in pending_).
   if (r.tokens.size() > 1) h.ids.insert(h.ids.end(), r.tokens.begin(), r.tokens.end() - 1);
   history_.push_back(std::move(h));

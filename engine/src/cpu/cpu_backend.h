@@ -35,6 +35,14 @@ class CpuBackend : public Backend {
   void conv2d_gelu(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int pad, const Tensor& out) override;
   void permute_0312(const Tensor& x, const Tensor& out) override;
 
+  // ---- speech operations (cpu_speech_ops.cpp) ----
+  void conv1d(const Tensor& x, const Tensor& w, const Tensor& bias, int dilation, int groups,
+              const Tensor& out) override;
+  void conv_transpose1d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, const Tensor& out) override;
+  void snake_beta(const Tensor& x, const Tensor& log_alpha, const Tensor& log_beta, const Tensor& out) override;
+  void channel_scale(const Tensor& x, const Tensor& scale, const Tensor& out) override;
+  void embed_codebooks_mean(const Tensor& table, const Tensor& codes, int codebook_size, const Tensor& out) override;
+
  private:
   std::deque<std::vector<char>> arena_;  // storage of alloc(); deque keeps addresses stable
 };

@@ -257,6 +257,7 @@ void CudaBackend::check_device_flags() {
   if (!flags) return;
   OMNI_CUDA(cudaMemset(flags_, 0, sizeof(int)));
   if (flags & kFlagBadToken) throw Error("embed: a token id is outside the vocabulary");
+  if (flags & 4) throw Error("code2wav: a code is outside its codebook");
   throw Error("attention: a position is outside the KV cache");
 }
 

@@ -31,6 +31,12 @@ __global__ void penalty_kernel(const float* logits, const int32_t* history, int 
   }
 }
 
+// HF SuppressTokensLogitsProcessor: ids in [begin, end) except `keep` become -inf.
+__global__ void suppress_kernel(float* keys, int begin, int end, int keep) {
+  for (int i = begin + blockIdx.x * blockDim.x + threadIdx.x; i < end; i += gridDim.x * blockDim.x)
+    if (i != keep) keys[i] = -INFINITY;
+}
+
 __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* keys, int V, int32_t* out) {
   __shared__ float bv[32];
   __shared__ int bi[32];
@@ -156,7 +162,9 @@ int32_t CudaBackend::sample(const Tensor& logits, const SamplingParams& p, const
   const float inv_t = p.greedy ? 1.f : 1.f / (p.temperature > 0 ? p.temperature : 1.0f);
   const float* src = logits.as<float>();
   const int blocks = int(std::min<int64_t>((V + 255) / 256, 1024));
-  if (!p.greedy || penalize) {
+  const int sup_begin = int(std::max<int64_t>(0, p.suppress_begin)), sup_end = int(std::min<int64_t>(V, p.suppress_end));
+  const bool suppress = sup_end > sup_begin;
+  if (!p.greedy || penalize || suppress) {
     prepare_keys_kernel<<<blocks, 256, 0, stream_>>>(src, int(V), inv_t, sample_keys_, p.greedy ? nullptr : sample_ids_);
     OMNI_LAUNCHED("prepare_keys_kernel");
     if (penalize) {
@@ -165,6 +173,11 @@ int32_t CudaBackend::sample(const Tensor& logits, const SamplingParams& p, const
       penalty_kernel<<<int((history.size() + 255) / 256), 256, 0, stream_>>>(
           src, history_, int(history.size()), int(V), p.repetition_penalty, inv_t, sample_keys_);
       OMNI_LAUNCHED("penalty_kernel");
+    }
+    if (suppress) {
+      suppress_kernel<<<(sup_end - sup_begin + 255) / 256, 256, 0, stream_>>>(sample_keys_, sup_begin, sup_end,
+                                                                             p.suppress_except);
+      OMNI_LAUNCHED("suppress_kernel");
     }
     src = sample_keys_;
   }
