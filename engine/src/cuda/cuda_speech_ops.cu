@@ -35,7 +35,7 @@ __global__ void conv_transpose1d_kernel(const float* x, const uint16_t* w, const
        idx += int64_t(gridDim.x) * blockDim.x) {
     const int o = int(idx % c_out);
     const int64_t u = idx / c_out, t = u + K - s;
-    const int64_t i_hi = min(t / s, L - 1), i_lo = max<int64_t>(0, (t - K + s) / s);
+    const int64_t i_hi = min(t / s, L - 1), i_lo = max(int64_t(0), (t - K + s) / s);
     float acc = 0.f;
     for (int64_t i = i_lo; i <= i_hi; ++i) {
       const int64_t j = t - i * s;
