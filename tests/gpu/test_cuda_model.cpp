@@ -145,8 +145,16 @@ TEST_F(CudaModel, SamplingMatchesCpu) {
   SamplingParams pen;
   pen.repetition_penalty = 1.3f;
   EXPECT_EQ(p->gpu->sample(logits.g, pen, history, 0.f), p->cpu->sample(logits.c, pen, history, 0.f));
-  SamplingParams configs[3];
-  configs[0].greedy = configs[1].greedy = configs[2].greedy = false;
+  SamplingParams sup;  // the talker's suppression of the codec control ids, EOS kept
+  sup.suppress_begin = 150000;
+  sup.suppress_end = 152064;
+  sup.suppress_except = 151000;
+  EXPECT_EQ(p->gpu->sample(logits.g, sup, {}, 0.f), p->cpu->sample(logits.c, sup, {}, 0.f));
+  SamplingParams configs[4];
+  configs[0].greedy = configs[1].greedy = configs[2].greedy = configs[3].greedy = false;
+  configs[3] = sup;
+  configs[3].greedy = false;
+  configs[3].top_k = 50;
   configs[0].temperature = 0.7f;
   configs[0].top_k = 50;
   configs[0].top_p = 0.9f;

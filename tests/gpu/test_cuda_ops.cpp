@@ -193,5 +193,58 @@ TEST_F(CudaOps, Conv2dGeluAndPermute) {
   EXPECT_LT(p->rel_error(perm), kTolExact);
 }
 
+// code2wav's operations: dilated and depthwise causal conv1d, transposed conv, SnakeBeta,
+// LayerScale, and the mean of the 16 codebook embeddings.
+TEST_F(CudaOps, SpeechOps) {
+  {
+    auto x = p->act({64 + 18, 96});
+    auto w = p->weight({128, 96, 7}, 0.05f), b = p->weight({128}, 0.1f);
+    auto out = p->out({64, 128});
+    p->cpu->conv1d(x.c, w.c, b.c, 3, 1, out.c);
+    p->gpu->conv1d(x.g, w.g, b.g, 3, 1, out.g);
+    EXPECT_LT(p->rel_error(out), kTolExact) << "dilated conv1d";
+  }
+  {
+    auto x = p->act({40 + 6, 256});
+    auto w = p->weight({256, 1, 7}, 0.3f);
+    auto out = p->out({40, 256});
+    p->cpu->conv1d(x.c, w.c, Tensor(), 1, 256, out.c);
+    p->gpu->conv1d(x.g, w.g, Tensor(), 1, 256, out.g);
+    EXPECT_LT(p->rel_error(out), kTolExact) << "depthwise conv1d";
+  }
+  {
+    auto x = p->act({20, 128});
+    auto w = p->weight({128, 64, 16}, 0.05f), b = p->weight({64}, 0.1f);
+    auto out = p->out({(20 + 1) * 8 - 16, 64});
+    p->cpu->conv_transpose1d(x.c, w.c, b.c, 8, out.c);
+    p->gpu->conv_transpose1d(x.g, w.g, b.g, 8, out.g);
+    EXPECT_LT(p->rel_error(out), kTolExact) << "conv_transpose1d";
+  }
+  {
+    auto x = p->act({50, 96}, 3.f);
+    auto la = p->weight({96}, 1.f), lb = p->weight({96}, 1.f);
+    auto out = p->out({50, 96});
+    p->cpu->snake_beta(x.c, la.c, lb.c, out.c);
+    p->gpu->snake_beta(x.g, la.g, lb.g, out.g);
+    EXPECT_LT(p->rel_error(out), kTolExact) << "snake_beta";
+    auto sc = p->weight({96}, 1.f);
+    auto o2 = p->out({50, 96});
+    p->cpu->channel_scale(x.c, sc.c, o2.c);
+    p->gpu->channel_scale(x.g, sc.g, o2.g);
+    EXPECT_EQ(p->rel_error(o2), 0.0) << "channel_scale";
+  }
+  {
+    auto table = p->weight({16 * 2048, 1024}, 1.f);
+    std::vector<int32_t> codes(size_t(5 * 16));
+    std::uniform_int_distribution<int32_t> code(0, 2047);
+    for (int32_t& c : codes) c = code(p->rng);
+    auto cd = p->ints({5, 16}, codes);
+    auto out = p->out({5, 1024});
+    p->cpu->embed_codebooks_mean(table.c, cd.c, 2048, out.c);
+    p->gpu->embed_codebooks_mean(table.g, cd.g, 2048, out.g);
+    EXPECT_LT(p->rel_error(out), kTolExact) << "embed_codebooks_mean";
+  }
+}
+
 }  // namespace
 }  // namespace omni::test

@@ -138,36 +138,39 @@ __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(Dec
 #pragma unroll
     for (int t = 0; t < DPL; ++t) acc[h][t] = 0.f;
   }
-  for (int j = start + warp; j < end; j += kDecWarps) {
-    float kv[DPL], vv[DPL];
-    if (j == pos) {
+  // Keys in batches of kBatch per warp: all their K/V loads are issued before any is used.
+  constexpr int kBatch = 4;
+  for (int j0 = start + warp; j0 < end; j0 += kDecWarps * kBatch) {
+    float kv[kBatch][DPL], vv[kBatch][DPL];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int j = j0 + b * kDecWarps;
+      const bool cached = j < end && j != pos;
+      const uint16_t* kr = a.kc + (int64_t(cached ? j : 0) * a.hkv + g) * hd + lane * DPL;
+      const uint16_t* vr = a.vc + (int64_t(cached ? j : 0) * a.hkv + g) * hd + lane * DPL;
 #pragma unroll
       for (int t = 0; t < DPL; ++t) {
-        kv[t] = knew[lane * DPL + t];
-        vv[t] = vnew[lane * DPL + t];
-      }
-    } else {
-      const uint16_t* kr = a.kc + (int64_t(j) * a.hkv + g) * hd + lane * DPL;
-      const uint16_t* vr = a.vc + (int64_t(j) * a.hkv + g) * hd + lane * DPL;
-#pragma unroll
-      for (int t = 0; t < DPL; ++t) {
-        kv[t] = bf16_at(kr, t);
-        vv[t] = bf16_at(vr, t);
+        kv[b][t] = cached ? bf16_at(kr, t) : knew[lane * DPL + t];
+        vv[b][t] = cached ? bf16_at(vr, t) : vnew[lane * DPL + t];
       }
     }
 #pragma unroll
-    for (int h = 0; h < kDecMaxG; ++h) {
-      if (h < G) {
-        float s = 0.f;
+    for (int b = 0; b < kBatch; ++b) {
+      if (j0 + b * kDecWarps >= end) break;
 #pragma unroll
-        for (int t = 0; t < DPL; ++t) s += q_s[h][lane * DPL + t] * kv[t];
-        s = warp_sum(s);
-        const float mn = fmaxf(m[h], s);
-        const float corr = __expf(m[h] - mn), p = __expf(s - mn);
-        l[h] = l[h] * corr + p;
+      for (int h = 0; h < kDecMaxG; ++h) {
+        if (h < G) {
+          float sc = 0.f;
 #pragma unroll
-        for (int t = 0; t < DPL; ++t) acc[h][t] = acc[h][t] * corr + p * vv[t];
-        m[h] = mn;
+          for (int t = 0; t < DPL; ++t) sc += q_s[h][lane * DPL + t] * kv[b][t];
+          sc = warp_sum(sc);
+          const float mn = fmaxf(m[h], sc);
+          const float corr = __expf(m[h] - mn), p = __expf(sc - mn);
+          l[h] = l[h] * corr + p;
+#pragma unroll
+          for (int t = 0; t < DPL; ++t) acc[h][t] = acc[h][t] * corr + p * vv[b][t];
+          m[h] = mn;
+        }
       }
     }
   }
@@ -184,7 +187,7 @@ __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(Dec
   }
   __syncthreads();
   // Merge the warps into this split's partial: unnormalized output, max and sum per head.
-  const int stride = hd + 2;
+  const int stride = hd + 4;  // 16-byte aligned rows: O[hd], then max and sum
   for (int idx = threadIdx.x; idx < G * hd; idx += blockDim.x) {
     const int h = idx / hd, d = idx % hd;
     float M = -INFINITY;
@@ -211,20 +214,27 @@ __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(Dec
   __syncthreads();
   if (!last_block) return;
   __threadfence();
-  for (int idx = threadIdx.x; idx < G * hd; idx += blockDim.x) {
-    const int h = idx / hd, d = idx % hd;
+  // One warp per head: lane s holds split s's max and sum (splits <= 32); each lane then sums
+  // its DPL output dims over the splits with independent 16/8-byte loads.
+  for (int h = warp; h < G; h += kDecWarps) {
     const float* part = a.partials + int64_t(g * G + h) * splits * stride;
-    float M = -INFINITY;
-    for (int s = 0; s < splits; ++s) M = fmaxf(M, __ldcg(part + s * stride + hd));
-    float L = 0.f, O = 0.f;
-    for (int s = 0; s < splits; ++s) {
-      const float ms = __ldcg(part + s * stride + hd);
-      if (ms == -INFINITY) continue;
-      const float e = __expf(ms - M);
-      L += __ldcg(part + s * stride + hd + 1) * e;
-      O += __ldcg(part + s * stride + d) * e;
+    const float ms = lane < splits ? __ldcg(part + lane * stride + hd) : -INFINITY;
+    const float ls = lane < splits ? __ldcg(part + lane * stride + hd + 1) : 0.f;
+    const float M = warp_max(ms);
+    const float e = ms == -INFINITY ? 0.f : __expf(ms - M);
+    const float L = warp_sum(ls * e);
+    float o[DPL];
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) o[t] = 0.f;
+#pragma unroll 8
+    for (int sp = 0; sp < splits; ++sp) {
+      const float es = __shfl_sync(kFull, e, sp);
+      const float* src = part + sp * stride + lane * DPL;
+#pragma unroll
+      for (int t = 0; t < DPL; ++t) o[t] += es * __ldcg(src + t);
     }
-    a.out[(g * G + h) * hd + d] = O / L;
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) a.out[(g * G + h) * hd + lane * DPL + t] = o[t] / L;
   }
   if (threadIdx.x == 0) a.counters[g] = 0;
 }

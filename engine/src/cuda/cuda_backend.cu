@@ -129,7 +129,7 @@ CudaBackend::CudaBackend(int device_index, size_t scratch_bytes) : device_(devic
   scratch_base_ = static_cast<char*>(arena_alloc(scratch_bytes));
   counters_ = static_cast<unsigned*>(arena_alloc(sizeof(unsigned) * 1024));
   attn_partials_ = static_cast<float*>(
-      arena_alloc(sizeof(float) * kCudaMaxHeads * kCudaAttnSplits * (kCudaMaxHeadDim + 2)));
+      arena_alloc(sizeof(float) * kCudaMaxHeads * kCudaAttnSplits * (kCudaMaxHeadDim + 4)));
   topk_idx_ = static_cast<int*>(arena_alloc(sizeof(int) * kCudaMaxTopK));
   topk_w_ = static_cast<float*>(arena_alloc(sizeof(float) * kCudaMaxTopK));
   flags_ = static_cast<int*>(arena_alloc(sizeof(int) * 4));

@@ -50,6 +50,7 @@ struct GemvArgs {
   int rows = 1;
   const float* x = nullptr;
   int act = 0;  // 0 none, 1 SiLU, 2 GELU
+  bool prefetch = false;  // set by launch_gemv: small matrices are pulled toward L2 before pdl_wait
 };
 constexpr int kGemvMaxRows = 8;
 void launch_gemv(const GemvArgs& a, cudaStream_t stream);

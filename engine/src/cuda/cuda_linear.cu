@@ -26,7 +26,7 @@ __global__ void __launch_bounds__(kGemvWarps * kWarp) gemv_kernel(GemvArgs a) {
   const uint4* w4 = reinterpret_cast<const uint4*>(g.w + int64_t(row) * a.K);
   const int chunks = a.K >> 3;
   // The weights depend on no earlier kernel: start pulling this row while it finishes.
-  if (blockIdx.y == 0) prefetch_l2(w4, int64_t(a.K) * 2, lane);
+  if (a.prefetch && blockIdx.y == 0) prefetch_l2(w4, int64_t(a.K) * 2, lane);
   pdl_wait();
   // blockIdx.y picks a group of R input rows.
   const int r0 = blockIdx.y * R, nrows = min(R, a.rows - r0);
@@ -109,16 +109,20 @@ __global__ void bias_act_kernel(float* y, const uint16_t* bias, int64_t rows, in
 
 bool g_use_pdl = false;
 
-void launch_gemv(const GemvArgs& a, cudaStream_t st) {
+void launch_gemv(const GemvArgs& args, cudaStream_t st) {
   int total = 0;
-  for (int s = 0; s < a.nseg; ++s) total += a.seg[s].n;
+  for (int s = 0; s < args.nseg; ++s) total += args.seg[s].n;
   if (total == 0) return;
+  GemvArgs a = args;
+  // Prefetching a matrix much larger than L2 evicts its own lines before they are read
+  // (measured: the 311 MB lm_head read twice from DRAM); only matrices of <= 32 MB prefetch.
+  a.prefetch = int64_t(total) * a.K * 2 <= (int64_t(32) << 20);
   const int blocks = (total + kGemvWarps - 1) / kGemvWarps;
   bool aligned = a.K % 8 == 0 && (reinterpret_cast<uintptr_t>(a.x) & 15) == 0;
   for (int s = 0; s < a.nseg; ++s) aligned = aligned && (reinterpret_cast<uintptr_t>(a.seg[s].w) & 15) == 0;
   if (!aligned) return launch_gemv_scalar(a, st);
-  // Enough 16-byte loads per lane in flight to cover DRAM latency: 8 for long rows.
-  if (a.K >= 4096) launch_u<8>(a, blocks, st);
+  // Enough 16-byte loads per lane in flight to cover DRAM latency: a whole 2048-wide row.
+  if (a.K >= 1024) launch_u<8>(a, blocks, st);
   else launch_u<4>(a, blocks, st);
   OMNI_LAUNCHED("gemv_kernel");
 }

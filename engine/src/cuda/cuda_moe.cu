@@ -149,7 +149,7 @@ __global__ void __launch_bounds__(kWarps * kWarp) gateup_kernel(ExpertSet s, con
   const int j = gw / s.I, i = gw % s.I;
   if (j >= s.count) return;
   float g = 0.f, u = 0.f;
-  lane_dot2<4>(expert_w(s, j, 0) + int64_t(i) * s.H, expert_w(s, j, 1) + int64_t(i) * s.H, x, s.H, lane, g, u);
+  lane_dot2<8>(expert_w(s, j, 0) + int64_t(i) * s.H, expert_w(s, j, 1) + int64_t(i) * s.H, x, s.H, lane, g, u);
   g = warp_sum(g);
   u = warp_sum(u);
   if (lane == 0) act[j * s.I + i] = silu(g) * u;
