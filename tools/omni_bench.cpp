@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -183,6 +184,69 @@ DecodeResult bench_decode(Backend& be, Lm& lm, int ctx, int steps, bool graphs, 
   return {ctx, 1.0 / s, bytes / s / 1e9, bytes / s / copy_bw};
 }
 
+// Where a decode step's time goes: each operation of the decoder run over all layers (as a
+// graph where the backend has them), timed alone. Returns microseconds per token per op.
+std::vector<std::pair<std::string, double>> op_breakdown(Backend& be, Lm& lm, int ctx) {
+  const DecoderWeights& W = lm.stack->weights();
+  const int H = lm.cfg.hidden_size;
+  Tensor x = be.alloc({1, H}), normed = be.alloc({1, H}), branch = be.alloc({1, H});
+  const std::vector<float> r = [&] {
+    std::vector<float> v(static_cast<size_t>(H));
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> d(-1.f, 1.f);
+    for (float& f : v) f = d(rng);
+    return v;
+  }();
+  be.upload(x, r.data());
+  be.upload(normed, r.data());
+  be.upload(branch, r.data());
+  const int32_t position = ctx - 1;
+  be.upload(lm.pos, &position);
+  const float eps = float(lm.cfg.rms_norm_eps);
+  using Op = std::function<void()>;
+  const std::vector<std::pair<std::string, Op>> ops = {
+      {"attention (qkv, attn, o)",
+       [&] {
+         for (size_t l = 0; l < W.layers.size(); ++l) {
+           AttentionArgs a;
+           a.positions = lm.pos;
+           a.cache = &lm.caches[l];
+           be.attention(W.layers[l].attn, normed, a, branch);
+         }
+       }},
+      {"moe (router, gate/up, down)",
+       [&] {
+         for (const DecoderLayerWeights& L : W.layers) L.is_moe ? be.moe(L.moe, normed, branch) : be.mlp(L.mlp, normed, branch);
+       }},
+      {"add_rms_norm x2",
+       [&] {
+         for (const DecoderLayerWeights& L : W.layers) {
+           be.add_rms_norm(x, branch, L.post_norm, eps, normed);
+           be.add_rms_norm(x, branch, L.input_norm, eps, normed);
+         }
+       }},
+      {"lm_head", [&] { be.linear(x, lm.head, Tensor(), lm.logits, Activation::None); }},
+  };
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& [name, op] : ops) {
+    int graph = -1;
+    if (be.supports_graphs()) {
+      be.begin_capture();
+      op();
+      graph = be.end_capture();
+    }
+    auto run = [&] { graph >= 0 ? be.replay(graph) : op(); };
+    for (int i = 0; i < 3; ++i) run();
+    be.synchronize();
+    const int reps = 20;
+    const auto t0 = Clock::now();
+    for (int i = 0; i < reps; ++i) run();
+    be.synchronize();
+    out.emplace_back(name, seconds_since(t0) / reps * 1e6);
+  }
+  return out;
+}
+
 double bench_prefill(Backend& be, Lm& lm, int rows) {
   Tensor ids = be.alloc({rows}, DType::I32), pos = be.alloc({rows}, DType::I32);
   Tensor x = be.alloc({rows, lm.cfg.hidden_size});
@@ -235,6 +299,9 @@ int main(int argc, char** argv) {
       std::printf("thinker decode @%d: %.1f tokens/s, %.2f GB/token, %.1f GB/s, %.1f%% of copy bandwidth\n", ctx,
                   dec.back().tok_s, decode_bytes(tc, ctx) / 1e9, dec.back().gbs, 100 * dec.back().share);
     }
+    const auto breakdown = op_breakdown(*be, thinker, o.contexts.back());
+    for (const auto& [name, us] : breakdown)
+      std::printf("thinker decode @%d, %s alone: %.0f us/token\n", o.contexts.back(), name.c_str(), us);
     double eager_tok_s = 0;
     if (o.graphs && be->supports_graphs()) {
       eager_tok_s = bench_decode(*be, thinker, o.contexts.front(), o.steps / 2 + 1, false, copy_bw).tok_s;
@@ -276,11 +343,13 @@ int main(int argc, char** argv) {
       std::printf("| thinker decode @%d | %.1f tok/s, %.1f GB/s, %.1f%% of copy |\n", d.ctx, d.tok_s, d.gbs,
                   100 * d.share);
     if (eager_tok_s > 0) std::printf("| thinker decode @%d, no graphs | %.1f tok/s |\n", o.contexts.front(), eager_tok_s);
+    for (const auto& [name, us] : breakdown)
+      std::printf("| decode @%d: %s | %.0f us/token |\n", o.contexts.back(), name.c_str(), us);
     if (o.prefill > 0) std::printf("| thinker prefill %d | %.1f ms |\n", o.prefill, prefill_ms);
     if (frames_s > 0) std::printf("| talker + code predictor | %.1f frames/s |\n", frames_s);
     else std::printf("| talker + code predictor | not measured: %s |\n", speech_note.c_str());
-    std::printf("| code2wav RTF | not measured: code2wav ops (conv1d, conv_transpose1d, snake) are not on CUDA |\n");
-    std::printf("| time to first audio | not measured: needs the audio encoder and code2wav on CUDA |\n");
+    std::printf("| code2wav RTF | not measured: Code2Wav loads only from a Checkpoint (no synthetic-weight constructor yet) |\n");
+    std::printf("| time to first audio | not measured: needs code2wav and the audio encoder timed end to end |\n");
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "omni-bench: %s\n", e.what());

@@ -9,10 +9,24 @@ namespace {
 
 constexpr int kGemvWarps = 8;  // warps (= output rows) per block
 
-__device__ __forceinline__ bool locate(const GemvArgs& a, int& row, int& s) {
-  s = 0;
-  while (s + 1 < a.nseg && row >= a.seg[s].n) row -= a.seg[s++].n;
-  return row < a.seg[s].n;
+// The segment holding global row `row` (rewritten as the row inside it). Constant indices
+// only: a run-time index into the parameter struct would copy it to local memory.
+__device__ __forceinline__ bool locate(const GemvArgs& a, int& row, GemvSegment& g) {
+  if (row < a.seg[0].n) {
+    g = a.seg[0];
+    return true;
+  }
+  row -= a.seg[0].n;
+  if (a.nseg > 1 && row < a.seg[1].n) {
+    g = a.seg[1];
+    return true;
+  }
+  row -= a.nseg > 1 ? a.seg[1].n : 0;
+  if (a.nseg > 2 && row < a.seg[2].n) {
+    g = a.seg[2];
+    return true;
+  }
+  return false;
 }
 
 // One warp per output row; the row's weights are loaded once and applied to all R input rows.
@@ -20,9 +34,9 @@ template <int U, int R>
 __global__ void __launch_bounds__(kGemvWarps * kWarp) gemv_kernel(GemvArgs a) {
   pdl_launch_dependents();
   const int lane = threadIdx.x & 31;
-  int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5), s;
-  if (!locate(a, row, s)) return;
-  const GemvSegment& g = a.seg[s];
+  int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+  GemvSegment g;
+  if (!locate(a, row, g)) return;
   const uint4* w4 = reinterpret_cast<const uint4*>(g.w + int64_t(row) * a.K);
   const int chunks = a.K >> 3;
   // The weights depend on no earlier kernel: start pulling this row while it finishes.
@@ -72,9 +86,9 @@ __global__ void gemv_scalar_kernel(GemvArgs a) {
   pdl_launch_dependents();
   pdl_wait();
   const int lane = threadIdx.x & 31;
-  int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5), s;
-  if (!locate(a, row, s)) return;
-  const GemvSegment& g = a.seg[s];
+  int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+  GemvSegment g;
+  if (!locate(a, row, g)) return;
   for (int r = 0; r < a.rows; ++r) {
     float acc = 0.f;
     for (int k = lane; k < a.K; k += kWarp) acc += bf16_at(g.w, int64_t(row) * a.K + k) * a.x[int64_t(r) * a.K + k];
