@@ -33,11 +33,18 @@ int AudioInput::token_count(size_t num_samples) const {
 }
 
 int AudioInput::encode(const float* wave, size_t num_samples) {
-  encoded_ = 0;
+  clear();
+  return append(wave, num_samples);
+}
+
+int AudioInput::append(const float* wave, size_t num_samples) {
   const int n = token_count(num_samples);
+  if (encoded_ + n > max_tokens_)
+    throw Error("audio input: " + std::to_string(encoded_) + " audio tokens are held and this clip adds " +
+                std::to_string(n) + "; at most " + std::to_string(max_tokens_) + " fit");
   const MelFeatures features = mel_.compute(wave, num_samples);
-  encoder_.encode(features, encoded_rows_.rows(0, n));
-  encoded_ = n;
+  encoder_.encode(features, encoded_rows_.rows(encoded_, n));
+  encoded_ += n;
   return n;
 }
 
