@@ -53,6 +53,8 @@ void AudioInput::fill_prefill_chunk(const std::vector<int32_t>& ids, size_t begi
   if (begin + count > ids.size())
     throw Error("audio input: chunk [" + std::to_string(begin) + ", " + std::to_string(begin + count) +
                 ") is outside the " + std::to_string(ids.size()) + " prompt ids");
+  const auto chunk_begin = ids.begin() + long(begin), chunk_end = chunk_begin + long(count);
+  if (std::find(chunk_begin, chunk_end, audio_pad_id_) == chunk_end) return;  // text-only chunk
   const int64_t pads = std::count(ids.begin(), ids.end(), audio_pad_id_);
   if (pads != encoded_)
     throw Error("audio input: the prompt has " + std::to_string(pads) + " <|audio_pad|> tokens but the encoded clip " +

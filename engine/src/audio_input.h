@@ -42,7 +42,8 @@ class AudioInput {
   int encoded_tokens() const { return encoded_; }
   // `x` ([count, hidden], backend tensor) holds the embeddings of ids[begin, begin + count).
   // Every <|audio_pad|> row among them is overwritten with the encoded row of the same rank
-  // among all pads of `ids`. Throws if `ids` does not hold exactly encoded_tokens() pads.
+  // among all pads of `ids`. A chunk without pads is left alone, so every prefill chunk can be
+  // passed; one with pads throws unless `ids` holds exactly encoded_tokens() pads.
   void fill_prefill_chunk(const std::vector<int32_t>& ids, size_t begin, const Tensor& x) const;
 
   MelFrontend& mel() { return mel_; }

@@ -164,7 +164,10 @@ TEST(AudioGolden, PrefillChunksGetTheEncodedRowsAtTheAudioPads) {
     // A prompt with the wrong number of pads is an error, not a silent misalignment (spec 9.9).
     std::vector<int32_t> fewer = ids;
     fewer.erase(std::find(fewer.begin(), fewer.end(), m.cfg.ids.audio_pad));
-    EXPECT_THROW(input.fill_prefill_chunk(fewer, 0, x.rows(0, 1)), Error);
+    const size_t first_pad = size_t(std::find(fewer.begin(), fewer.end(), m.cfg.ids.audio_pad) - fewer.begin());
+    EXPECT_THROW(input.fill_prefill_chunk(fewer, first_pad, x.rows(0, 1)), Error);
+    // Chunks without pads are left alone whatever is encoded (text-only prefill chunks).
+    EXPECT_NO_THROW(input.fill_prefill_chunk(fewer, 0, x.rows(0, 1)));
   }
   // Longer than the room made at load: refused before any prompt is built.
   EXPECT_THROW(input.token_count(16000 * 40), Error);
