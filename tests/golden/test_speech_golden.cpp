@@ -6,7 +6,10 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+
+#include <nlohmann/json.hpp>
 
 #include "checkpoint.h"
 #include "code2wav.h"
@@ -17,8 +20,9 @@
 namespace omni {
 namespace {
 
-const std::string kModel = std::string(OMNI_FIXTURES) + "/models/tiny-a";
-const std::string kSpeech = std::string(OMNI_FIXTURES) + "/golden/tiny-a/speech/";
+const char* const kModels[] = {"tiny-a", "tiny-b"};  // tiny-a is sharded, tiny-b a single file
+std::string model_dir(const std::string& model) { return std::string(OMNI_FIXTURES) + "/models/" + model; }
+std::string speech_dir(const std::string& model) { return std::string(OMNI_FIXTURES) + "/golden/" + model + "/speech/"; }
 
 // max |got - want| / max |want| over the common prefix of n values (all when n < 0).
 double max_rel_diff(const std::vector<float>& got, const std::vector<float>& want, long n = -1) {
@@ -35,10 +39,12 @@ std::vector<int32_t> as_i32(const NpyArray& a) { return std::vector<int32_t>(a.i
 
 struct Tiny {
   std::unique_ptr<Backend> be = make_cpu_backend();
-  ModelConfig cfg = ModelConfig::load(kModel + "/config.json");
-  Checkpoint ck{kModel};
+  std::string name;
+  ModelConfig cfg;
+  Checkpoint ck;
   Tensor embed_table;
-  Tiny() {
+  explicit Tiny(const std::string& model)
+      : name(model), cfg(ModelConfig::load(model_dir(model) + "/config.json")), ck(model_dir(model)) {
     embed_table = be->weight(ck.get("thinker.model.embed_tokens.weight", {cfg.thinker.vocab_size, cfg.thinker.hidden_size}));
   }
 };
@@ -46,25 +52,27 @@ struct Tiny {
 // ---- code2wav ----
 
 TEST(SpeechGolden, Code2WavOneShotMatchesTransformers) {
-  Tiny m;
+  for (const char* model : kModels) {
+  Tiny m(model);
   Code2Wav c2w(*m.be, m.ck, m.cfg.code2wav);
   for (const char* name : {"text_ethan", "audio_aiden"}) {
-    const NpyArray codes = read_npy(kSpeech + name + "/codes.npy");
-    const NpyArray want = read_npy(kSpeech + name + "/code2wav_oneshot.npy");
+    const NpyArray codes = read_npy(speech_dir(model) + name + "/codes.npy");
+    const NpyArray want = read_npy(speech_dir(model) + name + "/code2wav_oneshot.npy");
     const int T = int(codes.shape[1]);
     Code2WavDecoder dec(c2w, T, T);  // the whole sequence in one push, like HF
     const std::vector<float> got = code2wav_decode(dec, as_i32(codes), T);
     ASSERT_EQ(got.size(), want.f32.size()) << name;
     const double rel = max_rel_diff(got, want.f32);
-    std::printf("[%s] code2wav one-shot, %d frames: max rel diff %.3g\n", name, T, rel);
-    EXPECT_LT(rel, 1e-4) << name;
+    std::printf("[%s %s] code2wav one-shot, %d frames: max rel diff %.3g\n", model, name, T, rel);
+    EXPECT_LT(rel, 1e-4) << model << " " << name;
+  }
   }
 }
 
 TEST(SpeechGolden, Code2WavStreamedEqualsOneShot) {
-  Tiny m;
+  Tiny m("tiny-a");
   Code2Wav c2w(*m.be, m.ck, m.cfg.code2wav);
-  const NpyArray codes = read_npy(kSpeech + "audio_aiden/codes.npy");
+  const NpyArray codes = read_npy(speech_dir("tiny-a") + "audio_aiden/codes.npy");
   const int T = int(codes.shape[1]), Q = int(codes.shape[0]);
   Code2WavDecoder whole(c2w, T, T);
   const std::vector<float> oneshot = code2wav_decode(whole, as_i32(codes), T);
@@ -89,7 +97,7 @@ TEST(SpeechGolden, Code2WavStreamedEqualsOneShot) {
 }
 
 TEST(SpeechGolden, Code2WavChunkedMatchesTransformers) {
-  Tiny m;
+  Tiny m("tiny-a");
   Code2Wav c2w(*m.be, m.ck, m.cfg.code2wav);
   const std::string dir = std::string(OMNI_FIXTURES) + "/golden/tiny-a/speech_code2wav/chunked_t305/";
   const NpyArray codes = read_npy(dir + "codes.npy");
@@ -117,8 +125,14 @@ TEST(SpeechGolden, Code2WavChunkedMatchesTransformers) {
 
 struct Case {
   NpyArray prompt, thinker, prefill, trailing, codes, wav, talker_tokens;
-  explicit Case(const std::string& name) {
-    const std::string d = kSpeech + name + "/";
+  int talker_max_new_tokens = 0;
+  bool eos_reached = false;
+  Case(const std::string& model, const std::string& name) {
+    const std::string d = speech_dir(model) + name + "/";
+    std::ifstream meta(d + "meta.json");
+    const nlohmann::json j = nlohmann::json::parse(meta);
+    talker_max_new_tokens = j.at("talker_max_new_tokens").get<int>();
+    eos_reached = j.at("eos_reached").get<bool>();
     prompt = read_npy(d + "prompt_ids.npy");
     thinker = read_npy(d + "thinker_tokens.npy");
     prefill = read_npy(d + "talker_prefill.npy");
@@ -159,7 +173,7 @@ SpeechRun run_case(Tiny& m, SpeechModel& speech, const Case& c, const std::strin
   SpeechOptions opt;
   opt.speaker = speaker;
   opt.greedy = true;
-  opt.max_frames = 29;  // the fixtures ran talker_max_new_tokens = 30
+  opt.max_frames = c.talker_max_new_tokens - 1;  // HF's limit counts the final (code-less) token
   r.sp->start(user_ids, hidden, header, opt);
   for (size_t i = 0; i < feed; ++i) r.sp->on_thinker_token(int32_t(c.thinker.i64[i]));
   r.sp->finish_text();
@@ -175,32 +189,39 @@ int code_mismatches(const SpeechPipeline& sp, const NpyArray& codes, int frames)
 }
 
 TEST(SpeechGolden, TextPromptMatchesTransformers) {
-  Tiny m;
+  for (const char* model : kModels) {
+  SCOPED_TRACE(model);
+  Tiny m(model);
   SpeechModel speech(m.ck, *m.be, m.cfg, 256, 64, 2);
-  Case c("text_ethan");
+  Case c(model, "text_ethan");
   // The thinker stopped on <|im_end|>: every token is fed, as in a live session.
   SpeechRun r = run_case(m, speech, c, "Ethan", c.thinker.i64.size(), false);
   ASSERT_EQ(r.sp->prefill_rows().size(), c.prefill.f32.size());
   const double prefill_rel = max_rel_diff(r.sp->prefill_rows(), c.prefill.f32);
   const double trailing_rel = max_rel_diff(r.sp->text_rows(), c.trailing.f32, long(c.trailing.f32.size()));
-  std::printf("[text_ethan] talker prefill max rel %.3g, trailing text max rel %.3g\n", prefill_rel, trailing_rel);
+  std::printf("[%s text_ethan] talker prefill max rel %.3g, trailing text max rel %.3g\n", model, prefill_rel,
+              trailing_rel);
   EXPECT_LT(prefill_rel, 1e-4);
   ASSERT_GE(r.sp->text_rows().size(), c.trailing.f32.size());
   EXPECT_LT(trailing_rel, 1e-4);
   EXPECT_EQ(std::vector<int32_t>(r.sp->talker_tokens()), as_i32(c.talker_tokens));
   ASSERT_EQ(r.sp->frames().size(), size_t(c.codes.shape[1]));
   EXPECT_EQ(code_mismatches(*r.sp, c.codes, int(c.codes.shape[1])), 0);
-  EXPECT_TRUE(r.sp->reached_eos());
+  EXPECT_EQ(r.sp->reached_eos(), c.eos_reached);
   ASSERT_EQ(r.audio.size(), c.wav.f32.size());
   const double wav_rel = max_rel_diff(r.audio, c.wav.f32);
-  std::printf("[text_ethan] %zu frames, codes identical; waveform max rel %.3g\n", r.sp->frames().size(), wav_rel);
+  std::printf("[%s text_ethan] %zu frames, codes identical; waveform max rel %.3g\n", model, r.sp->frames().size(),
+              wav_rel);
   EXPECT_LT(wav_rel, 1e-3);
+  }
 }
 
 TEST(SpeechGolden, AudioPromptMatchesTransformers) {
-  Tiny m;
+  for (const char* model : kModels) {
+  SCOPED_TRACE(model);
+  Tiny m(model);
   SpeechModel speech(m.ck, *m.be, m.cfg, 256, 64, 3);
-  Case c("audio_aiden");
+  Case c(model, "audio_aiden");
   const size_t H = size_t(m.cfg.talker.text.hidden_size);
   // The thinker hit its token limit: HF does not speak the last token, so feed all but it.
   SpeechRun r = run_case(m, speech, c, "Aiden", c.thinker.i64.size() - 1, true);
@@ -220,15 +241,16 @@ TEST(SpeechGolden, AudioPromptMatchesTransformers) {
   }
   EXPECT_GT(mm_rows, 0u);
   const double text_rel = max_rel_diff(got_text, want_text);
-  std::printf("[audio_aiden] talker prefill text rows (%zu of %zu) max rel %.3g\n", S - mm_rows, S, text_rel);
+  std::printf("[%s audio_aiden] talker prefill text rows (%zu of %zu) max rel %.3g\n", model, S - mm_rows, S, text_rel);
   EXPECT_LT(text_rel, 1e-4);
   EXPECT_LT(max_rel_diff(r.sp->text_rows(), c.trailing.f32, long(c.trailing.f32.size())), 1e-4);
   const int T = int(c.codes.shape[1]);
   ASSERT_EQ(int(r.sp->frames().size()), T);
   EXPECT_EQ(code_mismatches(*r.sp, c.codes, T), 0);
+  EXPECT_EQ(r.sp->reached_eos(), c.eos_reached);
   ASSERT_EQ(r.audio.size(), c.wav.f32.size());
   const double wav_rel = max_rel_diff(r.audio, c.wav.f32);
-  std::printf("[audio_aiden] %d frames, codes identical; waveform max rel %.3g\n", T, wav_rel);
+  std::printf("[%s audio_aiden] %d frames, codes identical; waveform max rel %.3g\n", model, T, wav_rel);
   EXPECT_LT(wav_rel, 1e-3);
 
   // omnid speaks every generated token, also the last one at the token limit (HF drops it):
@@ -242,10 +264,11 @@ TEST(SpeechGolden, AudioPromptMatchesTransformers) {
   const long same = long(K) * 1920 - 555;
   ASSERT_GE(long(all.audio.size()), same);
   const double prefix_rel = max_rel_diff(all.audio, c.wav.f32, same);
-  std::printf("[audio_aiden, last token spoken] first %d frames identical; first %ld samples max rel %.3g\n", K,
+  std::printf("[%s audio_aiden, last token spoken] first %d frames identical; first %ld samples max rel %.3g\n", model, K,
               same, prefix_rel);
   EXPECT_LT(prefix_rel, 1e-3);
   EXPECT_GT(all.sp->text_rows().size(), c.trailing.f32.size()) << "the last text token was not fed to the talker";
+  }
 }
 
 }  // namespace
