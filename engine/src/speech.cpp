@@ -285,3 +285,17 @@ void SpeechPipeline::finish_text() {
 }
 
 }  // namespace omni
+
+namespace omni {
+
+void SpeechPipeline::say(const std::vector<int32_t>& text_ids, const std::vector<int32_t>& assistant_header,
+                         const SpeechOptions& opt) {
+  start({}, Tensor(), assistant_header, opt);
+  for (int32_t id : text_ids) {
+    if (done_) break;
+    on_thinker_token(id);
+  }
+  finish_text();
+}
+
+}  // namespace omni

@@ -102,6 +102,11 @@ class SpeechPipeline {
   // The thinker stopped: speaks the remaining text and runs until codec EOS or max_frames.
   void finish_text();
   void cancel() { cancelled_.store(true); }  // any thread; the pipeline stops between steps
+  // Speaks `text_ids` verbatim with no thinker run (Session::say): the talker sees no user part
+  // (there is no conversation to condition on) and the assistant part is built from the text
+  // exactly as if the thinker had generated it and stopped with <|im_end|>.
+  void say(const std::vector<int32_t>& text_ids, const std::vector<int32_t>& assistant_header,
+           const SpeechOptions& opt);
 
   bool done() const { return done_; }
   bool cancelled() const { return cancelled_.load(); }
