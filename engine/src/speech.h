@@ -120,9 +120,6 @@ class SpeechPipeline {
   void keep_inputs_for_tests(bool on) { keep_inputs_ = on; }
   const std::vector<float>& prefill_rows() const { return prefill_host_; }
   const std::vector<float>& text_rows() const { return text_rows_host_; }  // one row per decode step
-  // For tests whose fixture has no thinker hidden states: talker prefill rows [S, hidden] to use
-  // instead of the constructed ones (the constructed ones are still kept for comparison).
-  void override_prefill_for_tests(std::vector<float> rows) { prefill_override_ = std::move(rows); }
 
  private:
   void prefill(int32_t first_text);
@@ -154,7 +151,7 @@ class SpeechPipeline {
   size_t samples_ = 0;
   std::chrono::steady_clock::time_point first_audio_{};
   bool keep_inputs_ = false;
-  std::vector<float> prefill_host_, text_rows_host_, prefill_override_;
+  std::vector<float> prefill_host_, text_rows_host_;
   SpeechModel::Scratch& s_;
 };
 

@@ -11,11 +11,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "audio_input.h"
 #include "checkpoint.h"
+#include "io/wav.h"
 #include "code2wav.h"
 #include "model_config.h"
 #include "npy.h"
 #include "speech.h"
+#include "thinker.h"
 
 namespace omni {
 namespace {
@@ -127,12 +130,14 @@ struct Case {
   NpyArray prompt, thinker, prefill, trailing, codes, wav, talker_tokens;
   int talker_max_new_tokens = 0;
   bool eos_reached = false;
+  std::string audio_clip;  // empty: text-only prompt
   Case(const std::string& model, const std::string& name) {
     const std::string d = speech_dir(model) + name + "/";
     std::ifstream meta(d + "meta.json");
     const nlohmann::json j = nlohmann::json::parse(meta);
     talker_max_new_tokens = j.at("talker_max_new_tokens").get<int>();
     eos_reached = j.at("eos_reached").get<bool>();
+    if (j.at("audio_clip").is_string()) audio_clip = j.at("audio_clip").get<std::string>();
     prompt = read_npy(d + "prompt_ids.npy");
     thinker = read_npy(d + "thinker_tokens.npy");
     prefill = read_npy(d + "talker_prefill.npy");
@@ -143,6 +148,30 @@ struct Case {
   }
 };
 
+// hidden_states[accept_hidden_layer] of the thinker over `prompt` ([P, hidden], host), with the
+// clip encoded into its <|audio_pad|> rows: what a Session captures during its prefill.
+std::vector<float> thinker_accept_rows(Tiny& m, const std::vector<int32_t>& prompt, const std::string& clip) {
+  const int P = int(prompt.size());
+  const int64_t H = m.cfg.thinker.hidden_size;
+  Thinker thinker(m.ck, *m.be, m.cfg, P);
+  AudioInput input(*m.be, m.ck, m.cfg, model_dir(m.name), 256);
+  const std::vector<float> wave = audio::load_wav_mono(std::string(OMNI_FIXTURES) + "/audio/" + clip + ".wav");
+  input.encode(wave.data(), wave.size());
+  std::vector<KVCache> caches = alloc_kv_caches(*m.be, m.cfg.thinker, P);
+  Tensor ids = m.be->alloc({P}, DType::I32), pos = m.be->alloc({P}, DType::I32);
+  Tensor x = m.be->alloc({P, H}), capture = m.be->alloc({P, H});
+  std::vector<int32_t> positions(static_cast<size_t>(P));
+  for (int i = 0; i < P; ++i) positions[size_t(i)] = i;
+  m.be->upload(ids, prompt.data());
+  m.be->upload(pos, positions.data());
+  thinker.embed(ids, x);
+  input.fill_prefill_chunk(prompt, 0, x);
+  thinker.forward(x, pos, caches, capture, m.cfg.talker.accept_hidden_layer);
+  std::vector<float> host(size_t(P * H));
+  m.be->download_f32(host.data(), capture);
+  return host;
+}
+
 struct SpeechRun {
   std::vector<float> audio;
   std::unique_ptr<SpeechPipeline> sp;
@@ -150,26 +179,28 @@ struct SpeechRun {
 };
 
 // Runs the pipeline on a fixture case. `feed` thinker tokens are given one by one, then
-// finish_text(). With `use_fixture_prefill`, the talker prefill comes from the fixture (for
-// audio prompts, whose thinker hidden states the fixture does not hold).
+// finish_text(). `prompt_hidden` [P, hidden]: the thinker's accept-layer rows over the prompt
+// (needed when it has audio placeholders).
 SpeechRun run_case(Tiny& m, SpeechModel& speech, const Case& c, const std::string& speaker, size_t feed,
-             bool use_fixture_prefill) {
+                   const std::vector<float>& prompt_hidden = {}) {
   SpeechRun r;
   const std::vector<int32_t> prompt = as_i32(c.prompt);
   r.user_positions = talker_user_positions(prompt, m.cfg.ids);
   std::vector<int32_t> user_ids;
   for (int p : r.user_positions) user_ids.push_back(prompt[size_t(p)]);
   const std::vector<int32_t> header(prompt.end() - 3, prompt.end());
-  Tensor hidden;  // accept-layer rows: zeros here; their projections are replaced by the fixture's
-  if (use_fixture_prefill) {
-    hidden = m.be->alloc({int64_t(user_ids.size()), m.cfg.thinker.hidden_size});
-    std::vector<float> zeros(size_t(hidden.numel()), 0.f);
-    m.be->upload(hidden, zeros.data());
+  Tensor hidden;  // accept-layer rows of the user part, from the thinker's prefill over the prompt
+  if (!prompt_hidden.empty()) {
+    const int64_t H = m.cfg.thinker.hidden_size;
+    std::vector<float> rows;
+    for (int p : r.user_positions)
+      rows.insert(rows.end(), prompt_hidden.begin() + long(p) * H, prompt_hidden.begin() + long(p + 1) * H);
+    hidden = m.be->alloc({int64_t(user_ids.size()), H});
+    m.be->upload(hidden, rows.data());
   }
   r.sp = std::make_unique<SpeechPipeline>(speech, m.embed_table,
                                           [&r](const float* s, size_t n) { r.audio.insert(r.audio.end(), s, s + n); });
   r.sp->keep_inputs_for_tests(true);
-  if (use_fixture_prefill) r.sp->override_prefill_for_tests(c.prefill.f32);
   SpeechOptions opt;
   opt.speaker = speaker;
   opt.greedy = true;
@@ -195,7 +226,7 @@ TEST(SpeechGolden, TextPromptMatchesTransformers) {
   SpeechModel speech(m.ck, *m.be, m.cfg, 256, 64, 2);
   Case c(model, "text_ethan");
   // The thinker stopped on <|im_end|>: every token is fed, as in a live session.
-  SpeechRun r = run_case(m, speech, c, "Ethan", c.thinker.i64.size(), false);
+  SpeechRun r = run_case(m, speech, c, "Ethan", c.thinker.i64.size());
   ASSERT_EQ(r.sp->prefill_rows().size(), c.prefill.f32.size());
   const double prefill_rel = max_rel_diff(r.sp->prefill_rows(), c.prefill.f32);
   const double trailing_rel = max_rel_diff(r.sp->text_rows(), c.trailing.f32, long(c.trailing.f32.size()));
@@ -224,25 +255,24 @@ TEST(SpeechGolden, AudioPromptMatchesTransformers) {
   Case c(model, "audio_aiden");
   const size_t H = size_t(m.cfg.talker.text.hidden_size);
   // The thinker hit its token limit: HF does not speak the last token, so feed all but it.
-  SpeechRun r = run_case(m, speech, c, "Aiden", c.thinker.i64.size() - 1, true);
-  // Text rows of the constructed prefill (everything but the audio placeholders) vs HF.
-  const std::vector<int32_t> prompt = as_i32(c.prompt);
-  std::vector<float> got_text, want_text;
-  const size_t S = c.prefill.f32.size() / H;
+  const std::vector<float> hidden = thinker_accept_rows(m, as_i32(c.prompt), c.audio_clip);
+  SpeechRun r = run_case(m, speech, c, "Aiden", c.thinker.i64.size() - 1, hidden);
   ASSERT_EQ(r.sp->prefill_rows().size(), c.prefill.f32.size());
-  size_t mm_rows = 0;
-  for (size_t row = 0; row < S; ++row) {
-    const bool mm = row < r.user_positions.size() && prompt[size_t(r.user_positions[row])] == m.cfg.ids.audio_pad;
-    mm_rows += mm;
-    if (mm) continue;
-    got_text.insert(got_text.end(), r.sp->prefill_rows().begin() + long(row * H),
-                    r.sp->prefill_rows().begin() + long((row + 1) * H));
-    want_text.insert(want_text.end(), c.prefill.f32.begin() + long(row * H), c.prefill.f32.begin() + long((row + 1) * H));
+  const double prefill_rel = max_rel_diff(r.sp->prefill_rows(), c.prefill.f32);
+  // The audio placeholder rows alone (hidden_projection of the thinker's accept-layer states).
+  const std::vector<int32_t> prompt = as_i32(c.prompt);
+  std::vector<float> got_mm, want_mm;
+  for (size_t row = 0; row < r.user_positions.size(); ++row) {
+    if (prompt[size_t(r.user_positions[row])] != m.cfg.ids.audio_pad) continue;
+    got_mm.insert(got_mm.end(), r.sp->prefill_rows().begin() + long(row * H), r.sp->prefill_rows().begin() + long((row + 1) * H));
+    want_mm.insert(want_mm.end(), c.prefill.f32.begin() + long(row * H), c.prefill.f32.begin() + long((row + 1) * H));
   }
-  EXPECT_GT(mm_rows, 0u);
-  const double text_rel = max_rel_diff(got_text, want_text);
-  std::printf("[%s audio_aiden] talker prefill text rows (%zu of %zu) max rel %.3g\n", model, S - mm_rows, S, text_rel);
-  EXPECT_LT(text_rel, 1e-4);
+  ASSERT_FALSE(got_mm.empty());
+  const double mm_rel = max_rel_diff(got_mm, want_mm);
+  std::printf("[%s audio_aiden] talker prefill max rel %.3g (audio rows: %zu, max rel %.3g)\n", model, prefill_rel,
+              got_mm.size() / H, mm_rel);
+  EXPECT_LT(prefill_rel, 1e-4);
+  EXPECT_LT(mm_rel, 1e-4);
   EXPECT_LT(max_rel_diff(r.sp->text_rows(), c.trailing.f32, long(c.trailing.f32.size())), 1e-4);
   const int T = int(c.codes.shape[1]);
   ASSERT_EQ(int(r.sp->frames().size()), T);
@@ -257,7 +287,7 @@ TEST(SpeechGolden, AudioPromptMatchesTransformers) {
   // trailing text differs from HF at row K-1 (K = HF's trailing rows), so frames 0..K-1 and the
   // samples that depend only on them must still match.
   std::vector<float> before = r.audio;
-  SpeechRun all = run_case(m, speech, c, "Aiden", c.thinker.i64.size(), true);
+  SpeechRun all = run_case(m, speech, c, "Aiden", c.thinker.i64.size(), hidden);
   const int K = int(c.trailing.shape[0]);
   ASSERT_GE(int(all.sp->frames().size()), K);
   EXPECT_EQ(code_mismatches(*all.sp, c.codes, K), 0);
