@@ -131,6 +131,9 @@ TEST(SpeechPipeline, BadInputIsReported) {
   EXPECT_THROW(sp.start(std::vector<int32_t>(100, 9707), Tensor(), m.header(), greedy()), Error);  // too long
   EXPECT_THROW(sp.start(m.user(), Tensor(), m.header(), greedy(1000)), Error);  // beyond max_frames
   EXPECT_THROW(SpeechPipeline(m.speech, m.embed, nullptr).on_thinker_token(1), Error);  // before start()
+  ModelConfig no_talker = m.cfg;
+  no_talker.has_talker = false;
+  EXPECT_THROW(SpeechModel(m.ck, *m.be, no_talker, 16, 4), ConfigError);
 }
 
 TEST(SpeechPipeline, UserPartFollowsHfTurnRule) {
