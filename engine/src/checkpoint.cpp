@@ -1,4 +1,3 @@
-#include <algorithm>
 #include "checkpoint.h"
 
 #include <fcntl.h>
@@ -59,17 +58,14 @@ std::map<std::string, Tensor> SafetensorsFile::parse_header(const char* data, si
     Tensor t;
     std::string dt = info["dtype"].get<std::string>();
     if (!parse_dtype(dt, &t.dtype)) throw CheckpointError(where + ": unsupported dtype " + dt);
-    // Tensors of more than 4 dimensions (the vision patch embedding, [C, 3, 2, 16, 16]; the
-    // engine does not use it) are kept with their trailing dimensions folded into the 4th.
-    const int file_ndim = int(info["shape"].size());
-    t.ndim = std::min(file_ndim, kMaxDims);
+    if (info["shape"].size() > size_t(kMaxDims)) throw CheckpointError(where + ": more than " + std::to_string(kMaxDims) + " dimensions");
+    t.ndim = int(info["shape"].size());
     uint64_t numel = 1;
-    for (int i = 0; i < file_ndim; ++i) {
+    for (int i = 0; i < t.ndim; ++i) {
       const json& d = info["shape"][size_t(i)];
       if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t(1) << 40))
         throw CheckpointError(where + ": bad shape");
-      if (i < kMaxDims) t.shape[size_t(i)] = int64_t(d.get<uint64_t>());
-      else t.shape[size_t(kMaxDims - 1)] *= int64_t(d.get<uint64_t>());
+      t.shape[size_t(i)] = int64_t(d.get<uint64_t>());
       numel *= d.get<uint64_t>();
       if (numel > (uint64_t(1) << 40)) throw CheckpointError(where + ": bad shape");
     }
