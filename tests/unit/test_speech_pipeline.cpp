@@ -9,7 +9,6 @@
 #include "model_config.h"
 #include "omni/errors.h"
 #include "speech.h"
-#include "talker_context.h"
 
 using namespace omni;
 
@@ -146,40 +145,6 @@ TEST(SpeechPipeline, UserPartFollowsHfTurnRule) {
                                   ids.im_start, ids.assistant, 198};
   const std::vector<int> want = {6, 7, 8, 9, 10, 11, 18, 19, 20, 21, 22, 23};
   EXPECT_EQ(talker_user_positions(p, ids), want);
-}
-
-}  // namespace
-
-namespace {
-
-TEST(TalkerUserContext, KeepsUserTurnsAcrossArbitraryChunks) {
-  auto be = make_cpu_backend();
-  ModelConfig cfg = ModelConfig::load(std::string(OMNI_FIXTURES) + "/models/tiny-b/config.json");
-  const TokenIds& ids = cfg.ids;
-  const std::vector<int32_t> conv = {ids.im_start, ids.system, 198, 5, ids.im_end, 198,
-                                     ids.im_start, ids.user, 198, 6, ids.audio_pad, ids.audio_pad, ids.im_end, 198,
-                                     ids.im_start, ids.assistant, 198, 7, ids.im_end, 198,
-                                     ids.im_start, ids.user, 198, 8, ids.im_end, 198,
-                                     ids.im_start, ids.assistant, 198};
-  const int64_t H = cfg.thinker.hidden_size, N = int64_t(conv.size());
-  std::vector<float> rows(size_t(N * H));
-  for (size_t i = 0; i < rows.size(); ++i) rows[i] = float(i / size_t(H)) + 0.001f * float(i % size_t(H));
-  const std::vector<int> want = talker_user_positions(conv, ids);
-  for (int64_t chunk : {int64_t(1), int64_t(3), int64_t(7), N}) {
-    TalkerUserContext ctx(*be, cfg, 64);
-    for (int64_t b = 0; b < N; b += chunk) {
-      const int64_t n = std::min(chunk, N - b);
-      ctx.append(std::vector<int32_t>(conv.begin() + b, conv.begin() + b + n),
-                 Tensor(rows.data() + b * H, DType::F32, {n, H}));
-    }
-    ASSERT_EQ(ctx.user_ids().size(), want.size()) << "chunk " << chunk;
-    std::vector<float> got(size_t(ctx.user_hidden().numel()));
-    be->download_f32(got.data(), ctx.user_hidden());
-    for (size_t k = 0; k < want.size(); ++k) {
-      EXPECT_EQ(ctx.user_ids()[k], conv[size_t(want[k])]) << "chunk " << chunk;
-      EXPECT_EQ(got[k * size_t(H) + 1], rows[size_t(want[k]) * size_t(H) + 1]) << "chunk " << chunk << " row " << k;
-    }
-  }
 }
 
 }  // namespace
