@@ -303,3 +303,52 @@ TEST(SpeechGolden, AudioPromptMatchesTransformers) {
 
 }  // namespace
 }  // namespace omni
+
+namespace omni {
+namespace {
+
+// A multi-turn text chat: the talker prefill holds both user turns and neither the system turn
+// nor the earlier assistant turn (tools/make_speech_multiturn_fixture.py).
+TEST(SpeechGolden, MultiTurnPrefillHoldsEveryUserTurn) {
+  for (const char* model : kModels) {
+    SCOPED_TRACE(model);
+    const std::string d = std::string(OMNI_FIXTURES) + "/golden/" + model + "/speech_multiturn/text_chelsie/";
+    Tiny m(model);
+    SpeechModel speech(m.ck, *m.be, m.cfg, 256, 64, 2);
+    std::ifstream in(d + "meta.json");
+    const nlohmann::json meta = nlohmann::json::parse(in);
+    const std::vector<int32_t> prompt = as_i32(read_npy(d + "prompt_ids.npy"));
+    const NpyArray thinker = read_npy(d + "thinker_tokens.npy"), prefill = read_npy(d + "talker_prefill.npy");
+    const NpyArray codes = read_npy(d + "codes.npy"), wav = read_npy(d + "waveform.npy");
+    const std::vector<int> users = talker_user_positions(prompt, m.cfg.ids);
+    std::vector<int32_t> user_ids;
+    for (int p : users) user_ids.push_back(prompt[size_t(p)]);
+    ASSERT_EQ(user_ids.size() + 9, size_t(meta.at("prefill_rows").get<int>()));
+    std::vector<float> audio;
+    SpeechPipeline sp(speech, m.embed_table, [&](const float* s, size_t n) { audio.insert(audio.end(), s, s + n); });
+    sp.keep_inputs_for_tests(true);
+    SpeechOptions opt;
+    opt.speaker = "Chelsie";
+    opt.greedy = true;
+    opt.max_frames = meta.at("talker_max_new_tokens").get<int>() - 1;
+    sp.start(user_ids, Tensor(), std::vector<int32_t>(prompt.end() - 3, prompt.end()), opt);
+    // HF speaks every token but the last generated one (the <|im_end|> when the thinker stopped).
+    const size_t feed = meta.at("thinker_eos_reached").get<bool>() ? thinker.i64.size() : thinker.i64.size() - 1;
+    for (size_t i = 0; i < feed; ++i) sp.on_thinker_token(int32_t(thinker.i64[i]));
+    sp.finish_text();
+    ASSERT_EQ(sp.prefill_rows().size(), prefill.f32.size());
+    const double prefill_rel = max_rel_diff(sp.prefill_rows(), prefill.f32);
+    const int T = int(codes.shape[1]);
+    ASSERT_EQ(int(sp.frames().size()), T);
+    EXPECT_EQ(code_mismatches(sp, codes, T), 0);
+    ASSERT_EQ(audio.size(), wav.f32.size());
+    const double wav_rel = max_rel_diff(audio, wav.f32);
+    std::printf("[%s multi-turn] prefill (%zu user rows) max rel %.3g; %d frames identical; waveform max rel %.3g\n",
+                model, user_ids.size(), prefill_rel, T, wav_rel);
+    EXPECT_LT(prefill_rel, 1e-4);
+    EXPECT_LT(wav_rel, 1e-3);
+  }
+}
+
+}  // namespace
+}  // namespace omni
