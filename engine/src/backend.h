@@ -140,15 +140,17 @@ class Backend {
 
   // ---- audio encoder operations ----
   // The audio tower's convolutional downsampler (spec 3.2 steps 2-3); everything after it is
-  // linear / layer_norm / attention above.
+  // linear / layer_norm / attention above. The defaults (audio_ops_host.cpp) run the CPU
+  // reference on the host through download/upload: correct on any backend, slow on a GPU, so
+  // a device backend should override them.
   // out = GELU(conv2d(x, w) + b), 3x3 kernel, `stride` and zero padding `pad` on both spatial
   // axes. x [N, C_in, H, W], w [C_out, C_in, 3, 3], b [C_out],
   // out [N, C_out, (H + 2*pad - 3)/stride + 1, (W + 2*pad - 3)/stride + 1].
   virtual void conv2d_gelu(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int pad,
-                           const Tensor& out) = 0;
+                           const Tensor& out);
   // x [A, B, C, D] -> out [A, D, B, C] (torch permute(0, 3, 1, 2)): the conv output
   // [chunks, channels, freq, time] becomes [chunks, time, channels*freq] rows for conv_out.
-  virtual void permute_0312(const Tensor& x, const Tensor& out) = 0;
+  virtual void permute_0312(const Tensor& x, const Tensor& out);
 
   // ---- speech operations (talker, code2wav) ----
   // The code2wav convolution stack runs time-major: activations are [L, C] (a row per sample),

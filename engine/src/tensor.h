@@ -30,7 +30,7 @@ inline uint16_t f32_to_bf16(float f) {
 }
 float f16_to_f32(uint16_t v);
 
-constexpr int kMaxDims = 5;  // the vision tower's Conv3d weight has five
+constexpr int kMaxDims = 4;
 
 struct Tensor {
   void* data = nullptr;

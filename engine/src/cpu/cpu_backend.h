@@ -54,5 +54,8 @@ void load_row_f32(const Tensor& t, int64_t r, float* dst);
 // dst[o] = dot(w[o, :], x) for o in [0, rows(w)); w of any float dtype, x float.
 void matvec_f32(const Tensor& w, const float* x, float* dst);
 float apply_activation(float v, Activation act);
+// Threads only pay off for large loops: below this many multiply-adds a parallel region costs
+// more than it saves (and on a loaded 2-core machine, far more).
+constexpr int64_t kParallelMinWork = int64_t(1) << 20;
 
 }  // namespace omni
