@@ -120,6 +120,30 @@ TEST_F(CudaModel, WindowedAndBlockAttention) {
     p->gpu->attention(a.g, x.g, ag, out.g);
     EXPECT_LT(p->rel_error(out), kTolBf16) << "sliding window";
   }
+  {  // code2wav's streaming use: an fp32 cache (allocated with the activation dtype), a sliding
+     // window, chunks of rows then single rows.
+    Attn a = make_attention(*p, 1024, 16, 16, 64, false, false, 1e4f);
+    KVCache cc{p->cpu->alloc({120, 16, 64}), p->cpu->alloc({120, 16, 64})};
+    KVCache gc{p->gpu->alloc({120, 16, 64}), p->gpu->alloc({120, 16, 64})};
+    int next = 0;
+    for (int rows : {40, 50, 1, 1}) {
+      std::vector<int32_t> pos(static_cast<size_t>(rows));
+      for (int i = 0; i < rows; ++i) pos[size_t(i)] = next + i;
+      next += rows;
+      auto x = p->act({rows, 1024});
+      auto ps = p->ints({rows}, pos);
+      auto out = p->out({rows, 1024});
+      AttentionArgs ac, ag;
+      ac.positions = ps.c;
+      ag.positions = ps.g;
+      ac.cache = &cc;
+      ag.cache = &gc;
+      ac.sliding_window = ag.sliding_window = 72;
+      p->cpu->attention(a.c, x.c, ac, out.c);
+      p->gpu->attention(a.g, x.g, ag, out.g);
+      EXPECT_LT(p->rel_error(out), kTolBf16) << "fp32 cache, chunk of " << rows;
+    }
+  }
   {
     Attn a = make_attention(*p, 1280, 20, 20, 64, false, true, 0.f);
     auto x = p->act({250, 1280});

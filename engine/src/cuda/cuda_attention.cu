@@ -251,8 +251,9 @@ struct PrepArgs {
   float eps;
   const int32_t* pos;
   int hq, hkv, hd;
-  uint16_t* kc;
-  uint16_t* vc;
+  void* kc;  // bf16 or (cache_f32) fp32 cache
+  void* vc;
+  bool cache_f32;
   int capacity;
   int* flags;
 };
@@ -289,8 +290,14 @@ __global__ void attention_prep_kernel(PrepArgs a) {
     }
     const float* vrow = a.v + (int64_t(s) * a.hkv + h) * a.hd;
     for (int d = lane; d < a.hd; d += 32) {
-      a.kc[(int64_t(pos) * a.hkv + h) * a.hd + d] = f32_to_bf16_bits(row[d]);
-      a.vc[(int64_t(pos) * a.hkv + h) * a.hd + d] = f32_to_bf16_bits(vrow[d]);
+      const int64_t o = (int64_t(pos) * a.hkv + h) * a.hd + d;
+      if (a.cache_f32) {
+        static_cast<float*>(a.kc)[o] = row[d];
+        static_cast<float*>(a.vc)[o] = vrow[d];
+      } else {
+        static_cast<uint16_t*>(a.kc)[o] = f32_to_bf16_bits(row[d]);
+        static_cast<uint16_t*>(a.vc)[o] = f32_to_bf16_bits(vrow[d]);
+      }
     }
   }
 }
@@ -442,12 +449,16 @@ void CudaBackend::attention(const AttentionWeights& w, const Tensor& x, const At
     throw Error("attention: x " + x.shape_str() + " does not match wq " + w.wq.shape_str());
   if ((w.rope_theta > 0.f || args.cache) && args.positions.empty())
     throw Error("attention: positions are required");
-  if (args.cache && (args.cache->k.dtype != DType::BF16 || args.cache->k.dim(1) != hkv || args.cache->k.dim(2) != hd))
+  // Caches are bf16 (kv_cache_dtype(), the fast path) or fp32 (caches allocated with the
+  // activation dtype; the general path reads either).
+  if (args.cache && ((args.cache->k.dtype != DType::BF16 && args.cache->k.dtype != DType::F32) ||
+                     args.cache->v.dtype != args.cache->k.dtype || args.cache->k.ndim != 3 ||
+                     args.cache->k.dim(1) != hkv || args.cache->k.dim(2) != hd))
     throw Error("attention: KV cache " + args.cache->k.shape_str() + " " + dtype_name(args.cache->k.dtype) +
-                " is not a bf16 [capacity, " + std::to_string(hkv) + ", " + std::to_string(hd) + "] cache");
+                " is not a bf16/f32 [capacity, " + std::to_string(hkv) + ", " + std::to_string(hd) + "] cache");
   const int G = hq / hkv;
-  const bool fused = x.dim(0) == 1 && args.cache && args.block == 0 && G <= 8 && (hd == 64 || hd == 128) &&
-                     hq <= kCudaMaxHeads;
+  const bool fused = x.dim(0) == 1 && args.cache && args.cache->k.dtype == DType::BF16 && args.block == 0 &&
+                     G <= 8 && (hd == 64 || hd == 128) && hq <= kCudaMaxHeads;
   if (fused) attention_decode(w, x, args, out);
   else attention_general(w, x, args, out);
 }
@@ -512,8 +523,8 @@ void CudaBackend::attention_general(const AttentionWeights& w, const Tensor& x, 
   linear_rows(x.as<float>(), S, w.wv, w.bv, v, Activation::None);
   PrepArgs p{rope_table(w.rope_theta, hd), q, k, v, opt_bf16(w.q_norm), opt_bf16(w.k_norm), w.norm_eps,
              args.positions.empty() ? nullptr : args.positions.as<int32_t>(), hq, hkv, hd,
-             args.cache ? args.cache->k.as<uint16_t>() : nullptr, args.cache ? args.cache->v.as<uint16_t>() : nullptr,
-             args.cache ? int(args.cache->capacity()) : 0, flags_};
+             args.cache ? args.cache->k.data : nullptr, args.cache ? args.cache->v.data : nullptr,
+             args.cache && args.cache->k.dtype == DType::F32, args.cache ? int(args.cache->capacity()) : 0, flags_};
   if (S > 0 && (p.q_norm || p.k_norm || p.rope.on || p.kc)) {
     attention_prep_kernel<<<dim3(unsigned(S), unsigned(hq + hkv)), 32, 0, stream_>>>(p);
     OMNI_LAUNCHED("attention_prep_kernel");
@@ -522,7 +533,7 @@ void CudaBackend::attention_general(const AttentionWeights& w, const Tensor& x, 
   t.q = q;
   t.k = args.cache ? static_cast<const void*>(args.cache->k.data) : k;
   t.v = args.cache ? static_cast<const void*>(args.cache->v.data) : v;
-  t.kv_bf16 = args.cache != nullptr;
+  t.kv_bf16 = args.cache != nullptr && args.cache->k.dtype == DType::BF16;
   t.pos = args.positions.empty() ? nullptr : args.positions.as<int32_t>();
   t.S = int(S);
   t.hq = hq;
