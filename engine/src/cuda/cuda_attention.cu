@@ -81,7 +81,7 @@ struct DecodeArgs {
 
 template <int DPL>
 __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(DecodeArgs a) {
-  const int g = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
+  const int g = blockIdx.x, split = blockIdx.y;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int G = a.hq / a.hkv, hd = a.hd;
   __shared__ float q_s[kDecMaxG][32 * kDecMaxDpl];
@@ -99,6 +99,11 @@ __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(Dec
   }
   const int n = pos + 1;
   const int lo = a.window > 0 ? max(0, n - a.window) : 0;
+  // The grid holds gridDim.y splits (fixed, so a graph can replay any position); only as many as
+  // give each at least kKeysPerSplit keys take part: short contexts skip the merge traffic.
+  constexpr int kKeysPerSplit = 32;
+  const int splits = max(1, min(int(gridDim.y), (n - lo + kKeysPerSplit - 1) / kKeysPerSplit));
+  if (split >= splits) return;
   const int chunk = (n - lo + splits - 1) / splits;
   const int start = lo + split * chunk, end = min(n, start + chunk);
 
@@ -214,21 +219,27 @@ __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(Dec
   __syncthreads();
   if (!last_block) return;
   __threadfence();
-  // One warp per head: lane s holds split s's max and sum (splits <= 32); each lane then sums
-  // its DPL output dims over the splits with independent 16/8-byte loads.
+  // One warp per head: lane l holds splits l and l + 32's max and sum (splits <= 64); each lane
+  // then sums its DPL output dims over the splits with independent loads.
   for (int h = warp; h < G; h += kDecWarps) {
     const float* part = a.partials + int64_t(g * G + h) * splits * stride;
-    const float ms = lane < splits ? __ldcg(part + lane * stride + hd) : -INFINITY;
-    const float ls = lane < splits ? __ldcg(part + lane * stride + hd + 1) : 0.f;
-    const float M = warp_max(ms);
-    const float e = ms == -INFINITY ? 0.f : __expf(ms - M);
-    const float L = warp_sum(ls * e);
+    float ms[2], ls[2], e[2];
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      const int sp = lane + 32 * q;
+      ms[q] = sp < splits ? __ldcg(part + sp * stride + hd) : -INFINITY;
+      ls[q] = sp < splits ? __ldcg(part + sp * stride + hd + 1) : 0.f;
+    }
+    const float M = warp_max(fmaxf(ms[0], ms[1]));
+#pragma unroll
+    for (int q = 0; q < 2; ++q) e[q] = ms[q] == -INFINITY ? 0.f : __expf(ms[q] - M);
+    const float L = warp_sum(ls[0] * e[0] + ls[1] * e[1]);
     float o[DPL];
 #pragma unroll
     for (int t = 0; t < DPL; ++t) o[t] = 0.f;
 #pragma unroll 8
     for (int sp = 0; sp < splits; ++sp) {
-      const float es = __shfl_sync(kFull, e, sp);
+      const float es = __shfl_sync(kFull, sp < 32 ? e[0] : e[1], sp & 31);
       const float* src = part + sp * stride + lane * DPL;
 #pragma unroll
       for (int t = 0; t < DPL; ++t) o[t] += es * __ldcg(src + t);

@@ -132,6 +132,7 @@ CudaBackend::CudaBackend(int device_index, size_t scratch_bytes) : device_(devic
       arena_alloc(sizeof(float) * kCudaMaxHeads * kCudaAttnSplits * (kCudaMaxHeadDim + 4)));
   topk_idx_ = static_cast<int*>(arena_alloc(sizeof(int) * kCudaMaxTopK));
   topk_w_ = static_cast<float*>(arena_alloc(sizeof(float) * kCudaMaxTopK));
+  topk_ptrs_ = static_cast<const void**>(arena_alloc(sizeof(void*) * 3 * kCudaMaxTopK));
   flags_ = static_cast<int*>(arena_alloc(sizeof(int) * 4));
   sample_out_ = static_cast<int32_t*>(arena_alloc(sizeof(int32_t) * 4));
   history_ = static_cast<int32_t*>(arena_alloc(sizeof(int32_t) * kCudaMaxHistory));

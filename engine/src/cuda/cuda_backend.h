@@ -121,6 +121,7 @@ class CudaBackend : public Backend {
   float* attn_partials_ = nullptr;  // split-K attention partials
   int* topk_idx_ = nullptr;         // decode MoE: selected experts
   float* topk_w_ = nullptr;         // decode MoE: their weights
+  const void** topk_ptrs_ = nullptr;  // decode MoE: their gate/up/down addresses [k][3]
   int* flags_ = nullptr;            // device error flags
   int32_t* sample_out_ = nullptr;   // device result of sample()
   int32_t* sample_host_ = nullptr;  // pinned host copy
@@ -141,7 +142,7 @@ size_t sample_sort_temp_bytes();
 
 constexpr int kCudaMaxVocab = 1 << 18;         // sample(): logits per row
 constexpr int kCudaMaxHistory = 1 << 16;       // sample(): repetition-penalty history
-constexpr int kCudaAttnSplits = 32;            // decode attention: key-range splits per KV head
+constexpr int kCudaAttnSplits = 64;            // decode attention: key-range splits per KV head (<= 64)
 constexpr int kCudaMaxHeads = 64;              // decode attention: q heads
 constexpr int kCudaMaxHeadDim = 256;
 constexpr int kCudaMaxTopK = 16;

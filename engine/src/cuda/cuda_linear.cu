@@ -170,11 +170,12 @@ void CudaBackend::linear_rows(const float* x, int64_t rows, const Tensor& w, con
   const int64_t N = w.dim(0), K = w.row_numel();
   if (rows == 0 || N == 0) return;
   const int a = act == Activation::SiLU ? 1 : act == Activation::GELU ? 2 : 0;
-  // Small matrices (<= 1M weights, 2 MB) also keep fp32 inputs: the GEMV re-reads them from L2
-  // per 8 rows at no real cost, and on small models one bf16 rounding of a GEMM input can flip
+  // Small matrices (<= 256K weights, 512 KB) also keep fp32 inputs: the GEMV re-reads them from
+  // L2 per 8 rows at little cost, and on small models one bf16 rounding of a GEMM input can flip
   // a MoE routing decision (measured on the tiny fixture tiny-a: step 2 of "ids" moved 0.115 in
   // relative logits error; the CPU with bf16-rounded GEMM inputs reproduces that exact number).
-  const bool small = N * K <= (int64_t(1) << 20);
+  // At 1M weights (the thinker's k/v projections) this cost 25 ms of a 512-token prefill.
+  const bool small = N * K <= (int64_t(1) << 18);
   if (rows <= kGemvMaxRows || ((fp32_inputs || small) && rows <= 65535 * kGemvMaxRows)) {
     GemvArgs g;
     g.seg[0] = {w.as<uint16_t>(), bias.empty() ? nullptr : bias.as<uint16_t>(), out, int(N)};

@@ -19,6 +19,7 @@ constexpr int kMaxExperts = 1024;
 
 // The experts a kernel applies: selected on the device (table + sel) or given directly.
 struct ExpertSet {
+  const void* const* ptrs = nullptr;   // [count][3] the selected experts' weights (decode)
   const void* const* table = nullptr;  // [E][3] gate, up, down
   const int* sel = nullptr;            // [count] expert ids
   const float* selw = nullptr;         // [count] weights; null: 1
@@ -29,6 +30,7 @@ struct ExpertSet {
 };
 
 __device__ __forceinline__ const uint16_t* expert_w(const ExpertSet& s, int j, int which) {
+  if (s.ptrs) return static_cast<const uint16_t*>(s.ptrs[j * 3 + which]);
   if (!s.table) return which == 0 ? s.gate : which == 1 ? s.up : s.down;
   return static_cast<const uint16_t*>(s.table[s.sel[j] * 3 + which]);
 }
@@ -81,7 +83,8 @@ __device__ void select_topk(const float* logits, int E, int k, bool norm, float*
 
 __global__ void __launch_bounds__(kWarps * kWarp) router_topk_kernel(const uint16_t* router, const float* x, int E,
                                                                     int H, int k, bool norm, float* logits,
-                                                                    unsigned* counter, int* idx, float* w) {
+                                                                    unsigned* counter, int* idx, float* w,
+                                                                    const void* const* table, const void** sel_ptrs) {
   __shared__ float probs[kMaxExperts];
   __shared__ float red[32];
   __shared__ int sel[kCudaMaxTopK];
@@ -133,6 +136,8 @@ __global__ void __launch_bounds__(kWarps * kWarp) router_topk_kernel(const uint1
     }
     *counter = 0;
   }
+  // The selected experts' weight addresses, so the expert kernels start with one dependent load.
+  if (threadIdx.x < 3 * k) sel_ptrs[threadIdx.x] = table[sel[threadIdx.x / 3] * 3 + threadIdx.x % 3];
 }
 
 __global__ void topk_rows_kernel(const float* logits, int E, int k, bool norm, int* idx, float* w) {
@@ -372,9 +377,10 @@ void CudaBackend::moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const 
   float* act = static_cast<float*>(scratch(sizeof(float) * size_t(k) * I, "moe"));
   launch(router_topk_kernel, dim3(unsigned((E + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_,
          w.router.as<uint16_t>(), x.as<float>(), E, H, k, w.norm_topk_prob, logits, counters_ + kRouterCounter,
-         topk_idx_, topk_w_);
+         topk_idx_, topk_w_, static_cast<const void* const*>(L.table), topk_ptrs_);
   OMNI_LAUNCHED("router_topk_kernel");
   ExpertSet s;
+  s.ptrs = topk_ptrs_;
   s.table = L.table;
   s.sel = topk_idx_;
   s.selw = topk_w_;
