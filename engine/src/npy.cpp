@@ -58,11 +58,11 @@ NpyArray read_npy(const std::string& path) {
     a.f32.resize(size_t(n));
     in.read(reinterpret_cast<char*>(a.f32.data()), n * 4);
   } else if (descr == "<f8") {
-    std::vector<double> d(size_t(n));
+    std::vector<double> d(static_cast<size_t>(n));
     in.read(reinterpret_cast<char*>(d.data()), n * 8);
     a.f32.assign(d.begin(), d.end());
   } else if (descr == "<i4") {
-    std::vector<int32_t> d(size_t(n));
+    std::vector<int32_t> d(static_cast<size_t>(n));
     in.read(reinterpret_cast<char*>(d.data()), n * 4);
     a.i64.assign(d.begin(), d.end());
     a.is_float = false;

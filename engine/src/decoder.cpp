@@ -1,0 +1,109 @@
+#include "decoder.h"
+
+#include "omni/errors.h"
+
+namespace omni {
+namespace {
+
+AttentionWeights load_attention(const Checkpoint& ck, Backend& be, const std::string& p, const DecoderConfig& c) {
+  const int64_t H = c.hidden_size, q = int64_t(c.num_heads) * c.head_dim, kv = int64_t(c.num_kv_heads) * c.head_dim;
+  AttentionWeights a;
+  a.wq = be.weight(ck.get(p + "q_proj.weight", {q, H}));
+  a.wk = be.weight(ck.get(p + "k_proj.weight", {kv, H}));
+  a.wv = be.weight(ck.get(p + "v_proj.weight", {kv, H}));
+  a.wo = be.weight(ck.get(p + "o_proj.weight", {H, q}));
+  a.q_norm = be.weight(ck.get(p + "q_norm.weight", {c.head_dim}));
+  a.k_norm = be.weight(ck.get(p + "k_norm.weight", {c.head_dim}));
+  a.num_heads = c.num_heads;
+  a.num_kv_heads = c.num_kv_heads;
+  a.head_dim = c.head_dim;
+  a.norm_eps = float(c.rms_norm_eps);
+  a.rope_theta = float(c.rope.theta);
+  return a;
+}
+
+MlpWeights load_mlp(const Checkpoint& ck, Backend& be, const std::string& p, int64_t H, int64_t I) {
+  MlpWeights m;
+  m.gate = be.weight(ck.get(p + "gate_proj.weight", {I, H}));
+  m.up = be.weight(ck.get(p + "up_proj.weight", {I, H}));
+  m.down = be.weight(ck.get(p + "down_proj.weight", {H, I}));
+  return m;
+}
+
+}  // namespace
+
+DecoderWeights load_decoder_weights(const Checkpoint& ck, Backend& be, const std::string& prefix,
+                                    const DecoderConfig& c) {
+  DecoderWeights w;
+  const int64_t H = c.hidden_size;
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string p = prefix + ".layers." + std::to_string(l) + ".";
+    DecoderLayerWeights L;
+    L.input_norm = be.weight(ck.get(p + "input_layernorm.weight", {H}));
+    L.post_norm = be.weight(ck.get(p + "post_attention_layernorm.weight", {H}));
+    L.attn = load_attention(ck, be, p + "self_attn.", c);
+    L.is_moe = c.is_moe_layer(l);
+    if (L.is_moe) {
+      L.moe.router = be.weight(ck.get(p + "mlp.gate.weight", {c.num_experts, H}));
+      for (int e = 0; e < c.num_experts; ++e)
+        L.moe.experts.push_back(
+            load_mlp(ck, be, p + "mlp.experts." + std::to_string(e) + ".", H, c.moe_intermediate_size));
+      L.moe.top_k = c.num_experts_per_tok;
+      L.moe.norm_topk_prob = c.norm_topk_prob;
+      if (c.shared_expert_intermediate_size > 0) {
+        L.moe.shared = load_mlp(ck, be, p + "mlp.shared_expert.", H, c.shared_expert_intermediate_size);
+        L.moe.shared_gate = be.weight(ck.get(p + "mlp.shared_expert_gate.weight", {1, H}));
+      }
+      be.prepare_moe(L.moe);
+    } else {
+      L.mlp = load_mlp(ck, be, p + "mlp.", H, c.intermediate_size);
+    }
+    w.layers.push_back(std::move(L));
+  }
+  w.final_norm = be.weight(ck.get(prefix + ".norm.weight", {H}));
+  return w;
+}
+
+std::vector<KVCache> alloc_kv_caches(Backend& be, const DecoderConfig& c, int capacity) {
+  std::vector<KVCache> caches(size_t(c.num_layers));
+  for (KVCache& kv : caches) {
+    kv.k = be.alloc({capacity, c.num_kv_heads, c.head_dim});
+    kv.v = be.alloc({capacity, c.num_kv_heads, c.head_dim});
+  }
+  return caches;
+}
+
+DecoderStack::DecoderStack(Backend& be, const DecoderConfig& cfg, DecoderWeights weights, int max_rows)
+    : be_(be), cfg_(cfg), w_(std::move(weights)), max_rows_(max_rows) {
+  normed_ = be_.alloc({max_rows, cfg.hidden_size});
+  branch_ = be_.alloc({max_rows, cfg.hidden_size});
+}
+
+void DecoderStack::forward(const Tensor& x, const Tensor& positions, std::vector<KVCache>& caches,
+                           const Tensor& capture, int capture_layer) {
+  const int64_t S = x.dim(0);
+  if (S > max_rows_) throw Error("decoder: " + std::to_string(S) + " rows exceed the " + std::to_string(max_rows_) +
+                                 " this stack was sized for");
+  Tensor normed = normed_.rows(0, S), branch = branch_.rows(0, S);
+  if (!capture.empty() && capture_layer == 0) be_.copy(x, capture);
+  for (size_t l = 0; l < w_.layers.size(); ++l) {
+    const DecoderLayerWeights& L = w_.layers[l];
+    be_.rms_norm(x, L.input_norm, float(cfg_.rms_norm_eps), normed);
+    AttentionArgs args;
+    args.positions = positions;
+    args.cache = &caches[l];
+    be_.attention(L.attn, normed, args, branch);
+    be_.add(x, branch, x);
+    be_.rms_norm(x, L.post_norm, float(cfg_.rms_norm_eps), normed);
+    if (L.is_moe) be_.moe(L.moe, normed, branch);
+    else be_.mlp(L.mlp, normed, branch);
+    be_.add(x, branch, x);
+    if (!capture.empty() && capture_layer == int(l) + 1 && capture_layer < int(w_.layers.size()))
+      be_.copy(x, capture);
+  }
+  be_.rms_norm(x, w_.final_norm, float(cfg_.rms_norm_eps), x);
+  // hidden_states[num_layers] is the final-norm output (spec 3.3).
+  if (!capture.empty() && capture_layer == int(w_.layers.size())) be_.copy(x, capture);
+}
+
+}  // namespace omni

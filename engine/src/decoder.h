@@ -1,0 +1,60 @@
+// DecoderStack: the Qwen3 decoder used three times in Qwen3-Omni — thinker text LM, talker
+// (MoE + shared expert) and code predictor (dense). Pre-norm layers:
+//   h = h + Attn(RMSNorm_in(h));  h = h + FFN(RMSNorm_post(h));  out = RMSNorm_final(h)
+// written once over Backend operations.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "checkpoint.h"
+#include "model_config.h"
+
+namespace omni {
+
+struct DecoderLayerWeights {
+  Tensor input_norm, post_norm;
+  AttentionWeights attn;
+  bool is_moe = false;
+  MoeWeights moe;  // when is_moe
+  MlpWeights mlp;  // otherwise
+};
+
+struct DecoderWeights {
+  std::vector<DecoderLayerWeights> layers;
+  Tensor final_norm;
+};
+
+// Reads `<prefix>.layers.{L}.*` and `<prefix>.norm.weight` (e.g. prefix "thinker.model"),
+// checking every shape against `cfg`, and hands each tensor to the backend once.
+DecoderWeights load_decoder_weights(const Checkpoint& ck, Backend& be, const std::string& prefix,
+                                    const DecoderConfig& cfg);
+
+// KV caches of one sequence for every layer of a stack.
+std::vector<KVCache> alloc_kv_caches(Backend& be, const DecoderConfig& cfg, int capacity);
+
+class DecoderStack {
+ public:
+  // Scratch for up to `max_rows` rows per forward() call is allocated here, once.
+  DecoderStack(Backend& be, const DecoderConfig& cfg, DecoderWeights weights, int max_rows);
+
+  // x: [S, hidden] input embeddings, S <= max_rows; overwritten with the final-norm output.
+  // positions: I32 [S] (rotary positions = cache slots). `capture`, when given ([S, hidden]),
+  // receives hidden_states[capture_layer] in HF's numbering (0 = the inputs, i = output of
+  // layer i-1, pre-norm).
+  void forward(const Tensor& x, const Tensor& positions, std::vector<KVCache>& caches,
+               const Tensor& capture = Tensor(), int capture_layer = -1);
+
+  const DecoderConfig& config() const { return cfg_; }
+  const DecoderWeights& weights() const { return w_; }
+  int max_rows() const { return max_rows_; }
+
+ private:
+  Backend& be_;
+  DecoderConfig cfg_;
+  DecoderWeights w_;
+  int max_rows_;
+  Tensor normed_, branch_;  // [max_rows, hidden]
+};
+
+}  // namespace omni

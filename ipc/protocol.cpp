@@ -1,0 +1,285 @@
+// Request validation for control protocol v1. Every failure names the field or the rule that was broken.
+#include "protocol.h"
+
+#include <array>
+#include <cmath>
+#include <set>
+
+namespace omni::ipc {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::array<std::string_view, 9> kCommandNames = {"ping",   "status", "ask",   "say",   "cancel",
+                                                           "listen", "reset",  "set",   "reload"};
+
+// Field names come from the client; keep them short inside messages.
+std::string field_quote(std::string_view s) {
+  constexpr std::size_t kMax = 64;
+  std::string out = "'";
+  out += s.size() > kMax ? std::string(s.substr(0, kMax)) + "..." : std::string(s);
+  out += "'";
+  return out;
+}
+
+std::string_view json_type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::object: return "an object";
+    case json::value_t::array: return "an array";
+    case json::value_t::string: return "a string";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return "an integer";
+    case json::value_t::number_float: return "a number";
+    case json::value_t::binary: return "binary";
+    case json::value_t::discarded: return "discarded";
+  }
+  return "unknown";
+}
+
+// Thrown inside this file only; parse_request turns it into a ParseResult.
+struct Reject {
+  ErrorCode code;
+  std::string message;
+};
+
+[[noreturn]] void reject_bad(std::string message) { throw Reject{ErrorCode::bad_request, std::move(message)}; }
+
+// Nesting depth outside strings, counted without parsing, so a hostile "[[[[..." is refused cheaply.
+bool nesting_exceeds(std::string_view text, int limit) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if (c == ']' || c == '}') --depth;
+  }
+  return false;
+}
+
+class Fields {
+ public:
+  Fields(const json& object, std::string_view cmd) : object_(object), cmd_(cmd) {}
+
+  // Rejects fields other than id, cmd and `allowed`.
+  void only(std::initializer_list<std::string_view> allowed) const {
+    for (const auto& [key, value] : object_.items()) {
+      if (key == "id" || key == "cmd") continue;
+      bool known = false;
+      for (auto a : allowed) known = known || key == a;
+      if (!known) {
+        std::string list;
+        for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+        reject_bad("unknown field " + field_quote(key) + " for command '" + std::string(cmd_) + "'" +
+                   (list.empty() ? " (it takes no fields)" : " (allowed: " + list + ")"));
+      }
+    }
+  }
+
+  const json* find(std::string_view name) const {
+    auto it = object_.find(name);
+    return it == object_.end() ? nullptr : &*it;
+  }
+
+  std::optional<std::string> string(std::string_view name, bool required, bool allow_empty) const {
+    const json* v = find(name);
+    if (!v) {
+      if (required) reject_bad("missing field '" + std::string(name) + "' (a string) for command '" +
+                               std::string(cmd_) + "'");
+      return std::nullopt;
+    }
+    if (!v->is_string()) reject_bad("field '" + std::string(name) + "' must be a string, not " +
+                                    std::string(json_type_name(*v)));
+    const auto& s = v->get_ref<const std::string&>();
+    if (!allow_empty && s.empty()) reject_bad("field '" + std::string(name) + "' must not be empty");
+    return s;
+  }
+
+  std::optional<bool> boolean(std::string_view name, bool required) const {
+    const json* v = find(name);
+    if (!v) {
+      if (required) reject_bad("missing field '" + std::string(name) + "' (true or false) for command '" +
+                               std::string(cmd_) + "'");
+      return std::nullopt;
+    }
+    if (!v->is_boolean()) reject_bad("field '" + std::string(name) + "' must be true or false, not " +
+                                     std::string(json_type_name(*v)));
+    return v->get<bool>();
+  }
+
+ private:
+  const json& object_;
+  std::string_view cmd_;
+};
+
+void require_no_binary(const std::optional<std::string>& binary, std::string_view cmd) {
+  if (binary) reject_bad("command '" + std::string(cmd) + "' takes no binary frame (only 'ask' accepts WAV bytes)");
+}
+
+Command parse_command(const std::string& cmd, const json& object, std::optional<std::string>& binary) {
+  Fields f(object, cmd);
+  if (cmd == "ping" || cmd == "status" || cmd == "reset" || cmd == "reload") {
+    f.only({});
+    require_no_binary(binary, cmd);
+    if (cmd == "ping") return PingRequest{};
+    if (cmd == "status") return StatusRequest{};
+    if (cmd == "reset") return ResetRequest{};
+    return ReloadRequest{};
+  }
+  if (cmd == "ask") {
+    f.only({"text", "speak"});
+    AskRequest ask;
+    ask.text = f.string("text", false, false);
+    ask.speak = f.boolean("speak", false).value_or(true);
+    if (binary) {
+      const std::string& b = *binary;
+      if (b.size() < 12 || b.compare(0, 4, "RIFF") != 0 || b.compare(8, 4, "WAVE") != 0)
+        reject_bad("binary frame is not a WAV file (" + std::to_string(b.size()) +
+                   " bytes without a RIFF....WAVE header)");
+      ask.wav = std::move(binary);
+    }
+    if (!ask.text && !ask.wav) reject_bad("command 'ask' needs field 'text' or a WAV binary frame");
+    return ask;
+  }
+  if (cmd == "say") {
+    f.only({"text"});
+    require_no_binary(binary, cmd);
+    return SayRequest{*f.string("text", true, false)};
+  }
+  if (cmd == "cancel") {
+    f.only({"turn_id"});
+    require_no_binary(binary, cmd);
+    CancelRequest cancel;
+    if (const json* v = f.find("turn_id")) {
+      bool positive_integer = (v->is_number_unsigned() && v->get<std::uint64_t>() >= 1) ||
+                              (v->is_number_integer() && v->get<std::int64_t>() >= 1);
+      if (!positive_integer)
+        reject_bad("field 'turn_id' must be a positive integer, not " +
+                   (v->is_number() ? v->dump() : std::string(json_type_name(*v))));
+      cancel.turn_id = v->get<std::uint64_t>();
+    }
+    return cancel;
+  }
+  if (cmd == "listen") {
+    f.only({"enabled"});
+    require_no_binary(binary, cmd);
+    return ListenRequest{*f.boolean("enabled", true)};
+  }
+  if (cmd == "set") {
+    f.only({"speaker", "volume", "system_prompt"});
+    require_no_binary(binary, cmd);
+    SetRequest set;
+    set.speaker = f.string("speaker", false, false);
+    set.system_prompt = f.string("system_prompt", false, true);
+    if (const json* v = f.find("volume")) {
+      if (!v->is_number()) reject_bad("field 'volume' must be a number in [0, 1], not " +
+                                      std::string(json_type_name(*v)));
+      double volume = v->get<double>();
+      if (!std::isfinite(volume) || volume < 0.0 || volume > 1.0)
+        reject_bad("field 'volume' must be in [0, 1], got " + v->dump());
+      set.volume = volume;
+    }
+    if (!set.speaker && !set.volume && !set.system_prompt)
+      reject_bad("command 'set' needs at least one of 'speaker', 'volume', 'system_prompt'");
+    return set;
+  }
+  std::string known;
+  for (auto n : kCommandNames) known += (known.empty() ? "" : ", ") + std::string(n);
+  throw Reject{ErrorCode::unknown_command, "unknown command " + field_quote(cmd) + " (known: " + known + ")"};
+}
+
+}  // namespace
+
+std::string_view to_string(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::bad_request: return "bad_request";
+    case ErrorCode::unknown_command: return "unknown_command";
+    case ErrorCode::busy: return "busy";
+    case ErrorCode::too_large: return "too_large";
+    case ErrorCode::not_found: return "not_found";
+    case ErrorCode::unavailable: return "unavailable";
+    case ErrorCode::internal: return "internal";
+  }
+  return "internal";
+}
+
+std::optional<ErrorCode> error_code_from_string(std::string_view name) {
+  for (auto c : {ErrorCode::bad_request, ErrorCode::unknown_command, ErrorCode::busy, ErrorCode::too_large,
+                 ErrorCode::not_found, ErrorCode::unavailable, ErrorCode::internal})
+    if (to_string(c) == name) return c;
+  return std::nullopt;
+}
+
+std::string_view command_name(const Command& command) { return kCommandNames[command.index()]; }
+
+ParseResult parse_request(std::string_view json_frame, std::optional<std::string> binary_frame) {
+  ParseResult result;
+  try {
+    if (json_frame.empty()) reject_bad("request frame is empty (expected a JSON object)");
+    if (nesting_exceeds(json_frame, kMaxJsonDepth))
+      reject_bad("request is nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    json object = json::parse(json_frame, nullptr, /*allow_exceptions=*/false);
+    if (object.is_discarded()) {
+      // Re-parse with exceptions only to get the position for the message.
+      try {
+        json ignored = json::parse(json_frame);
+        (void)ignored;
+      } catch (const json::parse_error& e) {
+        reject_bad("request is not valid UTF-8 JSON (error at byte " + std::to_string(e.byte) + ")");
+      }
+      reject_bad("request is not valid UTF-8 JSON");
+    }
+    if (!object.is_object()) reject_bad("request must be a JSON object, not " + std::string(json_type_name(object)));
+    auto id = object.find("id");
+    if (id == object.end()) reject_bad("missing field 'id' (any JSON value, echoed in the reply)");
+    result.id = *id;
+    auto cmd = object.find("cmd");
+    if (cmd == object.end()) reject_bad("missing field 'cmd' (a string)");
+    if (!cmd->is_string()) reject_bad("field 'cmd' must be a string, not " + std::string(json_type_name(*cmd)));
+    Command command = parse_command(cmd->get<std::string>(), object, binary_frame);
+    result.request = Request{result.id, std::move(command)};
+  } catch (const Reject& r) {
+    result.error = Error{r.code, r.message};
+  } catch (const json::exception& e) {  // not expected: every access above is type-checked
+    result.error = Error{ErrorCode::internal, std::string("request validation failed: ") + e.what()};
+  }
+  return result;
+}
+
+json ok_reply(const json& id, const json& fields) {
+  json reply = fields.is_object() ? fields : json::object();
+  reply["id"] = id;
+  reply["ok"] = true;
+  return reply;
+}
+
+json error_reply(const json& id, ErrorCode code, std::string_view message) {
+  return json{{"id", id}, {"ok", false}, {"error", {{"code", to_string(code)}, {"message", message}}}};
+}
+
+std::string serialize(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+bool is_known_event(std::string_view name) {
+  for (auto known : {event::kState, event::kVadStart, event::kVadEnd, event::kTurnStart, event::kResponseDelta,
+                     event::kResponseDone, event::kSpeechStart, event::kSpeechFirstAudio, event::kSpeechEnd,
+                     event::kTurnCancelled, event::kError, event::kHeartbeat})
+    if (name == known) return true;
+  return false;
+}
+
+EventFrames build_event(std::string_view name, const json& fields, std::uint64_t seq, std::int64_t ts_ms) {
+  json body = fields.is_object() ? fields : json::object();
+  body["seq"] = seq;
+  body["ts_ms"] = ts_ms;
+  return EventFrames{std::string(name), serialize(body)};
+}
+
+}  // namespace omni::ipc

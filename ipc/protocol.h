@@ -1,0 +1,151 @@
+// omnid control protocol v1: request parsing/validation, reply and event builders.
+// The full wire contract (every command, reply field and event) is docs/protocol.md; this header is its C++ face.
+//
+// Framing
+//   request : frame 1 = UTF-8 JSON object {"id": <any JSON>, "cmd": "<name>", ...fields}
+//             frame 2 = optional binary frame (WAV bytes; only `ask` accepts it)
+//   reply   : one UTF-8 JSON frame, {"id": <same>, "ok": true, ...fields}
+//             or {"id": <same>, "ok": false, "error": {"code": "<code>", "message": "<text>"}}
+//             "id" is null when the request's id could not be read (not JSON, not an object, no "id").
+//   event   : frame 1 = event name (the SUB topic), frame 2 = JSON {"seq", "ts_ms", ["turn_id"], ...fields}
+//
+// Validation is strict: a field of the wrong type, a missing field and an unknown field are all `bad_request`
+// with a message that names the field. Requests nested deeper than kMaxJsonDepth are refused before parsing.
+//
+// Commands and their typed requests (what the daemon must reply is in docs/protocol.md and repeated here):
+//   ping                       -> answered by ControlServer itself: {"protocol": 1}
+//   status                     -> {"state": "loading|idle|listening|thinking|speaking", "listening": bool,
+//                                  "speaker": str, "volume": num, "turn_id": int|null, "seq": int (last event
+//                                  seq published), "uptime_s": num, "model": {"path": str, "device": str,
+//                                  "loaded": bool}, "context_tokens_used": int, "context_tokens": int,
+//                                  "protocol": 1}
+//   ask {text?, speak?=true} + optional WAV frame (at least one of text / WAV)
+//                              -> {"turn_id": int} at once; the answer follows as events.
+//                                 errors: busy (a turn is running and cannot be queued), unavailable (model not
+//                                 loaded), bad_request (WAV cannot be decoded; message says why)
+//   say {text}                 -> {"turn_id": int}; speaks text verbatim (speech.* events, no response.*)
+//   cancel {turn_id?}          -> {"turn_id": int|null} (the cancelled turn; null: nothing was running).
+//                                 turn_id is a positive integer; not_found when it names a turn that is not running
+//   listen {enabled}           -> {"listening": bool}
+//   reset                      -> {} (cancels a running turn, forgets the conversation)
+//   set {speaker?, volume?, system_prompt?} (one or more)
+//                              -> {"speaker": str, "volume": num, "system_prompt": str} (the values now in effect);
+//                                 not_found for an unknown speaker. volume is a number in [0, 1] (0 mute,
+//                                 1 full scale, linear gain); speaker a non-empty string; system_prompt any
+//                                 string ("" = no system prompt).
+//   reload                     -> {} ; a bad config file -> unavailable (message names key and line), the running
+//                                 configuration is kept.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include <nlohmann/json.hpp>
+
+namespace omni::ipc {
+
+inline constexpr int kProtocolVersion = 1;
+inline constexpr int kMaxJsonDepth = 64;  // arrays/objects nested deeper than this are bad_request
+
+enum class ErrorCode {
+  bad_request,      // not JSON, not an object, missing / wrong-typed / unknown field, malformed multipart
+  unknown_command,  // "cmd" names no command
+  busy,             // the daemon cannot take this now (e.g. a turn is running)
+  too_large,        // the request is larger than max_message_bytes
+  not_found,        // a named thing does not exist (turn_id, speaker)
+  unavailable,      // the daemon cannot serve this at all now (model not loaded, reload failed, ...)
+  internal,         // a bug or an unexpected failure inside omnid
+};
+
+std::string_view to_string(ErrorCode code);
+std::optional<ErrorCode> error_code_from_string(std::string_view name);
+
+struct Error {
+  ErrorCode code;
+  std::string message;
+};
+
+struct PingRequest {};
+struct StatusRequest {};
+struct AskRequest {
+  std::optional<std::string> text;  // non-empty when present
+  bool speak = true;
+  std::optional<std::string> wav;   // raw bytes of the binary frame; starts with a RIFF/WAVE header
+};
+struct SayRequest {
+  std::string text;  // non-empty
+};
+struct CancelRequest {
+  std::optional<std::uint64_t> turn_id;  // >= 1; absent: cancel whatever turn is running
+};
+struct ListenRequest {
+  bool enabled = false;
+};
+struct ResetRequest {};
+struct SetRequest {  // at least one member is set
+  std::optional<std::string> speaker;        // non-empty
+  std::optional<double> volume;              // in [0, 1]
+  std::optional<std::string> system_prompt;  // may be empty
+};
+struct ReloadRequest {};
+
+using Command = std::variant<PingRequest, StatusRequest, AskRequest, SayRequest, CancelRequest, ListenRequest,
+                             ResetRequest, SetRequest, ReloadRequest>;
+
+// The wire name of a command ("ping", "ask", ...).
+std::string_view command_name(const Command& command);
+
+struct Request {
+  nlohmann::json id;  // echoed in the reply; any JSON value
+  Command command;
+};
+
+// Result of parse_request: exactly one of `request` / `error` is set.
+struct ParseResult {
+  nlohmann::json id;                // the request's id; null when it could not be read
+  std::optional<Request> request;
+  std::optional<Error> error;
+  bool ok() const { return request.has_value(); }
+};
+
+// Validates one request. Never throws on any input bytes (only std::bad_alloc can escape).
+ParseResult parse_request(std::string_view json_frame, std::optional<std::string> binary_frame = std::nullopt);
+
+// {"id": id, "ok": true, ...fields}. fields must be an object (or null for none); "id"/"ok" in it are overwritten.
+nlohmann::json ok_reply(const nlohmann::json& id, const nlohmann::json& fields = nlohmann::json::object());
+// {"id": id, "ok": false, "error": {"code": ..., "message": ...}}
+nlohmann::json error_reply(const nlohmann::json& id, ErrorCode code, std::string_view message);
+
+// Serializes a reply or event body. Invalid UTF-8 inside strings is replaced (U+FFFD), never thrown.
+std::string serialize(const nlohmann::json& value);
+
+// Event names (topics). Fields of each are in docs/protocol.md.
+namespace event {
+inline constexpr std::string_view kState = "state";                   // {state, previous}
+inline constexpr std::string_view kVadStart = "vad.start";            // {}
+inline constexpr std::string_view kVadEnd = "vad.end";                // {duration_ms}
+inline constexpr std::string_view kTurnStart = "turn.start";          // {turn_id, source, text?}
+inline constexpr std::string_view kResponseDelta = "response.delta";  // {turn_id, text}
+inline constexpr std::string_view kResponseDone = "response.done";    // {turn_id, text, tokens}
+inline constexpr std::string_view kSpeechStart = "speech.start";      // {turn_id}
+inline constexpr std::string_view kSpeechFirstAudio = "speech.first_audio";  // {turn_id, latency_ms}
+inline constexpr std::string_view kSpeechEnd = "speech.end";          // {turn_id, duration_ms}
+inline constexpr std::string_view kTurnCancelled = "turn.cancelled";  // {turn_id, reason}
+inline constexpr std::string_view kError = "error";                   // {code, message, turn_id?}
+inline constexpr std::string_view kHeartbeat = "heartbeat";           // {state}; every 1 s
+}  // namespace event
+
+bool is_known_event(std::string_view name);
+
+struct EventFrames {
+  std::string topic;  // frame 1: the event name
+  std::string body;   // frame 2: serialized JSON
+};
+
+// Builds an event: body = fields + {"seq": seq, "ts_ms": ts_ms}. fields must be an object (or null).
+EventFrames build_event(std::string_view name, const nlohmann::json& fields, std::uint64_t seq, std::int64_t ts_ms);
+
+}  // namespace omni::ipc
