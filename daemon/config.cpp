@@ -161,7 +161,7 @@ void read_audio(SchemaReader& r, const YAML::Node& root, AudioConfig& a) {
       r.text(out, ok, "backend", a.output.backend, {"portaudio", "wav-file", "null"});
       r.text(out, ok, "device", a.output.device);
       r.text(out, ok, "path", a.output.path);
-      r.number(out, ok, "volume", a.output.volume, 0.0, 2.0);
+      r.number(out, ok, "volume", a.output.volume, 0.0, 1.0);
       if (a.output.backend == "wav-file" && a.output.path.empty())
         r.error(out.Mark(), ok + ".path", "backend wav-file needs a path");
       if (a.output.backend == "portaudio" && a.output.device.empty())

@@ -35,7 +35,7 @@ struct OutputConfig {
   std::string backend = "portaudio";  // portaudio | wav-file | null
   std::string device = "default";     // PortAudio device name
   std::string path;                   // wav-file: file to write; "{turn}" is replaced by the turn id
-  double volume = 1.0;                // linear gain, 0..2
+  double volume = 1.0;                // linear gain, 0 (mute) .. 1 (full scale)
 };
 
 struct VadConfig {
