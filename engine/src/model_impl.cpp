@@ -1,0 +1,80 @@
+#include "model_impl.h"
+
+#include <sys/stat.h>
+
+#include "omni/errors.h"
+
+namespace omni {
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::unique_ptr<Backend> make_backend(const LoadOptions& opt) {
+  if (opt.device == "cpu") {
+    if (!opt.dtype.empty() && opt.dtype != "f32")
+      throw Error("device cpu computes in f32; --dtype " + opt.dtype + " is not available there");
+    return make_cpu_backend();
+  }
+  if (opt.device == "cuda") {
+    if (!opt.dtype.empty() && opt.dtype != "bf16")
+      throw Error("device cuda runs bf16 weights; --dtype " + opt.dtype + " is not available there");
+    return make_cuda_backend(0);
+  }
+  throw Error("unknown device '" + opt.device + "' (expected cpu or cuda)");
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const LoadOptions& opt) { return std::make_unique<ModelImpl>(opt); }
+
+ModelImpl::ModelImpl(const LoadOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto progress = [&](double f, const std::string& what) {
+    if (opt.on_progress) opt.on_progress(f, what);
+  };
+  if (opt.model_dir.empty()) throw Error("no model directory given");
+  struct stat st {};
+  if (::stat(opt.model_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw CheckpointError(opt.model_dir + ": model directory does not exist");
+  if (opt.context_tokens < 16) throw Error("context_tokens must be at least 16");
+  context_tokens_ = opt.context_tokens;
+  progress(0.0, "reading config");
+  cfg_ = ModelConfig::load(opt.model_dir + "/config.json");
+  const std::string tok_path = opt.model_dir + "/tokenizer.json";
+  if (::stat(tok_path.c_str(), &st) != 0) throw CheckpointError(tok_path + ": missing (the model's tokenizer)");
+  tokenizer_ = Tokenizer::load(tok_path);
+  progress(0.05, "mapping checkpoint");
+  checkpoint_ = std::make_unique<Checkpoint>(opt.model_dir);
+  backend_ = make_backend(opt);
+  progress(0.1, "loading thinker");
+  const int max_rows = 256;
+  thinker_ = std::make_unique<Thinker>(*checkpoint_, *backend_, cfg_, max_rows);
+  backend_->synchronize();
+  progress(1.0, "loaded");
+  load_ms_ = ms_since(t0);
+}
+
+std::unique_ptr<Session> ModelImpl::new_session(const SessionOptions& opt) {
+  return std::make_unique<SessionImpl>(*this, opt);
+}
+
+int ModelImpl::audio_tokens_for(size_t samples_16k) const {
+  throw Error("audio input is not available in this build of the engine yet");
+}
+
+std::vector<int32_t> ModelImpl::render_prompt(const std::string& system, const UserTurn& turn) const {
+  ChatTurnInput in;
+  in.text = turn.text;
+  in.audio_tokens = turn.audio_16k.empty() ? -1 : audio_tokens_for(turn.audio_16k.size());
+  return omni::render_prompt(*tokenizer_, cfg_.ids, system, in);
+}
+
+std::vector<std::string> ModelImpl::speakers() const {
+  std::vector<std::string> out;
+  for (auto& kv : cfg_.talker.speaker_ids) out.push_back(kv.first);
+  return out;
+}
+
+}  // namespace omni

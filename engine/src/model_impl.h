@@ -1,0 +1,92 @@
+// The engine's Model and Session implementations behind engine.h.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "chat.h"
+#include "checkpoint.h"
+#include "model_config.h"
+#include "omni/engine.h"
+#include "thinker.h"
+#include "tokenizer.h"
+
+namespace omni {
+
+class ModelImpl : public Model {
+ public:
+  explicit ModelImpl(const LoadOptions& opt);
+  std::unique_ptr<Session> new_session(const SessionOptions& opt) override;
+  std::vector<int32_t> tokenize(std::string_view text) const override { return tokenizer_->encode(text); }
+  std::vector<int32_t> render_prompt(const std::string& system, const UserTurn& turn) const override;
+  std::string decode(const std::vector<int32_t>& ids) const override { return tokenizer_->decode(ids); }
+  bool has_talker() const override { return false; }
+  std::vector<std::string> speakers() const override;
+  int speech_sample_rate() const override { return 24000; }
+  std::string device_name() const override { return backend_->name(); }
+  double load_ms() const override { return load_ms_; }
+
+  // For sessions.
+  Backend& backend() { return *backend_; }
+  Thinker& thinker() { return *thinker_; }
+  const ModelConfig& config() const { return cfg_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  int context_tokens() const { return context_tokens_; }
+  // Number of <|audio_pad|> tokens for a 16 kHz clip (0 when audio input is not available).
+  int audio_tokens_for(size_t samples_16k) const;
+
+ private:
+  std::unique_ptr<Backend> backend_;
+  ModelConfig cfg_;
+  std::unique_ptr<Checkpoint> checkpoint_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<Thinker> thinker_;
+  int context_tokens_ = 0;
+  double load_ms_ = 0;
+};
+
+// One conversation: its KV cache, its history, and the turn being generated.
+class SessionImpl : public Session {
+ public:
+  SessionImpl(ModelImpl& model, const SessionOptions& opt);
+  TurnResult respond(const UserTurn& turn, const GenerateOptions& opt, const Callbacks& cb) override;
+  TurnResult generate_from_ids(const std::vector<int32_t>& ids, const GenerateOptions& opt,
+                               const Callbacks& cb) override;
+  TurnResult say(const std::string& text, const GenerateOptions& opt, const Callbacks& cb) override;
+  void cancel() override { cancelled_.store(true); }
+  void reset() override;
+  void set_system_prompt(const std::string& s) override;
+  int context_used() const override { return used_; }
+
+ private:
+  // One past turn as it sits in the cache (kept to rebuild the cache after trimming).
+  struct HistoryTurn {
+    std::vector<int32_t> ids;
+  };
+  // Feeds `ids` at positions used_.. into the cache in chunks; leaves the logits of the last
+  // row in logits_. Throws if the context is full.
+  void prefill(const std::vector<int32_t>& ids);
+  // Generates after a prefill; fills result.tokens/text/stop.
+  void decode_loop(const GenerateOptions& opt, const Callbacks& cb, TurnResult& result);
+  // Drops the oldest history turns until `needed` more tokens fit, then rebuilds the cache.
+  void make_room(int needed);
+
+  ModelImpl& model_;
+  Backend& be_;
+  Thinker& thinker_;
+  std::string system_prompt_;
+  std::vector<KVCache> caches_;
+  Tensor ids_dev_, pos_dev_, x_, logits_;
+  std::vector<int32_t> pos_host_;
+  int used_ = 0;                   // tokens in the cache
+  std::vector<int32_t> pending_;   // ids to feed before the next turn (end of the last answer)
+  std::vector<HistoryTurn> history_;
+  bool system_in_cache_ = false;
+  std::atomic<bool> cancelled_{false};
+};
+
+}  // namespace omni
