@@ -1,0 +1,78 @@
+// Speech output backends that run without a sound card: wav-file and null; PortAudio's errors.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+
+#include "device/playback.h"
+#include "io/wav.h"
+
+using namespace omni::audio;
+
+TEST(WavFileOutput, WritesEachUtteranceWithVolume) {
+  const std::string pattern = "/tmp/omnid_test_" + std::to_string(getpid()) + "_{turn}.wav";
+  std::vector<std::string> drained;
+  auto out = make_audio_output({"wav-file", "", pattern, 0.5}, [&](const std::string& l) { drained.push_back(l); });
+  std::vector<float> tone(2400);
+  for (size_t i = 0; i < tone.size(); ++i) tone[i] = 0.8f * std::sin(2 * M_PI * 440 * i / 24000.0);
+  out->begin(24000, "7");
+  out->write(tone.data(), 1200);
+  out->write(tone.data() + 1200, 1200);
+  // The file is a valid WAV while the utterance is still open.
+  const std::string path = "/tmp/omnid_test_" + std::to_string(getpid()) + "_7.wav";
+  EXPECT_EQ(read_wav_file(path).frames(), 2400u);
+  out->end();
+  ASSERT_EQ(drained, std::vector<std::string>{"7"});
+  EXPECT_EQ(out->destination(), path);
+  const auto wav = read_wav_file(path);
+  EXPECT_EQ(wav.sample_rate, 24000);
+  ASSERT_EQ(wav.frames(), 2400u);
+  for (size_t i = 0; i < tone.size(); i += 97) EXPECT_NEAR(wav.interleaved[i], 0.5f * tone[i], 1e-4);
+  std::remove(path.c_str());
+}
+
+TEST(WavFileOutput, AbortDropsLaterAudioAndReportsNoDrain) {
+  const std::string path = "/tmp/omnid_test_abort_" + std::to_string(getpid()) + ".wav";
+  int drained = 0;
+  auto out = make_audio_output({"wav-file", "", path, 1.0}, [&](const std::string&) { ++drained; });
+  std::vector<float> s(100, 0.1f);
+  out->begin(24000, "1");
+  out->write(s.data(), s.size());
+  out->abort();
+  out->write(s.data(), s.size());
+  out->end();
+  EXPECT_EQ(drained, 0);
+  EXPECT_EQ(read_wav_file(path).frames(), 100u);
+  std::remove(path.c_str());
+}
+
+TEST(WavFileOutput, UnwritablePathIsAnError) {
+  auto out = make_audio_output({"wav-file", "", "/nonexistent/dir/x.wav", 1.0}, nullptr);
+  try {
+    out->begin(24000, "1");
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/dir/x.wav"), std::string::npos);
+  }
+}
+
+TEST(NullOutput, DrainsAtEnd) {
+  int drained = 0;
+  auto out = make_audio_output({"null", "", "", 1.0}, [&](const std::string&) { ++drained; });
+  out->begin(24000, "3");
+  float x = 0;
+  out->write(&x, 1);
+  out->end();
+  EXPECT_EQ(drained, 1);
+}
+
+TEST(PortAudioOutput, UnknownDeviceNamesTheDevice) {
+  try {
+    make_audio_output({"portaudio", "no such card 1234", "", 1.0}, nullptr);
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'no such card 1234'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(AudioOutput, UnknownBackend) { EXPECT_THROW(make_audio_output({"jack", "", "", 1.0}, nullptr), std::runtime_error); }
