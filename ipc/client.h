@@ -63,6 +63,9 @@ class ControlClient {
   const std::string& endpoint() const { return endpoint_; }
 
  private:
+  void send_frames(const std::vector<std::string>& frames);
+  nlohmann::json receive_reply(std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds timeout);
+
   std::string endpoint_;
   std::unique_ptr<zmq::context_t> context_;
   std::unique_ptr<zmq::socket_t> dealer_;
