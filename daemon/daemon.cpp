@@ -2,6 +2,7 @@
 #include "daemon.h"
 
 #include <signal.h>
+#include <strings.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -100,6 +101,16 @@ void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
   model_ = std::move(model);
   log_info("model loaded in %.0f ms on %s (talker: %s)", model_->load_ms(), model_->device_name().c_str(),
            model_->has_talker() ? "yes" : "no");
+  if (model_->has_talker()) {
+    const auto names = model_->speakers();
+    bool known = false;
+    std::string list;
+    for (const auto& n : names) {
+      known = known || strcasecmp(n.c_str(), speaker_.c_str()) == 0;
+      list += (list.empty() ? "" : ", ") + n;
+    }
+    if (!known) return fail("model.speaker '" + speaker_ + "' is not a voice of this model (it has: " + list + ")");
+  }
   try {
     auto session = model_->new_session({.system_prompt = system_prompt_});
     EngineListener l;
@@ -171,7 +182,8 @@ void Daemon::watchdog_tick() {
   if (stopping_) return;
   const int64_t now = monotonic_ms();
   const uint64_t wd_ms = notifier_.watchdog_usec() / 1000;
-  const int64_t stall_ms = static_cast<int64_t>(std::max<uint64_t>(wd_ms, 10000));
+  // The engine must show progress (a token, an audio chunk, an idle tick) within one WatchdogSec.
+  const int64_t stall_ms = wd_ms ? static_cast<int64_t>(wd_ms) : 30000;
   std::string problem;
   if (!ready_) {
     if (now - load_progress_ms_.load() > 10 * 60 * 1000) problem = "model loading made no progress for 10 minutes";
