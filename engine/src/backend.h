@@ -110,6 +110,18 @@ class Backend {
   // so CPU and GPU sample the same token from the same distribution.
   virtual int32_t sample(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history,
                          float uniform) = 0;
+
+  // ---- audio encoder operations ----
+  // The audio tower's convolutional downsampler (spec 3.2 steps 2-3); everything after it is
+  // linear / layer_norm / attention above.
+  // out = GELU(conv2d(x, w) + b), 3x3 kernel, `stride` and zero padding `pad` on both spatial
+  // axes. x [N, C_in, H, W], w [C_out, C_in, 3, 3], b [C_out],
+  // out [N, C_out, (H + 2*pad - 3)/stride + 1, (W + 2*pad - 3)/stride + 1].
+  virtual void conv2d_gelu(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int pad,
+                           const Tensor& out) = 0;
+  // x [A, B, C, D] -> out [A, D, B, C] (torch permute(0, 3, 1, 2)): the conv output
+  // [chunks, channels, freq, time] becomes [chunks, time, channels*freq] rows for conv_out.
+  virtual void permute_0312(const Tensor& x, const Tensor& out) = 0;
 };
 
 // The CPU reference backend (fp32 math over bf16/f16/f32 weights).

@@ -31,6 +31,9 @@ class CpuBackend : public Backend {
   void moe(const MoeWeights& w, const Tensor& x, const Tensor& out) override;
   int32_t sample(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history,
                  float uniform) override;
+  // audio encoder operations (cpu_audio_ops.cpp)
+  void conv2d_gelu(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int pad, const Tensor& out) override;
+  void permute_0312(const Tensor& x, const Tensor& out) override;
 
  private:
   std::deque<std::vector<char>> arena_;  // storage of alloc(); deque keeps addresses stable

@@ -1,0 +1,169 @@
+// Audio in against transformers (tests/fixtures/golden, written by tools/make_fixtures.py):
+// WhisperFeatureExtractor features within 1e-4 absolute, the audio tower's output within 1e-4
+// relative (||a-b|| / ||b||), token counts, and the scatter into the thinker's embeddings.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "audio_encoder.h"
+#include "golden_util.h"
+#include "audio_input.h"
+#include "backend.h"
+#include "checkpoint.h"
+#include "io/wav.h"
+#include "mel.h"
+#include "model_config.h"
+#include "npy.h"
+#include "omni/errors.h"
+
+namespace fs = std::filesystem;
+using namespace omni;
+
+namespace {
+
+const std::string kFixtures = OMNI_FIXTURES;
+
+std::vector<std::string> clip_names() {
+  std::vector<std::string> names;
+  if (fs::is_directory(kFixtures + "/audio"))
+    for (const auto& e : fs::directory_iterator(kFixtures + "/audio"))
+      if (e.path().extension() == ".wav") names.push_back(e.path().stem().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string wav_path(const std::string& clip) { return kFixtures + "/audio/" + clip + ".wav"; }
+std::string features_path(const std::string& clip) { return kFixtures + "/golden/audio/" + clip + "/features.npy"; }
+std::string model_dir(const std::string& model) { return kFixtures + "/models/" + model; }
+std::string golden_dir(const std::string& model, const std::string& clip) {
+  return kFixtures + "/golden/" + model + "/audio/" + clip;
+}
+
+MelFeatures mel_from_npy(const NpyArray& a) {
+  MelFeatures m;
+  m.bins = int(a.shape.at(0));
+  m.frames = int(a.shape.at(1));
+  m.data = a.f32;
+  return m;
+}
+
+double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  return golden::rel_err(a.data(), b.data(), std::min(a.size(), b.size()));
+}
+
+struct LoadedModel {
+  ModelConfig cfg;
+  Checkpoint ck;
+  std::unique_ptr<Backend> be = make_cpu_backend();
+  explicit LoadedModel(const std::string& model)
+      : cfg(ModelConfig::load(model_dir(model) + "/config.json")), ck(model_dir(model)) {}
+};
+
+// Encodes `mel` on the CPU backend; returns [N, output_dim] as floats.
+std::vector<float> encode(LoadedModel& m, AudioEncoder& enc, const MelFeatures& mel) {
+  const int n = enc.token_count(mel.frames);
+  Tensor out = m.be->alloc({int64_t(n), int64_t(m.cfg.audio.output_dim)});
+  enc.encode(mel, out);
+  std::vector<float> host(size_t(out.numel()));
+  m.be->download_f32(host.data(), out);
+  return host;
+}
+
+void check_encoder(const std::string& model) {
+  SCOPED_TRACE(model);
+  ASSERT_TRUE(fs::is_directory(model_dir(model))) << model_dir(model) << " is missing";
+  LoadedModel m(model);
+  const auto names = clip_names();
+  ASSERT_FALSE(names.empty()) << "no clips under " << kFixtures << "/audio";
+  // One window per pass, so the longest clip also exercises the multi-pass path.
+  AudioEncoder enc(*m.be, m.cfg.audio, load_audio_encoder_weights(m.ck, *m.be, m.cfg.audio), 1);
+  MelFrontend front(MelConfig::load(model_dir(model) + "/preprocessor_config.json"));
+  for (const std::string& clip : names) {
+    SCOPED_TRACE(clip);
+    const NpyArray feat = read_npy(features_path(clip));
+    const NpyArray golden = read_npy(golden_dir(model, clip) + "/encoder_out.npy");
+    const MelFeatures mel = mel_from_npy(feat);
+    const int n = audio_token_count(mel.frames, m.cfg.audio);
+    ASSERT_EQ(golden.shape, (std::vector<int64_t>{n, m.cfg.audio.output_dim}));
+    const double err = relative_error(encode(m, enc, mel), golden.f32);
+    EXPECT_LT(err, 1e-4) << "encoder on transformers' features";
+    // The whole path from the WAV file: our features into our encoder.
+    const std::vector<float> wave = audio::load_wav_mono(wav_path(clip));
+    const double err_e2e = relative_error(encode(m, enc, front.compute(wave.data(), wave.size())), golden.f32);
+    EXPECT_LT(err_e2e, 1e-4) << "encoder on our features";
+    std::printf("[ audio ] %s %s: %d tokens, encoder rel err %.3g (HF features), %.3g (ours)\n", model.c_str(),
+                clip.c_str(), n, err, err_e2e);
+  }
+}
+
+}  // namespace
+
+TEST(AudioGolden, MelFeaturesMatchWhisperFeatureExtractor) {
+  const auto names = clip_names();
+  ASSERT_FALSE(names.empty()) << "no clips under " << kFixtures << "/audio";
+  MelFrontend front(MelConfig::load(model_dir("tiny-a") + "/preprocessor_config.json"));
+  for (const std::string& clip : names) {
+    SCOPED_TRACE(clip);
+    const std::vector<float> wave = audio::load_wav_mono(wav_path(clip));
+    const MelFeatures ours = front.compute(wave.data(), wave.size());
+    const NpyArray golden = read_npy(features_path(clip));
+    ASSERT_EQ(golden.shape, (std::vector<int64_t>{ours.bins, ours.frames}));
+    double max_abs = 0;
+    for (size_t i = 0; i < ours.data.size(); ++i)
+      max_abs = std::max(max_abs, std::abs(double(ours.data[i]) - golden.f32[i]));
+    EXPECT_LE(max_abs, 1e-4);
+    std::printf("[ audio ] %s: %zu samples, %d frames, features max abs diff %.3g\n", clip.c_str(), wave.size(),
+                ours.frames, max_abs);
+  }
+}
+
+TEST(AudioGolden, EncoderMatchesTransformersTinyA) { check_encoder("tiny-a"); }
+TEST(AudioGolden, EncoderMatchesTransformersTinyB) { check_encoder("tiny-b"); }
+
+// The Session's wiring: encode once, then fill each prefill chunk's <|audio_pad|> rows (chunks of
+// 7 rows here, so pad runs are split across chunks); other rows keep their embeddings.
+TEST(AudioGolden, PrefillChunksGetTheEncodedRowsAtTheAudioPads) {
+  const std::string model = "tiny-a";
+  LoadedModel m(model);
+  AudioInput input(*m.be, m.ck, m.cfg, model_dir(model), 512);
+  for (const std::string& clip : clip_names()) {
+    SCOPED_TRACE(clip);
+    const NpyArray ids_npy = read_npy(golden_dir(model, clip) + "/prompt_ids.npy");
+    const std::vector<int32_t> ids(ids_npy.i64.begin(), ids_npy.i64.end());
+    const std::vector<float> wave = audio::load_wav_mono(wav_path(clip));
+    const int pads = int(std::count(ids.begin(), ids.end(), m.cfg.ids.audio_pad));
+    ASSERT_EQ(input.token_count(wave.size()), pads) << "prompt pads vs. audio_token_count";
+    ASSERT_EQ(input.encode(wave.data(), wave.size()), pads);
+
+    const int64_t S = int64_t(ids.size()), H = m.cfg.thinker.hidden_size, chunk = 7;
+    Tensor x = m.be->alloc({chunk, H});
+    std::vector<float> scattered, host(size_t(chunk * H));
+    for (int64_t begin = 0; begin < S; begin += chunk) {
+      const int64_t n = std::min(chunk, S - begin);
+      for (size_t i = 0; i < host.size(); ++i) host[i] = float(begin) + float(i % 97);
+      m.be->upload(x, host.data());
+      input.fill_prefill_chunk(ids, size_t(begin), x.rows(0, n));
+      std::vector<float> after(size_t(chunk * H));
+      m.be->download_f32(after.data(), x);
+      for (int64_t r = 0; r < n; ++r) {
+        const bool is_pad = ids[size_t(begin + r)] == m.cfg.ids.audio_pad;
+        for (int64_t c = 0; c < H; ++c) {
+          const size_t k = size_t(r * H + c);
+          if (is_pad) scattered.push_back(after[k]);
+          else ASSERT_EQ(after[k], host[k]) << "row " << begin + r << " is not an audio pad but was overwritten";
+        }
+      }
+    }
+    const NpyArray golden = read_npy(golden_dir(model, clip) + "/encoder_out.npy");
+    EXPECT_LT(relative_error(scattered, golden.f32), 1e-4);
+    // A prompt with the wrong number of pads is an error, not a silent misalignment (spec 9.9).
+    std::vector<int32_t> fewer = ids;
+    fewer.erase(std::find(fewer.begin(), fewer.end(), m.cfg.ids.audio_pad));
+    EXPECT_THROW(input.fill_prefill_chunk(fewer, 0, x.rows(0, 1)), Error);
+  }
+  // Longer than the room made at load: refused before any prompt is built.
+  EXPECT_THROW(input.token_count(16000 * 40), Error);
+}
