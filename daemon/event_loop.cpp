@@ -12,7 +12,23 @@
 #include <stdexcept>
 #include <string>
 
+#include "log.h"
+
 namespace omnid {
+namespace {
+
+// A failure inside one task is a bug or a device error to log, never a reason for the daemon to die.
+void run_guarded(const EventLoop::Task& task) {
+  try {
+    task();
+  } catch (const std::exception& e) {
+    log_error("internal error in the event loop (continuing): %s", e.what());
+  } catch (...) {
+    log_error("internal error in the event loop (continuing): unknown exception");
+  }
+}
+
+}  // namespace
 
 EventLoop::EventLoop() {
   sigset_t mask;
@@ -60,7 +76,7 @@ void EventLoop::drain_posted() {
       task = std::move(posted_.front());
       posted_.pop_front();
     }
-    task();
+    run_guarded(task);
   }
 }
 
@@ -82,17 +98,17 @@ void EventLoop::run() {
     }
     if (fds[0].revents & POLLIN) drain_posted();
     for (size_t i = 2; i < fds.size() && running_; ++i)
-      if (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) watched_[i - 2].second();
+      if (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) run_guarded(watched_[i - 2].second);
     now = std::chrono::steady_clock::now();
     for (auto& t : timers_) {
       if (!running_) break;
       if (t.due <= now) {
         t.due = now + t.interval;
-        t.fn();
+        run_guarded(t.fn);
       }
     }
     for (auto& fn : after_each_)
-      if (running_) fn();
+      if (running_) run_guarded(fn);
   }
 }
 

@@ -80,7 +80,14 @@ void Daemon::engine_audio(uint64_t turn_id, const float* samples, size_t count) 
         output_turn_ = 0;
       }
     }
-    if (error.empty()) output_->write(samples, count);
+    if (error.empty()) {
+      try {
+        output_->write(samples, count);
+      } catch (const std::exception& e) {
+        error = e.what();
+        output_turn_ = 0;
+      }
+    }
   }
   if (!error.empty()) {
     loop_.post([this, turn_id, error] { publish_error("unavailable", "speech output failed: " + error, turn_id); });
@@ -127,7 +134,15 @@ void Daemon::on_engine_done(uint64_t turn_id, omni::TurnResult result) {
   {
     std::lock_guard lock(output_mu_);
     // end() reports on_playback_drained once the device has played everything queued.
-    if (output_ && output_begun_turn_ == turn_id && output_turn_ == turn_id) output_->end();
+    if (output_ && output_begun_turn_ == turn_id && output_turn_ == turn_id) {
+      try {
+        output_->end();
+      } catch (const std::exception& e) {
+        output_turn_ = 0;
+        turn_->speech_started = false;
+        publish_error("unavailable", std::string("speech output failed: ") + e.what(), turn_id);
+      }
+    }
   }
   finish_turn_if_complete();
 }

@@ -1,10 +1,8 @@
 // The file and null speech outputs, and the backend factory. PortAudio: playback_portaudio.cpp.
 #include "device/playback.h"
 
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstdio>
+#include "io/wav.h"
+
 #include <mutex>
 #include <stdexcept>
 
@@ -14,48 +12,40 @@ std::unique_ptr<AudioOutput> make_portaudio_output(const OutputParams& params, A
 
 namespace {
 
-void put_le(std::FILE* f, uint32_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) std::fputc(static_cast<int>((v >> (8 * i)) & 0xff), f);
-}
-
-// Writes one WAV file per utterance, 16-bit PCM mono. The header is rewritten after every chunk,
-// so the file is a valid WAV at all times (a reader may open it mid-answer).
+// Writes one 16-bit WAV file per utterance (audio/io's WavWriter); the header's sizes are final
+// when the utterance ends (end() or abort()).
 class WavFileOutput final : public AudioOutput {
  public:
-  WavFileOutput(const OutputParams& p, DrainedFn on_drained) : params_(p), on_drained_(std::move(on_drained)) {}
-  ~WavFileOutput() override { close(); }
+  WavFileOutput(const OutputParams& p, DrainedFn on_drained)
+      : params_(p), on_drained_(std::move(on_drained)), volume_(p.volume) {}
 
   void begin(int sample_rate, const std::string& label) override {
     std::lock_guard lock(mu_);
-    close();
+    close_quietly();
     path_ = params_.path;
     if (auto pos = path_.find("{turn}"); pos != std::string::npos) path_.replace(pos, 6, label);
-    file_ = std::fopen(path_.c_str(), "wb");
-    if (!file_) throw std::runtime_error("audio.output.path '" + path_ + "': cannot open for writing");
+    try {
+      writer_.open(path_, sample_rate, WavSampleFormat::Int16);
+    } catch (const AudioError& e) {
+      throw std::runtime_error("audio.output.path: " + std::string(e.what()));
+    }
     label_ = label;
-    rate_ = sample_rate;
-    samples_ = 0;
-    write_header();
   }
 
   void write(const float* samples, size_t count) override {
     std::lock_guard lock(mu_);
-    if (!file_) return;
-    for (size_t i = 0; i < count; ++i) {
-      const float v = std::clamp(samples[i] * static_cast<float>(volume_), -1.0f, 1.0f);
-      const auto s = static_cast<int16_t>(std::lrint(v * 32767.0f));
-      put_le(file_, static_cast<uint16_t>(s), 2);
-    }
-    samples_ += count;
-    write_header();
+    if (!writer_.is_open()) return;
+    scaled_.resize(count);
+    for (size_t i = 0; i < count; ++i) scaled_[i] = samples[i] * static_cast<float>(volume_);
+    writer_.append(scaled_.data(), count);
   }
 
   void end() override {
     std::string label;
     {
       std::lock_guard lock(mu_);
-      if (!file_) return;
-      close();
+      if (!writer_.is_open()) return;
+      writer_.close();  // throws on a full disk: the daemon reports it as an error event
       label = label_;
     }
     if (on_drained_) on_drained_(label);
@@ -63,7 +53,7 @@ class WavFileOutput final : public AudioOutput {
 
   void abort() override {
     std::lock_guard lock(mu_);
-    close();
+    close_quietly();
   }
 
   void set_volume(double volume) override {
@@ -77,38 +67,21 @@ class WavFileOutput final : public AudioOutput {
   }
 
  private:
-  void write_header() {
-    const uint32_t data_bytes = static_cast<uint32_t>(samples_ * 2);
-    std::fseek(file_, 0, SEEK_SET);
-    std::fwrite("RIFF", 1, 4, file_);
-    put_le(file_, 36 + data_bytes, 4);
-    std::fwrite("WAVEfmt ", 1, 8, file_);
-    put_le(file_, 16, 4);
-    put_le(file_, 1, 2);  // PCM
-    put_le(file_, 1, 2);  // mono
-    put_le(file_, static_cast<uint32_t>(rate_), 4);
-    put_le(file_, static_cast<uint32_t>(rate_ * 2), 4);
-    put_le(file_, 2, 2);
-    put_le(file_, 16, 2);
-    std::fwrite("data", 1, 4, file_);
-    put_le(file_, data_bytes, 4);
-    std::fseek(file_, 0, SEEK_END);
-    std::fflush(file_);
-  }
-
-  void close() {
-    if (file_) std::fclose(file_);
-    file_ = nullptr;
+  void close_quietly() {
+    try {
+      writer_.close();
+    } catch (const AudioError&) {
+      // An aborted answer's file is incomplete anyway.
+    }
   }
 
   OutputParams params_;
   DrainedFn on_drained_;
   mutable std::mutex mu_;
-  std::FILE* file_ = nullptr;
+  WavWriter writer_;
+  std::vector<float> scaled_;
   std::string path_, label_;
-  int rate_ = 24000;
-  size_t samples_ = 0;
-  double volume_ = params_.volume;
+  double volume_;
 };
 
 class NullOutput final : public AudioOutput {

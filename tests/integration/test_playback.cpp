@@ -9,7 +9,7 @@
 
 using namespace omni::audio;
 
-TEST(WavFileOutput, WritesEachUtteranceWithVolume) {
+TEST(WavFileOutput, WritesEachUtteranceAtTheVolume) {
   const std::string pattern = "/tmp/omnid_test_" + std::to_string(getpid()) + "_{turn}.wav";
   std::vector<std::string> drained;
   auto out = make_audio_output({"wav-file", "", pattern, 0.5}, [&](const std::string& l) { drained.push_back(l); });
@@ -18,9 +18,7 @@ TEST(WavFileOutput, WritesEachUtteranceWithVolume) {
   out->begin(24000, "7");
   out->write(tone.data(), 1200);
   out->write(tone.data() + 1200, 1200);
-  // The file is a valid WAV while the utterance is still open.
   const std::string path = "/tmp/omnid_test_" + std::to_string(getpid()) + "_7.wav";
-  EXPECT_EQ(read_wav_file(path).frames(), 2400u);
   out->end();
   ASSERT_EQ(drained, std::vector<std::string>{"7"});
   EXPECT_EQ(out->destination(), path);
