@@ -33,7 +33,7 @@ std::string code(const nlohmann::json& r) { return r.value("/error/code"_json_po
 }  // namespace
 
 TEST(Dialog, AskWhileBusyCancelMidAnswerThenAskAgain) {
-  auto o = scripted("step_ms=50,words=200");
+  auto o = scripted("step_ms=50,words=60");  // 3 s per answer
   o.max_new_tokens = 1000;
   auto d = start(o);
   EventLog events(d->events());
