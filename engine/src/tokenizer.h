@@ -17,24 +17,36 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
 
   // Text → ids. Added tokens (<|im_start|>, <|audio_pad|>, …) in the text are matched as such.
+  // Throws omni::Error when `text` is not well-formed UTF-8.
   virtual std::vector<int32_t> encode(std::string_view text) const = 0;
-  // Ids → text (complete bytes; invalid UTF-8 replaced by U+FFFD as HF does).
+  // Text → ids with special added tokens written in the text tokenized as plain text, so user text
+  // cannot inject <|im_end|> and the like (HF: encode_special_tokens=True; non-special added tokens
+  // such as <think> still match).
+  virtual std::vector<int32_t> encode_plain(std::string_view text) const = 0;
+  // Ids → text (complete bytes; invalid UTF-8 replaced by U+FFFD as HF does). Special tokens are
+  // kept as their text (HF decode(..., skip_special_tokens=False)); unknown ids are skipped as HF does.
   virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
-  // The raw bytes one id stands for (added tokens: their content).
+  virtual std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const = 0;
+  // The raw bytes one id stands for (added tokens: their content; "" for an unknown id).
   virtual std::string token_bytes(int32_t id) const = 0;
-  virtual int32_t token_id(std::string_view token) const = 0;  // -1 if unknown
-  virtual size_t vocab_size() const = 0;
+  // The id whose bytes are exactly `token` (an added token's content, or e.g. "\n" → 198); -1 if none.
+  virtual int32_t token_id(std::string_view token) const = 0;
+  virtual bool is_special(int32_t id) const = 0;  // added tokens marked "special"
+  virtual size_t vocab_size() const = 0;          // highest id + 1
 };
 
 // Streaming decode: feed ids one at a time, get text that never ends in half a UTF-8 character.
+// The concatenation of everything push() and flush() return equals decode() of all the ids.
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tok) : tok_(tok) {}
+  explicit StreamDecoder(const Tokenizer& tok, bool skip_special_tokens = false)
+      : tok_(tok), skip_special_(skip_special_tokens) {}
   std::string push(int32_t id);  // the newly completed text (may be empty)
   std::string flush();           // whatever is left (incomplete bytes become U+FFFD)
 
  private:
   const Tokenizer& tok_;
+  bool skip_special_ = false;
   std::string pending_;
 };
 

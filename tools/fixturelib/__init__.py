@@ -1,0 +1,1 @@
+"""Helpers for tools/make_fixtures.py (reference-fixture generator; transformers is the truth)."""
