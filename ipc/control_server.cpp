@@ -146,6 +146,11 @@ ControlServer::~ControlServer() {
   for (const auto& f : socket_files_) ::unlink(f.c_str());
 }
 
+std::string ControlServer::bound_control_endpoint() const { return router_->get(zmq::sockopt::last_endpoint); }
+std::string ControlServer::bound_events_endpoint() const {
+  return events_->pub_->get(zmq::sockopt::last_endpoint);
+}
+
 int ControlServer::fd() const { return router_->get(zmq::sockopt::fd); }
 
 std::optional<IncomingRequest> ControlServer::poll(std::chrono::milliseconds timeout) {

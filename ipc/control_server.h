@@ -141,6 +141,9 @@ class ControlServer {
 
   EventPublisher& events() { return *events_; }
   const ServerConfig& config() const { return config_; }
+  // The endpoints as bound (a tcp://HOST:* wildcard resolved to its port).
+  std::string bound_control_endpoint() const;
+  std::string bound_events_endpoint() const;
 
   // Counters for tests and status logs.
   std::uint64_t requests_rejected() const { return rejected_; }

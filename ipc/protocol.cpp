@@ -234,6 +234,10 @@ ParseResult parse_request(std::string_view json_frame, std::optional<std::string
         (void)ignored;
       } catch (const json::parse_error& e) {
         reject_bad("request is not valid UTF-8 JSON (error at byte " + std::to_string(e.byte) + ")");
+      } catch (const json::exception& e) {  // e.g. out_of_range: a number too large for a double
+        std::string what = e.what();
+        auto bracket = what.find("] ");
+        reject_bad("request is not valid JSON: " + (bracket == std::string::npos ? what : what.substr(bracket + 2)));
       }
       reject_bad("request is not valid UTF-8 JSON");
     }

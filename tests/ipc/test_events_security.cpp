@@ -1,0 +1,208 @@
+// EventPublisher (seq, thread safety, slow subscribers) and transport security (CURVE over tcp, ZAP uid filter).
+#include <unistd.h>
+
+#include <zmq.hpp>
+
+#include "client.h"
+#include "ipc_test_util.h"
+#include "zap_handler.h"
+
+using namespace omni::ipc;
+using namespace omni::ipc::test;
+using nlohmann::json;
+using std::chrono::milliseconds;
+
+TEST(Events, SeqIsGapFreeAcrossPublishingThreads) {
+  TempDir dir;
+  ServerConfig cfg = config_in(dir);
+  cfg.events_send_hwm = 100000;
+  ControlServer server(cfg);
+  EventSubscriber sub(cfg.events_endpoint, {});
+  ASSERT_TRUE(sub.wait_connected(milliseconds(3000)));
+  EXPECT_EQ(server.events().last_seq(), 0u);
+
+  constexpr int kThreads = 4, kPerThread = 2000;
+  std::vector<std::thread> producers;
+  for (int t = 0; t < kThreads; ++t)
+    producers.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i)
+        server.events().publish("response.delta", {{"turn_id", t + 1}, {"text", std::to_string(i)}});
+    });
+  for (auto& p : producers) p.join();
+  EXPECT_EQ(server.events().last_seq(), std::uint64_t(kThreads * kPerThread));
+
+  std::uint64_t expected = 1;
+  std::vector<int> next_text(kThreads, 0);
+  while (auto e = sub.next(milliseconds(1000))) {
+    ASSERT_EQ(e->name, "response.delta");
+    ASSERT_EQ(e->body["seq"].get<std::uint64_t>(), expected) << "gap or reorder";
+    ASSERT_TRUE(e->body["ts_ms"].is_number_integer());
+    // Each thread's own events stay in its order.
+    int t = e->body["turn_id"].get<int>() - 1;
+    ASSERT_EQ(e->body["text"], std::to_string(next_text[t]++));
+    ++expected;
+  }
+  EXPECT_EQ(expected - 1, std::uint64_t(kThreads * kPerThread));
+}
+
+TEST(Events, TopicFilterAndEventShape) {
+  TempDir dir;
+  ServerConfig cfg = config_in(dir);
+  ControlServer server(cfg);
+  EventSubscriber sub(cfg.events_endpoint, {"turn."});
+  ASSERT_TRUE(sub.wait_connected(milliseconds(3000)));
+  server.events().publish("heartbeat", {{"state", "idle"}});
+  server.events().publish("turn.start", {{"turn_id", 3}, {"source", "ask"}});
+  server.events().publish("state", {{"state", "thinking"}, {"previous", "idle"}});
+  server.events().publish("turn.cancelled", {{"turn_id", 3}, {"reason", "cancel"}});
+  auto a = sub.next(milliseconds(2000));
+  auto b = sub.next(milliseconds(2000));
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->name, "turn.start");
+  EXPECT_EQ(a->body["seq"], 2);
+  EXPECT_EQ(a->body["source"], "ask");
+  EXPECT_EQ(b->name, "turn.cancelled");
+  EXPECT_EQ(b->body["seq"], 4);  // the subscriber sees the gap the filter made; seq counts all events
+  EXPECT_FALSE(sub.next(milliseconds(200)));
+}
+
+TEST(Events, SlowSubscriberNeverBlocksPublish) {
+  TempDir dir;
+  ServerConfig cfg = config_in(dir);
+  cfg.events_send_hwm = 50;
+  ControlServer server(cfg);
+  // A subscriber that never reads, with tiny queues on its side too.
+  zmq::context_t ctx;
+  zmq::socket_t stalled(ctx, zmq::socket_type::sub);
+  stalled.set(zmq::sockopt::rcvhwm, 10);
+  stalled.set(zmq::sockopt::rcvbuf, 4096);
+  stalled.set(zmq::sockopt::linger, 0);
+  stalled.set(zmq::sockopt::subscribe, "");
+  stalled.connect(cfg.events_endpoint);
+  EventSubscriber reader(cfg.events_endpoint, {});
+  ASSERT_TRUE(reader.wait_connected(milliseconds(3000)));
+
+  std::string text(2048, 'x');  // 20000 x 2 KiB = 40 MiB: far beyond every buffer of the stalled subscriber
+  constexpr int kEvents = 20000;
+  std::atomic<int> received{0};
+  std::atomic<bool> done{false};
+  std::thread consume([&] {
+    std::uint64_t last = 0;
+    while (!done || received < kEvents) {
+      auto e = reader.next(milliseconds(300));
+      if (!e) {
+        if (done) break;
+        continue;
+      }
+      std::uint64_t seq = e->body["seq"];
+      EXPECT_GT(seq, last);
+      last = seq;
+      ++received;
+    }
+  });
+  auto start = std::chrono::steady_clock::now();
+  double worst_ms = 0;
+  for (int i = 0; i < kEvents; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    server.events().publish("response.delta", {{"turn_id", 1}, {"text", text}});
+    worst_ms = std::max(worst_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  double total_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  done = true;
+  consume.join();
+  EXPECT_EQ(server.events().last_seq(), std::uint64_t(kEvents));
+  EXPECT_LT(total_ms, 10000.0);
+  EXPECT_LT(worst_ms, 500.0) << "a publish call waited";
+  EXPECT_GT(received.load(), 0);  // the reading subscriber kept getting events meanwhile
+  std::printf("published %d events of 2 KiB in %.0f ms (worst call %.2f ms); reader got %d\n", kEvents, total_ms,
+              worst_ms, received.load());
+}
+
+namespace {
+struct KeyPair {
+  std::string pub, sec;
+  KeyPair() {
+    char p[41], s[41];
+    if (zmq_curve_keypair(p, s) != 0) throw std::runtime_error("zmq_curve_keypair failed (libzmq without CURVE?)");
+    pub = p;
+    sec = s;
+  }
+};
+}  // namespace
+
+TEST(Security, CurveOverTcp) {
+  KeyPair server_keys, client_keys, stranger_keys;
+  ServerConfig cfg;
+  cfg.control_endpoint = "tcp://127.0.0.1:*";
+  cfg.events_endpoint = "tcp://127.0.0.1:*";
+  cfg.curve = CurveServerKeys{server_keys.sec, {client_keys.pub}};
+  ServerLoop loop(cfg, echo_handler);
+  std::string control = loop.server().bound_control_endpoint();
+  std::string events = loop.server().bound_events_endpoint();
+
+  ControlClient good(control, ClientCurveKeys{server_keys.pub, client_keys.pub, client_keys.sec});
+  EXPECT_EQ(good.request({{"cmd", "status"}}, std::nullopt, milliseconds(3000))["ok"], true);
+  EventSubscriber sub(events, {}, ClientCurveKeys{server_keys.pub, client_keys.pub, client_keys.sec});
+  ASSERT_TRUE(sub.wait_connected(milliseconds(3000)));
+  loop.server().events().publish("heartbeat", {{"state", "idle"}});
+  auto e = sub.next(milliseconds(2000));
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->name, "heartbeat");
+
+  // A client whose key is not on the list gets nothing.
+  ControlClient stranger(control, ClientCurveKeys{server_keys.pub, stranger_keys.pub, stranger_keys.sec});
+  EXPECT_THROW(stranger.request({{"cmd", "status"}}, std::nullopt, milliseconds(500)), ClientError);
+  // A plain (NULL mechanism) client neither.
+  zmq::context_t ctx;
+  zmq::socket_t plain(ctx, zmq::socket_type::dealer);
+  plain.set(zmq::sockopt::linger, 0);
+  plain.connect(control);
+  plain.send(zmq::str_buffer(R"({"id":1,"cmd":"status"})"), zmq::send_flags::none);
+  zmq::pollitem_t item{plain.handle(), 0, ZMQ_POLLIN, 0};
+  EXPECT_EQ(zmq::poll(&item, 1, milliseconds(500)), 0);
+  EXPECT_EQ(loop.handled(), 1u);
+
+  ServerConfig bad_key = cfg;
+  bad_key.curve->server_secret_key = "short";
+  EXPECT_THROW(ControlServer s(bad_key), SetupError);
+}
+
+TEST(Security, ZapAdmitsOnlyConfiguredUids) {
+  TempDir dir;
+  {
+    ServerConfig cfg = config_in(dir, "allowed");
+    cfg.allowed_uids = {::getuid()};
+    ServerLoop loop(cfg, echo_handler);
+    ControlClient client(cfg.control_endpoint);
+    EXPECT_EQ(client.request({{"cmd", "status"}}, std::nullopt, milliseconds(3000))["ok"], true);
+  }
+  {
+    ServerConfig cfg = config_in(dir, "by-gid");
+    cfg.allowed_uids = {::getuid() + 12345};
+    cfg.allowed_gids = {::getgid()};
+    ServerLoop loop(cfg, echo_handler);
+    ControlClient client(cfg.control_endpoint);
+    EXPECT_EQ(client.request({{"cmd", "status"}}, std::nullopt, milliseconds(3000))["ok"], true);
+  }
+  {
+    ServerConfig cfg = config_in(dir, "denied");
+    cfg.allowed_uids = {::getuid() + 12345};
+    cfg.allowed_gids = {::getgid() + 12345};
+    ServerLoop loop(cfg, echo_handler);
+    ControlClient client(cfg.control_endpoint);
+    EXPECT_THROW(client.request({{"cmd", "status"}}, std::nullopt, milliseconds(500)), ClientError);
+    EXPECT_EQ(loop.handled(), 0u);
+  }
+}
+
+TEST(Security, ZapDecisions) {
+  ZapPolicy uid_policy{{1000}, {50}, {}};
+  EXPECT_TRUE(decide_zap(uid_policy, "NULL", ":1000:7:4242", {}).allowed);
+  EXPECT_EQ(decide_zap(uid_policy, "NULL", ":1000:7:4242", {}).user_id, "uid:1000");
+  EXPECT_TRUE(decide_zap(uid_policy, "NULL", "/run/x.sock:1:50:9", {}).allowed);
+  EXPECT_FALSE(decide_zap(uid_policy, "NULL", ":1001:7:4242", {}).allowed);
+  EXPECT_FALSE(decide_zap(uid_policy, "NULL", "127.0.0.1", {}).allowed);  // no credentials
+  EXPECT_FALSE(decide_zap(uid_policy, "PLAIN", ":1000:7:1", {}).allowed);
+  ZapPolicy open_policy{};
+  EXPECT_TRUE(decide_zap(open_policy, "NULL", "", {}).allowed);
+}

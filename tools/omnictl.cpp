@@ -1,0 +1,285 @@
+// omnictl: command-line client for omnid's control protocol v1 (docs/protocol.md).
+// Exit codes: 0 ok, 1 omnid answered with an error, 2 usage, 3 omnid not reachable / timed out.
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "client.h"
+#include "protocol.h"
+
+namespace {
+
+using nlohmann::json;
+using omni::ipc::ClientError;
+using std::chrono::milliseconds;
+
+constexpr int kExitOk = 0, kExitErrorReply = 1, kExitUsage = 2, kExitUnreachable = 3;
+
+const char* kUsage = R"(usage: omnictl [--endpoint E] [--events E] [--timeout MS] [--json] COMMAND [ARGS]
+
+commands:
+  ping                                  check that omnid answers
+  status                                show the daemon's state
+  ask [TEXT] [--wav FILE] [--no-speak] [--wait]
+                                        start a turn from text and/or a WAV file; --wait follows the events
+                                        and prints the answer
+  say TEXT                              speak TEXT verbatim
+  cancel [TURN_ID]                      cancel the running turn (or the given one)
+  listen on|off                         enable or disable the microphone
+  reset                                 forget the conversation
+  set speaker NAME | set volume V | set system-prompt TEXT
+  reload                                re-read the configuration file
+  events [TOPIC...]                     print events (one JSON line each) until interrupted
+
+options:
+  --endpoint E   control endpoint (default $OMNID_CONTROL or ipc:///run/omnid/control.sock)
+  --events E     event endpoint (default $OMNID_EVENTS or ipc:///run/omnid/events.sock)
+  --timeout MS   how long to wait for a reply (default 5000)
+  --json         print replies as JSON
+exit codes: 0 ok, 1 error reply, 2 usage, 3 omnid not reachable or timed out
+)";
+
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_signal(int) { g_interrupted = 1; }
+
+struct UsageError {
+  std::string message;
+};
+
+struct Options {
+  std::string control = omni::ipc::default_control_endpoint();
+  std::string events = omni::ipc::default_events_endpoint();
+  long timeout_ms = 5000;
+  bool json_output = false;
+  std::string wav_path;
+  bool no_speak = false;
+  bool wait = false;
+  std::vector<std::string> args;  // the command and its positional arguments
+};
+
+Options parse_args(int argc, char** argv) {
+  Options o;
+  auto value = [&](int& i, const std::string& flag) -> std::string {
+    if (i + 1 >= argc) throw UsageError{flag + " needs a value"};
+    return argv[++i];
+  };
+  bool positional_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (positional_only || a.size() < 2 || a.rfind("--", 0) != 0) {
+      o.args.push_back(a);
+    } else if (a == "--") {
+      positional_only = true;
+    } else if (a == "--endpoint") {
+      o.control = value(i, a);
+    } else if (a == "--events") {
+      o.events = value(i, a);
+    } else if (a == "--timeout") {
+      std::string v = value(i, a);
+      char* end = nullptr;
+      o.timeout_ms = std::strtol(v.c_str(), &end, 10);
+      if (*end != '\0' || o.timeout_ms <= 0) throw UsageError{"--timeout needs a positive number of ms, not '" + v + "'"};
+    } else if (a == "--json") {
+      o.json_output = true;
+    } else if (a == "--wav") {
+      o.wav_path = value(i, a);
+    } else if (a == "--no-speak") {
+      o.no_speak = true;
+    } else if (a == "--wait") {
+      o.wait = true;
+    } else if (a == "--help") {
+      std::cout << kUsage;
+      std::exit(kExitOk);
+    } else {
+      throw UsageError{"unknown option " + a};
+    }
+  }
+  if (o.args.empty()) throw UsageError{"no command given"};
+  if ((!o.wav_path.empty() || o.no_speak || o.wait) && o.args[0] != "ask")
+    throw UsageError{"--wav, --no-speak and --wait belong to 'ask'"};
+  return o;
+}
+
+void expect_args(const Options& o, std::size_t min, std::size_t max) {
+  std::size_t n = o.args.size() - 1;
+  if (n < min || n > max) throw UsageError{"wrong number of arguments for '" + o.args[0] + "'"};
+}
+
+// Builds the request for the command line. `binary` receives the WAV bytes for ask --wav.
+json build_request(const Options& o, std::optional<std::string>& binary) {
+  const std::string& cmd = o.args[0];
+  if (cmd == "ping" || cmd == "status" || cmd == "reset" || cmd == "reload") {
+    expect_args(o, 0, 0);
+    return {{"cmd", cmd}};
+  }
+  if (cmd == "ask") {
+    expect_args(o, 0, 1);
+    json r{{"cmd", "ask"}};
+    if (o.args.size() == 2) r["text"] = o.args[1];
+    if (o.no_speak) r["speak"] = false;
+    if (!o.wav_path.empty()) {
+      std::ifstream in(o.wav_path, std::ios::binary);
+      if (!in) throw UsageError{"cannot read WAV file " + o.wav_path};
+      binary = std::string(std::istreambuf_iterator<char>(in), {});
+    }
+    if (o.args.size() == 1 && !binary) throw UsageError{"ask needs TEXT or --wav FILE"};
+    return r;
+  }
+  if (cmd == "say") {
+    expect_args(o, 1, 1);
+    return {{"cmd", "say"}, {"text", o.args[1]}};
+  }
+  if (cmd == "cancel") {
+    expect_args(o, 0, 1);
+    json r{{"cmd", "cancel"}};
+    if (o.args.size() == 2) {
+      char* end = nullptr;
+      unsigned long long id = std::strtoull(o.args[1].c_str(), &end, 10);
+      if (o.args[1].empty() || *end != '\0' || id == 0 || o.args[1][0] == '-')
+        throw UsageError{"TURN_ID must be a positive integer, not '" + o.args[1] + "'"};
+      r["turn_id"] = id;
+    }
+    return r;
+  }
+  if (cmd == "listen") {
+    expect_args(o, 1, 1);
+    if (o.args[1] != "on" && o.args[1] != "off") throw UsageError{"listen takes 'on' or 'off'"};
+    return {{"cmd", "listen"}, {"enabled", o.args[1] == "on"}};
+  }
+  if (cmd == "set") {
+    expect_args(o, 2, 2);
+    const std::string& key = o.args[1];
+    if (key == "speaker") return {{"cmd", "set"}, {"speaker", o.args[2]}};
+    if (key == "system-prompt" || key == "system_prompt") return {{"cmd", "set"}, {"system_prompt", o.args[2]}};
+    if (key == "volume") {
+      char* end = nullptr;
+      double v = std::strtod(o.args[2].c_str(), &end);
+      if (o.args[2].empty() || *end != '\0') throw UsageError{"volume must be a number in [0, 1]"};
+      return {{"cmd", "set"}, {"volume", v}};  // the range is checked by omnid, which names the rule
+    }
+    throw UsageError{"set takes speaker, volume or system-prompt, not '" + key + "'"};
+  }
+  throw UsageError{"unknown command '" + cmd + "'"};
+}
+
+void print_human(const std::string& cmd, const json& reply) {
+  json fields = reply;
+  fields.erase("id");
+  fields.erase("ok");
+  if (cmd == "ask" || cmd == "say") {
+    std::cout << "turn " << fields.value("turn_id", json(nullptr)).dump() << "\n";
+  } else if (cmd == "ping") {
+    std::cout << "omnid is up (protocol " << fields.value("protocol", json(nullptr)).dump() << ")\n";
+  } else if (fields.empty()) {
+    std::cout << "ok\n";
+  } else {
+    for (const auto& [k, v] : fields.items()) std::cout << k << ": " << (v.is_string() ? v.get<std::string>() : v.dump()) << "\n";
+  }
+}
+
+int follow_turn(const Options& o, omni::ipc::EventSubscriber& events, const json& turn_id) {
+  milliseconds silence(std::max(o.timeout_ms, 5000L));
+  bool printed = false;
+  while (!g_interrupted) {
+    auto e = events.next(silence);
+    if (!e) {
+      if (g_interrupted) break;
+      std::cerr << "omnictl: no events from omnid for " << silence.count() << " ms (is it still running?)\n";
+      return kExitUnreachable;
+    }
+    if (!e->body.contains("turn_id") || e->body["turn_id"] != turn_id) continue;
+    if (o.json_output) {
+      json line = e->body;
+      line["event"] = e->name;
+      std::cout << omni::ipc::serialize(line) << std::endl;
+    }
+    if (e->name == "response.delta" && !o.json_output) {
+      std::cout << e->body.value("text", "") << std::flush;
+      printed = true;
+    } else if (e->name == "response.done") {
+      if (!o.json_output) std::cout << (printed ? "" : e->body.value("text", "")) << std::endl;
+      return kExitOk;
+    } else if (e->name == "turn.cancelled") {
+      if (!o.json_output) std::cerr << (printed ? "\n" : "") << "omnictl: turn " << turn_id.dump() << " cancelled ("
+                                    << e->body.value("reason", "?") << ")\n";
+      return kExitErrorReply;
+    } else if (e->name == "error") {
+      if (!o.json_output) std::cerr << "omnictl: error " << e->body.value("code", "?") << ": "
+                                    << e->body.value("message", "") << "\n";
+      return kExitErrorReply;
+    }
+  }
+  return kExitErrorReply;  // interrupted
+}
+
+int follow_events(const Options& o) {
+  std::vector<std::string> topics(o.args.begin() + 1, o.args.end());
+  omni::ipc::EventSubscriber events(o.events, topics);
+  while (!g_interrupted) {
+    auto e = events.next(milliseconds(500));
+    if (!e) continue;
+    json line = e->body;
+    line["event"] = e->name;
+    std::cout << omni::ipc::serialize(line) << std::endl;
+  }
+  return kExitOk;
+}
+
+int run(const Options& o) {
+  if (o.args[0] == "events") return follow_events(o);
+  std::optional<std::string> binary;
+  json request = build_request(o, binary);
+  std::unique_ptr<omni::ipc::EventSubscriber> events;
+  if (o.wait) {
+    // Subscribe before asking, so the first events of the turn are not missed.
+    events = std::make_unique<omni::ipc::EventSubscriber>(
+        o.events, std::vector<std::string>{"response.", "turn.", "error", "heartbeat"});
+    if (!events->wait_connected(milliseconds(o.timeout_ms)))
+      throw ClientError(ClientError::Kind::timeout, "timed out after " + std::to_string(o.timeout_ms) +
+                                                        " ms connecting to the event socket " + o.events);
+  }
+  omni::ipc::ControlClient client(o.control);
+  json reply = client.request(request, binary, milliseconds(o.timeout_ms));
+  if (!reply.value("ok", false)) {
+    const json& err = reply.contains("error") ? reply["error"] : json::object();
+    if (o.json_output) std::cout << omni::ipc::serialize(reply) << std::endl;
+    std::cerr << "omnictl: error " << err.value("code", "?") << ": " << err.value("message", "") << "\n";
+    return kExitErrorReply;
+  }
+  if (o.wait) {
+    if (!reply.contains("turn_id")) {
+      std::cerr << "omnictl: omnid's ask reply has no turn_id\n";
+      return kExitErrorReply;
+    }
+    return follow_turn(o, *events, reply["turn_id"]);
+  }
+  if (o.json_output) std::cout << omni::ipc::serialize(reply) << std::endl;
+  else print_human(o.args[0], reply);
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  try {
+    return run(parse_args(argc, argv));
+  } catch (const UsageError& e) {
+    std::cerr << "omnictl: " << e.message << "\n" << kUsage;
+    return kExitUsage;
+  } catch (const ClientError& e) {
+    std::cerr << "omnictl: " << e.what() << "\n";
+    if (e.kind == ClientError::Kind::bad_endpoint) return kExitUsage;
+    return e.kind == ClientError::Kind::protocol ? kExitErrorReply : kExitUnreachable;
+  } catch (const std::exception& e) {
+    std::cerr << "omnictl: " << e.what() << "\n";
+    return kExitUnreachable;
+  }
+}
