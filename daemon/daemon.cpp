@@ -84,7 +84,10 @@ void Daemon::start_loading() {
       loop_.post([this, holder] { on_model_loaded(std::move(*holder)); });
     } catch (const std::exception& e) {
       std::string msg = e.what();
-      loop_.post([this, msg] { fail("cannot load the model: " + msg); });
+      loop_.post([this, msg] {
+        if (loader_thread_.joinable()) loader_thread_.join();  // it ends right after this post
+        fail("cannot load the model: " + msg);
+      });
     }
   });
 }
