@@ -243,3 +243,31 @@ TEST(Dialog, BadConfigDoesNotStartAndNamesKeyAndLine) {
   EXPECT_NE(d->log().find("extra: unknown key"), std::string::npos) << d->log();
   EXPECT_NE(d->log().find("omnid.yaml:"), std::string::npos) << d->log();
 }
+
+TEST(Dialog, SpeaksThroughPortAudioToANamedAlsaDevice) {
+  // An ALSA null sink that PortAudio lists by name, from a ~/.asoundrc in the daemon's own HOME.
+  char tmpl[] = "/tmp/omnid_alsa_XXXXXX";
+  const std::string home = ::mkdtemp(tmpl);
+  std::ofstream(home + "/.asoundrc") << "pcm.omnid_test_sink {\n  type null\n  hint { show on description \"t\" }\n}\n";
+  auto o = scripted();
+  o.output_yaml = "    backend: portaudio\n    device: omnid_test_sink\n";
+  o.env = {{"HOME", home}};
+  auto d = start(o);
+  EventLog events(d->events());
+  const auto r = d->request({{"cmd", "say"}, {"text", "through the sound card"}});
+  ASSERT_TRUE(r["ok"].get<bool>()) << r;
+  auto end = events.wait_for("speech.end", 10s, [&](const auto& e) { return e.body["turn_id"] == r["turn_id"]; });
+  ASSERT_TRUE(end);
+  EXPECT_EQ(end->body["output"], "omnid_test_sink");
+  EXPECT_EQ(d->stop(SIGTERM, 5s), 0);
+  std::system(("rm -rf " + home).c_str());
+}
+
+TEST(Dialog, UnknownPortAudioDeviceStopsTheStartWithTheDeviceList) {
+  auto o = scripted();
+  o.output_yaml = "    backend: portaudio\n    device: no such card\n";
+  auto d = std::make_unique<DaemonProcess>(o);
+  d->start();
+  EXPECT_EQ(d->wait_exit(10s), 1);
+  EXPECT_NE(d->log().find("audio.output.device 'no such card'"), std::string::npos) << d->log();
+}

@@ -74,8 +74,10 @@ std::string DaemonProcess::default_config() const {
   y << "model:\n  path: \"" << options_.model_path << "\"\n  device: " << options_.device
     << "\n  max_new_tokens: " << options_.max_new_tokens << "\n"
     << options_.extra_model_yaml << "audio:\n  input:\n    pipeline: \"" << options_.input_pipeline
-    << "\"\n    listen: " << (options_.listen ? "true" : "false") << "\n  output:\n    backend: wav-file\n    path: \""
-    << dir_ << "/answer-{turn}.wav\"\n  barge_in: " << (options_.barge_in ? "true" : "false") << "\n"
+    << "\"\n    listen: " << (options_.listen ? "true" : "false") << "\n  output:\n"
+    << (options_.output_yaml.empty() ? "    backend: wav-file\n    path: \"" + dir_ + "/answer-{turn}.wav\"\n"
+                                     : options_.output_yaml)
+    << "  barge_in: " << (options_.barge_in ? "true" : "false") << "\n"
     << options_.extra_audio_yaml << "ipc:\n  control: \"" << control() << "\"\n  events: \"" << events()
     << "\"\n  max_message_bytes: " << options_.max_message_bytes << "\n";
   return y.str();
@@ -91,6 +93,7 @@ void DaemonProcess::start() {
     ::dup2(log_fd, 1);
     ::dup2(log_fd, 2);
     ::setenv("NOTIFY_SOCKET", notify_->path().c_str(), 1);
+    for (const auto& [k, v] : options_.env) ::setenv(k.c_str(), v.c_str(), 1);
     if (options_.watchdog_usec) {
       ::setenv("WATCHDOG_USEC", std::to_string(options_.watchdog_usec).c_str(), 1);
       ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);

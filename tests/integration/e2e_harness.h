@@ -63,7 +63,9 @@ struct DaemonOptions {
   std::string extra_model_yaml;  // more keys under model:
   long long max_message_bytes = 262144;
   int max_new_tokens = 64;
-  uint64_t watchdog_usec = 0;    // sets WATCHDOG_USEC/WATCHDOG_PID like systemd's WatchdogSec=
+  uint64_t watchdog_usec = 0;
+  std::string output_yaml;       // replaces the wav-file output (the lines under audio.output:)
+  std::vector<std::pair<std::string, std::string>> env;  // extra environment of the daemon    // sets WATCHDOG_USEC/WATCHDOG_PID like systemd's WatchdogSec=
 };
 
 class DaemonProcess {

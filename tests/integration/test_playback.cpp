@@ -1,8 +1,13 @@
 // Speech output backends that run without a sound card: wav-file and null; PortAudio's errors.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "device/playback.h"
 #include "io/wav.h"
@@ -74,3 +79,59 @@ TEST(PortAudioOutput, UnknownDeviceNamesTheDevice) {
 }
 
 TEST(AudioOutput, UnknownBackend) { EXPECT_THROW(make_audio_output({"jack", "", "", 1.0}, nullptr), std::runtime_error); }
+
+namespace {
+
+// An ALSA null sink that PortAudio lists by name: a ~/.asoundrc in a private HOME (alsa-lib reads it).
+void use_test_alsa_sink() {
+  const std::string home = "/tmp/omnid_alsa_home_" + std::to_string(getpid());
+  mkdir(home.c_str(), 0700);
+  std::FILE* f = std::fopen((home + "/.asoundrc").c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs("pcm.omnid_test_sink {\n  type null\n  hint { show on description \"omnid test sink\" }\n}\n", f);
+  std::fclose(f);
+  setenv("HOME", home.c_str(), 1);
+}
+
+}  // namespace
+
+TEST(PortAudioOutput, PlaysToANamedDeviceAndReportsDrained) {
+  use_test_alsa_sink();
+  const auto names = list_output_devices();
+  if (std::find(names.begin(), names.end(), "omnid_test_sink") == names.end())
+    GTEST_SKIP() << "PortAudio does not list the ALSA test sink here";
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> drained;
+  // A unique part of the name is enough.
+  auto out = make_audio_output({"portaudio", "test_sink", "", 0.5}, [&](const std::string& label) {
+    std::lock_guard lock(mu);
+    drained.push_back(label);
+    cv.notify_all();
+  });
+  EXPECT_EQ(out->destination(), "omnid_test_sink");
+  std::vector<float> chunk(2400, 0.1f);
+  out->begin(24000, "9");
+  for (int i = 0; i < 5; ++i) out->write(chunk.data(), chunk.size());
+  out->end();
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] { return !drained.empty(); }));
+    EXPECT_EQ(drained, std::vector<std::string>{"9"});
+  }
+  // Aborted playback reports nothing; the next utterance plays again.
+  out->begin(24000, "10");
+  out->write(chunk.data(), chunk.size());
+  out->abort();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(drained.size(), 1u);
+  }
+  out->begin(24000, "11");
+  out->write(chunk.data(), chunk.size());
+  out->end();
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] { return drained.size() == 2; }));
+  EXPECT_EQ(drained.back(), "11");
+}
