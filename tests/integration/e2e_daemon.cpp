@@ -14,6 +14,7 @@ struct Engine {
   std::string name;
   bool scripted;
 };
+void PrintTo(const Engine& e, std::ostream* os) { *os << e.name; }
 
 class DaemonE2E : public ::testing::TestWithParam<Engine> {
  protected:

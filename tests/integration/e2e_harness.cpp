@@ -104,22 +104,33 @@ void DaemonProcess::start() {
   }
 }
 
+bool DaemonProcess::wait_ready(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (notify_->wait_for("READY=1", 100ms)) return true;
+    if (wait_exit(0ms) != -1) return false;  // it exited: no point waiting
+  }
+  return false;
+}
+
 int DaemonProcess::wait_exit(std::chrono::milliseconds timeout) {
   if (pid_ <= 0) return -1;
   const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
+  do {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      return WIFEXITED(status) ? WEXITSTATUS(status) : -2 - WTERMSIG(status);
+      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -2 - WTERMSIG(status);
+      return exit_status_;
     }
-    std::this_thread::sleep_for(10ms);
-  }
+    if (timeout.count() > 0) std::this_thread::sleep_for(10ms);
+  } while (Clock::now() < deadline);
   return -1;
 }
 
 int DaemonProcess::stop(int signo, std::chrono::milliseconds timeout, std::chrono::milliseconds* took) {
   client_.reset();
+  if (pid_ <= 0) return exit_status_;  // already exited (never kill(-1, ...))
   const auto t0 = Clock::now();
   ::kill(pid_, signo);
   const int rc = wait_exit(timeout);

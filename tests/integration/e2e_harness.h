@@ -74,12 +74,16 @@ class DaemonProcess {
   ~DaemonProcess();  // SIGKILL if still running
 
   void start();
-  bool wait_ready(std::chrono::milliseconds timeout) { return notify_->wait_for("READY=1", timeout); }
+  // false when the timeout passes or the daemon exits first (then exit_status() has its status).
+  bool wait_ready(std::chrono::milliseconds timeout);
+  int exit_status() const { return exit_status_; }
   // Sends `signo` and waits up to `timeout`; returns the exit status (-1: did not exit, -2 - n: killed by n).
   int stop(int signo, std::chrono::milliseconds timeout, std::chrono::milliseconds* took = nullptr);
   // Waits for the process to exit by itself.
   int wait_exit(std::chrono::milliseconds timeout);
-  void signal(int signo) { ::kill(pid_, signo); }
+  void signal(int signo) {
+    if (pid_ > 0) ::kill(pid_, signo);
+  }
 
   nlohmann::json request(nlohmann::json req, std::chrono::milliseconds timeout = 5000ms,
                          const std::optional<std::string>& binary = std::nullopt);
@@ -97,6 +101,7 @@ class DaemonProcess {
   DaemonOptions options_;
   std::string dir_, config_path_;
   pid_t pid_ = -1;
+  int exit_status_ = -1;
   std::unique_ptr<NotifySocket> notify_;
   std::unique_ptr<omni::ipc::ControlClient> client_;
 };
