@@ -3,6 +3,7 @@
 # tokenizer, committed once as tests/fixtures/tokenizer/tokenizer.json.xz (6 MB uncompressed).
 set(OMNI_FIXTURE_TOKENIZER_XZ ${CMAKE_SOURCE_DIR}/tests/fixtures/tokenizer/tokenizer.json.xz)
 set(OMNI_TEST_TOKENIZER ${CMAKE_BINARY_DIR}/fixtures/tokenizer/tokenizer.json)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${OMNI_FIXTURE_TOKENIZER_XZ})
 if(EXISTS ${OMNI_FIXTURE_TOKENIZER_XZ})
   if(NOT EXISTS ${OMNI_TEST_TOKENIZER} OR ${OMNI_FIXTURE_TOKENIZER_XZ} IS_NEWER_THAN ${OMNI_TEST_TOKENIZER})
     file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/fixtures/tokenizer)
@@ -11,6 +12,8 @@ if(EXISTS ${OMNI_FIXTURE_TOKENIZER_XZ})
     if(NOT xz_result EQUAL 0)
       message(FATAL_ERROR "could not decompress ${OMNI_FIXTURE_TOKENIZER_XZ} (is xz-utils installed?)")
     endif()
+    configure_file(${CMAKE_SOURCE_DIR}/tests/fixtures/tokenizer/tokenizer_config.json
+                   ${CMAKE_BINARY_DIR}/fixtures/tokenizer/tokenizer_config.json COPYONLY)
   endif()
   file(GLOB fixture_models LIST_DIRECTORIES true ${CMAKE_SOURCE_DIR}/tests/fixtures/models/*)
   foreach(src ${fixture_models})

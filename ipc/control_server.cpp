@@ -60,10 +60,7 @@ std::string bind_secured(zmq::socket_t& socket, const std::string& endpoint, con
 // The "id" of a request that failed before validation (too many frames, too large), when it can be read.
 json salvage_id(const zmq::message_t& first_frame, std::size_t max_bytes) {
   if (first_frame.size() > max_bytes) return nullptr;
-  json object = json::parse(first_frame.to_string_view(), nullptr, false);
-  if (!object.is_object()) return nullptr;
-  auto it = object.find("id");
-  return it == object.end() ? json(nullptr) : *it;
+  return parse_request(first_frame.to_string_view()).id;  // depth-checked; null when unreadable
 }
 
 }  // namespace

@@ -33,8 +33,9 @@
 //                                 not_found for an unknown speaker. volume is a number in [0, 1] (0 mute,
 //                                 1 full scale, linear gain); speaker a non-empty string; system_prompt any
 //                                 string ("" = no system prompt).
-//   reload                     -> {} ; a bad config file -> unavailable (message names key and line), the running
-//                                 configuration is kept.
+//   reload                     -> an object describing what was applied; a bad config file -> unavailable (message
+//                                 names key and line), the running configuration is kept.
+// Replies and events may carry more fields than listed; clients ignore unknown ones.
 #pragma once
 
 #include <cstdint>
@@ -124,16 +125,19 @@ std::string serialize(const nlohmann::json& value);
 
 // Event names (topics). Fields of each are in docs/protocol.md.
 namespace event {
-inline constexpr std::string_view kState = "state";                   // {state, previous}
-inline constexpr std::string_view kVadStart = "vad.start";            // {}
-inline constexpr std::string_view kVadEnd = "vad.end";                // {duration_ms}
-inline constexpr std::string_view kTurnStart = "turn.start";          // {turn_id, source, text?}
+inline constexpr std::string_view kState = "state";                   // {state, previous}: loading|idle|listening|
+                                                                      //   thinking|speaking
+inline constexpr std::string_view kVadStart = "vad.start";            // {stream_ms}
+inline constexpr std::string_view kVadEnd = "vad.end";                // {duration_ms, truncated}
+inline constexpr std::string_view kTurnStart = "turn.start";          // {turn_id, source: voice|ask|say, text?, audio_ms?}
 inline constexpr std::string_view kResponseDelta = "response.delta";  // {turn_id, text}
-inline constexpr std::string_view kResponseDone = "response.done";    // {turn_id, text, tokens}
+inline constexpr std::string_view kResponseDone = "response.done";    // {turn_id, text, tokens, stop, prefill_ms,
+                                                                      //   decode_tok_s}
 inline constexpr std::string_view kSpeechStart = "speech.start";      // {turn_id}
 inline constexpr std::string_view kSpeechFirstAudio = "speech.first_audio";  // {turn_id, latency_ms}
-inline constexpr std::string_view kSpeechEnd = "speech.end";          // {turn_id, duration_ms}
-inline constexpr std::string_view kTurnCancelled = "turn.cancelled";  // {turn_id, reason}
+inline constexpr std::string_view kSpeechEnd = "speech.end";          // {turn_id, duration_ms, output}
+inline constexpr std::string_view kTurnCancelled = "turn.cancelled";  // {turn_id, reason: request|reset|reload|
+                                                                      //   barge_in|shutdown|error}
 inline constexpr std::string_view kError = "error";                   // {code, message, turn_id?}
 inline constexpr std::string_view kHeartbeat = "heartbeat";           // {state}; every 1 s
 }  // namespace event

@@ -66,6 +66,10 @@ FIXED = [
     "<html><body class=\"x\">text</body></html>", "SELECT * FROM t WHERE a = 'b';", "{\"key\": [1, 2.5, null, true]}",
     "a\u0300\u0301\u0302\u0303\u0304", "\u0301leading mark", "Ａ", "ｶﾀｶﾅ", "\ufeffBOM", "\ufffd", "\U0010ffff",
     "\ue000private", "\U0001d400\U0001d401", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+    # Where HF's Unicode data differs from utf8proc's (tools/gen_unicode_compat_tables.py): letters and
+    # digits new in Unicode 16 (regex), marks and composites HF's NFC (Unicode 9 data) does not know.
+    "a\u1c89b", "x\ua7cb\ua7dc y", "\U00010d40\U00010d41 \U00010d4a", "y\u08d1\u0328", "a\u1ac0\u0301",
+    "e\u1ace\u0301\u0328", "\U00011935\U00011930", "\U00011938", "q\u0898\u0328 e\u0301",
 ]
 
 # Fragments for seeded random mixtures (cover transitions between classes).
@@ -93,6 +97,20 @@ def build_strings(rng):
             parts.append(rng.choice(words))
             parts.append(rng.choice([" ", " ", " ", "  ", "\n", "\t", " \n", "\r\n"]))
         strings.append("".join(parts))
+    # Random code points from all planes: checks the Unicode category tables (letters, numbers, white
+    # space) against HF's regex engine, including rarely used and unassigned characters.
+    def random_char():
+        r = rng.random()
+        if r < 0.3:
+            return chr(rng.randrange(0x20, 0x7F))
+        if r < 0.4:
+            return rng.choice(" \t\n\r\u3000\u00a0\u2003")
+        if r < 0.85:
+            c = rng.randrange(0x80, 0x10000)
+            return chr(c) if not 0xD800 <= c < 0xE000 else "x"
+        return chr(rng.randrange(0x10000, 0x32000))
+    for _ in range(60):
+        strings.append("".join(random_char() for _ in range(rng.randint(1, 40))))
     seen, unique = set(), []
     for s in strings:
         if s not in seen:

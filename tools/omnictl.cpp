@@ -42,6 +42,10 @@ options:
   --events E     event endpoint (default $OMNID_EVENTS or ipc:///run/omnid/events.sock)
   --timeout MS   how long to wait for a reply (default 5000)
   --json         print replies as JSON
+environment:
+  OMNID_CONTROL, OMNID_EVENTS    default endpoints
+  OMNID_CURVE_SERVER_KEY, OMNID_CURVE_PUBLIC_KEY, OMNID_CURVE_SECRET_KEY
+                 Z85 CURVE keys (all three) for tcp:// endpoints
 exit codes: 0 ok, 1 error reply, 2 usage, 3 omnid not reachable or timed out
 )";
 
@@ -183,6 +187,19 @@ void print_human(const std::string& cmd, const json& reply) {
   }
 }
 
+// CURVE keys for tcp:// endpoints come from the environment (never from the command line, where other users
+// could read the secret key in the process list).
+std::optional<omni::ipc::ClientCurveKeys> curve_from_env() {
+  const char* server = std::getenv("OMNID_CURVE_SERVER_KEY");
+  const char* pub = std::getenv("OMNID_CURVE_PUBLIC_KEY");
+  const char* sec = std::getenv("OMNID_CURVE_SECRET_KEY");
+  int set = (server && *server) + (pub && *pub) + (sec && *sec);
+  if (set == 0) return std::nullopt;
+  if (set != 3)
+    throw UsageError{"set all of OMNID_CURVE_SERVER_KEY, OMNID_CURVE_PUBLIC_KEY and OMNID_CURVE_SECRET_KEY, or none"};
+  return omni::ipc::ClientCurveKeys{server, pub, sec};
+}
+
 int follow_turn(const Options& o, omni::ipc::EventSubscriber& events, const json& turn_id) {
   milliseconds silence(std::max(o.timeout_ms, 5000L));
   bool printed = false;
@@ -220,7 +237,7 @@ int follow_turn(const Options& o, omni::ipc::EventSubscriber& events, const json
 
 int follow_events(const Options& o) {
   std::vector<std::string> topics(o.args.begin() + 1, o.args.end());
-  omni::ipc::EventSubscriber events(o.events, topics);
+  omni::ipc::EventSubscriber events(o.events, topics, curve_from_env());
   while (!g_interrupted) {
     auto e = events.next(milliseconds(500));
     if (!e) continue;
@@ -239,12 +256,12 @@ int run(const Options& o) {
   if (o.wait) {
     // Subscribe before asking, so the first events of the turn are not missed.
     events = std::make_unique<omni::ipc::EventSubscriber>(
-        o.events, std::vector<std::string>{"response.", "turn.", "error", "heartbeat"});
+        o.events, std::vector<std::string>{"response.", "turn.", "error", "heartbeat"}, curve_from_env());
     if (!events->wait_connected(milliseconds(o.timeout_ms)))
       throw ClientError(ClientError::Kind::timeout, "timed out after " + std::to_string(o.timeout_ms) +
                                                         " ms connecting to the event socket " + o.events);
   }
-  omni::ipc::ControlClient client(o.control);
+  omni::ipc::ControlClient client(o.control, curve_from_env());
   json reply = client.request(request, binary, milliseconds(o.timeout_ms));
   if (!reply.value("ok", false)) {
     const json& err = reply.contains("error") ? reply["error"] : json::object();

@@ -33,11 +33,18 @@ int AudioInput::token_count(size_t num_samples) const {
 }
 
 int AudioInput::encode(const float* wave, size_t num_samples) {
-  encoded_ = 0;
+  clear();
+  return append(wave, num_samples);
+}
+
+int AudioInput::append(const float* wave, size_t num_samples) {
   const int n = token_count(num_samples);
+  if (encoded_ + n > max_tokens_)
+    throw Error("audio input: " + std::to_string(encoded_) + " audio tokens are held and this clip adds " +
+                std::to_string(n) + "; at most " + std::to_string(max_tokens_) + " fit");
   const MelFeatures features = mel_.compute(wave, num_samples);
-  encoder_.encode(features, encoded_rows_.rows(0, n));
-  encoded_ = n;
+  encoder_.encode(features, encoded_rows_.rows(encoded_, n));
+  encoded_ += n;
   return n;
 }
 
@@ -46,6 +53,8 @@ void AudioInput::fill_prefill_chunk(const std::vector<int32_t>& ids, size_t begi
   if (begin + count > ids.size())
     throw Error("audio input: chunk [" + std::to_string(begin) + ", " + std::to_string(begin + count) +
                 ") is outside the " + std::to_string(ids.size()) + " prompt ids");
+  const auto chunk_begin = ids.begin() + long(begin), chunk_end = chunk_begin + long(count);
+  if (std::find(chunk_begin, chunk_end, audio_pad_id_) == chunk_end) return;  // text-only chunk
   const int64_t pads = std::count(ids.begin(), ids.end(), audio_pad_id_);
   if (pads != encoded_)
     throw Error("audio input: the prompt has " + std::to_string(pads) + " <|audio_pad|> tokens but the encoded clip " +

@@ -31,12 +31,19 @@ class AudioInput {
   // for the front end or too long for max_audio_tokens, so the prompt is never built for it.
   int token_count(size_t num_samples) const;
 
-  // Encodes one clip (replacing the previous one); returns its token count.
+  // Encodes one clip (replacing whatever was held); returns its token count.
   int encode(const float* wave, size_t num_samples);
+  // Encodes a further clip after those held, for prompts with several clips (e.g. re-prefilling
+  // a history of spoken turns): clip k's rows follow clip k-1's, as its pads do in the prompt.
+  // Each clip is encoded alone (HF batches the clips of one prompt, which changes the last
+  // token of a clip under 1 s by ~1e-5 when another clip is longer, spec 9.8).
+  int append(const float* wave, size_t num_samples);
+  void clear() { encoded_ = 0; }
   int encoded_tokens() const { return encoded_; }
   // `x` ([count, hidden], backend tensor) holds the embeddings of ids[begin, begin + count).
   // Every <|audio_pad|> row among them is overwritten with the encoded row of the same rank
-  // among all pads of `ids`. Throws if `ids` does not hold exactly encoded_tokens() pads.
+  // among all pads of `ids`. A chunk without pads is left alone, so every prefill chunk can be
+  // passed; one with pads throws unless `ids` holds exactly encoded_tokens() pads.
   void fill_prefill_chunk(const std::vector<int32_t>& ids, size_t begin, const Tensor& x) const;
 
   MelFrontend& mel() { return mel_; }

@@ -66,6 +66,10 @@ struct SamplingParams {
   int top_k = 0;                    // 0: off
   float top_p = 1.0f;               // 1: off
   float repetition_penalty = 1.0f;  // 1: off; HF semantics (divide positive, multiply negative)
+  // Token suppression (HF SuppressTokensLogitsProcessor, applied after the penalty): ids in
+  // [suppress_begin, suppress_end) get -inf, except `suppress_except` (talker: the codec EOS).
+  int suppress_begin = 0, suppress_end = 0;
+  int suppress_except = -1;
 };
 
 class Backend {
@@ -113,15 +117,42 @@ class Backend {
 
   // ---- audio encoder operations ----
   // The audio tower's convolutional downsampler (spec 3.2 steps 2-3); everything after it is
-  // linear / layer_norm / attention above.
+  // linear / layer_norm / attention above. The defaults (audio_ops_host.cpp) run the CPU
+  // reference on the host through download/upload: correct on any backend, slow on a GPU, so
+  // a device backend should override them.
   // out = GELU(conv2d(x, w) + b), 3x3 kernel, `stride` and zero padding `pad` on both spatial
   // axes. x [N, C_in, H, W], w [C_out, C_in, 3, 3], b [C_out],
   // out [N, C_out, (H + 2*pad - 3)/stride + 1, (W + 2*pad - 3)/stride + 1].
   virtual void conv2d_gelu(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int pad,
-                           const Tensor& out) = 0;
+                           const Tensor& out);
   // x [A, B, C, D] -> out [A, D, B, C] (torch permute(0, 3, 1, 2)): the conv output
   // [chunks, channels, freq, time] becomes [chunks, time, channels*freq] rows for conv_out.
-  virtual void permute_0312(const Tensor& x, const Tensor& out) = 0;
+  virtual void permute_0312(const Tensor& x, const Tensor& out);
+
+  // ---- speech operations (talker, code2wav) ----
+  // The code2wav convolution stack runs time-major: activations are [L, C] (a row per sample),
+  // so a stream's history rows and a chunk's new rows are contiguous and the ConvNeXt's
+  // LayerNorm/Linear apply directly. Convolution weights keep PyTorch's layout.
+  //
+  // Valid 1-D convolution: x [L_in, C_in] already starts with the causal left context
+  // ((K-1)*dilation rows; zeros at the start of a stream), w [C_out, C_in/groups, K], bias [C_out]
+  // (may be empty), out [L_in - (K-1)*dilation, C_out]:
+  //   out[t, o] = bias[o] + sum_{k, i in group(o)} w[o, i, k] * x[t + k*dilation, g(o)*C_in/groups + i]
+  virtual void conv1d(const Tensor& x, const Tensor& w, const Tensor& bias, int dilation, int groups,
+                      const Tensor& out) = 0;
+  // ConvTranspose1d (stride s, kernel K, s <= K <= 2s) with K-s outputs dropped at both ends
+  // (HF's CausalTransConvNet): x [L, C_in], w [C_in, C_out, K], bias [C_out], out [(L+1)*s - K, C_out].
+  // Output row u is full-output index u + K - s; with K = 2s, rows [m*s, (m+1)*s) use x[m] and x[m+1].
+  virtual void conv_transpose1d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride,
+                                const Tensor& out) = 0;
+  // SnakeBeta, per channel c: out = x + sin(x * exp(log_alpha[c]))^2 / (exp(log_beta[c]) + 1e-9);
+  // x, out [L, C] (may alias).
+  virtual void snake_beta(const Tensor& x, const Tensor& log_alpha, const Tensor& log_beta, const Tensor& out) = 0;
+  // out[r, c] = x[r, c] * scale[c] (LayerScale, ConvNeXt gamma); may alias.
+  virtual void channel_scale(const Tensor& x, const Tensor& scale, const Tensor& out) = 0;
+  // out[t] = mean_q table[codes[t, q] + q * codebook_size]: codes I32 [T, Q], out [T, H] (code2wav input).
+  virtual void embed_codebooks_mean(const Tensor& table, const Tensor& codes, int codebook_size,
+                                    const Tensor& out) = 0;
 };
 
 // The CPU reference backend (fp32 math over bf16/f16/f32 weights).

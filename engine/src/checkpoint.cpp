@@ -30,8 +30,8 @@ bool parse_dtype(const std::string& s, DType* out) {
 
 }  // namespace
 
-std::map<std::string, Tensor> SafetensorsFile::parse_header(const char* data, size_t size,
-                                                             const std::string& origin) {
+std::map<std::string, Tensor> SafetensorsFile::parse_header(const char* data, size_t size, const std::string& origin,
+                                                            std::set<std::string>* unindexed) {
   if (size < 8) throw CheckpointError(origin + ": truncated safetensors file (" + std::to_string(size) + " bytes)");
   uint64_t header_len = 0;
   std::memcpy(&header_len, data, 8);
@@ -58,14 +58,16 @@ std::map<std::string, Tensor> SafetensorsFile::parse_header(const char* data, si
     Tensor t;
     std::string dt = info["dtype"].get<std::string>();
     if (!parse_dtype(dt, &t.dtype)) throw CheckpointError(where + ": unsupported dtype " + dt);
-    if (info["shape"].size() > size_t(kMaxDims)) throw CheckpointError(where + ": more than 4 dimensions");
-    t.ndim = int(info["shape"].size());
+    // Tensors of more than kMaxDims dimensions (the vision tower's 5-D patch embedding) are validated
+    // but not indexed: the engine has no use for them and Tensor holds at most kMaxDims.
+    const bool indexed = info["shape"].size() <= size_t(kMaxDims);
+    t.ndim = indexed ? int(info["shape"].size()) : 0;
     uint64_t numel = 1;
-    for (int i = 0; i < t.ndim; ++i) {
-      const json& d = info["shape"][size_t(i)];
+    for (size_t i = 0; i < info["shape"].size(); ++i) {
+      const json& d = info["shape"][i];
       if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t(1) << 40))
         throw CheckpointError(where + ": bad shape");
-      t.shape[size_t(i)] = int64_t(d.get<uint64_t>());
+      if (indexed) t.shape[i] = int64_t(d.get<uint64_t>());
       numel *= d.get<uint64_t>();
       if (numel > (uint64_t(1) << 40)) throw CheckpointError(where + ": bad shape");
     }
@@ -78,6 +80,10 @@ std::map<std::string, Tensor> SafetensorsFile::parse_header(const char* data, si
     if (end > data_size)
       throw CheckpointError(where + ": data ends at byte " + std::to_string(end) + " but the file holds " +
                             std::to_string(data_size) + " data bytes (truncated file)");
+    if (!indexed) {
+      if (unindexed) unindexed->insert(name);
+      continue;
+    }
     t.data = const_cast<char*>(base + begin);
     out.emplace(name, t);
   }
@@ -103,7 +109,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   }
   ::close(fd);
   try {
-    tensors_ = parse_header(static_cast<const char*>(map_), size_, path);
+    tensors_ = parse_header(static_cast<const char*>(map_), size_, path, &unindexed_);
   } catch (...) {
     if (map_) ::munmap(map_, size_);
     throw;
@@ -171,6 +177,7 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   } else {
     for (auto& [name, shard] : weight_map) {
       const SafetensorsFile* f = by_name[shard];
+      if (f->holds_unindexed(name)) continue;
       if (!f->contains(name))
         throw CheckpointError(f->path() + ": tensor '" + name + "' is listed in the index but not in this shard");
       where_[name] = f;

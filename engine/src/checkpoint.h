@@ -4,6 +4,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,13 +25,18 @@ class SafetensorsFile {
   const Tensor& get(const std::string& name) const;  // throws if absent
   std::vector<std::string> names() const;
   // Parses a header without a file (used by the fuzzer); returns the tensor table.
-  static std::map<std::string, Tensor> parse_header(const char* data, size_t size, const std::string& origin);
+  // Tensors of more than 4 dimensions are validated but not returned; their names go to `unindexed`.
+  static std::map<std::string, Tensor> parse_header(const char* data, size_t size, const std::string& origin,
+                                                    std::set<std::string>* unindexed = nullptr);
+  // Names of valid tensors this engine does not index (more than 4 dimensions: vision weights).
+  bool holds_unindexed(const std::string& name) const { return unindexed_.count(name) != 0; }
 
  private:
   std::string path_;
   void* map_ = nullptr;
   size_t size_ = 0;
   std::map<std::string, Tensor> tensors_;
+  std::set<std::string> unindexed_;
 };
 
 // A model directory: `model.safetensors`, or shards listed by `model.safetensors.index.json`.

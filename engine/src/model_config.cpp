@@ -114,7 +114,8 @@ DecoderConfig read_decoder(const Reader& r, double default_theta, bool moe) {
   }
   if (moe) {
     c.moe_intermediate_size = r.positive("moe_intermediate_size");
-    c.num_experts = r.positive("num_experts");
+    // transformers 5.x writes the talker's expert count as `num_local_experts`.
+    c.num_experts = r.positive(r.has("num_experts") || !r.has("num_local_experts") ? "num_experts" : "num_local_experts");
     c.num_experts_per_tok = r.positive("num_experts_per_tok");
     if (c.num_experts_per_tok > c.num_experts) r.fail("num_experts_per_tok", "at most num_experts");
     c.norm_topk_prob = r.boolean("norm_topk_prob", false);

@@ -7,6 +7,9 @@
 namespace omni {
 namespace {
 
+// HF's talker_max_new_tokens (4096) less the EOS step: 327 s of speech per answer at most.
+constexpr int kMaxSpeechFrames = 4095;
+
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -51,6 +54,12 @@ ModelImpl::ModelImpl(const LoadOptions& opt) {
   progress(0.1, "loading thinker");
   const int max_rows = 256;
   thinker_ = std::make_unique<Thinker>(*checkpoint_, *backend_, cfg_, max_rows);
+  progress(0.6, "loading audio encoder");
+  audio_ = std::make_unique<AudioInput>(*backend_, *checkpoint_, cfg_, opt.model_dir, context_tokens_);
+  if (opt.load_talker && cfg_.has_talker) {
+    progress(0.8, "loading talker and code2wav");
+    speech_ = std::make_unique<SpeechModel>(*checkpoint_, *backend_, cfg_, context_tokens_, kMaxSpeechFrames);
+  }
   backend_->synchronize();
   progress(1.0, "loaded");
   load_ms_ = ms_since(t0);
@@ -58,10 +67,6 @@ ModelImpl::ModelImpl(const LoadOptions& opt) {
 
 std::unique_ptr<Session> ModelImpl::new_session(const SessionOptions& opt) {
   return std::make_unique<SessionImpl>(*this, opt);
-}
-
-int ModelImpl::audio_tokens_for(size_t samples_16k) const {
-  throw Error("audio input is not available in this build of the engine yet");
 }
 
 std::vector<int32_t> ModelImpl::render_prompt(const std::string& system, const UserTurn& turn) const {

@@ -7,10 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "audio_input.h"
 #include "backend.h"
 #include "chat.h"
 #include "checkpoint.h"
 #include "model_config.h"
+#include "speech.h"
 #include "omni/engine.h"
 #include "thinker.h"
 #include "tokenizer.h"
@@ -24,7 +26,7 @@ class ModelImpl : public Model {
   std::vector<int32_t> tokenize(std::string_view text) const override { return tokenizer_->encode(text); }
   std::vector<int32_t> render_prompt(const std::string& system, const UserTurn& turn) const override;
   std::string decode(const std::vector<int32_t>& ids) const override { return tokenizer_->decode(ids); }
-  bool has_talker() const override { return false; }
+  bool has_talker() const override { return speech_ != nullptr; }
   std::vector<std::string> speakers() const override;
   int speech_sample_rate() const override { return 24000; }
   std::string device_name() const override { return backend_->name(); }
@@ -36,8 +38,10 @@ class ModelImpl : public Model {
   const ModelConfig& config() const { return cfg_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   int context_tokens() const { return context_tokens_; }
-  // Number of <|audio_pad|> tokens for a 16 kHz clip (0 when audio input is not available).
-  int audio_tokens_for(size_t samples_16k) const;
+  // Number of <|audio_pad|> tokens for a 16 kHz clip; throws for clips out of range.
+  int audio_tokens_for(size_t samples_16k) const { return audio_->token_count(samples_16k); }
+  AudioInput& audio() { return *audio_; }
+  SpeechModel* speech() { return speech_.get(); }  // null when the talker is not loaded
 
  private:
   std::unique_ptr<Backend> backend_;
@@ -45,6 +49,8 @@ class ModelImpl : public Model {
   std::unique_ptr<Checkpoint> checkpoint_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Thinker> thinker_;
+  std::unique_ptr<AudioInput> audio_;
+  std::unique_ptr<SpeechModel> speech_;
   int context_tokens_ = 0;
   double load_ms_ = 0;
 };
@@ -57,7 +63,10 @@ class SessionImpl : public Session {
   TurnResult generate_from_ids(const std::vector<int32_t>& ids, const GenerateOptions& opt,
                                const Callbacks& cb) override;
   TurnResult say(const std::string& text, const GenerateOptions& opt, const Callbacks& cb) override;
-  void cancel() override { cancelled_.store(true); }
+  void cancel() override {
+    cancelled_.store(true);
+    if (SpeechPipeline* sp = active_speech_.load()) sp->cancel();
+  }
   void reset() override;
   void set_system_prompt(const std::string& s) override;
   int context_used() const override { return used_; }
@@ -66,12 +75,21 @@ class SessionImpl : public Session {
   // One past turn as it sits in the cache (kept to rebuild the cache after trimming).
   struct HistoryTurn {
     std::vector<int32_t> ids;
+    std::vector<float> audio_16k;  // the clip behind the turn's <|audio_pad|> rows, if any
   };
   // Feeds `ids` at positions used_.. into the cache in chunks; leaves the logits of the last
-  // row in logits_. Throws if the context is full.
-  void prefill(const std::vector<int32_t>& ids);
-  // Generates after a prefill; fills result.tokens/text/stop.
-  void decode_loop(const GenerateOptions& opt, const Callbacks& cb, TurnResult& result);
+  // row in logits_. With `audio`, the clip encoded last fills the <|audio_pad|> rows.
+  // Throws if the context is full.
+  void prefill(const std::vector<int32_t>& ids, bool audio = false);
+  // Generates after a prefill; fills result.tokens/text/stop. With `speech`, every token is
+  // handed to the speech pipeline as it is made (the talker runs interleaved).
+  void decode_loop(const GenerateOptions& opt, const Callbacks& cb, TurnResult& result,
+                   SpeechPipeline* speech = nullptr);
+  // A speech pipeline started for the turn whose prompt ends the context (user part of every
+  // user turn with its accept-layer hidden rows, spec 3.7). Null when opt.speak is false.
+  std::unique_ptr<SpeechPipeline> start_speech(const GenerateOptions& opt, const Callbacks& cb,
+                                               const std::vector<int32_t>& header);
+  void finish_speech(SpeechPipeline& sp, TurnResult& r);
   // Drops the oldest history turns until `needed` more tokens fit, then rebuilds the cache.
   void make_room(int needed);
 
@@ -81,6 +99,12 @@ class SessionImpl : public Session {
   std::string system_prompt_;
   std::vector<KVCache> caches_;
   Tensor ids_dev_, pos_dev_, x_, logits_;
+  // Speech: hidden_states[accept_hidden_layer] of every cache slot, and room to gather the
+  // user-part rows of it for the talker.
+  Tensor accept_hidden_, talker_rows_, talker_pos_;
+  std::vector<int32_t> context_ids_;  // the ids in the cache, slot by slot
+  std::chrono::steady_clock::time_point first_token_time_;
+  std::atomic<SpeechPipeline*> active_speech_{nullptr};
   std::vector<int32_t> pos_host_;
   int used_ = 0;                   // tokens in the cache
   std::vector<int32_t> pending_;   // ids to feed before the next turn (end of the last answer)

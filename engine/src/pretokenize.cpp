@@ -2,8 +2,10 @@
 
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <cstdint>
 
+#include "unicode_compat_tables.h"
 #include "utf8.h"
 
 namespace omni {
@@ -13,7 +15,7 @@ const std::string_view kQwen2SplitPattern =
 
 namespace {
 
-enum class CharClass : uint8_t { kLetter, kNumber, kSpace, kOther };
+using unicode_compat::CharClass;
 
 using utf8::is_white_space;  // \s; note U+001C..U+001F are not White_Space (checked against HF)
 
@@ -25,6 +27,11 @@ CharClass classify(char32_t c) {
     return CharClass::kOther;
   }
   if (is_white_space(c)) return CharClass::kSpace;
+  // Characters HF's regex engine (newer Unicode data) classifies differently from utf8proc.
+  const auto& overrides = unicode_compat::kRegexClassOverrides;
+  const auto* it = std::upper_bound(std::begin(overrides), std::end(overrides), c,
+                                    [](char32_t v, const unicode_compat::ClassRange& r) { return v < r.lo; });
+  if (it != std::begin(overrides) && c <= (it - 1)->hi) return (it - 1)->cls;
   switch (utf8proc_category(static_cast<utf8proc_int32_t>(c))) {
     case UTF8PROC_CATEGORY_LU:
     case UTF8PROC_CATEGORY_LL:

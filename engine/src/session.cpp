@@ -27,10 +27,16 @@ SessionImpl::SessionImpl(ModelImpl& model, const SessionOptions& opt)
   x_ = be_.alloc({rows, c.hidden_size});
   logits_ = be_.alloc({1, c.vocab_size}, DType::F32);
   pos_host_.resize(size_t(rows));
+  if (model.speech()) {
+    accept_hidden_ = be_.alloc({model.context_tokens(), c.hidden_size});
+    talker_rows_ = be_.alloc({model.context_tokens(), c.hidden_size});
+    talker_pos_ = be_.alloc({model.context_tokens()}, DType::I32);
+  }
 }
 
 void SessionImpl::reset() {
   used_ = 0;
+  context_ids_.clear();
   pending_.clear();
   history_.clear();
   system_in_cache_ = false;
@@ -41,7 +47,7 @@ void SessionImpl::set_system_prompt(const std::string& s) {
   reset();  // the system turn heads the cache: a new one means a new conversation
 }
 
-void SessionImpl::prefill(const std::vector<int32_t>& ids) {
+void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio) {
   const int rows = thinker_.max_rows();
   if (used_ + int(ids.size()) > model_.context_tokens())
     throw Error("context full: " + std::to_string(used_ + ids.size()) + " tokens exceed context_tokens " +
@@ -53,13 +59,20 @@ void SessionImpl::prefill(const std::vector<int32_t>& ids) {
     be_.upload(ids_t, ids.data() + begin);
     be_.upload(pos_t, pos_host_.data());
     thinker_.embed(ids_t, x);
-    thinker_.forward(x, pos_t, caches_);
+    if (audio) model_.audio().fill_prefill_chunk(ids, begin, x);
+    if (accept_hidden_.empty()) {
+      thinker_.forward(x, pos_t, caches_);
+    } else {
+      thinker_.forward(x, pos_t, caches_, accept_hidden_.rows(used_, n), model_.config().talker.accept_hidden_layer);
+    }
+    context_ids_.insert(context_ids_.end(), ids.begin() + long(begin), ids.begin() + long(begin) + n);
     used_ += n;
     if (begin + size_t(n) == ids.size()) thinker_.logits(x.rows(n - 1, 1), logits_);
   }
 }
 
-void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, TurnResult& r) {
+void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, TurnResult& r,
+                              SpeechPipeline* speech) {
   const Sampling& s = opt.sampling;
   SamplingParams sp;
   sp.greedy = s.greedy;
@@ -92,8 +105,10 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
       cb.on_logits(logits_host.data(), logits_host.size());
     }
     r.tokens.push_back(tok);
+    if (step == 0) first_token_time_ = Clock::now();
     if (sp.repetition_penalty != 1.0f) seen.push_back(tok);
     if (cb.on_token) cb.on_token(tok);
+    if (speech) speech->on_thinker_token(tok);  // runs every talker step whose text now exists
     if (tok == im_end) {
       r.stop = StopReason::EndOfTurn;
       break;
@@ -116,6 +131,7 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
     thinker_.embed(ids_dev_.rows(0, 1), x);
     thinker_.forward(x, pos_dev_.rows(0, 1), caches_);
     thinker_.logits(x, logits_);
+    context_ids_.push_back(tok);
     ++used_;
   }
   const std::string tail = text.flush();
@@ -151,16 +167,64 @@ void SessionImpl::make_room(int needed) {
   if (total() + needed > capacity)
     throw Error("context full: this turn needs " + std::to_string(needed) + " tokens but context_tokens is " +
                 std::to_string(capacity));
+  // Rebuild: the system turn, then each kept turn (a spoken turn's clip is encoded again).
   used_ = 0;
-  std::vector<int32_t> all = system_ids;
-  for (const HistoryTurn& h : history_) all.insert(all.end(), h.ids.begin(), h.ids.end());
+  context_ids_.clear();
   system_in_cache_ = true;
-  if (!all.empty()) prefill(all);
+  if (!system_ids.empty()) prefill(system_ids);
+  for (const HistoryTurn& h : history_) {
+    if (!h.audio_16k.empty()) model_.audio().encode(h.audio_16k.data(), h.audio_16k.size());
+    prefill(h.ids, !h.audio_16k.empty());
+  }
+}
+
+std::unique_ptr<SpeechPipeline> SessionImpl::start_speech(const GenerateOptions& opt, const Callbacks& cb,
+                                                          const std::vector<int32_t>& header) {
+  SpeechModel* sm = model_.speech();
+  SpeechOptions so;
+  so.speaker = opt.speaker;
+  so.greedy = opt.sampling.greedy;  // greedy text → greedy talker and code predictor (HF 5.17)
+  so.seed = opt.sampling.seed;
+  so.max_frames = std::min(opt.max_speech_frames, sm->max_frames());
+  auto sink = [&cb](const float* s, size_t n) {
+    if (cb.on_audio) cb.on_audio(s, n);
+  };
+  auto sp = std::make_unique<SpeechPipeline>(*sm, thinker_.embed_table(), sink);
+  // The talker hears every user turn in the cache (spec 3.7): their ids, and the accept-layer
+  // hidden rows of those slots, gathered into one block.
+  std::vector<int32_t> ctx(context_ids_.begin(), context_ids_.end() - long(header.size()));
+  std::vector<int> positions = talker_user_positions(ctx, model_.config().ids);
+  std::vector<int32_t> user_ids;
+  for (int p : positions) user_ids.push_back(ctx[size_t(p)]);
+  Tensor rows;
+  if (!positions.empty()) {
+    const int64_t n = int64_t(positions.size());
+    std::vector<int32_t> pos32(positions.begin(), positions.end());
+    be_.upload(talker_pos_.rows(0, n), pos32.data());
+    rows = talker_rows_.rows(0, n);
+    be_.embed(accept_hidden_, talker_pos_.rows(0, n), rows);  // a row gather
+  }
+  sp->start(user_ids, rows, header, so);
+  active_speech_.store(sp.get());
+  if (cancelled_.load()) sp->cancel();
+  return sp;
+}
+
+void SessionImpl::finish_speech(SpeechPipeline& sp, TurnResult& r) {
+  if (!cancelled_.load()) sp.finish_text();
+  active_speech_.store(nullptr);
+  if (cancelled_.load()) r.stop = StopReason::Cancelled;
+  r.speech_samples = sp.samples();
+  r.speech_frames = int(sp.frames().size());
+  if (sp.has_audio())
+    r.timings.first_audio_ms = ms_between(first_token_time_, sp.first_audio_time());
 }
 
 TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt, const Callbacks& cb) {
   cancelled_.store(false);
-  if (opt.speak) throw Error("speech output is not available in this build of the engine yet");
+  if (opt.speak && !model_.speech())
+    throw Error(model_.config().has_talker ? "speech was not loaded (load_talker is off)"
+                                           : "this model has no talker: it cannot speak");
   TurnResult r;
   ChatTurnInput in;
   in.text = turn.text;
@@ -179,11 +243,21 @@ TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt
   // The closing tokens of the previous answer join the previous history turn.
   if (!history_.empty()) history_.back().ids.insert(history_.back().ids.end(), pending_.begin(), pending_.end());
   pending_.clear();
-  prefill(feed);
+  const bool spoken = !turn.audio_16k.empty();
+  if (spoken) {
+    const auto ta = Clock::now();
+    model_.audio().encode(turn.audio_16k.data(), turn.audio_16k.size());
+    r.timings.audio_encode_ms = ms_between(ta, Clock::now());
+  }
+  prefill(feed, spoken);
   r.timings.prefill_ms = ms_between(t0, Clock::now());
-  decode_loop(opt, cb, r);
+  std::unique_ptr<SpeechPipeline> speech;
+  if (opt.speak) speech = start_speech(opt, cb, std::vector<int32_t>(turn_ids.end() - 3, turn_ids.end()));
+  decode_loop(opt, cb, r, speech.get());
+  if (speech) finish_speech(*speech, r);
   HistoryTurn h;
   h.ids = turn_ids;
+  h.audio_16k = turn.audio_16k;
   // Tokens fed during decoding (all generated but the last; the last is in pending_).
   if (r.tokens.size() > 1) h.ids.insert(h.ids.end(), r.tokens.begin(), r.tokens.end() - 1);
   history_.push_back(std::move(h));
@@ -193,7 +267,7 @@ TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt
 TurnResult SessionImpl::generate_from_ids(const std::vector<int32_t>& ids, const GenerateOptions& opt,
                                           const Callbacks& cb) {
   cancelled_.store(false);
-  if (opt.speak) throw Error("speech output is not available in this build of the engine yet");
+  if (opt.speak) throw Error("--ids prompts are raw token ids; speech needs a chat prompt (--prompt/--audio)");
   if (ids.empty()) throw Error("no prompt ids given");
   reset();
   system_in_cache_ = true;  // raw ids: no template, no system turn
@@ -214,7 +288,33 @@ TurnResult SessionImpl::generate_from_ids(const std::vector<int32_t>& ids, const
 }
 
 TurnResult SessionImpl::say(const std::string& text, const GenerateOptions& opt, const Callbacks& cb) {
-  throw Error("speech output is not available in this build of the engine yet");
+  cancelled_.store(false);
+  if (!model_.speech()) throw Error("this model cannot speak (no talker loaded)");
+  // The talker reads `text` as if the thinker had written it: no user part, the assistant
+  // header, then the text tokens. The conversation's cache is not touched.
+  const TokenIds& ids = model_.config().ids;
+  TurnResult r;
+  r.tokens = model_.tokenizer().encode_plain(text);
+  r.text = text;
+  SpeechModel* sm = model_.speech();
+  SpeechOptions so;
+  so.speaker = opt.speaker;
+  so.greedy = opt.sampling.greedy;
+  so.seed = opt.sampling.seed;
+  so.max_frames = std::min(opt.max_speech_frames, sm->max_frames());
+  SpeechPipeline sp(*sm, thinker_.embed_table(), [&cb](const float* s, size_t n) {
+    if (cb.on_audio) cb.on_audio(s, n);
+  });
+  sp.start({}, Tensor(), {ids.im_start, ids.assistant, kNewline}, so);
+  active_speech_.store(&sp);
+  first_token_time_ = Clock::now();
+  for (int32_t t : r.tokens) {
+    if (cancelled_.load()) break;
+    sp.on_thinker_token(t);
+  }
+  finish_speech(sp, r);
+  if (r.stop != StopReason::Cancelled) r.stop = StopReason::EndOfTurn;
+  return r;
 }
 
 }  // namespace omni

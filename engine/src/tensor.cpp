@@ -43,7 +43,7 @@ float f16_to_f32(uint16_t h) {
 
 Tensor::Tensor(void* d, DType t, std::initializer_list<int64_t> dims, bool device)
     : data(d), dtype(t), ndim(int(dims.size())), on_device(device) {
-  if (dims.size() > kMaxDims) throw Error("tensor: more than 4 dimensions");
+  if (dims.size() > kMaxDims) throw Error("tensor: more than " + std::to_string(kMaxDims) + " dimensions");
   int i = 0;
   for (int64_t v : dims) shape[size_t(i++)] = v;
 }

@@ -4,7 +4,11 @@
 
 #include <cstdlib>
 
+#include <algorithm>
+#include <iterator>
+
 #include "omni/errors.h"
+#include "unicode_compat_tables.h"
 
 namespace omni::utf8 {
 namespace {
@@ -162,10 +166,9 @@ size_t complete_prefix(std::string_view bytes) {
   return bytes.size();
 }
 
-std::string nfc(std::string_view text) {
-  bool ascii = true;
-  for (char c : text) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
-  if (ascii) return std::string(text);  // ASCII is already NFC
+namespace {
+
+std::string utf8proc_nfc(std::string_view text) {
   utf8proc_uint8_t* out = nullptr;
   const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
                                           static_cast<utf8proc_ssize_t>(text.size()), &out,
@@ -174,6 +177,35 @@ std::string nfc(std::string_view text) {
   std::string result(reinterpret_cast<const char*>(out), static_cast<size_t>(n));
   std::free(out);
   return result;
+}
+
+bool nfc_opaque(char32_t c) {
+  return std::binary_search(std::begin(unicode_compat::kNfcOpaque), std::end(unicode_compat::kNfcOpaque), c);
+}
+
+}  // namespace
+
+std::string nfc(std::string_view text) {
+  bool ascii = true;
+  for (char c : text) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
+  if (ascii) return std::string(text);  // ASCII is already NFC
+  // Code points HF's normalizer does not know act as starters that never decompose or compose, so
+  // the text between them is normalized piece by piece (see unicode_compat_tables.h).
+  std::string out;
+  size_t segment = 0, pos = 0;
+  while (pos < text.size()) {
+    int len = 0;
+    const char32_t c = decode_one(text, pos, &len);
+    if (c >= unicode_compat::kNfcOpaque[0] && nfc_opaque(c)) {
+      if (pos > segment) out += utf8proc_nfc(text.substr(segment, pos - segment));
+      out.append(text.substr(pos, len));
+      segment = pos + len;
+    }
+    pos += len;
+  }
+  if (segment == 0) return utf8proc_nfc(text);
+  out += utf8proc_nfc(text.substr(segment));
+  return out;
 }
 
 }  // namespace omni::utf8

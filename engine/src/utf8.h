@@ -39,7 +39,8 @@ std::string lossy(std::string_view bytes);
 // bytes could still complete.
 size_t complete_prefix(std::string_view bytes);
 
-// Unicode NFC of well-formed UTF-8 (utf8proc).
+// NFC of well-formed UTF-8 as HF `tokenizers` computes it: utf8proc's NFC, except that the code
+// points HF's (older) normalization data does not know are left alone (unicode_compat_tables.h).
 std::string nfc(std::string_view text);
 
 }  // namespace omni::utf8

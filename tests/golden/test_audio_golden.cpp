@@ -164,10 +164,34 @@ TEST(AudioGolden, PrefillChunksGetTheEncodedRowsAtTheAudioPads) {
     // A prompt with the wrong number of pads is an error, not a silent misalignment (spec 9.9).
     std::vector<int32_t> fewer = ids;
     fewer.erase(std::find(fewer.begin(), fewer.end(), m.cfg.ids.audio_pad));
-    EXPECT_THROW(input.fill_prefill_chunk(fewer, 0, x.rows(0, 1)), Error);
+    const size_t first_pad = size_t(std::find(fewer.begin(), fewer.end(), m.cfg.ids.audio_pad) - fewer.begin());
+    EXPECT_THROW(input.fill_prefill_chunk(fewer, first_pad, x.rows(0, 1)), Error);
+    // Chunks without pads are left alone whatever is encoded (text-only prefill chunks).
+    EXPECT_NO_THROW(input.fill_prefill_chunk(fewer, 0, x.rows(0, 1)));
   }
   // Longer than the room made at load: refused before any prompt is built.
   EXPECT_THROW(input.token_count(16000 * 40), Error);
+
+  // Two spoken turns in one prompt (a re-prefilled history): clip rows follow in prompt order.
+  std::vector<int32_t> ids;
+  std::vector<float> expected;
+  input.clear();
+  for (const std::string& clip : {std::string("short_0p73s"), std::string("mid_3p37s")}) {
+    const NpyArray turn = read_npy(golden_dir(model, clip) + "/prompt_ids.npy");
+    ids.insert(ids.end(), turn.i64.begin(), turn.i64.end());
+    const NpyArray golden = read_npy(golden_dir(model, clip) + "/encoder_out.npy");
+    expected.insert(expected.end(), golden.f32.begin(), golden.f32.end());
+    const std::vector<float> wave = audio::load_wav_mono(wav_path(clip));
+    input.append(wave.data(), wave.size());
+  }
+  const int64_t H = m.cfg.thinker.hidden_size, S = int64_t(ids.size());
+  Tensor x = m.be->alloc({S, H});
+  input.fill_prefill_chunk(ids, 0, x);
+  std::vector<float> all(size_t(S * H)), scattered;
+  m.be->download_f32(all.data(), x);
+  for (int64_t r = 0; r < S; ++r)
+    if (ids[size_t(r)] == m.cfg.ids.audio_pad) scattered.insert(scattered.end(), &all[size_t(r * H)], &all[size_t((r + 1) * H)]);
+  EXPECT_LT(relative_error(scattered, expected), 1e-4);
 }
 
 namespace {

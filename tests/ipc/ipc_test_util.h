@@ -11,6 +11,7 @@
 #include <memory>
 #include <thread>
 
+#include "client.h"
 #include "control_server.h"
 
 namespace omni::ipc::test {
@@ -82,6 +83,27 @@ inline ServerConfig config_in(const TempDir& dir, const std::string& sub = "run/
   c.control_endpoint = "ipc://" + dir.path() + "/" + sub + "/control.sock";
   c.events_endpoint = "ipc://" + dir.path() + "/" + sub + "/events.sock";
   return c;
+}
+
+// Publishes `topic` probes until `sub` receives one, so that the subscription is known to be active whatever the
+// machine's load; returns the seq of the last probe (later events start after it).
+inline std::uint64_t sync_subscriber(ControlServer& server, EventSubscriber& sub, const std::string& topic) {
+  EXPECT_TRUE(sub.wait_connected(std::chrono::milliseconds(5000)));
+  for (int attempt = 0; attempt < 500; ++attempt) {
+    std::uint64_t seq = server.events().publish(topic, {{"probe", attempt}});
+    if (auto e = sub.next(std::chrono::milliseconds(10))) {
+      // Drain probes still queued behind this one.
+      std::uint64_t last = e->body["seq"];
+      while (last < seq) {
+        auto more = sub.next(std::chrono::milliseconds(1000));
+        if (!more) break;
+        last = more->body["seq"];
+      }
+      return last;
+    }
+  }
+  ADD_FAILURE() << "the subscriber never received a probe";
+  return 0;
 }
 
 }  // namespace omni::ipc::test

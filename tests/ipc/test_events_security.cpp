@@ -18,8 +18,8 @@ TEST(Events, SeqIsGapFreeAcrossPublishingThreads) {
   cfg.events_send_hwm = 100000;
   ControlServer server(cfg);
   EventSubscriber sub(cfg.events_endpoint, {});
-  ASSERT_TRUE(sub.wait_connected(milliseconds(3000)));
   EXPECT_EQ(server.events().last_seq(), 0u);
+  const std::uint64_t first = sync_subscriber(server, sub, "heartbeat") + 1;
 
   constexpr int kThreads = 4, kPerThread = 2000;
   std::vector<std::thread> producers;
@@ -29,9 +29,9 @@ TEST(Events, SeqIsGapFreeAcrossPublishingThreads) {
         server.events().publish("response.delta", {{"turn_id", t + 1}, {"text", std::to_string(i)}});
     });
   for (auto& p : producers) p.join();
-  EXPECT_EQ(server.events().last_seq(), std::uint64_t(kThreads * kPerThread));
+  EXPECT_EQ(server.events().last_seq(), first - 1 + kThreads * kPerThread);
 
-  std::uint64_t expected = 1;
+  std::uint64_t expected = first;
   std::vector<int> next_text(kThreads, 0);
   while (auto e = sub.next(milliseconds(1000))) {
     ASSERT_EQ(e->name, "response.delta");
@@ -42,7 +42,7 @@ TEST(Events, SeqIsGapFreeAcrossPublishingThreads) {
     ASSERT_EQ(e->body["text"], std::to_string(next_text[t]++));
     ++expected;
   }
-  EXPECT_EQ(expected - 1, std::uint64_t(kThreads * kPerThread));
+  EXPECT_EQ(expected - first, std::uint64_t(kThreads * kPerThread));
 }
 
 TEST(Events, TopicFilterAndEventShape) {
@@ -50,7 +50,7 @@ TEST(Events, TopicFilterAndEventShape) {
   ServerConfig cfg = config_in(dir);
   ControlServer server(cfg);
   EventSubscriber sub(cfg.events_endpoint, {"turn."});
-  ASSERT_TRUE(sub.wait_connected(milliseconds(3000)));
+  const std::uint64_t base = sync_subscriber(server, sub, "turn.probe");
   server.events().publish("heartbeat", {{"state", "idle"}});
   server.events().publish("turn.start", {{"turn_id", 3}, {"source", "ask"}});
   server.events().publish("state", {{"state", "thinking"}, {"previous", "idle"}});
@@ -59,10 +59,10 @@ TEST(Events, TopicFilterAndEventShape) {
   auto b = sub.next(milliseconds(2000));
   ASSERT_TRUE(a && b);
   EXPECT_EQ(a->name, "turn.start");
-  EXPECT_EQ(a->body["seq"], 2);
+  EXPECT_EQ(a->body["seq"], base + 2);
   EXPECT_EQ(a->body["source"], "ask");
   EXPECT_EQ(b->name, "turn.cancelled");
-  EXPECT_EQ(b->body["seq"], 4);  // the subscriber sees the gap the filter made; seq counts all events
+  EXPECT_EQ(b->body["seq"], base + 4);  // the subscriber sees the gap the filter made; seq counts all events
   EXPECT_FALSE(sub.next(milliseconds(200)));
 }
 
@@ -111,8 +111,9 @@ TEST(Events, SlowSubscriberNeverBlocksPublish) {
   done = true;
   consume.join();
   EXPECT_EQ(server.events().last_seq(), std::uint64_t(kEvents));
-  EXPECT_LT(total_ms, 10000.0);
-  EXPECT_LT(worst_ms, 500.0) << "a publish call waited";
+  // A publish that waited for the stalled subscriber would never return; the bounds are loose for loaded CI hosts.
+  EXPECT_LT(total_ms, 30000.0);
+  EXPECT_LT(worst_ms, 2000.0) << "a publish call waited";
   EXPECT_GT(received.load(), 0);  // the reading subscriber kept getting events meanwhile
   std::printf("published %d events of 2 KiB in %.0f ms (worst call %.2f ms); reader got %d\n", kEvents, total_ms,
               worst_ms, received.load());
@@ -143,11 +144,7 @@ TEST(Security, CurveOverTcp) {
   ControlClient good(control, ClientCurveKeys{server_keys.pub, client_keys.pub, client_keys.sec});
   EXPECT_EQ(good.request({{"cmd", "status"}}, std::nullopt, milliseconds(3000))["ok"], true);
   EventSubscriber sub(events, {}, ClientCurveKeys{server_keys.pub, client_keys.pub, client_keys.sec});
-  ASSERT_TRUE(sub.wait_connected(milliseconds(3000)));
-  loop.server().events().publish("heartbeat", {{"state", "idle"}});
-  auto e = sub.next(milliseconds(2000));
-  ASSERT_TRUE(e);
-  EXPECT_EQ(e->name, "heartbeat");
+  EXPECT_GT(sync_subscriber(loop.server(), sub, "heartbeat"), 0u);  // events flow over CURVE
 
   // A client whose key is not on the list gets nothing.
   ControlClient stranger(control, ClientCurveKeys{server_keys.pub, stranger_keys.pub, stranger_keys.sec});

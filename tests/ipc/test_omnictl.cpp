@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <zmq.h>
 
 #include "ipc_test_util.h"
 
@@ -17,8 +18,8 @@ struct CliRun {
   std::string out;  // stdout and stderr together
 };
 
-CliRun omnictl(const ServerConfig& cfg, const std::string& args) {
-  std::string cmd = std::string("OMNID_CONTROL='") + cfg.control_endpoint + "' OMNID_EVENTS='" + cfg.events_endpoint +
+CliRun omnictl(const ServerConfig& cfg, const std::string& args, const std::string& env = "") {
+  std::string cmd = env + " OMNID_CONTROL='" + cfg.control_endpoint + "' OMNID_EVENTS='" + cfg.events_endpoint +
                     "' " + OMNICTL_PATH + " " + args + " 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (!pipe) throw std::runtime_error("popen failed");
@@ -154,6 +155,30 @@ TEST(Omnictl, ErrorsAndExitCodes) {
     EXPECT_EQ(r.exit_code, 3);
     EXPECT_NE(r.out.find("timed out after 200 ms"), std::string::npos) << r.out;
   }
+}
+
+TEST(Omnictl, CurveOverTcpWithKeysFromTheEnvironment) {
+  char server_pub[41], server_sec[41], client_pub[41], client_sec[41];
+  ASSERT_EQ(zmq_curve_keypair(server_pub, server_sec), 0);
+  ASSERT_EQ(zmq_curve_keypair(client_pub, client_sec), 0);
+  ServerConfig cfg;
+  cfg.control_endpoint = "tcp://127.0.0.1:*";
+  cfg.events_endpoint = "tcp://127.0.0.1:*";
+  cfg.curve = CurveServerKeys{server_sec, {client_pub}};
+  FakeDaemon daemon(cfg);
+  ServerConfig bound = cfg;
+  bound.control_endpoint = daemon.loop->server().bound_control_endpoint();
+  bound.events_endpoint = daemon.loop->server().bound_events_endpoint();
+  std::string env = std::string("OMNID_CURVE_SERVER_KEY='") + server_pub + "' OMNID_CURVE_PUBLIC_KEY='" + client_pub +
+                    "' OMNID_CURVE_SECRET_KEY='" + client_sec + "'";
+  CliRun r = omnictl(bound, "ask hi --wait", env);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, "Hello world\n");
+  r = omnictl(bound, "status");  // no keys: refused before connecting
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("omnid serves tcp only with CURVE keys"), std::string::npos) << r.out;
+  r = omnictl(bound, "status", std::string("OMNID_CURVE_SERVER_KEY='") + server_pub + "'");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
 }
 
 TEST(Omnictl, AskWaitPrintsTheStreamedAnswer) {

@@ -154,6 +154,22 @@ TEST(CpuAudioOps, Conv2dGeluMatchesDirectSum) {
   EXPECT_THROW(be.conv2d_gelu(tx, tw, tb, 2, 1, wrong), Error);
 }
 
+// The Backend defaults (host round trip) give the CPU reference's result bit for bit.
+TEST(CpuAudioOps, HostFallbacksMatchTheReference) {
+  CpuBackend be;
+  std::vector<float> x(2 * 3 * 8 * 6), w(4 * 3 * 9), b = {0.1f, 0.f, -0.1f, 0.2f}, ref(2 * 4 * 4 * 3), got(ref.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * float(i));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = std::cos(0.11f * float(i));
+  Tensor tx(x.data(), DType::F32, {2, 3, 8, 6}), tw(w.data(), DType::F32, {4, 3, 3, 3}), tb(b.data(), DType::F32, {4});
+  be.conv2d_gelu(tx, tw, tb, 2, 1, Tensor(ref.data(), DType::F32, {2, 4, 4, 3}));
+  be.Backend::conv2d_gelu(tx, tw, tb, 2, 1, Tensor(got.data(), DType::F32, {2, 4, 4, 3}));
+  EXPECT_EQ(got, ref);
+  std::vector<float> pref(ref.size()), pgot(ref.size());
+  be.permute_0312(Tensor(ref.data(), DType::F32, {2, 4, 4, 3}), Tensor(pref.data(), DType::F32, {2, 3, 4, 4}));
+  be.Backend::permute_0312(Tensor(ref.data(), DType::F32, {2, 4, 4, 3}), Tensor(pgot.data(), DType::F32, {2, 3, 4, 4}));
+  EXPECT_EQ(pgot, pref);
+}
+
 TEST(CpuAudioOps, Permute0312) {
   CpuBackend be;
   std::vector<float> x(2 * 3 * 4 * 5), out(x.size());

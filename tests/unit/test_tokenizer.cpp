@@ -2,7 +2,9 @@
 // decoding, added-token flags, streaming decode, and clear errors for bad tokenizer files.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 
@@ -30,11 +32,16 @@ bool is_valid_utf8(const std::string& s) {
   }
 }
 
+// Process CPU time in ms: on a shared, loaded build machine wall time says little about the code.
+double cpu_ms() { return 1000.0 * static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
+
 TEST(Tokenizer, LoadsRealTokenizerQuickly) {
   const auto t0 = std::chrono::steady_clock::now();
+  const double c0 = cpu_ms();
   auto tok = Tokenizer::load(OMNI_TEST_TOKENIZER);
+  const double cpu = cpu_ms() - c0;
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("tokenizer.json load: %.1f ms\n", ms);
+  std::printf("tokenizer.json load: %.1f ms CPU (%.1f ms wall)\n", cpu, ms);
   EXPECT_EQ(tok->vocab_size(), 151676u);
   EXPECT_EQ(tok->token_id("<|im_start|>"), 151644);
   EXPECT_EQ(tok->token_id("<|audio_pad|>"), 151675);
@@ -47,7 +54,7 @@ TEST(Tokenizer, LoadsRealTokenizerQuickly) {
   EXPECT_TRUE(tok->is_special(151645));
   EXPECT_FALSE(tok->is_special(151667));  // <think> is an added token but not special
   EXPECT_FALSE(tok->is_special(872));
-  EXPECT_LT(ms, 2000.0);
+  EXPECT_LT(cpu, 1000.0);
 }
 
 TEST(Tokenizer, EncodeMatchesHuggingFace) {
@@ -146,12 +153,16 @@ TEST(Tokenizer, EncodeTenKilobytesIsFast) {
   for (size_t i = 0; text.size() < 10240; i = (i + 7) % cases.size()) text += cases[i].at("text").get<std::string>() + " ";
   text.resize(10240);
   while (!is_valid_utf8(text)) text.pop_back();  // do not end inside a character
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto ids = tok.encode(text);
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("encode of %zu bytes: %zu ids in %.2f ms\n", text.size(), ids.size(), ms);
+  std::vector<int32_t> ids;
+  double best_ms = 1e9;
+  for (int run = 0; run < 5; ++run) {  // best of 5: the machine is shared
+    const auto t0 = std::chrono::steady_clock::now();
+    ids = tok.encode(text);
+    best_ms = std::min(best_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::printf("encode of %zu bytes: %zu ids in %.2f ms (best of 5)\n", text.size(), ids.size(), best_ms);
   EXPECT_EQ(tok.decode(ids), utf8::nfc(text));  // decoding gives the (normalized) text back
-  EXPECT_LT(ms, 500.0);
+  EXPECT_LT(best_ms, 100.0);
 }
 
 // ---- bad files ----

@@ -280,3 +280,28 @@ TEST(Resample, RejectsInvalidRates) {
   EXPECT_THROW(resample(x, 4, 0, 16000), AudioError);
   EXPECT_THROW(StreamResampler(16000, -1), AudioError);
 }
+
+// Any prefix or corruption of a valid file decodes or throws AudioError; nothing else.
+TEST(Wav, CorruptAndTruncatedInputsNeverCrash) {
+  const auto good = riff({{"fmt ", fmt(1, 2, 16000, 24, true)}, {"LIST", {1, 2, 3}, false},
+                          {"data", encode(kValues, 1, 24)}});
+  auto survives = [](const std::vector<uint8_t>& b) {
+    try {
+      const WavData w = decode_wav(b.data(), b.size());
+      return !w.interleaved.empty();
+    } catch (const AudioError&) {
+      return true;
+    }
+  };
+  for (size_t n = 0; n <= good.size(); ++n)
+    ASSERT_TRUE(survives(std::vector<uint8_t>(good.begin(), good.begin() + long(n)))) << "prefix " << n;
+  uint32_t state = 12345;
+  for (int iter = 0; iter < 5000; ++iter) {
+    std::vector<uint8_t> b = good;
+    for (int k = 0; k < 3; ++k) {
+      state = state * 1664525u + 1013904223u;
+      b[(state >> 8) % b.size()] = uint8_t(state >> 24);
+    }
+    ASSERT_TRUE(survives(b)) << "iteration " << iter;
+  }
+}

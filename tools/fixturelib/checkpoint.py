@@ -116,8 +116,22 @@ def _rescale_code2wav_convs(code2wav, seed, gain=0.65):
             module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.02)
 
 
+# Keys the release config.json has that transformers 5.17 does not write (constant for this family; unused or
+# default-valued in the HF model), added by the 4.57-style rewrite so tiny-a's config reads like the release's.
+RELEASE_EXTRA_KEYS = {
+    ("thinker_config", "text_config"): {"shared_expert_intermediate_size": 0, "use_qk_norm": True,
+                                        "use_sliding_window": False},
+    ("talker_config",): {"seconds_per_chunk": 2, "output_router_logits": False},
+    ("talker_config", "text_config"): {"use_sliding_window": False},
+    ("talker_config", "code_predictor_config"): {"use_sliding_window": False},
+    ("code2wav_config",): {"codebook_dim": 512, "num_semantic_quantizers": 1, "semantic_codebook_size": 4096,
+                           "vector_quantization_hidden_dimension": 512},
+}
+
+
 def to_457_style(config_json):
-    """Rewrite 5.x `rope_parameters` dicts as 4.57 `rope_scaling` + `rope_theta` (the release's on-disk style)."""
+    """Rewrite 5.x `rope_parameters` dicts as 4.57 `rope_scaling` + `rope_theta`, and the talker text config's
+    `num_local_experts` (what 5.17 writes) back to the release's `num_experts`: the release's on-disk style."""
     def visit(node):
         if isinstance(node, dict):
             if "rope_parameters" in node:
@@ -128,9 +142,17 @@ def to_457_style(config_json):
                     node["rope_scaling"] = rope
                 else:
                     node["rope_scaling"] = None
+            if "num_local_experts" in node:
+                node["num_experts"] = node.pop("num_local_experts")
             for value in node.values():
                 visit(value)
     visit(config_json)
+    for path, extra in RELEASE_EXTRA_KEYS.items():
+        node = config_json
+        for key in path:
+            node = node[key]
+        for key, value in extra.items():
+            node.setdefault(key, value)
     return config_json
 
 

@@ -74,7 +74,8 @@ void CpuBackend::attention(const AttentionWeights& w, const Tensor& x, const Att
   }
   const float scale = 1.f / std::sqrt(float(hd));
   std::vector<float> attn(size_t(S * hq * hd));
-#pragma omp parallel for collapse(2) schedule(static)
+  const int64_t keys_seen = args.cache ? pos[S - 1] + 1 : S;
+#pragma omp parallel for collapse(2) schedule(static) if (S * hq * hd * keys_seen >= kParallelMinWork)
   for (int64_t s = 0; s < S; ++s) {
     for (int h = 0; h < hq; ++h) {
       // Key range [lo, hi] in key-index space (cache slots or rows of this call).

@@ -43,7 +43,7 @@ float apply_activation(float v, Activation act) {
 
 void matvec_f32(const Tensor& w, const float* x, float* dst) {
   const int64_t rows = w.dim(0), cols = w.row_numel();
-#pragma omp parallel
+#pragma omp parallel if (rows * cols >= kParallelMinWork)
   {
     std::vector<float> row(static_cast<size_t>(cols));
 #pragma omp for schedule(static)
@@ -114,7 +114,7 @@ void CpuBackend::linear(const Tensor& x, const Tensor& w, const Tensor& bias, co
                 " do not match");
   const float* xp = x.as<const float>();
   float* yp = out.as<float>();
-#pragma omp parallel
+#pragma omp parallel if (out_f * in_f * rows >= kParallelMinWork)
   {
     std::vector<float> row(static_cast<size_t>(in_f));
 #pragma omp for schedule(static)

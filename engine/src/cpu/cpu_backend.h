@@ -35,6 +35,14 @@ class CpuBackend : public Backend {
   void conv2d_gelu(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int pad, const Tensor& out) override;
   void permute_0312(const Tensor& x, const Tensor& out) override;
 
+  // ---- speech operations (cpu_speech_ops.cpp) ----
+  void conv1d(const Tensor& x, const Tensor& w, const Tensor& bias, int dilation, int groups,
+              const Tensor& out) override;
+  void conv_transpose1d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, const Tensor& out) override;
+  void snake_beta(const Tensor& x, const Tensor& log_alpha, const Tensor& log_beta, const Tensor& out) override;
+  void channel_scale(const Tensor& x, const Tensor& scale, const Tensor& out) override;
+  void embed_codebooks_mean(const Tensor& table, const Tensor& codes, int codebook_size, const Tensor& out) override;
+
  private:
   std::deque<std::vector<char>> arena_;  // storage of alloc(); deque keeps addresses stable
 };
@@ -46,5 +54,8 @@ void load_row_f32(const Tensor& t, int64_t r, float* dst);
 // dst[o] = dot(w[o, :], x) for o in [0, rows(w)); w of any float dtype, x float.
 void matvec_f32(const Tensor& w, const float* x, float* dst);
 float apply_activation(float v, Activation act);
+// Threads only pay off for large loops: below this many multiply-adds a parallel region costs
+// more than it saves (and on a loaded 2-core machine, far more).
+constexpr int64_t kParallelMinWork = int64_t(1) << 20;
 
 }  // namespace omni

@@ -1,5 +1,5 @@
 // Reference sampling, in the order transformers applies its logits processors:
-// repetition penalty → temperature → top-k → top-p → softmax → draw. Greedy is argmax after the
+// repetition penalty → token suppression → temperature → top-k → top-p → softmax → draw. Greedy is argmax after the
 // penalty (ties go to the lowest id, as torch.argmax does).
 #include <algorithm>
 #include <cmath>
@@ -24,6 +24,10 @@ int32_t CpuBackend::sample(const Tensor& logits, const SamplingParams& p, const 
         float& x = l[size_t(id)];
         x = x < 0 ? x * p.repetition_penalty : x / p.repetition_penalty;
       }
+  }
+  if (p.suppress_end > p.suppress_begin) {
+    for (int64_t id = std::max<int64_t>(0, p.suppress_begin); id < std::min<int64_t>(V, p.suppress_end); ++id)
+      if (id != p.suppress_except) l[size_t(id)] = -INFINITY;
   }
   if (p.greedy) return int32_t(std::max_element(l.begin(), l.end()) - l.begin());
   const float t = p.temperature > 0 ? p.temperature : 1.0f;

@@ -1,0 +1,144 @@
+// omni-run as scripts use it: JSON output, --tokenize, --logits-out, and one clear error line
+// with a non-zero exit for broken checkpoints and bad flags.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "npy.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct RunResult {
+  int status = -1;
+  std::string out, err;
+};
+
+RunResult run(const std::string& args) {
+  const std::string err_path = (fs::temp_directory_path() / ("omni_run_err_" + std::to_string(::getpid()))).string();
+  const std::string cmd = std::string(OMNI_RUN_BIN) + " " + args + " 2>" + err_path;
+  RunResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  std::ifstream e(err_path);
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  fs::remove(err_path);
+  return r;
+}
+
+const std::string kTinyA = std::string(OMNI_BUILD_DIR) + "/models/tiny-a";
+const std::string kTinyB = std::string(OMNI_BUILD_DIR) + "/models/tiny-b";
+
+// A writable copy of a tiny model (files copied, not linked) to break on purpose.
+fs::path copy_model(const std::string& src, const std::string& tag) {
+  fs::path dst = fs::temp_directory_path() / ("omni_run_" + tag + "_" + std::to_string(::getpid()));
+  fs::remove_all(dst);
+  fs::create_directories(dst);
+  for (auto& e : fs::directory_iterator(src))
+    fs::copy_file(fs::canonical(e.path()), dst / e.path().filename());
+  return dst;
+}
+
+int lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+void expect_one_line_error(const RunResult& r, const std::string& must_contain) {
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find(must_contain), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+}  // namespace
+
+TEST(OmniRun, ChatPromptJsonAndLogits) {
+  const std::string npy = (fs::temp_directory_path() / "omni_run_logits.npy").string();
+  RunResult r = run("--model " + kTinyA + " --system 'Be brief.' --prompt 'Hi' --greedy --max-new-tokens 4 --json "
+              "--logits-out " + npy);
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  // <|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n
+  std::vector<int> expect_prefix = {151644, 8948, 198};
+  auto prompt = j["prompt_tokens"].get<std::vector<int>>();
+  ASSERT_GE(prompt.size(), 3u);
+  EXPECT_EQ(std::vector<int>(prompt.begin(), prompt.begin() + 3), expect_prefix);
+  EXPECT_EQ(std::vector<int>(prompt.end() - 3, prompt.end()), (std::vector<int>{151644, 77091, 198}));
+  EXPECT_EQ(j["tokens"].size(), 4u);
+  EXPECT_TRUE(j["timings"].contains("load_ms"));
+  omni::NpyArray l = omni::read_npy(npy);
+  ASSERT_EQ(l.shape.size(), 2u);
+  EXPECT_EQ(l.shape[0], 4);
+  EXPECT_EQ(l.shape[1], 152064);
+  // Greedy: each row's argmax is the token it chose.
+  for (int s = 0; s < 4; ++s) {
+    const float* row = l.f32.data() + size_t(s) * 152064;
+    EXPECT_EQ(int(std::max_element(row, row + 152064) - row), j["tokens"][size_t(s)].get<int>());
+  }
+  fs::remove(npy);
+}
+
+TEST(OmniRun, TokenizeAndSeededSampling) {
+  RunResult t = run("--model " + kTinyB + " --tokenize 'Hello world' --json");
+  ASSERT_EQ(t.status, 0) << t.err;
+  EXPECT_EQ(nlohmann::json::parse(t.out)["ids"], nlohmann::json::parse("[9707, 1879]"));
+  const std::string args = "--model " + kTinyB + " --ids 9707,1879 --temperature 1.5 --top-k 50 --seed 7 "
+                           "--max-new-tokens 6 --json";
+  RunResult a = run(args), b = run(args);
+  ASSERT_EQ(a.status, 0) << a.err;
+  EXPECT_EQ(nlohmann::json::parse(a.out)["tokens"], nlohmann::json::parse(b.out)["tokens"]);
+}
+
+TEST(OmniRun, BrokenCheckpointsGiveOneClearErrorLine) {
+  {  // a missing shard
+    fs::path m = copy_model(kTinyA, "shard");
+    fs::remove(m / "model-00002-of-00003.safetensors");
+    expect_one_line_error(run("--model " + m.string() + " --ids 1,2 --json"), "model-00002-of-00003.safetensors");
+    fs::remove_all(m);
+  }
+  {  // a truncated file
+    fs::path m = copy_model(kTinyB, "trunc");
+    fs::resize_file(m / "model.safetensors", fs::file_size(m / "model.safetensors") - 1000);
+    expect_one_line_error(run("--model " + m.string() + " --ids 1,2 --json"), "truncated");
+    fs::remove_all(m);
+  }
+  {  // a wrong-shaped tensor: the config claims a wider thinker than the weights hold
+    fs::path m = copy_model(kTinyB, "shape");
+    nlohmann::json c = nlohmann::json::parse(std::ifstream(m / "config.json"));
+    c["thinker_config"]["text_config"]["moe_intermediate_size"] =
+        c["thinker_config"]["text_config"]["moe_intermediate_size"].get<int>() + 1;
+    std::ofstream(m / "config.json") << c.dump();
+    expect_one_line_error(run("--model " + m.string() + " --ids 1,2 --json"), "expected");
+    fs::remove_all(m);
+  }
+  {  // a config of another model type
+    fs::path m = copy_model(kTinyB, "type");
+    nlohmann::json c = nlohmann::json::parse(std::ifstream(m / "config.json"));
+    c["model_type"] = "qwen2_5_omni";
+    std::ofstream(m / "config.json") << c.dump();
+    expect_one_line_error(run("--model " + m.string() + " --ids 1,2 --json"), "model_type");
+    fs::remove_all(m);
+  }
+  expect_one_line_error(run("--model /nonexistent/dir --ids 1 --json"), "/nonexistent/dir");
+}
+
+TEST(OmniRun, BadFlagsExitWithUsage) {
+  RunResult r = run("--model " + kTinyB + " --ids 1,x");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("--ids"), std::string::npos);
+  EXPECT_EQ(run("--model " + kTinyB).status, 2);
+  EXPECT_EQ(run("--model " + kTinyB + " --ids 1 --greedy --temperature 0.5").status, 2);
+}

@@ -1,0 +1,252 @@
+// Golden tests of speech output against transformers 5.17 (tiny-a checkpoint, float32 weights,
+// eager kernels): talker prefill construction, codec codes, waveform, code2wav one-shot and
+// HF-chunked decoding, and streamed == one-shot. Fixtures: tools/make_fixtures.py (speech cases)
+// and tools/make_speech_chunk_fixture.py (chunked code2wav).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+
+#include "checkpoint.h"
+#include "code2wav.h"
+#include "model_config.h"
+#include "npy.h"
+#include "speech.h"
+
+namespace omni {
+namespace {
+
+const std::string kModel = std::string(OMNI_FIXTURES) + "/models/tiny-a";
+const std::string kSpeech = std::string(OMNI_FIXTURES) + "/golden/tiny-a/speech/";
+
+// max |got - want| / max |want| over the common prefix of n values (all when n < 0).
+double max_rel_diff(const std::vector<float>& got, const std::vector<float>& want, long n = -1) {
+  const size_t m = n < 0 ? std::min(got.size(), want.size()) : size_t(n);
+  double md = 0, mw = 0;
+  for (size_t i = 0; i < m; ++i) {
+    md = std::max(md, std::fabs(double(got[i]) - double(want[i])));
+    mw = std::max(mw, std::fabs(double(want[i])));
+  }
+  return md / std::max(mw, 1e-30);
+}
+
+std::vector<int32_t> as_i32(const NpyArray& a) { return std::vector<int32_t>(a.i64.begin(), a.i64.end()); }
+
+struct Tiny {
+  std::unique_ptr<Backend> be = make_cpu_backend();
+  ModelConfig cfg = ModelConfig::load(kModel + "/config.json");
+  Checkpoint ck{kModel};
+  Tensor embed_table;
+  Tiny() {
+    embed_table = be->weight(ck.get("thinker.model.embed_tokens.weight", {cfg.thinker.vocab_size, cfg.thinker.hidden_size}));
+  }
+};
+
+// ---- code2wav ----
+
+TEST(SpeechGolden, Code2WavOneShotMatchesTransformers) {
+  Tiny m;
+  Code2Wav c2w(*m.be, m.ck, m.cfg.code2wav);
+  for (const char* name : {"text_ethan", "audio_aiden"}) {
+    const NpyArray codes = read_npy(kSpeech + name + "/codes.npy");
+    const NpyArray want = read_npy(kSpeech + name + "/code2wav_oneshot.npy");
+    const int T = int(codes.shape[1]);
+    Code2WavDecoder dec(c2w, T, T);  // the whole sequence in one push, like HF
+    const std::vector<float> got = code2wav_decode(dec, as_i32(codes), T);
+    ASSERT_EQ(got.size(), want.f32.size()) << name;
+    const double rel = max_rel_diff(got, want.f32);
+    std::printf("[%s] code2wav one-shot, %d frames: max rel diff %.3g\n", name, T, rel);
+    EXPECT_LT(rel, 1e-4) << name;
+  }
+}
+
+TEST(SpeechGolden, Code2WavStreamedEqualsOneShot) {
+  Tiny m;
+  Code2Wav c2w(*m.be, m.ck, m.cfg.code2wav);
+  const NpyArray codes = read_npy(kSpeech + "audio_aiden/codes.npy");
+  const int T = int(codes.shape[1]), Q = int(codes.shape[0]);
+  Code2WavDecoder whole(c2w, T, T);
+  const std::vector<float> oneshot = code2wav_decode(whole, as_i32(codes), T);
+  ASSERT_EQ(oneshot.size(), size_t(T) * 1920 - 555);
+  for (int push : {1, 2, 7}) {
+    Code2WavDecoder dec(c2w, push, 325);
+    Code2WavStream stream(dec, 300, 25, push);
+    std::vector<float> streamed;
+    std::vector<int32_t> frame(static_cast<size_t>(Q));
+    for (int f = 0; f < T; ++f) {
+      for (int q = 0; q < Q; ++q) frame[size_t(q)] = int32_t(codes.i64[size_t(q * T + f)]);
+      const size_t before = streamed.size();
+      stream.add_frame(frame.data(), streamed);
+      // Samples are final as soon as they appear: after f+1 frames (pushed), a one-shot decode of
+      // those frames has exactly 1920*(f+1) - 555 samples.
+      if ((f + 1) % push == 0) EXPECT_EQ(streamed.size(), size_t(f + 1) * 1920 - 555) << "push " << push;
+      (void)before;
+    }
+    stream.flush(streamed);
+    EXPECT_EQ(streamed, oneshot) << "push " << push << ": streamed output differs from one-shot";
+  }
+}
+
+TEST(SpeechGolden, Code2WavChunkedMatchesTransformers) {
+  Tiny m;
+  Code2Wav c2w(*m.be, m.ck, m.cfg.code2wav);
+  const std::string dir = std::string(OMNI_FIXTURES) + "/golden/tiny-a/speech_code2wav/chunked_t305/";
+  const NpyArray codes = read_npy(dir + "codes.npy");
+  const NpyArray want = read_npy(dir + "chunked.npy");
+  const int T = int(codes.shape[1]), Q = int(codes.shape[0]);
+  Code2WavDecoder dec(c2w, 25, 325);
+  const std::vector<float> got = code2wav_chunked_decode(dec, as_i32(codes), T, 300, 25);
+  ASSERT_EQ(got.size(), want.f32.size());
+  ASSERT_EQ(got.size(), size_t(T) * 1920 - 2 * 555);
+  const double rel = max_rel_diff(got, want.f32);
+  std::printf("code2wav chunked (300/25), %d frames: max rel diff %.3g\n", T, rel);
+  EXPECT_LT(rel, 1e-4);
+  Code2WavStream stream(dec, 300, 25, 4);
+  std::vector<float> streamed;
+  std::vector<int32_t> frame(static_cast<size_t>(Q));
+  for (int f = 0; f < T; ++f) {
+    for (int q = 0; q < Q; ++q) frame[size_t(q)] = int32_t(codes.i64[size_t(q * T + f)]);
+    stream.add_frame(frame.data(), streamed);
+  }
+  stream.flush(streamed);
+  EXPECT_EQ(streamed, got) << "streamed HF-chunked output differs from chunked_decode";
+}
+
+// ---- talker + code predictor + code2wav through SpeechPipeline ----
+
+struct Case {
+  NpyArray prompt, thinker, prefill, trailing, codes, wav, talker_tokens;
+  explicit Case(const std::string& name) {
+    const std::string d = kSpeech + name + "/";
+    prompt = read_npy(d + "prompt_ids.npy");
+    thinker = read_npy(d + "thinker_tokens.npy");
+    prefill = read_npy(d + "talker_prefill.npy");
+    trailing = read_npy(d + "talker_trailing.npy");
+    codes = read_npy(d + "codes.npy");
+    wav = read_npy(d + "waveform.npy");
+    talker_tokens = read_npy(d + "talker_tokens.npy");
+  }
+};
+
+struct SpeechRun {
+  std::vector<float> audio;
+  std::unique_ptr<SpeechPipeline> sp;
+  std::vector<int> user_positions;
+};
+
+// Runs the pipeline on a fixture case. `feed` thinker tokens are given one by one, then
+// finish_text(). With `use_fixture_prefill`, the talker prefill comes from the fixture (for
+// audio prompts, whose thinker hidden states the fixture does not hold).
+SpeechRun run_case(Tiny& m, SpeechModel& speech, const Case& c, const std::string& speaker, size_t feed,
+             bool use_fixture_prefill) {
+  SpeechRun r;
+  const std::vector<int32_t> prompt = as_i32(c.prompt);
+  r.user_positions = talker_user_positions(prompt, m.cfg.ids);
+  std::vector<int32_t> user_ids;
+  for (int p : r.user_positions) user_ids.push_back(prompt[size_t(p)]);
+  const std::vector<int32_t> header(prompt.end() - 3, prompt.end());
+  Tensor hidden;  // accept-layer rows: zeros here; their projections are replaced by the fixture's
+  if (use_fixture_prefill) {
+    hidden = m.be->alloc({int64_t(user_ids.size()), m.cfg.thinker.hidden_size});
+    std::vector<float> zeros(size_t(hidden.numel()), 0.f);
+    m.be->upload(hidden, zeros.data());
+  }
+  r.sp = std::make_unique<SpeechPipeline>(speech, m.embed_table,
+                                          [&r](const float* s, size_t n) { r.audio.insert(r.audio.end(), s, s + n); });
+  r.sp->keep_inputs_for_tests(true);
+  if (use_fixture_prefill) r.sp->override_prefill_for_tests(c.prefill.f32);
+  SpeechOptions opt;
+  opt.speaker = speaker;
+  opt.greedy = true;
+  opt.max_frames = 29;  // the fixtures ran talker_max_new_tokens = 30
+  r.sp->start(user_ids, hidden, header, opt);
+  for (size_t i = 0; i < feed; ++i) r.sp->on_thinker_token(int32_t(c.thinker.i64[i]));
+  r.sp->finish_text();
+  return r;
+}
+
+int code_mismatches(const SpeechPipeline& sp, const NpyArray& codes, int frames) {
+  const int T = int(codes.shape[1]), Q = int(codes.shape[0]);
+  int bad = 0;
+  for (int f = 0; f < frames; ++f)
+    for (int q = 0; q < Q; ++q) bad += sp.frames()[size_t(f)][size_t(q)] != int32_t(codes.i64[size_t(q * T + f)]);
+  return bad;
+}
+
+TEST(SpeechGolden, TextPromptMatchesTransformers) {
+  Tiny m;
+  SpeechModel speech(m.ck, *m.be, m.cfg, 256, 64, 2);
+  Case c("text_ethan");
+  // The thinker stopped on <|im_end|>: every token is fed, as in a live session.
+  SpeechRun r = run_case(m, speech, c, "Ethan", c.thinker.i64.size(), false);
+  ASSERT_EQ(r.sp->prefill_rows().size(), c.prefill.f32.size());
+  const double prefill_rel = max_rel_diff(r.sp->prefill_rows(), c.prefill.f32);
+  const double trailing_rel = max_rel_diff(r.sp->text_rows(), c.trailing.f32, long(c.trailing.f32.size()));
+  std::printf("[text_ethan] talker prefill max rel %.3g, trailing text max rel %.3g\n", prefill_rel, trailing_rel);
+  EXPECT_LT(prefill_rel, 1e-4);
+  ASSERT_GE(r.sp->text_rows().size(), c.trailing.f32.size());
+  EXPECT_LT(trailing_rel, 1e-4);
+  EXPECT_EQ(std::vector<int32_t>(r.sp->talker_tokens()), as_i32(c.talker_tokens));
+  ASSERT_EQ(r.sp->frames().size(), size_t(c.codes.shape[1]));
+  EXPECT_EQ(code_mismatches(*r.sp, c.codes, int(c.codes.shape[1])), 0);
+  EXPECT_TRUE(r.sp->reached_eos());
+  ASSERT_EQ(r.audio.size(), c.wav.f32.size());
+  const double wav_rel = max_rel_diff(r.audio, c.wav.f32);
+  std::printf("[text_ethan] %zu frames, codes identical; waveform max rel %.3g\n", r.sp->frames().size(), wav_rel);
+  EXPECT_LT(wav_rel, 1e-3);
+}
+
+TEST(SpeechGolden, AudioPromptMatchesTransformers) {
+  Tiny m;
+  SpeechModel speech(m.ck, *m.be, m.cfg, 256, 64, 3);
+  Case c("audio_aiden");
+  const size_t H = size_t(m.cfg.talker.text.hidden_size);
+  // The thinker hit its token limit: HF does not speak the last token, so feed all but it.
+  SpeechRun r = run_case(m, speech, c, "Aiden", c.thinker.i64.size() - 1, true);
+  // Text rows of the constructed prefill (everything but the audio placeholders) vs HF.
+  const std::vector<int32_t> prompt = as_i32(c.prompt);
+  std::vector<float> got_text, want_text;
+  const size_t S = c.prefill.f32.size() / H;
+  ASSERT_EQ(r.sp->prefill_rows().size(), c.prefill.f32.size());
+  size_t mm_rows = 0;
+  for (size_t row = 0; row < S; ++row) {
+    const bool mm = row < r.user_positions.size() && prompt[size_t(r.user_positions[row])] == m.cfg.ids.audio_pad;
+    mm_rows += mm;
+    if (mm) continue;
+    got_text.insert(got_text.end(), r.sp->prefill_rows().begin() + long(row * H),
+                    r.sp->prefill_rows().begin() + long((row + 1) * H));
+    want_text.insert(want_text.end(), c.prefill.f32.begin() + long(row * H), c.prefill.f32.begin() + long((row + 1) * H));
+  }
+  EXPECT_GT(mm_rows, 0u);
+  const double text_rel = max_rel_diff(got_text, want_text);
+  std::printf("[audio_aiden] talker prefill text rows (%zu of %zu) max rel %.3g\n", S - mm_rows, S, text_rel);
+  EXPECT_LT(text_rel, 1e-4);
+  EXPECT_LT(max_rel_diff(r.sp->text_rows(), c.trailing.f32, long(c.trailing.f32.size())), 1e-4);
+  const int T = int(c.codes.shape[1]);
+  ASSERT_EQ(int(r.sp->frames().size()), T);
+  EXPECT_EQ(code_mismatches(*r.sp, c.codes, T), 0);
+  ASSERT_EQ(r.audio.size(), c.wav.f32.size());
+  const double wav_rel = max_rel_diff(r.audio, c.wav.f32);
+  std::printf("[audio_aiden] %d frames, codes identical; waveform max rel %.3g\n", T, wav_rel);
+  EXPECT_LT(wav_rel, 1e-3);
+
+  // omnid speaks every generated token, also the last one at the token limit (HF drops it):
+  // trailing text differs from HF at row K-1 (K = HF's trailing rows), so frames 0..K-1 and the
+  // samples that depend only on them must still match.
+  std::vector<float> before = r.audio;
+  SpeechRun all = run_case(m, speech, c, "Aiden", c.thinker.i64.size(), true);
+  const int K = int(c.trailing.shape[0]);
+  ASSERT_GE(int(all.sp->frames().size()), K);
+  EXPECT_EQ(code_mismatches(*all.sp, c.codes, K), 0);
+  const long same = long(K) * 1920 - 555;
+  ASSERT_GE(long(all.audio.size()), same);
+  const double prefix_rel = max_rel_diff(all.audio, c.wav.f32, same);
+  std::printf("[audio_aiden, last token spoken] first %d frames identical; first %ld samples max rel %.3g\n", K,
+              same, prefix_rel);
+  EXPECT_LT(prefix_rel, 1e-3);
+  EXPECT_GT(all.sp->text_rows().size(), c.trailing.f32.size()) << "the last text token was not fed to the talker";
+}
+
+}  // namespace
+}  // namespace omni

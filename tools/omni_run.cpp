@@ -1,0 +1,192 @@
+// omni-run: one-shot inference (DESIGN.md "omni-run"). Tests and scripts depend on its flags
+// and its JSON; errors go to stderr as one line with a non-zero exit.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "npy.h"
+#include "omni/engine.h"
+#include "run_audio.h"
+#include "tokenizer.h"
+
+namespace {
+
+struct Args {
+  std::string model, device = "cpu", dtype;
+  std::string ids, system, prompt, audio, tokenize;
+  bool have_ids = false, have_prompt = false, have_tokenize = false;
+  omni::GenerateOptions gen;
+  std::string speech_out;
+  bool json = false;
+  std::string logits_out;
+  int context = 0;
+};
+
+[[noreturn]] void usage(const std::string& problem) {
+  std::fprintf(stderr,
+               "omni-run: %s\n"
+               "usage: omni-run --model DIR [--device cpu|cuda] [--dtype f32|bf16]\n"
+               "  (--ids 1,2,3 | [--system TEXT] [--prompt TEXT] [--audio FILE.wav] | --tokenize TEXT)\n"
+               "  [--max-new-tokens N] [--greedy | --temperature T --top-k K --top-p P] [--repetition-penalty R]\n"
+               "  [--seed S] [--speech OUT.wav --speaker NAME --max-speech-frames N] [--json]\n"
+               "  [--logits-out FILE.npy] [--context N]\n",
+               problem.c_str());
+  std::exit(2);
+}
+
+long parse_int(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  long x = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end) usage(flag + " expects an integer, got '" + v + "'");
+  return x;
+}
+
+float parse_float(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  float x = std::strtof(v.c_str(), &end);
+  if (v.empty() || *end) usage(flag + " expects a number, got '" + v + "'");
+  return x;
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  bool sampling_flag = false, greedy_flag = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string f = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage(f + " needs a value");
+      return argv[++i];
+    };
+    if (f == "--model") a.model = value();
+    else if (f == "--device") a.device = value();
+    else if (f == "--dtype") a.dtype = value();
+    else if (f == "--ids") a.ids = value(), a.have_ids = true;
+    else if (f == "--system") a.system = value(), a.have_prompt = true;
+    else if (f == "--prompt") a.prompt = value(), a.have_prompt = true;
+    else if (f == "--audio") a.audio = value(), a.have_prompt = true;
+    else if (f == "--tokenize") a.tokenize = value(), a.have_tokenize = true;
+    else if (f == "--max-new-tokens") a.gen.max_new_tokens = int(parse_int(f, value()));
+    else if (f == "--greedy") greedy_flag = true;
+    else if (f == "--temperature") a.gen.sampling.temperature = parse_float(f, value()), sampling_flag = true;
+    else if (f == "--top-k") a.gen.sampling.top_k = int(parse_int(f, value())), sampling_flag = true;
+    else if (f == "--top-p") a.gen.sampling.top_p = parse_float(f, value()), sampling_flag = true;
+    else if (f == "--repetition-penalty") a.gen.sampling.repetition_penalty = parse_float(f, value());
+    else if (f == "--seed") a.gen.sampling.seed = uint64_t(parse_int(f, value()));
+    else if (f == "--speech") a.speech_out = value();
+    else if (f == "--speaker") a.gen.speaker = value();
+    else if (f == "--max-speech-frames") a.gen.max_speech_frames = int(parse_int(f, value()));
+    else if (f == "--json") a.json = true;
+    else if (f == "--logits-out") a.logits_out = value();
+    else if (f == "--context") a.context = int(parse_int(f, value()));
+    else if (f == "-h" || f == "--help") usage("help");
+    else usage("unknown flag " + f);
+  }
+  if (a.model.empty()) usage("--model is required");
+  if (int(a.have_ids) + int(a.have_prompt) + int(a.have_tokenize) != 1)
+    usage("give exactly one input: --ids, --system/--prompt/--audio, or --tokenize");
+  if (greedy_flag && sampling_flag) usage("--greedy cannot be combined with --temperature/--top-k/--top-p");
+  a.gen.sampling.greedy = !sampling_flag;
+  if (a.gen.max_new_tokens < 1) usage("--max-new-tokens must be at least 1");
+  if (a.gen.sampling.temperature <= 0) usage("--temperature must be positive");
+  if (a.gen.sampling.top_p <= 0 || a.gen.sampling.top_p > 1) usage("--top-p must be in (0, 1]");
+  if (a.gen.sampling.top_k < 0) usage("--top-k must be >= 0");
+  if (a.gen.sampling.repetition_penalty <= 0) usage("--repetition-penalty must be positive");
+  a.gen.speak = !a.speech_out.empty();
+  return a;
+}
+
+std::vector<int32_t> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t end = s.find(',', pos);
+    std::string tok = s.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    char* e = nullptr;
+    long v = std::strtol(tok.c_str(), &e, 10);
+    if (tok.empty() || *e || v < 0 || v > INT32_MAX) usage("--ids: '" + tok + "' is not a token id");
+    ids.push_back(int32_t(v));
+    if (end == std::string::npos) break;
+    pos = end + 1;
+  }
+  return ids;
+}
+
+int run(const Args& a) {
+  if (a.have_tokenize) {
+    // Only the tokenizer is needed: no weights are mapped.
+    auto tok = omni::Tokenizer::load(a.model + "/tokenizer.json");
+    nlohmann::json out = {{"ids", tok->encode(a.tokenize)}};
+    std::cout << (a.json ? out.dump() : out["ids"].dump()) << "\n";
+    return 0;
+  }
+  omni::LoadOptions lo;
+  lo.model_dir = a.model;
+  lo.device = a.device;
+  lo.dtype = a.dtype;
+  lo.load_talker = a.gen.speak;
+  if (a.context > 0) lo.context_tokens = a.context;
+  auto model = omni::Model::load(lo);
+  auto session = model->new_session({.system_prompt = a.system});
+
+  std::vector<float> logits;
+  size_t vocab = 0;
+  SpeechWriter speech;
+  omni::Callbacks cb;
+  if (!a.logits_out.empty())
+    cb.on_logits = [&](const float* l, size_t n) {
+      vocab = n;
+      logits.insert(logits.end(), l, l + n);
+    };
+  if (!a.json) cb.on_text = [](std::string_view t) { std::cout << t << std::flush; };
+  if (a.gen.speak) {
+    speech.open(a.speech_out, model->speech_sample_rate());
+    cb.on_audio = [&](const float* s, size_t n) { speech.write(s, n); };
+  }
+  omni::TurnResult r;
+  if (a.have_ids) {
+    r = session->generate_from_ids(parse_ids(a.ids), a.gen, cb);
+  } else {
+    omni::UserTurn turn;
+    turn.text = a.prompt;
+    if (!a.audio.empty()) turn.audio_16k = read_audio_16k(a.audio);
+    r = session->respond(turn, a.gen, cb);
+  }
+  if (a.gen.speak) speech.close();
+  if (!a.logits_out.empty())
+    omni::write_npy_f32(a.logits_out, logits.data(), {int64_t(r.tokens.size()), int64_t(vocab)});
+  if (a.json) {
+    nlohmann::json out;
+    out["prompt_tokens"] = r.prompt_tokens;
+    out["tokens"] = r.tokens;
+    out["text"] = r.text;
+    const char* stops[] = {"end_of_turn", "max_tokens", "cancelled", "context_full"};
+    out["stop"] = stops[int(r.stop)];
+    if (a.gen.speak)
+      out["speech"] = {{"samples", r.speech_samples}, {"sample_rate", model->speech_sample_rate()},
+                       {"frames", r.speech_frames}};
+    out["timings"] = {{"load_ms", model->load_ms()},
+                      {"prefill_ms", r.timings.prefill_ms},
+                      {"decode_tok_s", r.timings.decode_tok_s}};
+    if (a.gen.speak) out["timings"]["first_audio_ms"] = r.timings.first_audio_ms;
+    std::cout << out.dump() << "\n";
+  } else {
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a = parse(argc, argv);
+  try {
+    return run(a);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "omni-run: error: %s\n", e.what());
+    return 1;
+  }
+}
