@@ -178,6 +178,7 @@ TEST_P(DaemonE2E, SigtermMidAnswerExitsZeroWithinFiveSeconds) {
   ASSERT_TRUE(r["ok"].get<bool>()) << r;
   const uint64_t id = r["turn_id"];
   ASSERT_TRUE(events.wait_for("response.delta", 30s, [&](const auto& e) { return e.body["turn_id"] == id; }));
+  ASSERT_EQ(d->request({{"cmd", "status"}})["turn_id"], id) << "the answer ended before SIGTERM";
   const size_t before = d->notify().count();
   std::chrono::milliseconds took{};
   EXPECT_EQ(d->stop(SIGTERM, 5s, &took), 0) << d->log();
