@@ -125,7 +125,9 @@ void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
       auto holder = std::make_shared<omni::TurnResult>(std::move(r));
       loop_.post([this, id, holder] { on_engine_done(id, std::move(*holder)); });
     };
-    l.on_failed = [this](uint64_t id, const std::string& e) { loop_.post([this, id, e] { on_engine_failed(id, e); }); };
+    l.on_failed = [this](uint64_t id, const std::string& e, bool device_lost) {
+      loop_.post([this, id, e, device_lost] { on_engine_failed(id, e, device_lost); });
+    };
     worker_ = std::make_unique<EngineWorker>(std::move(session), std::move(l));
     open_output();
     rebuild_endpointer();

@@ -76,7 +76,7 @@ class Daemon {
   void on_engine_text(uint64_t turn_id, std::string text);
   void on_engine_first_audio(uint64_t turn_id, int64_t at_ms);
   void on_engine_done(uint64_t turn_id, omni::TurnResult result);
-  void on_engine_failed(uint64_t turn_id, const std::string& error);
+  void on_engine_failed(uint64_t turn_id, const std::string& error, bool device_lost);
   void on_playback_drained(uint64_t turn_id);
   void finish_turn_if_complete();
   void on_vad_start(double stream_ms);

@@ -120,9 +120,11 @@ void EngineWorker::run_turn(const TurnJob& job) {
         job.say ? session_->say(job.input.text, job.options, cb) : session_->respond(job.input, job.options, cb);
     context_used_ = session_->context_used();
     if (listener_.on_done) listener_.on_done(id, std::move(result));
+  } catch (const omni::DeviceError& e) {
+    if (listener_.on_failed) listener_.on_failed(id, e.what(), true);
   } catch (const std::exception& e) {
     context_used_ = session_->context_used();
-    if (listener_.on_failed) listener_.on_failed(id, e.what());
+    if (listener_.on_failed) listener_.on_failed(id, e.what(), false);
   }
 }
 

@@ -30,7 +30,8 @@ struct EngineListener {
   std::function<void(uint64_t turn_id, std::string_view text)> on_text;
   std::function<void(uint64_t turn_id, const float* samples, size_t count)> on_audio;
   std::function<void(uint64_t turn_id, omni::TurnResult&& result)> on_done;
-  std::function<void(uint64_t turn_id, const std::string& error)> on_failed;
+  // `device_lost`: an omni::DeviceError; the engine's context may be unusable.
+  std::function<void(uint64_t turn_id, const std::string& error, bool device_lost)> on_failed;
 };
 
 class EngineWorker {
