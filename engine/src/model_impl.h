@@ -90,6 +90,8 @@ class SessionImpl : public Session {
   std::unique_ptr<SpeechPipeline> start_speech(const GenerateOptions& opt, const Callbacks& cb,
                                                const std::vector<int32_t>& header);
   void finish_speech(SpeechPipeline& sp, TurnResult& r);
+  SpeechOptions speech_options(const GenerateOptions& opt) const;
+  std::unique_ptr<SpeechPipeline> make_speech(const Callbacks& cb);
   // Drops the oldest history turns until `needed` more tokens fit, then rebuilds the cache.
   void make_room(int needed);
 

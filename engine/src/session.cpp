@@ -178,18 +178,24 @@ void SessionImpl::make_room(int needed) {
   }
 }
 
-std::unique_ptr<SpeechPipeline> SessionImpl::start_speech(const GenerateOptions& opt, const Callbacks& cb,
-                                                          const std::vector<int32_t>& header) {
-  SpeechModel* sm = model_.speech();
+SpeechOptions SessionImpl::speech_options(const GenerateOptions& opt) const {
   SpeechOptions so;
   so.speaker = opt.speaker;
   so.greedy = opt.sampling.greedy;  // greedy text → greedy talker and code predictor (HF 5.17)
   so.seed = opt.sampling.seed;
-  so.max_frames = std::min(opt.max_speech_frames, sm->max_frames());
-  auto sink = [&cb](const float* s, size_t n) {
+  so.max_frames = std::min(opt.max_speech_frames, model_.speech()->max_frames());
+  return so;
+}
+
+std::unique_ptr<SpeechPipeline> SessionImpl::make_speech(const Callbacks& cb) {
+  return std::make_unique<SpeechPipeline>(*model_.speech(), thinker_.embed_table(), [&cb](const float* s, size_t n) {
     if (cb.on_audio) cb.on_audio(s, n);
-  };
-  auto sp = std::make_unique<SpeechPipeline>(*sm, thinker_.embed_table(), sink);
+  });
+}
+
+std::unique_ptr<SpeechPipeline> SessionImpl::start_speech(const GenerateOptions& opt, const Callbacks& cb,
+                                                          const std::vector<int32_t>& header) {
+  auto sp = make_speech(cb);
   // The talker hears every user turn in the cache (spec 3.7): their ids, and the accept-layer
   // hidden rows of those slots, gathered into one block.
   std::vector<int32_t> ctx(context_ids_.begin(), context_ids_.end() - long(header.size()));
@@ -204,7 +210,7 @@ std::unique_ptr<SpeechPipeline> SessionImpl::start_speech(const GenerateOptions&
     rows = talker_rows_.rows(0, n);
     be_.embed(accept_hidden_, talker_pos_.rows(0, n), rows);  // a row gather
   }
-  sp->start(user_ids, rows, header, so);
+  sp->start(user_ids, rows, header, speech_options(opt));
   active_speech_.store(sp.get());
   if (cancelled_.load()) sp->cancel();
   return sp;
@@ -296,16 +302,9 @@ TurnResult SessionImpl::say(const std::string& text, const GenerateOptions& opt,
   TurnResult r;
   r.tokens = model_.tokenizer().encode_plain(text);
   r.text = text;
-  SpeechModel* sm = model_.speech();
-  SpeechOptions so;
-  so.speaker = opt.speaker;
-  so.greedy = opt.sampling.greedy;
-  so.seed = opt.sampling.seed;
-  so.max_frames = std::min(opt.max_speech_frames, sm->max_frames());
-  SpeechPipeline sp(*sm, thinker_.embed_table(), [&cb](const float* s, size_t n) {
-    if (cb.on_audio) cb.on_audio(s, n);
-  });
-  sp.start({}, Tensor(), {ids.im_start, ids.assistant, kNewline}, so);
+  auto speech = make_speech(cb);
+  SpeechPipeline& sp = *speech;
+  sp.start({}, Tensor(), {ids.im_start, ids.assistant, kNewline}, speech_options(opt));
   active_speech_.store(&sp);
   first_token_time_ = Clock::now();
   for (int32_t t : r.tokens) {

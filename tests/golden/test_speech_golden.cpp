@@ -87,12 +87,12 @@ TEST(SpeechGolden, Code2WavStreamedEqualsOneShot) {
     std::vector<int32_t> frame(static_cast<size_t>(Q));
     for (int f = 0; f < T; ++f) {
       for (int q = 0; q < Q; ++q) frame[size_t(q)] = int32_t(codes.i64[size_t(q * T + f)]);
-      const size_t before = streamed.size();
       stream.add_frame(frame.data(), streamed);
       // Samples are final as soon as they appear: after f+1 frames (pushed), a one-shot decode of
       // those frames has exactly 1920*(f+1) - 555 samples.
-      if ((f + 1) % push == 0) EXPECT_EQ(streamed.size(), size_t(f + 1) * 1920 - 555) << "push " << push;
-      (void)before;
+      if ((f + 1) % push == 0) {
+        EXPECT_EQ(streamed.size(), size_t(f + 1) * 1920 - 555) << "push " << push;
+      }
     }
     stream.flush(streamed);
     EXPECT_EQ(streamed, oneshot) << "push " << push << ": streamed output differs from one-shot";
