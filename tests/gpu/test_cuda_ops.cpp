@@ -157,9 +157,9 @@ TEST_F(CudaOps, ThinkerMoe) {
     auto out = p->out({rows, 2048});
     p->cpu->moe(m.c, x.c, out.c);
     p->gpu->moe(m.g, x.g, out.g);
-    // One row: fused GEMV path (fp32). Many rows: grouped FMA GEMM, also fp32 (the router runs
-    // through cuBLAS with bf16 inputs, which only matters if it flips a selection).
-    EXPECT_LT(p->rel_error(out), kTolExact) << rows;
+    // One row: fused GEMV path (fp32). Many rows: grouped GEMM on the tensor cores with
+    // bf16-rounded activations (as the cuBLAS GEMMs), fp32 accumulation.
+    EXPECT_LT(p->rel_error(out), rows <= 8 ? kTolExact : kTolBf16) << rows;
   }
 }
 

@@ -117,6 +117,8 @@ CudaBackend::CudaBackend(int device_index, size_t scratch_bytes) : device_(devic
   // turns it off (for A/B timing).
   const char* pdl_env = std::getenv("OMNI_CUDA_PDL");
   cuda::g_use_pdl = props_.major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
+  const char* tc_env = std::getenv("OMNI_CUDA_MOE_TC");
+  tc_disabled_ = tc_env && std::string(tc_env) == "0";
   OMNI_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   OMNI_CUBLAS(cublasCreate(&cublas_));
   OMNI_CUBLAS(cublasSetStream(cublas_, stream_));

@@ -107,6 +107,7 @@ class CudaBackend : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   bool capturing_ = false;
+  bool tc_disabled_ = false;  // OMNI_CUDA_MOE_TC=0: MoE prefill on the fp32 FMA kernel (A/B timing)
 
   std::vector<void*> blocks_;  // every cudaMalloc made, freed at destruction
   char* arena_cur_ = nullptr;

@@ -2,7 +2,8 @@
 // its last block; one GEMV pass computes silu(gate x) * up x for all selected experts; one more
 // computes the down projections and their weighted sum. No host round trip.
 // Prefill: cuBLAS router, per-row top-k, tokens bucketed by expert on the device, then tiled
-// grouped GEMMs over each expert's tokens (weights read once per tile, not once per token).
+// grouped GEMMs over each expert's tokens (weights read once per tile, not once per token):
+// on the tensor cores (cuda_moe_tc.cu) for large experts, else the fp32 FMA kernel below.
 #include <vector>
 
 #include "cuda_backend.h"
@@ -413,8 +414,20 @@ void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const
   OMNI_LAUNCHED("topk_rows_kernel");
   bucket_kernel<<<1, 1024, 0, stream_>>>(idx, int(S * k), E, counts, offsets, list);
   OMNI_LAUNCHED("bucket_kernel");
-  const unsigned mt = unsigned((S * k + kTM - 1) / kTM);  // any expert holds at most S entries
-  const unsigned m_tiles = std::min<unsigned>(mt, unsigned((S + kTM - 1) / kTM));
+  // Tensor cores (bf16-rounded activations) where the experts are large enough for the GEMM to
+  // matter and there are more rows than a GEMV batch; small models and few rows stay in fp32,
+  // as linear_rows decides for dense matrices.
+  const bool tensor_cores = props_.major >= 8 && S > kGemvMaxRows && int64_t(I) * H > (int64_t(1) << 18) &&
+                            grouped_gemm_tc_fits(I, H) && grouped_gemm_tc_fits(H, I) && !tc_disabled_;
+  if (tensor_cores) {
+    launch_grouped_gemm_tc(true, L.table, 0, counts, offsets, list, x.as<float>(), k, E, int(S), I, H, act, stream_);
+    launch_grouped_gemm_tc(false, L.table, 2, counts, offsets, list, act, 1, E, int(S), H, I, y, stream_);
+    combine_kernel<<<grid_for(S * H), 256, 0, stream_>>>(y, wts, int(S), k, H, out.as<float>());
+    OMNI_LAUNCHED("combine_kernel");
+    return;
+  }
+  // Any expert holds at most S entries.
+  const unsigned m_tiles = unsigned((S + kTM - 1) / kTM);
   grouped_gemm_kernel<true><<<dim3(unsigned(E), m_tiles, unsigned((I + kTN - 1) / kTN)), 256, 0, stream_>>>(
       L.table, 0, counts, offsets, list, x.as<float>(), k, I, H, act);
   OMNI_LAUNCHED("grouped_gemm_kernel<gate_up>");
