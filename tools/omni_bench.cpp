@@ -1,7 +1,8 @@
 // omni-bench: speed of the engine on the release's shapes with synthetic weights made on the
 // device (no checkpoint). Measures, in one run: device copy bandwidth (the roofline), thinker
 // decode tokens/s at several contexts with the bytes each token reads, thinker prefill time,
-// and the talker + code-predictor frame rate. Prints a short table last.
+// the talker + code-predictor frame rate, the audio encoder on a 5 s question, code2wav's
+// real-time factor, and time to first audio composed from those stages. Prints a table last.
 #include <algorithm>
 #include <cmath>
 #include <chrono>
@@ -18,6 +19,7 @@
 #include "decoder.h"
 #include "model_config.h"
 #include "omni/errors.h"
+#include "omni_bench_speech.h"
 #include "synthetic_weights.h"
 
 using namespace omni;
@@ -309,17 +311,33 @@ int main(int argc, char** argv) {
     }
     const double prefill_ms = o.prefill > 0 ? bench_prefill(*be, thinker, o.prefill) : 0;
     if (o.prefill > 0) std::printf("thinker prefill %d tokens: %.1f ms\n", o.prefill, prefill_ms);
+    // A spoken question: its audio tokens plus the chat template around them.
+    constexpr double kQuestionSeconds = 5.0;
+    constexpr int kTemplateTokens = 32;
+    EncoderTiming enc;
+    int question_rows = 0;
+    double question_prefill_ms = 0;
+    if (o.speech && o.prefill > 0) {
+      enc = bench_audio_encoder(*be, mc.audio, kQuestionSeconds);
+      question_rows = std::min(enc.tokens + kTemplateTokens, o.prefill);
+      question_prefill_ms = bench_prefill(*be, thinker, question_rows);
+      std::printf("audio encoder, %.0f s question (%d mel frames -> %d tokens): mel %.2f ms (host), tower %.2f ms; "
+                  "thinker prefill of %d rows: %.2f ms\n",
+                  kQuestionSeconds, enc.mel_frames, enc.tokens, enc.mel_ms, enc.encode_ms, question_rows,
+                  question_prefill_ms);
+    }
     thinker.stack.reset();
 
     // Talker + code predictor: one talker step and (num_code_groups - 1) code-predictor steps
     // per 80 ms codec frame (spec 3.8); the code predictor's context restarts every frame.
-    double frames_s = 0;
+    double frames_s = 0, talker_prefill_ms = 0;
+    std::vector<Code2WavTiming> c2w;
     std::string speech_note;
     if (o.speech && mc.has_talker) {
       DecoderConfig tk = mc.talker.text, cp = mc.talker.code_predictor;
       if (o.layers > 0) tk.num_layers = cp.num_layers = o.layers;
       Lm talker, pred;
-      make_lm(*be, talker, tk, 1024, 1, 11);
+      make_lm(*be, talker, tk, 1024, std::max(1, question_rows), 11);
       make_lm(*be, pred, cp, 32, 1, 21);
       const int groups = mc.talker.num_code_groups;
       auto frame = [&](int t) {
@@ -333,6 +351,17 @@ int main(int argc, char** argv) {
       frames_s = frames / seconds_since(f0);
       std::printf("talker + code predictor: %.1f frames/s (%.2fx real time at 12.5 frames/s)\n", frames_s,
                   frames_s / 12.5);
+      if (question_rows > 0) {
+        talker_prefill_ms = bench_prefill(*be, talker, question_rows);
+        std::printf("talker prefill of %d rows: %.2f ms\n", question_rows, talker_prefill_ms);
+      }
+      talker.stack.reset();
+      pred.stack.reset();
+      for (int push : {1, 4}) {
+        c2w.push_back(bench_code2wav(*be, mc.code2wav, push, 125));
+        std::printf("code2wav, %d frames pushed %d at a time: RTF %.3f, first samples after %.2f ms\n",
+                    c2w.back().frames, push, c2w.back().rtf, c2w.back().first_audio_ms);
+      }
     } else {
       speech_note = mc.has_talker ? "skipped (--no-speech)" : "the config has no talker";
     }
@@ -348,8 +377,25 @@ int main(int argc, char** argv) {
     if (o.prefill > 0) std::printf("| thinker prefill %d | %.1f ms |\n", o.prefill, prefill_ms);
     if (frames_s > 0) std::printf("| talker + code predictor | %.1f frames/s |\n", frames_s);
     else std::printf("| talker + code predictor | not measured: %s |\n", speech_note.c_str());
-    std::printf("| code2wav RTF | not measured: Code2Wav loads only from a Checkpoint (no synthetic-weight constructor yet) |\n");
-    std::printf("| time to first audio | not measured: needs code2wav and the audio encoder timed end to end |\n");
+    for (const Code2WavTiming& c : c2w)
+      std::printf("| code2wav RTF, push %d frame(s) | %.3f (first samples %.1f ms) |\n", c.push_frames, c.rtf,
+                  c.first_audio_ms);
+    if (c2w.empty()) std::printf("| code2wav RTF | not measured: %s |\n", speech_note.c_str());
+    if (!c2w.empty() && question_rows > 0 && !dec.empty()) {
+      // Sum of the measured stages on the critical path (not one end-to-end Session run):
+      // mel + tower, thinker prefill, the first text token, talker prefill over the same rows,
+      // one codec frame (talker + code predictor), code2wav's first 1-frame push.
+      const double stages[] = {enc.mel_ms, enc.encode_ms, question_prefill_ms, 1e3 / dec.front().tok_s,
+                               talker_prefill_ms, 1e3 / frames_s, c2w.front().first_audio_ms};
+      double total = 0;
+      for (double v : stages) total += v;
+      std::printf("| time to first audio, %.0f s question (sum of stages) | %.1f ms = mel %.1f + encoder %.1f + "
+                  "thinker prefill %.1f + token %.1f + talker prefill %.1f + frame %.1f + code2wav %.1f |\n",
+                  kQuestionSeconds, total, stages[0], stages[1], stages[2], stages[3], stages[4], stages[5],
+                  stages[6]);
+    } else {
+      std::printf("| time to first audio | not measured (needs --prefill > 0 and the speech stages) |\n");
+    }
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "omni-bench: %s\n", e.what());

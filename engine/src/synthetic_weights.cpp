@@ -15,6 +15,13 @@ struct Maker {
 
 }  // namespace
 
+Tensor synthetic_weight_for(Backend& be, std::initializer_list<int64_t> shape, uint64_t seed) {
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  const float scale = shape.size() <= 1 ? 1.f : 1.f / std::sqrt(float(numel / *shape.begin()));
+  return be.synthetic_weight(shape, seed, scale);
+}
+
 DecoderWeights synthetic_decoder_weights(Backend& be, const DecoderConfig& c, uint64_t seed) {
   Maker mk{be, seed};
   const int64_t H = c.hidden_size, q = int64_t(c.num_heads) * c.head_dim, kv = int64_t(c.num_kv_heads) * c.head_dim;
