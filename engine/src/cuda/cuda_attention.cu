@@ -333,6 +333,63 @@ struct TileArgs {
   float* out;  // [S, hq * hd]
 };
 
+// K rows padded to 132 floats: 16-byte aligned, and 8 lanes' float4 reads of 8 different rows
+// fall in 32 distinct banks.
+constexpr int kKsLd = kMaxHd + 4;
+
+// K and V rows [k0, k0 + kTk) of kv head kvh into shared memory (zeros past kmax); 8 elements
+// per load where head_dim allows.
+__device__ __forceinline__ void load_kv_tile(const TileArgs& a, int k0, int kmax, int kvh, float (*ks)[kKsLd],
+                                             float (*vs)[kMaxHd]) {
+  const int hd = a.hd;
+  if ((hd & 7) == 0) {
+    const int hd8 = hd >> 3;
+    for (int i = threadIdx.x; i < kTk * hd8; i += blockDim.x) {
+      const int j = i / hd8, d = (i - j * hd8) * 8, key = k0 + j;
+      float4 k0v = {}, k1v = {}, v0v = {}, v1v = {};
+      if (key <= kmax) {
+        const int64_t off = (int64_t(key) * a.hkv + kvh) * hd + d;
+        if (a.kv_bf16) {
+          const uint4 kb = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(a.k) + off);
+          const uint4 vb = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(a.v) + off);
+          k0v = make_float4(bf16_lo(kb.x), bf16_hi(kb.x), bf16_lo(kb.y), bf16_hi(kb.y));
+          k1v = make_float4(bf16_lo(kb.z), bf16_hi(kb.z), bf16_lo(kb.w), bf16_hi(kb.w));
+          v0v = make_float4(bf16_lo(vb.x), bf16_hi(vb.x), bf16_lo(vb.y), bf16_hi(vb.y));
+          v1v = make_float4(bf16_lo(vb.z), bf16_hi(vb.z), bf16_lo(vb.w), bf16_hi(vb.w));
+        } else {
+          const float4* kf = reinterpret_cast<const float4*>(static_cast<const float*>(a.k) + off);
+          const float4* vf = reinterpret_cast<const float4*>(static_cast<const float*>(a.v) + off);
+          k0v = kf[0];
+          k1v = kf[1];
+          v0v = vf[0];
+          v1v = vf[1];
+        }
+      }
+      *reinterpret_cast<float4*>(&ks[j][d]) = k0v;
+      *reinterpret_cast<float4*>(&ks[j][d + 4]) = k1v;
+      *reinterpret_cast<float4*>(&vs[j][d]) = v0v;
+      *reinterpret_cast<float4*>(&vs[j][d + 4]) = v1v;
+    }
+    return;
+  }
+  for (int i = threadIdx.x; i < kTk * hd; i += blockDim.x) {
+    const int j = i / hd, d = i % hd, key = k0 + j;
+    float kk = 0.f, vv = 0.f;
+    if (key <= kmax) {
+      const int64_t off = (int64_t(key) * a.hkv + kvh) * hd + d;
+      if (a.kv_bf16) {
+        kk = bf16_at(static_cast<const uint16_t*>(a.k), off);
+        vv = bf16_at(static_cast<const uint16_t*>(a.v), off);
+      } else {
+        kk = static_cast<const float*>(a.k)[off];
+        vv = static_cast<const float*>(a.v)[off];
+      }
+    }
+    ks[j][d] = kk;
+    vs[j][d] = vv;
+  }
+}
+
 __device__ __forceinline__ void key_range(const TileArgs& a, int s, int& lo, int& hi) {
   lo = 0;
   hi = a.S - 1;
@@ -348,9 +405,9 @@ __device__ __forceinline__ void key_range(const TileArgs& a, int s, int& lo, int
 
 __global__ void __launch_bounds__(kTileThreads) attention_tile_kernel(TileArgs a) {
   const int r0 = blockIdx.x * kTq, h = blockIdx.y, kvh = h / (a.hq / a.hkv), hd = a.hd;
-  __shared__ float qs[kTq][kMaxHd];      // read as warp broadcasts
-  __shared__ float ks[kTk][kMaxHd + 1];  // lane = key: padded against bank conflicts
-  __shared__ float vs[kTk][kMaxHd];      // lane = dim
+  __shared__ __align__(16) float qs[kTq][kMaxHd];  // read as warp broadcasts
+  __shared__ __align__(16) float ks[kTk][kKsLd];  // lane = key; float4 rows, conflict-free
+  __shared__ __align__(16) float vs[kTk][kMaxHd];  // lane = dim
   __shared__ int rlo[kTq], rhi[kTq];
   const int tid = threadIdx.x, lane = tid & 31, wr = (tid >> 5) * kRowsPerWarp;
   for (int i = tid; i < kTq * hd; i += kTileThreads) {
@@ -382,25 +439,19 @@ __global__ void __launch_bounds__(kTileThreads) attention_tile_kernel(TileArgs a
     for (int c = 0; c < kMaxHd / 32; ++c) acc[r][c] = 0.f;
   }
   for (int k0 = kmin; k0 <= kmax; k0 += kTk) {
-    for (int i = tid; i < kTk * hd; i += kTileThreads) {
-      const int j = i / hd, d = i % hd, key = k0 + j;
-      float kk = 0.f, vv = 0.f;
-      if (key <= kmax) {
-        const int64_t off = (int64_t(key) * a.hkv + kvh) * hd + d;
-        if (a.kv_bf16) {
-          kk = bf16_at(static_cast<const uint16_t*>(a.k), off);
-          vv = bf16_at(static_cast<const uint16_t*>(a.v), off);
-        } else {
-          kk = static_cast<const float*>(a.k)[off];
-          vv = static_cast<const float*>(a.v)[off];
-        }
-      }
-      ks[j][d] = kk;
-      vs[j][d] = vv;
-    }
+    load_kv_tile(a, k0, kmax, kvh, ks, vs);
     __syncthreads();
     float p[kRowsPerWarp] = {};
-    for (int d = 0; d < hd; ++d) {
+    int d = 0;
+    for (; d + 4 <= hd; d += 4) {
+      const float4 kv = *reinterpret_cast<const float4*>(&ks[lane][d]);
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) {
+        const float4 qv = *reinterpret_cast<const float4*>(&qs[wr + r][d]);
+        p[r] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
+      }
+    }
+    for (; d < hd; ++d) {
       const float kv = ks[lane][d];
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r) p[r] += qs[wr + r][d] * kv;
