@@ -71,6 +71,13 @@ void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio) {
   }
 }
 
+void SessionImpl::decode_step() {
+  Tensor x = x_.rows(0, 1);
+  thinker_.embed(ids_dev_.rows(0, 1), x);
+  thinker_.forward(x, pos_dev_.rows(0, 1), caches_);
+  thinker_.logits(x, logits_);
+}
+
 void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, TurnResult& r,
                               SpeechPipeline* speech) {
   const Sampling& s = opt.sampling;
@@ -123,14 +130,21 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
       r.stop = StopReason::ContextFull;
       break;
     }
-    // Feed the token: one row at position used_.
+    // Feed the token: one row at position used_. The step reads the id and the position from
+    // device memory, so on a backend with graphs it is captured once and replayed.
     pos_host_[0] = used_;
     be_.upload(ids_dev_.rows(0, 1), &tok);
     be_.upload(pos_dev_.rows(0, 1), pos_host_.data());
-    Tensor x = x_.rows(0, 1);
-    thinker_.embed(ids_dev_.rows(0, 1), x);
-    thinker_.forward(x, pos_dev_.rows(0, 1), caches_);
-    thinker_.logits(x, logits_);
+    if (be_.supports_graphs()) {
+      if (decode_graph_ < 0) {
+        be_.begin_capture();
+        decode_step();
+        decode_graph_ = be_.end_capture();
+      }
+      be_.replay(decode_graph_);
+    } else {
+      decode_step();
+    }
     context_ids_.push_back(tok);
     ++used_;
   }
