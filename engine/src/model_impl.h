@@ -105,7 +105,7 @@ class SessionImpl : public Session {
   Tensor ids_dev_, pos_dev_, x_, logits_;
   // Speech: hidden_states[accept_hidden_layer] of every cache slot, and room to gather the
   // user-part rows of it for the talker.
-  Tensor accept_hidden_, talker_rows_, talker_pos_;
+  Tensor accept_hidden_, talker_rows_;
   std::vector<int32_t> context_ids_;  // the ids in the cache, slot by slot
   std::chrono::steady_clock::time_point first_token_time_;
   std::atomic<SpeechPipeline*> active_speech_{nullptr};

@@ -30,7 +30,6 @@ SessionImpl::SessionImpl(ModelImpl& model, const SessionOptions& opt)
   if (model.speech()) {
     accept_hidden_ = be_.alloc({model.context_tokens(), c.hidden_size});
     talker_rows_ = be_.alloc({model.context_tokens(), c.hidden_size});
-    talker_pos_ = be_.alloc({model.context_tokens()}, DType::I32);
   }
 }
 
@@ -216,13 +215,14 @@ std::unique_ptr<SpeechPipeline> SessionImpl::start_speech(const GenerateOptions&
   std::vector<int> positions = talker_user_positions(ctx, model_.config().ids);
   std::vector<int32_t> user_ids;
   for (int p : positions) user_ids.push_back(ctx[size_t(p)]);
+  // User turns are runs of consecutive slots: one device copy per run.
   Tensor rows;
-  if (!positions.empty()) {
-    const int64_t n = int64_t(positions.size());
-    std::vector<int32_t> pos32(positions.begin(), positions.end());
-    be_.upload(talker_pos_.rows(0, n), pos32.data());
-    rows = talker_rows_.rows(0, n);
-    be_.embed(accept_hidden_, talker_pos_.rows(0, n), rows);  // a row gather
+  if (!positions.empty()) rows = talker_rows_.rows(0, int64_t(positions.size()));
+  for (size_t i = 0; i < positions.size();) {
+    size_t j = i + 1;
+    while (j < positions.size() && positions[j] == positions[j - 1] + 1) ++j;
+    be_.copy(accept_hidden_.rows(positions[i], int64_t(j - i)), rows.rows(int64_t(i), int64_t(j - i)));
+    i = j;
   }
   sp->start(user_ids, rows, header, speech_options(opt));
   active_speech_.store(sp.get());
