@@ -60,12 +60,13 @@ void launch_gemv_scalar(const GemvArgs& a, cudaStream_t stream);
 
 // MoE prefill grouped GEMM on the tensor cores (cuda_moe_tc.cu; compute capability >= 8.0).
 // For each expert e (grid x) and each of its bucket entries (list[offsets[e] ..][counts[e]]):
-// Y[entry][n] = sum_k X[entry / x_div][k] W[n][k], W = table[e * 3 + which]; dual: W = gate and
-// up (slots 0, 1) and Y = silu(gate) * up. X fp32 rounded to bf16, fp32 accumulation.
+// Y[entry][n] = sum_k X[entry / x_div][k] W[n][k], W = table[e * 3 + which], Y fp32; dual: W =
+// gate and up (slots 0, 1) and Y (bf16) = silu(gate) * up. X bf16, fp32 accumulation.
 bool grouped_gemm_tc_fits(int N, int K);
 void launch_grouped_gemm_tc(bool dual, const void* const* table, int which, const int* counts, const int* offsets,
-                            const int* list, const float* X, int x_div, int experts, int max_entries, int N, int K,
-                            float* Y, cudaStream_t stream);
+                            const int* list, const uint16_t* X, int x_div, int experts, int max_entries, int N, int K,
+                            void* Y, cudaStream_t stream);
+void launch_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace omni

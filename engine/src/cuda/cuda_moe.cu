@@ -407,7 +407,6 @@ void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const
   int* counts = static_cast<int*>(scratch(sizeof(int) * size_t(E), "moe"));
   int* offsets = static_cast<int*>(scratch(sizeof(int) * size_t(E), "moe"));
   int* list = static_cast<int*>(scratch(sizeof(int) * size_t(S) * k, "moe"));
-  float* act = static_cast<float*>(scratch(sizeof(float) * size_t(S) * k * I, "moe"));
   float* y = static_cast<float*>(scratch(sizeof(float) * size_t(S) * k * H, "moe"));
   linear_rows(x.as<float>(), S, w.router, Tensor(), logits, Activation::None, /*fp32_inputs=*/true);
   topk_rows_kernel<<<unsigned(S), 32, 0, stream_>>>(logits, E, k, w.norm_topk_prob, idx, wts);
@@ -420,12 +419,16 @@ void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const
   const bool tensor_cores = props_.major >= 8 && S > kGemvMaxRows && int64_t(I) * H > (int64_t(1) << 18) &&
                             grouped_gemm_tc_fits(I, H) && grouped_gemm_tc_fits(H, I) && !tc_disabled_;
   if (tensor_cores) {
-    launch_grouped_gemm_tc(true, L.table, 0, counts, offsets, list, x.as<float>(), k, E, int(S), I, H, act, stream_);
-    launch_grouped_gemm_tc(false, L.table, 2, counts, offsets, list, act, 1, E, int(S), H, I, y, stream_);
+    uint16_t* xb = static_cast<uint16_t*>(scratch(sizeof(uint16_t) * size_t(S) * H, "moe"));
+    uint16_t* act_b = static_cast<uint16_t*>(scratch(sizeof(uint16_t) * size_t(S) * k * I, "moe"));
+    launch_to_bf16(x.as<float>(), xb, S * H, stream_);
+    launch_grouped_gemm_tc(true, L.table, 0, counts, offsets, list, xb, k, E, int(S), I, H, act_b, stream_);
+    launch_grouped_gemm_tc(false, L.table, 2, counts, offsets, list, act_b, 1, E, int(S), H, I, y, stream_);
     combine_kernel<<<grid_for(S * H), 256, 0, stream_>>>(y, wts, int(S), k, H, out.as<float>());
     OMNI_LAUNCHED("combine_kernel");
     return;
   }
+  float* act = static_cast<float*>(scratch(sizeof(float) * size_t(S) * k * I, "moe"));
   // Any expert holds at most S entries.
   const unsigned m_tiles = unsigned((S + kTM - 1) / kTM);
   grouped_gemm_kernel<true><<<dim3(unsigned(E), m_tiles, unsigned((I + kTN - 1) / kTN)), 256, 0, stream_>>>(
