@@ -117,6 +117,16 @@ CudaBackend::CudaBackend(int device_index, size_t scratch_bytes) : device_(devic
   // turns it off (for A/B timing).
   const char* pdl_env = std::getenv("OMNI_CUDA_PDL");
   cuda::g_use_pdl = props_.major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
+  // Decode-kernel variants, for A/B timing in one run: OMNI_CUDA_GEMV_HOIST=0 (GEMV weights only
+  // prefetched to L2 before pdl_wait, not loaded) or 4 (hoisted, <= 64 registers), default 5;
+  // OMNI_CUDA_GATEUP_MINB=3 (gate/up capped at 80 registers); OMNI_CUDA_DOWN_MINB=6|8.
+  const char* hoist_env = std::getenv("OMNI_CUDA_GEMV_HOIST");
+  const std::string hoist = hoist_env ? hoist_env : "";
+  cuda::g_gemv_hoist = hoist == "0" ? 0 : hoist == "4" ? 4 : 5;
+  const char* minb_env = std::getenv("OMNI_CUDA_GATEUP_MINB");
+  cuda::g_gateup_min_blocks = minb_env && std::string(minb_env) == "3" ? 3 : 2;
+  const char* down_env = std::getenv("OMNI_CUDA_DOWN_MINB");  // 6 or 8 blocks per SM (A/B)
+  cuda::g_down_min_blocks = down_env ? std::atoi(down_env) : 1;
   const char* tc_env = std::getenv("OMNI_CUDA_MOE_TC");
   tc_disabled_ = tc_env && std::string(tc_env) == "0";
   OMNI_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));

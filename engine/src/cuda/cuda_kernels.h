@@ -16,6 +16,9 @@ namespace cuda {
 // Whether kernels are launched with programmatic dependent launch (set by the backend: on for
 // compute capability >= 9.0 unless OMNI_CUDA_PDL=0).
 extern bool g_use_pdl;
+extern int g_gemv_hoist;  // OMNI_CUDA_GEMV_HOIST: 0 off, 4 or 5 (blocks per SM) for decode GEMVs
+extern int g_gateup_min_blocks;  // OMNI_CUDA_GATEUP_MINB: 2 (default, ~90 registers) or 3 (<= 80, spills)
+extern int g_down_min_blocks;    // OMNI_CUDA_DOWN_MINB: 1 (default, 44 registers: 5 blocks/SM), 6 or 8
 
 // Launches `kernel` on `stream`, with the programmatic-serialization attribute when enabled.
 // Kernels launched this way must call pdl_wait() before reading what earlier kernels wrote.

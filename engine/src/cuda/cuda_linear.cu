@@ -29,7 +29,37 @@ __device__ __forceinline__ bool locate(const GemvArgs& a, int& row, GemvSegment&
   return false;
 }
 
-// One warp per output row; the row's weights are loaded once and applied to all R input rows.
+// Loads the U chunks base, base + 32, ... of a weight row (zeros past its end).
+template <int U>
+__device__ __forceinline__ void load_chunks(const uint4* w4, int base, int chunks, uint4 (&wv)[U]) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int c = base + u * kWarp;
+    wv[u] = c < chunks ? load_stream(w4 + c) : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// acc[r] += the U loaded chunks . the matching 8-element pieces of input row r.
+template <int U, int R>
+__device__ __forceinline__ void apply_chunks(const uint4 (&wv)[U], int base, int chunks, const float* xb, int K,
+                                             int nrows, float (&acc)[R]) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int c = base + u * kWarp;
+    if (c < chunks) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (r < nrows) {
+          const float4* x4 = reinterpret_cast<const float4*>(xb + int64_t(r) * K);
+          acc[r] += dot8(wv[u], __ldg(x4 + 2 * c), __ldg(x4 + 2 * c + 1));
+        }
+      }
+    }
+  }
+}
+
+// One warp per output row; the row's weights are loaded once and applied to all R input rows;
+// before pdl_wait the row is only pulled toward L2 (ptxas: 39 registers for U = 8, R = 1).
 template <int U, int R>
 __global__ void __launch_bounds__(kGemvWarps * kWarp) gemv_kernel(GemvArgs a) {
   pdl_launch_dependents();
@@ -82,6 +112,54 @@ __global__ void __launch_bounds__(kGemvWarps * kWarp) gemv_kernel(GemvArgs a) {
   }
 }
 
+
+// The same for one input row (decode), with the weights depending on no earlier kernel loaded
+// before pdl_wait: the first U chunks per lane (the whole row for K <= 256 U) go into registers,
+// so that their DRAM round trip overlaps the previous kernel; the rest of the row is pulled toward
+// L2. Registers are capped so that Blocks blocks fit an SM (5: <= 48 registers, so the 640 blocks
+// of the thinker's fused q/k/v are one wave with all their weights in flight; 4: <= 64).
+// The loads are volatile asm and stay ordered before the (volatile) wait.
+template <int U, int Blocks>
+__global__ void __launch_bounds__(kGemvWarps * kWarp, Blocks) gemv_hoist_kernel(GemvArgs a) {
+  constexpr int R = 1;
+  pdl_launch_dependents();
+  const int lane = threadIdx.x & 31;
+  int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+  GemvSegment g;
+  if (!locate(a, row, g)) return;
+  const uint4* w4 = reinterpret_cast<const uint4*>(g.w + int64_t(row) * a.K);
+  const int chunks = a.K >> 3;
+  float acc[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = 0.f;
+  // blockIdx.y picks a group of R input rows.
+  const int r0 = blockIdx.y * R;
+  const float* xb = a.x + int64_t(r0) * a.K;
+  float* yb = g.y + int64_t(r0) * g.n;
+  int nrows;
+  uint4 first[U];
+  load_chunks<U>(w4, lane, chunks, first);
+  if (a.prefetch && chunks > kWarp * U) prefetch_l2(w4 + kWarp * U, int64_t(chunks - kWarp * U) * 16, lane);
+  pdl_wait();
+  nrows = min(R, a.rows - r0);
+  apply_chunks<U, R>(first, lane, chunks, xb, a.K, nrows, acc);
+  for (int base = lane + kWarp * U; base < chunks; base += kWarp * U) {
+    uint4 wv[U];
+    load_chunks<U>(w4, base, chunks, wv);
+    apply_chunks<U, R>(wv, base, chunks, xb, a.K, nrows, acc);
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (r < nrows) {
+      float v = warp_sum(acc[r]);
+      if (lane == 0) {
+        if (g.bias) v += bf16_at(g.bias, row);
+        yb[int64_t(r) * g.n + row] = activate(v, a.act);
+      }
+    }
+  }
+}
+
 __global__ void gemv_scalar_kernel(GemvArgs a) {
   pdl_launch_dependents();
   pdl_wait();
@@ -102,7 +180,9 @@ void launch_u(const GemvArgs& a, int blocks, cudaStream_t st) {
   const int threads = kGemvWarps * kWarp;
   const int R = a.rows == 1 ? 1 : a.rows == 2 ? 2 : a.rows <= 4 ? 4 : 8;
   const dim3 grid(unsigned(blocks), unsigned((a.rows + R - 1) / R));
-  if (R == 1) launch(gemv_kernel<U, 1>, grid, dim3(threads), st, a);
+  if (R == 1 && g_gemv_hoist == 5) launch(gemv_hoist_kernel<U, 5>, grid, dim3(threads), st, a);
+  else if (R == 1 && g_gemv_hoist == 4) launch(gemv_hoist_kernel<U, 4>, grid, dim3(threads), st, a);
+  else if (R == 1) launch(gemv_kernel<U, 1>, grid, dim3(threads), st, a);
   else if (R == 2) launch(gemv_kernel<U, 2>, grid, dim3(threads), st, a);
   else if (R == 4) launch(gemv_kernel<U, 4>, grid, dim3(threads), st, a);
   else launch(gemv_kernel<U, 8>, grid, dim3(threads), st, a);
@@ -122,6 +202,9 @@ __global__ void bias_act_kernel(float* y, const uint16_t* bias, int64_t rows, in
 }  // namespace
 
 bool g_use_pdl = false;
+int g_gemv_hoist = 5;
+int g_gateup_min_blocks = 2;
+int g_down_min_blocks = 1;
 
 void launch_gemv(const GemvArgs& args, cudaStream_t st) {
   int total = 0;

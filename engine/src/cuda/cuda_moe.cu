@@ -148,7 +148,7 @@ __global__ void topk_rows_kernel(const float* logits, int E, int k, bool norm, i
 }
 
 // act[j][i] = silu(gate_j x)[i] * (up_j x)[i]; one warp per (j, i).
-__global__ void __launch_bounds__(kWarps * kWarp) gateup_kernel(ExpertSet s, const float* x, float* act) {
+__device__ __forceinline__ void gateup_body(const ExpertSet& s, const float* x, float* act) {
   pdl_launch_dependents();
   pdl_wait();
   const int lane = threadIdx.x & 31, gw = blockIdx.x * kWarps + (threadIdx.x >> 5);
@@ -160,11 +160,24 @@ __global__ void __launch_bounds__(kWarps * kWarp) gateup_kernel(ExpertSet s, con
   u = warp_sum(u);
   if (lane == 0) act[j * s.I + i] = silu(g) * u;
 }
+// ptxas takes 89 registers: 2 blocks per SM.
+__global__ void __launch_bounds__(kWarps * kWarp) gateup_kernel(ExpertSet s, const float* x, float* act) {
+  gateup_body(s, x, act);
+}
+// Variant capped for MinBlocks per SM (3: <= 80 registers, some spills), for A/B timing.
+template <int MinBlocks>
+__global__ void __launch_bounds__(kWarps * kWarp, MinBlocks) gateup_occ_kernel(ExpertSet s, const float* x, float* act) {
+  gateup_body(s, x, act);
+}
+
+void launch_gateup(dim3 grid, cudaStream_t st, const ExpertSet& s, const float* x, float* act) {
+  if (g_gateup_min_blocks >= 3) launch(gateup_occ_kernel<3>, grid, dim3(kWarps * kWarp), st, s, x, act);
+  else launch(gateup_kernel, grid, dim3(kWarps * kWarp), st, s, x, act);
+}
 
 // out[h] = sum_j w_j * (down_j act_j)[h]: warps of a block split (row, expert) pairs; the
 // per-expert terms are summed in expert order through shared memory (deterministic).
-__global__ void __launch_bounds__(kWarps * kWarp) down_kernel(ExpertSet s, const float* act, float* out) {
-  __shared__ float part[kWarps];
+__device__ __forceinline__ void down_body(const ExpertSet& s, const float* act, float* out, float* part) {
   pdl_launch_dependents();
   pdl_wait();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -187,6 +200,23 @@ __global__ void __launch_bounds__(kWarps * kWarp) down_kernel(ExpertSet s, const
       out[hh] = sum;
     }
   }
+}
+// ptxas takes 44 registers: 5 blocks per SM, the 2048 blocks of a thinker layer in ~3.1 waves.
+__global__ void __launch_bounds__(kWarps * kWarp) down_kernel(ExpertSet s, const float* act, float* out) {
+  __shared__ float part[kWarps];
+  down_body(s, act, out, part);
+}
+// Variant capped for MinBlocks per SM (6: <= 40 registers, 8: <= 32; small spills), for A/B timing.
+template <int MinBlocks>
+__global__ void __launch_bounds__(kWarps * kWarp, MinBlocks) down_occ_kernel(ExpertSet s, const float* act, float* out) {
+  __shared__ float part[kWarps];
+  down_body(s, act, out, part);
+}
+
+void launch_down(dim3 grid, cudaStream_t st, const ExpertSet& s, const float* act, float* out) {
+  if (g_down_min_blocks >= 8) launch(down_occ_kernel<8>, grid, dim3(kWarps * kWarp), st, s, act, out);
+  else if (g_down_min_blocks >= 6) launch(down_occ_kernel<6>, grid, dim3(kWarps * kWarp), st, s, act, out);
+  else launch(down_kernel, grid, dim3(kWarps * kWarp), st, s, act, out);
 }
 
 // Prefill: tokens of each expert, bucketed (entry = row * k + slot).
@@ -344,11 +374,10 @@ void CudaBackend::mlp(const MlpWeights& w, const Tensor& x, const Tensor& out) {
     s.H = int(H);
     s.I = int(I);
     float* act = static_cast<float*>(scratch(sizeof(float) * size_t(I), "mlp"));
-    launch(gateup_kernel, dim3(unsigned((I + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_, s,
-           x.as<float>(), act);
+    launch_gateup(dim3(unsigned((I + kWarps - 1) / kWarps)), stream_, s, x.as<float>(), act);
     OMNI_LAUNCHED("gateup_kernel");
-    launch(down_kernel, dim3(unsigned((H + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_, s,
-           static_cast<const float*>(act), out.as<float>());
+    launch_down(dim3(unsigned((H + kWarps - 1) / kWarps)), stream_, s, static_cast<const float*>(act),
+                out.as<float>());
     OMNI_LAUNCHED("down_kernel");
     return;
   }
@@ -388,12 +417,11 @@ void CudaBackend::moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const 
   s.count = k;
   s.H = H;
   s.I = I;
-  launch(gateup_kernel, dim3(unsigned((int64_t(k) * I + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_, s,
-         x.as<float>(), act);
+  launch_gateup(dim3(unsigned((int64_t(k) * I + kWarps - 1) / kWarps)), stream_, s, x.as<float>(), act);
   OMNI_LAUNCHED("gateup_kernel");
   const int per = std::min(k, kWarps), rows_per_block = kWarps / per;
-  launch(down_kernel, dim3(unsigned((H + rows_per_block - 1) / rows_per_block)), dim3(kWarps * kWarp), stream_, s,
-         static_cast<const float*>(act), out.as<float>());
+  launch_down(dim3(unsigned((H + rows_per_block - 1) / rows_per_block)), stream_, s, static_cast<const float*>(act),
+              out.as<float>());
   OMNI_LAUNCHED("down_kernel");
 }
 
