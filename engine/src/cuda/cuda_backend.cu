@@ -125,6 +125,10 @@ CudaBackend::CudaBackend(int device_index, size_t scratch_bytes) : device_(devic
   cuda::g_gemv_hoist = hoist == "0" ? 0 : hoist == "4" ? 4 : 5;
   const char* minb_env = std::getenv("OMNI_CUDA_GATEUP_MINB");
   cuda::g_gateup_min_blocks = minb_env && std::string(minb_env) == "3" ? 3 : 2;
+  const char* wide_env = std::getenv("OMNI_CUDA_GEMV_WIDE");
+  cuda::g_gemv_wide = !(wide_env && std::string(wide_env) == "0");
+  const char* rh_env = std::getenv("OMNI_CUDA_ROUTER_HOIST");
+  cuda::g_router_hoist = !(rh_env && std::string(rh_env) == "0");
   const char* down_env = std::getenv("OMNI_CUDA_DOWN_MINB");  // 6 or 8 blocks per SM (A/B)
   cuda::g_down_min_blocks = down_env ? std::atoi(down_env) : 1;
   const char* tc_env = std::getenv("OMNI_CUDA_MOE_TC");

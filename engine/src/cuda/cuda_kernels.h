@@ -17,6 +17,8 @@ namespace cuda {
 // compute capability >= 9.0 unless OMNI_CUDA_PDL=0).
 extern bool g_use_pdl;
 extern int g_gemv_hoist;  // OMNI_CUDA_GEMV_HOIST: 0 off, 4 or 5 (blocks per SM) for decode GEMVs
+extern bool g_gemv_wide;    // OMNI_CUDA_GEMV_WIDE=0: no whole-row (16 chunks) hoist for K >= 4096
+extern bool g_router_hoist;  // OMNI_CUDA_ROUTER_HOIST=0: router rows only prefetched before the wait
 extern int g_gateup_min_blocks;  // OMNI_CUDA_GATEUP_MINB: 2 (default, ~90 registers) or 3 (<= 80, spills)
 extern int g_down_min_blocks;    // OMNI_CUDA_DOWN_MINB: 1 (default, 44 registers: 5 blocks/SM), 6 or 8
 

@@ -180,7 +180,12 @@ void launch_u(const GemvArgs& a, int blocks, cudaStream_t st) {
   const int threads = kGemvWarps * kWarp;
   const int R = a.rows == 1 ? 1 : a.rows == 2 ? 2 : a.rows <= 4 ? 4 : 8;
   const dim3 grid(unsigned(blocks), unsigned((a.rows + R - 1) / R));
-  if (R == 1 && g_gemv_hoist == 5) launch(gemv_hoist_kernel<U, 5>, grid, dim3(threads), st, a);
+  // A K >= 4096 matrix of <= 2048 rows (the thinker's o_proj: 256 blocks, <= 2 per SM) can hold its
+  // whole row in registers before the wait: 16 chunks per lane, 2 blocks per SM (<= 128 registers).
+  const int total = a.seg[0].n + (a.nseg > 1 ? a.seg[1].n : 0) + (a.nseg > 2 ? a.seg[2].n : 0);
+  if (R == 1 && g_gemv_hoist > 0 && g_gemv_wide && a.K >= 4096 && total <= 2048)
+    launch(gemv_hoist_kernel<16, 2>, grid, dim3(threads), st, a);
+  else if (R == 1 && g_gemv_hoist == 5) launch(gemv_hoist_kernel<U, 5>, grid, dim3(threads), st, a);
   else if (R == 1 && g_gemv_hoist == 4) launch(gemv_hoist_kernel<U, 4>, grid, dim3(threads), st, a);
   else if (R == 1) launch(gemv_kernel<U, 1>, grid, dim3(threads), st, a);
   else if (R == 2) launch(gemv_kernel<U, 2>, grid, dim3(threads), st, a);
@@ -203,6 +208,8 @@ __global__ void bias_act_kernel(float* y, const uint16_t* bias, int64_t rows, in
 
 bool g_use_pdl = false;
 int g_gemv_hoist = 5;
+bool g_gemv_wide = true;
+bool g_router_hoist = true;
 int g_gateup_min_blocks = 2;
 int g_down_min_blocks = 1;
 

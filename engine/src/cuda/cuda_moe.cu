@@ -82,6 +82,9 @@ __device__ void select_topk(const float* logits, int E, int k, bool norm, float*
   if (norm && lane < k) out_w[lane] /= chosen_sum;
 }
 
+// Hoist: the first 8 chunks per lane of the router row (all of it for H = 2048) are loaded into
+// registers before pdl_wait (they depend on no earlier kernel); otherwise only pulled toward L2.
+template <bool Hoist>
 __global__ void __launch_bounds__(kWarps * kWarp) router_topk_kernel(const uint16_t* router, const float* x, int E,
                                                                     int H, int k, bool norm, float* logits,
                                                                     unsigned* counter, int* idx, float* w,
@@ -93,11 +96,38 @@ __global__ void __launch_bounds__(kWarps * kWarp) router_topk_kernel(const uint1
   __shared__ bool last;
   pdl_launch_dependents();
   const int lane = threadIdx.x & 31, e = blockIdx.x * kWarps + (threadIdx.x >> 5);
-  if (e < E) prefetch_l2(router + int64_t(e) * H, int64_t(H) * 2, lane);
-  pdl_wait();
-  if (e < E) {
-    const float v = warp_sum(lane_dot<4>(router + int64_t(e) * H, x, H, lane));
-    if (lane == 0) logits[e] = v;
+  if constexpr (Hoist) {
+    constexpr int U = 8;
+    const uint4* w4 = reinterpret_cast<const uint4*>(router + int64_t(e < E ? e : 0) * H);
+    const int chunks = H >> 3;
+    uint4 first[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = lane + u * kWarp;
+      first[u] = e < E && c < chunks ? load_stream(w4 + c) : make_uint4(0, 0, 0, 0);
+    }
+    if (e < E && chunks > kWarp * U) prefetch_l2(w4 + kWarp * U, int64_t(chunks - kWarp * U) * 16, lane);
+    pdl_wait();
+    if (e < E) {
+      const float4* x4 = reinterpret_cast<const float4*>(x);
+      float acc = 0.f;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int c = lane + u * kWarp;
+        if (c < chunks) acc += dot8(first[u], __ldg(x4 + 2 * c), __ldg(x4 + 2 * c + 1));
+      }
+      if (chunks > kWarp * U) acc += lane_dot<4>(router + int64_t(e) * H + kWarp * U * 8, x + kWarp * U * 8,
+                                                 H - kWarp * U * 8, lane);
+      const float v = warp_sum(acc);
+      if (lane == 0) logits[e] = v;
+    }
+  } else {
+    if (e < E) prefetch_l2(router + int64_t(e) * H, int64_t(H) * 2, lane);
+    pdl_wait();
+    if (e < E) {
+      const float v = warp_sum(lane_dot<4>(router + int64_t(e) * H, x, H, lane));
+      if (lane == 0) logits[e] = v;
+    }
   }
   __threadfence();
   __syncthreads();
@@ -405,7 +435,8 @@ void CudaBackend::moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const 
   const int E = L.experts, H = L.hidden, I = L.inter, k = w.top_k;
   float* logits = static_cast<float*>(scratch(sizeof(float) * size_t(E), "moe"));
   float* act = static_cast<float*>(scratch(sizeof(float) * size_t(k) * I, "moe"));
-  launch(router_topk_kernel, dim3(unsigned((E + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_,
+  launch(g_router_hoist ? router_topk_kernel<true> : router_topk_kernel<false>,
+         dim3(unsigned((E + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_,
          w.router.as<uint16_t>(), x.as<float>(), E, H, k, w.norm_topk_prob, logits, counters_ + kRouterCounter,
          topk_idx_, topk_w_, static_cast<const void* const*>(L.table), topk_ptrs_);
   OMNI_LAUNCHED("router_topk_kernel");
