@@ -1,0 +1,51 @@
+// Speech output: streamed playback of chunks as the engine makes them.
+//
+// Backends: "portaudio" (a PortAudio device chosen by name, e.g. an ALSA card), "wav-file" (each
+// answer written to a 16-bit WAV file; "{turn}" in the path becomes the turn id) and "null"
+// (discards audio; playback ends as soon as the answer does).
+//
+// Threads: begin/write/end are called by the producer (the engine worker), abort() by anyone
+// (barge-in, cancel). on_drained runs on a backend thread or inside end().
+#pragma once
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace omni::audio {
+
+struct OutputParams {
+  std::string backend = "portaudio";  // portaudio | wav-file | null
+  std::string device = "default";     // PortAudio device name (exact, else a unique substring)
+  std::string path;                   // wav-file target; "{turn}" is replaced by the label
+  double volume = 1.0;
+};
+
+class AudioOutput {
+ public:
+  // `label`: the utterance that finished playing (as given to begin).
+  using DrainedFn = std::function<void(const std::string& label)>;
+  virtual ~AudioOutput() = default;
+  // Starts an utterance of mono float audio at `sample_rate`. Throws std::runtime_error when the
+  // device or file cannot be opened.
+  virtual void begin(int sample_rate, const std::string& label) = 0;
+  virtual void write(const float* samples, size_t count) = 0;
+  // No more samples: on_drained follows once everything queued has been played.
+  virtual void end() = 0;
+  // Stops now and drops what is queued; no on_drained for this utterance. Later writes are
+  // ignored until the next begin().
+  virtual void abort() = 0;
+  virtual void set_volume(double volume) = 0;
+  // Where the latest utterance went: a device name or a file path.
+  virtual std::string destination() const = 0;
+};
+
+// Throws std::runtime_error naming the backend or device when it is not usable; for portaudio
+// the message lists the output devices that exist.
+std::unique_ptr<AudioOutput> make_audio_output(const OutputParams& params, AudioOutput::DrainedFn on_drained);
+
+// PortAudio output device names, for error messages and `omnid --list-devices`.
+std::vector<std::string> list_output_devices();
+
+}  // namespace omni::audio

@@ -1,0 +1,137 @@
+#include "device/vad.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#ifdef OMNI_HAVE_WEBRTC_VAD
+#include <webrtc/modules/audio_processing/include/audio_processing.h>
+#endif
+
+namespace omni::audio {
+
+#ifdef OMNI_HAVE_WEBRTC_VAD
+struct VoiceDetector::Impl {
+  std::unique_ptr<webrtc::AudioProcessing> apm;
+  std::vector<float> scratch = std::vector<float>(kVadFrameSamples);
+};
+
+VoiceDetector::VoiceDetector(int aggressiveness) : impl_(std::make_unique<Impl>()) {
+  if (aggressiveness < 0 || aggressiveness > 3)
+    throw std::runtime_error("VAD aggressiveness " + std::to_string(aggressiveness) + " is not in 0..3");
+  impl_->apm.reset(webrtc::AudioProcessing::Create());
+  if (!impl_->apm) throw std::runtime_error("cannot create the WebRTC audio processing module");
+  webrtc::VoiceDetection* vd = impl_->apm->voice_detection();
+  // APM maps likelihood to the VAD mode inversely: kVeryLowLikelihood is mode 3 (strictest).
+  const auto likelihood = static_cast<webrtc::VoiceDetection::Likelihood>(3 - aggressiveness);
+  if (vd->Enable(true) != 0 || vd->set_likelihood(likelihood) != 0 || vd->set_frame_size_ms(10) != 0)
+    throw std::runtime_error("cannot configure the WebRTC voice detector");
+}
+
+VoiceDetector::~VoiceDetector() = default;
+
+bool VoiceDetector::is_voiced(const float* frame) {
+  const float* src[1] = {frame};
+  float* dst[1] = {impl_->scratch.data()};
+  const int rc = impl_->apm->ProcessStream(src, kVadFrameSamples, kVadSampleRate,
+                                           webrtc::AudioProcessing::kMono, kVadSampleRate,
+                                           webrtc::AudioProcessing::kMono, dst);
+  if (rc != 0) throw std::runtime_error("WebRTC VAD failed on a frame (error " + std::to_string(rc) + ")");
+  return impl_->apm->voice_detection()->stream_has_voice();
+}
+#else
+struct VoiceDetector::Impl {};
+VoiceDetector::VoiceDetector(int) {
+  throw std::runtime_error("omnid was built without libwebrtc-audio-processing; no VAD available");
+}
+VoiceDetector::~VoiceDetector() = default;
+bool VoiceDetector::is_voiced(const float*) { return false; }
+#endif
+
+Endpointer::Endpointer(const VadParams& params, FrameClassifier classify, Callbacks callbacks)
+    : params_(params), classify_(std::move(classify)), callbacks_(std::move(callbacks)) {}
+
+void Endpointer::push(const float* samples, size_t count) {
+  pending_.insert(pending_.end(), samples, samples + count);
+  size_t used = 0;
+  while (pending_.size() - used >= kVadFrameSamples) {
+    process_frame(pending_.data() + used);
+    used += kVadFrameSamples;
+  }
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(used));
+}
+
+void Endpointer::reset() {
+  pending_.clear();
+  window_.clear();
+  window_voiced_ = 0;
+  pre_roll_.clear();
+  utterance_.clear();
+  in_candidate_ = confirmed_ = false;
+  voiced_frames_ = silence_frames_ = 0;
+  last_voiced_end_ = 0;
+}
+
+void Endpointer::process_frame(const float* frame) {
+  const bool voiced = classify_(frame);
+  ++frames_seen_;
+  const size_t window_frames = static_cast<size_t>(std::max(1, params_.window_ms / 10));
+  window_.push_back(voiced);
+  window_voiced_ += voiced;
+  if (window_.size() > window_frames) {
+    window_voiced_ -= window_.front();
+    window_.pop_front();
+  }
+  const bool speech = window_voiced_ >= params_.threshold * static_cast<double>(window_frames);
+
+  if (!in_candidate_) {
+    pre_roll_.insert(pre_roll_.end(), frame, frame + kVadFrameSamples);
+    const size_t keep = std::max<size_t>(static_cast<size_t>(params_.pre_roll_ms) * kVadSampleRate / 1000,
+                                         window_frames * kVadFrameSamples);
+    while (pre_roll_.size() > keep) pre_roll_.pop_front();
+    if (!speech) return;
+    in_candidate_ = true;
+    start_ms_ = std::max(0.0, static_cast<double>(frames_seen_ - static_cast<long long>(window_.size())) * 10.0);
+    utterance_.assign(pre_roll_.begin(), pre_roll_.end());
+    pre_roll_.clear();
+    voiced_frames_ = window_voiced_;
+    silence_frames_ = 0;
+    last_voiced_end_ = utterance_.size();
+  } else {
+    utterance_.insert(utterance_.end(), frame, frame + kVadFrameSamples);
+    voiced_frames_ += voiced;
+    if (speech) {
+      silence_frames_ = 0;
+      last_voiced_end_ = utterance_.size();
+    } else {
+      ++silence_frames_;
+    }
+  }
+
+  if (!confirmed_ && voiced_frames_ * 10 >= params_.min_speech_ms) {
+    confirmed_ = true;
+    if (callbacks_.on_start) callbacks_.on_start(start_ms_);
+  }
+  const size_t max_samples = static_cast<size_t>(params_.max_utterance_ms) * kVadSampleRate / 1000;
+  if (silence_frames_ * 10 >= params_.end_silence_ms || utterance_.size() >= max_samples) finish_utterance();
+}
+
+void Endpointer::finish_utterance() {
+  const size_t max_samples = static_cast<size_t>(params_.max_utterance_ms) * kVadSampleRate / 1000;
+  Utterance u;
+  u.truncated = utterance_.size() >= max_samples && silence_frames_ * 10 < params_.end_silence_ms;
+  // Keep 200 ms after the last speech window: word endings fade below the VAD's threshold.
+  const size_t tail = static_cast<size_t>(kVadSampleRate / 5);
+  const size_t keep = std::min(utterance_.size(), last_voiced_end_ + tail);
+  u.samples.assign(utterance_.begin(), utterance_.begin() + static_cast<std::ptrdiff_t>(keep));
+  u.start_ms = start_ms_;
+  u.end_ms = static_cast<double>(frames_seen_ - silence_frames_) * 10.0;
+  const bool announce = confirmed_;
+  utterance_.clear();
+  in_candidate_ = confirmed_ = false;
+  voiced_frames_ = silence_frames_ = 0;
+  last_voiced_end_ = 0;
+  if (announce && callbacks_.on_end) callbacks_.on_end(std::move(u));
+}
+
+}  // namespace omni::audio

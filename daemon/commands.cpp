@@ -1,0 +1,217 @@
+// Control requests (protocol v1, docs/protocol.md) and reload.
+#include <algorithm>
+#include <cctype>
+
+#include "daemon.h"
+#include "log.h"
+#include "request_audio.h"
+
+namespace omnid {
+
+using omni::audio::monotonic_ms;
+using omni::ipc::ErrorCode;
+
+template <class... Ts>
+struct overloaded : Ts... {
+  using Ts::operator()...;
+};
+
+void Daemon::drain_requests() {
+  if (!server_) return;
+  // A bad request must never take the daemon down: whatever a handler throws becomes `internal`.
+  while (auto in = server_->poll(std::chrono::milliseconds(0))) {
+    try {
+      handle(*in);
+    } catch (const std::exception& e) {
+      log_error("request %s failed: %s", std::string(omni::ipc::command_name(in->request.command)).c_str(), e.what());
+      server_->reply_error(in->handle, ErrorCode::internal, e.what());
+    }
+    if (!server_) return;  // shut down by this request's consequences
+  }
+}
+
+nlohmann::json Daemon::status_fields() const {
+  nlohmann::json turn_id = nullptr;
+  if (turn_) turn_id = turn_->id;
+  return {{"state", state_},
+          {"listening", listening_},
+          {"speaker", speaker_},
+          {"volume", volume_},
+          {"turn_id", turn_id},
+          {"seq", server_->events().last_seq()},
+          {"uptime_s", static_cast<double>(monotonic_ms() - started_ms_) / 1000.0},
+          {"model", {{"path", config_.model.path}, {"device", config_.model.device}, {"loaded", model_ != nullptr}}},
+          {"context_tokens_used", worker_ ? worker_->context_used() : 0},
+          {"context_tokens", config_.model.context_tokens},
+          {"protocol", omni::ipc::kProtocolVersion}};
+}
+
+static bool same_name(const std::string& a, const std::string& b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
+}
+
+void Daemon::handle(const omni::ipc::IncomingRequest& in) {
+  auto& server = *server_;
+  const auto& h = in.handle;
+  std::visit(
+      overloaded{
+          [&](const omni::ipc::PingRequest&) { server.reply_ok(h, {{"protocol", omni::ipc::kProtocolVersion}}); },
+          [&](const omni::ipc::StatusRequest&) { server.reply_ok(h, status_fields()); },
+          [&](const omni::ipc::AskRequest& r) {
+            TurnJob job;
+            if (r.text) job.input.text = *r.text;
+            if (r.wav) {
+              std::string error;
+              if (!decode_request_wav(*r.wav, job.input.audio_16k, error))
+                return server.reply_error(h, ErrorCode::bad_request, "WAV frame: " + error);
+            }
+            job.options = generate_options(r.speak);
+            uint64_t id = 0;
+            if (auto err = start_turn("ask", std::move(job), id)) return server.reply_error(h, err->code, err->message);
+            server.reply_ok(h, {{"turn_id", id}});
+          },
+          [&](const omni::ipc::SayRequest& r) {
+            TurnJob job;
+            job.say = true;
+            job.input.text = r.text;
+            job.options = generate_options(true);
+            uint64_t id = 0;
+            if (auto err = start_turn("say", std::move(job), id)) return server.reply_error(h, err->code, err->message);
+            server.reply_ok(h, {{"turn_id", id}});
+          },
+          [&](const omni::ipc::CancelRequest& r) {
+            if (r.turn_id && (!turn_ || turn_->id != *r.turn_id))
+              return server.reply_error(h, ErrorCode::not_found,
+                                        "turn " + std::to_string(*r.turn_id) + " is not running");
+            if (!turn_) return server.reply_ok(h, {{"turn_id", nullptr}});
+            const uint64_t id = turn_->id;
+            cancel_turn("request");
+            server.reply_ok(h, {{"turn_id", id}});
+          },
+          [&](const omni::ipc::ListenRequest& r) {
+            listening_ = r.enabled;
+            if (capture_) capture_->set_playing(r.enabled);
+            update_state();
+            server.reply_ok(h, {{"listening", listening_}});
+          },
+          [&](const omni::ipc::ResetRequest&) {
+            if (!worker_) return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
+            if (turn_) cancel_turn("reset");
+            worker_->submit_control([](omni::Session& s) { s.reset(); },
+                                    [this](const std::string& e) {
+                                      loop_.post([this, e] { publish_error("internal", "reset failed: " + e); });
+                                    });
+            server.reply_ok(h);
+          },
+          [&](const omni::ipc::SetRequest& r) {
+            if (r.speaker) {
+              if (!model_) return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
+              const auto names = model_->speakers();
+              auto it = std::find_if(names.begin(), names.end(), [&](const std::string& n) { return same_name(n, *r.speaker); });
+              if (it == names.end()) {
+                std::string list;
+                for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+                return server.reply_error(h, ErrorCode::not_found,
+                                          "no speaker '" + *r.speaker + "' (this model has: " + list + ")");
+              }
+              speaker_ = *it;
+            }
+            if (r.volume) {
+              volume_ = *r.volume;
+              std::lock_guard lock(output_mu_);
+              if (output_) output_->set_volume(volume_);
+            }
+            if (r.system_prompt) {
+              if (!worker_) return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
+              system_prompt_ = *r.system_prompt;
+              worker_->submit_control([p = system_prompt_](omni::Session& s) { s.set_system_prompt(p); },
+                                      [this](const std::string& e) {
+                                        loop_.post([this, e] { publish_error("internal", "set system_prompt: " + e); });
+                                      });
+            }
+            server.reply_ok(h, {{"speaker", speaker_}, {"volume", volume_}, {"system_prompt", system_prompt_}});
+          },
+          [&](const omni::ipc::ReloadRequest&) {
+            std::string error;
+            nlohmann::json details = nlohmann::json::object();
+            if (!reload(error, details)) return server.reply_error(h, ErrorCode::unavailable, error);
+            server.reply_ok(h, details);
+          },
+      },
+      in.request.command);
+}
+
+bool Daemon::reload(std::string& error, nlohmann::json& details) {
+  notifier_.reloading("reloading " + config_path_);
+  Config next;
+  try {
+    next = load_config_file(config_path_);
+  } catch (const ConfigError& e) {
+    error = std::string("the configuration was not reloaded; the running one stays: ") + e.what();
+    log_error("%s", error.c_str());
+    publish_error("unavailable", error);
+    notifier_.ready(state_ + "; reload failed, running configuration kept");
+    return false;
+  }
+  const auto restart = restart_required_changes(config_, next);
+  for (const auto& key : restart) log_warning("reload: %s changed; it takes effect at the next restart", key.c_str());
+  try {
+    apply_live_settings(next);
+  } catch (const std::exception& e) {
+    error = std::string("reload could not apply the new audio settings: ") + e.what();
+    log_error("%s", error.c_str());
+    publish_error("unavailable", error);
+    notifier_.ready(state_ + "; reload failed");
+    return false;
+  }
+  details["restart_required"] = restart;
+  log_info("configuration reloaded from %s", config_path_.c_str());
+  notifier_.ready(state_ + "; configuration reloaded");
+  return true;
+}
+
+// Applies what can change while running; keys that need a restart keep their running values.
+void Daemon::apply_live_settings(const Config& next) {
+  Config applied = next;
+  applied.model.path = config_.model.path;
+  applied.model.device = config_.model.device;
+  applied.model.dtype = config_.model.dtype;
+  applied.model.context_tokens = config_.model.context_tokens;
+  applied.ipc = config_.ipc;
+  const Config previous = config_;
+  const bool output_changed = previous.audio.output.backend != applied.audio.output.backend ||
+                              previous.audio.output.device != applied.audio.output.device ||
+                              previous.audio.output.path != applied.audio.output.path;
+  const bool input_changed = previous.audio.input.pipeline != applied.audio.input.pipeline;
+  config_ = applied;
+  try {
+    if (output_changed && ready_) {
+      if (turn_) cancel_turn("reload");
+      open_output();
+    }
+    if (ready_) rebuild_endpointer();
+    if (input_changed && ready_) {
+      if (capture_) capture_->stop();
+      capture_.reset();
+      start_capture();
+    }
+  } catch (...) {
+    config_ = previous;
+    if (ready_ && output_changed) open_output();
+    if (ready_ && input_changed && !capture_) start_capture();
+    throw;
+  }
+  speaker_ = applied.model.speaker;
+  system_prompt_ = applied.model.system_prompt;
+  volume_ = applied.audio.output.volume;
+  {
+    std::lock_guard lock(output_mu_);
+    if (output_) output_->set_volume(volume_);
+  }
+  if (worker_ && previous.model.system_prompt != applied.model.system_prompt)
+    worker_->submit_control([p = system_prompt_](omni::Session& s) { s.set_system_prompt(p); });
+  update_state();
+}
+
+}  // namespace omnid

@@ -1,0 +1,252 @@
+#include "config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <fstream>
+#include <initializer_list>
+#include <sstream>
+
+namespace omnid {
+namespace {
+
+// Walks the YAML tree against the schema and collects every problem with its line, instead of
+// stopping at the first: an operator fixing a file wants the whole list at once.
+class SchemaReader {
+ public:
+  explicit SchemaReader(std::string source) : source_(std::move(source)) {}
+
+  const std::vector<std::string>& errors() const { return errors_; }
+
+  void error(const YAML::Mark& mark, const std::string& key, const std::string& what) {
+    std::ostringstream os;
+    os << source_;
+    if (mark.line >= 0) os << ":" << mark.line + 1;
+    os << ": " << (key.empty() ? "(top level)" : key) << ": " << what;
+    errors_.push_back(os.str());
+  }
+
+  // True when `node` is a mapping whose keys all appear in `allowed`; reports the others.
+  bool mapping(const YAML::Node& node, const std::string& key, std::initializer_list<const char*> allowed) {
+    if (!node.IsMap()) {
+      error(node.Mark(), key, "expected a mapping (key: value lines), got " + kind(node));
+      return false;
+    }
+    for (const auto& entry : node) {
+      const std::string name = entry.first.Scalar();
+      bool known = false;
+      for (const char* a : allowed) known = known || name == a;
+      if (!known) {
+        std::string list;
+        for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
+        error(entry.first.Mark(), join(key, name), "unknown key (known here: " + list + ")");
+      }
+    }
+    return true;
+  }
+
+  // Calls `fn(child, dotted_key)` when `parent` has `name` and it is a mapping with known keys.
+  template <typename Fn>
+  void section(const YAML::Node& parent, const std::string& prefix, const char* name,
+               std::initializer_list<const char*> allowed, Fn fn) {
+    const YAML::Node child = parent[name];
+    if (!child) return;
+    const std::string key = join(prefix, name);
+    if (mapping(child, key, allowed)) fn(child, key);
+  }
+
+  void text(const YAML::Node& parent, const std::string& prefix, const char* name, std::string& out,
+            std::initializer_list<const char*> choices = {}) {
+    const YAML::Node n = parent[name];
+    if (!n) return;
+    const std::string key = join(prefix, name);
+    if (!n.IsScalar()) return error(n.Mark(), key, "expected a string, got " + kind(n));
+    const std::string value = n.Scalar();
+    if (choices.size() > 0) {
+      std::string list;
+      bool ok = false;
+      for (const char* c : choices) {
+        ok = ok || value == c;
+        list += std::string(list.empty() ? "" : " | ") + (*c ? c : "\"\"");
+      }
+      if (!ok) return error(n.Mark(), key, "'" + value + "' is not one of " + list);
+    }
+    out = value;
+  }
+
+  template <typename Int>
+  void integer(const YAML::Node& parent, const std::string& prefix, const char* name, Int& out, long long lo,
+               long long hi) {
+    const YAML::Node n = parent[name];
+    if (!n) return;
+    const std::string key = join(prefix, name);
+    long long v = 0;
+    if (!n.IsScalar() || !YAML::convert<long long>::decode(n, v))
+      return error(n.Mark(), key, "expected an integer, got " + shown(n));
+    if (v < lo || v > hi)
+      return error(n.Mark(), key, std::to_string(v) + " is out of range [" + std::to_string(lo) + ", " +
+                                      std::to_string(hi) + "]");
+    out = static_cast<Int>(v);
+  }
+
+  void number(const YAML::Node& parent, const std::string& prefix, const char* name, double& out, double lo,
+              double hi) {
+    const YAML::Node n = parent[name];
+    if (!n) return;
+    const std::string key = join(prefix, name);
+    double v = 0;
+    if (!n.IsScalar() || !YAML::convert<double>::decode(n, v) || !std::isfinite(v))
+      return error(n.Mark(), key, "expected a number, got " + shown(n));
+    if (v < lo || v > hi) {
+      std::ostringstream os;
+      os << v << " is out of range [" << lo << ", " << hi << "]";
+      return error(n.Mark(), key, os.str());
+    }
+    out = v;
+  }
+
+  void boolean(const YAML::Node& parent, const std::string& prefix, const char* name, bool& out) {
+    const YAML::Node n = parent[name];
+    if (!n) return;
+    bool v = false;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v))
+      return error(n.Mark(), join(prefix, name), "expected true or false, got " + shown(n));
+    out = v;
+  }
+
+  static std::string join(const std::string& prefix, const std::string& name) {
+    return prefix.empty() ? name : prefix + "." + name;
+  }
+
+ private:
+  static std::string kind(const YAML::Node& n) {
+    if (n.IsMap()) return "a mapping";
+    if (n.IsSequence()) return "a list";
+    if (n.IsNull()) return "nothing (null)";
+    return "'" + n.Scalar() + "'";
+  }
+  static std::string shown(const YAML::Node& n) { return kind(n); }
+
+  std::string source_;
+  std::vector<std::string> errors_;
+};
+
+void read_model(SchemaReader& r, const YAML::Node& root, ModelConfig& m) {
+  r.section(root, "", "model",
+            {"path", "device", "dtype", "speaker", "system_prompt", "max_new_tokens", "context_tokens",
+             "max_speech_frames"},
+            [&](const YAML::Node& n, const std::string& k) {
+              r.text(n, k, "path", m.path);
+              if (n["path"] && m.path.empty()) r.error(n["path"].Mark(), k + ".path", "must not be empty");
+              r.text(n, k, "device", m.device, {"cuda", "cpu"});
+              r.text(n, k, "dtype", m.dtype, {"", "f32", "bf16"});
+              r.text(n, k, "speaker", m.speaker);
+              r.text(n, k, "system_prompt", m.system_prompt);
+              r.integer(n, k, "max_new_tokens", m.max_new_tokens, 1, 32768);
+              r.integer(n, k, "context_tokens", m.context_tokens, 256, 1 << 20);
+              r.integer(n, k, "max_speech_frames", m.max_speech_frames, 1, 1 << 16);
+            });
+}
+
+void read_audio(SchemaReader& r, const YAML::Node& root, AudioConfig& a) {
+  r.section(root, "", "audio", {"input", "output", "vad", "barge_in"}, [&](const YAML::Node& n, const std::string& k) {
+    r.boolean(n, k, "barge_in", a.barge_in);
+    r.section(n, k, "input", {"pipeline", "listen"}, [&](const YAML::Node& in, const std::string& ik) {
+      r.text(in, ik, "pipeline", a.input.pipeline);
+      if (in["pipeline"] && a.input.pipeline.empty())
+        r.error(in["pipeline"].Mark(), ik + ".pipeline", "must not be empty (e.g. autoaudiosrc)");
+      r.boolean(in, ik, "listen", a.input.listen);
+    });
+    r.section(n, k, "output", {"backend", "device", "path", "volume"}, [&](const YAML::Node& out, const std::string& ok) {
+      r.text(out, ok, "backend", a.output.backend, {"portaudio", "wav-file", "null"});
+      r.text(out, ok, "device", a.output.device);
+      r.text(out, ok, "path", a.output.path);
+      r.number(out, ok, "volume", a.output.volume, 0.0, 1.0);
+      if (a.output.backend == "wav-file" && a.output.path.empty())
+        r.error(out.Mark(), ok + ".path", "backend wav-file needs a path");
+      if (a.output.backend == "portaudio" && a.output.device.empty())
+        r.error(out.Mark(), ok + ".device", "backend portaudio needs a device name (or 'default')");
+    });
+    r.section(n, k, "vad",
+              {"aggressiveness", "threshold", "window_ms", "min_speech_ms", "end_silence_ms", "max_utterance_ms",
+               "pre_roll_ms"},
+              [&](const YAML::Node& v, const std::string& vk) {
+                VadConfig& c = a.vad;
+                r.integer(v, vk, "aggressiveness", c.aggressiveness, 0, 3);
+                r.number(v, vk, "threshold", c.threshold, 0.01, 1.0);
+                r.integer(v, vk, "window_ms", c.window_ms, 10, 1000);
+                r.integer(v, vk, "min_speech_ms", c.min_speech_ms, 10, 10000);
+                r.integer(v, vk, "end_silence_ms", c.end_silence_ms, 50, 10000);
+                r.integer(v, vk, "max_utterance_ms", c.max_utterance_ms, 500, 600000);
+                r.integer(v, vk, "pre_roll_ms", c.pre_roll_ms, 0, 2000);
+                if (v["window_ms"] && c.window_ms % 10 != 0)
+                  r.error(v["window_ms"].Mark(), vk + ".window_ms", "must be a multiple of 10 (the VAD frame)");
+                if (c.min_speech_ms >= c.max_utterance_ms)
+                  r.error(v.Mark(), vk + ".min_speech_ms", "must be below max_utterance_ms");
+              });
+  });
+}
+
+void read_ipc(SchemaReader& r, const YAML::Node& root, IpcConfig& c) {
+  r.section(root, "", "ipc", {"control", "events", "max_message_bytes", "heartbeat_ms"},
+            [&](const YAML::Node& n, const std::string& k) {
+              for (auto [name, field] : {std::pair{"control", &c.control}, std::pair{"events", &c.events}}) {
+                r.text(n, k, name, *field);
+                const std::string& e = *field;
+                if (n[name] && e.rfind("ipc://", 0) != 0 && e.rfind("tcp://", 0) != 0 && e.rfind("inproc://", 0) != 0)
+                  r.error(n[name].Mark(), k + "." + name, "'" + e + "' is not a ZeroMQ endpoint (ipc://, tcp://)");
+              }
+              if (c.control == c.events) r.error(n.Mark(), k + ".events", "must differ from ipc.control");
+              r.integer(n, k, "max_message_bytes", c.max_message_bytes, 1024, 1LL << 30);
+              r.integer(n, k, "heartbeat_ms", c.heartbeat_ms, 100, 60000);
+            });
+}
+
+}  // namespace
+
+Config parse_config(const std::string& yaml_text, const std::string& source_name) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(source_name + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
+  }
+  Config cfg;
+  cfg.source = source_name;
+  if (!root || root.IsNull()) return cfg;  // an empty file means all defaults
+  SchemaReader r(source_name);
+  if (r.mapping(root, "", {"model", "audio", "ipc"})) {
+    read_model(r, root, cfg.model);
+    read_audio(r, root, cfg.audio);
+    read_ipc(r, root, cfg.ipc);
+  }
+  if (!r.errors().empty()) {
+    std::string all;
+    for (const auto& e : r.errors()) all += (all.empty() ? "" : "\n") + e;
+    throw ConfigError(all);
+  }
+  return cfg;
+}
+
+Config load_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot open the configuration file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": read error");
+  return parse_config(text.str(), path);
+}
+
+std::vector<std::string> restart_required_changes(const Config& a, const Config& b) {
+  std::vector<std::string> keys;
+  if (a.model.path != b.model.path) keys.push_back("model.path");
+  if (a.model.device != b.model.device) keys.push_back("model.device");
+  if (a.model.dtype != b.model.dtype) keys.push_back("model.dtype");
+  if (a.model.context_tokens != b.model.context_tokens) keys.push_back("model.context_tokens");
+  if (a.ipc.control != b.ipc.control) keys.push_back("ipc.control");
+  if (a.ipc.events != b.ipc.events) keys.push_back("ipc.events");
+  if (a.ipc.max_message_bytes != b.ipc.max_message_bytes) keys.push_back("ipc.max_message_bytes");
+  return keys;
+}
+
+}  // namespace omnid

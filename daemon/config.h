@@ -1,0 +1,81 @@
+// omnid configuration: the YAML schema of DESIGN.md "omnid configuration", parsed and validated.
+//
+// Every key is known here; an unknown key, a wrong type or an out-of-range value is an error
+// that names the file, the line and the dotted key, so one log line tells an operator what to fix.
+// docs/config.md documents each field; config/omnid.yaml is the documented default.
+#pragma once
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace omnid {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct ModelConfig {
+  std::string path = "/var/lib/omnid/models/Qwen3-Omni-30B-A3B-Instruct";
+  std::string device = "cuda";  // cuda | cpu
+  std::string dtype;            // "" (backend default) | f32 | bf16
+  std::string speaker = "ethan";
+  std::string system_prompt = "You are a helpful voice assistant on a robot. Answer briefly.";
+  int max_new_tokens = 256;
+  int context_tokens = 8192;
+  int max_speech_frames = 4096;
+};
+
+struct InputConfig {
+  std::string pipeline = "autoaudiosrc";  // GStreamer source description
+  bool listen = true;                      // start with the microphone open
+};
+
+struct OutputConfig {
+  std::string backend = "portaudio";  // portaudio | wav-file | null
+  std::string device = "default";     // PortAudio device name
+  std::string path;                   // wav-file: file to write; "{turn}" is replaced by the turn id
+  double volume = 1.0;                // linear gain, 0 (mute) .. 1 (full scale)
+};
+
+struct VadConfig {
+  int aggressiveness = 2;      // WebRTC VAD mode 0 (lenient) .. 3 (strict)
+  double threshold = 0.6;      // fraction of voiced 10 ms frames in the window that means speech
+  int window_ms = 100;         // smoothing window for `threshold`
+  int min_speech_ms = 200;     // shorter bursts are noise, not an utterance
+  int end_silence_ms = 700;    // this much non-speech ends the utterance
+  int max_utterance_ms = 30000;
+  int pre_roll_ms = 300;       // audio kept from before the detected start
+};
+
+struct AudioConfig {
+  InputConfig input;
+  OutputConfig output;
+  VadConfig vad;
+  bool barge_in = true;  // user speech while omnid answers cancels the answer
+};
+
+struct IpcConfig {
+  std::string control = "ipc:///run/omnid/control.sock";
+  std::string events = "ipc:///run/omnid/events.sock";
+  long long max_message_bytes = 16777216;
+  int heartbeat_ms = 1000;
+};
+
+struct Config {
+  ModelConfig model;
+  AudioConfig audio;
+  IpcConfig ipc;
+  std::string source;  // file it came from ("" for built-in defaults)
+};
+
+// Parses YAML text; `source_name` is used in error messages. Throws ConfigError listing every
+// problem found, one per line: "FILE:LINE: KEY: what is wrong".
+Config parse_config(const std::string& yaml_text, const std::string& source_name);
+// Reads and parses a file; an unreadable file is a ConfigError too.
+Config load_config_file(const std::string& path);
+
+// Dotted keys whose new value cannot be applied without restarting omnid.
+std::vector<std::string> restart_required_changes(const Config& running, const Config& next);
+
+}  // namespace omnid

@@ -1,0 +1,257 @@
+// Daemon start-up, the watchdog, signals and shutdown. Requests: commands.cpp; turns: turns.cpp.
+#include "daemon.h"
+
+#include <signal.h>
+#include <strings.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "log.h"
+
+namespace omnid {
+
+using omni::audio::monotonic_ms;
+
+Daemon::Daemon(Config config, std::string config_path, ModelLoader loader)
+    : config_(std::move(config)), config_path_(std::move(config_path)), loader_(std::move(loader)) {
+  listening_ = config_.audio.input.listen;
+  volume_ = config_.audio.output.volume;
+  speaker_ = config_.model.speaker;
+  system_prompt_ = config_.model.system_prompt;
+}
+
+Daemon::~Daemon() {
+  if (loader_thread_.joinable()) loader_thread_.detach();  // only when exiting mid-load
+}
+
+int Daemon::run() {
+  started_ms_ = monotonic_ms();
+  omni::ipc::ServerConfig sc;
+  sc.control_endpoint = config_.ipc.control;
+  sc.events_endpoint = config_.ipc.events;
+  sc.max_message_bytes = static_cast<size_t>(config_.ipc.max_message_bytes);
+  try {
+    server_ = std::make_unique<omni::ipc::ControlServer>(sc);
+  } catch (const std::exception& e) {
+    log_error("cannot open the control sockets: %s", e.what());
+    notifier_.status(std::string("failed: ") + e.what());
+    return 1;
+  }
+  log_info("control %s, events %s", config_.ipc.control.c_str(), config_.ipc.events.c_str());
+
+  loop_.on_signal([this](int signo) { on_signal(signo); });
+  loop_.watch_fd(server_->fd(), [this] { drain_requests(); });
+  loop_.after_each([this] { drain_requests(); });
+  loop_.every(std::chrono::milliseconds(config_.ipc.heartbeat_ms), [this] { publish("heartbeat", {{"state", state_}}); });
+  const uint64_t wd = notifier_.watchdog_usec();
+  // Ping at a third of WatchdogSec; with no watchdog, still check health (it feeds the logs).
+  loop_.every(std::chrono::milliseconds(wd ? std::max<uint64_t>(wd / 3000, 50) : 1000), [this] { watchdog_tick(); });
+  loop_.every(std::chrono::seconds(5), [this] {
+    if (ready_ || stopping_) return;
+    // Keep extending the start timeout while the loader shows signs of life (progress in the last minute).
+    if (monotonic_ms() - load_progress_ms_.load() < 60000) {
+      char status[160];
+      std::snprintf(status, sizeof status, "loading model %s: %.0f%%", config_.model.path.c_str(),
+                    100.0 * load_fraction_.load());
+      notifier_.extend_timeout(30'000'000, status);
+    }
+  });
+  start_loading();
+  loop_.run();
+  return exit_code_;
+}
+
+void Daemon::start_loading() {
+  omni::LoadOptions opt;
+  opt.model_dir = config_.model.path;
+  opt.device = config_.model.device;
+  opt.dtype = config_.model.dtype;
+  opt.context_tokens = config_.model.context_tokens;
+  opt.load_talker = true;
+  opt.on_progress = [this](double fraction, const std::string&) {
+    load_fraction_ = fraction;
+    load_progress_ms_ = monotonic_ms();
+  };
+  load_progress_ms_ = monotonic_ms();
+  notifier_.extend_timeout(30'000'000, "loading model " + config_.model.path);
+  log_info("loading model %s on %s", config_.model.path.c_str(), config_.model.device.c_str());
+  loader_thread_ = std::thread([this, opt] {
+    try {
+      auto model = loader_(opt);
+      // The loop owns the model from here; shared_ptr only to carry it through std::function.
+      auto holder = std::make_shared<std::unique_ptr<omni::Model>>(std::move(model));
+      loop_.post([this, holder] { on_model_loaded(std::move(*holder)); });
+    } catch (const std::exception& e) {
+      std::string msg = e.what();
+      loop_.post([this, msg] {
+        if (loader_thread_.joinable()) loader_thread_.join();  // it ends right after this post
+        fail("cannot load the model: " + msg);
+      });
+    }
+  });
+}
+
+void Daemon::fail(const std::string& message) {
+  log_error("%s", message.c_str());
+  notifier_.status("failed: " + message);
+  shutdown(1);
+}
+
+void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
+  if (loader_thread_.joinable()) loader_thread_.join();
+  if (stopping_) return;
+  model_ = std::move(model);
+  log_info("model loaded in %.0f ms on %s (talker: %s)", model_->load_ms(), model_->device_name().c_str(),
+           model_->has_talker() ? "yes" : "no");
+  if (model_->has_talker()) {
+    const auto names = model_->speakers();
+    bool known = false;
+    std::string list;
+    for (const auto& n : names) {
+      known = known || strcasecmp(n.c_str(), speaker_.c_str()) == 0;
+      list += (list.empty() ? "" : ", ") + n;
+    }
+    if (!known) return fail("model.speaker '" + speaker_ + "' is not a voice of this model (it has: " + list + ")");
+  }
+  try {
+    auto session = model_->new_session({.system_prompt = system_prompt_});
+    EngineListener l;
+    l.on_text = [this](uint64_t id, std::string_view t) {
+      loop_.post([this, id, t = std::string(t)] { on_engine_text(id, t); });
+    };
+    l.on_audio = [this](uint64_t id, const float* p, size_t n) { engine_audio(id, p, n); };
+    l.on_done = [this](uint64_t id, omni::TurnResult&& r) {
+      auto holder = std::make_shared<omni::TurnResult>(std::move(r));
+      loop_.post([this, id, holder] { on_engine_done(id, std::move(*holder)); });
+    };
+    l.on_failed = [this](uint64_t id, const std::string& e) { loop_.post([this, id, e] { on_engine_failed(id, e); }); };
+    worker_ = std::make_unique<EngineWorker>(std::move(session), std::move(l));
+    open_output();
+    rebuild_endpointer();
+    start_capture();
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  ready_ = true;
+  update_state();
+  const std::string status = std::string(state_) + "; model " + config_.model.path + " on " + model_->device_name() +
+                             "; speech to " + config_.audio.output.backend;
+  notifier_.ready(status);
+  log_info("ready: %s", status.c_str());
+}
+
+void Daemon::open_output() {
+  omni::audio::OutputParams p{config_.audio.output.backend, config_.audio.output.device, config_.audio.output.path,
+                              volume_};
+  auto out = omni::audio::make_audio_output(p, [this](const std::string& label) {
+    const uint64_t id = std::strtoull(label.c_str(), nullptr, 10);
+    loop_.post([this, id] { on_playback_drained(id); });
+  });
+  std::lock_guard lock(output_mu_);
+  output_ = std::move(out);
+}
+
+void Daemon::start_capture() {
+  omni::audio::AudioCapture::Callbacks cb;
+  cb.on_samples = [this](const float* p, size_t n) {
+    if (!mic_open_) return;
+    std::lock_guard lock(endpointer_mu_);
+    if (endpointer_) endpointer_->push(p, n);
+  };
+  cb.on_error = [this](const std::string& msg) {
+    loop_.post([this, msg] {
+      capture_failed_ = true;
+      log_error("audio input failed: %s", msg.c_str());
+      publish_error("unavailable", "audio input failed: " + msg);
+      notifier_.status("audio input failed: " + msg);
+      update_state();
+    });
+  };
+  cb.on_end_of_stream = [this] {
+    loop_.post([this] {
+      log_info("audio input reached its end (a file source); the microphone stays closed");
+      update_state();
+    });
+  };
+  auto capture = std::make_unique<omni::audio::AudioCapture>(config_.audio.input.pipeline, std::move(cb));
+  capture->start(listening_);
+  capture_ = std::move(capture);
+  capture_failed_ = false;
+  log_info("audio input: %s", capture_->pipeline_description().c_str());
+}
+
+void Daemon::watchdog_tick() {
+  if (stopping_) return;
+  const int64_t now = monotonic_ms();
+  const uint64_t wd_ms = notifier_.watchdog_usec() / 1000;
+  // The engine must show progress (a token, an audio chunk, an idle tick) within one WatchdogSec.
+  const int64_t stall_ms = wd_ms ? static_cast<int64_t>(wd_ms) : 30000;
+  std::string problem;
+  if (!ready_) {
+    if (now - load_progress_ms_.load() > 10 * 60 * 1000) problem = "model loading made no progress for 10 minutes";
+  } else {
+    if (worker_ && now - worker_->last_progress_ms() > stall_ms)
+      problem = "engine made no progress for " + std::to_string((now - worker_->last_progress_ms()) / 1000) + " s";
+    if (capture_ && (!capture_->thread_running() || now - capture_->last_alive_ms() > 2000))
+      problem = "audio capture thread is not running";
+  }
+  if (problem.empty()) {
+    if (wd_ms) notifier_.watchdog_ping();
+    return;
+  }
+  static int64_t last_logged = 0;
+  if (now - last_logged > 5000) {
+    log_error("watchdog: %s; not pinging systemd", problem.c_str());
+    notifier_.status("unhealthy: " + problem);
+    last_logged = now;
+  }
+}
+
+void Daemon::on_signal(int signo) {
+  if (signo == SIGHUP) {
+    std::string error;
+    nlohmann::json details;
+    if (!reload(error, details)) log_error("reload (SIGHUP) failed: %s", error.c_str());
+    return;
+  }
+  log_info("%s: stopping", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+  shutdown(0);
+}
+
+void Daemon::shutdown(int exit_code) {
+  if (stopping_) return;
+  stopping_ = true;
+  exit_code_ = exit_code;
+  notifier_.stopping(exit_code ? "stopping after a failure" : "stopping");
+  if (turn_) cancel_turn("shutdown");
+  {
+    std::lock_guard lock(output_mu_);
+    output_turn_ = 0;
+    if (output_) output_->abort();
+  }
+  if (capture_) capture_->stop();
+  if (worker_ && !worker_->shutdown(std::chrono::milliseconds(3000))) {
+    // The engine did not return from a step within 3 s: leave without it rather than hang past
+    // systemd's stop timeout.
+    log_error("engine did not stop within 3 s; exiting without waiting for it");
+    server_.reset();
+    std::fflush(nullptr);
+    std::_Exit(exit_code ? exit_code : 1);
+  }
+  if (loader_thread_.joinable()) {
+    log_info("stopping while the model loads; not waiting for the loader");
+    server_.reset();
+    std::fflush(nullptr);
+    std::_Exit(exit_code);
+  }
+  worker_.reset();
+  {
+    std::lock_guard lock(output_mu_);
+    output_.reset();
+  }
+  capture_.reset();
+  loop_.stop();
+}
+
+}  // namespace omnid

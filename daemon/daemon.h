@@ -1,0 +1,137 @@
+// omnid's orchestration: one event loop owns the dialog state; the model loads on a loader thread,
+// turns run on the engine worker, audio arrives on the capture thread and leaves through the
+// playback backend. Those threads post to the loop; only the loop publishes events and replies.
+//
+// Dialog rules (docs/operations.md):
+//  - one turn at a time: ask/say while a turn runs get `busy`;
+//  - an utterance ended by the VAD becomes a turn (source "voice");
+//  - with audio.barge_in, speech detected during a turn cancels it (reason "barge_in") and the
+//    new utterance becomes the next turn; without it the microphone is ignored during a turn;
+//  - state: loading -> idle|listening (no turn; microphone off|on) -> thinking (turn running,
+//    no audio yet) -> speaking (audio playing) -> back.
+#pragma once
+#include <omni/engine.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "config.h"
+#include "control_server.h"
+#include "device/capture.h"
+#include "device/playback.h"
+#include "device/vad.h"
+#include "engine_worker.h"
+#include "event_loop.h"
+#include "notify.h"
+
+namespace omnid {
+
+using ModelLoader = std::function<std::unique_ptr<omni::Model>(const omni::LoadOptions&)>;
+
+class Daemon {
+ public:
+  Daemon(Config config, std::string config_path, ModelLoader loader);
+  ~Daemon();
+  // Runs until SIGTERM/SIGINT; returns the process exit code.
+  int run();
+
+ private:
+  struct ActiveTurn {
+    uint64_t id = 0;
+    std::string source;  // voice | ask | say
+    bool say = false;
+    bool speak = true;
+    int64_t started_ms = 0;
+    bool speech_started = false;
+    bool engine_done = false;
+    size_t speech_samples = 0;
+  };
+
+  // start-up (daemon.cpp)
+  void start_loading();
+  void on_model_loaded(std::unique_ptr<omni::Model> model);
+  void fail(const std::string& message);
+  void start_capture();
+  void open_output();
+  void watchdog_tick();
+  void on_signal(int signo);
+  void shutdown(int exit_code);
+
+  // requests (commands.cpp)
+  void drain_requests();
+  void handle(const omni::ipc::IncomingRequest& in);
+  nlohmann::json status_fields() const;
+  // Re-reads the config file. false: kept the running configuration, `error` says why.
+  bool reload(std::string& error, nlohmann::json& details);
+  void apply_live_settings(const Config& next);
+
+  // turns and audio (turns.cpp)
+  std::optional<omni::ipc::Error> start_turn(const std::string& source, TurnJob job, uint64_t& turn_id);
+  void cancel_turn(const std::string& reason);
+  void on_engine_text(uint64_t turn_id, std::string text);
+  void on_engine_first_audio(uint64_t turn_id, int64_t at_ms);
+  void on_engine_done(uint64_t turn_id, omni::TurnResult result);
+  void on_engine_failed(uint64_t turn_id, const std::string& error);
+  void on_playback_drained(uint64_t turn_id);
+  void finish_turn_if_complete();
+  void on_vad_start(double stream_ms);
+  void on_utterance(omni::audio::Utterance utterance);
+  void engine_audio(uint64_t turn_id, const float* samples, size_t count);  // worker thread
+  omni::GenerateOptions generate_options(bool speak) const;
+  omni::audio::VadParams vad_params() const;
+  void rebuild_endpointer();
+
+  // state
+  std::string state_name() const;
+  void update_state();
+  void publish(std::string_view name, nlohmann::json fields = nlohmann::json::object());
+  void publish_error(const std::string& code, const std::string& message, uint64_t turn_id = 0);
+
+  Config config_;
+  std::string config_path_;
+  ModelLoader loader_;
+  EventLoop loop_;
+  ServiceNotifier notifier_;
+  std::unique_ptr<omni::ipc::ControlServer> server_;
+
+  // model and engine
+  std::thread loader_thread_;
+  std::atomic<double> load_fraction_{0};
+  std::atomic<int64_t> load_progress_ms_{0};
+  std::string load_what_;
+  std::unique_ptr<omni::Model> model_;
+  std::unique_ptr<EngineWorker> worker_;
+  bool ready_ = false;
+
+  // audio
+  std::unique_ptr<omni::audio::AudioCapture> capture_;
+  std::mutex endpointer_mu_;  // the capture thread feeds it, the loop rebuilds/resets it
+  std::unique_ptr<omni::audio::VoiceDetector> detector_;
+  std::unique_ptr<omni::audio::Endpointer> endpointer_;
+  std::atomic<bool> mic_open_{false};
+  bool listening_ = true;
+  bool capture_failed_ = false;
+
+  std::mutex output_mu_;  // guards output_ and output_turn_ between the loop and the worker
+  std::unique_ptr<omni::audio::AudioOutput> output_;
+  uint64_t output_turn_ = 0;       // the turn allowed to write audio; 0: none
+  uint64_t output_begun_turn_ = 0; // the turn whose utterance is open on the output
+  double volume_ = 1.0;
+  std::string speaker_;
+  std::string system_prompt_;
+
+  // dialog
+  std::optional<ActiveTurn> turn_;
+  uint64_t next_turn_id_ = 1;
+  std::string state_ = "loading";
+  int64_t started_ms_ = 0;
+  int exit_code_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace omnid

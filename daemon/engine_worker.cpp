@@ -1,0 +1,129 @@
+#include "engine_worker.h"
+
+#include "device/capture.h"  // monotonic_ms
+
+namespace omnid {
+
+using omni::audio::monotonic_ms;
+
+EngineWorker::EngineWorker(std::unique_ptr<omni::Session> session, EngineListener listener)
+    : session_(std::move(session)), listener_(std::move(listener)) {
+  touch();
+  thread_ = std::thread([this] { thread_main(); });
+}
+
+EngineWorker::~EngineWorker() { shutdown(std::chrono::milliseconds(10000)); }
+
+void EngineWorker::touch() { last_progress_ms_ = monotonic_ms(); }
+
+void EngineWorker::submit(TurnJob job) {
+  std::lock_guard lock(mu_);
+  const uint64_t id = job.turn_id;
+  queue_.push_back({[this, job = std::move(job)] { run_turn(job); }, id});
+  cv_.notify_one();
+}
+
+void EngineWorker::submit_control(std::function<void(omni::Session&)> fn,
+                                  std::function<void(const std::string&)> on_error) {
+  std::lock_guard lock(mu_);
+  queue_.push_back({[this, fn = std::move(fn), on_error = std::move(on_error)] {
+                      try {
+                        fn(*session_);
+                        context_used_ = session_->context_used();
+                      } catch (const std::exception& e) {
+                        if (on_error) on_error(e.what());
+                      }
+                    },
+                    0});
+  cv_.notify_one();
+}
+
+void EngineWorker::cancel(uint64_t turn_id) {
+  std::lock_guard lock(mu_);
+  cancelled_.insert(turn_id);
+  if (running_turn_ == turn_id) session_->cancel();
+}
+
+bool EngineWorker::is_cancelled(uint64_t turn_id) {
+  std::lock_guard lock(mu_);
+  return cancelled_.count(turn_id) > 0;
+}
+
+bool EngineWorker::shutdown(std::chrono::milliseconds timeout) {
+  if (!thread_.joinable()) return true;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    for (const Job& j : queue_)
+      if (j.turn_id) cancelled_.insert(j.turn_id);
+    queue_.clear();
+    if (running_turn_) session_->cancel();
+    cv_.notify_all();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!finished_ && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (!finished_) return false;  // a stuck engine: the caller decides (the thread stays joinable)
+  thread_.join();
+  return true;
+}
+
+void EngineWorker::thread_main() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mu_);
+      while (queue_.empty() && !stopping_) {
+        // Idle counts as progress; wake up now and then so the watchdog sees the thread alive.
+        cv_.wait_for(lock, std::chrono::milliseconds(500));
+        touch();
+      }
+      if (stopping_) break;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      if (job.turn_id && cancelled_.count(job.turn_id)) continue;  // cancelled while queued
+      running_turn_ = job.turn_id;
+      busy_ = true;
+    }
+    touch();
+    job.run();
+    {
+      std::lock_guard lock(mu_);
+      cancelled_.erase(running_turn_);
+      running_turn_ = 0;
+      busy_ = false;
+    }
+    touch();
+  }
+  finished_ = true;
+}
+
+void EngineWorker::run_turn(const TurnJob& job) {
+  const uint64_t id = job.turn_id;
+  if (listener_.on_begin) listener_.on_begin(id);
+  omni::Callbacks cb;
+  cb.on_text = [&](std::string_view text) {
+    touch();
+    if (listener_.on_text) listener_.on_text(id, text);
+  };
+  cb.on_token = [&](int32_t) {
+    touch();
+    // A cancel() that raced with the start of respond() may have been reset by it; repeat it.
+    if (is_cancelled(id)) session_->cancel();
+  };
+  cb.on_audio = [&](const float* samples, size_t count) {
+    touch();
+    if (listener_.on_audio) listener_.on_audio(id, samples, count);
+  };
+  try {
+    omni::TurnResult result =
+        job.say ? session_->say(job.input.text, job.options, cb) : session_->respond(job.input, job.options, cb);
+    context_used_ = session_->context_used();
+    if (listener_.on_done) listener_.on_done(id, std::move(result));
+  } catch (const std::exception& e) {
+    context_used_ = session_->context_used();
+    if (listener_.on_failed) listener_.on_failed(id, e.what());
+  }
+}
+
+}  // namespace omnid

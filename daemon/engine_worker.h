@@ -1,0 +1,83 @@
+// Runs the engine's Session on its own thread, one job at a time, in submission order.
+//
+// The Session is not thread-safe, so everything that touches it (turns, reset, system prompt)
+// goes through this queue; only cancel() crosses threads, as the engine allows. The listener's
+// callbacks run on the worker thread: the daemon forwards them to its event loop.
+#pragma once
+#include <omni/engine.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+namespace omnid {
+
+struct TurnJob {
+  uint64_t turn_id = 0;
+  bool say = false;             // speak `input.text` verbatim instead of answering it
+  omni::UserTurn input;
+  omni::GenerateOptions options;
+};
+
+struct EngineListener {
+  std::function<void(uint64_t turn_id)> on_begin;
+  std::function<void(uint64_t turn_id, std::string_view text)> on_text;
+  std::function<void(uint64_t turn_id, const float* samples, size_t count)> on_audio;
+  std::function<void(uint64_t turn_id, omni::TurnResult&& result)> on_done;
+  std::function<void(uint64_t turn_id, const std::string& error)> on_failed;
+};
+
+class EngineWorker {
+ public:
+  EngineWorker(std::unique_ptr<omni::Session> session, EngineListener listener);
+  ~EngineWorker();  // cancels what runs and joins
+  EngineWorker(const EngineWorker&) = delete;
+  EngineWorker& operator=(const EngineWorker&) = delete;
+
+  void submit(TurnJob job);
+  // A job on the session between turns (reset, set_system_prompt). Exceptions are reported
+  // through `on_error` on the worker thread.
+  void submit_control(std::function<void(omni::Session&)> fn,
+                      std::function<void(const std::string&)> on_error = nullptr);
+  // Cancels the turn if it is queued or running; harmless when it already finished.
+  void cancel(uint64_t turn_id);
+  // Cancels everything queued and running; waits up to `timeout` for the thread to end.
+  bool shutdown(std::chrono::milliseconds timeout);
+
+  bool busy() const { return busy_.load(); }
+  // Monotonic ms of the last sign of life: a token, an audio chunk, a finished job, or idling.
+  int64_t last_progress_ms() const { return last_progress_ms_.load(); }
+  int context_used() const { return context_used_.load(); }
+
+ private:
+  struct Job {
+    std::function<void()> run;
+    uint64_t turn_id = 0;  // 0: a control job
+  };
+  void thread_main();
+  void run_turn(const TurnJob& job);
+  bool is_cancelled(uint64_t turn_id);
+  void touch();
+
+  std::unique_ptr<omni::Session> session_;
+  EngineListener listener_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;
+  std::set<uint64_t> cancelled_;
+  uint64_t running_turn_ = 0;
+  bool stopping_ = false;
+  std::atomic<bool> busy_{false};
+  std::atomic<int64_t> last_progress_ms_{0};
+  std::atomic<int> context_used_{0};
+  std::atomic<bool> finished_{false};
+  std::thread thread_;
+};
+
+}  // namespace omnid

@@ -1,0 +1,261 @@
+// The dialog: turns from voice and requests, engine results, speech playback, barge-in, state.
+#include <algorithm>
+
+#include "daemon.h"
+#include "log.h"
+
+namespace omnid {
+
+using omni::audio::monotonic_ms;
+
+omni::GenerateOptions Daemon::generate_options(bool speak) const {
+  omni::GenerateOptions o;
+  o.max_new_tokens = config_.model.max_new_tokens;
+  o.speak = speak && model_ && model_->has_talker();
+  o.speaker = speaker_;
+  o.max_speech_frames = config_.model.max_speech_frames;
+  return o;
+}
+
+std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, TurnJob job, uint64_t& turn_id) {
+  using omni::ipc::ErrorCode;
+  if (!ready_ || !worker_) return omni::ipc::Error{ErrorCode::unavailable, "the model is still loading"};
+  if (stopping_) return omni::ipc::Error{ErrorCode::unavailable, "omnid is stopping"};
+  if (turn_)
+    return omni::ipc::Error{ErrorCode::busy, "turn " + std::to_string(turn_->id) +
+                                                 " is running; cancel it or wait for turn.cancelled/speech.end"};
+  if (job.say && !(model_ && model_->has_talker()))
+    return omni::ipc::Error{ErrorCode::unavailable, "the model has no talker; it cannot speak"};
+  ActiveTurn t;
+  t.id = next_turn_id_++;
+  t.source = source;
+  t.say = job.say;
+  t.speak = job.options.speak;
+  t.started_ms = monotonic_ms();
+  job.turn_id = t.id;
+  turn_ = t;
+  {
+    std::lock_guard lock(output_mu_);
+    output_turn_ = t.id;
+  }
+  nlohmann::json fields = {{"turn_id", t.id}, {"source", source}};
+  if (!job.input.text.empty()) fields["text"] = job.input.text;
+  if (!job.input.audio_16k.empty()) fields["audio_ms"] = static_cast<int64_t>(job.input.audio_16k.size() / 16);
+  publish("turn.start", fields);
+  worker_->submit(std::move(job));
+  update_state();
+  turn_id = t.id;
+  return std::nullopt;
+}
+
+void Daemon::cancel_turn(const std::string& reason) {
+  if (!turn_) return;
+  const uint64_t id = turn_->id;
+  worker_->cancel(id);
+  {
+    std::lock_guard lock(output_mu_);
+    output_turn_ = 0;
+    if (output_) output_->abort();
+  }
+  turn_.reset();
+  log_info("turn %llu cancelled (%s)", static_cast<unsigned long long>(id), reason.c_str());
+  publish("turn.cancelled", {{"turn_id", id}, {"reason", reason}});
+  update_state();
+}
+
+// Worker thread: audio goes straight to the output (latency); the loop only hears about the first chunk.
+void Daemon::engine_audio(uint64_t turn_id, const float* samples, size_t count) {
+  bool first = false;
+  std::string error;
+  {
+    std::lock_guard lock(output_mu_);
+    if (output_turn_ != turn_id || !output_) return;  // cancelled: drop the rest of its audio
+    if (output_begun_turn_ != turn_id) {
+      output_begun_turn_ = turn_id;
+      first = true;
+      try {
+        output_->begin(model_->speech_sample_rate(), std::to_string(turn_id));
+      } catch (const std::exception& e) {
+        error = e.what();
+        output_turn_ = 0;
+      }
+    }
+    if (error.empty()) {
+      try {
+        output_->write(samples, count);
+      } catch (const std::exception& e) {
+        error = e.what();
+        output_turn_ = 0;
+      }
+    }
+  }
+  if (!error.empty()) {
+    loop_.post([this, turn_id, error] { publish_error("unavailable", "speech output failed: " + error, turn_id); });
+    return;
+  }
+  if (first) {
+    const int64_t at = monotonic_ms();
+    loop_.post([this, turn_id, at] { on_engine_first_audio(turn_id, at); });
+  }
+  const size_t n = count;
+  loop_.post([this, turn_id, n] {
+    if (turn_ && turn_->id == turn_id) turn_->speech_samples += n;
+  });
+}
+
+void Daemon::on_engine_text(uint64_t turn_id, std::string text) {
+  if (!turn_ || turn_->id != turn_id || turn_->say) return;
+  publish("response.delta", {{"turn_id", turn_id}, {"text", text}});
+}
+
+void Daemon::on_engine_first_audio(uint64_t turn_id, int64_t at_ms) {
+  if (!turn_ || turn_->id != turn_id) return;
+  turn_->speech_started = true;
+  publish("speech.start", {{"turn_id", turn_id}});
+  publish("speech.first_audio", {{"turn_id", turn_id}, {"latency_ms", at_ms - turn_->started_ms}});
+  update_state();
+}
+
+void Daemon::on_engine_done(uint64_t turn_id, omni::TurnResult result) {
+  if (!turn_ || turn_->id != turn_id) return;  // cancelled earlier; already reported
+  turn_->engine_done = true;
+  if (!turn_->say) {
+    const char* stop = result.stop == omni::StopReason::EndOfTurn    ? "end_of_turn"
+                       : result.stop == omni::StopReason::MaxTokens  ? "max_tokens"
+                       : result.stop == omni::StopReason::ContextFull ? "context_full"
+                                                                       : "cancelled";
+    publish("response.done", {{"turn_id", turn_id},
+                              {"text", result.text},
+                              {"tokens", result.tokens.size()},
+                              {"stop", stop},
+                              {"prefill_ms", result.timings.prefill_ms},
+                              {"decode_tok_s", result.timings.decode_tok_s}});
+  }
+  {
+    std::lock_guard lock(output_mu_);
+    // end() reports on_playback_drained once the device has played everything queued.
+    if (output_ && output_begun_turn_ == turn_id && output_turn_ == turn_id) {
+      try {
+        output_->end();
+      } catch (const std::exception& e) {
+        output_turn_ = 0;
+        turn_->speech_started = false;
+        publish_error("unavailable", std::string("speech output failed: ") + e.what(), turn_id);
+      }
+    }
+  }
+  finish_turn_if_complete();
+}
+
+void Daemon::on_engine_failed(uint64_t turn_id, const std::string& error) {
+  log_error("turn %llu failed: %s", static_cast<unsigned long long>(turn_id), error.c_str());
+  if (!turn_ || turn_->id != turn_id) return;
+  publish_error("internal", "the engine failed: " + error, turn_id);
+  cancel_turn("error");
+}
+
+void Daemon::on_playback_drained(uint64_t turn_id) {
+  if (!turn_ || turn_->id != turn_id || !turn_->speech_started) return;
+  std::string where;
+  {
+    std::lock_guard lock(output_mu_);
+    output_turn_ = 0;
+    if (output_) where = output_->destination();
+  }
+  const int rate = model_ ? model_->speech_sample_rate() : 24000;
+  publish("speech.end", {{"turn_id", turn_id},
+                         {"duration_ms", static_cast<int64_t>(turn_->speech_samples * 1000 / rate)},
+                         {"output", where}});
+  turn_->speech_started = false;
+  turn_->speak = false;  // nothing more to wait for
+  finish_turn_if_complete();
+}
+
+void Daemon::finish_turn_if_complete() {
+  if (!turn_ || !turn_->engine_done) return;
+  // A turn with audio ends when playback has drained (speech.end); one without audio ends now.
+  if (turn_->speech_started) return;
+  {
+    std::lock_guard lock(output_mu_);
+    output_turn_ = 0;
+  }
+  turn_.reset();
+  update_state();
+}
+
+void Daemon::on_vad_start(double stream_ms) {
+  publish("vad.start", {{"stream_ms", static_cast<int64_t>(stream_ms)}});
+  if (turn_ && config_.audio.barge_in) cancel_turn("barge_in");
+}
+
+void Daemon::on_utterance(omni::audio::Utterance u) {
+  const auto duration_ms = static_cast<int64_t>(u.samples.size() * 1000 / omni::audio::kVadSampleRate);
+  publish("vad.end", {{"duration_ms", duration_ms}, {"truncated", u.truncated}});
+  if (turn_) {
+    if (!config_.audio.barge_in) return;  // the microphone is not ours during a turn
+    cancel_turn("barge_in");
+  }
+  TurnJob job;
+  job.input.audio_16k = std::move(u.samples);
+  job.options = generate_options(true);
+  uint64_t id = 0;
+  if (auto err = start_turn("voice", std::move(job), id))
+    publish_error(std::string(omni::ipc::to_string(err->code)), err->message);
+}
+
+omni::audio::VadParams Daemon::vad_params() const {
+  const VadConfig& v = config_.audio.vad;
+  return {v.aggressiveness, v.threshold, v.window_ms, v.min_speech_ms, v.end_silence_ms, v.max_utterance_ms,
+          v.pre_roll_ms};
+}
+
+void Daemon::rebuild_endpointer() {
+  auto detector = std::make_unique<omni::audio::VoiceDetector>(config_.audio.vad.aggressiveness);
+  auto* d = detector.get();
+  omni::audio::Endpointer::Callbacks cb;
+  cb.on_start = [this](double ms) { loop_.post([this, ms] { on_vad_start(ms); }); };
+  cb.on_end = [this](omni::audio::Utterance&& u) {
+    auto holder = std::make_shared<omni::audio::Utterance>(std::move(u));
+    loop_.post([this, holder] { on_utterance(std::move(*holder)); });
+  };
+  auto endpointer = std::make_unique<omni::audio::Endpointer>(
+      vad_params(), [d](const float* frame) { return d->is_voiced(frame); }, std::move(cb));
+  std::lock_guard lock(endpointer_mu_);
+  endpointer_ = std::move(endpointer);
+  detector_ = std::move(detector);
+}
+
+std::string Daemon::state_name() const {
+  if (!ready_) return "loading";
+  if (turn_) return turn_->speech_started ? "speaking" : "thinking";
+  const bool mic = listening_ && capture_ && !capture_failed_ && !capture_->end_of_stream();
+  return mic ? "listening" : "idle";
+}
+
+void Daemon::update_state() {
+  // The microphone feeds the VAD when listening, except during a turn without barge-in.
+  const bool open = ready_ && listening_ && (!turn_ || config_.audio.barge_in);
+  if (!open && mic_open_) {
+    std::lock_guard lock(endpointer_mu_);
+    if (endpointer_) endpointer_->reset();
+  }
+  mic_open_ = open;
+  const std::string next = state_name();
+  if (next == state_) return;
+  const std::string previous = state_;
+  state_ = next;
+  publish("state", {{"state", next}, {"previous", previous}});
+  if (ready_ && !stopping_) notifier_.status(next);
+}
+
+void Daemon::publish(std::string_view name, nlohmann::json fields) {
+  if (server_) server_->events().publish(name, fields);
+}
+
+void Daemon::publish_error(const std::string& code, const std::string& message, uint64_t turn_id) {
+  nlohmann::json fields = {{"code", code}, {"message", message}};
+  if (turn_id) fields["turn_id"] = turn_id;
+  publish("error", fields);
+}
+
+}  // namespace omnid

@@ -1,0 +1,209 @@
+#include "e2e_harness.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <sstream>
+
+namespace e2e {
+
+std::string data_file(const std::string& name) { return std::string(OMNID_TEST_DATA) + "/" + name; }
+
+NotifySocket::NotifySocket(const std::string& path) : path_(path) {
+  fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  ::unlink(path.c_str());
+  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    throw std::runtime_error("cannot bind the notify socket " + path);
+  reader_ = std::thread([this] {
+    char buf[4096];
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) continue;
+      std::lock_guard lock(mu_);
+      messages_.push_back({Clock::now(), std::string(buf, static_cast<size_t>(n))});
+      cv_.notify_all();
+    }
+  });
+}
+
+NotifySocket::~NotifySocket() {
+  stop_ = true;
+  reader_.join();
+  ::close(fd_);
+  ::unlink(path_.c_str());
+}
+
+bool NotifySocket::wait_for(const std::string& needle, std::chrono::milliseconds timeout, size_t from) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] {
+    for (size_t i = from; i < messages_.size(); ++i)
+      if (messages_[i].text.find(needle) != std::string::npos) return true;
+    return false;
+  });
+}
+
+std::vector<Notification> NotifySocket::all() {
+  std::lock_guard lock(mu_);
+  return messages_;
+}
+
+size_t NotifySocket::count() {
+  std::lock_guard lock(mu_);
+  return messages_.size();
+}
+
+DaemonProcess::DaemonProcess(const DaemonOptions& options) : options_(options) {
+  char tmpl[] = "/tmp/omnid_e2e_XXXXXX";
+  dir_ = ::mkdtemp(tmpl);
+  config_path_ = dir_ + "/omnid.yaml";
+  if (options_.input_pipeline.empty())
+    options_.input_pipeline = "filesrc location=" + data_file("quiet.wav") + " ! wavparse";
+  write_config(default_config());
+  notify_ = std::make_unique<NotifySocket>(dir_ + "/notify.sock");
+}
+
+std::string DaemonProcess::default_config() const {
+  std::ostringstream y;
+  y << "model:\n  path: \"" << options_.model_path << "\"\n  device: " << options_.device
+    << "\n  max_new_tokens: " << options_.max_new_tokens << "\n"
+    << options_.extra_model_yaml << "audio:\n  input:\n    pipeline: \"" << options_.input_pipeline
+    << "\"\n    listen: " << (options_.listen ? "true" : "false") << "\n  output:\n"
+    << (options_.output_yaml.empty() ? "    backend: wav-file\n    path: \"" + dir_ + "/answer-{turn}.wav\"\n"
+                                     : options_.output_yaml)
+    << "  barge_in: " << (options_.barge_in ? "true" : "false") << "\n"
+    << options_.extra_audio_yaml << "ipc:\n  control: \"" << control() << "\"\n  events: \"" << events()
+    << "\"\n  max_message_bytes: " << options_.max_message_bytes << "\n";
+  return y.str();
+}
+
+void DaemonProcess::write_config(const std::string& yaml) { std::ofstream(config_path_) << yaml; }
+
+void DaemonProcess::start() {
+  const std::string log_path = dir_ + "/omnid.log";
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(log_fd, 1);
+    ::dup2(log_fd, 2);
+    ::setenv("NOTIFY_SOCKET", notify_->path().c_str(), 1);
+    for (const auto& [k, v] : options_.env) ::setenv(k.c_str(), v.c_str(), 1);
+    if (options_.watchdog_usec) {
+      ::setenv("WATCHDOG_USEC", std::to_string(options_.watchdog_usec).c_str(), 1);
+      ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);
+    }
+    ::execl(options_.binary.c_str(), options_.binary.c_str(), "--config", config_path_.c_str(), nullptr);
+    std::perror("exec");
+    ::_exit(127);
+  }
+}
+
+bool DaemonProcess::wait_ready(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (notify_->wait_for("READY=1", 100ms)) return true;
+    if (wait_exit(0ms) != -1) return false;  // it exited: no point waiting
+  }
+  return false;
+}
+
+int DaemonProcess::wait_exit(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  const auto deadline = Clock::now() + timeout;
+  do {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -2 - WTERMSIG(status);
+      return exit_status_;
+    }
+    if (timeout.count() > 0) std::this_thread::sleep_for(10ms);
+  } while (Clock::now() < deadline);
+  return -1;
+}
+
+int DaemonProcess::stop(int signo, std::chrono::milliseconds timeout, std::chrono::milliseconds* took) {
+  client_.reset();
+  if (pid_ <= 0) return exit_status_;  // already exited (never kill(-1, ...))
+  const auto t0 = Clock::now();
+  ::kill(pid_, signo);
+  const int rc = wait_exit(timeout);
+  if (took) *took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+  return rc;
+}
+
+DaemonProcess::~DaemonProcess() {
+  client_.reset();
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  if (!::testing::Test::HasFailure()) std::system(("rm -rf " + dir_).c_str());
+  else std::fprintf(stderr, "daemon files kept in %s; log:\n%s\n", dir_.c_str(), log().c_str());
+}
+
+omni::ipc::ControlClient& DaemonProcess::client() {
+  if (!client_) client_ = std::make_unique<omni::ipc::ControlClient>(control());
+  return *client_;
+}
+
+nlohmann::json DaemonProcess::request(nlohmann::json req, std::chrono::milliseconds timeout,
+                                      const std::optional<std::string>& binary) {
+  return client().request(std::move(req), binary, timeout);
+}
+
+std::string DaemonProcess::log() const {
+  std::ifstream in(dir_ + "/omnid.log");
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+EventLog::EventLog(const std::string& endpoint) : sub_(endpoint, {}) {
+  EXPECT_TRUE(sub_.wait_connected(3000ms)) << "events socket " << endpoint;
+}
+
+void EventLog::pump(std::chrono::milliseconds d) {
+  const auto deadline = Clock::now() + d;
+  while (Clock::now() < deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (auto e = sub_.next(std::max(left, 1ms))) seen_.push_back(std::move(*e));
+  }
+}
+
+std::optional<omni::ipc::Event> EventLog::wait_for(const std::string& name, std::chrono::milliseconds timeout,
+                                                   const std::function<bool(const omni::ipc::Event&)>& pred) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    for (; cursor_ < seen_.size(); ++cursor_) {
+      const auto& e = seen_[cursor_];
+      if (e.name == name && (!pred || pred(e))) return seen_[cursor_++];
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) break;
+    if (auto e = sub_.next(left)) seen_.push_back(std::move(*e));
+  }
+  ADD_FAILURE() << "no '" << name << "' event within " << timeout.count() << " ms";
+  return std::nullopt;
+}
+
+std::vector<std::string> names_for_turn(const std::vector<omni::ipc::Event>& events, uint64_t turn_id) {
+  std::vector<std::string> names;
+  for (const auto& e : events)
+    if (e.body.contains("turn_id") && e.body["turn_id"] == turn_id) names.push_back(e.name);
+  return names;
+}
+
+void expect_gap_free(const std::vector<omni::ipc::Event>& events) {
+  for (size_t i = 1; i < events.size(); ++i)
+    EXPECT_EQ(events[i].body["seq"].get<uint64_t>(), events[i - 1].body["seq"].get<uint64_t>() + 1)
+        << "seq gap between " << events[i - 1].name << " and " << events[i].name;
+}
+
+}  // namespace e2e

@@ -1,0 +1,165 @@
+// omnid_scripted: the real omnid (same command line, config, event loop, audio, ipc, systemd code)
+// with a scripted engine in place of the model, for daemon tests that must not depend on the
+// engine's speed or state: exact timing of answers, a cancel that lands mid-answer, an engine that
+// hangs (watchdog), a load that fails. Never installed; the e2e tests also run the real omnid with
+// the tiny model.
+//
+// model.path selects the script: "scripted:step_ms=20,words=12,talker=1,hang_at=-1,load_ms=0,fail=0"
+//   step_ms  time per generated word (one token, one 80 ms audio chunk when speaking)
+//   words    filler words after the echo of the question
+//   talker   1: the model can speak (speakers ethan, chelsie); 0: text only
+//   hang_at  word index at which respond() blocks for good, ignoring cancel (-1: never)
+//   load_ms  time Model::load takes, reporting progress
+//   fail     1: Model::load throws a CheckpointError
+#include <omni/engine.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "cli.h"
+
+namespace {
+
+struct Script {
+  int step_ms = 20;
+  int words = 12;
+  bool talker = true;
+  int hang_at = -1;
+  int load_ms = 0;
+  bool fail = false;
+};
+
+Script parse_script(const std::string& dir) {
+  if (dir.rfind("scripted:", 0) != 0)
+    throw omni::CheckpointError(dir + ": omnid_scripted wants model.path 'scripted:key=value,...'");
+  Script s;
+  std::stringstream in(dir.substr(9));
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = item.substr(0, eq);
+    const int v = std::stoi(item.substr(eq + 1));
+    if (key == "step_ms") s.step_ms = v;
+    else if (key == "words") s.words = v;
+    else if (key == "talker") s.talker = v != 0;
+    else if (key == "hang_at") s.hang_at = v;
+    else if (key == "load_ms") s.load_ms = v;
+    else if (key == "fail") s.fail = v != 0;
+    else throw omni::CheckpointError(dir + ": unknown script key '" + key + "'");
+  }
+  return s;
+}
+
+class ScriptedSession final : public omni::Session {
+ public:
+  explicit ScriptedSession(const Script& s, std::string system) : script_(s), system_(std::move(system)) {}
+
+  omni::TurnResult respond(const omni::UserTurn& turn, const omni::GenerateOptions& opt,
+                           const omni::Callbacks& cb) override {
+    std::vector<std::string> words;
+    if (!turn.audio_16k.empty()) words.push_back("(heard " + std::to_string(turn.audio_16k.size() / 16) + " ms)");
+    if (!turn.text.empty()) words.push_back("You said: " + turn.text + ".");
+    for (int i = 0; i < script_.words; ++i) words.push_back("word" + std::to_string(i));
+    return run(words, opt, cb, true);
+  }
+
+  omni::TurnResult generate_from_ids(const std::vector<int32_t>&, const omni::GenerateOptions& opt,
+                                     const omni::Callbacks& cb) override {
+    return run({"ids"}, opt, cb, true);
+  }
+
+  omni::TurnResult say(const std::string& text, const omni::GenerateOptions& opt, const omni::Callbacks& cb) override {
+    std::vector<std::string> words;
+    std::stringstream in(text);
+    for (std::string w; in >> w;) words.push_back(w);
+    omni::GenerateOptions o = opt;
+    o.speak = true;
+    return run(words, o, cb, false);
+  }
+
+  void cancel() override { cancelled_ = true; }
+  void reset() override { context_ = 0; }
+  void set_system_prompt(const std::string& p) override { system_ = p; }
+  int context_used() const override { return context_; }
+
+ private:
+  omni::TurnResult run(const std::vector<std::string>& words, const omni::GenerateOptions& opt,
+                       const omni::Callbacks& cb, bool emit_text) {
+    cancelled_ = false;  // as the real engine does: a cancel() before the turn starts is forgotten
+    omni::TurnResult r;
+    std::vector<float> chunk(1920);
+    for (size_t i = 0; i < words.size(); ++i) {
+      if (script_.hang_at >= 0 && static_cast<int>(i) == script_.hang_at)
+        for (;;) std::this_thread::sleep_for(std::chrono::hours(1));  // a stuck device
+      if (cancelled_) {
+        r.stop = omni::StopReason::Cancelled;
+        return r;
+      }
+      if (static_cast<int>(i) >= opt.max_new_tokens) {
+        r.stop = omni::StopReason::MaxTokens;
+        return r;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(script_.step_ms));
+      const std::string piece = (i ? " " : "") + words[i];
+      r.tokens.push_back(static_cast<int32_t>(1000 + i));
+      r.text += piece;
+      ++context_;
+      if (cb.on_token) cb.on_token(r.tokens.back());
+      if (emit_text && cb.on_text) cb.on_text(piece);
+      if (opt.speak && script_.talker && cb.on_audio) {
+        for (size_t k = 0; k < chunk.size(); ++k)
+          chunk[k] = 0.3f * static_cast<float>(std::sin(2 * M_PI * (220 + 20 * (i % 8)) * k / 24000.0));
+        cb.on_audio(chunk.data(), chunk.size());
+        r.speech_samples += chunk.size();
+        ++r.speech_frames;
+      }
+    }
+    r.stop = omni::StopReason::EndOfTurn;
+    return r;
+  }
+
+  Script script_;
+  std::string system_;
+  std::atomic<bool> cancelled_{false};
+  std::atomic<int> context_{0};
+};
+
+class ScriptedModel final : public omni::Model {
+ public:
+  explicit ScriptedModel(Script s) : script_(s) {}
+  std::unique_ptr<omni::Session> new_session(const omni::SessionOptions& opt) override {
+    return std::make_unique<ScriptedSession>(script_, opt.system_prompt);
+  }
+  std::vector<int32_t> tokenize(std::string_view) const override { return {}; }
+  std::vector<int32_t> render_prompt(const std::string&, const omni::UserTurn&) const override { return {}; }
+  std::string decode(const std::vector<int32_t>&) const override { return {}; }
+  bool has_talker() const override { return script_.talker; }
+  std::vector<std::string> speakers() const override {
+    return script_.talker ? std::vector<std::string>{"Ethan", "Chelsie"} : std::vector<std::string>{};
+  }
+  int speech_sample_rate() const override { return 24000; }
+  std::string device_name() const override { return "scripted"; }
+  double load_ms() const override { return script_.load_ms; }
+
+ private:
+  Script script_;
+};
+
+std::unique_ptr<omni::Model> load_scripted(const omni::LoadOptions& opt) {
+  const Script s = parse_script(opt.model_dir);
+  for (int t = 0; t < s.load_ms; t += 100) {
+    if (opt.on_progress) opt.on_progress(static_cast<double>(t) / s.load_ms, "scripted load");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (s.fail) throw omni::CheckpointError(opt.model_dir + ": scripted load failure");
+  return std::make_unique<ScriptedModel>(s);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return omnid::daemon_main(argc, argv, load_scripted); }

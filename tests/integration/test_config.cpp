@@ -1,0 +1,132 @@
+// The configuration schema: defaults, the documented file, and errors that name key and line.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "config.h"
+
+using omnid::ConfigError;
+using omnid::parse_config;
+
+namespace {
+
+std::string error_of(const std::string& yaml) {
+  try {
+    parse_config(yaml, "test.yaml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Config, EmptyFileMeansDefaults) {
+  const auto c = parse_config("", "empty.yaml");
+  EXPECT_EQ(c.model.device, "cuda");
+  EXPECT_EQ(c.audio.output.backend, "portaudio");
+  EXPECT_EQ(c.ipc.max_message_bytes, 16777216);
+}
+
+TEST(Config, ShippedFileIsValidAndMatchesTheDesign) {
+  const auto c = omnid::load_config_file(std::string(OMNI_SOURCE_DIR) + "/config/omnid.yaml");
+  EXPECT_EQ(c.model.path, "/var/lib/omnid/models/Qwen3-Omni-30B-A3B-Instruct");
+  EXPECT_EQ(c.model.speaker, "ethan");
+  EXPECT_EQ(c.audio.input.pipeline, "autoaudiosrc");
+  EXPECT_EQ(c.ipc.control, "ipc:///run/omnid/control.sock");
+  EXPECT_EQ(c.ipc.events, "ipc:///run/omnid/events.sock");
+}
+
+TEST(Config, ReadsEveryKey) {
+  const auto c = parse_config(R"(
+model: {path: /m, device: cpu, dtype: f32, speaker: chelsie, system_prompt: "Be brief.", max_new_tokens: 64,
+        context_tokens: 4096, max_speech_frames: 100}
+audio:
+  input: {pipeline: "filesrc location=a.wav ! wavparse", listen: false}
+  output: {backend: wav-file, path: "/tmp/x-{turn}.wav", volume: 0.5, device: default}
+  vad: {aggressiveness: 3, threshold: 0.5, window_ms: 200, min_speech_ms: 100, end_silence_ms: 400,
+        max_utterance_ms: 9000, pre_roll_ms: 100}
+  barge_in: false
+ipc: {control: "ipc:///tmp/c.sock", events: "ipc:///tmp/e.sock", max_message_bytes: 2048, heartbeat_ms: 500}
+)",
+                              "t.yaml");
+  EXPECT_EQ(c.model.path, "/m");
+  EXPECT_EQ(c.model.device, "cpu");
+  EXPECT_EQ(c.model.dtype, "f32");
+  EXPECT_EQ(c.model.max_new_tokens, 64);
+  EXPECT_EQ(c.model.context_tokens, 4096);
+  EXPECT_FALSE(c.audio.input.listen);
+  EXPECT_EQ(c.audio.output.backend, "wav-file");
+  EXPECT_DOUBLE_EQ(c.audio.output.volume, 0.5);
+  EXPECT_EQ(c.audio.vad.aggressiveness, 3);
+  EXPECT_EQ(c.audio.vad.window_ms, 200);
+  EXPECT_FALSE(c.audio.barge_in);
+  EXPECT_EQ(c.ipc.max_message_bytes, 2048);
+  EXPECT_EQ(c.ipc.heartbeat_ms, 500);
+}
+
+TEST(Config, UnknownKeyNamesKeyAndLine) {
+  const auto e = error_of("model:\n  path: /m\n  temperture: 0.7\n");
+  EXPECT_NE(e.find("test.yaml:3: model.temperture: unknown key"), std::string::npos) << e;
+}
+
+TEST(Config, UnknownTopLevelSection) {
+  const auto e = error_of("model: {path: /m}\nlogging: {level: 3}\n");
+  EXPECT_NE(e.find("test.yaml:2: logging: unknown key"), std::string::npos) << e;
+}
+
+TEST(Config, WrongTypes) {
+  EXPECT_NE(error_of("model:\n  max_new_tokens: lots\n").find("test.yaml:2: model.max_new_tokens: expected an integer, got 'lots'"),
+            std::string::npos);
+  EXPECT_NE(error_of("model:\n  max_new_tokens: 1.5\n").find("model.max_new_tokens: expected an integer"), std::string::npos);
+  EXPECT_NE(error_of("audio:\n  barge_in: maybe\n").find("test.yaml:2: audio.barge_in: expected true or false"),
+            std::string::npos);
+  EXPECT_NE(error_of("model: [1, 2]\n").find("test.yaml:1: model: expected a mapping"), std::string::npos);
+  EXPECT_NE(error_of("model:\n  path: [a, b]\n").find("test.yaml:2: model.path: expected a string, got a list"),
+            std::string::npos);
+  EXPECT_NE(error_of("audio:\n  vad:\n    threshold: high\n").find("test.yaml:3: audio.vad.threshold: expected a number"),
+            std::string::npos);
+}
+
+TEST(Config, BadValues) {
+  EXPECT_NE(error_of("model:\n  device: tpu\n").find("test.yaml:2: model.device: 'tpu' is not one of cuda | cpu"),
+            std::string::npos);
+  EXPECT_NE(error_of("audio:\n  output:\n    volume: 3\n").find("test.yaml:3: audio.output.volume: 3 is out of range [0, 1]"),
+            std::string::npos);
+  EXPECT_NE(error_of("audio:\n  vad: {aggressiveness: 4}\n").find("audio.vad.aggressiveness: 4 is out of range [0, 3]"),
+            std::string::npos);
+  EXPECT_NE(error_of("audio:\n  vad: {window_ms: 25}\n").find("audio.vad.window_ms: must be a multiple of 10"),
+            std::string::npos);
+  EXPECT_NE(error_of("audio:\n  output: {backend: wav-file}\n").find("audio.output.path: backend wav-file needs a path"),
+            std::string::npos);
+  EXPECT_NE(error_of("ipc:\n  control: /run/omnid.sock\n").find("test.yaml:2: ipc.control: '/run/omnid.sock' is not a ZeroMQ endpoint"),
+            std::string::npos);
+  EXPECT_NE(error_of("model:\n  path: \"\"\n").find("model.path: must not be empty"), std::string::npos);
+}
+
+TEST(Config, ListsEveryProblemAtOnce) {
+  const auto e = error_of("model:\n  device: tpu\n  max_new_tokens: 0\naudio:\n  volume: 1\n");
+  EXPECT_NE(e.find("test.yaml:2: model.device"), std::string::npos) << e;
+  EXPECT_NE(e.find("test.yaml:3: model.max_new_tokens"), std::string::npos) << e;
+  EXPECT_NE(e.find("test.yaml:5: audio.volume: unknown key"), std::string::npos) << e;
+}
+
+TEST(Config, SyntaxErrorHasLine) {
+  const auto e = error_of("model:\n  path: /m\n   device: [cpu\n");
+  EXPECT_NE(e.find("test.yaml:"), std::string::npos);
+  EXPECT_NE(e.find("not valid YAML"), std::string::npos) << e;
+}
+
+TEST(Config, MissingFile) {
+  EXPECT_THROW(omnid::load_config_file("/nonexistent/omnid.yaml"), ConfigError);
+}
+
+TEST(Config, RestartRequiredKeys) {
+  auto a = parse_config("", "a");
+  auto b = a;
+  b.model.path = "/other";
+  b.model.speaker = "chelsie";
+  b.ipc.events = "ipc:///tmp/x";
+  const auto keys = omnid::restart_required_changes(a, b);
+  EXPECT_EQ(keys, (std::vector<std::string>{"model.path", "ipc.events"}));
+}

@@ -1,0 +1,137 @@
+// Speech output backends that run without a sound card: wav-file and null; PortAudio's errors.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "device/playback.h"
+#include "io/wav.h"
+
+using namespace omni::audio;
+
+TEST(WavFileOutput, WritesEachUtteranceAtTheVolume) {
+  const std::string pattern = "/tmp/omnid_test_" + std::to_string(getpid()) + "_{turn}.wav";
+  std::vector<std::string> drained;
+  auto out = make_audio_output({"wav-file", "", pattern, 0.5}, [&](const std::string& l) { drained.push_back(l); });
+  std::vector<float> tone(2400);
+  for (size_t i = 0; i < tone.size(); ++i) tone[i] = 0.8f * std::sin(2 * M_PI * 440 * i / 24000.0);
+  out->begin(24000, "7");
+  out->write(tone.data(), 1200);
+  out->write(tone.data() + 1200, 1200);
+  const std::string path = "/tmp/omnid_test_" + std::to_string(getpid()) + "_7.wav";
+  out->end();
+  ASSERT_EQ(drained, std::vector<std::string>{"7"});
+  EXPECT_EQ(out->destination(), path);
+  const auto wav = read_wav_file(path);
+  EXPECT_EQ(wav.sample_rate, 24000);
+  ASSERT_EQ(wav.frames(), 2400u);
+  for (size_t i = 0; i < tone.size(); i += 97) EXPECT_NEAR(wav.interleaved[i], 0.5f * tone[i], 1e-4);
+  std::remove(path.c_str());
+}
+
+TEST(WavFileOutput, AbortDropsLaterAudioAndReportsNoDrain) {
+  const std::string path = "/tmp/omnid_test_abort_" + std::to_string(getpid()) + ".wav";
+  int drained = 0;
+  auto out = make_audio_output({"wav-file", "", path, 1.0}, [&](const std::string&) { ++drained; });
+  std::vector<float> s(100, 0.1f);
+  out->begin(24000, "1");
+  out->write(s.data(), s.size());
+  out->abort();
+  out->write(s.data(), s.size());
+  out->end();
+  EXPECT_EQ(drained, 0);
+  EXPECT_EQ(read_wav_file(path).frames(), 100u);
+  std::remove(path.c_str());
+}
+
+TEST(WavFileOutput, UnwritablePathIsAnError) {
+  auto out = make_audio_output({"wav-file", "", "/nonexistent/dir/x.wav", 1.0}, nullptr);
+  try {
+    out->begin(24000, "1");
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/dir/x.wav"), std::string::npos);
+  }
+}
+
+TEST(NullOutput, DrainsAtEnd) {
+  int drained = 0;
+  auto out = make_audio_output({"null", "", "", 1.0}, [&](const std::string&) { ++drained; });
+  out->begin(24000, "3");
+  float x = 0;
+  out->write(&x, 1);
+  out->end();
+  EXPECT_EQ(drained, 1);
+}
+
+TEST(PortAudioOutput, UnknownDeviceNamesTheDevice) {
+  try {
+    make_audio_output({"portaudio", "no such card 1234", "", 1.0}, nullptr);
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'no such card 1234'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(AudioOutput, UnknownBackend) { EXPECT_THROW(make_audio_output({"jack", "", "", 1.0}, nullptr), std::runtime_error); }
+
+namespace {
+
+// An ALSA null sink that PortAudio lists by name: a ~/.asoundrc in a private HOME (alsa-lib reads it).
+void use_test_alsa_sink() {
+  const std::string home = "/tmp/omnid_alsa_home_" + std::to_string(getpid());
+  mkdir(home.c_str(), 0700);
+  std::FILE* f = std::fopen((home + "/.asoundrc").c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs("pcm.omnid_test_sink {\n  type null\n  hint { show on description \"omnid test sink\" }\n}\n", f);
+  std::fclose(f);
+  setenv("HOME", home.c_str(), 1);
+}
+
+}  // namespace
+
+TEST(PortAudioOutput, PlaysToANamedDeviceAndReportsDrained) {
+  use_test_alsa_sink();
+  const auto names = list_output_devices();
+  if (std::find(names.begin(), names.end(), "omnid_test_sink") == names.end())
+    GTEST_SKIP() << "PortAudio does not list the ALSA test sink here";
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> drained;
+  // A unique part of the name is enough.
+  auto out = make_audio_output({"portaudio", "test_sink", "", 0.5}, [&](const std::string& label) {
+    std::lock_guard lock(mu);
+    drained.push_back(label);
+    cv.notify_all();
+  });
+  EXPECT_EQ(out->destination(), "omnid_test_sink");
+  std::vector<float> chunk(2400, 0.1f);
+  out->begin(24000, "9");
+  for (int i = 0; i < 5; ++i) out->write(chunk.data(), chunk.size());
+  out->end();
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] { return !drained.empty(); }));
+    EXPECT_EQ(drained, std::vector<std::string>{"9"});
+  }
+  // Aborted playback reports nothing; the next utterance plays again.
+  out->begin(24000, "10");
+  out->write(chunk.data(), chunk.size());
+  out->abort();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(drained.size(), 1u);
+  }
+  out->begin(24000, "11");
+  out->write(chunk.data(), chunk.size());
+  out->end();
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] { return drained.size() == 2; }));
+  EXPECT_EQ(drained.back(), "11");
+}
