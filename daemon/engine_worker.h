@@ -31,7 +31,16 @@ struct EngineListener {
   std::function<void(uint64_t turn_id, const float* samples, size_t count)> on_audio;
   std::function<void(uint64_t turn_id, omni::TurnResult&& result)> on_done;
   std::function<void(uint64_t turn_id, const std::string& error)> on_failed;
+  // omni::DeviceError (a CUDA error: the context may be poisoned). Nothing more can run on this engine;
+  // the daemon reports it and exits non-zero so that systemd restarts it. turn_id 0: a control job.
+  std::function<void(uint64_t turn_id, const std::string& error)> on_device_error;
 };
+
+// Test-only fault injection, compiled in and inert unless the environment variable is set (docs/reliability.md):
+// OMNID_FAULT_DEVICE_ERROR_AT_TURN=N makes the N-th turn this worker runs (1-based) throw omni::DeviceError
+// from its first generated token, as the CUDA backend does when a kernel fails. A GPU-less CI cannot
+// produce a real poisoned context; this exercises the same path from the engine's exception outwards.
+constexpr const char* kFaultDeviceErrorEnv = "OMNID_FAULT_DEVICE_ERROR_AT_TURN";
 
 class EngineWorker {
  public:
@@ -77,6 +86,8 @@ class EngineWorker {
   std::atomic<int64_t> last_progress_ms_{0};
   std::atomic<int> context_used_{0};
   std::atomic<bool> finished_{false};
+  long fault_device_error_at_turn_ = 0;  // kFaultDeviceErrorEnv; 0: off
+  long turns_run_ = 0;
   std::thread thread_;
 };
 

@@ -119,6 +119,13 @@ def main():
     tok["model"]["merges"] = [["h", "e"], ["l", "l"], ["he", "ll"], ["hell", "o"]]
     put("fuzz_tokenizer_json", "minimal_pair_merges", json.dumps(tok))
 
+    # the daemon's YAML config: the documented default file and a small one with flow mappings
+    with open(os.path.join(ROOT, "config", "omnid.yaml"), "rb") as f:
+        put("fuzz_daemon_config", "default.yaml", f.read())
+    put("fuzz_daemon_config", "flow.yaml",
+        "model:\n  device: cpu\n  path: /tmp/m\naudio:\n  output: {backend: wav-file, path: \"/tmp/a-{turn}.wav\", "
+        "volume: 0.5}\n  vad: {aggressiveness: 3}\nipc: {heartbeat_ms: 100, allow_uids: [0, root], allow_gids: [0]}\n")
+
     # control protocol (tests/fuzz/fuzz_protocol.cpp: byte 0 bit 0 = a binary frame follows the first NUL)
     requests = [{"id": 1, "cmd": "ping"}, {"id": "s", "cmd": "status"},
                 {"id": 3, "cmd": "ask", "text": "Hello!", "speak": False}, {"id": [4], "cmd": "say", "text": "hi"},

@@ -207,7 +207,7 @@ TEST(Security, ZapAdmitsOnlyConfiguredUids) {
 }
 
 TEST(Security, ZapDecisions) {
-  ZapPolicy uid_policy{{1000}, {50}, {}};
+  ZapPolicy uid_policy{{1000}, {50}, {}, nullptr};
   EXPECT_TRUE(decide_zap(uid_policy, "NULL", ":1000:7:4242", {}).allowed);
   EXPECT_EQ(decide_zap(uid_policy, "NULL", ":1000:7:4242", {}).user_id, "uid:1000");
   EXPECT_TRUE(decide_zap(uid_policy, "NULL", "/run/x.sock:1:50:9", {}).allowed);
