@@ -93,10 +93,14 @@ void Daemon::capture_recovery_tick() {
 void Daemon::on_output_failed(uint64_t turn_id, const std::string& error) {
   log_error("speech output failed: %s; it is reopened before the next turn", error.c_str());
   publish_error("unavailable", "speech output failed: " + error, turn_id);
-  if (output_lost_) return;
-  output_lost_ = true;
-  publish("device.lost", {{"device", "output"}, {"reason", error}});
-  notifier_.status(state_name() + "; speech output lost (" + error + ")");
+  if (!output_lost_) {
+    output_lost_ = true;
+    publish("device.lost", {{"device", "output"}, {"reason", error}});
+    notifier_.status(state_name() + "; speech output lost (" + error + ")");
+  }
+  // The turn's speech cannot finish playing (no speech.end would come): end the turn now, so that it is
+  // not left running forever and the next request is not answered `busy`.
+  if (turn_ && turn_->id == turn_id) cancel_turn("error");
 }
 
 void Daemon::reopen_output_if_lost() {

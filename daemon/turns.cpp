@@ -132,6 +132,7 @@ void Daemon::on_engine_done(uint64_t turn_id, omni::TurnResult result) {
                               {"prefill_ms", result.timings.prefill_ms},
                               {"decode_tok_s", result.timings.decode_tok_s}});
   }
+  std::string output_error;
   {
     std::lock_guard lock(output_mu_);
     // end() reports on_playback_drained once the device has played everything queued.
@@ -139,12 +140,11 @@ void Daemon::on_engine_done(uint64_t turn_id, omni::TurnResult result) {
       try {
         output_->end();
       } catch (const std::exception& e) {
-        output_turn_ = 0;
-        turn_->speech_started = false;
-        on_output_failed(turn_id, e.what());
+        output_error = e.what();
       }
     }
   }
+  if (!output_error.empty()) return on_output_failed(turn_id, output_error);  // ends the turn
   finish_turn_if_complete();
 }
 
