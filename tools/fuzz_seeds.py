@@ -30,7 +30,8 @@ def safetensors(tensors, metadata=None, pad=0):
             n *= d
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(blob), len(blob) + n]}
         blob += bytes(range(256)) * (n // 256) + bytes(n % 256)
-    h = json.dumps(header, separators=(",", ":")).encode() + b" " * pad
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8 + pad)  # aligned data, as writers pad it (pad != 0: misaligned)
     return struct.pack("<Q", len(h)) + h + blob
 
 

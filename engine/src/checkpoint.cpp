@@ -80,6 +80,13 @@ std::map<std::string, Tensor> SafetensorsFile::parse_header(const char* data, si
     if (end > data_size)
       throw CheckpointError(where + ": data ends at byte " + std::to_string(end) + " but the file holds " +
                             std::to_string(data_size) + " data bytes (truncated file)");
+    // Tensors are used in place (a view into the mapping), so their data must be aligned to the element
+    // size: writers pad the header with spaces to a multiple of 8 bytes for this. Reading a misaligned
+    // float is undefined behaviour (and slow or faulting off x86), so such a file is refused.
+    if ((8 + header_len + begin) % dtype_size(t.dtype) != 0)
+      throw CheckpointError(where + ": data at byte " + std::to_string(8 + header_len + begin) +
+                            " is not aligned to its " + dt + " element size (the header should be padded to a "
+                            "multiple of 8 bytes; re-save the file with a current safetensors)");
     if (!indexed) {
       if (unindexed) unindexed->insert(name);
       continue;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <fstream>
@@ -52,4 +53,24 @@ TEST(HostileInput, IndexShardNamesMustBePlainFileNames) {
       SafetensorsIndex::parse(R"({"weight_map": {"a": "s1", "b": "s2", "c": "s1"}})", "idx.json");
   EXPECT_EQ(ok.shards, (std::vector<std::string>{"s1", "s2"}));
   EXPECT_EQ(ok.weight_map.at("b"), "s2");
+}
+
+// A header that is not padded leaves F32 data at an odd offset; the engine uses tensors in place, and
+// reading a misaligned float is undefined behaviour (found by `make test-asan`, UBSan).
+TEST(HostileInput, MisalignedTensorDataIsRefused) {
+  const std::string h = R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";  // 55 bytes: unpadded
+  std::string file(8, '\0');
+  const uint64_t n = h.size();
+  std::memcpy(file.data(), &n, 8);
+  file += h + std::string(4, '\0');
+  const std::string e = error_of([&] { SafetensorsFile::parse_header(file.data(), file.size(), "m.safetensors"); });
+  EXPECT_NE(e.find("m.safetensors: tensor 't': data at byte 63 is not aligned to its F32 element size"),
+            std::string::npos)
+      << e;
+  std::string padded = h + std::string(8 - h.size() % 8, ' ');
+  const uint64_t m = padded.size();
+  std::string good(8, '\0');
+  std::memcpy(good.data(), &m, 8);
+  good += padded + std::string(4, '\0');
+  EXPECT_EQ(SafetensorsFile::parse_header(good.data(), good.size(), "m.safetensors").size(), 1u);
 }
