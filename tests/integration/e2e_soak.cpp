@@ -141,8 +141,13 @@ void run_client(const std::string& endpoint, int client, int count, int pace_ms,
       if (p.cmd == "ping") ping_sent[p.id] = Clock::now();
       s.send(zmq::buffer(p.frame), zmq::send_flags::none);
       ++outstanding;
-      // Spread the load over time so that turns start, run and get cancelled between the requests.
-      if (pace_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(rng() % (2 * pace_ms + 1)));
+      // Spread the load over time so that turns start, run and get cancelled between the requests; replies
+      // are read during the pause, so round-trip times are not inflated by it.
+      if (pace_ms > 0) {
+        const auto until = Clock::now() + std::chrono::milliseconds(rng() % (2 * pace_ms + 1));
+        for (auto now = Clock::now(); now < until; now = Clock::now())
+          receive(std::chrono::duration_cast<std::chrono::milliseconds>(until - now) + 1ms);
+      }
     }
     receive(std::chrono::milliseconds(10000));
   }
