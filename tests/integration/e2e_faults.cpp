@@ -97,7 +97,7 @@ TEST(Faults, AudioInputThatEndsIsRebuilt) {
   ASSERT_TRUE(lost);
   EXPECT_EQ(lost->body["reason"], "audio input ended");
   ASSERT_TRUE(events.wait_for("device.restored", 5s));
-  EXPECT_TRUE(notified(*d, "audio input restored"));
+  EXPECT_TRUE(d->notify().wait_for("audio input restored", 2s));
   EXPECT_NE(d->log().find("audio input restored after"), std::string::npos) << d->log();
   EXPECT_EQ(d->stop(SIGTERM, 5s), 0);
 }
@@ -177,7 +177,7 @@ TEST(Faults, DeviceErrorPublishesAnErrorAndExitsNonZero) {
   EXPECT_EQ(err->body["turn_id"], second["turn_id"]);
   EXPECT_NE(err->body["message"].get<std::string>().find("CUDA error"), std::string::npos) << err->body;
   EXPECT_EQ(d->wait_exit(15s), 1) << "a poisoned device must end the process (systemd restarts it)\n" << d->log();
-  EXPECT_TRUE(notified(*d, "STATUS=failed: device error"));
+  EXPECT_TRUE(d->notify().wait_for("STATUS=failed: device error", 2s));
   EXPECT_NE(d->log().find("device error, restarting"), std::string::npos) << d->log();
 }
 
@@ -188,9 +188,9 @@ TEST(Faults, MissingModelDirectoryNeverSendsReady) {
   DaemonProcess d(o);
   d.start();
   EXPECT_EQ(d.wait_exit(30s), 1) << d.log();
-  EXPECT_FALSE(notified(d, "READY=1"));
-  EXPECT_TRUE(notified(d, "STATUS=failed: cannot load the model")) << d.log();
-  EXPECT_TRUE(notified(d, "/nonexistent/omnid-model"));
+  EXPECT_TRUE(d.notify().wait_for("STATUS=failed: cannot load the model", 2s)) << d.log();
+  EXPECT_FALSE(notified(d, "READY=1"));  // checked once the failure arrived: everything before it was read
+  EXPECT_TRUE(d.notify().wait_for("/nonexistent/omnid-model", 2s));
   EXPECT_NE(d.log().find("/nonexistent/omnid-model"), std::string::npos) << d.log();
 }
 
@@ -214,8 +214,8 @@ TEST(Faults, CorruptModelDirectoryNeverSendsReadyAndNamesTheFile) {
   DaemonProcess d(o);
   d.start();
   EXPECT_EQ(d.wait_exit(30s), 1) << d.log();
-  EXPECT_FALSE(notified(d, "READY=1"));
-  EXPECT_TRUE(notified(d, "STATUS=failed: cannot load the model")) << d.log();
+  EXPECT_TRUE(d.notify().wait_for("STATUS=failed: cannot load the model", 2s)) << d.log();
+  EXPECT_FALSE(notified(d, "READY=1"));  // checked once the failure arrived: everything before it was read
   EXPECT_NE(d.log().find(model + "/model.safetensors"), std::string::npos) << d.log();
   EXPECT_NE(d.log().find("truncated"), std::string::npos) << d.log();
 }
