@@ -112,15 +112,6 @@ void Daemon::fail(const std::string& message) {
   shutdown(1);
 }
 
-void Daemon::on_device_error(uint64_t turn_id, const std::string& error) {
-  // A failed CUDA call can leave the context unusable: every later call fails or hangs. Answering
-  // requests with a dead engine would be a zombie; exit non-zero and let systemd (Restart=on-failure)
-  // start a fresh process with a fresh context.
-  const std::string message = "device error, restarting: " + error;
-  publish_error("device", message, turn_id);
-  fail(message);
-}
-
 void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
   if (loader_thread_.joinable()) loader_thread_.join();
   if (stopping_) return;
@@ -148,9 +139,8 @@ void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
       auto holder = std::make_shared<omni::TurnResult>(std::move(r));
       loop_.post([this, id, holder] { on_engine_done(id, std::move(*holder)); });
     };
-    l.on_failed = [this](uint64_t id, const std::string& e) { loop_.post([this, id, e] { on_engine_failed(id, e); }); };
-    l.on_device_error = [this](uint64_t id, const std::string& e) {
-      loop_.post([this, id, e] { on_device_error(id, e); });
+    l.on_failed = [this](uint64_t id, const std::string& e, bool device_lost) {
+      loop_.post([this, id, e, device_lost] { on_engine_failed(id, e, device_lost); });
     };
     worker_ = std::make_unique<EngineWorker>(std::move(session), std::move(l));
     open_output();

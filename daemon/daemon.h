@@ -56,7 +56,6 @@ class Daemon {
   void start_loading();
   void on_model_loaded(std::unique_ptr<omni::Model> model);
   void fail(const std::string& message);
-  void on_device_error(uint64_t turn_id, const std::string& error);
   void start_capture();
   // audio_recovery.cpp: a failed or ended input is rebuilt with backoff (device.lost / device.restored).
   void on_capture_lost(uint64_t generation, const std::string& reason);
@@ -83,7 +82,7 @@ class Daemon {
   void on_engine_text(uint64_t turn_id, std::string text);
   void on_engine_first_audio(uint64_t turn_id, int64_t at_ms);
   void on_engine_done(uint64_t turn_id, omni::TurnResult result);
-  void on_engine_failed(uint64_t turn_id, const std::string& error);
+  void on_engine_failed(uint64_t turn_id, const std::string& error, bool device_lost);
   void on_playback_drained(uint64_t turn_id);
   void finish_turn_if_complete();
   void on_vad_start(double stream_ms);

@@ -36,7 +36,7 @@ void EngineWorker::submit_control(std::function<void(omni::Session&)> fn,
                         fn(*session_);
                         context_used_ = session_->context_used();
                       } catch (const omni::DeviceError& e) {
-                        if (listener_.on_device_error) listener_.on_device_error(0, e.what());
+                        if (listener_.on_failed) listener_.on_failed(0, e.what(), true);
                       } catch (const std::exception& e) {
                         if (on_error) on_error(e.what());
                       }
@@ -132,12 +132,10 @@ void EngineWorker::run_turn(const TurnJob& job) {
     context_used_ = session_->context_used();
     if (listener_.on_done) listener_.on_done(id, std::move(result));
   } catch (const omni::DeviceError& e) {
-    // The device may be unusable: do not touch the session again (context_used() could fail too).
-    if (listener_.on_device_error) listener_.on_device_error(id, e.what());
-    else if (listener_.on_failed) listener_.on_failed(id, e.what());
+    if (listener_.on_failed) listener_.on_failed(id, e.what(), true);
   } catch (const std::exception& e) {
     context_used_ = session_->context_used();
-    if (listener_.on_failed) listener_.on_failed(id, e.what());
+    if (listener_.on_failed) listener_.on_failed(id, e.what(), false);
   }
 }
 

@@ -30,10 +30,8 @@ struct EngineListener {
   std::function<void(uint64_t turn_id, std::string_view text)> on_text;
   std::function<void(uint64_t turn_id, const float* samples, size_t count)> on_audio;
   std::function<void(uint64_t turn_id, omni::TurnResult&& result)> on_done;
-  std::function<void(uint64_t turn_id, const std::string& error)> on_failed;
-  // omni::DeviceError (a CUDA error: the context may be poisoned). Nothing more can run on this engine;
-  // the daemon reports it and exits non-zero so that systemd restarts it. turn_id 0: a control job.
-  std::function<void(uint64_t turn_id, const std::string& error)> on_device_error;
+  // `device_lost`: an omni::DeviceError; the engine's context may be unusable.
+  std::function<void(uint64_t turn_id, const std::string& error, bool device_lost)> on_failed;
 };
 
 // Test-only fault injection, compiled in and inert unless the environment variable is set (docs/reliability.md):

@@ -148,8 +148,13 @@ void Daemon::on_engine_done(uint64_t turn_id, omni::TurnResult result) {
   finish_turn_if_complete();
 }
 
-void Daemon::on_engine_failed(uint64_t turn_id, const std::string& error) {
+void Daemon::on_engine_failed(uint64_t turn_id, const std::string& error, bool device_lost) {
   log_error("turn %llu failed: %s", static_cast<unsigned long long>(turn_id), error.c_str());
+  if (device_lost) {
+    // The GPU context may be unusable: exit non-zero so that systemd restarts omnid with a fresh one.
+    publish_error("internal", "the engine lost its device: " + error + "; omnid restarts", turn_id);
+    return fail("engine device error: " + error);
+  }
   if (!turn_ || turn_->id != turn_id) return;
   publish_error("internal", "the engine failed: " + error, turn_id);
   cancel_turn("error");

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "omni/errors.h"
+#include "synthetic_weights.h"
 
 namespace omni {
 namespace {
@@ -41,13 +43,13 @@ int audio_token_count(int mel_frames, const AudioEncoderConfig& cfg) {
   return int(mel_frames / chunk * conv3_len(chunk) + conv3_len(mel_frames % chunk));
 }
 
-AudioEncoderWeights load_audio_encoder_weights(const Checkpoint& ck, Backend& be, const AudioEncoderConfig& c,
-                                               const std::string& prefix) {
+namespace {
+
+// Every weight of the tower by name (relative to the tower's prefix) and expected shape.
+AudioEncoderWeights make_audio_encoder_weights(
+    const AudioEncoderConfig& c,
+    const std::function<Tensor(const std::string& name, std::initializer_list<int64_t> shape)>& get) {
   const int64_t C = c.downsample_hidden_size, d = c.d_model, F = conv3_len(c.num_mel_bins);
-  const std::string p = prefix + ".";
-  auto get = [&](const std::string& name, std::initializer_list<int64_t> shape) {
-    return be.weight(ck.get(p + name, shape));
-  };
   AudioEncoderWeights w;
   w.conv1_w = get("conv2d1.weight", {C, 1, 3, 3});
   w.conv1_b = get("conv2d1.bias", {C});
@@ -88,6 +90,21 @@ AudioEncoderWeights load_audio_encoder_weights(const Checkpoint& ck, Backend& be
   w.proj2_w = get("proj2.weight", {c.output_dim, d});
   w.proj2_b = get("proj2.bias", {c.output_dim});
   return w;
+}
+
+}  // namespace
+
+AudioEncoderWeights load_audio_encoder_weights(const Checkpoint& ck, Backend& be, const AudioEncoderConfig& c,
+                                               const std::string& prefix) {
+  return make_audio_encoder_weights(c, [&](const std::string& name, std::initializer_list<int64_t> shape) {
+    return be.weight(ck.get(prefix + "." + name, shape));
+  });
+}
+
+AudioEncoderWeights synthetic_audio_encoder_weights(Backend& be, const AudioEncoderConfig& c, uint64_t seed) {
+  return make_audio_encoder_weights(c, [&](const std::string&, std::initializer_list<int64_t> shape) {
+    return synthetic_weight_for(be, shape, seed++);
+  });
 }
 
 struct AudioEncoder::Geometry {

@@ -39,6 +39,9 @@ struct AudioEncoderWeights {
 // Reads `<prefix>.*` (default thinker.audio_tower), checking every shape against `cfg`.
 AudioEncoderWeights load_audio_encoder_weights(const Checkpoint& ck, Backend& be, const AudioEncoderConfig& cfg,
                                                const std::string& prefix = "thinker.audio_tower");
+// Synthetic weights of the config's shapes (synthetic_weight_for, seeds from `seed`): benchmarks
+// without a checkpoint.
+AudioEncoderWeights synthetic_audio_encoder_weights(Backend& be, const AudioEncoderConfig& cfg, uint64_t seed);
 
 class AudioEncoder {
  public:

@@ -115,6 +115,29 @@ class Backend {
   virtual int32_t sample(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history,
                          float uniform) = 0;
 
+  // ---- fused ops, KV dtype, synthetic weights, graphs (CUDA helper section) ----
+  // x += branch; out = rms_norm(x) * w. One pass on CUDA (the residual add and the next norm
+  // are fused); `out` may alias x. The default is add() then rms_norm().
+  virtual void add_rms_norm(const Tensor& x, const Tensor& branch, const Tensor& w, float eps, const Tensor& out) {
+    add(x, branch, x);
+    rms_norm(x, w, eps, out);
+  }
+  // Storage dtype of KV caches. CUDA keeps them in bf16 (as transformers does), halving the
+  // cache bytes read per decoded token; attention() reads whatever dtype the cache has.
+  virtual DType kv_cache_dtype() const { return activation_dtype(); }
+  // A weight of `shape` filled with deterministic pseudo-random values uniform in [-scale, scale)
+  // (a hash of seed and index), made where the backend keeps weights: benchmarks of the full
+  // release shapes need no checkpoint and no host copy. bf16 on every backend.
+  virtual Tensor synthetic_weight(std::initializer_list<int64_t> shape, uint64_t seed, float scale);
+  // CUDA graphs: the operations issued between begin_capture() and end_capture() are recorded,
+  // not run; replay(id) runs them again. Inputs that change between replays (token ids,
+  // positions) must live in tensors made by alloc() and be updated with upload() before
+  // replay(). Operations that return values to the host (sample) cannot be captured.
+  virtual bool supports_graphs() const { return false; }
+  virtual void begin_capture();
+  virtual int end_capture();
+  virtual void replay(int graph_id);
+
   // ---- audio encoder operations ----
   // The audio tower's convolutional downsampler (spec 3.2 steps 2-3); everything after it is
   // linear / layer_norm / attention above. The defaults (audio_ops_host.cpp) run the CPU
@@ -154,6 +177,21 @@ class Backend {
   virtual void embed_codebooks_mean(const Tensor& table, const Tensor& codes, int codebook_size,
                                     const Tensor& out) = 0;
 };
+
+// Deterministic hash value in [-1, 1) for (seed, index); shared by every backend's
+// synthetic_weight so that CPU and CUDA make identical weights.
+#if defined(__CUDACC__)
+#define OMNI_HOST_DEVICE __host__ __device__
+#else
+#define OMNI_HOST_DEVICE
+#endif
+OMNI_HOST_DEVICE inline float synthetic_value(uint64_t seed, uint64_t index) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + index + 1;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return float(uint32_t(z >> 40)) * (1.0f / 8388608.0f) - 1.0f;  // 24 bits → [-1, 1)
+}
 
 // The CPU reference backend (fp32 math over bf16/f16/f32 weights).
 std::unique_ptr<Backend> make_cpu_backend();

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "omni/errors.h"
+#include "synthetic_weights.h"
 
 namespace omni {
 namespace {
@@ -11,87 +12,95 @@ namespace {
 constexpr int kResidualDilations[3] = {1, 3, 9};
 constexpr int kConvKernel = 7;  // every k>1 conv of code2wav (dwconv, pre/out conv, residual conv1)
 
-ConvWeights load_conv(const Checkpoint& ck, Backend& be, const std::string& p, std::initializer_list<int64_t> shape,
+using WeightSource = std::function<Tensor(const std::string&, std::initializer_list<int64_t>)>;
+
+ConvWeights load_conv(const WeightSource& get, const std::string& p, std::initializer_list<int64_t> shape,
                       int64_t bias) {
-  ConvWeights c;
-  c.w = be.weight(ck.get(p + "weight", shape));
-  c.b = be.weight(ck.get(p + "bias", {bias}));
-  return c;
+  return {get(p + "weight", shape), get(p + "bias", {bias})};
 }
 
-SnakeWeights load_snake(const Checkpoint& ck, Backend& be, const std::string& p, int64_t C) {
-  return {be.weight(ck.get(p + "alpha", {C})), be.weight(ck.get(p + "beta", {C}))};
+SnakeWeights load_snake(const WeightSource& get, const std::string& p, int64_t C) {
+  return {get(p + "alpha", {C}), get(p + "beta", {C})};
 }
 
 }  // namespace
 
 Code2Wav::Code2Wav(Backend& be, const Checkpoint& ck, const Code2WavConfig& c) : be_(be), cfg_(c) {
+  load([&](const std::string& name, std::initializer_list<int64_t> shape) { return be.weight(ck.get(name, shape)); });
+}
+
+Code2Wav::Code2Wav(Backend& be, const Code2WavConfig& c, uint64_t seed) : be_(be), cfg_(c) {
+  load([&](const std::string&, std::initializer_list<int64_t> shape) { return synthetic_weight_for(be, shape, seed++); });
+}
+
+void Code2Wav::load(const WeightSource& get) {
+  const Code2WavConfig& c = cfg_;
   const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.num_quantizers;
   if (c.num_heads <= 0 || H % c.num_heads != 0) throw ConfigError("code2wav_config: hidden_size not divisible by num_attention_heads");
   const int hd = int(H / c.num_heads);
   const std::string P = "code2wav.";
-  w_.code_embedding = be.weight(ck.get(P + "code_embedding.weight", {Q * c.codebook_size, H}));
+  w_.code_embedding = get(P + "code_embedding.weight", {Q * c.codebook_size, H});
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string p = P + "pre_transformer.layers." + std::to_string(l) + ".";
     Code2WavWeights::Layer L;
-    L.input_norm = be.weight(ck.get(p + "input_layernorm.weight", {H}));
-    L.post_norm = be.weight(ck.get(p + "post_attention_layernorm.weight", {H}));
-    L.attn_scale = be.weight(ck.get(p + "self_attn_layer_scale.scale", {H}));
-    L.mlp_scale = be.weight(ck.get(p + "mlp_layer_scale.scale", {H}));
+    L.input_norm = get(p + "input_layernorm.weight", {H});
+    L.post_norm = get(p + "post_attention_layernorm.weight", {H});
+    L.attn_scale = get(p + "self_attn_layer_scale.scale", {H});
+    L.mlp_scale = get(p + "mlp_layer_scale.scale", {H});
     const int64_t kv = int64_t(c.num_kv_heads) * hd;
-    L.attn.wq = be.weight(ck.get(p + "self_attn.q_proj.weight", {H, H}));
-    L.attn.wk = be.weight(ck.get(p + "self_attn.k_proj.weight", {kv, H}));
-    L.attn.wv = be.weight(ck.get(p + "self_attn.v_proj.weight", {kv, H}));
-    L.attn.wo = be.weight(ck.get(p + "self_attn.o_proj.weight", {H, H}));
+    L.attn.wq = get(p + "self_attn.q_proj.weight", {H, H});
+    L.attn.wk = get(p + "self_attn.k_proj.weight", {kv, H});
+    L.attn.wv = get(p + "self_attn.v_proj.weight", {kv, H});
+    L.attn.wo = get(p + "self_attn.o_proj.weight", {H, H});
     L.attn.num_heads = c.num_heads;
     L.attn.num_kv_heads = c.num_kv_heads;
     L.attn.head_dim = hd;
     L.attn.rope_theta = float(c.rope_theta);
-    L.mlp.gate = be.weight(ck.get(p + "mlp.gate_proj.weight", {I, H}));
-    L.mlp.up = be.weight(ck.get(p + "mlp.up_proj.weight", {I, H}));
-    L.mlp.down = be.weight(ck.get(p + "mlp.down_proj.weight", {H, I}));
+    L.mlp.gate = get(p + "mlp.gate_proj.weight", {I, H});
+    L.mlp.up = get(p + "mlp.up_proj.weight", {I, H});
+    L.mlp.down = get(p + "mlp.down_proj.weight", {H, I});
     w_.layers.push_back(L);
   }
-  w_.final_norm = be.weight(ck.get(P + "pre_transformer.norm.weight", {H}));
+  w_.final_norm = get(P + "pre_transformer.norm.weight", {H});
   for (size_t j = 0; j < c.upsampling_ratios.size(); ++j) {
     const std::string p = P + "upsample." + std::to_string(j) + ".";
     Code2WavWeights::Upsample U;
     U.rate = c.upsampling_ratios[j];
-    U.tconv = load_conv(ck, be, p + "0.conv.", {H, H, U.rate}, H);
-    U.dwconv = load_conv(ck, be, p + "1.dwconv.conv.", {H, 1, kConvKernel}, H);
-    U.ln_w = be.weight(ck.get(p + "1.norm.weight", {H}));
-    U.ln_b = be.weight(ck.get(p + "1.norm.bias", {H}));
-    U.gamma = be.weight(ck.get(p + "1.gamma", {H}));
-    U.pw1 = load_conv(ck, be, p + "1.pwconv1.", {4 * H, H}, 4 * H);
-    U.pw2 = load_conv(ck, be, p + "1.pwconv2.", {H, 4 * H}, H);
+    U.tconv = load_conv(get, p + "0.conv.", {H, H, U.rate}, H);
+    U.dwconv = load_conv(get, p + "1.dwconv.conv.", {H, 1, kConvKernel}, H);
+    U.ln_w = get(p + "1.norm.weight", {H});
+    U.ln_b = get(p + "1.norm.bias", {H});
+    U.gamma = get(p + "1.gamma", {H});
+    U.pw1 = load_conv(get, p + "1.pwconv1.", {4 * H, H}, 4 * H);
+    U.pw2 = load_conv(get, p + "1.pwconv2.", {H, 4 * H}, H);
     w_.upsample.push_back(U);
   }
   const int64_t D = c.decoder_dim;
-  w_.pre_conv = load_conv(ck, be, P + "decoder.0.conv.", {D, H, kConvKernel}, D);
+  w_.pre_conv = load_conv(get, P + "decoder.0.conv.", {D, H, kConvKernel}, D);
   int64_t C = D;
   for (size_t b = 0; b < c.upsample_rates.size(); ++b) {
     const std::string p = P + "decoder." + std::to_string(b + 1) + ".block.";
     Code2WavWeights::Block B;
     B.rate = c.upsample_rates[b];
     const int64_t Co = C / 2;
-    B.snake = load_snake(ck, be, p + "0.", C);
-    B.tconv = load_conv(ck, be, p + "1.conv.", {C, Co, 2 * B.rate}, Co);
+    B.snake = load_snake(get, p + "0.", C);
+    B.tconv = load_conv(get, p + "1.conv.", {C, Co, 2 * B.rate}, Co);
     for (int u = 0; u < 3; ++u) {
       const std::string q = p + std::to_string(u + 2) + ".";
       Code2WavWeights::ResUnit R;
       R.dilation = kResidualDilations[u];
-      R.act1 = load_snake(ck, be, q + "act1.", Co);
-      R.act2 = load_snake(ck, be, q + "act2.", Co);
-      R.conv1 = load_conv(ck, be, q + "conv1.conv.", {Co, Co, kConvKernel}, Co);
-      R.conv2 = load_conv(ck, be, q + "conv2.conv.", {Co, Co, 1}, Co);
+      R.act1 = load_snake(get, q + "act1.", Co);
+      R.act2 = load_snake(get, q + "act2.", Co);
+      R.conv1 = load_conv(get, q + "conv1.conv.", {Co, Co, kConvKernel}, Co);
+      R.conv2 = load_conv(get, q + "conv2.conv.", {Co, Co, 1}, Co);
       B.units.push_back(R);
     }
     w_.blocks.push_back(B);
     C = Co;
   }
   const std::string last = std::to_string(c.upsample_rates.size() + 1);
-  w_.final_snake = load_snake(ck, be, P + "decoder." + last + ".", C);
-  w_.out_conv = load_conv(ck, be, P + "decoder." + std::to_string(c.upsample_rates.size() + 2) + ".conv.",
+  w_.final_snake = load_snake(get, P + "decoder." + last + ".", C);
+  w_.out_conv = load_conv(get, P + "decoder." + std::to_string(c.upsample_rates.size() + 2) + ".conv.",
                           {1, C, kConvKernel}, 1);
 }
 

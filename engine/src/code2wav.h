@@ -7,6 +7,9 @@
 // whatever the chunking (the CPU backend accumulates every output element in a fixed order).
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <string>
 #include <vector>
 
 #include "backend.h"
@@ -45,6 +48,9 @@ struct Code2WavWeights {
 class Code2Wav {
  public:
   Code2Wav(Backend& be, const Checkpoint& ck, const Code2WavConfig& cfg);
+  // Synthetic weights of the config's shapes (synthetic_weight_for, seeds from `seed`): for
+  // benchmarks without a checkpoint.
+  Code2Wav(Backend& be, const Code2WavConfig& cfg, uint64_t seed);
   const Code2WavConfig& config() const { return cfg_; }
   const Code2WavWeights& weights() const { return w_; }
   Backend& backend() const { return be_; }
@@ -52,6 +58,10 @@ class Code2Wav {
   int lookahead_samples() const;
 
  private:
+  // A weight by checkpoint name and expected shape (names are used only by the checkpoint).
+  using WeightSource = std::function<Tensor(const std::string& name, std::initializer_list<int64_t> shape)>;
+  void load(const WeightSource& get);
+
   Backend& be_;
   Code2WavConfig cfg_;
   Code2WavWeights w_;

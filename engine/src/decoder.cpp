@@ -67,8 +67,8 @@ DecoderWeights load_decoder_weights(const Checkpoint& ck, Backend& be, const std
 std::vector<KVCache> alloc_kv_caches(Backend& be, const DecoderConfig& c, int capacity) {
   std::vector<KVCache> caches(size_t(c.num_layers));
   for (KVCache& kv : caches) {
-    kv.k = be.alloc({capacity, c.num_kv_heads, c.head_dim});
-    kv.v = be.alloc({capacity, c.num_kv_heads, c.head_dim});
+    kv.k = be.alloc({capacity, c.num_kv_heads, c.head_dim}, be.kv_cache_dtype());
+    kv.v = be.alloc({capacity, c.num_kv_heads, c.head_dim}, be.kv_cache_dtype());
   }
   return caches;
 }
@@ -85,25 +85,29 @@ void DecoderStack::forward(const Tensor& x, const Tensor& positions, std::vector
   if (S > max_rows_) throw Error("decoder: " + std::to_string(S) + " rows exceed the " + std::to_string(max_rows_) +
                                  " this stack was sized for");
   Tensor normed = normed_.rows(0, S), branch = branch_.rows(0, S);
+  const float eps = float(cfg_.rms_norm_eps);
+  const size_t n_layers = w_.layers.size();
   if (!capture.empty() && capture_layer == 0) be_.copy(x, capture);
-  for (size_t l = 0; l < w_.layers.size(); ++l) {
+  // The residual add that ends each half-layer is fused with the norm that follows it
+  // (add_rms_norm): x += branch; normed = norm(x). x itself stays the pre-norm residual stream.
+  be_.rms_norm(x, w_.layers.empty() ? w_.final_norm : w_.layers[0].input_norm, eps,
+               w_.layers.empty() ? x : normed);
+  for (size_t l = 0; l < n_layers; ++l) {
     const DecoderLayerWeights& L = w_.layers[l];
-    be_.rms_norm(x, L.input_norm, float(cfg_.rms_norm_eps), normed);
     AttentionArgs args;
     args.positions = positions;
     args.cache = &caches[l];
     be_.attention(L.attn, normed, args, branch);
-    be_.add(x, branch, x);
-    be_.rms_norm(x, L.post_norm, float(cfg_.rms_norm_eps), normed);
+    be_.add_rms_norm(x, branch, L.post_norm, eps, normed);
     if (L.is_moe) be_.moe(L.moe, normed, branch);
     else be_.mlp(L.mlp, normed, branch);
-    be_.add(x, branch, x);
-    if (!capture.empty() && capture_layer == int(l) + 1 && capture_layer < int(w_.layers.size()))
-      be_.copy(x, capture);
+    const bool last = l + 1 == n_layers;
+    // The last layer's add is followed by the final norm, written in place (spec 3.3).
+    be_.add_rms_norm(x, branch, last ? w_.final_norm : w_.layers[l + 1].input_norm, eps, last ? x : normed);
+    if (!capture.empty() && capture_layer == int(l) + 1 && !last) be_.copy(x, capture);
   }
-  be_.rms_norm(x, w_.final_norm, float(cfg_.rms_norm_eps), x);
   // hidden_states[num_layers] is the final-norm output (spec 3.3).
-  if (!capture.empty() && capture_layer == int(w_.layers.size())) be_.copy(x, capture);
+  if (!capture.empty() && capture_layer == int(n_layers)) be_.copy(x, capture);
 }
 
 }  // namespace omni

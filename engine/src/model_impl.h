@@ -90,8 +90,12 @@ class SessionImpl : public Session {
   std::unique_ptr<SpeechPipeline> start_speech(const GenerateOptions& opt, const Callbacks& cb,
                                                const std::vector<int32_t>& header);
   void finish_speech(SpeechPipeline& sp, TurnResult& r);
+  SpeechOptions speech_options(const GenerateOptions& opt) const;
+  std::unique_ptr<SpeechPipeline> make_speech(const Callbacks& cb);
   // Drops the oldest history turns until `needed` more tokens fit, then rebuilds the cache.
   void make_room(int needed);
+  // One decode step for the token in ids_dev_[0] at pos_dev_[0]: embed, decoder, lm_head.
+  void decode_step();
 
   ModelImpl& model_;
   Backend& be_;
@@ -101,12 +105,13 @@ class SessionImpl : public Session {
   Tensor ids_dev_, pos_dev_, x_, logits_;
   // Speech: hidden_states[accept_hidden_layer] of every cache slot, and room to gather the
   // user-part rows of it for the talker.
-  Tensor accept_hidden_, talker_rows_, talker_pos_;
+  Tensor accept_hidden_, talker_rows_;
   std::vector<int32_t> context_ids_;  // the ids in the cache, slot by slot
   std::chrono::steady_clock::time_point first_token_time_;
   std::atomic<SpeechPipeline*> active_speech_{nullptr};
   std::vector<int32_t> pos_host_;
   int used_ = 0;                   // tokens in the cache
+  int decode_graph_ = -1;          // the captured decode step (backends with graphs)
   std::vector<int32_t> pending_;   // ids to feed before the next turn (end of the last answer)
   std::vector<HistoryTurn> history_;
   bool system_in_cache_ = false;

@@ -30,7 +30,6 @@ SessionImpl::SessionImpl(ModelImpl& model, const SessionOptions& opt)
   if (model.speech()) {
     accept_hidden_ = be_.alloc({model.context_tokens(), c.hidden_size});
     talker_rows_ = be_.alloc({model.context_tokens(), c.hidden_size});
-    talker_pos_ = be_.alloc({model.context_tokens()}, DType::I32);
   }
 }
 
@@ -69,6 +68,13 @@ void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio) {
     used_ += n;
     if (begin + size_t(n) == ids.size()) thinker_.logits(x.rows(n - 1, 1), logits_);
   }
+}
+
+void SessionImpl::decode_step() {
+  Tensor x = x_.rows(0, 1);
+  thinker_.embed(ids_dev_.rows(0, 1), x);
+  thinker_.forward(x, pos_dev_.rows(0, 1), caches_);
+  thinker_.logits(x, logits_);
 }
 
 void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, TurnResult& r,
@@ -123,14 +129,21 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
       r.stop = StopReason::ContextFull;
       break;
     }
-    // Feed the token: one row at position used_.
+    // Feed the token: one row at position used_. The step reads the id and the position from
+    // device memory, so on a backend with graphs it is captured once and replayed.
     pos_host_[0] = used_;
     be_.upload(ids_dev_.rows(0, 1), &tok);
     be_.upload(pos_dev_.rows(0, 1), pos_host_.data());
-    Tensor x = x_.rows(0, 1);
-    thinker_.embed(ids_dev_.rows(0, 1), x);
-    thinker_.forward(x, pos_dev_.rows(0, 1), caches_);
-    thinker_.logits(x, logits_);
+    if (be_.supports_graphs()) {
+      if (decode_graph_ < 0) {
+        be_.begin_capture();
+        decode_step();
+        decode_graph_ = be_.end_capture();
+      }
+      be_.replay(decode_graph_);
+    } else {
+      decode_step();
+    }
     context_ids_.push_back(tok);
     ++used_;
   }
@@ -178,33 +191,40 @@ void SessionImpl::make_room(int needed) {
   }
 }
 
-std::unique_ptr<SpeechPipeline> SessionImpl::start_speech(const GenerateOptions& opt, const Callbacks& cb,
-                                                          const std::vector<int32_t>& header) {
-  SpeechModel* sm = model_.speech();
+SpeechOptions SessionImpl::speech_options(const GenerateOptions& opt) const {
   SpeechOptions so;
   so.speaker = opt.speaker;
   so.greedy = opt.sampling.greedy;  // greedy text → greedy talker and code predictor (HF 5.17)
   so.seed = opt.sampling.seed;
-  so.max_frames = std::min(opt.max_speech_frames, sm->max_frames());
-  auto sink = [&cb](const float* s, size_t n) {
+  so.max_frames = std::min(opt.max_speech_frames, model_.speech()->max_frames());
+  return so;
+}
+
+std::unique_ptr<SpeechPipeline> SessionImpl::make_speech(const Callbacks& cb) {
+  return std::make_unique<SpeechPipeline>(*model_.speech(), thinker_.embed_table(), [&cb](const float* s, size_t n) {
     if (cb.on_audio) cb.on_audio(s, n);
-  };
-  auto sp = std::make_unique<SpeechPipeline>(*sm, thinker_.embed_table(), sink);
+  });
+}
+
+std::unique_ptr<SpeechPipeline> SessionImpl::start_speech(const GenerateOptions& opt, const Callbacks& cb,
+                                                          const std::vector<int32_t>& header) {
+  auto sp = make_speech(cb);
   // The talker hears every user turn in the cache (spec 3.7): their ids, and the accept-layer
   // hidden rows of those slots, gathered into one block.
   std::vector<int32_t> ctx(context_ids_.begin(), context_ids_.end() - long(header.size()));
   std::vector<int> positions = talker_user_positions(ctx, model_.config().ids);
   std::vector<int32_t> user_ids;
   for (int p : positions) user_ids.push_back(ctx[size_t(p)]);
+  // User turns are runs of consecutive slots: one device copy per run.
   Tensor rows;
-  if (!positions.empty()) {
-    const int64_t n = int64_t(positions.size());
-    std::vector<int32_t> pos32(positions.begin(), positions.end());
-    be_.upload(talker_pos_.rows(0, n), pos32.data());
-    rows = talker_rows_.rows(0, n);
-    be_.embed(accept_hidden_, talker_pos_.rows(0, n), rows);  // a row gather
+  if (!positions.empty()) rows = talker_rows_.rows(0, int64_t(positions.size()));
+  for (size_t i = 0; i < positions.size();) {
+    size_t j = i + 1;
+    while (j < positions.size() && positions[j] == positions[j - 1] + 1) ++j;
+    be_.copy(accept_hidden_.rows(positions[i], int64_t(j - i)), rows.rows(int64_t(i), int64_t(j - i)));
+    i = j;
   }
-  sp->start(user_ids, rows, header, so);
+  sp->start(user_ids, rows, header, speech_options(opt));
   active_speech_.store(sp.get());
   if (cancelled_.load()) sp->cancel();
   return sp;
@@ -296,16 +316,9 @@ TurnResult SessionImpl::say(const std::string& text, const GenerateOptions& opt,
   TurnResult r;
   r.tokens = model_.tokenizer().encode_plain(text);
   r.text = text;
-  SpeechModel* sm = model_.speech();
-  SpeechOptions so;
-  so.speaker = opt.speaker;
-  so.greedy = opt.sampling.greedy;
-  so.seed = opt.sampling.seed;
-  so.max_frames = std::min(opt.max_speech_frames, sm->max_frames());
-  SpeechPipeline sp(*sm, thinker_.embed_table(), [&cb](const float* s, size_t n) {
-    if (cb.on_audio) cb.on_audio(s, n);
-  });
-  sp.start({}, Tensor(), {ids.im_start, ids.assistant, kNewline}, so);
+  auto speech = make_speech(cb);
+  SpeechPipeline& sp = *speech;
+  sp.start({}, Tensor(), {ids.im_start, ids.assistant, kNewline}, speech_options(opt));
   active_speech_.store(&sp);
   first_token_time_ = Clock::now();
   for (int32_t t : r.tokens) {

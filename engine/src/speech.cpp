@@ -170,12 +170,6 @@ void SpeechPipeline::prefill(int32_t first_text) {
     prefill_host_.resize(size_t(S) * size_t(t.hidden_size()));
     be_.download_f32(prefill_host_.data(), s_.x.rows(0, S));
   }
-  if (!prefill_override_.empty()) {
-    if (prefill_override_.size() != size_t(S) * size_t(t.hidden_size()))
-      throw Error("speech: prefill override of " + std::to_string(prefill_override_.size()) + " values is not [" +
-                  std::to_string(S) + ", " + std::to_string(t.hidden_size()) + "]");
-    be_.upload(s_.x.rows(0, S), prefill_override_.data());  // f32 activations (tests run on the CPU backend)
-  }
   // Positions 0..S-1: with text/audio inputs the talker's MRoPE rows are identical (spec 3.5).
   std::vector<int32_t> pos(static_cast<size_t>(S));
   for (int i = 0; i < S; ++i) pos[size_t(i)] = i;
@@ -282,6 +276,20 @@ void SpeechPipeline::finish_text() {
   }
   if (!prefilled_) prefill(text_.front());
   advance();
+}
+
+}  // namespace omni
+
+namespace omni {
+
+void SpeechPipeline::say(const std::vector<int32_t>& text_ids, const std::vector<int32_t>& assistant_header,
+                         const SpeechOptions& opt) {
+  start({}, Tensor(), assistant_header, opt);
+  for (int32_t id : text_ids) {
+    if (done_) break;
+    on_thinker_token(id);
+  }
+  finish_text();
 }
 
 }  // namespace omni

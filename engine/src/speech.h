@@ -102,6 +102,11 @@ class SpeechPipeline {
   // The thinker stopped: speaks the remaining text and runs until codec EOS or max_frames.
   void finish_text();
   void cancel() { cancelled_.store(true); }  // any thread; the pipeline stops between steps
+  // Speaks `text_ids` verbatim with no thinker run (Session::say): the talker sees no user part
+  // (there is no conversation to condition on) and the assistant part is built from the text
+  // exactly as if the thinker had generated it and stopped with <|im_end|>.
+  void say(const std::vector<int32_t>& text_ids, const std::vector<int32_t>& assistant_header,
+           const SpeechOptions& opt);
 
   bool done() const { return done_; }
   bool cancelled() const { return cancelled_.load(); }
@@ -115,9 +120,6 @@ class SpeechPipeline {
   void keep_inputs_for_tests(bool on) { keep_inputs_ = on; }
   const std::vector<float>& prefill_rows() const { return prefill_host_; }
   const std::vector<float>& text_rows() const { return text_rows_host_; }  // one row per decode step
-  // For tests whose fixture has no thinker hidden states: talker prefill rows [S, hidden] to use
-  // instead of the constructed ones (the constructed ones are still kept for comparison).
-  void override_prefill_for_tests(std::vector<float> rows) { prefill_override_ = std::move(rows); }
 
  private:
   void prefill(int32_t first_text);
@@ -149,7 +151,7 @@ class SpeechPipeline {
   size_t samples_ = 0;
   std::chrono::steady_clock::time_point first_audio_{};
   bool keep_inputs_ = false;
-  std::vector<float> prefill_host_, text_rows_host_, prefill_override_;
+  std::vector<float> prefill_host_, text_rows_host_;
   SpeechModel::Scratch& s_;
 };
 

@@ -17,8 +17,10 @@ ResizeMlpWeights load_resize_mlp(const Checkpoint& ck, Backend& be, const std::s
 
 // The talker's decoder layers are all MoE with a shared expert (HF's talker layer ignores
 // mlp_only_layers / decoder_sparse_step).
-DecoderConfig talker_stack_config(const TalkerConfig& t) {
-  DecoderConfig c = t.text;
+DecoderConfig talker_stack_config(const ModelConfig& cfg) {
+  if (!cfg.has_talker)
+    throw ConfigError("this checkpoint has no talker (enable_audio_output is off or talker_config is missing)");
+  DecoderConfig c = cfg.talker.text;
   c.mlp_only_layers.clear();
   c.decoder_sparse_step = 1;
   return c;
@@ -29,9 +31,8 @@ DecoderConfig talker_stack_config(const TalkerConfig& t) {
 Talker::Talker(const Checkpoint& ck, Backend& be, const ModelConfig& cfg, int max_rows, int max_frames)
     : be_(be),
       cfg_(cfg.talker),
-      stack_(be, talker_stack_config(cfg.talker),
-             load_decoder_weights(ck, be, "talker.model", talker_stack_config(cfg.talker)), max_rows) {
-  if (!cfg.has_talker) throw ConfigError("this checkpoint has no talker (enable_audio_output is off)");
+      stack_(be, talker_stack_config(cfg), load_decoder_weights(ck, be, "talker.model", talker_stack_config(cfg)),
+             max_rows) {
   const int64_t H = cfg_.text.hidden_size, Ht = cfg_.thinker_hidden_size, I = cfg_.text.intermediate_size,
                 V = cfg_.text.vocab_size;
   if (I <= 0) throw ConfigError("talker_config.text_config.intermediate_size must be positive (ResizeMLP width)");

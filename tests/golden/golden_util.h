@@ -2,8 +2,11 @@
 #pragma once
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include "omni/engine.h"
 
 namespace golden {
 
@@ -33,6 +36,25 @@ inline double rel_err(const float* a, const float* b, size_t n) {
 inline const std::vector<std::string>& models() {
   static const std::vector<std::string> m = {"tiny-a", "tiny-b"};
   return m;
+}
+
+// Loads each tiny model and calls `check` for every case directory of one golden stage
+// (e.g. "text", "speech"); returns how many cases ran.
+inline int for_each_case(const std::string& stage, const std::function<void(omni::Model&, const std::string&)>& check,
+                         const std::string& device = "cpu") {
+  int cases = 0;
+  for (const std::string& name : models()) {
+    omni::LoadOptions lo;
+    lo.model_dir = model_dir(name);
+    lo.device = device;
+    lo.context_tokens = 512;
+    auto model = omni::Model::load(lo);
+    for (const std::string& dir : subdirs(fixtures() + "/golden/" + name + "/" + stage)) {
+      check(*model, dir);
+      ++cases;
+    }
+  }
+  return cases;
 }
 
 }  // namespace golden

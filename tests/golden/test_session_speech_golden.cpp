@@ -17,6 +17,7 @@
 namespace {
 
 void check_speech_case(omni::Model& model, const std::string& dir) {
+  ASSERT_TRUE(model.has_talker());
   SCOPED_TRACE(dir);
   nlohmann::json meta = nlohmann::json::parse(std::ifstream(dir + "/meta.json"));
   const omni::NpyArray prompt = omni::read_npy(dir + "/prompt_ids.npy");
@@ -74,17 +75,6 @@ void check_speech_case(omni::Model& model, const std::string& dir) {
 }  // namespace
 
 TEST(SessionSpeechGolden, RespondSpeaksLikeTransformers) {
-  int cases = 0;
-  for (const std::string& name : golden::models()) {
-    omni::LoadOptions lo;
-    lo.model_dir = golden::model_dir(name);
-    lo.context_tokens = 512;
-    auto model = omni::Model::load(lo);
-    ASSERT_TRUE(model->has_talker());
-    for (const std::string& dir : golden::subdirs(golden::fixtures() + "/golden/" + name + "/speech")) {
-      check_speech_case(*model, dir);
-      ++cases;
-    }
-  }
+  const int cases = golden::for_each_case("speech", check_speech_case);
   EXPECT_GE(cases, 4);
 }

@@ -59,16 +59,6 @@ void check_text_case(omni::Model& model, const std::string& dir) {
 }  // namespace
 
 TEST(ThinkerGolden, LogitsAndGreedyTokensMatchTransformers) {
-  int cases = 0;
-  for (const std::string& name : golden::models()) {
-    omni::LoadOptions lo;
-    lo.model_dir = golden::model_dir(name);
-    lo.context_tokens = 512;
-    auto model = omni::Model::load(lo);
-    for (const std::string& dir : golden::subdirs(golden::fixtures() + "/golden/" + name + "/text")) {
-      check_text_case(*model, dir);
-      ++cases;
-    }
-  }
+  const int cases = golden::for_each_case("text", check_text_case);
   EXPECT_GE(cases, 6) << "expected at least 3 text cases per tiny model";
 }

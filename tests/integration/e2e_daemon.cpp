@@ -185,3 +185,47 @@ TEST_P(DaemonE2E, SigtermMidAnswerExitsZeroWithinFiveSeconds) {
   EXPECT_LT(took.count(), 5000);
   EXPECT_TRUE(d->notify().wait_for("STOPPING=1", 100ms, before));
 }
+
+TEST_P(DaemonE2E, CancelMidAnswerSayResetSetListen) {
+  auto o = options("step_ms=50,words=100");
+  o.max_new_tokens = 1000;
+  auto d = start(o);
+  EventLog events(d->events());
+  auto code = [](const nlohmann::json& r) { return r.value("/error/code"_json_pointer, std::string("(ok)")); };
+
+  // cancel mid-answer: the turn is still running when cancelled; nothing of it follows turn.cancelled.
+  const auto a = d->request({{"cmd", "ask"}, {"text", "Tell me everything."}});
+  ASSERT_TRUE(a["ok"].get<bool>()) << a;
+  const uint64_t id = a["turn_id"];
+  ASSERT_TRUE(events.wait_for("response.delta", 30s, [&](const auto& e) { return e.body["turn_id"] == id; }));
+  EXPECT_EQ(code(d->request({{"cmd", "ask"}, {"text", "again"}})), "busy");
+  const auto c = d->request({{"cmd", "cancel"}});
+  ASSERT_EQ(c["turn_id"], id) << c;
+  ASSERT_TRUE(events.wait_for("turn.cancelled", 2s, [&](const auto& e) { return e.body["turn_id"] == id; }));
+  events.pump(500ms);
+  EXPECT_EQ(names_for_turn(events.seen(), id).back(), "turn.cancelled");
+
+  // say: speech only.
+  const auto s = d->request({{"cmd", "say"}, {"text", "Hello from omnid."}});
+  ASSERT_TRUE(s["ok"].get<bool>()) << s;
+  auto end = events.wait_for("speech.end", 60s, [&](const auto& e) { return e.body["turn_id"] == s["turn_id"]; });
+  ASSERT_TRUE(end);
+  for (const auto& n : names_for_turn(events.seen(), s["turn_id"])) EXPECT_EQ(n.rfind("response.", 0), std::string::npos);
+
+  // set and reset.
+  EXPECT_EQ(code(d->request({{"cmd", "set"}, {"speaker", "nobody"}})), "not_found");
+  const auto set = d->request({{"cmd", "set"}, {"speaker", "CHELSIE"}, {"volume", 0.5}});
+  ASSERT_TRUE(set["ok"].get<bool>()) << set;
+  EXPECT_EQ(set["speaker"].get<std::string>().size(), 7u);
+  EXPECT_TRUE(d->request({{"cmd", "reset"}})["ok"].get<bool>());
+  std::this_thread::sleep_for(200ms);  // reset runs on the engine thread
+  EXPECT_EQ(d->request({{"cmd", "status"}})["context_tokens_used"], 0);
+
+  // listen toggles the microphone and the state.
+  EXPECT_EQ(d->request({{"cmd", "listen"}, {"enabled", true}})["listening"], true);
+  EXPECT_EQ(d->request({{"cmd", "status"}})["state"], "listening");
+  EXPECT_EQ(d->request({{"cmd", "listen"}, {"enabled", false}})["listening"], false);
+  EXPECT_EQ(d->request({{"cmd", "status"}})["state"], "idle");
+  expect_gap_free(events.seen());
+  EXPECT_EQ(d->stop(SIGTERM, 5s), 0);
+}

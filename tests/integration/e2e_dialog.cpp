@@ -274,3 +274,13 @@ TEST(Dialog, UnknownPortAudioDeviceStopsTheStartWithTheDeviceList) {
 
 // A dead audio input is no longer fatal: it is rebuilt with backoff while the watchdog keeps being fed
 // (issue 7); tests/integration/e2e_faults.cpp covers it (Faults.FailingAudioInputIsRebuiltWithGrowingBackoff).
+
+TEST(Dialog, DeviceErrorInTheEngineExitsForARestart) {
+  auto d = start(scripted("step_ms=20,words=20,device_error_at=3"));
+  EventLog events(d->events());
+  d->request({{"cmd", "ask"}, {"text", "crash"}});
+  auto err = events.wait_for("error", 5s);
+  ASSERT_TRUE(err);
+  EXPECT_NE(err->body["message"].get<std::string>().find("illegal memory access"), std::string::npos) << err->body;
+  EXPECT_EQ(d->wait_exit(5s), 1);  // systemd's Restart=on-failure brings it back with a fresh context
+}

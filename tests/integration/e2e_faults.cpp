@@ -173,12 +173,13 @@ TEST(Faults, DeviceErrorPublishesAnErrorAndExitsNonZero) {
   ASSERT_TRUE(second["ok"].get<bool>()) << second;
   auto err = events.wait_for("error", 30s);
   ASSERT_TRUE(err);
-  EXPECT_EQ(err->body["code"], "device");
+  EXPECT_EQ(err->body["code"], "internal");
+  EXPECT_NE(err->body["message"].get<std::string>().find("lost its device"), std::string::npos) << err->body;
   EXPECT_EQ(err->body["turn_id"], second["turn_id"]);
   EXPECT_NE(err->body["message"].get<std::string>().find("CUDA error"), std::string::npos) << err->body;
   EXPECT_EQ(d->wait_exit(15s), 1) << "a poisoned device must end the process (systemd restarts it)\n" << d->log();
-  EXPECT_TRUE(d->notify().wait_for("STATUS=failed: device error", 2s));
-  EXPECT_NE(d->log().find("device error, restarting"), std::string::npos) << d->log();
+  EXPECT_TRUE(d->notify().wait_for("STATUS=failed: engine device error", 2s));
+  EXPECT_NE(d->log().find("engine device error: CUDA error"), std::string::npos) << d->log();
 }
 
 TEST(Faults, MissingModelDirectoryNeverSendsReady) {

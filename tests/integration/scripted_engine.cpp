@@ -11,6 +11,7 @@
 //   hang_at  word index at which respond() blocks for good, ignoring cancel (-1: never)
 //   load_ms  time Model::load takes, reporting progress
 //   fail     1: Model::load throws a CheckpointError
+//   device_error_at  word index at which respond() throws omni::DeviceError (-1: never)
 #include <omni/engine.h>
 
 #include <atomic>
@@ -31,6 +32,7 @@ struct Script {
   int hang_at = -1;
   int load_ms = 0;
   bool fail = false;
+  int device_error_at = -1;
 };
 
 Script parse_script(const std::string& dir) {
@@ -50,6 +52,7 @@ Script parse_script(const std::string& dir) {
     else if (key == "hang_at") s.hang_at = v;
     else if (key == "load_ms") s.load_ms = v;
     else if (key == "fail") s.fail = v != 0;
+    else if (key == "device_error_at") s.device_error_at = v;
     else throw omni::CheckpointError(dir + ": unknown script key '" + key + "'");
   }
   return s;
@@ -96,6 +99,8 @@ class ScriptedSession final : public omni::Session {
     for (size_t i = 0; i < words.size(); ++i) {
       if (script_.hang_at >= 0 && static_cast<int>(i) == script_.hang_at)
         for (;;) std::this_thread::sleep_for(std::chrono::hours(1));  // a stuck device
+      if (script_.device_error_at >= 0 && static_cast<int>(i) == script_.device_error_at)
+        throw omni::DeviceError("scripted: CUDA error 700 (an illegal memory access) in step " + std::to_string(i));
       if (cancelled_) {
         r.stop = omni::StopReason::Cancelled;
         return r;

@@ -1,0 +1,625 @@
+// attention(): projections (GEMV / cuBLAS), per-head q/k RMSNorm, NeoX RoPE, bf16 KV cache,
+// fp32 softmax, output projection.
+// Decode (one row with a cache): one fused kernel does q/k norm + RoPE + the cache write +
+// split-K attention over the cache + the merge of the splits; it reads the position from
+// device memory, so the step can be replayed from a CUDA graph with a new position.
+// Everything else (prefill, encoder windows): a prep kernel, then a tiled kernel.
+#include <cmath>
+
+#include "cuda_backend.h"
+#include "cuda_common.cuh"
+#include "cuda_kernels.h"
+
+namespace omni {
+namespace cuda {
+namespace {
+
+constexpr int kDecWarps = 8;
+constexpr int kDecMaxG = 8;    // q heads per kv head on the fused path
+constexpr int kDecMaxDpl = 4;  // head_dim / 32 on the fused path (head_dim <= 128)
+
+// cos/sin of a RoPE angle. The angle (pos * inv_freq, float as in HF) can reach thousands of
+// radians; it is reduced to [-pi, pi] in double, then the fast intrinsics are accurate (~4e-7).
+__device__ __forceinline__ void rope_cos_sin(int pos, float inv_freq, float& c, float& s) {
+  const double a = double(float(pos) * inv_freq);
+  const double k = rint(a * 0.15915494309189535);
+  __sincosf(float(fma(-k, 6.283185307179586, a)), &s, &c);
+}
+
+// One warp normalizes (optional) and rotates (optional) one head held as DPL contiguous values
+// per lane: lane l has dims [l*DPL, (l+1)*DPL); the rotate-half partner of a dim in the first
+// half sits in lane l ^ 16.
+template <int DPL>
+__device__ __forceinline__ void norm_rope_head(float (&v)[DPL], const uint16_t* norm_w, float eps, int pos,
+                                               const float* inv_freq, int hd, int lane) {
+  if (norm_w) {
+    float ss = 0.f;
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) ss += v[t] * v[t];
+    const float inv = 1.f / sqrtf(warp_sum(ss) / float(hd) + eps);
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) v[t] = bf16_at(norm_w, lane * DPL + t) * (v[t] * inv);
+  }
+  if (inv_freq) {
+    const int half = hd / 2;
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) {
+      const float other = __shfl_xor_sync(kFull, v[t], 16);
+      const int d = lane * DPL + t;
+      const int i = d < half ? d : d - half;
+      float c, s;
+      rope_cos_sin(pos, inv_freq[i], c, s);
+      v[t] = d < half ? v[t] * c - other * s : v[t] * c + other * s;
+    }
+  }
+}
+
+// RoPE inverse frequencies, computed on the host exactly as the CPU reference (and HF) do.
+struct RopeTable {
+  float inv_freq[64];  // head_dim / 2 entries (head_dim <= 128)
+  bool on;
+};
+
+struct DecodeArgs {
+  RopeTable rope;
+  const float* q;  // raw projections (bias included)
+  const float* k;
+  const float* v;
+  const uint16_t* q_norm;
+  const uint16_t* k_norm;
+  float eps, scale;
+  uint16_t* kc;
+  uint16_t* vc;
+  int capacity;
+  const int32_t* pos;
+  int hq, hkv, hd, window;
+  float* partials;  // [hq][splits][hd + 2]
+  unsigned* counters;
+  float* out;  // [hq * hd]
+  int* flags;
+};
+
+template <int DPL>
+__global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(DecodeArgs a) {
+  const int g = blockIdx.x, split = blockIdx.y;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int G = a.hq / a.hkv, hd = a.hd;
+  __shared__ float q_s[kDecMaxG][32 * kDecMaxDpl];
+  __shared__ float knew[32 * kDecMaxDpl], vnew[32 * kDecMaxDpl];
+  __shared__ float wm[kDecWarps][kDecMaxG], wl[kDecWarps][kDecMaxG];
+  __shared__ float wacc[kDecWarps][kDecMaxG][32 * kDecMaxDpl];
+  __shared__ bool last_block;
+
+  pdl_launch_dependents();
+  pdl_wait();
+  const int pos = *a.pos;
+  if (pos < 0 || pos >= a.capacity) {
+    if (threadIdx.x == 0 && g == 0 && split == 0) atomicOr(a.flags, kFlagBadPosition);
+    return;  // every block returns: the counters stay untouched
+  }
+  const int n = pos + 1;
+  const int lo = a.window > 0 ? max(0, n - a.window) : 0;
+  // The grid holds gridDim.y splits (fixed, so a graph can replay any position); only as many as
+  // give each at least kKeysPerSplit keys take part: short contexts skip the merge traffic.
+  constexpr int kKeysPerSplit = 32;
+  const int splits = max(1, min(int(gridDim.y), (n - lo + kKeysPerSplit - 1) / kKeysPerSplit));
+  if (split >= splits) return;
+  const int chunk = (n - lo + splits - 1) / splits;
+  const int start = lo + split * chunk, end = min(n, start + chunk);
+
+  for (int h = warp; h < G; h += kDecWarps) {
+    float v[DPL];
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) v[t] = a.q[(g * G + h) * hd + lane * DPL + t];
+    norm_rope_head<DPL>(v, a.q_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, hd, lane);
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) q_s[h][lane * DPL + t] = v[t] * a.scale;
+  }
+  // The block whose range holds the new position makes its key/value (rounded to bf16, as
+  // the cache stores them) and writes the cache slot; no other block reads that slot.
+  const bool has_new = start <= pos && pos < end;
+  if (has_new && warp < 2) {
+    float v[DPL];
+    const float* src = (warp == 0 ? a.k : a.v) + g * hd;
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) v[t] = src[lane * DPL + t];
+    if (warp == 0) norm_rope_head<DPL>(v, a.k_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, hd, lane);
+    uint16_t* dst = (warp == 0 ? a.kc : a.vc) + (int64_t(pos) * a.hkv + g) * hd;
+    float* sm = warp == 0 ? knew : vnew;
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) {
+      const uint16_t b = f32_to_bf16_bits(v[t]);
+      dst[lane * DPL + t] = b;
+      sm[lane * DPL + t] = __uint_as_float(uint32_t(b) << 16);
+    }
+  }
+  __syncthreads();
+
+  float m[kDecMaxG], l[kDecMaxG], acc[kDecMaxG][DPL];
+#pragma unroll
+  for (int h = 0; h < kDecMaxG; ++h) {
+    m[h] = -INFINITY;
+    l[h] = 0.f;
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) acc[h][t] = 0.f;
+  }
+  // Keys in batches of kBatch per warp: all their K/V loads are issued before any is used.
+  constexpr int kBatch = 4;
+  for (int j0 = start + warp; j0 < end; j0 += kDecWarps * kBatch) {
+    float kv[kBatch][DPL], vv[kBatch][DPL];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int j = j0 + b * kDecWarps;
+      const bool cached = j < end && j != pos;
+      const uint16_t* kr = a.kc + (int64_t(cached ? j : 0) * a.hkv + g) * hd + lane * DPL;
+      const uint16_t* vr = a.vc + (int64_t(cached ? j : 0) * a.hkv + g) * hd + lane * DPL;
+#pragma unroll
+      for (int t = 0; t < DPL; ++t) {
+        kv[b][t] = cached ? bf16_at(kr, t) : knew[lane * DPL + t];
+        vv[b][t] = cached ? bf16_at(vr, t) : vnew[lane * DPL + t];
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      if (j0 + b * kDecWarps >= end) break;
+#pragma unroll
+      for (int h = 0; h < kDecMaxG; ++h) {
+        if (h < G) {
+          float sc = 0.f;
+#pragma unroll
+          for (int t = 0; t < DPL; ++t) sc += q_s[h][lane * DPL + t] * kv[b][t];
+          sc = warp_sum(sc);
+          const float mn = fmaxf(m[h], sc);
+          const float corr = __expf(m[h] - mn), p = __expf(sc - mn);
+          l[h] = l[h] * corr + p;
+#pragma unroll
+          for (int t = 0; t < DPL; ++t) acc[h][t] = acc[h][t] * corr + p * vv[b][t];
+          m[h] = mn;
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < kDecMaxG; ++h) {
+    if (h < G) {
+      if (lane == 0) {
+        wm[warp][h] = m[h];
+        wl[warp][h] = l[h];
+      }
+#pragma unroll
+      for (int t = 0; t < DPL; ++t) wacc[warp][h][lane * DPL + t] = acc[h][t];
+    }
+  }
+  __syncthreads();
+  // Merge the warps into this split's partial: unnormalized output, max and sum per head.
+  const int stride = hd + 4;  // 16-byte aligned rows: O[hd], then max and sum
+  for (int idx = threadIdx.x; idx < G * hd; idx += blockDim.x) {
+    const int h = idx / hd, d = idx % hd;
+    float M = -INFINITY;
+    for (int w = 0; w < kDecWarps; ++w) M = fmaxf(M, wm[w][h]);
+    float L = 0.f, O = 0.f;
+    if (M != -INFINITY) {
+      for (int w = 0; w < kDecWarps; ++w) {
+        const float e = wm[w][h] == -INFINITY ? 0.f : __expf(wm[w][h] - M);
+        L += wl[w][h] * e;
+        O += wacc[w][h][d] * e;
+      }
+    }
+    float* part = a.partials + (int64_t(g * G + h) * splits + split) * stride;
+    part[d] = O;
+    if (d == 0) {
+      part[hd] = M;
+      part[hd + 1] = L;
+    }
+  }
+  // The last split of this kv head to finish merges all splits.
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last_block = atomicAdd(&a.counters[g], 1u) == unsigned(splits - 1);
+  __syncthreads();
+  if (!last_block) return;
+  __threadfence();
+  // One warp per head: lane l holds splits l and l + 32's max and sum (splits <= 64); each lane
+  // then sums its DPL output dims over the splits with independent loads.
+  for (int h = warp; h < G; h += kDecWarps) {
+    const float* part = a.partials + int64_t(g * G + h) * splits * stride;
+    float ms[2], ls[2], e[2];
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      const int sp = lane + 32 * q;
+      ms[q] = sp < splits ? __ldcg(part + sp * stride + hd) : -INFINITY;
+      ls[q] = sp < splits ? __ldcg(part + sp * stride + hd + 1) : 0.f;
+    }
+    const float M = warp_max(fmaxf(ms[0], ms[1]));
+#pragma unroll
+    for (int q = 0; q < 2; ++q) e[q] = ms[q] == -INFINITY ? 0.f : __expf(ms[q] - M);
+    const float L = warp_sum(ls[0] * e[0] + ls[1] * e[1]);
+    float o[DPL];
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) o[t] = 0.f;
+#pragma unroll 8
+    for (int sp = 0; sp < splits; ++sp) {
+      const float es = __shfl_sync(kFull, sp < 32 ? e[0] : e[1], sp & 31);
+      const float* src = part + sp * stride + lane * DPL;
+#pragma unroll
+      for (int t = 0; t < DPL; ++t) o[t] += es * __ldcg(src + t);
+    }
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) a.out[(g * G + h) * hd + lane * DPL + t] = o[t] / L;
+  }
+  if (threadIdx.x == 0) a.counters[g] = 0;
+}
+
+// General path, step 1: q/k norm + RoPE in place, one warp per (row, head); with a cache, the
+// rows' keys/values are written to their slots (bf16).
+struct PrepArgs {
+  RopeTable rope;
+  float* q;
+  float* k;
+  const float* v;
+  const uint16_t* q_norm;
+  const uint16_t* k_norm;
+  float eps;
+  const int32_t* pos;
+  int hq, hkv, hd;
+  void* kc;  // bf16 or (cache_f32) fp32 cache
+  void* vc;
+  bool cache_f32;
+  int capacity;
+  int* flags;
+};
+
+__global__ void attention_prep_kernel(PrepArgs a) {
+  const int s = blockIdx.x, head = blockIdx.y, lane = threadIdx.x;
+  const bool is_q = head < a.hq;
+  const int h = is_q ? head : head - a.hq;
+  float* row = is_q ? a.q + (int64_t(s) * a.hq + h) * a.hd : a.k + (int64_t(s) * a.hkv + h) * a.hd;
+  const uint16_t* nw = is_q ? a.q_norm : a.k_norm;
+  const int pos = a.pos ? a.pos[s] : 0;
+  if (nw) {
+    float ss = 0.f;
+    for (int d = lane; d < a.hd; d += 32) ss += row[d] * row[d];
+    const float inv = 1.f / sqrtf(warp_sum(ss) / float(a.hd) + a.eps);
+    for (int d = lane; d < a.hd; d += 32) row[d] = bf16_at(nw, d) * (row[d] * inv);
+    __syncwarp();
+  }
+  if (a.rope.on) {
+    const int half = a.hd / 2;
+    for (int i = lane; i < half; i += 32) {
+      float c, sn;
+      rope_cos_sin(pos, a.rope.inv_freq[i], c, sn);
+      const float x0 = row[i], x1 = row[i + half];
+      row[i] = x0 * c - x1 * sn;
+      row[i + half] = x1 * c + x0 * sn;
+    }
+    __syncwarp();
+  }
+  if (!is_q && a.kc) {
+    if (pos < 0 || pos >= a.capacity) {
+      if (lane == 0) atomicOr(a.flags, kFlagBadPosition);
+      return;
+    }
+    const float* vrow = a.v + (int64_t(s) * a.hkv + h) * a.hd;
+    for (int d = lane; d < a.hd; d += 32) {
+      const int64_t o = (int64_t(pos) * a.hkv + h) * a.hd + d;
+      if (a.cache_f32) {
+        static_cast<float*>(a.kc)[o] = row[d];
+        static_cast<float*>(a.vc)[o] = vrow[d];
+      } else {
+        static_cast<uint16_t*>(a.kc)[o] = f32_to_bf16_bits(row[d]);
+        static_cast<uint16_t*>(a.vc)[o] = f32_to_bf16_bits(vrow[d]);
+      }
+    }
+  }
+}
+
+// General path, step 2: one block per (16 query rows, q head), 4 warps of 4 rows each; keys in
+// tiles of 32 through shared memory, one key per lane. A warp owns its rows end to end: scores
+// (lane = key), online softmax by warp shuffles (no block barrier), and P.V with lane = output
+// dims (lane, lane+32, ...), each key's probability broadcast by shuffle. fp32 throughout.
+// (The previous version, 32 rows x 16 keys with a 32-thread serial softmax between four block
+// barriers per tile, took 550 us per thinker layer at 512 tokens: 27 ms of a 74 ms prefill.)
+constexpr int kTq = 16, kTk = 32, kRowsPerWarp = 4, kTileThreads = kTq / kRowsPerWarp * 32, kMaxHd = 128;
+struct TileArgs {
+  const float* q;   // [S, hq, hd], normalized and rotated
+  const void* k;    // cache [cap, hkv, hd] bf16, or rows [S, hkv, hd] fp32
+  const void* v;
+  bool kv_bf16;
+  const int32_t* pos;  // with a cache
+  int S, hq, hkv, hd, capacity;
+  bool cached, causal;
+  int window, block;
+  float scale;
+  float* out;  // [S, hq * hd]
+};
+
+// K rows padded to 132 floats: 16-byte aligned, and 8 lanes' float4 reads of 8 different rows
+// fall in 32 distinct banks.
+constexpr int kKsLd = kMaxHd + 4;
+
+// K and V rows [k0, k0 + kTk) of kv head kvh into shared memory (zeros past kmax); 8 elements
+// per load where head_dim allows.
+__device__ __forceinline__ void load_kv_tile(const TileArgs& a, int k0, int kmax, int kvh, float (*ks)[kKsLd],
+                                             float (*vs)[kMaxHd]) {
+  const int hd = a.hd;
+  if ((hd & 7) == 0) {
+    const int hd8 = hd >> 3;
+    for (int i = threadIdx.x; i < kTk * hd8; i += blockDim.x) {
+      const int j = i / hd8, d = (i - j * hd8) * 8, key = k0 + j;
+      float4 k0v = {}, k1v = {}, v0v = {}, v1v = {};
+      if (key <= kmax) {
+        const int64_t off = (int64_t(key) * a.hkv + kvh) * hd + d;
+        if (a.kv_bf16) {
+          const uint4 kb = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(a.k) + off);
+          const uint4 vb = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(a.v) + off);
+          k0v = make_float4(bf16_lo(kb.x), bf16_hi(kb.x), bf16_lo(kb.y), bf16_hi(kb.y));
+          k1v = make_float4(bf16_lo(kb.z), bf16_hi(kb.z), bf16_lo(kb.w), bf16_hi(kb.w));
+          v0v = make_float4(bf16_lo(vb.x), bf16_hi(vb.x), bf16_lo(vb.y), bf16_hi(vb.y));
+          v1v = make_float4(bf16_lo(vb.z), bf16_hi(vb.z), bf16_lo(vb.w), bf16_hi(vb.w));
+        } else {
+          const float4* kf = reinterpret_cast<const float4*>(static_cast<const float*>(a.k) + off);
+          const float4* vf = reinterpret_cast<const float4*>(static_cast<const float*>(a.v) + off);
+          k0v = kf[0];
+          k1v = kf[1];
+          v0v = vf[0];
+          v1v = vf[1];
+        }
+      }
+      *reinterpret_cast<float4*>(&ks[j][d]) = k0v;
+      *reinterpret_cast<float4*>(&ks[j][d + 4]) = k1v;
+      *reinterpret_cast<float4*>(&vs[j][d]) = v0v;
+      *reinterpret_cast<float4*>(&vs[j][d + 4]) = v1v;
+    }
+    return;
+  }
+  for (int i = threadIdx.x; i < kTk * hd; i += blockDim.x) {
+    const int j = i / hd, d = i % hd, key = k0 + j;
+    float kk = 0.f, vv = 0.f;
+    if (key <= kmax) {
+      const int64_t off = (int64_t(key) * a.hkv + kvh) * hd + d;
+      if (a.kv_bf16) {
+        kk = bf16_at(static_cast<const uint16_t*>(a.k), off);
+        vv = bf16_at(static_cast<const uint16_t*>(a.v), off);
+      } else {
+        kk = static_cast<const float*>(a.k)[off];
+        vv = static_cast<const float*>(a.v)[off];
+      }
+    }
+    ks[j][d] = kk;
+    vs[j][d] = vv;
+  }
+}
+
+__device__ __forceinline__ void key_range(const TileArgs& a, int s, int& lo, int& hi) {
+  lo = 0;
+  hi = a.S - 1;
+  const int qi = a.cached ? a.pos[s] : s;
+  if (a.cached) hi = min(a.pos[s], a.capacity - 1);  // a bad position was flagged by the prep kernel
+  else if (a.causal) hi = s;
+  if (a.window > 0) lo = max(0, qi - a.window + 1);
+  if (a.block > 0 && !a.cached) {
+    lo = max(lo, (s / a.block) * a.block);
+    hi = min(hi, (s / a.block + 1) * a.block - 1);
+  }
+}
+
+__global__ void __launch_bounds__(kTileThreads) attention_tile_kernel(TileArgs a) {
+  const int r0 = blockIdx.x * kTq, h = blockIdx.y, kvh = h / (a.hq / a.hkv), hd = a.hd;
+  __shared__ __align__(16) float qs[kTq][kMaxHd];  // read as warp broadcasts
+  __shared__ __align__(16) float ks[kTk][kKsLd];  // lane = key; float4 rows, conflict-free
+  __shared__ __align__(16) float vs[kTk][kMaxHd];  // lane = dim
+  __shared__ int rlo[kTq], rhi[kTq];
+  const int tid = threadIdx.x, lane = tid & 31, wr = (tid >> 5) * kRowsPerWarp;
+  for (int i = tid; i < kTq * hd; i += kTileThreads) {
+    const int r = i / hd, d = i % hd;
+    qs[r][d] = r0 + r < a.S ? a.q[(int64_t(r0 + r) * a.hq + h) * hd + d] * a.scale : 0.f;
+  }
+  if (tid < kTq) {
+    int lo = 0, hi = -1;
+    if (r0 + tid < a.S) key_range(a, r0 + tid, lo, hi);
+    rlo[tid] = lo;
+    rhi[tid] = hi;
+  }
+  __syncthreads();
+  int kmin = 1 << 30, kmax = -1;
+  for (int r = 0; r < kTq; ++r)
+    if (rhi[r] >= rlo[r]) {
+      kmin = min(kmin, rlo[r]);
+      kmax = max(kmax, rhi[r]);
+    }
+  int lo[kRowsPerWarp], hi[kRowsPerWarp];
+  float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][kMaxHd / 32];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    lo[r] = rlo[wr + r];
+    hi[r] = rhi[wr + r];
+    m[r] = -INFINITY;
+    l[r] = 0.f;
+#pragma unroll
+    for (int c = 0; c < kMaxHd / 32; ++c) acc[r][c] = 0.f;
+  }
+  for (int k0 = kmin; k0 <= kmax; k0 += kTk) {
+    load_kv_tile(a, k0, kmax, kvh, ks, vs);
+    __syncthreads();
+    float p[kRowsPerWarp] = {};
+    int d = 0;
+    for (; d + 4 <= hd; d += 4) {
+      const float4 kv = *reinterpret_cast<const float4*>(&ks[lane][d]);
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) {
+        const float4 qv = *reinterpret_cast<const float4*>(&qs[wr + r][d]);
+        p[r] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
+      }
+    }
+    for (; d < hd; ++d) {
+      const float kv = ks[lane][d];
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) p[r] += qs[wr + r][d] * kv;
+    }
+    const int key = k0 + lane;
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const bool ok = key >= lo[r] && key <= hi[r];
+      const float mx = fmaxf(m[r], warp_max(ok ? p[r] : -INFINITY));
+      const float corr = mx == -INFINITY ? 1.f : __expf(m[r] - mx);
+      p[r] = ok ? __expf(p[r] - mx) : 0.f;
+      l[r] = l[r] * corr + warp_sum(p[r]);
+      m[r] = mx;
+#pragma unroll
+      for (int c = 0; c < kMaxHd / 32; ++c) acc[r][c] *= corr;
+    }
+    for (int j = 0; j < kTk; ++j) {
+      float v[kMaxHd / 32];
+#pragma unroll
+      for (int c = 0; c < kMaxHd / 32; ++c) v[c] = lane + 32 * c < hd ? vs[j][lane + 32 * c] : 0.f;
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) {
+        const float pj = __shfl_sync(kFull, p[r], j);
+#pragma unroll
+        for (int c = 0; c < kMaxHd / 32; ++c) acc[r][c] = fmaf(pj, v[c], acc[r][c]);
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int row = r0 + wr + r;
+    if (row >= a.S) continue;
+#pragma unroll
+    for (int c = 0; c < kMaxHd / 32; ++c) {
+      const int d = lane + 32 * c;
+      if (d < hd) a.out[(int64_t(row) * a.hq + h) * hd + d] = l[r] > 0.f ? acc[r][c] / l[r] : 0.f;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cuda
+
+using namespace cuda;
+
+namespace {
+const uint16_t* opt_bf16(const Tensor& t) { return t.empty() ? nullptr : t.as<uint16_t>(); }
+// inv_freq[i] = 1 / theta^(2i/d) in float32, as the CPU reference computes it.
+RopeTable rope_table(float theta, int hd) {
+  RopeTable r{};
+  r.on = theta > 0.f;
+  for (int i = 0; r.on && i < hd / 2 && i < 64; ++i) r.inv_freq[i] = 1.0f / std::pow(theta, float(2 * i) / float(hd));
+  return r;
+}
+}  // namespace
+
+void CudaBackend::attention(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args, const Tensor& out) {
+  const int hq = w.num_heads, hkv = w.num_kv_heads, hd = w.head_dim;
+  if (hq <= 0 || hkv <= 0 || hq % hkv != 0 || hd <= 0 || hd % 2 != 0)
+    throw Error("attention: " + std::to_string(hq) + " q heads, " + std::to_string(hkv) + " kv heads, head_dim " +
+                std::to_string(hd) + " is not a valid grouping");
+  if (x.dtype != DType::F32 || out.dtype != DType::F32 || x.dim(-1) != w.wq.dim(1))
+    throw Error("attention: x " + x.shape_str() + " does not match wq " + w.wq.shape_str());
+  if ((w.rope_theta > 0.f || args.cache) && args.positions.empty())
+    throw Error("attention: positions are required");
+  // Caches are bf16 (kv_cache_dtype(), the fast path) or fp32 (caches allocated with the
+  // activation dtype; the general path reads either).
+  if (args.cache && ((args.cache->k.dtype != DType::BF16 && args.cache->k.dtype != DType::F32) ||
+                     args.cache->v.dtype != args.cache->k.dtype || args.cache->k.ndim != 3 ||
+                     args.cache->k.dim(1) != hkv || args.cache->k.dim(2) != hd))
+    throw Error("attention: KV cache " + args.cache->k.shape_str() + " " + dtype_name(args.cache->k.dtype) +
+                " is not a bf16/f32 [capacity, " + std::to_string(hkv) + ", " + std::to_string(hd) + "] cache");
+  const int G = hq / hkv;
+  const bool fused = x.dim(0) == 1 && args.cache && args.cache->k.dtype == DType::BF16 && args.block == 0 &&
+                     G <= 8 && (hd == 64 || hd == 128) && hq <= kCudaMaxHeads;
+  if (fused) attention_decode(w, x, args, out);
+  else attention_general(w, x, args, out);
+}
+
+void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args,
+                                   const Tensor& out) {
+  const int hq = w.num_heads, hkv = w.num_kv_heads, hd = w.head_dim;
+  scratch_reset();
+  float* q = static_cast<float*>(scratch(sizeof(float) * size_t(hq + 2 * hkv) * hd, "attention"));
+  float* k = q + hq * hd;
+  float* v = k + hkv * hd;
+  float* o = static_cast<float*>(scratch(sizeof(float) * size_t(hq) * hd, "attention"));
+  GemvArgs g;
+  g.nseg = 3;
+  g.seg[0] = {w.wq.as<uint16_t>(), opt_bf16(w.bq), q, hq * hd};
+  g.seg[1] = {w.wk.as<uint16_t>(), opt_bf16(w.bk), k, hkv * hd};
+  g.seg[2] = {w.wv.as<uint16_t>(), opt_bf16(w.bv), v, hkv * hd};
+  g.K = int(x.dim(1));
+  g.x = x.as<float>();
+  launch_gemv(g, stream_);
+
+  DecodeArgs a;
+  a.rope = rope_table(w.rope_theta, hd);
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.q_norm = opt_bf16(w.q_norm);
+  a.k_norm = opt_bf16(w.k_norm);
+  a.eps = w.norm_eps;
+  a.scale = 1.f / std::sqrt(float(hd));
+  a.kc = args.cache->k.as<uint16_t>();
+  a.vc = args.cache->v.as<uint16_t>();
+  a.capacity = int(args.cache->capacity());
+  a.pos = args.positions.as<int32_t>();
+  a.hq = hq;
+  a.hkv = hkv;
+  a.hd = hd;
+  a.window = args.sliding_window;
+  a.partials = attn_partials_;
+  a.counters = counters_;
+  a.out = o;
+  a.flags = flags_;
+  const dim3 grid(unsigned(hkv), kCudaAttnSplits);
+  if (hd == 128) launch(attention_decode_kernel<4>, grid, dim3(kDecWarps * kWarp), stream_, a);
+  else launch(attention_decode_kernel<2>, grid, dim3(kDecWarps * kWarp), stream_, a);
+  OMNI_LAUNCHED("attention_decode_kernel");
+  linear_rows(o, 1, w.wo, w.bo, out.as<float>(), Activation::None);
+}
+
+void CudaBackend::attention_general(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args,
+                                    const Tensor& out) {
+  const int hq = w.num_heads, hkv = w.num_kv_heads, hd = w.head_dim;
+  const int64_t S = x.dim(0);
+  if (hd > kMaxHd) throw Error("attention: head_dim " + std::to_string(hd) + " above 128 is not supported on CUDA");
+  scratch_reset();
+  float* q = static_cast<float*>(scratch(sizeof(float) * size_t(S) * hq * hd, "attention"));
+  float* k = static_cast<float*>(scratch(sizeof(float) * size_t(S) * hkv * hd, "attention"));
+  float* v = static_cast<float*>(scratch(sizeof(float) * size_t(S) * hkv * hd, "attention"));
+  float* o = static_cast<float*>(scratch(sizeof(float) * size_t(S) * hq * hd, "attention"));
+  linear_rows(x.as<float>(), S, w.wq, w.bq, q, Activation::None);
+  linear_rows(x.as<float>(), S, w.wk, w.bk, k, Activation::None);
+  linear_rows(x.as<float>(), S, w.wv, w.bv, v, Activation::None);
+  PrepArgs p{rope_table(w.rope_theta, hd), q, k, v, opt_bf16(w.q_norm), opt_bf16(w.k_norm), w.norm_eps,
+             args.positions.empty() ? nullptr : args.positions.as<int32_t>(), hq, hkv, hd,
+             args.cache ? args.cache->k.data : nullptr, args.cache ? args.cache->v.data : nullptr,
+             args.cache && args.cache->k.dtype == DType::F32, args.cache ? int(args.cache->capacity()) : 0, flags_};
+  if (S > 0 && (p.q_norm || p.k_norm || p.rope.on || p.kc)) {
+    attention_prep_kernel<<<dim3(unsigned(S), unsigned(hq + hkv)), 32, 0, stream_>>>(p);
+    OMNI_LAUNCHED("attention_prep_kernel");
+  }
+  TileArgs t;
+  t.q = q;
+  t.k = args.cache ? static_cast<const void*>(args.cache->k.data) : k;
+  t.v = args.cache ? static_cast<const void*>(args.cache->v.data) : v;
+  t.kv_bf16 = args.cache != nullptr && args.cache->k.dtype == DType::BF16;
+  t.pos = args.positions.empty() ? nullptr : args.positions.as<int32_t>();
+  t.S = int(S);
+  t.hq = hq;
+  t.hkv = hkv;
+  t.hd = hd;
+  t.capacity = args.cache ? int(args.cache->capacity()) : 0;
+  t.cached = args.cache != nullptr;
+  t.causal = args.causal;
+  t.window = args.sliding_window;
+  t.block = args.block;
+  t.scale = 1.f / std::sqrt(float(hd));
+  t.out = o;
+  if (S > 0) {
+    attention_tile_kernel<<<dim3(unsigned((S + kTq - 1) / kTq), unsigned(hq)), kTileThreads, 0, stream_>>>(t);
+    OMNI_LAUNCHED("attention_tile_kernel");
+  }
+  linear_rows(o, S, w.wo, w.bo, out.as<float>(), Activation::None);
+}
+
+}  // namespace omni

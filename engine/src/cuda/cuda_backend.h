@@ -1,0 +1,151 @@
+// CudaBackend: the product backend. bf16 weights in a few large device arenas, fp32
+// activations, bf16 KV caches. Decode (one row) runs on hand-written bandwidth-bound kernels
+// (cuda_gemv.cuh); prefill GEMMs go through cuBLAS (bf16 inputs, fp32 accumulation).
+// Everything runs on one stream; a decode step allocates nothing and never syncs with the
+// host, so it can be captured as a CUDA graph (begin_capture/end_capture/replay).
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <string>
+#include <vector>
+
+#include "../backend.h"
+#include "omni/errors.h"
+
+namespace omni {
+
+// Throws DeviceError naming the call and CUDA's error string.
+void cuda_check(cudaError_t err, const char* what);
+void cublas_check(cublasStatus_t st, const char* what);
+#define OMNI_CUDA(call) ::omni::cuda_check((call), #call)
+#define OMNI_CUBLAS(call) ::omni::cublas_check((call), #call)
+// After each kernel launch: launch-configuration errors surface here, by kernel name.
+#define OMNI_LAUNCHED(name) ::omni::cuda_check(cudaGetLastError(), "launch of " name)
+
+// Per-layer device table of the experts' weight addresses, built by prepare_moe.
+struct CudaMoeLayout {
+  const void** table = nullptr;  // device [E][3]: gate, up, down
+  int experts = 0, inter = 0, hidden = 0;
+};
+
+class CudaBackend : public Backend {
+ public:
+  explicit CudaBackend(int device_index, size_t scratch_bytes = size_t(256) << 20);
+  ~CudaBackend() override;
+  std::string name() const override { return "cuda"; }
+
+  Tensor weight(const Tensor& host) override;
+  void prepare_moe(MoeWeights& moe) override;
+  Tensor alloc(std::initializer_list<int64_t> shape, DType dtype) override;
+  using Backend::alloc;
+  DType activation_dtype() const override { return DType::F32; }
+  DType kv_cache_dtype() const override { return DType::BF16; }
+  Tensor synthetic_weight(std::initializer_list<int64_t> shape, uint64_t seed, float scale) override;
+
+  void upload(const Tensor& dst, const void* src) override;
+  void download(void* dst, const Tensor& src) override;
+  void download_f32(float* dst, const Tensor& src) override;
+  void synchronize() override;
+
+  void embed(const Tensor& table, const Tensor& ids, const Tensor& out) override;
+  void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
+  void add_rms_norm(const Tensor& x, const Tensor& branch, const Tensor& w, float eps, const Tensor& out) override;
+  void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, const Tensor& out) override;
+  void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out, Activation act) override;
+  void add(const Tensor& a, const Tensor& b, const Tensor& out) override;
+  void copy(const Tensor& src, const Tensor& dst) override;
+  void attention(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args, const Tensor& out) override;
+  void mlp(const MlpWeights& w, const Tensor& x, const Tensor& out) override;
+  void moe(const MoeWeights& w, const Tensor& x, const Tensor& out) override;
+  int32_t sample(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history,
+                 float uniform) override;
+
+  // Audio encoder (cuda_audio_ops.cu).
+  void conv2d_gelu(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int pad, const Tensor& out) override;
+  void permute_0312(const Tensor& x, const Tensor& out) override;
+
+  // Speech (cuda_speech_ops.cu).
+  void conv1d(const Tensor& x, const Tensor& w, const Tensor& bias, int dilation, int groups,
+              const Tensor& out) override;
+  void conv_transpose1d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, const Tensor& out) override;
+  void snake_beta(const Tensor& x, const Tensor& log_alpha, const Tensor& log_beta, const Tensor& out) override;
+  void channel_scale(const Tensor& x, const Tensor& scale, const Tensor& out) override;
+  void embed_codebooks_mean(const Tensor& table, const Tensor& codes, int codebook_size, const Tensor& out) override;
+
+  bool supports_graphs() const override { return true; }
+  void begin_capture() override;
+  int end_capture() override;
+  void replay(int graph_id) override;
+
+  cudaStream_t stream() const { return stream_; }
+  const cudaDeviceProp& props() const { return props_; }
+  // Bytes of weights held on the device (all arenas).
+  size_t weight_bytes() const { return weight_bytes_; }
+
+ private:
+  // Device memory from large blocks (one cudaMalloc per block), bump-allocated, 256-B aligned.
+  void* arena_alloc(size_t bytes);
+  // Per-op scratch: reset at the start of each op (ops are serialized on the stream).
+  void* scratch(size_t bytes, const char* op);
+  void scratch_reset() { scratch_used_ = 0; }
+  void check_device_flags();  // raises errors the kernels flagged (bad token ids)
+  // GEMM through cuBLAS: out[S,N] (fp32) = x[S,K] (fp32, converted to bf16) @ w[N,K]^T.
+  void gemm(const Tensor& x, const Tensor& w, const Tensor& out);
+  // fp32_inputs: keep activations in fp32 (GEMV kernels, any row count) instead of cuBLAS with
+  // bf16 inputs; used where a bf16 rounding could flip a decision (the MoE router's top-k).
+  void linear_rows(const float* x, int64_t rows, const Tensor& w, const Tensor& bias, float* out, Activation act,
+                   bool fp32_inputs = false);
+  void attention_decode(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args, const Tensor& out);
+  void attention_general(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args, const Tensor& out);
+  void moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out);
+  void moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out);
+  void shared_expert(const MoeWeights& w, const Tensor& x, const Tensor& out);
+
+  int device_ = 0;
+  cudaDeviceProp props_{};
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  bool capturing_ = false;
+  bool tc_disabled_ = false;  // OMNI_CUDA_MOE_TC=0: MoE prefill on the fp32 FMA kernel (A/B timing)
+
+  std::vector<void*> blocks_;  // every cudaMalloc made, freed at destruction
+  char* arena_cur_ = nullptr;
+  size_t arena_left_ = 0;
+  size_t weight_bytes_ = 0;
+
+  char* scratch_base_ = nullptr;
+  size_t scratch_size_ = 0, scratch_used_ = 0;
+
+  // Persistent small device state.
+  unsigned* counters_ = nullptr;  // last-block-done counters (reset by the last block)
+  float* attn_partials_ = nullptr;  // split-K attention partials
+  int* topk_idx_ = nullptr;         // decode MoE: selected experts
+  float* topk_w_ = nullptr;         // decode MoE: their weights
+  const void** topk_ptrs_ = nullptr;  // decode MoE: their gate/up/down addresses [k][3]
+  int* flags_ = nullptr;            // device error flags
+  int32_t* sample_out_ = nullptr;   // device result of sample()
+  int32_t* sample_host_ = nullptr;  // pinned host copy
+  int32_t* history_ = nullptr;      // repetition-penalty ids
+  float* sample_keys_ = nullptr;    // working logits (penalty, temperature) [kMaxVocab]
+  float* sorted_keys_ = nullptr;
+  int32_t* sample_ids_ = nullptr;
+  int32_t* sorted_ids_ = nullptr;
+  void* sort_temp_ = nullptr;
+  size_t sort_temp_bytes_ = 0;
+
+  std::vector<cudaGraphExec_t> graphs_;
+  cudaGraph_t pending_graph_ = nullptr;
+};
+
+// Bytes of CUB temporary storage the sampler's sort needs for kCudaMaxVocab pairs.
+size_t sample_sort_temp_bytes();
+
+constexpr int kCudaMaxVocab = 1 << 18;         // sample(): logits per row
+constexpr int kCudaMaxHistory = 1 << 16;       // sample(): repetition-penalty history
+constexpr int kCudaAttnSplits = 64;            // decode attention: key-range splits per KV head (<= 64)
+constexpr int kCudaMaxHeads = 64;              // decode attention: q heads
+constexpr int kCudaMaxHeadDim = 256;
+constexpr int kCudaMaxTopK = 16;
+
+}  // namespace omni

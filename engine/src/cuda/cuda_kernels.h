@@ -1,0 +1,72 @@
+// Host-side launchers of kernels shared between the CUDA backend's files.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <utility>
+
+#include "omni/errors.h"
+
+namespace omni {
+
+void cuda_check(cudaError_t err, const char* what);
+
+namespace cuda {
+
+// Whether kernels are launched with programmatic dependent launch (set by the backend: on for
+// compute capability >= 9.0 unless OMNI_CUDA_PDL=0).
+extern bool g_use_pdl;
+
+// Launches `kernel` on `stream`, with the programmatic-serialization attribute when enabled.
+// Kernels launched this way must call pdl_wait() before reading what earlier kernels wrote.
+template <typename... KArgs, typename... Args>
+void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = g_use_pdl ? 1 : 0;
+  cuda_check(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...), "cudaLaunchKernelEx");
+}
+
+// Decode GEMV, y_s = act(W_s x + b_s), over up to three matrices that share x and K (the q, k,
+// v projections run as one launch). One warp per output row; W bf16 [n, K] with K % 8 == 0;
+// x fp32 [rows, K], y fp32 [rows, n_s]; the weights are read once per kGemvMaxRows rows.
+struct GemvSegment {
+  const uint16_t* w = nullptr;
+  const uint16_t* bias = nullptr;
+  float* y = nullptr;
+  int n = 0;
+};
+struct GemvArgs {
+  GemvSegment seg[3];
+  int nseg = 1;
+  int K = 0;
+  int rows = 1;
+  const float* x = nullptr;
+  int act = 0;  // 0 none, 1 SiLU, 2 GELU
+  bool prefetch = false;  // set by launch_gemv: small matrices are pulled toward L2 before pdl_wait
+};
+constexpr int kGemvMaxRows = 8;
+void launch_gemv(const GemvArgs& a, cudaStream_t stream);
+
+// Any-K fallback (K % 8 != 0 or unaligned): one warp per (row, output), scalar loads.
+void launch_gemv_scalar(const GemvArgs& a, cudaStream_t stream);
+
+// MoE prefill grouped GEMM on the tensor cores (cuda_moe_tc.cu; compute capability >= 8.0).
+// For each expert e (grid x) and each of its bucket entries (list[offsets[e] ..][counts[e]]):
+// Y[entry][n] = sum_k X[entry / x_div][k] W[n][k], W = table[e * 3 + which], Y fp32; dual: W =
+// gate and up (slots 0, 1) and Y (bf16) = silu(gate) * up. X bf16, fp32 accumulation.
+bool grouped_gemm_tc_fits(int N, int K);
+void launch_grouped_gemm_tc(bool dual, const void* const* table, int which, const int* counts, const int* offsets,
+                            const int* list, const uint16_t* X, int x_div, int experts, int max_entries, int N, int K,
+                            void* Y, cudaStream_t stream);
+void launch_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace omni

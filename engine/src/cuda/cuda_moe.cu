@@ -1,0 +1,462 @@
+// mlp() and moe(). Decode (one row): the router GEMV ends with softmax + top-k + renorm done by
+// its last block; one GEMV pass computes silu(gate x) * up x for all selected experts; one more
+// computes the down projections and their weighted sum. No host round trip.
+// Prefill: cuBLAS router, per-row top-k, tokens bucketed by expert on the device, then tiled
+// grouped GEMMs over each expert's tokens (weights read once per tile, not once per token):
+// on the tensor cores (cuda_moe_tc.cu) for large experts, else the fp32 FMA kernel below.
+#include <vector>
+
+#include "cuda_backend.h"
+#include "cuda_common.cuh"
+#include "cuda_kernels.h"
+
+namespace omni {
+namespace cuda {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kRouterCounter = 512;  // index into the backend's counters
+constexpr int kMaxExperts = 1024;
+
+// The experts a kernel applies: selected on the device (table + sel) or given directly.
+struct ExpertSet {
+  const void* const* ptrs = nullptr;   // [count][3] the selected experts' weights (decode)
+  const void* const* table = nullptr;  // [E][3] gate, up, down
+  const int* sel = nullptr;            // [count] expert ids
+  const float* selw = nullptr;         // [count] weights; null: 1
+  const uint16_t* gate = nullptr;      // direct (table == null)
+  const uint16_t* up = nullptr;
+  const uint16_t* down = nullptr;
+  int count = 1, H = 0, I = 0;
+};
+
+__device__ __forceinline__ const uint16_t* expert_w(const ExpertSet& s, int j, int which) {
+  if (s.ptrs) return static_cast<const uint16_t*>(s.ptrs[j * 3 + which]);
+  if (!s.table) return which == 0 ? s.gate : which == 1 ? s.up : s.down;
+  return static_cast<const uint16_t*>(s.table[s.sel[j] * 3 + which]);
+}
+
+// One warp: softmax over E logits, top-k (ties to the lower id), optional renormalization.
+__device__ void select_topk(const float* logits, int E, int k, bool norm, float* probs, int* out_idx,
+                            float* out_w) {
+  const int lane = threadIdx.x & 31;
+  float mx = -INFINITY;
+  for (int e = lane; e < E; e += 32) mx = fmaxf(mx, __ldcg(logits + e));
+  mx = warp_max(mx);
+  float sum = 0.f;
+  for (int e = lane; e < E; e += 32) {
+    const float p = expf(__ldcg(logits + e) - mx);
+    probs[e] = p;
+    sum += p;
+  }
+  sum = warp_sum(sum);
+  __syncwarp();
+  for (int e = lane; e < E; e += 32) probs[e] /= sum;
+  __syncwarp();
+  float chosen_sum = 0.f;
+  for (int j = 0; j < k; ++j) {
+    float best = -1.f;
+    int bi = 0x7fffffff;
+    for (int e = lane; e < E; e += 32)
+      if (probs[e] > best || (probs[e] == best && e < bi)) {
+        best = probs[e];
+        bi = e;
+      }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ob = __shfl_xor_sync(kFull, best, o);
+      const int oi = __shfl_xor_sync(kFull, bi, o);
+      if (ob > best || (ob == best && oi < bi)) {
+        best = ob;
+        bi = oi;
+      }
+    }
+    if (lane == 0) {
+      out_idx[j] = bi;
+      out_w[j] = best;
+      probs[bi] = -2.f;  // taken
+    }
+    chosen_sum += best;
+    __syncwarp();
+  }
+  if (norm && lane < k) out_w[lane] /= chosen_sum;
+}
+
+__global__ void __launch_bounds__(kWarps * kWarp) router_topk_kernel(const uint16_t* router, const float* x, int E,
+                                                                    int H, int k, bool norm, float* logits,
+                                                                    unsigned* counter, int* idx, float* w,
+                                                                    const void* const* table, const void** sel_ptrs) {
+  __shared__ float probs[kMaxExperts];
+  __shared__ float red[32];
+  __shared__ int sel[kCudaMaxTopK];
+  __shared__ float selp[kCudaMaxTopK];
+  __shared__ bool last;
+  pdl_launch_dependents();
+  const int lane = threadIdx.x & 31, e = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if (e < E) prefetch_l2(router + int64_t(e) * H, int64_t(H) * 2, lane);
+  pdl_wait();
+  if (e < E) {
+    const float v = warp_sum(lane_dot<4>(router + int64_t(e) * H, x, H, lane));
+    if (lane == 0) logits[e] = v;
+  }
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  // The last block: softmax over all experts, then each expert's rank among them (ties to the
+  // lower id, as the CPU's partial_sort); the k best are written in rank order.
+  float mx = -INFINITY;
+  for (int i = threadIdx.x; i < E; i += blockDim.x) {
+    probs[i] = __ldcg(logits + i);
+    mx = fmaxf(mx, probs[i]);
+  }
+  mx = block_max(mx, red);
+  float sum = 0.f;
+  for (int i = threadIdx.x; i < E; i += blockDim.x) sum += (probs[i] = expf(probs[i] - mx));
+  sum = block_sum(sum, red);
+  for (int i = threadIdx.x; i < E; i += blockDim.x) probs[i] /= sum;
+  __syncthreads();
+  for (int i = threadIdx.x; i < E; i += blockDim.x) {
+    const float p = probs[i];
+    int rank = 0;
+    for (int f = 0; f < E; ++f) rank += probs[f] > p || (probs[f] == p && f < i);
+    if (rank < k) {
+      sel[rank] = i;
+      selp[rank] = p;
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float chosen = 0.f;
+    for (int j = 0; j < k; ++j) chosen += selp[j];
+    for (int j = 0; j < k; ++j) {
+      idx[j] = sel[j];
+      w[j] = norm ? selp[j] / chosen : selp[j];
+    }
+    *counter = 0;
+  }
+  // The selected experts' weight addresses, so the expert kernels start with one dependent load.
+  if (threadIdx.x < 3 * k) sel_ptrs[threadIdx.x] = table[sel[threadIdx.x / 3] * 3 + threadIdx.x % 3];
+}
+
+__global__ void topk_rows_kernel(const float* logits, int E, int k, bool norm, int* idx, float* w) {
+  __shared__ float probs[kMaxExperts];
+  const int s = blockIdx.x;
+  select_topk(logits + int64_t(s) * E, E, k, norm, probs, idx + s * k, w + s * k);
+}
+
+// act[j][i] = silu(gate_j x)[i] * (up_j x)[i]; one warp per (j, i).
+__global__ void __launch_bounds__(kWarps * kWarp) gateup_kernel(ExpertSet s, const float* x, float* act) {
+  pdl_launch_dependents();
+  pdl_wait();
+  const int lane = threadIdx.x & 31, gw = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  const int j = gw / s.I, i = gw % s.I;
+  if (j >= s.count) return;
+  float g = 0.f, u = 0.f;
+  lane_dot2<8>(expert_w(s, j, 0) + int64_t(i) * s.H, expert_w(s, j, 1) + int64_t(i) * s.H, x, s.H, lane, g, u);
+  g = warp_sum(g);
+  u = warp_sum(u);
+  if (lane == 0) act[j * s.I + i] = silu(g) * u;
+}
+
+// out[h] = sum_j w_j * (down_j act_j)[h]: warps of a block split (row, expert) pairs; the
+// per-expert terms are summed in expert order through shared memory (deterministic).
+__global__ void __launch_bounds__(kWarps * kWarp) down_kernel(ExpertSet s, const float* act, float* out) {
+  __shared__ float part[kWarps];
+  pdl_launch_dependents();
+  pdl_wait();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int per = s.count < kWarps ? s.count : kWarps, rows_per_block = kWarps / per;
+  const int hr = warp / per, j0 = warp % per, h = blockIdx.x * rows_per_block + hr;
+  float acc = 0.f;
+  if (hr < rows_per_block && h < s.H) {
+    for (int j = j0; j < s.count; j += per) {
+      const float d = warp_sum(lane_dot<4>(expert_w(s, j, 2) + int64_t(h) * s.I, act + j * s.I, s.I, lane));
+      acc += (s.selw ? s.selw[j] : 1.f) * d;
+    }
+  }
+  if (lane == 0) part[warp] = acc;
+  __syncthreads();
+  if (threadIdx.x < rows_per_block) {
+    const int hh = blockIdx.x * rows_per_block + threadIdx.x;
+    if (hh < s.H) {
+      float sum = 0.f;
+      for (int q = 0; q < per; ++q) sum += part[threadIdx.x * per + q];
+      out[hh] = sum;
+    }
+  }
+}
+
+// Prefill: tokens of each expert, bucketed (entry = row * k + slot).
+__global__ void bucket_kernel(const int* idx, int entries, int E, int* counts, int* offsets, int* list) {
+  __shared__ int cnt[kMaxExperts], cur[kMaxExperts];
+  for (int e = threadIdx.x; e < E; e += blockDim.x) cnt[e] = 0;
+  __syncthreads();
+  for (int t = threadIdx.x; t < entries; t += blockDim.x) atomicAdd(&cnt[idx[t]], 1);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int run = 0;
+    for (int e = 0; e < E; ++e) {
+      cur[e] = run;
+      offsets[e] = run;
+      counts[e] = cnt[e];
+      run += cnt[e];
+    }
+  }
+  __syncthreads();
+  for (int t = threadIdx.x; t < entries; t += blockDim.x) list[atomicAdd(&cur[idx[t]], 1)] = t;
+}
+
+// Grouped GEMM over one expert's bucket: Y[entry][n] = sum_k X[row(entry)][k] W_e[n][k].
+// DUAL: W = gate and up, Y = silu(gate) * up. Tiles of 32 entries x 64 outputs x 32 k.
+constexpr int kTM = 32, kTN = 64, kTK = 32;
+template <bool DUAL>
+__global__ void __launch_bounds__(256) grouped_gemm_kernel(const void* const* table, int which, const int* counts,
+                                                          const int* offsets, const int* list, const float* X,
+                                                          int x_per_entry_div, int N, int K, float* Y) {
+  const int e = blockIdx.x, m0 = blockIdx.y * kTM, n0 = blockIdx.z * kTN;
+  const int count = counts[e];
+  if (m0 >= count) return;
+  const int off = offsets[e];
+  const uint16_t* W0 = static_cast<const uint16_t*>(table[e * 3 + which]);
+  const uint16_t* W1 = DUAL ? static_cast<const uint16_t*>(table[e * 3 + 1]) : nullptr;
+  __shared__ float xs[kTK][kTM + 1], ws[kTK][kTN + 1], us[DUAL ? kTK : 1][kTN + 1];
+  __shared__ int rows[kTM];
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  if (tid < kTM) rows[tid] = m0 + tid < count ? list[off + m0 + tid] : -1;
+  __syncthreads();
+  float a0[2][4] = {}, a1[2][4] = {};
+  for (int k0 = 0; k0 < K; k0 += kTK) {
+    for (int i = tid; i < kTM * kTK; i += 256) {
+      const int m = i / kTK, kk = i % kTK, ent = rows[m];
+      xs[kk][m] = ent >= 0 && k0 + kk < K ? X[int64_t(ent / x_per_entry_div) * K + k0 + kk] : 0.f;
+    }
+    for (int i = tid; i < kTN * kTK; i += 256) {
+      const int n = i / kTK, kk = i % kTK;
+      const bool ok = n0 + n < N && k0 + kk < K;
+      ws[kk][n] = ok ? bf16_at(W0, int64_t(n0 + n) * K + k0 + kk) : 0.f;
+      if (DUAL) us[kk][n] = ok ? bf16_at(W1, int64_t(n0 + n) * K + k0 + kk) : 0.f;
+    }
+    __syncthreads();
+#pragma unroll 8
+    for (int kk = 0; kk < kTK; ++kk) {
+      const float x0 = xs[kk][ty * 2], x1 = xs[kk][ty * 2 + 1];
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const float wv = ws[kk][tx * 4 + c];
+        a0[0][c] = fmaf(x0, wv, a0[0][c]);
+        a0[1][c] = fmaf(x1, wv, a0[1][c]);
+        if (DUAL) {
+          const float uv = us[kk][tx * 4 + c];
+          a1[0][c] = fmaf(x0, uv, a1[0][c]);
+          a1[1][c] = fmaf(x1, uv, a1[1][c]);
+        }
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int ent = rows[ty * 2 + r];
+    if (ent < 0) continue;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int n = n0 + tx * 4 + c;
+      if (n < N) Y[int64_t(ent) * N + n] = DUAL ? silu(a0[r][c]) * a1[r][c] : a0[r][c];
+    }
+  }
+}
+
+__global__ void combine_kernel(const float* y, const float* w, int rows, int k, int H, float* out) {
+  const int64_t total = int64_t(rows) * H;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t s = i / H, h = i % H;
+    float acc = 0.f;
+    for (int j = 0; j < k; ++j) acc += w[s * k + j] * y[(s * k + j) * H + h];
+    out[i] = acc;
+  }
+}
+
+__global__ void mul_kernel(float* a, const float* b, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    a[i] *= b[i];
+}
+
+// out[s] += sigmoid(g[s]) * y[s] (talker's shared expert).
+__global__ void gated_add_kernel(float* out, const float* y, const float* g, int rows, int H) {
+  const int64_t total = int64_t(rows) * H;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] += y[i] / (1.f + __expf(-g[i / H]));
+}
+
+int grid_for(int64_t n) { return int(std::min<int64_t>((n + 255) / 256, 65535)); }
+
+void check_mlp(const MlpWeights& m, int64_t H, const char* what) {
+  if (m.gate.empty() || m.up.empty() || m.down.empty() || m.gate.dim(1) != H || m.up.dim(0) != m.gate.dim(0) ||
+      m.down.dim(0) != H || m.down.dim(1) != m.gate.dim(0))
+    throw Error(std::string(what) + ": gate " + m.gate.shape_str() + ", up " + m.up.shape_str() + ", down " +
+                m.down.shape_str() + " do not form an MLP of width " + std::to_string(H));
+}
+
+}  // namespace
+}  // namespace cuda
+
+using namespace cuda;
+
+void CudaBackend::prepare_moe(MoeWeights& moe) {
+  const int E = int(moe.experts.size());
+  if (E == 0 || E > kMaxExperts || moe.router.dim(0) != E)
+    throw Error("prepare_moe: " + std::to_string(E) + " experts, router " + moe.router.shape_str());
+  if (moe.top_k <= 0 || moe.top_k > kCudaMaxTopK || moe.top_k > E)
+    throw Error("prepare_moe: top_k " + std::to_string(moe.top_k) + " is outside [1, " +
+                std::to_string(std::min(E, kCudaMaxTopK)) + "]");
+  const int64_t H = moe.router.dim(1);
+  std::vector<const void*> table(size_t(E) * 3);
+  for (int e = 0; e < E; ++e) {
+    const MlpWeights& m = moe.experts[size_t(e)];
+    check_mlp(m, H, ("prepare_moe: expert " + std::to_string(e)).c_str());
+    if (m.gate.dim(0) != moe.experts[0].gate.dim(0)) throw Error("prepare_moe: experts differ in width");
+    table[size_t(e) * 3 + 0] = m.gate.data;
+    table[size_t(e) * 3 + 1] = m.up.data;
+    table[size_t(e) * 3 + 2] = m.down.data;
+  }
+  auto layout = std::make_shared<CudaMoeLayout>();
+  layout->table = static_cast<const void**>(arena_alloc(table.size() * sizeof(void*)));
+  OMNI_CUDA(cudaMemcpy(layout->table, table.data(), table.size() * sizeof(void*), cudaMemcpyHostToDevice));
+  layout->experts = E;
+  layout->inter = int(moe.experts[0].gate.dim(0));
+  layout->hidden = int(H);
+  moe.prepared = layout;
+}
+
+void CudaBackend::mlp(const MlpWeights& w, const Tensor& x, const Tensor& out) {
+  const int64_t H = x.dim(-1), rows = x.numel() / H, I = w.gate.dim(0);
+  check_mlp(w, H, "mlp");
+  if (out.numel() != x.numel()) throw Error("mlp: out " + out.shape_str() + " vs x " + x.shape_str());
+  scratch_reset();
+  if (rows == 1 && H % 8 == 0 && I % 8 == 0) {
+    ExpertSet s;
+    s.gate = w.gate.as<uint16_t>();
+    s.up = w.up.as<uint16_t>();
+    s.down = w.down.as<uint16_t>();
+    s.H = int(H);
+    s.I = int(I);
+    float* act = static_cast<float*>(scratch(sizeof(float) * size_t(I), "mlp"));
+    launch(gateup_kernel, dim3(unsigned((I + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_, s,
+           x.as<float>(), act);
+    OMNI_LAUNCHED("gateup_kernel");
+    launch(down_kernel, dim3(unsigned((H + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_, s,
+           static_cast<const float*>(act), out.as<float>());
+    OMNI_LAUNCHED("down_kernel");
+    return;
+  }
+  float* g = static_cast<float*>(scratch(sizeof(float) * size_t(rows * I), "mlp"));
+  float* u = static_cast<float*>(scratch(sizeof(float) * size_t(rows * I), "mlp"));
+  linear_rows(x.as<float>(), rows, w.gate, Tensor(), g, Activation::SiLU);
+  linear_rows(x.as<float>(), rows, w.up, Tensor(), u, Activation::None);
+  mul_kernel<<<grid_for(rows * I), 256, 0, stream_>>>(g, u, rows * I);
+  OMNI_LAUNCHED("mul_kernel");
+  linear_rows(g, rows, w.down, Tensor(), out.as<float>(), Activation::None);
+}
+
+void CudaBackend::moe(const MoeWeights& w, const Tensor& x, const Tensor& out) {
+  const auto* L = static_cast<const CudaMoeLayout*>(w.prepared.get());
+  if (!L) throw Error("moe: prepare_moe was not called for this layer");
+  if (x.dim(-1) != L->hidden || out.numel() != x.numel())
+    throw Error("moe: x " + x.shape_str() + ", out " + out.shape_str() + " for hidden " + std::to_string(L->hidden));
+  scratch_reset();
+  if (x.numel() == L->hidden && L->hidden % 8 == 0 && L->inter % 8 == 0) moe_decode(w, *L, x, out);
+  else moe_prefill(w, *L, x, out);
+  if (!w.shared.gate.empty()) shared_expert(w, x, out);
+}
+
+void CudaBackend::moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out) {
+  const int E = L.experts, H = L.hidden, I = L.inter, k = w.top_k;
+  float* logits = static_cast<float*>(scratch(sizeof(float) * size_t(E), "moe"));
+  float* act = static_cast<float*>(scratch(sizeof(float) * size_t(k) * I, "moe"));
+  launch(router_topk_kernel, dim3(unsigned((E + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_,
+         w.router.as<uint16_t>(), x.as<float>(), E, H, k, w.norm_topk_prob, logits, counters_ + kRouterCounter,
+         topk_idx_, topk_w_, static_cast<const void* const*>(L.table), topk_ptrs_);
+  OMNI_LAUNCHED("router_topk_kernel");
+  ExpertSet s;
+  s.ptrs = topk_ptrs_;
+  s.table = L.table;
+  s.sel = topk_idx_;
+  s.selw = topk_w_;
+  s.count = k;
+  s.H = H;
+  s.I = I;
+  launch(gateup_kernel, dim3(unsigned((int64_t(k) * I + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_, s,
+         x.as<float>(), act);
+  OMNI_LAUNCHED("gateup_kernel");
+  const int per = std::min(k, kWarps), rows_per_block = kWarps / per;
+  launch(down_kernel, dim3(unsigned((H + rows_per_block - 1) / rows_per_block)), dim3(kWarps * kWarp), stream_, s,
+         static_cast<const float*>(act), out.as<float>());
+  OMNI_LAUNCHED("down_kernel");
+}
+
+void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out) {
+  const int E = L.experts, H = L.hidden, I = L.inter, k = w.top_k;
+  const int64_t S = x.numel() / H;
+  if (S == 0) return;
+  float* logits = static_cast<float*>(scratch(sizeof(float) * size_t(S) * E, "moe"));
+  int* idx = static_cast<int*>(scratch(sizeof(int) * size_t(S) * k, "moe"));
+  float* wts = static_cast<float*>(scratch(sizeof(float) * size_t(S) * k, "moe"));
+  int* counts = static_cast<int*>(scratch(sizeof(int) * size_t(E), "moe"));
+  int* offsets = static_cast<int*>(scratch(sizeof(int) * size_t(E), "moe"));
+  int* list = static_cast<int*>(scratch(sizeof(int) * size_t(S) * k, "moe"));
+  float* y = static_cast<float*>(scratch(sizeof(float) * size_t(S) * k * H, "moe"));
+  linear_rows(x.as<float>(), S, w.router, Tensor(), logits, Activation::None, /*fp32_inputs=*/true);
+  topk_rows_kernel<<<unsigned(S), 32, 0, stream_>>>(logits, E, k, w.norm_topk_prob, idx, wts);
+  OMNI_LAUNCHED("topk_rows_kernel");
+  bucket_kernel<<<1, 1024, 0, stream_>>>(idx, int(S * k), E, counts, offsets, list);
+  OMNI_LAUNCHED("bucket_kernel");
+  // Tensor cores (bf16-rounded activations) where the experts are large enough for the GEMM to
+  // matter and there are more rows than a GEMV batch; small models and few rows stay in fp32,
+  // as linear_rows decides for dense matrices.
+  const bool tensor_cores = props_.major >= 8 && S > kGemvMaxRows && int64_t(I) * H > (int64_t(1) << 18) &&
+                            grouped_gemm_tc_fits(I, H) && grouped_gemm_tc_fits(H, I) && !tc_disabled_;
+  if (tensor_cores) {
+    uint16_t* xb = static_cast<uint16_t*>(scratch(sizeof(uint16_t) * size_t(S) * H, "moe"));
+    uint16_t* act_b = static_cast<uint16_t*>(scratch(sizeof(uint16_t) * size_t(S) * k * I, "moe"));
+    launch_to_bf16(x.as<float>(), xb, S * H, stream_);
+    launch_grouped_gemm_tc(true, L.table, 0, counts, offsets, list, xb, k, E, int(S), I, H, act_b, stream_);
+    launch_grouped_gemm_tc(false, L.table, 2, counts, offsets, list, act_b, 1, E, int(S), H, I, y, stream_);
+    combine_kernel<<<grid_for(S * H), 256, 0, stream_>>>(y, wts, int(S), k, H, out.as<float>());
+    OMNI_LAUNCHED("combine_kernel");
+    return;
+  }
+  float* act = static_cast<float*>(scratch(sizeof(float) * size_t(S) * k * I, "moe"));
+  // Any expert holds at most S entries.
+  const unsigned m_tiles = unsigned((S + kTM - 1) / kTM);
+  grouped_gemm_kernel<true><<<dim3(unsigned(E), m_tiles, unsigned((I + kTN - 1) / kTN)), 256, 0, stream_>>>(
+      L.table, 0, counts, offsets, list, x.as<float>(), k, I, H, act);
+  OMNI_LAUNCHED("grouped_gemm_kernel<gate_up>");
+  grouped_gemm_kernel<false><<<dim3(unsigned(E), m_tiles, unsigned((H + kTN - 1) / kTN)), 256, 0, stream_>>>(
+      L.table, 2, counts, offsets, list, act, 1, H, I, y);
+  OMNI_LAUNCHED("grouped_gemm_kernel<down>");
+  combine_kernel<<<grid_for(S * H), 256, 0, stream_>>>(y, wts, int(S), k, H, out.as<float>());
+  OMNI_LAUNCHED("combine_kernel");
+}
+
+void CudaBackend::shared_expert(const MoeWeights& w, const Tensor& x, const Tensor& out) {
+  const int64_t H = x.dim(-1), rows = x.numel() / H, I = w.shared.gate.dim(0);
+  check_mlp(w.shared, H, "moe shared expert");
+  scratch_reset();
+  float* y = static_cast<float*>(scratch(sizeof(float) * size_t(rows * H), "moe"));
+  float* g = static_cast<float*>(scratch(sizeof(float) * size_t(rows), "moe"));
+  float* gu = static_cast<float*>(scratch(sizeof(float) * size_t(rows * I), "moe"));
+  float* up = static_cast<float*>(scratch(sizeof(float) * size_t(rows * I), "moe"));
+  linear_rows(x.as<float>(), rows, w.shared.gate, Tensor(), gu, Activation::SiLU);
+  linear_rows(x.as<float>(), rows, w.shared.up, Tensor(), up, Activation::None);
+  mul_kernel<<<grid_for(rows * I), 256, 0, stream_>>>(gu, up, rows * I);
+  OMNI_LAUNCHED("mul_kernel");
+  linear_rows(gu, rows, w.shared.down, Tensor(), y, Activation::None);
+  linear_rows(x.as<float>(), rows, w.shared_gate, Tensor(), g, Activation::None, /*fp32_inputs=*/true);
+  gated_add_kernel<<<grid_for(rows * H), 256, 0, stream_>>>(out.as<float>(), y, g, int(rows), int(H));
+  OMNI_LAUNCHED("gated_add_kernel");
+}
+
+}  // namespace omni

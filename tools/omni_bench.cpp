@@ -1,0 +1,404 @@
+// omni-bench: speed of the engine on the release's shapes with synthetic weights made on the
+// device (no checkpoint). Measures, in one run: device copy bandwidth (the roofline), thinker
+// decode tokens/s at several contexts with the bytes each token reads, thinker prefill time,
+// the talker + code-predictor frame rate, the audio encoder on a 5 s question, code2wav's
+// real-time factor, and time to first audio composed from those stages. Prints a table last.
+#include <algorithm>
+#include <cmath>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "decoder.h"
+#include "model_config.h"
+#include "omni/errors.h"
+#include "omni_bench_speech.h"
+#include "synthetic_weights.h"
+
+using namespace omni;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::string config = "../shared/models/qwen3-omni-30b-a3b-instruct.config.json";
+  std::string device = "cuda";
+  std::vector<int> contexts{64, 2048};
+  int prefill = 512;
+  int layers = 0;  // 0: the config's
+  int steps = 100;
+  bool graphs = true;
+  bool speech = true;
+  int copy_mib = 1024;
+};
+
+void usage() {
+  std::puts(
+      "omni-bench [--config FILE] [--device cuda|cpu] [--contexts 64,2048] [--prefill 512]\n"
+      "           [--layers N] [--steps N] [--copy-mib N] [--no-graphs] [--no-speech]\n"
+      "  Synthetic bf16 weights of the config's shapes (thinker and talker), made on the device.\n"
+      "  --layers N overrides the layer counts (smoke runs on the CPU).");
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw Error("omni-bench: " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--config") o.config = next();
+    else if (a == "--device") o.device = next();
+    else if (a == "--prefill") o.prefill = std::stoi(next());
+    else if (a == "--layers") o.layers = std::stoi(next());
+    else if (a == "--steps") o.steps = std::stoi(next());
+    else if (a == "--copy-mib") o.copy_mib = std::stoi(next());
+    else if (a == "--no-graphs") o.graphs = false;
+    else if (a == "--no-speech") o.speech = false;
+    else if (a == "--contexts") {
+      o.contexts.clear();
+      std::stringstream ss(next());
+      for (std::string t; std::getline(ss, t, ',');) o.contexts.push_back(std::stoi(t));
+    } else if (a == "-h" || a == "--help") {
+      usage();
+      std::exit(0);
+    } else {
+      throw Error("omni-bench: unknown argument " + a);
+    }
+  }
+  return o;
+}
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Copy bandwidth: bytes read + written per second for a large device-to-device copy.
+double copy_bandwidth(Backend& be, int mib) {
+  const int64_t n = int64_t(mib) << 18;  // fp32 elements
+  Tensor a = be.alloc({n}, DType::F32), b = be.alloc({n}, DType::F32);
+  for (int i = 0; i < 3; ++i) be.copy(a, b);
+  be.synchronize();
+  std::vector<double> t;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < 10; ++i) be.copy(i % 2 ? b : a, i % 2 ? a : b);
+    be.synchronize();
+    t.push_back(seconds_since(t0) / 10);
+  }
+  std::sort(t.begin(), t.end());
+  return 2.0 * double(a.bytes()) / t[t.size() / 2];
+}
+
+// One decoder with its embedding table, head, caches and step tensors.
+struct Lm {
+  DecoderConfig cfg;
+  std::unique_ptr<DecoderStack> stack;
+  Tensor embed, head;  // [V, H]
+  std::vector<KVCache> caches;
+  Tensor ids, pos, x, logits;  // decode-step tensors
+  int graph = -1;
+};
+
+void make_lm(Backend& be, Lm& lm, const DecoderConfig& cfg, int capacity, int max_rows, uint64_t seed) {
+  lm.cfg = cfg;
+  lm.stack = std::make_unique<DecoderStack>(be, cfg, synthetic_decoder_weights(be, cfg, seed), max_rows);
+  lm.embed = be.synthetic_weight({cfg.vocab_size, cfg.hidden_size}, seed + 100000, 1.f);
+  lm.head = be.synthetic_weight({cfg.vocab_size, cfg.hidden_size}, seed + 100001, 1.f / std::sqrt(float(cfg.hidden_size)));
+  // Caches hold random keys/values, not zeros (never time on zeros).
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    KVCache c;
+    if (be.kv_cache_dtype() == DType::BF16) {
+      c.k = be.synthetic_weight({capacity, cfg.num_kv_heads, cfg.head_dim}, seed + 200000 + 2 * l, 1.f);
+      c.v = be.synthetic_weight({capacity, cfg.num_kv_heads, cfg.head_dim}, seed + 200001 + 2 * l, 1.f);
+    } else {
+      c.k = be.alloc({capacity, cfg.num_kv_heads, cfg.head_dim}, be.kv_cache_dtype());
+      c.v = be.alloc({capacity, cfg.num_kv_heads, cfg.head_dim}, be.kv_cache_dtype());
+    }
+    lm.caches.push_back(c);
+  }
+  lm.ids = be.alloc({1}, DType::I32);
+  lm.pos = be.alloc({1}, DType::I32);
+  lm.x = be.alloc({1, cfg.hidden_size});
+  lm.logits = be.alloc({1, cfg.vocab_size});
+}
+
+void step_ops(Backend& be, Lm& lm) {
+  be.embed(lm.embed, lm.ids, lm.x);
+  lm.stack->forward(lm.x, lm.pos, lm.caches);
+  be.linear(lm.x, lm.head, Tensor(), lm.logits, Activation::None);
+}
+
+// One decode step at `position`: token in, greedy token out (the only host sync).
+int32_t decode_step(Backend& be, Lm& lm, int32_t token, int32_t position, bool graphs) {
+  be.upload(lm.ids, &token);
+  be.upload(lm.pos, &position);
+  if (graphs && be.supports_graphs()) {
+    if (lm.graph < 0) {
+      be.begin_capture();
+      step_ops(be, lm);
+      lm.graph = be.end_capture();
+    }
+    be.replay(lm.graph);
+  } else {
+    step_ops(be, lm);
+  }
+  return be.sample(lm.logits, SamplingParams{}, {}, 0.f);
+}
+
+// Bytes one thinker decode step reads: every weight it touches once, the KV cache up to ctx.
+double decode_bytes(const DecoderConfig& c, int ctx) {
+  const double H = c.hidden_size, q = double(c.num_heads) * c.head_dim, kv = double(c.num_kv_heads) * c.head_dim;
+  double per_layer = (q * H * 2 + kv * H * 2 * 2 + 2.0 * c.head_dim + 2 * H) * 2;  // attention + norms
+  if (c.num_experts > 0) {
+    per_layer += double(c.num_experts) * H * 2;                                   // router
+    per_layer += double(c.num_experts_per_tok) * 3 * c.moe_intermediate_size * H * 2;  // selected experts
+    if (c.shared_expert_intermediate_size > 0) per_layer += (3.0 * c.shared_expert_intermediate_size + 1) * H * 2;
+  } else {
+    per_layer += 3.0 * c.intermediate_size * H * 2;
+  }
+  per_layer += 2.0 * ctx * kv * 2;  // K and V cache, bf16
+  return per_layer * c.num_layers + H * 2 /* final norm */ + double(c.vocab_size) * H * 2 /* lm_head */ + H * 2;
+}
+
+struct DecodeResult {
+  int ctx;
+  double tok_s, gbs, share;
+};
+
+DecodeResult bench_decode(Backend& be, Lm& lm, int ctx, int steps, bool graphs, double copy_bw) {
+  int32_t tok = 1;
+  for (int i = 0; i < 3; ++i) tok = decode_step(be, lm, tok, ctx - 1, graphs);  // warm-up (and capture)
+  std::vector<double> t;
+  for (int r = 0; r < 3; ++r) {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < steps; ++i) tok = decode_step(be, lm, tok % lm.cfg.vocab_size, ctx - 1, graphs);
+    t.push_back(seconds_since(t0) / steps);
+  }
+  std::sort(t.begin(), t.end());
+  const double s = t[1], bytes = decode_bytes(lm.cfg, ctx);
+  return {ctx, 1.0 / s, bytes / s / 1e9, bytes / s / copy_bw};
+}
+
+// Where a decode step's time goes: each operation of the decoder run over all layers (as a
+// graph where the backend has them), timed alone. Returns microseconds per token per op.
+std::vector<std::pair<std::string, double>> op_breakdown(Backend& be, Lm& lm, int ctx) {
+  const DecoderWeights& W = lm.stack->weights();
+  const int H = lm.cfg.hidden_size;
+  Tensor x = be.alloc({1, H}), normed = be.alloc({1, H}), branch = be.alloc({1, H});
+  const std::vector<float> r = [&] {
+    std::vector<float> v(static_cast<size_t>(H));
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> d(-1.f, 1.f);
+    for (float& f : v) f = d(rng);
+    return v;
+  }();
+  be.upload(x, r.data());
+  be.upload(normed, r.data());
+  be.upload(branch, r.data());
+  const int32_t position = ctx - 1;
+  be.upload(lm.pos, &position);
+  const float eps = float(lm.cfg.rms_norm_eps);
+  using Op = std::function<void()>;
+  const std::vector<std::pair<std::string, Op>> ops = {
+      {"attention (qkv, attn, o)",
+       [&] {
+         for (size_t l = 0; l < W.layers.size(); ++l) {
+           AttentionArgs a;
+           a.positions = lm.pos;
+           a.cache = &lm.caches[l];
+           be.attention(W.layers[l].attn, normed, a, branch);
+         }
+       }},
+      {"moe (router, gate/up, down)",
+       [&] {
+         for (const DecoderLayerWeights& L : W.layers) L.is_moe ? be.moe(L.moe, normed, branch) : be.mlp(L.mlp, normed, branch);
+       }},
+      {"add_rms_norm x2",
+       [&] {
+         for (const DecoderLayerWeights& L : W.layers) {
+           be.add_rms_norm(x, branch, L.post_norm, eps, normed);
+           be.add_rms_norm(x, branch, L.input_norm, eps, normed);
+         }
+       }},
+      {"lm_head", [&] { be.linear(x, lm.head, Tensor(), lm.logits, Activation::None); }},
+  };
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& [name, op] : ops) {
+    int graph = -1;
+    if (be.supports_graphs()) {
+      be.begin_capture();
+      op();
+      graph = be.end_capture();
+    }
+    auto run = [&] { graph >= 0 ? be.replay(graph) : op(); };
+    for (int i = 0; i < 3; ++i) run();
+    be.synchronize();
+    const int reps = 20;
+    const auto t0 = Clock::now();
+    for (int i = 0; i < reps; ++i) run();
+    be.synchronize();
+    out.emplace_back(name, seconds_since(t0) / reps * 1e6);
+  }
+  return out;
+}
+
+double bench_prefill(Backend& be, Lm& lm, int rows) {
+  Tensor ids = be.alloc({rows}, DType::I32), pos = be.alloc({rows}, DType::I32);
+  Tensor x = be.alloc({rows, lm.cfg.hidden_size});
+  std::vector<int32_t> hid(static_cast<size_t>(rows)), hpos(static_cast<size_t>(rows));
+  std::mt19937 rng(7);
+  for (int i = 0; i < rows; ++i) {
+    hid[size_t(i)] = int32_t(rng() % uint32_t(lm.cfg.vocab_size));
+    hpos[size_t(i)] = i;
+  }
+  be.upload(ids, hid.data());
+  be.upload(pos, hpos.data());
+  std::vector<double> t;
+  for (int r = 0; r < 3; ++r) {
+    be.synchronize();
+    const auto t0 = Clock::now();
+    be.embed(lm.embed, ids, x);
+    lm.stack->forward(x, pos, lm.caches);
+    be.linear(x.rows(rows - 1, 1), lm.head, Tensor(), lm.logits, Activation::None);
+    be.synchronize();
+    t.push_back(seconds_since(t0));
+  }
+  std::sort(t.begin(), t.end());
+  return t[1] * 1e3;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const Options o = parse(argc, argv);
+    ModelConfig mc = ModelConfig::load(o.config);
+    std::unique_ptr<Backend> be = o.device == "cpu" ? make_cpu_backend() : make_cuda_backend(0);
+    std::printf("omni-bench: backend %s, config %s\n", be->name().c_str(), o.config.c_str());
+
+    const double copy_bw = copy_bandwidth(*be, o.copy_mib);
+    std::printf("copy bandwidth (read + write): %.1f GB/s\n", copy_bw / 1e9);
+
+    DecoderConfig tc = mc.thinker;
+    if (o.layers > 0) tc.num_layers = o.layers;
+    const int capacity = std::max(o.prefill, *std::max_element(o.contexts.begin(), o.contexts.end())) + 1;
+    Lm thinker;
+    auto t0 = Clock::now();
+    make_lm(*be, thinker, tc, capacity, std::max(o.prefill, 1), 1);
+    be->synchronize();
+    std::printf("thinker: %d layers, synthetic weights made in %.2f s\n", tc.num_layers, seconds_since(t0));
+
+    std::vector<DecodeResult> dec;
+    for (int ctx : o.contexts) {
+      dec.push_back(bench_decode(*be, thinker, ctx, o.steps, o.graphs, copy_bw));
+      std::printf("thinker decode @%d: %.1f tokens/s, %.2f GB/token, %.1f GB/s, %.1f%% of copy bandwidth\n", ctx,
+                  dec.back().tok_s, decode_bytes(tc, ctx) / 1e9, dec.back().gbs, 100 * dec.back().share);
+    }
+    const auto breakdown = op_breakdown(*be, thinker, o.contexts.back());
+    for (const auto& [name, us] : breakdown)
+      std::printf("thinker decode @%d, %s alone: %.0f us/token\n", o.contexts.back(), name.c_str(), us);
+    double eager_tok_s = 0;
+    if (o.graphs && be->supports_graphs()) {
+      eager_tok_s = bench_decode(*be, thinker, o.contexts.front(), o.steps / 2 + 1, false, copy_bw).tok_s;
+      std::printf("thinker decode @%d without graphs: %.1f tokens/s\n", o.contexts.front(), eager_tok_s);
+    }
+    const double prefill_ms = o.prefill > 0 ? bench_prefill(*be, thinker, o.prefill) : 0;
+    if (o.prefill > 0) std::printf("thinker prefill %d tokens: %.1f ms\n", o.prefill, prefill_ms);
+    // A spoken question: its audio tokens plus the chat template around them.
+    constexpr double kQuestionSeconds = 5.0;
+    constexpr int kTemplateTokens = 32;
+    EncoderTiming enc;
+    int question_rows = 0;
+    double question_prefill_ms = 0;
+    if (o.speech && o.prefill > 0) {
+      enc = bench_audio_encoder(*be, mc.audio, kQuestionSeconds);
+      question_rows = std::min(enc.tokens + kTemplateTokens, o.prefill);
+      question_prefill_ms = bench_prefill(*be, thinker, question_rows);
+      std::printf("audio encoder, %.0f s question (%d mel frames -> %d tokens): mel %.2f ms (host), tower %.2f ms; "
+                  "thinker prefill of %d rows: %.2f ms\n",
+                  kQuestionSeconds, enc.mel_frames, enc.tokens, enc.mel_ms, enc.encode_ms, question_rows,
+                  question_prefill_ms);
+    }
+    thinker.stack.reset();
+
+    // Talker + code predictor: one talker step and (num_code_groups - 1) code-predictor steps
+    // per 80 ms codec frame (spec 3.8); the code predictor's context restarts every frame.
+    double frames_s = 0, talker_prefill_ms = 0;
+    std::vector<Code2WavTiming> c2w;
+    std::string speech_note;
+    if (o.speech && mc.has_talker) {
+      DecoderConfig tk = mc.talker.text, cp = mc.talker.code_predictor;
+      if (o.layers > 0) tk.num_layers = cp.num_layers = o.layers;
+      Lm talker, pred;
+      make_lm(*be, talker, tk, 1024, std::max(1, question_rows), 11);
+      make_lm(*be, pred, cp, 32, 1, 21);
+      const int groups = mc.talker.num_code_groups;
+      auto frame = [&](int t) {
+        int32_t code = decode_step(*be, talker, 1, t, o.graphs);
+        for (int g = 1; g < groups; ++g) code = decode_step(*be, pred, code % cp.vocab_size, g, o.graphs);
+      };
+      for (int t = 0; t < 3; ++t) frame(t);
+      const int frames = std::max(10, o.steps / 4);
+      const auto f0 = Clock::now();
+      for (int t = 0; t < frames; ++t) frame(100 + t);
+      frames_s = frames / seconds_since(f0);
+      std::printf("talker + code predictor: %.1f frames/s (%.2fx real time at 12.5 frames/s)\n", frames_s,
+                  frames_s / 12.5);
+      if (question_rows > 0) {
+        talker_prefill_ms = bench_prefill(*be, talker, question_rows);
+        std::printf("talker prefill of %d rows: %.2f ms\n", question_rows, talker_prefill_ms);
+      }
+      talker.stack.reset();
+      pred.stack.reset();
+      for (int push : {1, 4}) {
+        c2w.push_back(bench_code2wav(*be, mc.code2wav, push, 125));
+        std::printf("code2wav, %d frames pushed %d at a time: RTF %.3f, first samples after %.2f ms\n",
+                    c2w.back().frames, push, c2w.back().rtf, c2w.back().first_audio_ms);
+      }
+    } else {
+      speech_note = mc.has_talker ? "skipped (--no-speech)" : "the config has no talker";
+    }
+
+    std::printf("\n| measure | value |\n|---|---|\n");
+    std::printf("| backend | %s |\n| copy bandwidth | %.1f GB/s |\n", be->name().c_str(), copy_bw / 1e9);
+    for (const DecodeResult& d : dec)
+      std::printf("| thinker decode @%d | %.1f tok/s, %.1f GB/s, %.1f%% of copy |\n", d.ctx, d.tok_s, d.gbs,
+                  100 * d.share);
+    if (eager_tok_s > 0) std::printf("| thinker decode @%d, no graphs | %.1f tok/s |\n", o.contexts.front(), eager_tok_s);
+    for (const auto& [name, us] : breakdown)
+      std::printf("| decode @%d: %s | %.0f us/token |\n", o.contexts.back(), name.c_str(), us);
+    if (o.prefill > 0) std::printf("| thinker prefill %d | %.1f ms |\n", o.prefill, prefill_ms);
+    if (frames_s > 0) std::printf("| talker + code predictor | %.1f frames/s |\n", frames_s);
+    else std::printf("| talker + code predictor | not measured: %s |\n", speech_note.c_str());
+    for (const Code2WavTiming& c : c2w)
+      std::printf("| code2wav RTF, push %d frame(s) | %.3f (first samples %.1f ms) |\n", c.push_frames, c.rtf,
+                  c.first_audio_ms);
+    if (c2w.empty()) std::printf("| code2wav RTF | not measured: %s |\n", speech_note.c_str());
+    if (!c2w.empty() && question_rows > 0 && !dec.empty()) {
+      // Sum of the measured stages on the critical path (not one end-to-end Session run):
+      // mel + tower, thinker prefill, the first text token, talker prefill over the same rows,
+      // one codec frame (talker + code predictor), code2wav's first 1-frame push.
+      const double stages[] = {enc.mel_ms, enc.encode_ms, question_prefill_ms, 1e3 / dec.front().tok_s,
+                               talker_prefill_ms, 1e3 / frames_s, c2w.front().first_audio_ms};
+      double total = 0;
+      for (double v : stages) total += v;
+      std::printf("| time to first audio, %.0f s question (sum of stages) | %.1f ms = mel %.1f + encoder %.1f + "
+                  "thinker prefill %.1f + token %.1f + talker prefill %.1f + frame %.1f + code2wav %.1f |\n",
+                  kQuestionSeconds, total, stages[0], stages[1], stages[2], stages[3], stages[4], stages[5],
+                  stages[6]);
+    } else {
+      std::printf("| time to first audio | not measured (needs --prefill > 0 and the speech stages) |\n");
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "omni-bench: %s\n", e.what());
+    return 1;
+  }
+}
