@@ -6,9 +6,9 @@ DEB_PACKAGES := build-essential cmake pkg-config googletest libgtest-dev nlohman
   libfftw3-dev libsoxr-dev libyaml-cpp-dev libzmq3-dev cppzmq-dev libsystemd-dev \
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-tools gstreamer1.0-alsa portaudio19-dev libasound2-dev libasound2-plugins libwebrtc-audio-processing-dev \
-  python3 xz-utils
+  python3 xz-utils clang libclang-rt-14-dev
 
-.PHONY: all deps configure build test demo clean
+.PHONY: all deps configure build test test-asan fuzz soak demo clean
 all: build
 
 deps:
@@ -27,6 +27,25 @@ build: configure
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE gpu
+
+# The whole CPU suite again under AddressSanitizer + UndefinedBehaviorSanitizer (separate build-asan/).
+# Any ASan report, leak or UB report aborts the test that caused it.
+ASAN_BUILD ?= build-asan
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_CUDA=OFF -DOMNI_SANITIZE=ON
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -LE gpu
+
+# Every libFuzzer target for FUZZ_SECONDS each (clang, build-fuzz/); `make fuzz FUZZ_SECONDS=3600` is the long run.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	./tools/fuzz.sh $(FUZZ_SECONDS)
+
+# The long soak: 2,000 mixed requests from 8 clients against omnid on the tiny model (CI runs 504).
+SOAK_REQUESTS ?= 2000
+soak: build
+	cd $(BUILD) && OMNI_SOAK_REQUESTS=$(SOAK_REQUESTS) ctest --output-on-failure -V -R 'Soak\.'
 
 demo: build
 	./tools/demo.sh $(BUILD)

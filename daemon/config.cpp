@@ -2,6 +2,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <grp.h>
+#include <pwd.h>
+
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <initializer_list>
@@ -151,11 +155,12 @@ void read_model(SchemaReader& r, const YAML::Node& root, ModelConfig& m) {
 void read_audio(SchemaReader& r, const YAML::Node& root, AudioConfig& a) {
   r.section(root, "", "audio", {"input", "output", "vad", "barge_in"}, [&](const YAML::Node& n, const std::string& k) {
     r.boolean(n, k, "barge_in", a.barge_in);
-    r.section(n, k, "input", {"pipeline", "listen"}, [&](const YAML::Node& in, const std::string& ik) {
+    r.section(n, k, "input", {"pipeline", "listen", "restart_on_end"}, [&](const YAML::Node& in, const std::string& ik) {
       r.text(in, ik, "pipeline", a.input.pipeline);
       if (in["pipeline"] && a.input.pipeline.empty())
         r.error(in["pipeline"].Mark(), ik + ".pipeline", "must not be empty (e.g. autoaudiosrc)");
       r.boolean(in, ik, "listen", a.input.listen);
+      r.boolean(in, ik, "restart_on_end", a.input.restart_on_end);
     });
     r.section(n, k, "output", {"backend", "device", "path", "volume"}, [&](const YAML::Node& out, const std::string& ok) {
       r.text(out, ok, "backend", a.output.backend, {"portaudio", "wav-file", "null"});
@@ -187,8 +192,69 @@ void read_audio(SchemaReader& r, const YAML::Node& root, AudioConfig& a) {
   });
 }
 
+// A list of user or group names or numeric ids; `lookup` resolves a name (false: no such name).
+template <typename Lookup>
+void read_id_list(SchemaReader& r, const YAML::Node& n, const std::string& key, const char* what,
+                  std::vector<unsigned>& out, Lookup lookup) {
+  if (!n) return;
+  if (!n.IsSequence()) return r.error(n.Mark(), key, std::string("expected a list of ") + what + " names or ids");
+  for (const YAML::Node& item : n) {
+    const std::string v = item.IsScalar() ? item.Scalar() : "";
+    unsigned id = 0;
+    const bool numeric = !v.empty() && v.size() <= 9 && v.find_first_not_of("0123456789") == std::string::npos;
+    if (numeric) id = static_cast<unsigned>(std::stoul(v));
+    if (v.empty() || (!numeric && !lookup(v, id)))
+      return r.error(item.Mark(), key, "'" + v + "' is not a " + what + " name or numeric id on this system");
+    out.push_back(id);
+  }
+}
+
+void read_access(SchemaReader& r, const YAML::Node& n, const std::string& k, IpcConfig& c) {
+  read_id_list(r, n["allow_uids"], k + ".allow_uids", "user", c.allow_uids, [](const std::string& name, unsigned& id) {
+    const passwd* pw = ::getpwnam(name.c_str());
+    if (pw) id = pw->pw_uid;
+    return pw != nullptr;
+  });
+  read_id_list(r, n["allow_gids"], k + ".allow_gids", "group", c.allow_gids, [](const std::string& name, unsigned& id) {
+    const group* gr = ::getgrnam(name.c_str());
+    if (gr) id = gr->gr_gid;
+    return gr != nullptr;
+  });
+  r.text(n, k, "curve_secret_key_file", c.curve_secret_key_file);
+  if (!c.curve_secret_key_file.empty()) {
+    std::ifstream in(c.curve_secret_key_file);
+    std::getline(in, c.curve_secret_key);
+    while (!c.curve_secret_key.empty() && std::isspace(static_cast<unsigned char>(c.curve_secret_key.back())))
+      c.curve_secret_key.pop_back();
+    if (!in && c.curve_secret_key.empty())
+      r.error(n["curve_secret_key_file"].Mark(), k + ".curve_secret_key_file",
+              "cannot read '" + c.curve_secret_key_file + "'");
+    else if (c.curve_secret_key.size() != 40)
+      r.error(n["curve_secret_key_file"].Mark(), k + ".curve_secret_key_file",
+              "'" + c.curve_secret_key_file + "' must hold a Z85 secret key (40 characters) on its first line");
+  }
+  if (const YAML::Node keys = n["curve_client_keys"]) {
+    if (!keys.IsSequence()) {
+      r.error(keys.Mark(), k + ".curve_client_keys", "expected a list of Z85 public keys");
+    } else {
+      for (const YAML::Node& key : keys) {
+        if (!key.IsScalar() || key.Scalar().size() != 40)
+          r.error(key.Mark(), k + ".curve_client_keys", "each entry must be a Z85 public key (40 characters)");
+        else c.curve_client_keys.push_back(key.Scalar());
+      }
+    }
+  }
+  for (const std::string* e : {&c.control, &c.events})
+    if (e->rfind("tcp://", 0) == 0 && c.curve_secret_key.empty())
+      r.error(n.Mark(), k + (e == &c.control ? ".control" : ".events"),
+              "'" + *e + "' is a tcp:// endpoint: it needs ipc.curve_secret_key_file (anyone on the network "
+              "could otherwise drive omnid)");
+}
+
 void read_ipc(SchemaReader& r, const YAML::Node& root, IpcConfig& c) {
-  r.section(root, "", "ipc", {"control", "events", "max_message_bytes", "heartbeat_ms"},
+  r.section(root, "", "ipc",
+            {"control", "events", "max_message_bytes", "heartbeat_ms", "allow_uids", "allow_gids",
+             "curve_secret_key_file", "curve_client_keys"},
             [&](const YAML::Node& n, const std::string& k) {
               for (auto [name, field] : {std::pair{"control", &c.control}, std::pair{"events", &c.events}}) {
                 r.text(n, k, name, *field);
@@ -199,6 +265,7 @@ void read_ipc(SchemaReader& r, const YAML::Node& root, IpcConfig& c) {
               if (c.control == c.events) r.error(n.Mark(), k + ".events", "must differ from ipc.control");
               r.integer(n, k, "max_message_bytes", c.max_message_bytes, 1024, 1LL << 30);
               r.integer(n, k, "heartbeat_ms", c.heartbeat_ms, 100, 60000);
+              read_access(r, n, k, c);
             });
 }
 
@@ -246,6 +313,10 @@ std::vector<std::string> restart_required_changes(const Config& a, const Config&
   if (a.ipc.control != b.ipc.control) keys.push_back("ipc.control");
   if (a.ipc.events != b.ipc.events) keys.push_back("ipc.events");
   if (a.ipc.max_message_bytes != b.ipc.max_message_bytes) keys.push_back("ipc.max_message_bytes");
+  if (a.ipc.allow_uids != b.ipc.allow_uids) keys.push_back("ipc.allow_uids");
+  if (a.ipc.allow_gids != b.ipc.allow_gids) keys.push_back("ipc.allow_gids");
+  if (a.ipc.curve_secret_key != b.ipc.curve_secret_key) keys.push_back("ipc.curve_secret_key_file");
+  if (a.ipc.curve_client_keys != b.ipc.curve_client_keys) keys.push_back("ipc.curve_client_keys");
   return keys;
 }
 

@@ -29,6 +29,7 @@ struct ModelConfig {
 struct InputConfig {
   std::string pipeline = "autoaudiosrc";  // GStreamer source description
   bool listen = true;                      // start with the microphone open
+  bool restart_on_end = true;              // a source that ends is lost like one that fails: rebuilt
 };
 
 struct OutputConfig {
@@ -60,6 +61,15 @@ struct IpcConfig {
   std::string events = "ipc:///run/omnid/events.sock";
   long long max_message_bytes = 16777216;
   int heartbeat_ms = 1000;
+  // Who may connect (ZAP, by the peer's SO_PEERCRED uid or primary gid). Both empty: the daemon's own
+  // uid and group. Names are resolved when the file is read.
+  std::vector<unsigned> allow_uids;
+  std::vector<unsigned> allow_gids;
+  // CURVE for tcp:// endpoints: a file holding the server's Z85 secret key (40 characters), and the Z85
+  // public keys of the clients allowed in (empty: any client that knows the server's public key).
+  std::string curve_secret_key_file;
+  std::string curve_secret_key;  // read from curve_secret_key_file
+  std::vector<std::string> curve_client_keys;
 };
 
 struct Config {

@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -31,6 +32,18 @@ int Daemon::run() {
   sc.control_endpoint = config_.ipc.control;
   sc.events_endpoint = config_.ipc.events;
   sc.max_message_bytes = static_cast<size_t>(config_.ipc.max_message_bytes);
+  // Access control: only the listed users/groups, by default the daemon's own uid and group.
+  for (unsigned u : config_.ipc.allow_uids) sc.allowed_uids.push_back(static_cast<uid_t>(u));
+  for (unsigned g : config_.ipc.allow_gids) sc.allowed_gids.push_back(static_cast<gid_t>(g));
+  if (sc.allowed_uids.empty() && sc.allowed_gids.empty()) {
+    sc.allowed_uids.push_back(::getuid());
+    sc.allowed_gids.push_back(::getgid());
+  }
+  if (!config_.ipc.curve_secret_key.empty())
+    sc.curve = omni::ipc::CurveServerKeys{config_.ipc.curve_secret_key, config_.ipc.curve_client_keys};
+  sc.on_denied = [](const std::string& reason, const std::string& peer) {
+    log_warning("ipc: refused a connection from %s: %s", peer.c_str(), reason.c_str());
+  };
   try {
     server_ = std::make_unique<omni::ipc::ControlServer>(sc);
   } catch (const std::exception& e) {
@@ -47,6 +60,7 @@ int Daemon::run() {
   const uint64_t wd = notifier_.watchdog_usec();
   // Ping at a third of WatchdogSec; with no watchdog, still check health (it feeds the logs).
   loop_.every(std::chrono::milliseconds(wd ? std::max<uint64_t>(wd / 3000, 50) : 1000), [this] { watchdog_tick(); });
+  loop_.every(std::chrono::milliseconds(100), [this] { capture_recovery_tick(); });
   loop_.every(std::chrono::seconds(5), [this] {
     if (ready_ || stopping_) return;
     // Keep extending the start timeout while the loader shows signs of life (progress in the last minute).
@@ -154,35 +168,6 @@ void Daemon::open_output() {
   output_ = std::move(out);
 }
 
-void Daemon::start_capture() {
-  omni::audio::AudioCapture::Callbacks cb;
-  cb.on_samples = [this](const float* p, size_t n) {
-    if (!mic_open_) return;
-    std::lock_guard lock(endpointer_mu_);
-    if (endpointer_) endpointer_->push(p, n);
-  };
-  cb.on_error = [this](const std::string& msg) {
-    loop_.post([this, msg] {
-      capture_failed_ = true;
-      log_error("audio input failed: %s", msg.c_str());
-      publish_error("unavailable", "audio input failed: " + msg);
-      notifier_.status("audio input failed: " + msg);
-      update_state();
-    });
-  };
-  cb.on_end_of_stream = [this] {
-    loop_.post([this] {
-      log_info("audio input reached its end (a file source); the microphone stays closed");
-      update_state();
-    });
-  };
-  auto capture = std::make_unique<omni::audio::AudioCapture>(config_.audio.input.pipeline, std::move(cb));
-  capture->start(listening_);
-  capture_ = std::move(capture);
-  capture_failed_ = false;
-  log_info("audio input: %s", capture_->pipeline_description().c_str());
-}
-
 void Daemon::watchdog_tick() {
   if (stopping_) return;
   const int64_t now = monotonic_ms();
@@ -195,7 +180,8 @@ void Daemon::watchdog_tick() {
   } else {
     if (worker_ && now - worker_->last_progress_ms() > stall_ms)
       problem = "engine made no progress for " + std::to_string((now - worker_->last_progress_ms()) / 1000) + " s";
-    if (capture_ && (!capture_->thread_running() || now - capture_->last_alive_ms() > 2000))
+    // A lost audio input is being rebuilt (audio_recovery.cpp); restarting omnid would not bring it back sooner.
+    if (capture_ && !capture_failed_ && (!capture_->thread_running() || now - capture_->last_alive_ms() > 2000))
       problem = "audio capture thread is not running";
   }
   if (problem.empty()) {

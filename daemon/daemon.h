@@ -57,6 +57,12 @@ class Daemon {
   void on_model_loaded(std::unique_ptr<omni::Model> model);
   void fail(const std::string& message);
   void start_capture();
+  // audio_recovery.cpp: a failed or ended input is rebuilt with backoff (device.lost / device.restored).
+  void on_capture_lost(uint64_t generation, const std::string& reason);
+  void capture_recovery_tick();
+  // A failed speech output (device error, full disk) is reopened before the next turn.
+  void on_output_failed(uint64_t turn_id, const std::string& error);
+  void reopen_output_if_lost();
   void open_output();
   void watchdog_tick();
   void on_signal(int signo);
@@ -115,12 +121,22 @@ class Daemon {
   std::unique_ptr<omni::audio::Endpointer> endpointer_;
   std::atomic<bool> mic_open_{false};
   bool listening_ = true;
-  bool capture_failed_ = false;
+  bool capture_failed_ = false;          // lost; being rebuilt
+  uint64_t capture_generation_ = 0;      // callbacks of an older pipeline are ignored
+  std::atomic<bool> capture_heard_{false};  // the current pipeline delivered samples
+  bool capture_restoring_ = false;       // rebuilt after a loss; restored once it delivers samples
+  int64_t capture_started_ms_ = 0;
+  int64_t capture_lost_ms_ = 0;
+  int64_t capture_retry_at_ms_ = 0;
+  int capture_backoff_ms_ = 0;
+  int capture_attempts_ = 0;
+  std::string capture_lost_reason_;
 
   std::mutex output_mu_;  // guards output_ and output_turn_ between the loop and the worker
   std::unique_ptr<omni::audio::AudioOutput> output_;
   uint64_t output_turn_ = 0;       // the turn allowed to write audio; 0: none
   uint64_t output_begun_turn_ = 0; // the turn whose utterance is open on the output
+  bool output_lost_ = false;
   double volume_ = 1.0;
   std::string speaker_;
   std::string system_prompt_;

@@ -1,5 +1,9 @@
 #include "engine_worker.h"
 
+#include <omni/errors.h>
+
+#include <cstdlib>
+
 #include "device/capture.h"  // monotonic_ms
 
 namespace omnid {
@@ -8,6 +12,7 @@ using omni::audio::monotonic_ms;
 
 EngineWorker::EngineWorker(std::unique_ptr<omni::Session> session, EngineListener listener)
     : session_(std::move(session)), listener_(std::move(listener)) {
+  if (const char* fault = std::getenv(kFaultDeviceErrorEnv)) fault_device_error_at_turn_ = std::atol(fault);
   touch();
   thread_ = std::thread([this] { thread_main(); });
 }
@@ -30,6 +35,8 @@ void EngineWorker::submit_control(std::function<void(omni::Session&)> fn,
                       try {
                         fn(*session_);
                         context_used_ = session_->context_used();
+                      } catch (const omni::DeviceError& e) {
+                        if (listener_.on_failed) listener_.on_failed(0, e.what(), true);
                       } catch (const std::exception& e) {
                         if (on_error) on_error(e.what());
                       }
@@ -100,6 +107,7 @@ void EngineWorker::thread_main() {
 
 void EngineWorker::run_turn(const TurnJob& job) {
   const uint64_t id = job.turn_id;
+  const bool inject_device_error = fault_device_error_at_turn_ > 0 && ++turns_run_ == fault_device_error_at_turn_;
   if (listener_.on_begin) listener_.on_begin(id);
   omni::Callbacks cb;
   cb.on_text = [&](std::string_view text) {
@@ -108,6 +116,9 @@ void EngineWorker::run_turn(const TurnJob& job) {
   };
   cb.on_token = [&](int32_t) {
     touch();
+    if (inject_device_error)
+      throw omni::DeviceError(std::string("CUDA error: an illegal memory access was encountered (injected by ") +
+                              kFaultDeviceErrorEnv + ")");
     // A cancel() that raced with the start of respond() may have been reset by it; repeat it.
     if (is_cancelled(id)) session_->cancel();
   };

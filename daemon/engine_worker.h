@@ -34,6 +34,12 @@ struct EngineListener {
   std::function<void(uint64_t turn_id, const std::string& error, bool device_lost)> on_failed;
 };
 
+// Test-only fault injection, compiled in and inert unless the environment variable is set (docs/reliability.md):
+// OMNID_FAULT_DEVICE_ERROR_AT_TURN=N makes the N-th turn this worker runs (1-based) throw omni::DeviceError
+// from its first generated token, as the CUDA backend does when a kernel fails. A GPU-less CI cannot
+// produce a real poisoned context; this exercises the same path from the engine's exception outwards.
+constexpr const char* kFaultDeviceErrorEnv = "OMNID_FAULT_DEVICE_ERROR_AT_TURN";
+
 class EngineWorker {
  public:
   EngineWorker(std::unique_ptr<omni::Session> session, EngineListener listener);
@@ -78,6 +84,8 @@ class EngineWorker {
   std::atomic<int64_t> last_progress_ms_{0};
   std::atomic<int> context_used_{0};
   std::atomic<bool> finished_{false};
+  long fault_device_error_at_turn_ = 0;  // kFaultDeviceErrorEnv; 0: off
+  long turns_run_ = 0;
   std::thread thread_;
 };
 

@@ -33,6 +33,7 @@ std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, Tu
   t.speak = job.options.speak;
   t.started_ms = monotonic_ms();
   job.turn_id = t.id;
+  reopen_output_if_lost();
   turn_ = t;
   {
     std::lock_guard lock(output_mu_);
@@ -90,7 +91,7 @@ void Daemon::engine_audio(uint64_t turn_id, const float* samples, size_t count) 
     }
   }
   if (!error.empty()) {
-    loop_.post([this, turn_id, error] { publish_error("unavailable", "speech output failed: " + error, turn_id); });
+    loop_.post([this, turn_id, error] { on_output_failed(turn_id, error); });
     return;
   }
   if (first) {
@@ -131,6 +132,7 @@ void Daemon::on_engine_done(uint64_t turn_id, omni::TurnResult result) {
                               {"prefill_ms", result.timings.prefill_ms},
                               {"decode_tok_s", result.timings.decode_tok_s}});
   }
+  std::string output_error;
   {
     std::lock_guard lock(output_mu_);
     // end() reports on_playback_drained once the device has played everything queued.
@@ -138,12 +140,11 @@ void Daemon::on_engine_done(uint64_t turn_id, omni::TurnResult result) {
       try {
         output_->end();
       } catch (const std::exception& e) {
-        output_turn_ = 0;
-        turn_->speech_started = false;
-        publish_error("unavailable", std::string("speech output failed: ") + e.what(), turn_id);
+        output_error = e.what();
       }
     }
   }
+  if (!output_error.empty()) return on_output_failed(turn_id, output_error);  // ends the turn
   finish_turn_if_complete();
 }
 

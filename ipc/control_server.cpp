@@ -104,7 +104,8 @@ ControlServer::ControlServer(ServerConfig config) : config_(std::move(config)) {
     // The ZAP handler must be bound before any connection is accepted.
     zap_ = std::make_unique<ZapHandler>();
     ZapPolicy policy{config_.allowed_uids, config_.allowed_gids,
-                     config_.curve ? config_.curve->client_public_keys : std::vector<std::string>{}};
+                     config_.curve ? config_.curve->client_public_keys : std::vector<std::string>{},
+                     config_.on_denied};
     zap_->authenticator = std::make_unique<ZapAuthenticator>(*context_, std::move(policy));
   }
   try {

@@ -38,6 +38,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -75,6 +76,8 @@ struct ServerConfig {
   std::optional<CurveServerKeys> curve;        // required for tcp:// endpoints
   std::vector<uid_t> allowed_uids;             // ipc peer filter (see above); empty + empty gids: no filter
   std::vector<gid_t> allowed_gids;
+  // Called (on the ZAP thread) for each refused connection: why, and who (see ZapPolicy::on_denied).
+  std::function<void(const std::string& reason, const std::string& peer)> on_denied;
 };
 
 // Thread-safe: publish() may be called from any thread (engine callbacks, audio threads, the daemon loop).

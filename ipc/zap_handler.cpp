@@ -95,7 +95,10 @@ void ZapAuthenticator::run() {
       ZapDecision d{false, "malformed ZAP request", ""};
       if (frames.size() >= 6 && frames[0] == "1.0")
         d = decide_zap(policy_, frames[5], frames[3], std::vector<std::string>(frames.begin() + 6, frames.end()));
-      if (!d.allowed) ++denied_;
+      if (!d.allowed) {
+        ++denied_;
+        if (policy_.on_denied) policy_.on_denied(d.reason, frames.size() > 3 ? frames[3] : std::string());
+      }
       std::string request_id = frames.size() > 1 ? frames[1] : "";
       rep.send(zmq::buffer(std::string("1.0")), zmq::send_flags::sndmore);
       rep.send(zmq::buffer(request_id), zmq::send_flags::sndmore);

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +21,9 @@ struct ZapPolicy {
   std::vector<uid_t> allowed_uids;  // with allowed_gids: an ipc peer needs its uid or gid listed
   std::vector<gid_t> allowed_gids;  // both empty: ipc peers are not filtered
   std::vector<std::string> curve_client_keys;  // Z85; empty: any CURVE client that completed the handshake
+  // Called on the ZAP thread for every refused peer with the reason and the peer ("uid:N gid:M pid:P" or the
+  // key: the ZAP address, e.g. "...:uid:gid:pid"), so the daemon can log who was turned away. May be empty.
+  std::function<void(const std::string& reason, const std::string& peer)> on_denied;
 };
 
 // The decision for one ZAP request, separate from the socket plumbing so it can be unit-tested.

@@ -80,6 +80,13 @@ std::map<std::string, Tensor> SafetensorsFile::parse_header(const char* data, si
     if (end > data_size)
       throw CheckpointError(where + ": data ends at byte " + std::to_string(end) + " but the file holds " +
                             std::to_string(data_size) + " data bytes (truncated file)");
+    // Tensors are used in place (a view into the mapping), so their data must be aligned to the element
+    // size: writers pad the header with spaces to a multiple of 8 bytes for this. Reading a misaligned
+    // float is undefined behaviour (and slow or faulting off x86), so such a file is refused.
+    if ((8 + header_len + begin) % dtype_size(t.dtype) != 0)
+      throw CheckpointError(where + ": data at byte " + std::to_string(8 + header_len + begin) +
+                            " is not aligned to its " + dt + " element size (the header should be padded to a "
+                            "multiple of 8 bytes; re-save the file with a current safetensors)");
     if (!indexed) {
       if (unindexed) unindexed->insert(name);
       continue;
@@ -132,6 +139,29 @@ std::vector<std::string> SafetensorsFile::names() const {
   return out;
 }
 
+SafetensorsIndex SafetensorsIndex::parse(const std::string& json_text, const std::string& origin) {
+  json j;
+  try {
+    j = json::parse(json_text);
+  } catch (const json::exception& e) {
+    throw CheckpointError(origin + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+    throw CheckpointError(origin + ": missing the 'weight_map' object");
+  if (j["weight_map"].empty()) throw CheckpointError(origin + ": the 'weight_map' object is empty");
+  SafetensorsIndex out;
+  std::set<std::string> seen;
+  for (auto& [name, file] : j["weight_map"].items()) {
+    if (!file.is_string()) throw CheckpointError(origin + ": weight_map['" + name + "'] is not a file name");
+    std::string f = file.get<std::string>();
+    if (f.empty() || f == "." || f == ".." || f.find('/') != std::string::npos || f.find('\0') != std::string::npos)
+      throw CheckpointError(origin + ": shard name '" + f + "' must be a plain file name");
+    out.weight_map[name] = f;
+    if (seen.insert(f).second) out.shards.push_back(f);
+  }
+  return out;
+}
+
 Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
@@ -142,23 +172,11 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   std::map<std::string, std::string> weight_map;
   std::ifstream index(index_path);
   if (index) {
-    json j;
-    try {
-      j = json::parse(index);
-    } catch (const json::exception& e) {
-      throw CheckpointError(index_path + ": not valid JSON: " + e.what());
-    }
-    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
-      throw CheckpointError(index_path + ": missing the 'weight_map' object");
-    std::set<std::string> seen;
-    for (auto& [name, file] : j["weight_map"].items()) {
-      if (!file.is_string()) throw CheckpointError(index_path + ": weight_map['" + name + "'] is not a file name");
-      std::string f = file.get<std::string>();
-      if (f.find('/') != std::string::npos)
-        throw CheckpointError(index_path + ": shard name '" + f + "' must be a plain file name");
-      weight_map[name] = f;
-      if (seen.insert(f).second) shard_names.push_back(f);
-    }
+    std::stringstream text;
+    text << index.rdbuf();
+    SafetensorsIndex parsed = SafetensorsIndex::parse(text.str(), index_path);
+    weight_map = std::move(parsed.weight_map);
+    shard_names = std::move(parsed.shards);
   } else if (::stat(single_path.c_str(), &st) == 0) {
     shard_names.push_back("model.safetensors");
   } else {

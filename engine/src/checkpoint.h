@@ -39,6 +39,15 @@ class SafetensorsFile {
   std::set<std::string> unindexed_;
 };
 
+// The parsed `model.safetensors.index.json`: tensor name → shard file, and the shards in first-use order.
+struct SafetensorsIndex {
+  std::map<std::string, std::string> weight_map;
+  std::vector<std::string> shards;
+  // Throws CheckpointError naming `origin` when the text is not JSON, the weight_map is missing or
+  // empty, or a shard name is not a plain file name inside the model directory.
+  static SafetensorsIndex parse(const std::string& json_text, const std::string& origin);
+};
+
 // A model directory: `model.safetensors`, or shards listed by `model.safetensors.index.json`.
 class Checkpoint {
  public:

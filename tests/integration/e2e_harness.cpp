@@ -74,12 +74,13 @@ std::string DaemonProcess::default_config() const {
   y << "model:\n  path: \"" << options_.model_path << "\"\n  device: " << options_.device
     << "\n  max_new_tokens: " << options_.max_new_tokens << "\n"
     << options_.extra_model_yaml << "audio:\n  input:\n    pipeline: \"" << options_.input_pipeline
-    << "\"\n    listen: " << (options_.listen ? "true" : "false") << "\n  output:\n"
+    << "\"\n    listen: " << (options_.listen ? "true" : "false")
+    << "\n    restart_on_end: " << (options_.restart_input_on_end ? "true" : "false") << "\n  output:\n"
     << (options_.output_yaml.empty() ? "    backend: wav-file\n    path: \"" + dir_ + "/answer-{turn}.wav\"\n"
                                      : options_.output_yaml)
     << "  barge_in: " << (options_.barge_in ? "true" : "false") << "\n"
     << options_.extra_audio_yaml << "ipc:\n  control: \"" << control() << "\"\n  events: \"" << events()
-    << "\"\n  max_message_bytes: " << options_.max_message_bytes << "\n";
+    << "\"\n  max_message_bytes: " << options_.max_message_bytes << "\n" << options_.extra_ipc_yaml;
   return y.str();
 }
 

@@ -58,6 +58,8 @@ struct DaemonOptions {
   std::string device = "cpu";
   std::string input_pipeline;  // default: the quiet recording
   bool listen = false;
+  bool restart_input_on_end = false;  // audio.input.restart_on_end (off: a recording is played once)
+  std::string extra_ipc_yaml;         // more keys under ipc:
   bool barge_in = true;
   std::string extra_audio_yaml;  // more keys under audio:
   std::string extra_model_yaml;  // more keys under model:
@@ -77,6 +79,7 @@ class DaemonProcess {
   // false when the timeout passes or the daemon exits first (then exit_status() has its status).
   bool wait_ready(std::chrono::milliseconds timeout);
   int exit_status() const { return exit_status_; }
+  pid_t pid() const { return pid_; }
   // Sends `signo` and waits up to `timeout`; returns the exit status (-1: did not exit, -2 - n: killed by n).
   int stop(int signo, std::chrono::milliseconds timeout, std::chrono::milliseconds* took = nullptr);
   // Waits for the process to exit by itself.

@@ -1,6 +1,7 @@
 // EventPublisher (seq, thread safety, slow subscribers) and transport security (CURVE over tcp, ZAP uid filter).
 #include <unistd.h>
 
+#include <mutex>
 #include <zmq.hpp>
 
 #include "client.h"
@@ -185,15 +186,28 @@ TEST(Security, ZapAdmitsOnlyConfiguredUids) {
     ServerConfig cfg = config_in(dir, "denied");
     cfg.allowed_uids = {::getuid() + 12345};
     cfg.allowed_gids = {::getgid() + 12345};
+    std::mutex mu;
+    std::vector<std::string> refusals;  // what the daemon would log
+    cfg.on_denied = [&](const std::string& reason, const std::string& peer) {
+      std::lock_guard lock(mu);
+      refusals.push_back(reason + " (" + peer + ")");
+    };
     ServerLoop loop(cfg, echo_handler);
     ControlClient client(cfg.control_endpoint);
     EXPECT_THROW(client.request({{"cmd", "status"}}, std::nullopt, milliseconds(500)), ClientError);
     EXPECT_EQ(loop.handled(), 0u);
+    std::lock_guard lock(mu);
+    ASSERT_FALSE(refusals.empty());
+    EXPECT_NE(refusals[0].find("uid " + std::to_string(::getuid()) + " gid " + std::to_string(::getgid()) +
+                               " not allowed"),
+              std::string::npos)
+        << refusals[0];
+    EXPECT_NE(refusals[0].find(":" + std::to_string(::getuid()) + ":"), std::string::npos) << refusals[0];
   }
 }
 
 TEST(Security, ZapDecisions) {
-  ZapPolicy uid_policy{{1000}, {50}, {}};
+  ZapPolicy uid_policy{{1000}, {50}, {}, nullptr};
   EXPECT_TRUE(decide_zap(uid_policy, "NULL", ":1000:7:4242", {}).allowed);
   EXPECT_EQ(decide_zap(uid_policy, "NULL", ":1000:7:4242", {}).user_id, "uid:1000");
   EXPECT_TRUE(decide_zap(uid_policy, "NULL", "/run/x.sock:1:50:9", {}).allowed);

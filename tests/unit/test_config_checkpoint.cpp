@@ -42,6 +42,7 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     off += n * 4;
   }
   std::string hs = h.dump();
+  hs.append((8 - hs.size() % 8) % 8, ' ');  // writers pad the header so that the data is aligned
   uint64_t len = hs.size();
   std::ofstream out(path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(&len), 8);
