@@ -86,19 +86,7 @@ __global__ void __launch_bounds__(kGemvWarps * kWarp) gemv_kernel(GemvArgs a) {
       const int c = base + u * kWarp;
       wv[u] = c < chunks ? load_stream(w4 + c) : make_uint4(0, 0, 0, 0);
     }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int c = base + u * kWarp;
-      if (c < chunks) {
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          if (r < nrows) {
-            const float4* x4 = reinterpret_cast<const float4*>(xb + int64_t(r) * a.K);
-            acc[r] += dot8(wv[u], __ldg(x4 + 2 * c), __ldg(x4 + 2 * c + 1));
-          }
-        }
-      }
-    }
+    apply_chunks<U, R>(wv, base, chunks, xb, a.K, nrows, acc);
   }
 #pragma unroll
   for (int r = 0; r < R; ++r) {
