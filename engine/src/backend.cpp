@@ -1,6 +1,7 @@
 // Default implementations of the optional Backend hooks (backend.h).
 #include "backend.h"
 
+#include <string>
 #include <vector>
 
 #include "omni/errors.h"
@@ -18,5 +19,33 @@ Tensor Backend::synthetic_weight(std::initializer_list<int64_t> shape, uint64_t 
 void Backend::begin_capture() { throw Error("backend " + name() + " cannot capture graphs"); }
 int Backend::end_capture() { throw Error("backend " + name() + " cannot capture graphs"); }
 void Backend::replay(int) { throw Error("backend " + name() + " cannot replay graphs"); }
+
+namespace {
+std::string conv_shapes(const Tensor& x, const Tensor& w, const Tensor& out) {
+  return "x " + x.shape_str() + ", w " + w.shape_str() + ", out " + out.shape_str();
+}
+}  // namespace
+
+int64_t check_conv1d_args(const Tensor& x, const Tensor& w, const Tensor& out, int dilation, int groups) {
+  if (w.ndim != 3 || x.ndim != 2 || out.ndim != 2 || groups <= 0 || dilation <= 0)
+    throw Error("conv1d: bad arguments: " + conv_shapes(x, w, out));
+  const int64_t c_out = w.dim(0), per_group = w.dim(1), K = w.dim(2);
+  const int64_t L_out = x.dim(0) - (K - 1) * dilation;
+  if (per_group * groups != x.dim(1) || c_out % groups != 0 || out.dim(1) != c_out || out.dim(0) != L_out)
+    throw Error("conv1d: shapes do not match (dilation " + std::to_string(dilation) + ", groups " +
+                std::to_string(groups) + "): " + conv_shapes(x, w, out));
+  return L_out;
+}
+
+int64_t check_conv_transpose1d_args(const Tensor& x, const Tensor& w, const Tensor& out, int stride) {
+  if (w.ndim != 3 || x.ndim != 2 || out.ndim != 2 || stride <= 0)
+    throw Error("conv_transpose1d: bad arguments: " + conv_shapes(x, w, out));
+  const int64_t c_in = w.dim(0), c_out = w.dim(1), K = w.dim(2), s = stride;
+  const int64_t L_out = (x.dim(0) + 1) * s - K;
+  if (K < s || K > 2 * s || x.dim(1) != c_in || out.dim(1) != c_out || out.dim(0) != L_out)
+    throw Error("conv_transpose1d: shapes do not match (stride " + std::to_string(stride) + "): " +
+                conv_shapes(x, w, out));
+  return L_out;
+}
 
 }  // namespace omni

@@ -193,6 +193,11 @@ OMNI_HOST_DEVICE inline float synthetic_value(uint64_t seed, uint64_t index) {
   return float(uint32_t(z >> 40)) * (1.0f / 8388608.0f) - 1.0f;  // 24 bits → [-1, 1)
 }
 
+// Argument checks shared by every backend's conv1d / conv_transpose1d (throw omni::Error naming the
+// shapes); each returns the output length.
+int64_t check_conv1d_args(const Tensor& x, const Tensor& w, const Tensor& out, int dilation, int groups);
+int64_t check_conv_transpose1d_args(const Tensor& x, const Tensor& w, const Tensor& out, int stride);
+
 // The CPU reference backend (fp32 math over bf16/f16/f32 weights).
 std::unique_ptr<Backend> make_cpu_backend();
 // The CUDA backend; throws DeviceError when built without CUDA or no device is usable.

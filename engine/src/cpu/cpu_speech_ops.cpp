@@ -12,21 +12,12 @@
 namespace omni {
 namespace {
 
-std::string shapes(const Tensor& x, const Tensor& w, const Tensor& out) {
-  return "x " + x.shape_str() + ", w " + w.shape_str() + ", out " + out.shape_str();
-}
-
 }  // namespace
 
 void CpuBackend::conv1d(const Tensor& x, const Tensor& w, const Tensor& bias, int dilation, int groups,
                         const Tensor& out) {
-  if (w.ndim != 3 || x.ndim != 2 || out.ndim != 2 || groups <= 0 || dilation <= 0)
-    throw Error("conv1d: bad arguments: " + shapes(x, w, out));
-  const int64_t c_out = w.dim(0), per_group = w.dim(1), K = w.dim(2);
-  const int64_t c_in = x.dim(1), L_in = x.dim(0), L_out = L_in - (K - 1) * dilation;
-  if (per_group * groups != c_in || c_out % groups != 0 || out.dim(1) != c_out || out.dim(0) != L_out)
-    throw Error("conv1d: shapes do not match (dilation " + std::to_string(dilation) + ", groups " +
-                std::to_string(groups) + "): " + shapes(x, w, out));
+  const int64_t L_out = check_conv1d_args(x, w, out, dilation, groups);
+  const int64_t c_out = w.dim(0), per_group = w.dim(1), K = w.dim(2), c_in = x.dim(1);
   const int64_t out_per_group = c_out / groups;
   const float* xp = x.as<const float>();
   float* yp = out.as<float>();
@@ -52,13 +43,8 @@ void CpuBackend::conv1d(const Tensor& x, const Tensor& w, const Tensor& bias, in
 
 void CpuBackend::conv_transpose1d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride,
                                   const Tensor& out) {
-  if (w.ndim != 3 || x.ndim != 2 || out.ndim != 2 || stride <= 0)
-    throw Error("conv_transpose1d: bad arguments: " + shapes(x, w, out));
+  const int64_t L_out = check_conv_transpose1d_args(x, w, out, stride);
   const int64_t c_in = w.dim(0), c_out = w.dim(1), K = w.dim(2), s = stride, L = x.dim(0);
-  const int64_t L_out = (L + 1) * s - K;
-  if (K < s || K > 2 * s || x.dim(1) != c_in || out.dim(1) != c_out || out.dim(0) != L_out)
-    throw Error("conv_transpose1d: shapes do not match (stride " + std::to_string(stride) + "): " +
-                shapes(x, w, out));
   const float* xp = x.as<const float>();
   float* yp = out.as<float>();
 #pragma omp parallel
