@@ -177,6 +177,7 @@ void Daemon::apply_live_settings(const Config& next) {
   applied.model.path = config_.model.path;
   applied.model.device = config_.model.device;
   applied.model.dtype = config_.model.dtype;
+  applied.model.weights = config_.model.weights;
   applied.model.context_tokens = config_.model.context_tokens;
   applied.ipc = config_.ipc;
   const Config previous = config_;

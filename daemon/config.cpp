@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include "omni/engine.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <grp.h>
@@ -137,13 +139,19 @@ class SchemaReader {
 
 void read_model(SchemaReader& r, const YAML::Node& root, ModelConfig& m) {
   r.section(root, "", "model",
-            {"path", "device", "dtype", "speaker", "system_prompt", "max_new_tokens", "context_tokens",
+            {"path", "device", "dtype", "weights", "speaker", "system_prompt", "max_new_tokens", "context_tokens",
              "max_speech_frames"},
             [&](const YAML::Node& n, const std::string& k) {
               r.text(n, k, "path", m.path);
               if (n["path"] && m.path.empty()) r.error(n["path"].Mark(), k + ".path", "must not be empty");
               r.text(n, k, "device", m.device, {"cuda", "cpu"});
               r.text(n, k, "dtype", m.dtype, {"", "f32", "bf16"});
+              r.text(n, k, "weights", m.weights);
+              try {
+                if (n["weights"]) omni::check_weights(m.weights);
+              } catch (const std::exception& e) {
+                r.error(n["weights"].Mark(), k + ".weights", e.what());
+              }
               r.text(n, k, "speaker", m.speaker);
               r.text(n, k, "system_prompt", m.system_prompt);
               r.integer(n, k, "max_new_tokens", m.max_new_tokens, 1, 32768);
@@ -309,6 +317,7 @@ std::vector<std::string> restart_required_changes(const Config& a, const Config&
   if (a.model.path != b.model.path) keys.push_back("model.path");
   if (a.model.device != b.model.device) keys.push_back("model.device");
   if (a.model.dtype != b.model.dtype) keys.push_back("model.dtype");
+  if (a.model.weights != b.model.weights) keys.push_back("model.weights");
   if (a.model.context_tokens != b.model.context_tokens) keys.push_back("model.context_tokens");
   if (a.ipc.control != b.ipc.control) keys.push_back("ipc.control");
   if (a.ipc.events != b.ipc.events) keys.push_back("ipc.events");

@@ -19,6 +19,7 @@ struct ModelConfig {
   std::string path = "/var/lib/omnid/models/Qwen3-Omni-30B-A3B-Instruct";
   std::string device = "cuda";  // cuda | cpu
   std::string dtype;            // "" (backend default) | f32 | bf16
+  std::string weights = "bf16";  // bf16 | int8 | int4 | part=format,... (omni::LoadOptions::weights)
   std::string speaker = "ethan";
   std::string system_prompt = "You are a helpful voice assistant on a robot. Answer briefly.";
   int max_new_tokens = 256;

@@ -81,6 +81,7 @@ void Daemon::start_loading() {
   opt.model_dir = config_.model.path;
   opt.device = config_.model.device;
   opt.dtype = config_.model.dtype;
+  opt.weights = config_.model.weights;
   opt.context_tokens = config_.model.context_tokens;
   opt.load_talker = true;
   opt.on_progress = [this](double fraction, const std::string&) {

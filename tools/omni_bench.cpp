@@ -20,6 +20,7 @@
 #include "model_config.h"
 #include "omni/errors.h"
 #include "omni_bench_speech.h"
+#include "quant.h"
 #include "synthetic_weights.h"
 
 using namespace omni;
@@ -37,13 +38,16 @@ struct Options {
   bool graphs = true;
   bool speech = true;
   int copy_mib = 1024;
+  WeightPlan weights;  // --weights: storage of the thinker's and talker's matrices
 };
 
 void usage() {
   std::puts(
       "omni-bench [--config FILE] [--device cuda|cpu] [--contexts 64,2048] [--prefill 512]\n"
       "           [--layers N] [--steps N] [--copy-mib N] [--no-graphs] [--no-speech]\n"
-      "  Synthetic bf16 weights of the config's shapes (thinker and talker), made on the device.\n"
+      "           [--weights bf16|int8|int4|experts=int4,attention=int8,lm_head=bf16,talker=int4]\n"
+      "  Synthetic bf16 weights of the config's shapes (thinker and talker), made on the device and\n"
+      "  quantized there as --weights asks.\n"
       "  --layers N overrides the layer counts (smoke runs on the CPU).");
 }
 
@@ -63,6 +67,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--copy-mib") o.copy_mib = std::stoi(next());
     else if (a == "--no-graphs") o.graphs = false;
     else if (a == "--no-speech") o.speech = false;
+    else if (a == "--weights") o.weights = parse_weight_plan(next());
     else if (a == "--contexts") {
       o.contexts.clear();
       std::stringstream ss(next());
@@ -106,11 +111,19 @@ struct Lm {
   int graph = -1;
 };
 
-void make_lm(Backend& be, Lm& lm, const DecoderConfig& cfg, int capacity, int max_rows, uint64_t seed) {
+// Storage formats of one decoder's matrices (quant.h).
+struct LmFormats {
+  DType attention = DType::BF16, ffn = DType::BF16, head = DType::BF16;
+};
+
+void make_lm(Backend& be, Lm& lm, const DecoderConfig& cfg, int capacity, int max_rows, uint64_t seed,
+             LmFormats f = {}) {
   lm.cfg = cfg;
-  lm.stack = std::make_unique<DecoderStack>(be, cfg, synthetic_decoder_weights(be, cfg, seed), max_rows);
+  lm.stack = std::make_unique<DecoderStack>(be, cfg, synthetic_decoder_weights(be, cfg, seed, f.attention, f.ffn),
+                                            max_rows);
   lm.embed = be.synthetic_weight({cfg.vocab_size, cfg.hidden_size}, seed + 100000, 1.f);
-  lm.head = be.synthetic_weight({cfg.vocab_size, cfg.hidden_size}, seed + 100001, 1.f / std::sqrt(float(cfg.hidden_size)));
+  lm.head = be.synthetic_weight_as({cfg.vocab_size, cfg.hidden_size}, seed + 100001,
+                                   1.f / std::sqrt(float(cfg.hidden_size)), f.head);
   // Caches hold random keys/values, not zeros (never time on zeros).
   for (int l = 0; l < cfg.num_layers; ++l) {
     KVCache c;
@@ -152,19 +165,32 @@ int32_t decode_step(Backend& be, Lm& lm, int32_t token, int32_t position, bool g
   return be.sample(lm.logits, SamplingParams{}, {}, 0.f);
 }
 
+// Bytes of an [N, K] matrix stored as `f` (quant.h: packed rows plus fp16 scales).
+double matrix_bytes(double N, double K, DType f) {
+  if (!is_quantized(f)) return N * K * 2;
+  return N * (double(quant_row_bytes(f, int64_t(K))) + 2.0 * double(quant_groups(f, int64_t(K))));
+}
+
 // Bytes one thinker decode step reads: every weight it touches once, the KV cache up to ctx.
-double decode_bytes(const DecoderConfig& c, int ctx) {
+double decode_bytes(const DecoderConfig& c, int ctx, LmFormats f = {}) {
   const double H = c.hidden_size, q = double(c.num_heads) * c.head_dim, kv = double(c.num_kv_heads) * c.head_dim;
-  double per_layer = (q * H * 2 + kv * H * 2 * 2 + 2.0 * c.head_dim + 2 * H) * 2;  // attention + norms
+  const double I = c.moe_intermediate_size;
+  double per_layer = matrix_bytes(q, H, f.attention) + 2 * matrix_bytes(kv, H, f.attention) +
+                     matrix_bytes(H, q, f.attention) + (2.0 * c.head_dim + 2 * H) * 2;  // attention + norms
   if (c.num_experts > 0) {
     per_layer += double(c.num_experts) * H * 2;                                   // router
-    per_layer += double(c.num_experts_per_tok) * 3 * c.moe_intermediate_size * H * 2;  // selected experts
-    if (c.shared_expert_intermediate_size > 0) per_layer += (3.0 * c.shared_expert_intermediate_size + 1) * H * 2;
+    per_layer += c.num_experts_per_tok * (2 * matrix_bytes(I, H, f.ffn) + matrix_bytes(H, I, f.ffn));  // experts
+    if (c.shared_expert_intermediate_size > 0) {
+      const double S = c.shared_expert_intermediate_size;
+      per_layer += 2 * matrix_bytes(S, H, f.ffn) + matrix_bytes(H, S, f.ffn) + H * 2;
+    }
   } else {
-    per_layer += 3.0 * c.intermediate_size * H * 2;
+    const double M = c.intermediate_size;
+    per_layer += 2 * matrix_bytes(M, H, f.ffn) + matrix_bytes(H, M, f.ffn);
   }
   per_layer += 2.0 * ctx * kv * 2;  // K and V cache, bf16
-  return per_layer * c.num_layers + H * 2 /* final norm */ + double(c.vocab_size) * H * 2 /* lm_head */ + H * 2;
+  return per_layer * c.num_layers + H * 2 /* final norm */ + matrix_bytes(c.vocab_size, H, f.head) /* lm_head */ +
+         H * 2;
 }
 
 struct DecodeResult {
@@ -172,7 +198,7 @@ struct DecodeResult {
   double tok_s, gbs, share;
 };
 
-DecodeResult bench_decode(Backend& be, Lm& lm, int ctx, int steps, bool graphs, double copy_bw) {
+DecodeResult bench_decode(Backend& be, Lm& lm, int ctx, int steps, bool graphs, double copy_bw, LmFormats f) {
   int32_t tok = 1;
   for (int i = 0; i < 3; ++i) tok = decode_step(be, lm, tok, ctx - 1, graphs);  // warm-up (and capture)
   std::vector<double> t;
@@ -182,7 +208,7 @@ DecodeResult bench_decode(Backend& be, Lm& lm, int ctx, int steps, bool graphs, 
     t.push_back(seconds_since(t0) / steps);
   }
   std::sort(t.begin(), t.end());
-  const double s = t[1], bytes = decode_bytes(lm.cfg, ctx);
+  const double s = t[1], bytes = decode_bytes(lm.cfg, ctx, f);
   return {ctx, 1.0 / s, bytes / s / 1e9, bytes / s / copy_bw};
 }
 
@@ -291,22 +317,28 @@ int main(int argc, char** argv) {
     const int capacity = std::max(o.prefill, *std::max_element(o.contexts.begin(), o.contexts.end())) + 1;
     Lm thinker;
     auto t0 = Clock::now();
-    make_lm(*be, thinker, tc, capacity, std::max(o.prefill, 1), 1);
+    const LmFormats tf{o.weights.attention, o.weights.experts, o.weights.lm_head};
+    const size_t resident0 = be->resident_bytes();
+    make_lm(*be, thinker, tc, capacity, std::max(o.prefill, 1), 1, tf);
     be->synchronize();
-    std::printf("thinker: %d layers, synthetic weights made in %.2f s\n", tc.num_layers, seconds_since(t0));
+    const size_t thinker_resident = be->resident_bytes() - resident0;
+    std::printf("thinker: %d layers, weights %s, synthetic weights made in %.2f s, %.2f GB resident (with its "
+                "caches of %d tokens)\n",
+                tc.num_layers, weight_plan_string(o.weights).c_str(), seconds_since(t0), thinker_resident / 1e9,
+                capacity);
 
     std::vector<DecodeResult> dec;
     for (int ctx : o.contexts) {
-      dec.push_back(bench_decode(*be, thinker, ctx, o.steps, o.graphs, copy_bw));
+      dec.push_back(bench_decode(*be, thinker, ctx, o.steps, o.graphs, copy_bw, tf));
       std::printf("thinker decode @%d: %.1f tokens/s, %.2f GB/token, %.1f GB/s, %.1f%% of copy bandwidth\n", ctx,
-                  dec.back().tok_s, decode_bytes(tc, ctx) / 1e9, dec.back().gbs, 100 * dec.back().share);
+                  dec.back().tok_s, decode_bytes(tc, ctx, tf) / 1e9, dec.back().gbs, 100 * dec.back().share);
     }
     const auto breakdown = op_breakdown(*be, thinker, o.contexts.back());
     for (const auto& [name, us] : breakdown)
       std::printf("thinker decode @%d, %s alone: %.0f us/token\n", o.contexts.back(), name.c_str(), us);
     double eager_tok_s = 0;
     if (o.graphs && be->supports_graphs()) {
-      eager_tok_s = bench_decode(*be, thinker, o.contexts.front(), o.steps / 2 + 1, false, copy_bw).tok_s;
+      eager_tok_s = bench_decode(*be, thinker, o.contexts.front(), o.steps / 2 + 1, false, copy_bw, tf).tok_s;
       std::printf("thinker decode @%d without graphs: %.1f tokens/s\n", o.contexts.front(), eager_tok_s);
     }
     const double prefill_ms = o.prefill > 0 ? bench_prefill(*be, thinker, o.prefill) : 0;
@@ -337,7 +369,8 @@ int main(int argc, char** argv) {
       DecoderConfig tk = mc.talker.text, cp = mc.talker.code_predictor;
       if (o.layers > 0) tk.num_layers = cp.num_layers = o.layers;
       Lm talker, pred;
-      make_lm(*be, talker, tk, 1024, std::max(1, question_rows), 11);
+      make_lm(*be, talker, tk, 1024, std::max(1, question_rows), 11,
+              LmFormats{o.weights.talker, o.weights.talker, DType::BF16});
       make_lm(*be, pred, cp, 32, 1, 21);
       const int groups = mc.talker.num_code_groups;
       auto frame = [&](int t) {
@@ -368,6 +401,11 @@ int main(int argc, char** argv) {
 
     std::printf("\n| measure | value |\n|---|---|\n");
     std::printf("| backend | %s |\n| copy bandwidth | %.1f GB/s |\n", be->name().c_str(), copy_bw / 1e9);
+    std::printf("| weights | %s |\n", weight_plan_string(o.weights).c_str());
+    if (be->resident_bytes() > 0)
+      std::printf("| device memory held at the end (thinker + caches, talker, code predictor, code2wav, audio "
+                  "encoder, scratch) | %.2f GB (thinker with its caches %.2f GB) |\n",
+                  be->resident_bytes() / 1e9, thinker_resident / 1e9);
     for (const DecodeResult& d : dec)
       std::printf("| thinker decode @%d | %.1f tok/s, %.1f GB/s, %.1f%% of copy |\n", d.ctx, d.tok_s, d.gbs,
                   100 * d.share);

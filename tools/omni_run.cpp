@@ -16,13 +16,14 @@
 namespace {
 
 struct Args {
-  std::string model, device = "cpu", dtype;
+  std::string model, device = "cpu", dtype, weights = "bf16";
   std::string ids, system, prompt, audio, tokenize;
   bool have_ids = false, have_prompt = false, have_tokenize = false;
   omni::GenerateOptions gen;
   std::string speech_out;
   bool json = false;
   std::string logits_out;
+  std::string force_ids;  // teacher forcing (GenerateOptions::forced_tokens)
   int context = 0;
 };
 
@@ -30,10 +31,11 @@ struct Args {
   std::fprintf(stderr,
                "omni-run: %s\n"
                "usage: omni-run --model DIR [--device cpu|cuda] [--dtype f32|bf16]\n"
+               "  [--weights bf16|int8|int4|experts=int4,attention=int8,lm_head=bf16,talker=int4]\n"
                "  (--ids 1,2,3 | [--system TEXT] [--prompt TEXT] [--audio FILE.wav] | --tokenize TEXT)\n"
                "  [--max-new-tokens N] [--greedy | --temperature T --top-k K --top-p P] [--repetition-penalty R]\n"
                "  [--seed S] [--speech OUT.wav --speaker NAME --max-speech-frames N] [--json]\n"
-               "  [--logits-out FILE.npy] [--context N]\n",
+               "  [--logits-out FILE.npy] [--context N] [--force-ids 1,2,3 (feed these instead of the picks)]\n",
                problem.c_str());
   std::exit(2);
 }
@@ -64,7 +66,9 @@ Args parse(int argc, char** argv) {
     if (f == "--model") a.model = value();
     else if (f == "--device") a.device = value();
     else if (f == "--dtype") a.dtype = value();
+    else if (f == "--weights") a.weights = value();
     else if (f == "--ids") a.ids = value(), a.have_ids = true;
+    else if (f == "--force-ids") a.force_ids = value();
     else if (f == "--system") a.system = value(), a.have_prompt = true;
     else if (f == "--prompt") a.prompt = value(), a.have_prompt = true;
     else if (f == "--audio") a.audio = value(), a.have_prompt = true;
@@ -86,6 +90,11 @@ Args parse(int argc, char** argv) {
     else usage("unknown flag " + f);
   }
   if (a.model.empty()) usage("--model is required");
+  try {
+    omni::check_weights(a.weights);
+  } catch (const std::exception& e) {
+    usage(std::string("--weights: ") + e.what());
+  }
   if (int(a.have_ids) + int(a.have_prompt) + int(a.have_tokenize) != 1)
     usage("give exactly one input: --ids, --system/--prompt/--audio, or --tokenize");
   if (greedy_flag && sampling_flag) usage("--greedy cannot be combined with --temperature/--top-k/--top-p");
@@ -127,8 +136,11 @@ int run(const Args& a) {
   lo.model_dir = a.model;
   lo.device = a.device;
   lo.dtype = a.dtype;
+  lo.weights = a.weights;
   lo.load_talker = a.gen.speak;
   if (a.context > 0) lo.context_tokens = a.context;
+  omni::GenerateOptions gen = a.gen;
+  if (!a.force_ids.empty()) gen.forced_tokens = parse_ids(a.force_ids);
   auto model = omni::Model::load(lo);
   auto session = model->new_session({.system_prompt = a.system});
 
@@ -148,12 +160,12 @@ int run(const Args& a) {
   }
   omni::TurnResult r;
   if (a.have_ids) {
-    r = session->generate_from_ids(parse_ids(a.ids), a.gen, cb);
+    r = session->generate_from_ids(parse_ids(a.ids), gen, cb);
   } else {
     omni::UserTurn turn;
     turn.text = a.prompt;
     if (!a.audio.empty()) turn.audio_16k = read_audio_16k(a.audio);
-    r = session->respond(turn, a.gen, cb);
+    r = session->respond(turn, gen, cb);
   }
   if (a.gen.speak) speech.close();
   if (!a.logits_out.empty())

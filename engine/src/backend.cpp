@@ -16,6 +16,15 @@ Tensor Backend::synthetic_weight(std::initializer_list<int64_t> shape, uint64_t 
   return t;
 }
 
+Tensor Backend::synthetic_weight_as(std::initializer_list<int64_t> shape, uint64_t seed, float scale, DType format) {
+  if (!is_quantized(format)) return synthetic_weight(shape, seed, scale);
+  Tensor t(nullptr, DType::BF16, shape);
+  std::vector<uint16_t> host(size_t(t.numel()));
+  for (size_t i = 0; i < host.size(); ++i) host[i] = f32_to_bf16(scale * synthetic_value(seed, i));
+  t.data = host.data();
+  return weight_as(t, format, "synthetic " + t.shape_str());  // quantized copies; `host` may go
+}
+
 void Backend::begin_capture() { throw Error("backend " + name() + " cannot capture graphs"); }
 int Backend::end_capture() { throw Error("backend " + name() + " cannot capture graphs"); }
 void Backend::replay(int) { throw Error("backend " + name() + " cannot replay graphs"); }

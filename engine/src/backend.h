@@ -81,6 +81,10 @@ class Backend {
   // A weight from a host view (usually a mapped file). CPU: the same view, no copy.
   // CUDA: one copy to the device.
   virtual Tensor weight(const Tensor& host) = 0;
+  // A weight stored as `format` (quant.h): BF16 is weight(host); Q8/Q4 matrices are quantized
+  // by the backend (CUDA: on the GPU, from bf16 row blocks uploaded once). `name` (the tensor's
+  // checkpoint name) is used in errors.
+  virtual Tensor weight_as(const Tensor& host, DType format, const std::string& name) = 0;
   // Called once per MoE layer after its weights are set, so the backend can build its layout.
   virtual void prepare_moe(MoeWeights& moe) {}
   // Activation/cache storage of the backend's activation dtype (or `dtype` when given).
@@ -125,10 +129,14 @@ class Backend {
   // Storage dtype of KV caches. CUDA keeps them in bf16 (as transformers does), halving the
   // cache bytes read per decoded token; attention() reads whatever dtype the cache has.
   virtual DType kv_cache_dtype() const { return activation_dtype(); }
+  // Device memory the backend holds (weights, caches, scratch); 0 where it uses host memory.
+  virtual size_t resident_bytes() const { return 0; }
   // A weight of `shape` filled with deterministic pseudo-random values uniform in [-scale, scale)
   // (a hash of seed and index), made where the backend keeps weights: benchmarks of the full
   // release shapes need no checkpoint and no host copy. bf16 on every backend.
   virtual Tensor synthetic_weight(std::initializer_list<int64_t> shape, uint64_t seed, float scale);
+  // The same values stored as `format` (Q8/Q4: synthetic_weight's bf16 values, quantized).
+  virtual Tensor synthetic_weight_as(std::initializer_list<int64_t> shape, uint64_t seed, float scale, DType format);
   // CUDA graphs: the operations issued between begin_capture() and end_capture() are recorded,
   // not run; replay(id) runs them again. Inputs that change between replays (token ids,
   // positions) must live in tensors made by alloc() and be updated with upload() before

@@ -5,13 +5,20 @@
 namespace omni {
 namespace {
 
-AttentionWeights load_attention(const Checkpoint& ck, Backend& be, const std::string& p, const DecoderConfig& c) {
+// A matrix stored as `format` (quant.h); bf16 keeps the checkpoint's tensor as it is.
+Tensor matrix(const Checkpoint& ck, Backend& be, const std::string& name, std::initializer_list<int64_t> shape,
+              DType format) {
+  return be.weight_as(ck.get(name, shape), format, name);
+}
+
+AttentionWeights load_attention(const Checkpoint& ck, Backend& be, const std::string& p, const DecoderConfig& c,
+                                DType format) {
   const int64_t H = c.hidden_size, q = int64_t(c.num_heads) * c.head_dim, kv = int64_t(c.num_kv_heads) * c.head_dim;
   AttentionWeights a;
-  a.wq = be.weight(ck.get(p + "q_proj.weight", {q, H}));
-  a.wk = be.weight(ck.get(p + "k_proj.weight", {kv, H}));
-  a.wv = be.weight(ck.get(p + "v_proj.weight", {kv, H}));
-  a.wo = be.weight(ck.get(p + "o_proj.weight", {H, q}));
+  a.wq = matrix(ck, be, p + "q_proj.weight", {q, H}, format);
+  a.wk = matrix(ck, be, p + "k_proj.weight", {kv, H}, format);
+  a.wv = matrix(ck, be, p + "v_proj.weight", {kv, H}, format);
+  a.wo = matrix(ck, be, p + "o_proj.weight", {H, q}, format);
   a.q_norm = be.weight(ck.get(p + "q_norm.weight", {c.head_dim}));
   a.k_norm = be.weight(ck.get(p + "k_norm.weight", {c.head_dim}));
   a.num_heads = c.num_heads;
@@ -22,18 +29,18 @@ AttentionWeights load_attention(const Checkpoint& ck, Backend& be, const std::st
   return a;
 }
 
-MlpWeights load_mlp(const Checkpoint& ck, Backend& be, const std::string& p, int64_t H, int64_t I) {
+MlpWeights load_mlp(const Checkpoint& ck, Backend& be, const std::string& p, int64_t H, int64_t I, DType format) {
   MlpWeights m;
-  m.gate = be.weight(ck.get(p + "gate_proj.weight", {I, H}));
-  m.up = be.weight(ck.get(p + "up_proj.weight", {I, H}));
-  m.down = be.weight(ck.get(p + "down_proj.weight", {H, I}));
+  m.gate = matrix(ck, be, p + "gate_proj.weight", {I, H}, format);
+  m.up = matrix(ck, be, p + "up_proj.weight", {I, H}, format);
+  m.down = matrix(ck, be, p + "down_proj.weight", {H, I}, format);
   return m;
 }
 
 }  // namespace
 
 DecoderWeights load_decoder_weights(const Checkpoint& ck, Backend& be, const std::string& prefix,
-                                    const DecoderConfig& c) {
+                                    const DecoderConfig& c, DType attention_format, DType ffn_format) {
   DecoderWeights w;
   const int64_t H = c.hidden_size;
   for (int l = 0; l < c.num_layers; ++l) {
@@ -41,22 +48,22 @@ DecoderWeights load_decoder_weights(const Checkpoint& ck, Backend& be, const std
     DecoderLayerWeights L;
     L.input_norm = be.weight(ck.get(p + "input_layernorm.weight", {H}));
     L.post_norm = be.weight(ck.get(p + "post_attention_layernorm.weight", {H}));
-    L.attn = load_attention(ck, be, p + "self_attn.", c);
+    L.attn = load_attention(ck, be, p + "self_attn.", c, attention_format);
     L.is_moe = c.is_moe_layer(l);
     if (L.is_moe) {
       L.moe.router = be.weight(ck.get(p + "mlp.gate.weight", {c.num_experts, H}));
       for (int e = 0; e < c.num_experts; ++e)
         L.moe.experts.push_back(
-            load_mlp(ck, be, p + "mlp.experts." + std::to_string(e) + ".", H, c.moe_intermediate_size));
+            load_mlp(ck, be, p + "mlp.experts." + std::to_string(e) + ".", H, c.moe_intermediate_size, ffn_format));
       L.moe.top_k = c.num_experts_per_tok;
       L.moe.norm_topk_prob = c.norm_topk_prob;
       if (c.shared_expert_intermediate_size > 0) {
-        L.moe.shared = load_mlp(ck, be, p + "mlp.shared_expert.", H, c.shared_expert_intermediate_size);
+        L.moe.shared = load_mlp(ck, be, p + "mlp.shared_expert.", H, c.shared_expert_intermediate_size, ffn_format);
         L.moe.shared_gate = be.weight(ck.get(p + "mlp.shared_expert_gate.weight", {1, H}));
       }
       be.prepare_moe(L.moe);
     } else {
-      L.mlp = load_mlp(ck, be, p + "mlp.", H, c.intermediate_size);
+      L.mlp = load_mlp(ck, be, p + "mlp.", H, c.intermediate_size, ffn_format);
     }
     w.layers.push_back(std::move(L));
   }

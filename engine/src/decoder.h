@@ -26,9 +26,12 @@ struct DecoderWeights {
 };
 
 // Reads `<prefix>.layers.{L}.*` and `<prefix>.norm.weight` (e.g. prefix "thinker.model"),
-// checking every shape against `cfg`, and hands each tensor to the backend once.
+// checking every shape against `cfg`, and hands each tensor to the backend once. The attention
+// projections are stored as `attention_format`, the MLP/expert matrices (shared expert too) as
+// `ffn_format` (quant.h); routers, gates and norms stay bf16.
 DecoderWeights load_decoder_weights(const Checkpoint& ck, Backend& be, const std::string& prefix,
-                                    const DecoderConfig& cfg);
+                                    const DecoderConfig& cfg, DType attention_format = DType::BF16,
+                                    DType ffn_format = DType::BF16);
 
 // KV caches of one sequence for every layer of a stack.
 std::vector<KVCache> alloc_kv_caches(Backend& be, const DecoderConfig& cfg, int capacity);

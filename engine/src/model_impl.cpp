@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "omni/errors.h"
+#include "quant.h"
 
 namespace omni {
 namespace {
@@ -30,6 +31,8 @@ std::unique_ptr<Backend> make_backend(const LoadOptions& opt) {
 
 }  // namespace
 
+void check_weights(const std::string& spec) { parse_weight_plan(spec); }
+
 std::unique_ptr<Model> Model::load(const LoadOptions& opt) { return std::make_unique<ModelImpl>(opt); }
 
 ModelImpl::ModelImpl(const LoadOptions& opt) {
@@ -42,6 +45,7 @@ ModelImpl::ModelImpl(const LoadOptions& opt) {
   if (::stat(opt.model_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     throw CheckpointError(opt.model_dir + ": model directory does not exist");
   if (opt.context_tokens < 16) throw Error("context_tokens must be at least 16");
+  const WeightPlan plan = parse_weight_plan(opt.weights);
   context_tokens_ = opt.context_tokens;
   progress(0.0, "reading config");
   cfg_ = ModelConfig::load(opt.model_dir + "/config.json");
@@ -53,12 +57,13 @@ ModelImpl::ModelImpl(const LoadOptions& opt) {
   backend_ = make_backend(opt);
   progress(0.1, "loading thinker");
   const int max_rows = 256;
-  thinker_ = std::make_unique<Thinker>(*checkpoint_, *backend_, cfg_, max_rows);
+  thinker_ = std::make_unique<Thinker>(*checkpoint_, *backend_, cfg_, max_rows, plan);
   progress(0.6, "loading audio encoder");
   audio_ = std::make_unique<AudioInput>(*backend_, *checkpoint_, cfg_, opt.model_dir, context_tokens_);
   if (opt.load_talker && cfg_.has_talker) {
     progress(0.8, "loading talker and code2wav");
-    speech_ = std::make_unique<SpeechModel>(*checkpoint_, *backend_, cfg_, context_tokens_, kMaxSpeechFrames);
+    speech_ = std::make_unique<SpeechModel>(*checkpoint_, *backend_, cfg_, context_tokens_, kMaxSpeechFrames, 1,
+                                            plan.talker);
   }
   backend_->synchronize();
   progress(1.0, "loaded");

@@ -104,13 +104,14 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
       r.stop = StopReason::Cancelled;
       break;
     }
-    const int32_t tok = be_.sample(logits_, sp, seen, uniform(rng));
+    const int32_t picked = be_.sample(logits_, sp, seen, uniform(rng));
+    const int32_t tok = size_t(step) < opt.forced_tokens.size() ? opt.forced_tokens[size_t(step)] : picked;
     if (cb.on_logits) {
       logits_host.resize(size_t(logits_.numel()));
       be_.download_f32(logits_host.data(), logits_);
       cb.on_logits(logits_host.data(), logits_host.size());
     }
-    r.tokens.push_back(tok);
+    r.tokens.push_back(picked);
     if (step == 0) first_token_time_ = Clock::now();
     if (sp.repetition_penalty != 1.0f) seen.push_back(tok);
     if (cb.on_token) cb.on_token(tok);

@@ -14,10 +14,10 @@ constexpr int kHfChunkFrames = 300, kHfLeftContext = 25;  // HF chunked_decode
 }  // namespace
 
 SpeechModel::SpeechModel(const Checkpoint& ck, Backend& be, const ModelConfig& cfg, int max_prompt_rows,
-                         int max_frames, int code2wav_push_frames)
+                         int max_frames, int code2wav_push_frames, DType talker_format)
     : be_(be),
       cfg_(cfg),
-      talker_(ck, be, cfg, max_prompt_rows + kAssistantRows, max_frames),
+      talker_(ck, be, cfg, max_prompt_rows + kAssistantRows, max_frames, talker_format),
       predictor_(ck, be, cfg.talker),
       code2wav_(be, ck, cfg.code2wav),
       decoder_(code2wav_, std::max(1, code2wav_push_frames), kHfChunkFrames + kHfLeftContext),

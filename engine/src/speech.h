@@ -36,7 +36,7 @@ class SpeechModel {
  public:
   // `max_prompt_rows`: longest talker user part (+9 rows are added); `max_frames`: most frames per turn.
   SpeechModel(const Checkpoint& ck, Backend& be, const ModelConfig& cfg, int max_prompt_rows, int max_frames,
-              int code2wav_push_frames = 1);
+              int code2wav_push_frames = 1, DType talker_format = DType::BF16);
   Backend& backend() { return be_; }
   const ModelConfig& config() const { return cfg_; }
   Talker& talker() { return talker_; }

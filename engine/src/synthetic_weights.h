@@ -12,7 +12,9 @@ namespace omni {
 // Linear weights are uniform in ±1/sqrt(fan_in) (activations keep their scale through the
 // stack); norm weights uniform in ±1 around 1 is not representable by synthetic_weight, so
 // norms are uniform in [-1, 1) — fine for timing and for backend-vs-backend comparisons.
-DecoderWeights synthetic_decoder_weights(Backend& be, const DecoderConfig& cfg, uint64_t seed);
+// Attention projections and MLP/expert matrices are stored as the given formats (quant.h).
+DecoderWeights synthetic_decoder_weights(Backend& be, const DecoderConfig& cfg, uint64_t seed,
+                                         DType attention_format = DType::BF16, DType ffn_format = DType::BF16);
 
 // One weight of any shape under the same rule, for the loaders that take a weight source
 // (Code2Wav, the audio encoder): rank 1 (norms, biases, scales) uniform in [-1, 1); higher ranks

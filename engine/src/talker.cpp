@@ -28,10 +28,10 @@ DecoderConfig talker_stack_config(const ModelConfig& cfg) {
 
 }  // namespace
 
-Talker::Talker(const Checkpoint& ck, Backend& be, const ModelConfig& cfg, int max_rows, int max_frames)
+Talker::Talker(const Checkpoint& ck, Backend& be, const ModelConfig& cfg, int max_rows, int max_frames, DType format)
     : be_(be),
       cfg_(cfg.talker),
-      stack_(be, talker_stack_config(cfg), load_decoder_weights(ck, be, "talker.model", talker_stack_config(cfg)),
+      stack_(be, talker_stack_config(cfg), load_decoder_weights(ck, be, "talker.model", talker_stack_config(cfg), format, format),
              max_rows) {
   const int64_t H = cfg_.text.hidden_size, Ht = cfg_.thinker_hidden_size, I = cfg_.text.intermediate_size,
                 V = cfg_.text.vocab_size;

@@ -17,7 +17,9 @@ struct ResizeMlpWeights {
 class Talker {
  public:
   // `max_rows`: the longest prefill (user part + 9); `max_frames`: the most decode steps.
-  Talker(const Checkpoint& ck, Backend& be, const ModelConfig& cfg, int max_rows, int max_frames);
+  // `format`: storage of the decoder layers' attention and expert matrices (quant.h).
+  Talker(const Checkpoint& ck, Backend& be, const ModelConfig& cfg, int max_rows, int max_frames,
+         DType format = DType::BF16);
 
   // x [S, thinker_hidden] -> out [S, hidden]; S <= max_rows.
   void project_text(const Tensor& x, const Tensor& out) { project(text_proj_, x, out); }

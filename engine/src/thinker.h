@@ -3,13 +3,15 @@
 // <|audio_pad|> rows between embed() and forward()).
 #pragma once
 #include "decoder.h"
+#include "quant.h"
 
 namespace omni {
 
 class Thinker {
  public:
   // `max_rows`: the most tokens one forward() call handles (prefill is done in chunks of it).
-  Thinker(const Checkpoint& ck, Backend& be, const ModelConfig& cfg, int max_rows);
+  // `plan` picks the storage of the experts, attention projections and lm_head (quant.h).
+  Thinker(const Checkpoint& ck, Backend& be, const ModelConfig& cfg, int max_rows, const WeightPlan& plan = {});
   // For tools that build weights without a checkpoint (omni-bench): all tensors already on `be`.
   Thinker(Backend& be, const ModelConfig& cfg, Tensor embed_table, DecoderWeights layers, Tensor lm_head,
           int max_rows);

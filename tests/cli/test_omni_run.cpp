@@ -135,6 +135,39 @@ TEST(OmniRun, BrokenCheckpointsGiveOneClearErrorLine) {
   expect_one_line_error(run("--model /nonexistent/dir --ids 1 --json"), "/nonexistent/dir");
 }
 
+// --weights: quantized thinker/talker on the CPU reference; a bad value names itself and the set.
+TEST(OmniRun, QuantizedWeights) {
+  for (const std::string w : {"int8", "int4", "experts=int4,lm_head=int8"}) {
+    RunResult r = run("--model " + kTinyA + " --ids 1,2,3 --greedy --max-new-tokens 3 --json --weights " + w);
+    EXPECT_EQ(r.status, 0) << w << ": " << r.err;
+    EXPECT_NE(r.out.find("\"tokens\""), std::string::npos) << r.out;
+  }
+  RunResult bad = run("--model " + kTinyA + " --ids 1 --weights int3");
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("--weights: weights 'int3': format 'int3' is not one of bf16, int8, int4"), std::string::npos)
+      << bad.err;
+}
+
+// --force-ids feeds the given tokens (teacher forcing) and still reports the model's own picks.
+TEST(OmniRun, ForcedTokensKeepThePicks) {
+  RunResult free = run("--model " + kTinyA + " --ids 1,2,3 --greedy --max-new-tokens 4 --json");
+  RunResult forced = run("--model " + kTinyA + " --ids 1,2,3 --greedy --max-new-tokens 4 --json --force-ids 5,6,7,8");
+  ASSERT_EQ(free.status, 0) << free.err;
+  ASSERT_EQ(forced.status, 0) << forced.err;
+  const auto a = nlohmann::json::parse(free.out)["tokens"], b = nlohmann::json::parse(forced.out)["tokens"];
+  ASSERT_EQ(a.size(), 4u);
+  ASSERT_EQ(b.size(), 4u);
+  EXPECT_EQ(a[0], b[0]);  // the same first context
+  // Step 1 saw 1,2,3,5: its pick is the first pick after that prompt.
+  RunResult after5 = run("--model " + kTinyA + " --ids 1,2,3,5 --greedy --max-new-tokens 1 --json");
+  EXPECT_EQ(nlohmann::json::parse(after5.out)["tokens"][0], b[1]);
+  // Forcing the model's own picks changes nothing.
+  std::string own;
+  for (const auto& t : a) own += (own.empty() ? "" : ",") + std::to_string(int(t));
+  RunResult same = run("--model " + kTinyA + " --ids 1,2,3 --greedy --max-new-tokens 4 --json --force-ids " + own);
+  EXPECT_EQ(nlohmann::json::parse(same.out)["tokens"], a);
+}
+
 TEST(OmniRun, BadFlagsExitWithUsage) {
   RunResult r = run("--model " + kTinyB + " --ids 1,x");
   EXPECT_EQ(r.status, 2);

@@ -1,6 +1,7 @@
 // The configuration schema: defaults, the documented file, and errors that name key and line.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "config.h"
@@ -102,6 +103,23 @@ TEST(Config, BadValues) {
   EXPECT_NE(error_of("ipc:\n  control: /run/omnid.sock\n").find("test.yaml:2: ipc.control: '/run/omnid.sock' is not a ZeroMQ endpoint"),
             std::string::npos);
   EXPECT_NE(error_of("model:\n  path: \"\"\n").find("model.path: must not be empty"), std::string::npos);
+}
+
+TEST(Config, WeightsFormats) {
+  EXPECT_EQ(parse_config("", "t.yaml").model.weights, "bf16");
+  EXPECT_EQ(parse_config("model:\n  weights: int4\n", "t.yaml").model.weights, "int4");
+  EXPECT_EQ(parse_config("model:\n  weights: experts=int4,attention=int8\n", "t.yaml").model.weights,
+            "experts=int4,attention=int8");
+  const std::string e = error_of("model:\n  weights: int3\n");
+  EXPECT_NE(e.find("test.yaml:2: model.weights: weights 'int3': format 'int3' is not one of bf16, int8, int4"),
+            std::string::npos)
+      << e;
+  const std::string p = error_of("model:\n  weights: vision=int4\n");
+  EXPECT_NE(p.find("part 'vision' is not one of experts, attention, lm_head, talker"), std::string::npos) << p;
+  // A change needs a restart (the weights are quantized at load).
+  auto a = parse_config("", "a.yaml"), b = parse_config("model: {weights: int8}\n", "b.yaml");
+  const auto keys = omnid::restart_required_changes(a, b);
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "model.weights"), keys.end());
 }
 
 TEST(Config, ListsEveryProblemAtOnce) {

@@ -26,6 +26,10 @@ struct LoadOptions {
   std::string model_dir;
   std::string device = "cpu";  // "cpu" | "cuda"
   std::string dtype;           // "" (backend default), "f32", "bf16"
+  // Weight storage: "bf16" | "int8" | "int4" for every quantizable part, or a list such as
+  // "experts=int4,attention=int8,lm_head=bf16,talker=int4" (parts not named stay bf16).
+  // Quantized at load time from the bf16 checkpoint; docs/config.md has the formats.
+  std::string weights = "bf16";
   int context_tokens = 8192;   // KV cache capacity of a session
   bool load_talker = true;     // false: text only (talker + code2wav not loaded)
   // Progress while loading (0..1 and a short phrase), e.g. for systemd EXTEND_TIMEOUT_USEC.
@@ -47,6 +51,10 @@ struct GenerateOptions {
   bool speak = false;             // run talker + code2wav and deliver audio
   std::string speaker = "ethan";  // a name in the checkpoint's speaker_id (case-insensitive)
   int max_speech_frames = 4096;   // codec frames (80 ms each)
+  // Teacher forcing, for accuracy comparisons (tools/quant_accuracy.py): step i feeds
+  // forced_tokens[i] to the model instead of its own pick; TurnResult::tokens still holds the
+  // picks, so two weight formats can be compared on the same contexts. Empty: off.
+  std::vector<int32_t> forced_tokens;
 };
 
 struct Callbacks {
@@ -107,6 +115,9 @@ class Session {
   virtual void set_system_prompt(const std::string& system_prompt) = 0;
   virtual int context_used() const = 0;  // tokens in the KV cache
 };
+
+// Checks a LoadOptions::weights value; throws ConfigError naming the value and the allowed set.
+void check_weights(const std::string& spec);
 
 class Model {
  public:

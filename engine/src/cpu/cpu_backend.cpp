@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "omni/errors.h"
+#include "../quant.h"
 
 namespace omni {
 
@@ -15,6 +16,13 @@ float load_f32(const Tensor& t, int64_t i) {
     case DType::BF16: return bf16_to_f32(t.as<const uint16_t>()[i]);
     case DType::F16: return f16_to_f32(t.as<const uint16_t>()[i]);
     case DType::I32: return float(t.as<const int32_t>()[i]);
+    case DType::Q8:
+    case DType::Q4: {
+      const int64_t K = t.row_numel();
+      std::vector<float> row(static_cast<size_t>(K));
+      dequantize_row(t, i / K, row.data());
+      return row[size_t(i % K)];
+    }
   }
   return 0.f;
 }
@@ -24,6 +32,8 @@ void load_row_f32(const Tensor& t, int64_t r, float* dst) {
   const int64_t base = r * cols;
   if (t.dtype == DType::F32) {
     std::memcpy(dst, t.as<const float>() + base, size_t(cols) * 4);
+  } else if (is_quantized(t.dtype)) {
+    dequantize_row(t, r, dst);
   } else if (t.dtype == DType::BF16) {
     const uint16_t* p = t.as<const uint16_t>() + base;
     for (int64_t i = 0; i < cols; ++i) dst[i] = bf16_to_f32(p[i]);
@@ -54,6 +64,20 @@ void matvec_f32(const Tensor& w, const float* x, float* dst) {
       dst[o] = acc;
     }
   }
+}
+
+Tensor CpuBackend::weight_as(const Tensor& host, DType format, const std::string& name) {
+  if (!is_quantized(format)) return weight(host);
+  if (host.ndim != 2 || host.on_device)
+    throw Error("weight " + name + ": only host matrices are quantized, not " + host.shape_str());
+  Tensor t = host;
+  t.dtype = format;
+  const int64_t N = host.dim(0), groups = quant_groups(format, host.dim(1));
+  arena_.emplace_back(t.bytes() + size_t(N * groups) * 2 + 64, 0);
+  t.data = arena_.back().data();
+  t.scales = arena_.back().data() + t.bytes();
+  quantize_rows(host, format, t.as<uint8_t>(), static_cast<uint16_t*>(t.scales));
+  return t;
 }
 
 Tensor CpuBackend::alloc(std::initializer_list<int64_t> shape, DType dtype) {

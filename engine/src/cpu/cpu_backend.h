@@ -13,6 +13,9 @@ class CpuBackend : public Backend {
  public:
   std::string name() const override { return "cpu"; }
   Tensor weight(const Tensor& host) override { return host; }
+  // Q8/Q4: quantized on the host into the backend's arena (quant.h), read back row by row
+  // through load_row_f32, so every op runs quantized weights with the reference formula.
+  Tensor weight_as(const Tensor& host, DType format, const std::string& name) override;
   Tensor alloc(std::initializer_list<int64_t> shape, DType dtype) override;
   using Backend::alloc;
   DType activation_dtype() const override { return DType::F32; }

@@ -9,6 +9,7 @@
 #include "cuda_backend.h"
 #include "cuda_common.cuh"
 #include "cuda_kernels.h"
+#include "cuda_quant.h"
 
 namespace omni {
 namespace cuda {
@@ -540,14 +541,25 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
   float* k = q + hq * hd;
   float* v = k + hkv * hd;
   float* o = static_cast<float*>(scratch(sizeof(float) * size_t(hq) * hd, "attention"));
-  GemvArgs g;
-  g.nseg = 3;
-  g.seg[0] = {w.wq.as<uint16_t>(), opt_bf16(w.bq), q, hq * hd};
-  g.seg[1] = {w.wk.as<uint16_t>(), opt_bf16(w.bk), k, hkv * hd};
-  g.seg[2] = {w.wv.as<uint16_t>(), opt_bf16(w.bv), v, hkv * hd};
-  g.K = int(x.dim(1));
-  g.x = x.as<float>();
-  launch_gemv(g, stream_);
+  if (is_quantized(w.wq.dtype)) {  // cuda_quant.cu; q, k, v share one format
+    QGemvArgs g;
+    g.nseg = 3;
+    g.seg[0] = qgemv_segment(w.wq, w.bq, q);
+    g.seg[1] = qgemv_segment(w.wk, w.bk, k);
+    g.seg[2] = qgemv_segment(w.wv, w.bv, v);
+    g.K = int(x.dim(1));
+    g.x = x.as<float>();
+    launch_qgemv(w.wq.dtype, g, stream_);
+  } else {
+    GemvArgs g;
+    g.nseg = 3;
+    g.seg[0] = {w.wq.as<uint16_t>(), opt_bf16(w.bq), q, hq * hd};
+    g.seg[1] = {w.wk.as<uint16_t>(), opt_bf16(w.bk), k, hkv * hd};
+    g.seg[2] = {w.wv.as<uint16_t>(), opt_bf16(w.bv), v, hkv * hd};
+    g.K = int(x.dim(1));
+    g.x = x.as<float>();
+    launch_gemv(g, stream_);
+  }
 
   DecodeArgs a;
   a.rope = rope_table(w.rope_theta, hd);

@@ -180,12 +180,14 @@ void* CudaBackend::arena_alloc(size_t bytes) {
     void* p = nullptr;
     OMNI_CUDA(cudaMalloc(&p, bytes));
     blocks_.push_back(p);
+    allocated_bytes_ += bytes;
     return p;
   }
   if (bytes > arena_left_) {
     void* p = nullptr;
     OMNI_CUDA(cudaMalloc(&p, kArenaBlock));
     blocks_.push_back(p);
+    allocated_bytes_ += kArenaBlock;
     arena_cur_ = static_cast<char*>(p);
     arena_left_ = kArenaBlock;
   }

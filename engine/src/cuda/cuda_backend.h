@@ -27,6 +27,8 @@ void cublas_check(cublasStatus_t st, const char* what);
 struct CudaMoeLayout {
   const void** table = nullptr;  // device [E][3]: gate, up, down
   int experts = 0, inter = 0, hidden = 0;
+  DType format = DType::BF16;     // Q8/Q4: quantized experts (cuda_quant.cu)
+  const void** scales = nullptr;  // device [E][3]: their scales
 };
 
 class CudaBackend : public Backend {
@@ -36,12 +38,15 @@ class CudaBackend : public Backend {
   std::string name() const override { return "cuda"; }
 
   Tensor weight(const Tensor& host) override;
+  Tensor weight_as(const Tensor& host, DType format, const std::string& name) override;  // cuda_quant.cu
   void prepare_moe(MoeWeights& moe) override;
   Tensor alloc(std::initializer_list<int64_t> shape, DType dtype) override;
   using Backend::alloc;
   DType activation_dtype() const override { return DType::F32; }
   DType kv_cache_dtype() const override { return DType::BF16; }
   Tensor synthetic_weight(std::initializer_list<int64_t> shape, uint64_t seed, float scale) override;
+  Tensor synthetic_weight_as(std::initializer_list<int64_t> shape, uint64_t seed, float scale, DType format) override;
+  size_t resident_bytes() const override { return allocated_bytes_; }
 
   void upload(const Tensor& dst, const void* src) override;
   void download(void* dst, const Tensor& src) override;
@@ -102,6 +107,23 @@ class CudaBackend : public Backend {
   void moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out);
   void shared_expert(const MoeWeights& w, const Tensor& x, const Tensor& out);
 
+  // Quantized weights (cuda_quant.cu).
+  // Device bf16 [N, K] -> Q8/Q4 rows and scales (quant.h), on the stream.
+  void quantize_device(const uint16_t* src, int64_t N, int64_t K, DType format, uint8_t* data, uint16_t* scales);
+  Tensor quantized_storage(std::initializer_list<int64_t> shape, DType format, const std::string& name);
+  void reserve_dequant(size_t bytes);  // load time: the bf16 buffer prefill dequantizes into
+  void linear_rows_quant(const float* x, int64_t rows, const Tensor& w, const Tensor& bias, float* out,
+                         Activation act, bool fp32_inputs);
+  void prepare_moe_quant(MoeWeights& moe, CudaMoeLayout& L);
+  bool moe_quant_decode_ok(const CudaMoeLayout& L) const;
+  // All experts of a layer dequantized into the buffer; returns the [E][3] table of the copies.
+  const void* const* dequantize_experts(const CudaMoeLayout& L);
+  // Any rows and shapes, fp32: the experts idx[s * k + j] with weights wts[...] of each row s.
+  void moe_rows_quant(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const int* idx, const float* wts,
+                      const Tensor& out);
+  // Decode: gate/up and down of the experts the router selected (topk_ptrs_ etc.).
+  void moe_experts_quant(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, float* act, const Tensor& out);
+
   int device_ = 0;
   cudaDeviceProp props_{};
   cudaStream_t stream_ = nullptr;
@@ -113,6 +135,11 @@ class CudaBackend : public Backend {
   char* arena_cur_ = nullptr;
   size_t arena_left_ = 0;
   size_t weight_bytes_ = 0;
+  size_t allocated_bytes_ = 0;  // every cudaMalloc
+
+  uint16_t* dequant_buf_ = nullptr;  // prefill over quantized weights: bf16 copies
+  size_t dequant_bytes_ = 0;
+  const void** dequant_table_ = nullptr;  // device [kCudaMaxExperts][3] into dequant_buf_
 
   char* scratch_base_ = nullptr;
   size_t scratch_size_ = 0, scratch_used_ = 0;
@@ -147,5 +174,6 @@ constexpr int kCudaAttnSplits = 64;            // decode attention: key-range sp
 constexpr int kCudaMaxHeads = 64;              // decode attention: q heads
 constexpr int kCudaMaxHeadDim = 256;
 constexpr int kCudaMaxTopK = 16;
+constexpr int kCudaMaxExperts = 1024;
 
 }  // namespace omni

@@ -2,6 +2,7 @@
 #include "cuda_backend.h"
 #include "cuda_common.cuh"
 #include "cuda_kernels.h"
+#include "../quant.h"
 
 namespace omni {
 namespace cuda {
@@ -245,6 +246,7 @@ void CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor& out) {
 
 void CudaBackend::linear_rows(const float* x, int64_t rows, const Tensor& w, const Tensor& bias, float* out,
                               Activation act, bool fp32_inputs) {
+  if (is_quantized(w.dtype)) return linear_rows_quant(x, rows, w, bias, out, act, fp32_inputs);
   const int64_t N = w.dim(0), K = w.row_numel();
   if (rows == 0 || N == 0) return;
   const int a = act == Activation::SiLU ? 1 : act == Activation::GELU ? 2 : 0;
@@ -277,7 +279,7 @@ void CudaBackend::linear_rows(const float* x, int64_t rows, const Tensor& w, con
 
 void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out, Activation act) {
   const int64_t N = w.dim(0), K = w.row_numel(), rows = K ? x.numel() / K : 0;
-  if (w.dtype != DType::BF16 || !w.on_device) throw Error("linear: weight " + w.shape_str() + " is not a CUDA weight");
+  if ((w.dtype != DType::BF16 && !is_quantized(w.dtype)) || !w.on_device) throw Error("linear: weight " + w.shape_str() + " is not a CUDA weight");
   if (x.dtype != DType::F32 || out.dtype != DType::F32 || rows * K != x.numel() || out.numel() != rows * N)
     throw Error("linear: shapes x " + x.shape_str() + ", w " + w.shape_str() + ", out " + out.shape_str() +
                 " do not match");

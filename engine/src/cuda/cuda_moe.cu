@@ -9,6 +9,7 @@
 #include "cuda_backend.h"
 #include "cuda_common.cuh"
 #include "cuda_kernels.h"
+#include "../quant.h"
 
 namespace omni {
 namespace cuda {
@@ -388,6 +389,7 @@ void CudaBackend::prepare_moe(MoeWeights& moe) {
   layout->experts = E;
   layout->inter = int(moe.experts[0].gate.dim(0));
   layout->hidden = int(H);
+  if (is_quantized(moe.experts[0].gate.dtype)) prepare_moe_quant(moe, *layout);  // cuda_quant.cu
   moe.prepared = layout;
 }
 
@@ -396,7 +398,7 @@ void CudaBackend::mlp(const MlpWeights& w, const Tensor& x, const Tensor& out) {
   check_mlp(w, H, "mlp");
   if (out.numel() != x.numel()) throw Error("mlp: out " + out.shape_str() + " vs x " + x.shape_str());
   scratch_reset();
-  if (rows == 1 && H % 8 == 0 && I % 8 == 0) {
+  if (rows == 1 && H % 8 == 0 && I % 8 == 0 && w.gate.dtype == DType::BF16) {
     ExpertSet s;
     s.gate = w.gate.as<uint16_t>();
     s.up = w.up.as<uint16_t>();
@@ -426,7 +428,8 @@ void CudaBackend::moe(const MoeWeights& w, const Tensor& x, const Tensor& out) {
   if (x.dim(-1) != L->hidden || out.numel() != x.numel())
     throw Error("moe: x " + x.shape_str() + ", out " + out.shape_str() + " for hidden " + std::to_string(L->hidden));
   scratch_reset();
-  if (x.numel() == L->hidden && L->hidden % 8 == 0 && L->inter % 8 == 0) moe_decode(w, *L, x, out);
+  const bool decode_shapes = is_quantized(L->format) ? moe_quant_decode_ok(*L) : L->hidden % 8 == 0 && L->inter % 8 == 0;
+  if (x.numel() == L->hidden && decode_shapes) moe_decode(w, *L, x, out);
   else moe_prefill(w, *L, x, out);
   if (!w.shared.gate.empty()) shared_expert(w, x, out);
 }
@@ -448,6 +451,7 @@ void CudaBackend::moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const 
   s.count = k;
   s.H = H;
   s.I = I;
+  if (is_quantized(L.format)) return moe_experts_quant(w, L, x, act, out);  // cuda_quant.cu
   launch_gateup(dim3(unsigned((int64_t(k) * I + kWarps - 1) / kWarps)), stream_, s, x.as<float>(), act);
   OMNI_LAUNCHED("gateup_kernel");
   const int per = std::min(k, kWarps), rows_per_block = kWarps / per;
@@ -477,12 +481,16 @@ void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const
   // as linear_rows decides for dense matrices.
   const bool tensor_cores = props_.major >= 8 && S > kGemvMaxRows && int64_t(I) * H > (int64_t(1) << 18) &&
                             grouped_gemm_tc_fits(I, H) && grouped_gemm_tc_fits(H, I) && !tc_disabled_;
+  // Quantized experts (cuda_quant.cu): bf16 copies of the whole layer for the tensor cores;
+  // otherwise an fp32 kernel that dequantizes in registers.
+  if (is_quantized(L.format) && !tensor_cores) return moe_rows_quant(w, L, x, idx, wts, out);
+  const void* const* table = is_quantized(L.format) ? dequantize_experts(L) : L.table;
   if (tensor_cores) {
     uint16_t* xb = static_cast<uint16_t*>(scratch(sizeof(uint16_t) * size_t(S) * H, "moe"));
     uint16_t* act_b = static_cast<uint16_t*>(scratch(sizeof(uint16_t) * size_t(S) * k * I, "moe"));
     launch_to_bf16(x.as<float>(), xb, S * H, stream_);
-    launch_grouped_gemm_tc(true, L.table, 0, counts, offsets, list, xb, k, E, int(S), I, H, act_b, stream_);
-    launch_grouped_gemm_tc(false, L.table, 2, counts, offsets, list, act_b, 1, E, int(S), H, I, y, stream_);
+    launch_grouped_gemm_tc(true, table, 0, counts, offsets, list, xb, k, E, int(S), I, H, act_b, stream_);
+    launch_grouped_gemm_tc(false, table, 2, counts, offsets, list, act_b, 1, E, int(S), H, I, y, stream_);
     combine_kernel<<<grid_for(S * H), 256, 0, stream_>>>(y, wts, int(S), k, H, out.as<float>());
     OMNI_LAUNCHED("combine_kernel");
     return;
@@ -491,10 +499,10 @@ void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const
   // Any expert holds at most S entries.
   const unsigned m_tiles = unsigned((S + kTM - 1) / kTM);
   grouped_gemm_kernel<true><<<dim3(unsigned(E), m_tiles, unsigned((I + kTN - 1) / kTN)), 256, 0, stream_>>>(
-      L.table, 0, counts, offsets, list, x.as<float>(), k, I, H, act);
+      table, 0, counts, offsets, list, x.as<float>(), k, I, H, act);
   OMNI_LAUNCHED("grouped_gemm_kernel<gate_up>");
   grouped_gemm_kernel<false><<<dim3(unsigned(E), m_tiles, unsigned((H + kTN - 1) / kTN)), 256, 0, stream_>>>(
-      L.table, 2, counts, offsets, list, act, 1, H, I, y);
+      table, 2, counts, offsets, list, act, 1, H, I, y);
   OMNI_LAUNCHED("grouped_gemm_kernel<down>");
   combine_kernel<<<grid_for(S * H), 256, 0, stream_>>>(y, wts, int(S), k, H, out.as<float>());
   OMNI_LAUNCHED("combine_kernel");
