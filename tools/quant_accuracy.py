@@ -8,7 +8,7 @@ logits to bf16 (mean and minimum over steps), the relative L2 error, and top-1 a
 format's own greedy pick equals bf16's at that step).
 
   python3 tools/quant_accuracy.py --omni-run build/tools/omni-run --model /tmp/fw/models/full-width \\
-      --device cuda --steps 64 --formats int8,int4
+      --device cuda --steps 64 --formats "int8;int4"
 """
 import argparse
 import json
@@ -41,7 +41,7 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--steps", type=int, default=64)
-    ap.add_argument("--formats", default="int8,int4")
+    ap.add_argument("--formats", default="int8;int4", help="weight formats separated by ';'")
     ap.add_argument("--prompts", default="151644,872,198,9707,0,3555,374,279;151644,872,198,40,1079,264,2632",
                     help="token-id prompts separated by ';'")
     args = ap.parse_args()
@@ -49,7 +49,7 @@ def main():
     for pi, prompt in enumerate(args.prompts.split(";")):
         ids = [int(t) for t in prompt.split(",")]
         ref_tokens, ref = run(args, "bf16", ids)
-        for fmt in args.formats.split(","):
+        for fmt in args.formats.split(";"):
             picks, got = run(args, fmt, ids, force=ref_tokens)
             n = min(len(ref), len(got))
             cos = [float(np.dot(ref[i], got[i]) / (np.linalg.norm(ref[i]) * np.linalg.norm(got[i]))) for i in range(n)]

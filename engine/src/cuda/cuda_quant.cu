@@ -4,10 +4,11 @@
 //
 // Dequantizing without int->float conversions (a quarter-rate instruction): a byte or nibble
 // b, made unsigned by flipping its sign bit (q + 128 or q + 8), is placed in the low mantissa
-// bits of 2^23; that float minus (2^23 + 128) or (2^23 + 8) is q exactly. One PRMT (Q8) or
-// shift + LOP3 (Q4), one FADD and one FFMA per weight.
+// bits of 2^23 by one PRMT; that float minus (2^23 + 128) or (2^23 + 8) is q exactly. One PRMT,
+// one FADD and one FFMA per weight (Q4: plus two mask operations per 8 weights).
 #include <cuda_fp16.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "../quant.h"
@@ -98,22 +99,23 @@ __device__ __forceinline__ float dot_chunk_q8(uint4 w, const float4 (&x)[4]) {
   return s;
 }
 
-// 16 bytes of Q4 (32 weights) . x[0..32), unscaled.
+// 16 bytes of Q4 (32 weights) . x[0..32), unscaled. Per 32-bit word (8 weights): the even
+// nibbles (low halves of the bytes) and the odd ones are split into bytes with two masks, then
+// each byte goes into the magic float with one PRMT as for Q8.
 __device__ __forceinline__ float dot_chunk_q4(uint4 w, const float4 (&x)[8]) {
   const uint32_t words[4] = {w.x ^ 0x88888888u, w.y ^ 0x88888888u, w.z ^ 0x88888888u, w.w ^ 0x88888888u};
   float s = 0.f;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
+    const uint32_t even = words[i] & 0x0f0f0f0fu, odd = (words[i] >> 4) & 0x0f0f0f0fu;
+    const float4 xa = x[2 * i], xb = x[2 * i + 1];
+    const float xs[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const float4 xv = x[2 * i + h];
-      const float xs[4] = {xv.x, xv.y, xv.z, xv.w};
-#pragma unroll
-      for (int b = 0; b < 4; ++b) {
-        const int shift = 4 * (4 * h + b);
-        const float q = __int_as_float(int(((words[i] >> shift) & 0xfu) | 0x4B000000u)) - 8388616.f;
-        s = fmaf(q, xs[b], s);
-      }
+    for (int b = 0; b < 4; ++b) {
+      const float q0 = __int_as_float(int(__byte_perm(even, 0x4B000000u, 0x7440u + b))) - 8388616.f;
+      const float q1 = __int_as_float(int(__byte_perm(odd, 0x4B000000u, 0x7440u + b))) - 8388616.f;
+      s = fmaf(q0, xs[2 * b], s);
+      s = fmaf(q1, xs[2 * b + 1], s);
     }
   }
   return s;
@@ -339,8 +341,10 @@ struct QExperts {
 };
 
 // act[j][i] = silu(gate_j x)[i] * (up_j x)[i]; one warp per (j, i pair): four rows share x.
-template <DType F>
-__global__ void __launch_bounds__(kQWarps * kWarp) qgateup_kernel(QExperts e, const float* x, float* act) {
+// MinBlocks 3 (<= 80 registers; the thinker's 384 blocks in one wave, Q4 spills 56 bytes) or 2
+// (no cap: 92 / 114 registers), chosen by OMNI_CUDA_QGATEUP_MINB for A/B timing.
+template <DType F, int MinBlocks>
+__global__ void __launch_bounds__(kQWarps * kWarp, MinBlocks) qgateup_kernel(QExperts e, const float* x, float* act) {
   pdl_launch_dependents();
   pdl_wait();
   const int lane = threadIdx.x & 31, gw = blockIdx.x * kQWarps + (threadIdx.x >> 5);
@@ -366,7 +370,7 @@ __global__ void __launch_bounds__(kQWarps * kWarp) qgateup_kernel(QExperts e, co
 // out[h] = sum_j w_j (down_j act_j)[h] for h = 4 * blockIdx.x + {0..3}: warp q takes experts
 // q, q + 8, ...; the per-warp sums are added in warp order (deterministic).
 template <DType F>
-__global__ void __launch_bounds__(kQWarps * kWarp) qdown_kernel(QExperts e, const float* act, float* out) {
+__global__ void __launch_bounds__(kQWarps * kWarp, 3) qdown_kernel(QExperts e, const float* act, float* out) {
   constexpr int NR = 4, U = F == DType::Q4 ? 1 : 2;  // I = 768: the whole rows at once
   __shared__ float part[kQWarps][NR];
   pdl_launch_dependents();
@@ -684,14 +688,20 @@ void CudaBackend::moe_experts_quant(const MoeWeights& w, const CudaMoeLayout& L,
   const dim3 block(kQWarps * kWarp);
   const unsigned gu_blocks = unsigned((int64_t(w.top_k) * (L.inter / 2) + kQWarps - 1) / kQWarps);
   const unsigned down_blocks = unsigned(L.hidden / 4);
+  static const bool gateup_3 = [] {
+    const char* v = std::getenv("OMNI_CUDA_QGATEUP_MINB");
+    return !(v && std::string(v) == "2");
+  }();
   if (L.format == DType::Q4) {
-    launch(qgateup_kernel<DType::Q4>, dim3(gu_blocks), block, stream_, e, x.as<float>(), act);
+    launch(gateup_3 ? qgateup_kernel<DType::Q4, 3> : qgateup_kernel<DType::Q4, 2>, dim3(gu_blocks), block, stream_, e,
+           x.as<float>(), act);
     OMNI_LAUNCHED("qgateup_kernel<Q4>");
     launch(qdown_kernel<DType::Q4>, dim3(down_blocks), block, stream_, e, static_cast<const float*>(act),
            out.as<float>());
     OMNI_LAUNCHED("qdown_kernel<Q4>");
   } else {
-    launch(qgateup_kernel<DType::Q8>, dim3(gu_blocks), block, stream_, e, x.as<float>(), act);
+    launch(gateup_3 ? qgateup_kernel<DType::Q8, 3> : qgateup_kernel<DType::Q8, 2>, dim3(gu_blocks), block, stream_, e,
+           x.as<float>(), act);
     OMNI_LAUNCHED("qgateup_kernel<Q8>");
     launch(qdown_kernel<DType::Q8>, dim3(down_blocks), block, stream_, e, static_cast<const float*>(act),
            out.as<float>());
