@@ -310,6 +310,42 @@ __global__ void dequant_kernel(DequantArgs a) {
   uint16_t* dst = a.dst + int64_t(m) * N * K;
   if (a.dst_table && blockIdx.x == 0 && threadIdx.x == 0) a.dst_table[m] = dst;
   const int64_t rb = quant_row_bytes(F, K), groups = quant_groups(F, K);
+  constexpr int E = Fmt<F>::kElems;
+  if (K % E == 0) {  // a thread per 16-byte chunk: E weights in, E bf16 out
+    for (int64_t u = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; u < N * K / E;
+         u += int64_t(gridDim.x) * blockDim.x) {
+      const int64_t e = u * E, n = e / K;
+      const int k = int(e % K);
+      const uint4 c = load_stream(reinterpret_cast<const uint4*>(w + n * rb + (F == DType::Q4 ? k / 2 : k)));
+      const float sc = half_bits(s[n * groups + (F == DType::Q4 ? k / kQ4Group : 0)]);
+      const uint32_t words[4] = {c.x, c.y, c.z, c.w};
+      uint32_t out[E / 2];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        if constexpr (F == DType::Q4) {
+          const uint32_t v = words[i] ^ 0x88888888u, even = v & 0x0f0f0f0fu, odd = (v >> 4) & 0x0f0f0f0fu;
+#pragma unroll
+          for (int b = 0; b < 4; ++b) {
+            const float q0 = __int_as_float(int(__byte_perm(even, 0x4B000000u, 0x7440u + b))) - 8388616.f;
+            const float q1 = __int_as_float(int(__byte_perm(odd, 0x4B000000u, 0x7440u + b))) - 8388616.f;
+            out[i * 4 + b] = uint32_t(f32_to_bf16_bits(q0 * sc)) | uint32_t(f32_to_bf16_bits(q1 * sc)) << 16;
+          }
+        } else {
+          const uint32_t v = words[i] ^ 0x80808080u;
+#pragma unroll
+          for (int b = 0; b < 2; ++b) {
+            const float q0 = __int_as_float(int(__byte_perm(v, 0x4B000000u, 0x7440u + 2 * b))) - 8388736.f;
+            const float q1 = __int_as_float(int(__byte_perm(v, 0x4B000000u, 0x7441u + 2 * b))) - 8388736.f;
+            out[i * 2 + b] = uint32_t(f32_to_bf16_bits(q0 * sc)) | uint32_t(f32_to_bf16_bits(q1 * sc)) << 16;
+          }
+        }
+      }
+      uint4* d4 = reinterpret_cast<uint4*>(dst + e);
+#pragma unroll
+      for (int t = 0; t < E / 8; ++t) d4[t] = make_uint4(out[4 * t], out[4 * t + 1], out[4 * t + 2], out[4 * t + 3]);
+    }
+    return;
+  }
   const bool vec = K % 8 == 0;
   const int64_t units = vec ? N * K / 8 : N * K;
   for (int64_t u = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; u < units; u += int64_t(gridDim.x) * blockDim.x) {
