@@ -267,6 +267,48 @@ __global__ void __launch_bounds__(kQWarps * kWarp, 3) qgemv_kernel(QGemvArgs a) 
   }
 }
 
+// Large single matrices with one input row (lm_head: 76032 row pairs): each warp takes row pairs
+// p, p + stride, ... and loads the next pair's weights before computing the current pair, so
+// that loads and arithmetic overlap within each warp instead of alternating in waves. The whole
+// row must fit one batch (K = 2048).
+template <DType F, int U>
+__global__ void __launch_bounds__(kQWarps * kWarp, 2) qgemv_stream_kernel(QGemvArgs a) {
+  pdl_launch_dependents();
+  const int lane = threadIdx.x & 31;
+  const QGemvSegment g = a.seg[0];
+  const int pairs = g.n / 2, stride = gridDim.x * kQWarps;
+  int p = blockIdx.x * kQWarps + (threadIdx.x >> 5);
+  if (p >= pairs) return;
+  const int64_t rb = quant_row_bytes(F, a.K), groups = quant_groups(F, a.K);
+  const int chunks = int(rb / 16);
+  const uint8_t* w[2] = {g.w + 2 * p * rb, g.w + (2 * p + 1) * rb};
+  const uint16_t* s[2] = {g.scales + 2 * p * groups, g.scales + (2 * p + 1) * groups};
+  QBatch<F, 2, U> cur;
+  qload<F, 2, U>(cur, w, s, lane, chunks);
+  pdl_wait();
+  for (; p < pairs; p += stride) {
+    const int q = p + stride < pairs ? p + stride : p;
+    const uint8_t* wn[2] = {g.w + 2 * q * rb, g.w + (2 * q + 1) * rb};
+    const uint16_t* sn[2] = {g.scales + 2 * q * groups, g.scales + (2 * q + 1) * groups};
+    QBatch<F, 2, U> next;
+    qload<F, 2, U>(next, wn, sn, lane, q == p ? 0 : chunks);  // nothing to load after the last pair
+    float acc[2] = {0.f, 0.f};
+    qapply<F, 2, U>(cur, a.x, lane, chunks, acc);
+    finish_rows<F, 2>(s, acc);
+    if (lane == 0) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+        g.y[2 * p + i] = activate(acc[i] + (g.bias ? bf16_at(g.bias, 2 * p + i) : 0.f), a.act);
+    }
+    cur = next;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      w[i] = wn[i];
+      s[i] = sn[i];
+    }
+  }
+}
+
 // Any K (rows not a whole number of chunks, e.g. the tiny test models): scalar dequantization.
 template <DType F>
 __global__ void qgemv_scalar_kernel(QGemvArgs a) {
@@ -501,13 +543,32 @@ void launch_qgemv_f(const QGemvArgs& a, cudaStream_t st) {
   if (!aligned) {
     launch(qgemv_scalar_kernel<F>, dim3(unsigned((total + kQWarps - 1) / kQWarps)), block, st, a);
     OMNI_LAUNCHED("qgemv_scalar_kernel");
-  } else if (even) {  // Q8: 4 chunks per lane in flight (K = 2048: the whole row), Q4: 2
-    launch(qgemv_kernel<F, 2, F == DType::Q4 ? 2 : 4>, dim3(unsigned((total / 2 + kQWarps - 1) / kQWarps)), block,
-           st, a);
-    OMNI_LAUNCHED("qgemv_kernel<2>");
   } else {
-    launch(qgemv_kernel<F, 1, F == DType::Q4 ? 2 : 4>, dim3(unsigned((total + kQWarps - 1) / kQWarps)), block, st, a);
-    OMNI_LAUNCHED("qgemv_kernel<1>");
+    // Chunks per lane in flight: Q8 4, Q4 2 with two rows per warp (K = 2048: the whole row); rows that do
+    // not fit one batch (o_proj, K = 4096) or odd row counts take one row per warp and twice the chunks.
+    constexpr int U = F == DType::Q4 ? 2 : 4;
+    const int chunks = int(quant_row_bytes(F, a.K) / 16);
+    static const int sms = [] {
+      int dev = 0, v = 0;
+      cudaGetDevice(&dev);
+      cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev);
+      return v > 0 ? v : 1;
+    }();
+    const int pairs = total / 2, resident = sms * 2 * kQWarps;  // warps of qgemv_stream_kernel at 2 blocks/SM
+    static const bool stream_on = [] {  // OMNI_CUDA_QSTREAM=0: lm_head on qgemv_kernel (A/B timing)
+      const char* v = std::getenv("OMNI_CUDA_QSTREAM");
+      return !(v && std::string(v) == "0");
+    }();
+    if (stream_on && even && a.nseg == 1 && a.rows == 1 && chunks <= kWarp * U && pairs > 4 * resident) {
+      launch(qgemv_stream_kernel<F, U>, dim3(unsigned(sms * 2)), block, st, a);
+      OMNI_LAUNCHED("qgemv_stream_kernel");
+    } else if (even && chunks <= kWarp * U) {
+      launch(qgemv_kernel<F, 2, U>, dim3(unsigned((pairs + kQWarps - 1) / kQWarps)), block, st, a);
+      OMNI_LAUNCHED("qgemv_kernel<2>");
+    } else {
+      launch(qgemv_kernel<F, 1, 2 * U>, dim3(unsigned((total + kQWarps - 1) / kQWarps)), block, st, a);
+      OMNI_LAUNCHED("qgemv_kernel<1>");
+    }
   }
 }
 
