@@ -50,9 +50,13 @@ Attn make_attention(Pair& p, int64_t H, int hq, int hkv, int hd, bool qk_norm, b
   return a;
 }
 
+class CudaModelPrecision : public CudaPrecisionTest {};
+INSTANTIATE_TEST_SUITE_P(Activations, CudaModelPrecision, ::testing::Bool(), PrecisionName);
+
 // Thinker attention: prefill `P` rows into the cache, then decode steps through the fused
-// kernel, including a long context so that every split holds many keys.
-TEST_F(CudaModel, ThinkerAttentionPrefillThenDecode) {
+// kernel, including a long context so that every split holds many keys. The caches are of
+// the backend's kv_cache_dtype(): fp32 (f32 activations) or bf16.
+TEST_P(CudaModelPrecision, ThinkerAttentionPrefillThenDecode) {
   const int cap = 1100, P = 1024;
   Attn a = make_attention(*p, 2048, 32, 4, 128, true, false, 1e6f);
   KVCache cc{p->cpu->alloc({cap, 4, 128}, p->cpu->kv_cache_dtype()), p->cpu->alloc({cap, 4, 128}, p->cpu->kv_cache_dtype())};
@@ -69,7 +73,8 @@ TEST_F(CudaModel, ThinkerAttentionPrefillThenDecode) {
   ag.cache = &gc;
   p->cpu->attention(a.c, x.c, ac, out.c);
   p->gpu->attention(a.g, x.g, ag, out.g);
-  EXPECT_LT(p->rel_error(out), kTolBf16) << "prefill";
+  EXPECT_EQ(gc.k.dtype, f32() ? DType::F32 : DType::BF16);
+  EXPECT_LT(p->rel_error(out), tol_kv()) << "prefill";
   for (int step = 0; step < 3; ++step) {
     auto x1 = p->act({1, 2048});
     auto p1 = p->ints({1}, {P + step});
@@ -78,12 +83,12 @@ TEST_F(CudaModel, ThinkerAttentionPrefillThenDecode) {
     ag.positions = p1.g;
     p->cpu->attention(a.c, x1.c, ac, o1.c);
     p->gpu->attention(a.g, x1.g, ag, o1.g);
-    EXPECT_LT(p->rel_error(o1), kTolBf16) << "decode step " << step;
+    EXPECT_LT(p->rel_error(o1), tol_kv()) << "decode step " << step;
   }
 }
 
 // Decode from an empty cache (position 0 .. 5): the splits are mostly empty.
-TEST_F(CudaModel, CodePredictorAttentionShortContext) {
+TEST_P(CudaModelPrecision, CodePredictorAttentionShortContext) {
   Attn a = make_attention(*p, 1024, 16, 8, 128, true, false, 1e6f);
   KVCache cc{p->cpu->alloc({16, 8, 128}, p->cpu->kv_cache_dtype()), p->cpu->alloc({16, 8, 128}, p->cpu->kv_cache_dtype())};
   KVCache gc{p->gpu->alloc({16, 8, 128}, p->gpu->kv_cache_dtype()), p->gpu->alloc({16, 8, 128}, p->gpu->kv_cache_dtype())};
@@ -98,7 +103,7 @@ TEST_F(CudaModel, CodePredictorAttentionShortContext) {
     ag.cache = &gc;
     p->cpu->attention(a.c, x.c, ac, out.c);
     p->gpu->attention(a.g, x.g, ag, out.g);
-    EXPECT_LT(p->rel_error(out), kTolBf16) << "position " << step;
+    EXPECT_LT(p->rel_error(out), tol_kv()) << "position " << step;
   }
 }
 
@@ -262,9 +267,9 @@ DecoderConfig real_widths(int64_t H, int heads, int kv, int E, int k, int I, int
   return c;
 }
 
-TEST_F(CudaModel, ThinkerStack) { run_stack(*p, real_widths(2048, 32, 4, 128, 8, 768, 0, 0, 152064), 40, 4); }
-TEST_F(CudaModel, TalkerStack) { run_stack(*p, real_widths(1024, 16, 2, 128, 6, 384, 768, 0, 3072), 12, 4); }
-TEST_F(CudaModel, CodePredictorStack) { run_stack(*p, real_widths(1024, 16, 8, 0, 0, 0, 0, 3072, 2048), 2, 5); }
+TEST_P(CudaModelPrecision, ThinkerStack) { run_stack(*p, real_widths(2048, 32, 4, 128, 8, 768, 0, 0, 152064), 40, 4); }
+TEST_P(CudaModelPrecision, TalkerStack) { run_stack(*p, real_widths(1024, 16, 2, 128, 6, 384, 768, 0, 3072), 12, 4); }
+TEST_P(CudaModelPrecision, CodePredictorStack) { run_stack(*p, real_widths(1024, 16, 8, 0, 0, 0, 0, 3072, 2048), 2, 5); }
 
 }  // namespace
 }  // namespace omni::test

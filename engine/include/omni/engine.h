@@ -25,7 +25,10 @@ namespace omni {
 struct LoadOptions {
   std::string model_dir;
   std::string device = "cpu";  // "cpu" | "cuda"
-  std::string dtype;           // "" (backend default), "f32", "bf16"
+  // Activations: "" (backend default), "f32", "bf16". CPU: f32 only. CUDA (bf16 weights either
+  // way): f32 (default) keeps the KV cache in fp32 and feeds fp32-accurate inputs to the tensor
+  // cores; bf16 stores and feeds bf16 (faster prefill, half the KV bytes; docs/performance.md).
+  std::string dtype;
   // Weight storage: "bf16" | "int8" | "int4" for every quantizable part, or a list such as
   // "experts=int4,attention=int8,lm_head=bf16,talker=int4" (parts not named stay bf16).
   // Quantized at load time from the bf16 checkpoint; docs/config.md has the formats.

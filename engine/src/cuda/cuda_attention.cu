@@ -1,4 +1,4 @@
-// attention(): projections (GEMV / cuBLAS), per-head q/k RMSNorm, NeoX RoPE, bf16 KV cache,
+// attention(): projections (GEMV / cuBLAS), per-head q/k RMSNorm, NeoX RoPE, bf16 or fp32 KV cache,
 // fp32 softmax, output projection.
 // Decode (one row with a cache): one fused kernel does q/k norm + RoPE + the cache write +
 // split-K attention over the cache + the merge of the splits; it reads the position from
@@ -69,8 +69,8 @@ struct DecodeArgs {
   const uint16_t* q_norm;
   const uint16_t* k_norm;
   float eps, scale;
-  uint16_t* kc;
-  uint16_t* vc;
+  void* kc;  // CacheT: bf16 (uint16_t) or fp32
+  void* vc;
   int capacity;
   const int32_t* pos;
   int hq, hkv, hd, window;
@@ -80,7 +80,17 @@ struct DecodeArgs {
   int* flags;
 };
 
-template <int DPL>
+// A cache element as fp32, and a value as the cache stores it (the bf16 cache rounds).
+__device__ __forceinline__ float cache_load(const uint16_t* p, int t) { return bf16_at(p, t); }
+__device__ __forceinline__ float cache_load(const float* p, int t) { return p[t]; }
+__device__ __forceinline__ float cache_store(uint16_t* p, int t, float v) {
+  const uint16_t b = f32_to_bf16_bits(v);
+  p[t] = b;
+  return __uint_as_float(uint32_t(b) << 16);
+}
+__device__ __forceinline__ float cache_store(float* p, int t, float v) { return p[t] = v; }
+
+template <int DPL, typename CacheT>
 __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(DecodeArgs a) {
   const int g = blockIdx.x, split = blockIdx.y;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -116,8 +126,8 @@ __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(Dec
 #pragma unroll
     for (int t = 0; t < DPL; ++t) q_s[h][lane * DPL + t] = v[t] * a.scale;
   }
-  // The block whose range holds the new position makes its key/value (rounded to bf16, as
-  // the cache stores them) and writes the cache slot; no other block reads that slot.
+  // The block whose range holds the new position makes its key/value (as the cache stores
+  // them: a bf16 cache rounds) and writes the cache slot; no other block reads that slot.
   const bool has_new = start <= pos && pos < end;
   if (has_new && warp < 2) {
     float v[DPL];
@@ -125,14 +135,10 @@ __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(Dec
 #pragma unroll
     for (int t = 0; t < DPL; ++t) v[t] = src[lane * DPL + t];
     if (warp == 0) norm_rope_head<DPL>(v, a.k_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, hd, lane);
-    uint16_t* dst = (warp == 0 ? a.kc : a.vc) + (int64_t(pos) * a.hkv + g) * hd;
+    CacheT* dst = static_cast<CacheT*>(warp == 0 ? a.kc : a.vc) + (int64_t(pos) * a.hkv + g) * hd;
     float* sm = warp == 0 ? knew : vnew;
 #pragma unroll
-    for (int t = 0; t < DPL; ++t) {
-      const uint16_t b = f32_to_bf16_bits(v[t]);
-      dst[lane * DPL + t] = b;
-      sm[lane * DPL + t] = __uint_as_float(uint32_t(b) << 16);
-    }
+    for (int t = 0; t < DPL; ++t) sm[lane * DPL + t] = cache_store(dst, lane * DPL + t, v[t]);
   }
   __syncthreads();
 
@@ -152,12 +158,13 @@ __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(Dec
     for (int b = 0; b < kBatch; ++b) {
       const int j = j0 + b * kDecWarps;
       const bool cached = j < end && j != pos;
-      const uint16_t* kr = a.kc + (int64_t(cached ? j : 0) * a.hkv + g) * hd + lane * DPL;
-      const uint16_t* vr = a.vc + (int64_t(cached ? j : 0) * a.hkv + g) * hd + lane * DPL;
+      const int64_t row = (int64_t(cached ? j : 0) * a.hkv + g) * hd + lane * DPL;
+      const CacheT* kr = static_cast<const CacheT*>(a.kc) + row;
+      const CacheT* vr = static_cast<const CacheT*>(a.vc) + row;
 #pragma unroll
       for (int t = 0; t < DPL; ++t) {
-        kv[b][t] = cached ? bf16_at(kr, t) : knew[lane * DPL + t];
-        vv[b][t] = cached ? bf16_at(vr, t) : vnew[lane * DPL + t];
+        kv[b][t] = cached ? cache_load(kr, t) : knew[lane * DPL + t];
+        vv[b][t] = cached ? cache_load(vr, t) : vnew[lane * DPL + t];
       }
     }
 #pragma unroll
@@ -519,15 +526,15 @@ void CudaBackend::attention(const AttentionWeights& w, const Tensor& x, const At
     throw Error("attention: x " + x.shape_str() + " does not match wq " + w.wq.shape_str());
   if ((w.rope_theta > 0.f || args.cache) && args.positions.empty())
     throw Error("attention: positions are required");
-  // Caches are bf16 (kv_cache_dtype(), the fast path) or fp32 (caches allocated with the
-  // activation dtype; the general path reads either).
+  // Caches are bf16 or fp32 (kv_cache_dtype() says which this backend allocates; every path
+  // reads either).
   if (args.cache && ((args.cache->k.dtype != DType::BF16 && args.cache->k.dtype != DType::F32) ||
                      args.cache->v.dtype != args.cache->k.dtype || args.cache->k.ndim != 3 ||
                      args.cache->k.dim(1) != hkv || args.cache->k.dim(2) != hd))
     throw Error("attention: KV cache " + args.cache->k.shape_str() + " " + dtype_name(args.cache->k.dtype) +
                 " is not a bf16/f32 [capacity, " + std::to_string(hkv) + ", " + std::to_string(hd) + "] cache");
   const int G = hq / hkv;
-  const bool fused = x.dim(0) == 1 && args.cache && args.cache->k.dtype == DType::BF16 && args.block == 0 &&
+  const bool fused = x.dim(0) == 1 && args.cache && args.block == 0 &&
                      G <= 8 && (hd == 64 || hd == 128) && hq <= kCudaMaxHeads;
   if (fused) attention_decode(w, x, args, out);
   else attention_general(w, x, args, out);
@@ -570,8 +577,8 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
   a.k_norm = opt_bf16(w.k_norm);
   a.eps = w.norm_eps;
   a.scale = 1.f / std::sqrt(float(hd));
-  a.kc = args.cache->k.as<uint16_t>();
-  a.vc = args.cache->v.as<uint16_t>();
+  a.kc = args.cache->k.data;
+  a.vc = args.cache->v.data;
   a.capacity = int(args.cache->capacity());
   a.pos = args.positions.as<int32_t>();
   a.hq = hq;
@@ -583,8 +590,11 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
   a.out = o;
   a.flags = flags_;
   const dim3 grid(unsigned(hkv), kCudaAttnSplits);
-  if (hd == 128) launch(attention_decode_kernel<4>, grid, dim3(kDecWarps * kWarp), stream_, a);
-  else launch(attention_decode_kernel<2>, grid, dim3(kDecWarps * kWarp), stream_, a);
+  const bool f32_cache = args.cache->k.dtype == DType::F32;
+  if (hd == 128 && f32_cache) launch(attention_decode_kernel<4, float>, grid, dim3(kDecWarps * kWarp), stream_, a);
+  else if (hd == 128) launch(attention_decode_kernel<4, uint16_t>, grid, dim3(kDecWarps * kWarp), stream_, a);
+  else if (f32_cache) launch(attention_decode_kernel<2, float>, grid, dim3(kDecWarps * kWarp), stream_, a);
+  else launch(attention_decode_kernel<2, uint16_t>, grid, dim3(kDecWarps * kWarp), stream_, a);
   OMNI_LAUNCHED("attention_decode_kernel");
   linear_rows(o, 1, w.wo, w.bo, out.as<float>(), Activation::None);
 }

@@ -105,7 +105,8 @@ void require_bf16(const Tensor& t, const char* op, const char* what) {
 
 }  // namespace
 
-CudaBackend::CudaBackend(int device_index, size_t scratch_bytes) : device_(device_index) {
+CudaBackend::CudaBackend(int device_index, bool f32_activations, size_t scratch_bytes)
+    : device_(device_index), f32_activations_(f32_activations) {
   int count = 0;
   OMNI_CUDA(cudaGetDeviceCount(&count));
   if (device_index < 0 || device_index >= count)
@@ -384,7 +385,9 @@ void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
   }
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device_index) { return std::make_unique<CudaBackend>(device_index); }
+std::unique_ptr<Backend> make_cuda_backend(int device_index, bool f32_activations) {
+  return std::make_unique<CudaBackend>(device_index, f32_activations);
+}
 
 bool cuda_backend_available() {
   int count = 0;

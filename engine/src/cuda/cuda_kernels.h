@@ -67,11 +67,14 @@ void launch_gemv_scalar(const GemvArgs& a, cudaStream_t stream);
 // For each expert e (grid x) and each of its bucket entries (list[offsets[e] ..][counts[e]]):
 // Y[entry][n] = sum_k X[entry / x_div][k] W[n][k], W = table[e * 3 + which], Y fp32; dual: W =
 // gate and up (slots 0, 1) and Y (bf16) = silu(gate) * up. X bf16, fp32 accumulation.
+// x_lo != 0: X is split into bf16 hi + lo parts, the lo parts x_lo elements after the hi ones (see
+// launch_to_bf16), and a dual Y is written the same way with its lo parts y_lo elements after.
 bool grouped_gemm_tc_fits(int N, int K);
 void launch_grouped_gemm_tc(bool dual, const void* const* table, int which, const int* counts, const int* offsets,
                             const int* list, const uint16_t* X, int x_div, int experts, int max_entries, int N, int K,
-                            void* Y, cudaStream_t stream);
-void launch_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stream);
+                            void* Y, cudaStream_t stream, int64_t x_lo = 0, int64_t y_lo = 0);
+// out = bf16(in); with lo: also lo = bf16(in - out), so that out + lo carries in to ~2^-16.
+void launch_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stream, uint16_t* lo = nullptr);
 
 }  // namespace cuda
 }  // namespace omni
