@@ -4,6 +4,8 @@
 #include "decoder.h"
 #include "synthetic_weights.h"
 
+#include <utility>
+
 namespace omni::test {
 namespace {
 
@@ -61,20 +63,24 @@ TEST_P(CudaModelPrecision, ThinkerAttentionPrefillThenDecode) {
   Attn a = make_attention(*p, 2048, 32, 4, 128, true, false, 1e6f);
   KVCache cc{p->cpu->alloc({cap, 4, 128}, p->cpu->kv_cache_dtype()), p->cpu->alloc({cap, 4, 128}, p->cpu->kv_cache_dtype())};
   KVCache gc{p->gpu->alloc({cap, 4, 128}, p->gpu->kv_cache_dtype()), p->gpu->alloc({cap, 4, 128}, p->gpu->kv_cache_dtype())};
-  std::vector<int32_t> pos(P);
-  for (int i = 0; i < P; ++i) pos[size_t(i)] = i;
-  auto x = p->act({P, 2048});
-  auto ps = p->ints({P}, pos);
-  auto out = p->out({P, 2048});
   AttentionArgs ac, ag;
-  ac.positions = ps.c;
   ac.cache = &cc;
-  ag.positions = ps.g;
   ag.cache = &gc;
-  p->cpu->attention(a.c, x.c, ac, out.c);
-  p->gpu->attention(a.g, x.g, ag, out.g);
+  // Two prefill chunks, as a prefix-reused turn does: the second starts at a position that is
+  // not a multiple of any tile and attends to the first chunk's cached keys.
+  for (auto [first, rows] : {std::pair{0, 700}, std::pair{700, P - 700}}) {
+    std::vector<int32_t> pos(static_cast<size_t>(rows));
+    for (int i = 0; i < rows; ++i) pos[size_t(i)] = first + i;
+    auto x = p->act({rows, 2048});
+    auto ps = p->ints({rows}, pos);
+    auto out = p->out({rows, 2048});
+    ac.positions = ps.c;
+    ag.positions = ps.g;
+    p->cpu->attention(a.c, x.c, ac, out.c);
+    p->gpu->attention(a.g, x.g, ag, out.g);
+    EXPECT_LT(p->rel_error(out), tol_kv()) << "prefill rows from " << first;
+  }
   EXPECT_EQ(gc.k.dtype, f32() ? DType::F32 : DType::BF16);
-  EXPECT_LT(p->rel_error(out), tol_kv()) << "prefill";
   for (int step = 0; step < 3; ++step) {
     auto x1 = p->act({1, 2048});
     auto p1 = p->ints({1}, {P + step});

@@ -6,6 +6,7 @@
 // Everything else (prefill, encoder windows): a prep kernel, then a tiled kernel.
 #include <cmath>
 
+#include "cuda_attention.cuh"
 #include "cuda_backend.h"
 #include "cuda_common.cuh"
 #include "cuda_kernels.h"
@@ -327,18 +328,6 @@ __global__ void attention_prep_kernel(PrepArgs a) {
 // (The previous version, 32 rows x 16 keys with a 32-thread serial softmax between four block
 // barriers per tile, took 550 us per thinker layer at 512 tokens: 27 ms of a 74 ms prefill.)
 constexpr int kTq = 16, kTk = 32, kRowsPerWarp = 4, kTileThreads = kTq / kRowsPerWarp * 32, kMaxHd = 128;
-struct TileArgs {
-  const float* q;   // [S, hq, hd], normalized and rotated
-  const void* k;    // cache [cap, hkv, hd] bf16, or rows [S, hkv, hd] fp32
-  const void* v;
-  bool kv_bf16;
-  const int32_t* pos;  // with a cache
-  int S, hq, hkv, hd, capacity;
-  bool cached, causal;
-  int window, block;
-  float scale;
-  float* out;  // [S, hq * hd]
-};
 
 // K rows padded to 132 floats: 16-byte aligned, and 8 lanes' float4 reads of 8 different rows
 // fall in 32 distinct banks.
@@ -394,19 +383,6 @@ __device__ __forceinline__ void load_kv_tile(const TileArgs& a, int k0, int kmax
     }
     ks[j][d] = kk;
     vs[j][d] = vv;
-  }
-}
-
-__device__ __forceinline__ void key_range(const TileArgs& a, int s, int& lo, int& hi) {
-  lo = 0;
-  hi = a.S - 1;
-  const int qi = a.cached ? a.pos[s] : s;
-  if (a.cached) hi = min(a.pos[s], a.capacity - 1);  // a bad position was flagged by the prep kernel
-  else if (a.causal) hi = s;
-  if (a.window > 0) lo = max(0, qi - a.window + 1);
-  if (a.block > 0 && !a.cached) {
-    lo = max(lo, (s / a.block) * a.block);
-    hi = min(hi, (s / a.block + 1) * a.block - 1);
   }
 }
 
@@ -625,7 +601,9 @@ void CudaBackend::attention_general(const AttentionWeights& w, const Tensor& x, 
   t.block = args.block;
   t.scale = 1.f / std::sqrt(float(hd));
   t.out = o;
-  if (S > 0) {
+  if (S > 0 && props_.major >= 8 && attention_mma_fits(hd) && !attn_mma_disabled_) {
+    launch_attention_mma(t, f32_activations_, stream_);
+  } else if (S > 0) {
     attention_tile_kernel<<<dim3(unsigned((S + kTq - 1) / kTq), unsigned(hq)), kTileThreads, 0, stream_>>>(t);
     OMNI_LAUNCHED("attention_tile_kernel");
   }

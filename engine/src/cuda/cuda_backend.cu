@@ -134,6 +134,8 @@ CudaBackend::CudaBackend(int device_index, bool f32_activations, size_t scratch_
   cuda::g_down_min_blocks = down_env ? std::atoi(down_env) : 1;
   const char* tc_env = std::getenv("OMNI_CUDA_MOE_TC");
   tc_disabled_ = tc_env && std::string(tc_env) == "0";
+  const char* attn_env = std::getenv("OMNI_CUDA_ATTN_MMA");
+  attn_mma_disabled_ = attn_env && std::string(attn_env) == "0";
   OMNI_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   OMNI_CUBLAS(cublasCreate(&cublas_));
   OMNI_CUBLAS(cublasSetStream(cublas_, stream_));

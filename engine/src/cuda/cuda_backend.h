@@ -110,6 +110,7 @@ class CudaBackend : public Backend {
   bool capturing_ = false;
   bool f32_activations_ = true;  // fp32 KV cache + hi/lo-split GEMM inputs (make_cuda_backend)
   bool tc_disabled_ = false;  // OMNI_CUDA_MOE_TC=0: MoE prefill on the fp32 FMA kernel (A/B timing)
+  bool attn_mma_disabled_ = false;  // OMNI_CUDA_ATTN_MMA=0: prefill attention on the fp32 tile kernel (A/B)
 
   std::vector<void*> blocks_;  // every cudaMalloc made, freed at destruction
   char* arena_cur_ = nullptr;
