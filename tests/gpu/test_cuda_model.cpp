@@ -262,6 +262,46 @@ DecoderConfig real_widths(int64_t H, int heads, int kv, int E, int k, int I, int
   return c;
 }
 
+// Backend::decoder_layer on a thinker-shaped MoE layer: the CUDA decode row runs as one persistent
+// kernel (cuda_decode_layer.cu), the CPU as the separate ops. A prefill of P rows (separate ops on
+// both) fills the cache; then decode steps at growing positions, with and without the previous
+// layer's residual add. Compared: x (residual after attention), normed (post-attention norm,
+// poisoned), branch (the MoE output, which overwrites an unrelated random input).
+TEST_F(CudaModel, ThinkerDecoderLayerFused) {
+  DecoderConfig cfg = real_widths(2048, 32, 4, 128, 8, 768, 0, 0, 1024);
+  cfg.num_layers = 1;
+  const DecoderWeights wc = synthetic_decoder_weights(*p->cpu, cfg, 9), wg = synthetic_decoder_weights(*p->gpu, cfg, 9);
+  const float eps = float(cfg.rms_norm_eps);
+  const int P = 300, steps = 5;
+  std::vector<KVCache> ck = alloc_kv_caches(*p->cpu, cfg, P + steps), gk = alloc_kv_caches(*p->gpu, cfg, P + steps);
+  std::vector<int32_t> pos(P);
+  for (int i = 0; i < P; ++i) pos[size_t(i)] = i;
+  auto ps = p->ints({P}, pos);
+  auto x = p->act({P, 2048}), br = p->act({P, 2048});
+  auto nm = p->out({P, 2048});
+  AttentionArgs ac, ag;
+  ac.positions = ps.c;
+  ac.cache = &ck[0];
+  ag.positions = ps.g;
+  ag.cache = &gk[0];
+  p->cpu->decoder_layer(wc.layers[0], eps, x.c, br.c, true, ac, nm.c);
+  p->gpu->decoder_layer(wg.layers[0], eps, x.g, br.g, true, ag, nm.g);
+  EXPECT_LT(p->rel_error(br), kTolBf16) << "prefill";
+  for (int s = 0; s < steps; ++s) {
+    auto x1 = p->act({1, 2048}), b1 = p->act({1, 2048});
+    auto n1 = p->out({1, 2048});
+    auto p1 = p->ints({1}, {P + s});
+    ac.positions = p1.c;
+    ag.positions = p1.g;
+    const bool add = s != 1;
+    p->cpu->decoder_layer(wc.layers[0], eps, x1.c, b1.c, add, ac, n1.c);
+    p->gpu->decoder_layer(wg.layers[0], eps, x1.g, b1.g, add, ag, n1.g);
+    EXPECT_LT(p->rel_error(x1), kTolBf16) << "residual, step " << s;
+    EXPECT_LT(p->rel_error(n1), kTolBf16) << "normed, step " << s;
+    EXPECT_LT(p->rel_error(b1), kTolBf16) << "moe output, step " << s;
+  }
+}
+
 TEST_F(CudaModel, ThinkerStack) { run_stack(*p, real_widths(2048, 32, 4, 128, 8, 768, 0, 0, 152064), 40, 4); }
 TEST_F(CudaModel, TalkerStack) { run_stack(*p, real_widths(1024, 16, 2, 128, 6, 384, 768, 0, 3072), 12, 4); }
 TEST_F(CudaModel, CodePredictorStack) { run_stack(*p, real_widths(1024, 16, 8, 0, 0, 0, 0, 3072, 2048), 2, 5); }

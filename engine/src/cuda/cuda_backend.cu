@@ -131,6 +131,8 @@ CudaBackend::CudaBackend(int device_index, size_t scratch_bytes) : device_(devic
   cuda::g_router_hoist = !(rh_env && std::string(rh_env) == "0");
   const char* down_env = std::getenv("OMNI_CUDA_DOWN_MINB");  // 6 or 8 blocks per SM (A/B)
   cuda::g_down_min_blocks = down_env ? std::atoi(down_env) : 1;
+  const char* fused_env = std::getenv("OMNI_CUDA_FUSED_LAYER");
+  cuda::g_fused_layer = !(fused_env && std::string(fused_env) == "0");
   const char* tc_env = std::getenv("OMNI_CUDA_MOE_TC");
   tc_disabled_ = tc_env && std::string(tc_env) == "0";
   OMNI_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));

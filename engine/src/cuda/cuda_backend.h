@@ -27,6 +27,7 @@ void cublas_check(cublasStatus_t st, const char* what);
 struct CudaMoeLayout {
   const void** table = nullptr;  // device [E][3]: gate, up, down
   int experts = 0, inter = 0, hidden = 0;
+  void* decode_counters = nullptr;  // device, kCudaLayerCounterBytes: the fused decode layer's tickets (zeroed)
 };
 
 class CudaBackend : public Backend {
@@ -58,6 +59,10 @@ class CudaBackend : public Backend {
   void attention(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args, const Tensor& out) override;
   void mlp(const MlpWeights& w, const Tensor& x, const Tensor& out) override;
   void moe(const MoeWeights& w, const Tensor& x, const Tensor& out) override;
+  // One decode row of a MoE layer as one persistent kernel (cuda_decode_layer.cu); the default ops
+  // otherwise, or with OMNI_CUDA_FUSED_LAYER=0.
+  void decoder_layer(const DecoderLayerWeights& L, float eps, const Tensor& x, const Tensor& branch, bool add_branch,
+                     const AttentionArgs& args, const Tensor& normed) override;
   int32_t sample(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history,
                  float uniform) override;
 
@@ -147,5 +152,6 @@ constexpr int kCudaAttnSplits = 64;            // decode attention: key-range sp
 constexpr int kCudaMaxHeads = 64;              // decode attention: q heads
 constexpr int kCudaMaxHeadDim = 256;
 constexpr int kCudaMaxTopK = 16;
+constexpr size_t kCudaLayerCounterBytes = 512;  // per MoE layer: the fused decode kernel's counters
 
 }  // namespace omni

@@ -20,7 +20,8 @@ extern int g_gemv_hoist;  // OMNI_CUDA_GEMV_HOIST: 0 off, 4 or 5 (blocks per SM)
 extern bool g_gemv_wide;    // OMNI_CUDA_GEMV_WIDE=0: no whole-row (16 chunks) hoist for K >= 4096
 extern bool g_router_hoist;  // OMNI_CUDA_ROUTER_HOIST=0: router rows only prefetched before the wait
 extern int g_gateup_min_blocks;  // OMNI_CUDA_GATEUP_MINB: 2 (default, ~90 registers) or 3 (<= 80, spills)
-extern int g_down_min_blocks;    // OMNI_CUDA_DOWN_MINB: 1 (default, 44 registers: 5 blocks/SM), 6 or 8
+extern int g_down_min_blocks;
+extern bool g_fused_layer;       // OMNI_CUDA_FUSED_LAYER=0: decode layers as separate kernels (A/B)    // OMNI_CUDA_DOWN_MINB: 1 (default, 44 registers: 5 blocks/SM), 6 or 8
 
 // Launches `kernel` on `stream`, with the programmatic-serialization attribute when enabled.
 // Kernels launched this way must call pdl_wait() before reading what earlier kernels wrote.
