@@ -11,7 +11,7 @@ ROOT=$PWD
 CONFIG=$G/qwen3-omni-30b-a3b-instruct.config.json
 export LD_LIBRARY_PATH=$G
 B="$G/omni-bench --config $CONFIG --no-speech --prefill 0"
-L=${OUT:-/tmp}
+L=$(mktemp -d)  # logs, packed into $OUT/logs.tgz at the end (the device returns <= 8 files)
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$L/gpu.txt"
 
 # The fixture models as cmake/fixture_models.cmake assembles them (as run.sh --prebuilt does).
@@ -24,35 +24,49 @@ for m in "$ROOT"/tests/fixtures/models/*/; do
 done
 export OMNI_GPU_FIXTURES=$ROOT/tests/fixtures OMNI_GPU_MODELS=$MODELS
 
-echo "== new kernel's test first (a hang would stop here)"
-timeout 60 "$G/omni_gpu_tests" --gtest_filter='*DecoderLayerFused*:*ThinkerStack*' > "$L/tests-fused.log" 2>&1
-echo "rc $?"; grep -E "^\[  (FAILED|PASSED) |rel|Failure|expected" "$L/tests-fused.log" | head -20
+echo "== the fused kernel's tests first, every option set (a hang would stop here)"
+for opt in 3 0 1 2 7; do
+  OMNI_CUDA_FUSED_OPT=$opt timeout 60 "$G/omni_gpu_tests" --gtest_filter='*DecoderLayerFused*:*ThinkerStack*' \
+    > "$L/tests-opt$opt.log" 2>&1
+  echo "opt $opt: rc $? $(grep -E '^\[  (FAILED|PASSED) ' "$L/tests-opt$opt.log" | tr '\n' ' ')"
+done
 
 bench() { # name env...
   local name=$1; shift
   env "$@" timeout 100 $B > "$L/bench-$name.log" 2>&1
   echo "== $name ($*): rc $?"
-  grep -E "decode @|copy bandwidth \(" "$L/bench-$name.log"
+  grep -E "decode @[0-9]+: |copy bandwidth \(" "$L/bench-$name.log"
 }
+VARIANTS="fused old opt0 opt1 opt2 opt7 fused2 old2"
 bench fused X=1
 bench old OMNI_CUDA_FUSED_LAYER=0
+bench opt0 OMNI_CUDA_FUSED_OPT=0
+bench opt1 OMNI_CUDA_FUSED_OPT=1
+bench opt2 OMNI_CUDA_FUSED_OPT=2
+bench opt7 OMNI_CUDA_FUSED_OPT=7
 bench fused2 X=1
 bench old2 OMNI_CUDA_FUSED_LAYER=0
+echo "== stage profiles (eager launches, synchronized after each)"
+for c in 64 2048; do
+  OMNI_CUDA_LAYER_PROFILE=1 timeout 100 $B --contexts $c --steps 10 > "$L/prof-$c.log" 2>&1
+  echo "ctx $c: rc $?"; grep -A7 "decoder_layer profile" "$L/prof-$c.log"
+done
 
 echo "== all GPU tests (default = fused)"
 timeout 240 "$G/omni_gpu_tests" > "$L/tests.log" 2>&1
 echo "rc $?"
-echo "== all GPU tests with OMNI_CUDA_FUSED_LAYER=0 (stacks only)"
+echo "== stack tests with OMNI_CUDA_FUSED_LAYER=0"
 OMNI_CUDA_FUSED_LAYER=0 timeout 120 "$G/omni_gpu_tests" --gtest_filter='*Stack*:*DecoderLayer*' > "$L/tests-old.log" 2>&1
 echo "rc $?"
 
 echo
 echo "== GPU: $(cat "$L/gpu.txt")"
-for f in tests-fused tests tests-old; do
+for f in tests tests-old; do
   echo "== $f: $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]' "$L/$f.log" | tr '\n' ' ')"
   grep -E '^\[  FAILED  \] [A-Z]' "$L/$f.log" | sort -u
 done
-for v in fused old fused2 old2; do
+for v in $VARIANTS; do
   echo "| $v | $(grep -E 'decode @(64|2048): ' "$L/bench-$v.log" | sed -E 's/thinker decode @([0-9]+): ([0-9.]+) tokens.*, ([0-9.]+)% of copy.*/@\1 \2 tok\/s \3%/' | tr '\n' ' ')| $(grep -E 'copy bandwidth \(' "$L/bench-$v.log" | grep -oE '[0-9.]+ GB/s') |"
 done
-grep -hE "alone" "$L/bench-fused.log" "$L/bench-old.log"
+grep -hE "alone" "$L/bench-fused.log" "$L/bench-old.log" | grep -v "^|"
+[ -n "${OUT:-}" ] && tar czf "$OUT/logs.tgz" -C "$L" .

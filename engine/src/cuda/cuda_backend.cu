@@ -133,6 +133,10 @@ CudaBackend::CudaBackend(int device_index, size_t scratch_bytes) : device_(devic
   cuda::g_down_min_blocks = down_env ? std::atoi(down_env) : 1;
   const char* fused_env = std::getenv("OMNI_CUDA_FUSED_LAYER");
   cuda::g_fused_layer = !(fused_env && std::string(fused_env) == "0");
+  const char* opt_env = std::getenv("OMNI_CUDA_FUSED_OPT");
+  if (opt_env) cuda::g_fused_opt = std::atoi(opt_env);
+  const char* prof_env = std::getenv("OMNI_CUDA_LAYER_PROFILE");
+  const bool layer_profile = prof_env && std::string(prof_env) == "1";
   const char* tc_env = std::getenv("OMNI_CUDA_MOE_TC");
   tc_disabled_ = tc_env && std::string(tc_env) == "0";
   OMNI_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
@@ -152,6 +156,7 @@ CudaBackend::CudaBackend(int device_index, size_t scratch_bytes) : device_(devic
   topk_w_ = static_cast<float*>(arena_alloc(sizeof(float) * kCudaMaxTopK));
   topk_ptrs_ = static_cast<const void**>(arena_alloc(sizeof(void*) * 3 * kCudaMaxTopK));
   flags_ = static_cast<int*>(arena_alloc(sizeof(int) * 4));
+  if (layer_profile) layer_prof_ = arena_alloc(sizeof(uint64_t) * 24);
   sample_out_ = static_cast<int32_t*>(arena_alloc(sizeof(int32_t) * 4));
   history_ = static_cast<int32_t*>(arena_alloc(sizeof(int32_t) * kCudaMaxHistory));
   sample_keys_ = static_cast<float*>(arena_alloc(sizeof(float) * kCudaMaxVocab));
@@ -169,6 +174,7 @@ CudaBackend::CudaBackend(int device_index, size_t scratch_bytes) : device_(devic
 CudaBackend::~CudaBackend() {
   // Errors here cannot be reported; release what can be released.
   cudaStreamSynchronize(stream_);
+  report_layer_profile();
   for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
   if (cublas_) cublasDestroy(cublas_);
   if (sample_host_) cudaFreeHost(sample_host_);

@@ -106,6 +106,10 @@ class CudaBackend : public Backend {
   void moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out);
   void moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out);
   void shared_expert(const MoeWeights& w, const Tensor& x, const Tensor& out);
+  // OMNI_CUDA_LAYER_PROFILE=1: stage times of every eager decoder_layer launch, averaged and
+  // printed to stderr when the backend is destroyed.
+  void record_layer_profile();
+  void report_layer_profile() const;
 
   int device_ = 0;
   cudaDeviceProp props_{};
@@ -138,6 +142,10 @@ class CudaBackend : public Backend {
   int32_t* sorted_ids_ = nullptr;
   void* sort_temp_ = nullptr;
   size_t sort_temp_bytes_ = 0;
+
+  void* layer_prof_ = nullptr;  // device [6][4] u64 when OMNI_CUDA_LAYER_PROFILE=1
+  std::vector<double> layer_prof_sum_;
+  int layer_prof_launches_ = 0;
 
   std::vector<cudaGraphExec_t> graphs_;
   cudaGraph_t pending_graph_ = nullptr;

@@ -16,6 +16,7 @@
 //   3  x = xb + o_out; normed = rms_norm(x); router logits; the last item selects the top-k
 //   4  act_j = silu(gate_j normed) * up_j normed                 (8 rows of one expert per item)
 //   5  branch[h] = sum_j w_j down_j[h] . act_j                   (8 rows per item, experts in order)
+#include <cstdio>
 #include <cstdlib>
 
 #include "cuda_backend.h"
@@ -32,6 +33,10 @@ constexpr int kLayerThreads = kDecWarps * kWarp;
 constexpr int kStageFloats = 8192;  // activations staged in shared memory: H and top_k * I at most
 constexpr int kDownHoist = 4;       // experts whose down rows are loaded before the gate/up stage ends
 constexpr int kDownChunks = 3;      // 16-byte chunks per lane per down row hoisted (I = 768: the whole row)
+// OMNI_CUDA_FUSED_OPT bits (default all):
+constexpr int kOptCache = 1;  // consecutive items of a stage reuse the staged input and a seen done-counter
+constexpr int kOptQkv2 = 2;   // stage 0: two rows per warp (16 per item, half the items)
+constexpr int kOptSleep = 4;  // pollers back off 64 ns between polls of a done-counter (off by default)
 
 // One layer's counters: zero at load, never reset. Each launch takes exactly items + gridDim.x
 // tickets (a block takes tickets until one lies past the last item), so a ticket's launch is
@@ -84,6 +89,15 @@ struct LayerArgs {
   float* out;
   LayerCounters* ctr;
   int end0, end1, end2, end3, end4, end5;  // ticket ranges of the stages
+  int opt;    // kOpt* bits (OMNI_CUDA_FUSED_OPT, for A/B timing)
+  u64* prof;  // null, or [6][4] stage times (OMNI_CUDA_LAYER_PROFILE=1)
+};
+
+// Block-local state carried from one item to the next (the same in every thread of a block).
+struct BlockState {
+  int staged = -1;     // the stage whose input is still in shared memory (xs), or -1
+  float inv = 0.f;     // stage 0: 1 / rms of the staged input
+  unsigned seen = 0;   // bit s: done[s] already seen complete in this launch
 };
 
 union LayerSmem {
@@ -98,23 +112,37 @@ __device__ __forceinline__ u64 load_acquire(const u64* p) {
   return v;
 }
 
-// The whole block waits until *done >= target (one thread polls), then sees what the stage wrote.
-__device__ __forceinline__ void wait_done(const u64* done, u64 target) {
+__device__ __forceinline__ u64 global_ns() {
+  u64 t;
+  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+  return t;
+}
+
+// Stage timing (thread 0, when a.prof is set): [s][0] ~(first ready), [s][1] last ready,
+// [s][2] last end, [s][3] ~(first ticket); minima are kept as the maximum of the complement.
+__device__ __forceinline__ void prof_mark(const LayerArgs& a, int s, int what) {
+  if (a.prof && threadIdx.x == 0) {
+    const u64 t = global_ns();
+    atomicMax(a.prof + s * 4 + what, what == 0 || what == 3 ? ~t : t);
+  }
+}
+__device__ __forceinline__ void prof_ready(const LayerArgs& a, int s) {
+  prof_mark(a, s, 0);
+  prof_mark(a, s, 1);
+}
+
+// The whole block waits until done[s] >= target (one thread polls), then sees what the stage
+// wrote. A counter already seen complete in this launch is not polled again.
+__device__ __forceinline__ void wait_done(const LayerArgs& a, int s, u64 target, BlockState& b) {
+  if ((a.opt & kOptCache) && (b.seen >> s & 1u)) return;
   if (threadIdx.x == 0) {
-    while (load_acquire(done) < target) {
+    while (load_acquire(&a.ctr->done[s]) < target) {
+      if (a.opt & kOptSleep) __nanosleep(64);
     }
     __threadfence();
   }
   __syncthreads();
-}
-
-// Publishes this block's writes and counts the item as done.
-__device__ __forceinline__ void signal_done(u64* done) {
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    __threadfence();
-    atomicAdd(done, 1ull);
-  }
+  b.seen |= 1u << s;
 }
 
 // xs[i] = w[i] * (a[i] + b[i]) for i < n (b may be null; n % 4 == 0), a + b also written to
@@ -172,35 +200,52 @@ __device__ __forceinline__ float row_dot(const uint4 (&first)[U], const uint4* w
   return acc;
 }
 
-// Stage 0: rows item*8 .. +7 of [wq; wk; wv] (one per warp).
-__device__ __forceinline__ void qkv_item(const LayerArgs& a, int item, float* xs, float* red) {
-  const int lane = threadIdx.x & 31, row = item * kDecWarps + (threadIdx.x >> 5);
-  const bool valid = row < a.nq + 2 * a.nkv;
-  const uint16_t* w = !valid               ? a.wq
-                      : row < a.nq         ? a.wq + int64_t(row) * a.H
-                      : row < a.nq + a.nkv ? a.wk + int64_t(row - a.nq) * a.H
-                                           : a.wv + int64_t(row - a.nq - a.nkv) * a.H;
-  const uint4* w4 = reinterpret_cast<const uint4*>(w);
-  const int chunks = a.H >> 3;
-  uint4 first[8];
-  load_chunks<8>(w4, lane, valid ? chunks : 0, first);
+// Stage 0: R rows per warp of [wq; wk; wv] (item covers 8 R rows; row = item*8R + warp + 8r).
+template <int R>
+__device__ __forceinline__ void qkv_item(const LayerArgs& a, int item, float* xs, float* red, BlockState& b) {
+  const int lane = threadIdx.x & 31, chunks = a.H >> 3;
+  const uint4* w4[R];
+  bool valid[R];
+  uint4 first[R][8];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int row = item * kDecWarps * R + (threadIdx.x >> 5) + kDecWarps * r;
+    valid[r] = row < a.nq + 2 * a.nkv;
+    const uint16_t* w = !valid[r]            ? a.wq
+                        : row < a.nq         ? a.wq + int64_t(row) * a.H
+                        : row < a.nq + a.nkv ? a.wk + int64_t(row - a.nq) * a.H
+                                             : a.wv + int64_t(row - a.nq - a.nkv) * a.H;
+    w4[r] = reinterpret_cast<const uint4*>(w);
+    load_chunks<8>(w4[r], lane, valid[r] ? chunks : 0, first[r]);
+  }
   pdl_wait();  // x and branch come from the previous kernel
-  const float inv = stage_norm(a.x, a.branch, a.in_norm, a.H, a.eps, item == 0 ? a.xb : nullptr, xs, red);
-  if (valid) {
-    const float acc = warp_sum(row_dot<8>(first, w4, valid ? chunks : 0, xs, lane));
-    if (lane == 0) a.qkv[row] = acc * inv;
+  prof_ready(a, 0);
+  // The normed input stays in xs for the block's next stage-0 item. Item 0 (the launch's first
+  // ticket, so always a block's first item) writes xb.
+  if (!((a.opt & kOptCache) && b.staged == 0)) {
+    b.inv = stage_norm(a.x, a.branch, a.in_norm, a.H, a.eps, item == 0 ? a.xb : nullptr, xs, red);
+    b.staged = 0;
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int row = item * kDecWarps * R + (threadIdx.x >> 5) + kDecWarps * r;
+    if (valid[r]) {
+      const float acc = warp_sum(row_dot<8>(first[r], w4[r], chunks, xs, lane));
+      if (lane == 0) a.qkv[row] = acc * b.inv;
+    }
   }
 }
 
 // Stage 2: rows item*8 .. +7 of wo; the whole row (K <= 4096) is loaded before the wait.
-__device__ __forceinline__ void oproj_item(const LayerArgs& a, int item, u64 target) {
+__device__ __forceinline__ void oproj_item(const LayerArgs& a, int item, u64 target, BlockState& b) {
   const int lane = threadIdx.x & 31, row = item * kDecWarps + (threadIdx.x >> 5);
   const bool valid = row < a.H;
   const uint4* w4 = reinterpret_cast<const uint4*>(a.wo + int64_t(valid ? row : 0) * a.Ko);
   const int chunks = valid ? a.Ko >> 3 : 0;
   uint4 first[16];
   load_chunks<16>(w4, lane, chunks, first);
-  wait_done(&a.ctr->done[1], target);
+  wait_done(a, 1, target, b);
+  prof_ready(a, 2);
   if (valid) {
     const float acc = warp_sum(row_dot<16>(first, w4, chunks, a.attn.out, lane));
     if (lane == 0) a.o_out[row] = acc;
@@ -210,14 +255,15 @@ __device__ __forceinline__ void oproj_item(const LayerArgs& a, int item, u64 tar
 // Stage 3: router rows item*8 .. +7 with the residual add and the post-attention norm; item 0
 // writes x and normed; the item that finishes last selects the top-k and completes the stage.
 __device__ __forceinline__ void router_item(const LayerArgs& a, int item, int items, u64 target, LayerSmem& sm,
-                                            float* red, bool& last) {
+                                            float* red, bool& last, BlockState& b) {
   const int lane = threadIdx.x & 31, e = item * kDecWarps + (threadIdx.x >> 5);
   const bool valid = e < a.E;
   const uint4* w4 = reinterpret_cast<const uint4*>(a.router + int64_t(valid ? e : 0) * a.H);
   const int chunks = valid ? a.H >> 3 : 0;
   uint4 first[8];
   load_chunks<8>(w4, lane, chunks, first);
-  wait_done(&a.ctr->done[2], target);
+  wait_done(a, 2, target, b);
+  prof_ready(a, 3);
   const float inv = stage_norm(a.xb, a.o_out, a.post_norm, a.H, a.eps, item == 0 ? a.x_out : nullptr, sm.xs, red);
   if (item == 0)
     for (int i = threadIdx.x; i < a.H; i += blockDim.x) a.normed[i] = sm.xs[i] * inv;
@@ -243,8 +289,9 @@ __device__ __forceinline__ void router_item(const LayerArgs& a, int item, int it
 }
 
 // Stage 4: rows item*8 .. +7 of the selected experts' gate and up (one expert per item: I % 8 == 0).
-__device__ __forceinline__ void gateup_item(const LayerArgs& a, int item, u64 target, float* xs) {
-  wait_done(&a.ctr->done[3], target);
+__device__ __forceinline__ void gateup_item(const LayerArgs& a, int item, u64 target, float* xs, BlockState& b) {
+  wait_done(a, 3, target, b);
+  prof_ready(a, 4);
   const int lane = threadIdx.x & 31, gw = item * kDecWarps + (threadIdx.x >> 5);
   const int j = gw / a.I, i = gw % a.I;
   const bool valid = j < a.k;
@@ -256,7 +303,10 @@ __device__ __forceinline__ void gateup_item(const LayerArgs& a, int item, u64 ta
   uint4 gv[8], uv[8];
   load_chunks<8>(g4, lane, chunks, gv);
   load_chunks<8>(u4, lane, chunks, uv);
-  stage_copy(a.normed, a.H, xs);
+  if (!((a.opt & kOptCache) && b.staged == 4)) {
+    stage_copy(a.normed, a.H, xs);
+    b.staged = 4;
+  }
   if (!valid) return;
   const float g = warp_sum(row_dot<8>(gv, g4, chunks, xs, lane));
   const float u = warp_sum(row_dot<8>(uv, u4, chunks, xs, lane));
@@ -293,15 +343,20 @@ __device__ __forceinline__ float apply_down(const LayerArgs& a, int j0, int h, i
 
 // Stage 5: rows item*8 .. +7 of the weighted sum of the experts' down projections. The top-k is
 // known once stage 3 is done, so the first experts' rows are loaded before waiting for stage 4.
-__device__ __forceinline__ void down_item(const LayerArgs& a, int item, u64 target3, u64 target4, float* xs) {
-  wait_done(&a.ctr->done[3], target3);
+__device__ __forceinline__ void down_item(const LayerArgs& a, int item, u64 target3, u64 target4, float* xs,
+                                          BlockState& b) {
+  wait_done(a, 3, target3, b);
   const int lane = threadIdx.x & 31, h = item * kDecWarps + (threadIdx.x >> 5);
   const bool valid = h < a.H;
   const int chunks = valid ? a.I >> 3 : 0, hh = valid ? h : 0;
   uint4 w[kDownHoist][kDownChunks];
   load_down<kDownHoist>(a, 0, hh, chunks, lane, w);
-  wait_done(&a.ctr->done[4], target4);
-  stage_copy(a.act, a.k * a.I, xs);
+  wait_done(a, 4, target4, b);
+  prof_ready(a, 5);
+  if (!((a.opt & kOptCache) && b.staged == 5)) {
+    stage_copy(a.act, a.k * a.I, xs);
+    b.staged = 5;
+  }
   float acc = apply_down<kDownHoist>(a, 0, hh, chunks, lane, w, xs, 0.f);
   for (int j0 = kDownHoist; j0 < a.k; j0 += kDownHoist) {
     load_down<kDownHoist>(a, j0, hh, chunks, lane, w);
@@ -324,35 +379,48 @@ __global__ void __launch_bounds__(kLayerThreads, 2) decoder_layer_kernel(LayerAr
   __syncthreads();
   u64 t = ticket;
   const u64 epoch = t / per_launch, base = epoch * per_launch;
+  BlockState b;
   for (;;) {
     const int local = int(t - base);
     if (local >= a.end5) break;
     // The next ticket is taken now and used after this item: its round trip overlaps the work.
     u64 next = 0;
     if (threadIdx.x == 0) next = atomicAdd(&a.ctr->ticket, 1ull);
-    if (local < a.end0) {
-      qkv_item(a, local, sm.xs, red);
-      signal_done(&a.ctr->done[0]);
-    } else if (local < a.end1) {
-      wait_done(&a.ctr->done[0], (epoch + 1) * u64(a.end0));
+    const int stage = local < a.end0 ? 0 : local < a.end1 ? 1 : local < a.end2 ? 2 : local < a.end3 ? 3
+                                   : local < a.end4 ? 4 : 5;
+    if (stage != b.staged) b.staged = -1;  // another stage's item clobbers shared memory
+    prof_mark(a, stage, 3);
+    if (stage == 0) {
+      if (a.opt & kOptQkv2) qkv_item<2>(a, local, sm.xs, red, b);
+      else qkv_item<1>(a, local, sm.xs, red, b);
+    } else if (stage == 1) {
+      wait_done(a, 0, (epoch + 1) * u64(a.end0), b);
+      prof_ready(a, 1);
+      b.staged = -1;
       const int item = local - a.end0;
       attention_decode_item<DPL>(a.attn, item / kCudaAttnSplits, item % kCudaAttnSplits, kCudaAttnSplits, sm.attn);
-      signal_done(&a.ctr->done[1]);
-    } else if (local < a.end2) {
-      oproj_item(a, local - a.end1, (epoch + 1) * u64(a.end1 - a.end0));
-      signal_done(&a.ctr->done[2]);
-    } else if (local < a.end3) {
-      router_item(a, local - a.end2, a.end3 - a.end2, (epoch + 1) * u64(a.end2 - a.end1), sm, red, last);
-    } else if (local < a.end4) {
-      gateup_item(a, local - a.end3, epoch + 1, sm.xs);
-      signal_done(&a.ctr->done[4]);
+    } else if (stage == 2) {
+      oproj_item(a, local - a.end1, (epoch + 1) * u64(a.end1 - a.end0), b);
+    } else if (stage == 3) {
+      b.staged = -1;
+      router_item(a, local - a.end2, a.end3 - a.end2, (epoch + 1) * u64(a.end2 - a.end1), sm, red, last, b);
+    } else if (stage == 4) {
+      gateup_item(a, local - a.end3, epoch + 1, sm.xs, b);
     } else {
-      down_item(a, local - a.end4, epoch + 1, (epoch + 1) * u64(a.end4 - a.end3), sm.xs);
+      down_item(a, local - a.end4, epoch + 1, (epoch + 1) * u64(a.end4 - a.end3), sm.xs, b);
     }
-    __syncthreads();  // shared memory and `ticket` are free again
+    __syncthreads();  // the item's writes are done; shared memory and `ticket` are free again
     if (threadIdx.x == 0) ticket = next;
     __syncthreads();
     t = ticket;
+    // Count the item as done; the other warps already start on the next item meanwhile.
+    if (threadIdx.x == 0) {
+      prof_mark(a, stage, 2);
+      if (stage != 3 && stage != 5) {
+        __threadfence();
+        atomicAdd(&a.ctr->done[stage], 1ull);
+      }
+    }
   }
 }
 
@@ -375,6 +443,7 @@ int ceil8(int64_t n) { return int((n + 7) / 8); }
 }  // namespace
 
 bool g_fused_layer = true;
+int g_fused_opt = kOptCache | kOptQkv2;
 
 }  // namespace cuda
 
@@ -465,14 +534,44 @@ void CudaBackend::decoder_layer(const DecoderLayerWeights& L, float eps, const T
   a.act = act;
   a.out = branch.as<float>();
   a.ctr = ctr;
-  a.end0 = ceil8(nq + 2 * nkv);
+  a.opt = g_fused_opt;
+  a.prof = layer_prof_ && !capturing_ ? static_cast<u64*>(layer_prof_) : nullptr;
+  a.end0 = (a.opt & kOptQkv2) ? (nq + 2 * nkv + 15) / 16 : ceil8(nq + 2 * nkv);
   a.end1 = a.end0 + hkv * kCudaAttnSplits;
   a.end2 = a.end1 + ceil8(H);
   a.end3 = a.end2 + ceil8(E);
   a.end4 = a.end3 + ceil8(int64_t(k) * I);
   a.end5 = a.end4 + ceil8(H);
+  if (a.prof) OMNI_CUDA(cudaMemsetAsync(a.prof, 0, sizeof(u64) * 24, stream_));
   launch(decoder_layer_kernel<4>, dim3(unsigned(grid)), dim3(kLayerThreads), stream_, a);
   OMNI_LAUNCHED("decoder_layer_kernel");
+  if (a.prof) record_layer_profile();
+}
+
+// Stage times of one eager launch (synchronizes): microseconds from the first ticket taken.
+void CudaBackend::record_layer_profile() {
+  u64 v[24];
+  OMNI_CUDA(cudaMemcpyAsync(v, layer_prof_, sizeof(v), cudaMemcpyDeviceToHost, stream_));
+  OMNI_CUDA(cudaStreamSynchronize(stream_));
+  const u64 t0 = ~v[3];
+  if (layer_prof_sum_.empty()) layer_prof_sum_.assign(24, 0.0);
+  for (int s = 0; s < 6; ++s) {
+    const u64 t[4] = {~v[s * 4], v[s * 4 + 1], v[s * 4 + 2], ~v[s * 4 + 3]};
+    for (int w = 0; w < 4; ++w) layer_prof_sum_[size_t(s * 4 + w)] += double(int64_t(t[w] - t0)) * 1e-3;
+  }
+  ++layer_prof_launches_;
+}
+
+void CudaBackend::report_layer_profile() const {
+  if (layer_prof_launches_ == 0) return;
+  static const char* names[6] = {"qkv", "attention", "o_proj", "router", "gate/up", "down"};
+  std::fprintf(stderr, "decoder_layer profile, %d eager launches, mean us from the first ticket "
+               "(first ticket / first ready / last ready / last done):\n", layer_prof_launches_);
+  for (int s = 0; s < 6; ++s) {
+    const double* t = layer_prof_sum_.data() + s * 4;
+    const double n = layer_prof_launches_;
+    std::fprintf(stderr, "  %-9s %7.1f %7.1f %7.1f %7.1f\n", names[s], t[3] / n, t[0] / n, t[1] / n, t[2] / n);
+  }
 }
 
 }  // namespace omni

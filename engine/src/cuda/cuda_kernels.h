@@ -21,7 +21,8 @@ extern bool g_gemv_wide;    // OMNI_CUDA_GEMV_WIDE=0: no whole-row (16 chunks) h
 extern bool g_router_hoist;  // OMNI_CUDA_ROUTER_HOIST=0: router rows only prefetched before the wait
 extern int g_gateup_min_blocks;  // OMNI_CUDA_GATEUP_MINB: 2 (default, ~90 registers) or 3 (<= 80, spills)
 extern int g_down_min_blocks;
-extern bool g_fused_layer;       // OMNI_CUDA_FUSED_LAYER=0: decode layers as separate kernels (A/B)    // OMNI_CUDA_DOWN_MINB: 1 (default, 44 registers: 5 blocks/SM), 6 or 8
+extern bool g_fused_layer;       // OMNI_CUDA_FUSED_LAYER=0: decode layers as separate kernels (A/B)
+extern int g_fused_opt;          // OMNI_CUDA_FUSED_OPT: bits of the fused layer kernel's options (A/B)    // OMNI_CUDA_DOWN_MINB: 1 (default, 44 registers: 5 blocks/SM), 6 or 8
 
 // Launches `kernel` on `stream`, with the programmatic-serialization attribute when enabled.
 // Kernels launched this way must call pdl_wait() before reading what earlier kernels wrote.
