@@ -267,6 +267,14 @@ __global__ void __launch_bounds__(kTileThreads) attention_tile_kernel(TileArgs a
 }
 
 }  // namespace
+
+void launch_attention_decode(const DecodeArgs& a, cudaStream_t st) {
+  const dim3 grid(unsigned(a.hkv), kCudaAttnSplits);
+  if (a.hd == 128) launch(attention_decode_kernel<4>, grid, dim3(kDecWarps * kWarp), st, a);
+  else launch(attention_decode_kernel<2>, grid, dim3(kDecWarps * kWarp), st, a);
+  OMNI_LAUNCHED("attention_decode_kernel");
+}
+
 }  // namespace cuda
 
 using namespace cuda;
@@ -336,10 +344,7 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
   a.counters = counters_;
   a.out = o;
   a.flags = flags_;
-  const dim3 grid(unsigned(hkv), kCudaAttnSplits);
-  if (hd == 128) launch(attention_decode_kernel<4>, grid, dim3(kDecWarps * kWarp), stream_, a);
-  else launch(attention_decode_kernel<2>, grid, dim3(kDecWarps * kWarp), stream_, a);
-  OMNI_LAUNCHED("attention_decode_kernel");
+  launch_attention_decode(a, stream_);
   linear_rows(o, 1, w.wo, w.bo, out.as<float>(), Activation::None);
 }
 

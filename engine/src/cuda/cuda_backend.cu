@@ -132,7 +132,7 @@ CudaBackend::CudaBackend(int device_index, size_t scratch_bytes) : device_(devic
   const char* down_env = std::getenv("OMNI_CUDA_DOWN_MINB");  // 6 or 8 blocks per SM (A/B)
   cuda::g_down_min_blocks = down_env ? std::atoi(down_env) : 1;
   const char* fused_env = std::getenv("OMNI_CUDA_FUSED_LAYER");
-  cuda::g_fused_layer = !(fused_env && std::string(fused_env) == "0");
+  cuda::g_fused_layer = fused_env ? std::atoi(fused_env) : cuda::g_fused_layer;
   const char* opt_env = std::getenv("OMNI_CUDA_FUSED_OPT");
   if (opt_env) cuda::g_fused_opt = std::atoi(opt_env);
   const char* prof_env = std::getenv("OMNI_CUDA_LAYER_PROFILE");

@@ -160,6 +160,6 @@ constexpr int kCudaAttnSplits = 64;            // decode attention: key-range sp
 constexpr int kCudaMaxHeads = 64;              // decode attention: q heads
 constexpr int kCudaMaxHeadDim = 256;
 constexpr int kCudaMaxTopK = 16;
-constexpr size_t kCudaLayerCounterBytes = 512;  // per MoE layer: the fused decode kernel's counters
+constexpr size_t kCudaLayerCounterBytes = 2048;  // per MoE layer: the fused decode kernel's counters
 
 }  // namespace omni

@@ -304,6 +304,9 @@ __device__ __forceinline__ void router_select(const float* logits, int E, int k,
   if (threadIdx.x < 3 * k) sel_ptrs[threadIdx.x] = table[sm.sel[threadIdx.x / 3] * 3 + threadIdx.x % 3];
 }
 
+// The standalone decode attention kernel over grid (hkv, kCudaAttnSplits) (cuda_attention.cu).
+void launch_attention_decode(const DecodeArgs& a, cudaStream_t stream);
+
 // inv_freq[i] = 1 / theta^(2i/d) in float32, as the CPU reference computes it (host side).
 inline RopeTable rope_table(float theta, int hd) {
   RopeTable r{};

@@ -36,7 +36,11 @@ constexpr int kDownChunks = 3;      // 16-byte chunks per lane per down row hois
 // OMNI_CUDA_FUSED_OPT bits (default all):
 constexpr int kOptCache = 1;  // consecutive items of a stage reuse the staged input and a seen done-counter
 constexpr int kOptQkv2 = 2;   // stage 0: two rows per warp (16 per item, half the items)
-constexpr int kOptSleep = 4;  // pollers back off 64 ns between polls of a done-counter (off by default)
+constexpr int kOptSleep = 4;  // pollers back off 256 ns between polls of a done-counter
+// Take the next ticket while an item of stage 0 or 1 runs too (run 11). Off: only items of stages
+// >= 2 do, so that no block holds two attention items (each a serial ~8 us at long contexts) while
+// others wait.
+constexpr int kOptPrefetchEarly = 8;
 
 // One layer's counters: zero at load, never reset. Each launch takes exactly items + gridDim.x
 // tickets (a block takes tickets until one lies past the last item), so a ticket's launch is
@@ -44,10 +48,14 @@ constexpr int kOptSleep = 4;  // pollers back off 64 ns between polls of a done-
 // count (stage 3: (e + 1), one increment by the item that selects the top-k). Eager launches and
 // graph replays mix freely; 64 bits never wrap.
 struct LayerCounters {
-  u64 ticket;
-  u64 done[5];
-  unsigned router_arrive;              // router items finished; reset by the last
-  unsigned attn_merge[kCudaMaxHeads];  // per kv head: splits finished; reset by the merging split
+  // Each on its own 128-byte line: hundreds of blocks poll the done-counters while others take
+  // tickets (run 11: all of them on one line made every stage slower).
+  alignas(128) u64 ticket;
+  struct alignas(128) Done {
+    u64 v;
+  } done[5];
+  alignas(128) unsigned router_arrive;              // router items finished; reset by the last
+  alignas(128) unsigned attn_merge[kCudaMaxHeads];  // per kv head: splits finished; reset by the merging split
 };
 static_assert(sizeof(LayerCounters) <= kCudaLayerCounterBytes, "LayerCounters outgrew its allocation");
 static_assert(kMaxTopK >= kCudaMaxTopK, "router_select's shared memory holds kCudaMaxTopK experts");
@@ -90,6 +98,7 @@ struct LayerArgs {
   LayerCounters* ctr;
   int end0, end1, end2, end3, end4, end5;  // ticket ranges of the stages
   int opt;    // kOpt* bits (OMNI_CUDA_FUSED_OPT, for A/B timing)
+  bool standalone;  // stage 0 / stage 3 as kernels of their own (mode 2): waits are pdl_wait
   u64* prof;  // null, or [6][4] stage times (OMNI_CUDA_LAYER_PROFILE=1)
 };
 
@@ -134,10 +143,11 @@ __device__ __forceinline__ void prof_ready(const LayerArgs& a, int s) {
 // The whole block waits until done[s] >= target (one thread polls), then sees what the stage
 // wrote. A counter already seen complete in this launch is not polled again.
 __device__ __forceinline__ void wait_done(const LayerArgs& a, int s, u64 target, BlockState& b) {
+  if (a.standalone) return pdl_wait();
   if ((a.opt & kOptCache) && (b.seen >> s & 1u)) return;
   if (threadIdx.x == 0) {
-    while (load_acquire(&a.ctr->done[s]) < target) {
-      if (a.opt & kOptSleep) __nanosleep(64);
+    while (load_acquire(&a.ctr->done[s].v) < target) {
+      if (a.opt & kOptSleep) __nanosleep(256);
     }
     __threadfence();
   }
@@ -284,7 +294,7 @@ __device__ __forceinline__ void router_item(const LayerArgs& a, int item, int it
   if (threadIdx.x == 0) {
     a.ctr->router_arrive = 0;
     __threadfence();
-    atomicAdd(&a.ctr->done[3], 1ull);
+    if (!a.standalone) atomicAdd(&a.ctr->done[3].v, 1ull);
   }
 }
 
@@ -384,10 +394,11 @@ __global__ void __launch_bounds__(kLayerThreads, 2) decoder_layer_kernel(LayerAr
     const int local = int(t - base);
     if (local >= a.end5) break;
     // The next ticket is taken now and used after this item: its round trip overlaps the work.
-    u64 next = 0;
-    if (threadIdx.x == 0) next = atomicAdd(&a.ctr->ticket, 1ull);
     const int stage = local < a.end0 ? 0 : local < a.end1 ? 1 : local < a.end2 ? 2 : local < a.end3 ? 3
                                    : local < a.end4 ? 4 : 5;
+    const bool prefetch = stage >= 2 || (a.opt & kOptPrefetchEarly);
+    u64 next = 0;
+    if (threadIdx.x == 0 && prefetch) next = atomicAdd(&a.ctr->ticket, 1ull);
     if (stage != b.staged) b.staged = -1;  // another stage's item clobbers shared memory
     prof_mark(a, stage, 3);
     if (stage == 0) {
@@ -410,7 +421,7 @@ __global__ void __launch_bounds__(kLayerThreads, 2) decoder_layer_kernel(LayerAr
       down_item(a, local - a.end4, epoch + 1, (epoch + 1) * u64(a.end4 - a.end3), sm.xs, b);
     }
     __syncthreads();  // the item's writes are done; shared memory and `ticket` are free again
-    if (threadIdx.x == 0) ticket = next;
+    if (threadIdx.x == 0) ticket = prefetch ? next : atomicAdd(&a.ctr->ticket, 1ull);
     __syncthreads();
     t = ticket;
     // Count the item as done; the other warps already start on the next item meanwhile.
@@ -418,10 +429,28 @@ __global__ void __launch_bounds__(kLayerThreads, 2) decoder_layer_kernel(LayerAr
       prof_mark(a, stage, 2);
       if (stage != 3 && stage != 5) {
         __threadfence();
-        atomicAdd(&a.ctr->done[stage], 1ull);
+        atomicAdd(&a.ctr->done[stage].v, 1ull);
       }
     }
   }
+}
+
+// Mode 2 (OMNI_CUDA_FUSED_LAYER=2): stage 0 and stage 3 as kernels of their own, one item per block;
+// attention, o_proj and the experts run the standalone decode kernels in between.
+__global__ void __launch_bounds__(kLayerThreads, 4) qkv_norm_kernel(LayerArgs a) {
+  __shared__ __align__(16) float xs[kStageFloats];
+  __shared__ float red[32];
+  pdl_launch_dependents();
+  BlockState b;
+  qkv_item<1>(a, blockIdx.x, xs, red, b);
+}
+__global__ void __launch_bounds__(kLayerThreads) router_norm_kernel(LayerArgs a) {
+  __shared__ __align__(16) LayerSmem sm;
+  __shared__ float red[32];
+  __shared__ bool last;
+  pdl_launch_dependents();
+  BlockState b;
+  router_item(a, blockIdx.x, gridDim.x, 0, sm, red, last, b);
 }
 
 // Blocks of the persistent grid: as many as fit on the device at once (fewer would leave SMs
@@ -442,8 +471,8 @@ int ceil8(int64_t n) { return int((n + 7) / 8); }
 
 }  // namespace
 
-bool g_fused_layer = true;
-int g_fused_opt = kOptCache | kOptQkv2;
+int g_fused_layer = 1;
+int g_fused_opt = kOptCache;
 
 }  // namespace cuda
 
@@ -542,6 +571,24 @@ void CudaBackend::decoder_layer(const DecoderLayerWeights& L, float eps, const T
   a.end3 = a.end2 + ceil8(E);
   a.end4 = a.end3 + ceil8(int64_t(k) * I);
   a.end5 = a.end4 + ceil8(H);
+  if (g_fused_layer == 2) {
+    a.opt = 0;
+    a.prof = nullptr;
+    a.standalone = true;
+    launch(qkv_norm_kernel, dim3(unsigned(ceil8(nq + 2 * nkv))), dim3(kLayerThreads), stream_, a);
+    OMNI_LAUNCHED("qkv_norm_kernel");
+    launch_attention_decode(a.attn, stream_);
+    GemvArgs g;
+    g.seg[0] = {a.wo, nullptr, o_out, int(H)};
+    g.K = nq;
+    g.x = o;
+    launch_gemv(g, stream_);
+    launch(router_norm_kernel, dim3(unsigned(ceil8(E))), dim3(kLayerThreads), stream_, a);
+    OMNI_LAUNCHED("router_norm_kernel");
+    launch_experts_decode(topk_ptrs_, M->table, topk_idx_, topk_w_, k, int(H), I, normed.as<float>(), act,
+                          branch.as<float>(), stream_);
+    return;
+  }
   if (a.prof) OMNI_CUDA(cudaMemsetAsync(a.prof, 0, sizeof(u64) * 24, stream_));
   launch(decoder_layer_kernel<4>, dim3(unsigned(grid)), dim3(kLayerThreads), stream_, a);
   OMNI_LAUNCHED("decoder_layer_kernel");

@@ -21,7 +21,10 @@ extern bool g_gemv_wide;    // OMNI_CUDA_GEMV_WIDE=0: no whole-row (16 chunks) h
 extern bool g_router_hoist;  // OMNI_CUDA_ROUTER_HOIST=0: router rows only prefetched before the wait
 extern int g_gateup_min_blocks;  // OMNI_CUDA_GATEUP_MINB: 2 (default, ~90 registers) or 3 (<= 80, spills)
 extern int g_down_min_blocks;
-extern bool g_fused_layer;       // OMNI_CUDA_FUSED_LAYER=0: decode layers as separate kernels (A/B)
+// OMNI_CUDA_FUSED_LAYER: how decoder_layer runs a thinker decode row (A/B): 0 the eight kernels of
+// runs 1-10, 1 one persistent kernel, 2 six kernels (the residual add + RMSNorm folded into the q/k/v
+// GEMV and into the router).
+extern int g_fused_layer;
 extern int g_fused_opt;          // OMNI_CUDA_FUSED_OPT: bits of the fused layer kernel's options (A/B)    // OMNI_CUDA_DOWN_MINB: 1 (default, 44 registers: 5 blocks/SM), 6 or 8
 
 // Launches `kernel` on `stream`, with the programmatic-serialization attribute when enabled.
@@ -74,6 +77,12 @@ void launch_grouped_gemm_tc(bool dual, const void* const* table, int which, cons
                             const int* list, const uint16_t* X, int x_div, int experts, int max_entries, int N, int K,
                             void* Y, cudaStream_t stream);
 void launch_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stream);
+
+// Decode experts (cuda_moe.cu): act_j = silu(gate_j x) * up_j x for the k selected experts (their
+// gate/up/down addresses in ptrs [k][3], ids in sel, weights in selw), then
+// out = sum_j selw_j down_j act_j. Two kernels.
+void launch_experts_decode(const void* const* ptrs, const void* const* table, const int* sel, const float* selw,
+                           int k, int H, int I, const float* x, float* act, float* out, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace omni

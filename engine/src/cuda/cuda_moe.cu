@@ -326,6 +326,24 @@ void check_mlp(const MlpWeights& m, int64_t H, const char* what) {
 }
 
 }  // namespace
+
+void launch_experts_decode(const void* const* ptrs, const void* const* table, const int* sel, const float* selw,
+                           int k, int H, int I, const float* x, float* act, float* out, cudaStream_t st) {
+  ExpertSet s;
+  s.ptrs = ptrs;
+  s.table = table;
+  s.sel = sel;
+  s.selw = selw;
+  s.count = k;
+  s.H = H;
+  s.I = I;
+  launch_gateup(dim3(unsigned((int64_t(k) * I + kWarps - 1) / kWarps)), st, s, x, act);
+  OMNI_LAUNCHED("gateup_kernel");
+  const int per = std::min(k, kWarps), rows_per_block = kWarps / per;
+  launch_down(dim3(unsigned((H + rows_per_block - 1) / rows_per_block)), st, s, static_cast<const float*>(act), out);
+  OMNI_LAUNCHED("down_kernel");
+}
+
 }  // namespace cuda
 
 using namespace cuda;
@@ -407,20 +425,8 @@ void CudaBackend::moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const 
          w.router.as<uint16_t>(), x.as<float>(), E, H, k, w.norm_topk_prob, logits, counters_ + kRouterCounter,
          topk_idx_, topk_w_, static_cast<const void* const*>(L.table), topk_ptrs_);
   OMNI_LAUNCHED("router_topk_kernel");
-  ExpertSet s;
-  s.ptrs = topk_ptrs_;
-  s.table = L.table;
-  s.sel = topk_idx_;
-  s.selw = topk_w_;
-  s.count = k;
-  s.H = H;
-  s.I = I;
-  launch_gateup(dim3(unsigned((int64_t(k) * I + kWarps - 1) / kWarps)), stream_, s, x.as<float>(), act);
-  OMNI_LAUNCHED("gateup_kernel");
-  const int per = std::min(k, kWarps), rows_per_block = kWarps / per;
-  launch_down(dim3(unsigned((H + rows_per_block - 1) / rows_per_block)), stream_, s, static_cast<const float*>(act),
-              out.as<float>());
-  OMNI_LAUNCHED("down_kernel");
+  launch_experts_decode(topk_ptrs_, L.table, topk_idx_, topk_w_, k, H, I, x.as<float>(), act, out.as<float>(),
+                        stream_);
 }
 
 void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out) {
