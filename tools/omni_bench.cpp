@@ -37,11 +37,12 @@ struct Options {
   bool graphs = true;
   bool speech = true;
   int copy_mib = 1024;
+  std::string dtype = "f32";  // CUDA activations: f32 (fp32 KV cache, split GEMM inputs) or bf16
 };
 
 void usage() {
   std::puts(
-      "omni-bench [--config FILE] [--device cuda|cpu] [--contexts 64,2048] [--prefill 512]\n"
+      "omni-bench [--config FILE] [--device cuda|cpu] [--dtype f32|bf16] [--contexts 64,2048] [--prefill 512]\n"
       "           [--layers N] [--steps N] [--copy-mib N] [--no-graphs] [--no-speech]\n"
       "  Synthetic bf16 weights of the config's shapes (thinker and talker), made on the device.\n"
       "  --layers N overrides the layer counts (smoke runs on the CPU).");
@@ -57,6 +58,10 @@ Options parse(int argc, char** argv) {
     };
     if (a == "--config") o.config = next();
     else if (a == "--device") o.device = next();
+    else if (a == "--dtype") {
+      o.dtype = next();
+      if (o.dtype != "f32" && o.dtype != "bf16") throw Error("omni-bench: --dtype " + o.dtype + " (expected f32 or bf16)");
+    }
     else if (a == "--prefill") o.prefill = std::stoi(next());
     else if (a == "--layers") o.layers = std::stoi(next());
     else if (a == "--steps") o.steps = std::stoi(next());
@@ -114,12 +119,15 @@ void make_lm(Backend& be, Lm& lm, const DecoderConfig& cfg, int capacity, int ma
   // Caches hold random keys/values, not zeros (never time on zeros).
   for (int l = 0; l < cfg.num_layers; ++l) {
     KVCache c;
-    if (be.kv_cache_dtype() == DType::BF16) {
-      c.k = be.synthetic_weight({capacity, cfg.num_kv_heads, cfg.head_dim}, seed + 200000 + 2 * l, 1.f);
-      c.v = be.synthetic_weight({capacity, cfg.num_kv_heads, cfg.head_dim}, seed + 200001 + 2 * l, 1.f);
-    } else {
-      c.k = be.alloc({capacity, cfg.num_kv_heads, cfg.head_dim}, be.kv_cache_dtype());
-      c.v = be.alloc({capacity, cfg.num_kv_heads, cfg.head_dim}, be.kv_cache_dtype());
+    c.k = be.synthetic_weight({capacity, cfg.num_kv_heads, cfg.head_dim}, seed + 200000 + 2 * l, 1.f);
+    c.v = be.synthetic_weight({capacity, cfg.num_kv_heads, cfg.head_dim}, seed + 200001 + 2 * l, 1.f);
+    if (be.kv_cache_dtype() != DType::BF16) {  // the same values, widened
+      KVCache wide;
+      wide.k = be.alloc({capacity, cfg.num_kv_heads, cfg.head_dim}, be.kv_cache_dtype());
+      wide.v = be.alloc({capacity, cfg.num_kv_heads, cfg.head_dim}, be.kv_cache_dtype());
+      be.copy(c.k, wide.k);
+      be.copy(c.v, wide.v);
+      c = wide;
     }
     lm.caches.push_back(c);
   }
@@ -289,7 +297,7 @@ int main(int argc, char** argv) {
   try {
     const Options o = parse(argc, argv);
     ModelConfig mc = ModelConfig::load(o.config);
-    std::unique_ptr<Backend> be = o.device == "cpu" ? make_cpu_backend() : make_cuda_backend(0);
+    std::unique_ptr<Backend> be = o.device == "cpu" ? make_cpu_backend() : make_cuda_backend(0, o.dtype == "f32");
     std::printf("omni-bench: backend %s, config %s\n", be->name().c_str(), o.config.c_str());
 
     const double copy_bw = copy_bandwidth(*be, o.copy_mib);

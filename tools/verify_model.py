@@ -8,7 +8,7 @@ and the outputs are compared: prompt tokens and greedy tokens identical, logits 
 the same inputs (see tests/golden/test_session_speech_golden.cpp).
 
   python3 tools/verify_model.py --omni-run build/tools/omni-run --model DIR --golden GOLDEN_DIR \
-      [--audio-dir tests/fixtures/audio] [--device cpu|cuda] [--logits-tol 1e-3]
+      [--audio-dir tests/fixtures/audio] [--device cpu|cuda] [--dtype f32|bf16] [--logits-tol 1e-3]
 Exit status 0 when every case agrees.
 """
 import argparse, json, os, subprocess, sys, tempfile
@@ -34,6 +34,8 @@ def read_float_wav(path):
 
 def omni_run(args, extra):
     cmd = [args.omni_run, "--model", args.model, "--device", args.device, "--json", "--greedy"] + extra
+    if args.dtype:
+        cmd += ["--dtype", args.dtype]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"omni-run failed ({p.returncode}): {p.stderr.strip()}")
@@ -84,6 +86,7 @@ def main():
     ap.add_argument("--golden", required=True, help="the golden directory of this model (text/, audio/, speech/)")
     ap.add_argument("--audio-dir", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "audio"))
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="", help="omni-run --dtype (activations: f32 or bf16; default: the device's)")
     ap.add_argument("--logits-tol", type=float, default=1e-3)
     args = ap.parse_args()
     failures = 0

@@ -111,7 +111,8 @@ class Backend {
   virtual void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out,
                       Activation act = Activation::None) = 0;
   virtual void add(const Tensor& a, const Tensor& b, const Tensor& out) = 0;  // out may alias a or b
-  virtual void copy(const Tensor& src, const Tensor& dst) = 0;                 // same shape
+  // Same shape; same dtype, or a bf16 source widened into an f32 destination.
+  virtual void copy(const Tensor& src, const Tensor& dst) = 0;
   // Projections, q/k norm, RoPE, cache update, softmax(q k^T / sqrt(hd)) v, output projection.
   virtual void attention(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args,
                          const Tensor& out) = 0;
@@ -219,7 +220,14 @@ int64_t check_conv_transpose1d_args(const Tensor& x, const Tensor& w, const Tens
 // The CPU reference backend (fp32 math over bf16/f16/f32 weights).
 std::unique_ptr<Backend> make_cpu_backend();
 // The CUDA backend; throws DeviceError when built without CUDA or no device is usable.
-std::unique_ptr<Backend> make_cuda_backend(int device_index = 0);
+// Weights are bf16 either way; f32_activations says how activations are kept where they are
+// stored or fed to the tensor cores:
+//   true:  fp32 KV cache, and GEMM inputs (prefill, more than 8 rows) split into bf16 hi + lo parts
+//          so that the products see fp32-accurate inputs (~2^-16); what agrees with transformers in
+//          fp32 to 3e-2 on the full-width checkpoint (docs/performance.md).
+//   false: bf16 KV cache and bf16-rounded GEMM inputs (what transformers does when run in bf16):
+//          half the KV bytes per decoded token and half the tensor-core work in prefill.
+std::unique_ptr<Backend> make_cuda_backend(int device_index = 0, bool f32_activations = true);
 bool cuda_backend_available();
 
 }  // namespace omni

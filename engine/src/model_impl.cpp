@@ -21,9 +21,11 @@ std::unique_ptr<Backend> make_backend(const LoadOptions& opt) {
     return make_cpu_backend();
   }
   if (opt.device == "cuda") {
-    if (!opt.dtype.empty() && opt.dtype != "bf16")
-      throw Error("device cuda runs bf16 weights; --dtype " + opt.dtype + " is not available there");
-    return make_cuda_backend(0);
+    // Weights are bf16 either way; the dtype is that of the activations the GPU stores (KV cache)
+    // and feeds to the tensor cores (make_cuda_backend).
+    if (!opt.dtype.empty() && opt.dtype != "bf16" && opt.dtype != "f32")
+      throw Error("device cuda computes with f32 or bf16 activations; --dtype " + opt.dtype + " is not one of them");
+    return make_cuda_backend(0, opt.dtype != "bf16");
   }
   throw Error("unknown device '" + opt.device + "' (expected cpu or cuda)");
 }

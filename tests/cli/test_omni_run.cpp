@@ -133,6 +133,9 @@ TEST(OmniRun, BrokenCheckpointsGiveOneClearErrorLine) {
     fs::remove_all(m);
   }
   expect_one_line_error(run("--model /nonexistent/dir --ids 1 --json"), "/nonexistent/dir");
+  // An activation dtype the device does not offer is named in the error.
+  expect_one_line_error(run("--model " + kTinyB + " --dtype bf16 --ids 1,2 --json"), "--dtype bf16");
+  expect_one_line_error(run("--model " + kTinyB + " --device cuda --dtype f16 --ids 1,2 --json"), "f16");
 }
 
 TEST(OmniRun, BadFlagsExitWithUsage) {

@@ -4,8 +4,9 @@
 # root with the stripped binaries, their libraries and the release config in DIR (default .gpu):
 #   bash tests/gpu/decode_ab.sh [DIR]
 # Variants (OMNI_CUDA_FUSED_LAYER): old = 0 (the eight kernels per layer of runs 1-10); persist = 1
-# (one persistent kernel per layer; OMNI_CUDA_FUSED_OPT bits in cuda_decode_layer.cu); six = 2 (six
-# kernels: the residual add + RMSNorm folded into the q/k/v GEMV and the router).
+# (one persistent kernel per layer; OMNI_CUDA_FUSED_OPT bits in cuda_decode_layer.cu); six = 2, the
+# default (six kernels: the residual add + RMSNorm folded into the q/k/v GEMV and the router); six5 =
+# the same with OMNI_CUDA_QKVNORM_MINB=5; each with omni-bench's --dtype f32 (default) and bf16.
 set -u
 G=$(cd "${1:-.gpu}" && pwd)
 ROOT=$PWD
@@ -25,12 +26,12 @@ for m in "$ROOT"/tests/fixtures/models/*/; do
 done
 export OMNI_GPU_FIXTURES=$ROOT/tests/fixtures OMNI_GPU_MODELS=$MODELS
 
-echo "== the fused kernels' tests first, every mode and option set (a hang would stop here)"
-for v in "1 1" "1 9" "1 5" "1 3" "2 0" "0 0"; do
-  set -- $v
-  OMNI_CUDA_FUSED_LAYER=$1 OMNI_CUDA_FUSED_OPT=$2 timeout 60 "$G/omni_gpu_tests" \
-    --gtest_filter='*DecoderLayerFused*:*ThinkerStack*' > "$L/tests-m$1-o$2.log" 2>&1
-  echo "mode $1 opt $2: rc $? $(grep -E '^\[  (FAILED|PASSED) ' "$L/tests-m$1-o$2.log" | tr '\n' ' ')"
+echo "== all GPU tests (default: OMNI_CUDA_FUSED_LAYER=2; the fused-layer test also runs mode 1)"
+timeout 200 "$G/omni_gpu_tests" > "$L/tests-all.log" 2>&1
+echo "rc $? $(grep -E '^\[  (FAILED|PASSED) ' "$L/tests-all.log" | tr '\n' ' ')"
+for v in "OMNI_CUDA_QKVNORM_MINB=5" "OMNI_CUDA_FUSED_LAYER=0"; do
+  env $v timeout 100 "$G/omni_gpu_tests" --gtest_filter='*DecoderLayerFused*:*Stack*' > "$L/tests-$v.log" 2>&1
+  echo "$v: rc $? $(grep -E '^\[  (FAILED|PASSED) ' "$L/tests-$v.log" | tr '\n' ' ')"
 done
 
 bench() { # name env...
@@ -39,38 +40,31 @@ bench() { # name env...
   echo "== $name ($*): rc $?"
   grep -E "decode @[0-9]+: |copy bandwidth \(" "$L/bench-$name.log"
 }
-VARIANTS="old six persist persist_early persist_sleep old2 six2 persist2"
-bench old OMNI_CUDA_FUSED_LAYER=0
-bench six OMNI_CUDA_FUSED_LAYER=2
-bench persist OMNI_CUDA_FUSED_LAYER=1 OMNI_CUDA_FUSED_OPT=1
-bench persist_early OMNI_CUDA_FUSED_LAYER=1 OMNI_CUDA_FUSED_OPT=9
-bench persist_sleep OMNI_CUDA_FUSED_LAYER=1 OMNI_CUDA_FUSED_OPT=5
-bench old2 OMNI_CUDA_FUSED_LAYER=0
-bench six2 OMNI_CUDA_FUSED_LAYER=2
-bench persist2 OMNI_CUDA_FUSED_LAYER=1 OMNI_CUDA_FUSED_OPT=1
-echo "== stage profiles of the persistent kernel (eager launches, synchronized after each)"
-for c in 64 2048; do
-  OMNI_CUDA_FUSED_LAYER=1 OMNI_CUDA_LAYER_PROFILE=1 timeout 100 $B --contexts $c --steps 10 > "$L/prof-$c.log" 2>&1
-  echo "ctx $c: rc $?"; grep -A7 "decoder_layer profile" "$L/prof-$c.log"
-done
-
-for m in 1 2; do
-  echo "== all GPU tests, OMNI_CUDA_FUSED_LAYER=$m"
-  OMNI_CUDA_FUSED_LAYER=$m timeout 200 "$G/omni_gpu_tests" > "$L/tests-all-m$m.log" 2>&1
-  echo "rc $?"
-done
-echo "== stack tests with OMNI_CUDA_FUSED_LAYER=0"
-OMNI_CUDA_FUSED_LAYER=0 timeout 120 "$G/omni_gpu_tests" --gtest_filter='*Stack*:*DecoderLayer*' > "$L/tests-old.log" 2>&1
-echo "rc $?"
+VARIANTS="f32_old f32_six f32_six5 f32_persist bf16_old bf16_six bf16_six5 f32_old2 f32_six2 f32_six5b bf16_old2 bf16_six2"
+bench f32_old OMNI_CUDA_FUSED_LAYER=0
+bench f32_six OMNI_CUDA_FUSED_LAYER=2
+bench f32_six5 OMNI_CUDA_FUSED_LAYER=2 OMNI_CUDA_QKVNORM_MINB=5
+bench f32_persist OMNI_CUDA_FUSED_LAYER=1
+B="$B --dtype bf16"
+bench bf16_old OMNI_CUDA_FUSED_LAYER=0
+bench bf16_six OMNI_CUDA_FUSED_LAYER=2
+bench bf16_six5 OMNI_CUDA_FUSED_LAYER=2 OMNI_CUDA_QKVNORM_MINB=5
+B="${B% --dtype bf16}"
+bench f32_old2 OMNI_CUDA_FUSED_LAYER=0
+bench f32_six2 OMNI_CUDA_FUSED_LAYER=2
+bench f32_six5b OMNI_CUDA_FUSED_LAYER=2 OMNI_CUDA_QKVNORM_MINB=5
+B="$B --dtype bf16"
+bench bf16_old2 OMNI_CUDA_FUSED_LAYER=0
+bench bf16_six2 OMNI_CUDA_FUSED_LAYER=2
 
 echo
 echo "== GPU: $(cat "$L/gpu.txt")"
-for f in tests-all-m1 tests-all-m2 tests-old; do
-  echo "== $f: $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]' "$L/$f.log" | tr '\n' ' ')"
-  grep -E '^\[  FAILED  \] [A-Z]' "$L/$f.log" | sort -u
+for f in "$L"/tests-*.log; do
+  echo "== $(basename "$f"): $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]' "$f" | tr '\n' ' ')"
+  grep -E '^\[  FAILED  \] [A-Z]' "$f" | sort -u
 done
 for v in $VARIANTS; do
   echo "| $v | $(grep -E 'decode @(64|2048): ' "$L/bench-$v.log" | sed -E 's/thinker decode @([0-9]+): ([0-9.]+) tokens.*, ([0-9.]+)% of copy.*/@\1 \2 tok\/s \3%/' | tr '\n' ' ')| $(grep -E 'copy bandwidth \(' "$L/bench-$v.log" | grep -oE '[0-9.]+ GB/s') |"
 done
-for v in old six persist; do grep -hE "alone" "$L/bench-$v.log" | grep -E "decoder_layer|attention|moe"; done
+for v in f32_old f32_six f32_persist bf16_old bf16_six; do echo "$v: $(grep -hE "alone" "$L/bench-$v.log" | grep -oE "(decoder_layer|attention|moe)[^:]*: [0-9]+" | tr '\n' ';')"; done
 [ -n "${OUT:-}" ] && tar czf "$OUT/logs.tgz" -C "$L" .

@@ -4,9 +4,12 @@
 
 #include <cmath>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "backend.h"
 #include "cpu/cpu_backend.h"
+#include "omni/errors.h"
 
 using namespace omni;
 
@@ -160,4 +163,24 @@ TEST(CpuBackend, SamplingRules) {
   // Full distribution: a draw near 1 lands on the least likely token.
   EXPECT_EQ(be.sample(l, t, {}, 0.99999f), 3);
   EXPECT_EQ(be.sample(l, t, {}, 0.0f), 1);
+}
+
+// copy() widens a bf16 tensor into an f32 one (omni-bench fills fp32 KV caches this way), and
+// refuses tensors of different sizes with an error naming both shapes.
+TEST(CpuBackend, CopyWidensBf16AndRejectsOtherSizes) {
+  auto be = make_cpu_backend();
+  const std::vector<float> want = {1.f, -2.5f, 0.15625f, 3e-3f, -1024.f, 7.f};
+  std::vector<uint16_t> bits;
+  for (float f : want) bits.push_back(f32_to_bf16(f));
+  Tensor src(bits.data(), DType::BF16, {2, 3});
+  Tensor dst = be->alloc({2, 3}, DType::F32);
+  be->copy(src, dst);
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(dst.as<float>()[i], bf16_to_f32(bits[i])) << i;
+  Tensor small = be->alloc({5}, DType::F32);
+  try {
+    be->copy(dst, small);
+    FAIL() << "a copy between sizes must throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[2, 3]"), std::string::npos) << e.what();
+  }
 }

@@ -25,7 +25,10 @@ namespace omni {
 struct LoadOptions {
   std::string model_dir;
   std::string device = "cpu";  // "cpu" | "cuda"
-  std::string dtype;           // "" (backend default), "f32", "bf16"
+  // Activations: "" (backend default), "f32", "bf16". CPU: f32 only. CUDA (bf16 weights either
+  // way): f32 (default) keeps the KV cache in fp32 and feeds fp32-accurate inputs to the tensor
+  // cores; bf16 stores and feeds bf16 (faster prefill, half the KV bytes; docs/performance.md).
+  std::string dtype;
   int context_tokens = 8192;   // KV cache capacity of a session
   bool load_talker = true;     // false: text only (talker + code2wav not loaded)
   // Progress while loading (0..1 and a short phrase), e.g. for systemd EXTEND_TIMEOUT_USEC.

@@ -137,6 +137,10 @@ void CpuBackend::add(const Tensor& a, const Tensor& b, const Tensor& out) {
 }
 
 void CpuBackend::copy(const Tensor& src, const Tensor& dst) {
+  if (src.dtype != DType::F32 && dst.dtype == DType::F32 && src.numel() == dst.numel()) {
+    load_row_f32(src.reshaped({1, src.numel()}), 0, dst.as<float>());  // widening (bf16/f16 to f32)
+    return;
+  }
   if (src.bytes() != dst.bytes()) throw Error("copy: size mismatch " + src.shape_str() + " vs " + dst.shape_str());
   std::memmove(dst.data, src.data, src.bytes());
 }

@@ -62,7 +62,7 @@ int32_t CpuBackend::sample(const Tensor& logits, const SamplingParams& p, const 
 std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
 
 #ifndef OMNI_HAVE_CUDA
-std::unique_ptr<Backend> make_cuda_backend(int) {
+std::unique_ptr<Backend> make_cuda_backend(int, bool) {
   throw DeviceError("this build of omnid has no CUDA backend (nvcc was not found at build time)");
 }
 bool cuda_backend_available() { return false; }

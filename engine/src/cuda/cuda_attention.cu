@@ -1,4 +1,4 @@
-// attention(): projections (GEMV / cuBLAS), per-head q/k RMSNorm, NeoX RoPE, bf16 KV cache,
+// attention(): projections (GEMV / cuBLAS), per-head q/k RMSNorm, NeoX RoPE, bf16 or fp32 KV cache,
 // fp32 softmax, output projection.
 // Decode (one row with a cache): one fused kernel does q/k norm + RoPE + the cache write +
 // split-K attention over the cache + the merge of the splits; it reads the position from
@@ -15,12 +15,12 @@ namespace omni {
 namespace cuda {
 namespace {
 
-template <int DPL>
+template <int DPL, typename CacheT>
 __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(DecodeArgs a) {
   __shared__ AttnSmem sm;
   pdl_launch_dependents();
   pdl_wait();
-  attention_decode_item<DPL>(a, blockIdx.x, blockIdx.y, int(gridDim.y), sm);
+  attention_decode_item<DPL, CacheT>(a, blockIdx.x, blockIdx.y, int(gridDim.y), sm);
 }
 
 // General path, step 1: q/k norm + RoPE in place, one warp per (row, head); with a cache, the
@@ -268,10 +268,12 @@ __global__ void __launch_bounds__(kTileThreads) attention_tile_kernel(TileArgs a
 
 }  // namespace
 
-void launch_attention_decode(const DecodeArgs& a, cudaStream_t st) {
+void launch_attention_decode(const DecodeArgs& a, bool f32_cache, cudaStream_t st) {
   const dim3 grid(unsigned(a.hkv), kCudaAttnSplits);
-  if (a.hd == 128) launch(attention_decode_kernel<4>, grid, dim3(kDecWarps * kWarp), st, a);
-  else launch(attention_decode_kernel<2>, grid, dim3(kDecWarps * kWarp), st, a);
+  if (a.hd == 128 && f32_cache) launch(attention_decode_kernel<4, float>, grid, dim3(kDecWarps * kWarp), st, a);
+  else if (a.hd == 128) launch(attention_decode_kernel<4, uint16_t>, grid, dim3(kDecWarps * kWarp), st, a);
+  else if (f32_cache) launch(attention_decode_kernel<2, float>, grid, dim3(kDecWarps * kWarp), st, a);
+  else launch(attention_decode_kernel<2, uint16_t>, grid, dim3(kDecWarps * kWarp), st, a);
   OMNI_LAUNCHED("attention_decode_kernel");
 }
 
@@ -292,15 +294,15 @@ void CudaBackend::attention(const AttentionWeights& w, const Tensor& x, const At
     throw Error("attention: x " + x.shape_str() + " does not match wq " + w.wq.shape_str());
   if ((w.rope_theta > 0.f || args.cache) && args.positions.empty())
     throw Error("attention: positions are required");
-  // Caches are bf16 (kv_cache_dtype(), the fast path) or fp32 (caches allocated with the
-  // activation dtype; the general path reads either).
+  // Caches are bf16 or fp32 (kv_cache_dtype() says which this backend allocates; every path
+  // reads either).
   if (args.cache && ((args.cache->k.dtype != DType::BF16 && args.cache->k.dtype != DType::F32) ||
                      args.cache->v.dtype != args.cache->k.dtype || args.cache->k.ndim != 3 ||
                      args.cache->k.dim(1) != hkv || args.cache->k.dim(2) != hd))
     throw Error("attention: KV cache " + args.cache->k.shape_str() + " " + dtype_name(args.cache->k.dtype) +
                 " is not a bf16/f32 [capacity, " + std::to_string(hkv) + ", " + std::to_string(hd) + "] cache");
   const int G = hq / hkv;
-  const bool fused = x.dim(0) == 1 && args.cache && args.cache->k.dtype == DType::BF16 && args.block == 0 &&
+  const bool fused = x.dim(0) == 1 && args.cache && args.block == 0 &&
                      G <= 8 && (hd == 64 || hd == 128) && hq <= kCudaMaxHeads;
   if (fused) attention_decode(w, x, args, out);
   else attention_general(w, x, args, out);
@@ -332,8 +334,8 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
   a.k_norm = opt_bf16(w.k_norm);
   a.eps = w.norm_eps;
   a.scale = 1.f / std::sqrt(float(hd));
-  a.kc = args.cache->k.as<uint16_t>();
-  a.vc = args.cache->v.as<uint16_t>();
+  a.kc = args.cache->k.data;
+  a.vc = args.cache->v.data;
   a.capacity = int(args.cache->capacity());
   a.pos = args.positions.as<int32_t>();
   a.hq = hq;
@@ -344,7 +346,7 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
   a.counters = counters_;
   a.out = o;
   a.flags = flags_;
-  launch_attention_decode(a, stream_);
+  launch_attention_decode(a, args.cache->k.dtype == DType::F32, stream_);
   linear_rows(o, 1, w.wo, w.bo, out.as<float>(), Activation::None);
 }
 

@@ -105,7 +105,8 @@ void require_bf16(const Tensor& t, const char* op, const char* what) {
 
 }  // namespace
 
-CudaBackend::CudaBackend(int device_index, size_t scratch_bytes) : device_(device_index) {
+CudaBackend::CudaBackend(int device_index, bool f32_activations, size_t scratch_bytes)
+    : device_(device_index), f32_activations_(f32_activations) {
   int count = 0;
   OMNI_CUDA(cudaGetDeviceCount(&count));
   if (device_index < 0 || device_index >= count)
@@ -132,9 +133,11 @@ CudaBackend::CudaBackend(int device_index, size_t scratch_bytes) : device_(devic
   const char* down_env = std::getenv("OMNI_CUDA_DOWN_MINB");  // 6 or 8 blocks per SM (A/B)
   cuda::g_down_min_blocks = down_env ? std::atoi(down_env) : 1;
   const char* fused_env = std::getenv("OMNI_CUDA_FUSED_LAYER");
-  cuda::g_fused_layer = fused_env ? std::atoi(fused_env) : cuda::g_fused_layer;
+  cuda::g_fused_layer = fused_env ? std::atoi(fused_env) : cuda::kFusedLayerDefault;
   const char* opt_env = std::getenv("OMNI_CUDA_FUSED_OPT");
-  if (opt_env) cuda::g_fused_opt = std::atoi(opt_env);
+  cuda::g_fused_opt = opt_env ? std::atoi(opt_env) : cuda::kFusedOptDefault;
+  const char* qkvb_env = std::getenv("OMNI_CUDA_QKVNORM_MINB");
+  cuda::g_qkv_norm_min_blocks = qkvb_env && std::string(qkvb_env) == "5" ? 5 : 4;
   const char* prof_env = std::getenv("OMNI_CUDA_LAYER_PROFILE");
   const bool layer_profile = prof_env && std::string(prof_env) == "1";
   const char* tc_env = std::getenv("OMNI_CUDA_MOE_TC");
@@ -390,7 +393,9 @@ void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
   }
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device_index) { return std::make_unique<CudaBackend>(device_index); }
+std::unique_ptr<Backend> make_cuda_backend(int device_index, bool f32_activations) {
+  return std::make_unique<CudaBackend>(device_index, f32_activations);
+}
 
 bool cuda_backend_available() {
   int count = 0;

@@ -32,7 +32,8 @@ struct CudaMoeLayout {
 
 class CudaBackend : public Backend {
  public:
-  explicit CudaBackend(int device_index, size_t scratch_bytes = size_t(256) << 20);
+  // f32_activations: see make_cuda_backend (backend.h).
+  explicit CudaBackend(int device_index, bool f32_activations = true, size_t scratch_bytes = size_t(256) << 20);
   ~CudaBackend() override;
   std::string name() const override { return "cuda"; }
 
@@ -41,7 +42,7 @@ class CudaBackend : public Backend {
   Tensor alloc(std::initializer_list<int64_t> shape, DType dtype) override;
   using Backend::alloc;
   DType activation_dtype() const override { return DType::F32; }
-  DType kv_cache_dtype() const override { return DType::BF16; }
+  DType kv_cache_dtype() const override { return f32_activations_ ? DType::F32 : DType::BF16; }
   Tensor synthetic_weight(std::initializer_list<int64_t> shape, uint64_t seed, float scale) override;
 
   void upload(const Tensor& dst, const void* src) override;
@@ -116,6 +117,7 @@ class CudaBackend : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   bool capturing_ = false;
+  bool f32_activations_ = true;  // fp32 KV cache + hi/lo-split GEMM inputs (make_cuda_backend)
   bool tc_disabled_ = false;  // OMNI_CUDA_MOE_TC=0: MoE prefill on the fp32 FMA kernel (A/B timing)
 
   std::vector<void*> blocks_;  // every cudaMalloc made, freed at destruction

@@ -63,8 +63,8 @@ struct DecodeArgs {
   const uint16_t* q_norm;
   const uint16_t* k_norm;
   float eps, scale;
-  uint16_t* kc;
-  uint16_t* vc;
+  void* kc;  // CacheT: bf16 (uint16_t) or fp32
+  void* vc;
   int capacity;
   const int32_t* pos;
   int hq, hkv, hd, window;
@@ -73,6 +73,16 @@ struct DecodeArgs {
   float* out;  // [hq * hd]
   int* flags;
 };
+
+// A cache element as fp32, and a value as the cache stores it (the bf16 cache rounds).
+__device__ __forceinline__ float cache_load(const uint16_t* p, int t) { return bf16_at(p, t); }
+__device__ __forceinline__ float cache_load(const float* p, int t) { return p[t]; }
+__device__ __forceinline__ float cache_store(uint16_t* p, int t, float v) {
+  const uint16_t b = f32_to_bf16_bits(v);
+  p[t] = b;
+  return __uint_as_float(uint32_t(b) << 16);
+}
+__device__ __forceinline__ float cache_store(float* p, int t, float v) { return p[t] = v; }
 
 // Shared memory of one attention work item (also reused by the fused layer kernel's other stages).
 struct AttnSmem {
@@ -87,7 +97,7 @@ struct AttnSmem {
 // (fixed, so a graph can replay any position; only as many splits as give each >= 32 keys take
 // part). Called by every thread of a block of kDecWarps warps; returns block-uniformly. The
 // split that finishes last for head g merges all splits into a.out.
-template <int DPL>
+template <int DPL, typename CacheT>
 __device__ __forceinline__ void attention_decode_item(const DecodeArgs& a, int g, int split, int grid_splits,
                                                       AttnSmem& sm) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -122,8 +132,8 @@ __device__ __forceinline__ void attention_decode_item(const DecodeArgs& a, int g
 #pragma unroll
     for (int t = 0; t < DPL; ++t) q_s[h][lane * DPL + t] = v[t] * a.scale;
   }
-  // The block whose range holds the new position makes its key/value (rounded to bf16, as
-  // the cache stores them) and writes the cache slot; no other block reads that slot.
+  // The block whose range holds the new position makes its key/value (as the cache stores
+  // them: a bf16 cache rounds) and writes the cache slot; no other block reads that slot.
   const bool has_new = start <= pos && pos < end;
   if (has_new && warp < 2) {
     float v[DPL];
@@ -131,14 +141,10 @@ __device__ __forceinline__ void attention_decode_item(const DecodeArgs& a, int g
 #pragma unroll
     for (int t = 0; t < DPL; ++t) v[t] = src[lane * DPL + t];
     if (warp == 0) norm_rope_head<DPL>(v, a.k_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, hd, lane);
-    uint16_t* dst = (warp == 0 ? a.kc : a.vc) + (int64_t(pos) * a.hkv + g) * hd;
+    CacheT* dst = static_cast<CacheT*>(warp == 0 ? a.kc : a.vc) + (int64_t(pos) * a.hkv + g) * hd;
     float* sm = warp == 0 ? knew : vnew;
 #pragma unroll
-    for (int t = 0; t < DPL; ++t) {
-      const uint16_t b = f32_to_bf16_bits(v[t]);
-      dst[lane * DPL + t] = b;
-      sm[lane * DPL + t] = __uint_as_float(uint32_t(b) << 16);
-    }
+    for (int t = 0; t < DPL; ++t) sm[lane * DPL + t] = cache_store(dst, lane * DPL + t, v[t]);
   }
   __syncthreads();
 
@@ -158,12 +164,13 @@ __device__ __forceinline__ void attention_decode_item(const DecodeArgs& a, int g
     for (int b = 0; b < kBatch; ++b) {
       const int j = j0 + b * kDecWarps;
       const bool cached = j < end && j != pos;
-      const uint16_t* kr = a.kc + (int64_t(cached ? j : 0) * a.hkv + g) * hd + lane * DPL;
-      const uint16_t* vr = a.vc + (int64_t(cached ? j : 0) * a.hkv + g) * hd + lane * DPL;
+      const int64_t row = (int64_t(cached ? j : 0) * a.hkv + g) * hd + lane * DPL;
+      const CacheT* kr = static_cast<const CacheT*>(a.kc) + row;
+      const CacheT* vr = static_cast<const CacheT*>(a.vc) + row;
 #pragma unroll
       for (int t = 0; t < DPL; ++t) {
-        kv[b][t] = cached ? bf16_at(kr, t) : knew[lane * DPL + t];
-        vv[b][t] = cached ? bf16_at(vr, t) : vnew[lane * DPL + t];
+        kv[b][t] = cached ? cache_load(kr, t) : knew[lane * DPL + t];
+        vv[b][t] = cached ? cache_load(vr, t) : vnew[lane * DPL + t];
       }
     }
 #pragma unroll
@@ -304,8 +311,9 @@ __device__ __forceinline__ void router_select(const float* logits, int E, int k,
   if (threadIdx.x < 3 * k) sel_ptrs[threadIdx.x] = table[sm.sel[threadIdx.x / 3] * 3 + threadIdx.x % 3];
 }
 
-// The standalone decode attention kernel over grid (hkv, kCudaAttnSplits) (cuda_attention.cu).
-void launch_attention_decode(const DecodeArgs& a, cudaStream_t stream);
+// The standalone decode attention kernel over grid (hkv, kCudaAttnSplits) (cuda_attention.cu), for a
+// bf16 or an fp32 (f32_cache) KV cache.
+void launch_attention_decode(const DecodeArgs& a, bool f32_cache, cudaStream_t stream);
 
 // inv_freq[i] = 1 / theta^(2i/d) in float32, as the CPU reference computes it (host side).
 inline RopeTable rope_table(float theta, int hd) {

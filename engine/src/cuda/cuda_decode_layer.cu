@@ -375,7 +375,7 @@ __device__ __forceinline__ void down_item(const LayerArgs& a, int item, u64 targ
   if (valid && lane == 0) a.out[h] = acc;
 }
 
-template <int DPL>
+template <typename CacheT>
 __global__ void __launch_bounds__(kLayerThreads, 2) decoder_layer_kernel(LayerArgs a) {
   __shared__ __align__(16) LayerSmem sm;
   __shared__ float red[32];
@@ -409,7 +409,7 @@ __global__ void __launch_bounds__(kLayerThreads, 2) decoder_layer_kernel(LayerAr
       prof_ready(a, 1);
       b.staged = -1;
       const int item = local - a.end0;
-      attention_decode_item<DPL>(a.attn, item / kCudaAttnSplits, item % kCudaAttnSplits, kCudaAttnSplits, sm.attn);
+      attention_decode_item<4, CacheT>(a.attn, item / kCudaAttnSplits, item % kCudaAttnSplits, kCudaAttnSplits, sm.attn);
     } else if (stage == 2) {
       oproj_item(a, local - a.end1, (epoch + 1) * u64(a.end1 - a.end0), b);
     } else if (stage == 3) {
@@ -437,7 +437,9 @@ __global__ void __launch_bounds__(kLayerThreads, 2) decoder_layer_kernel(LayerAr
 
 // Mode 2 (OMNI_CUDA_FUSED_LAYER=2): stage 0 and stage 3 as kernels of their own, one item per block;
 // attention, o_proj and the experts run the standalone decode kernels in between.
-__global__ void __launch_bounds__(kLayerThreads, 4) qkv_norm_kernel(LayerArgs a) {
+// MinBlocks 4 (56 registers: 640 blocks in 1.2 waves) or 5 (<= 48: one wave), OMNI_CUDA_QKVNORM_MINB.
+template <int MinBlocks>
+__global__ void __launch_bounds__(kLayerThreads, MinBlocks) qkv_norm_kernel(LayerArgs a) {
   __shared__ __align__(16) float xs[kStageFloats];
   __shared__ float red[32];
   pdl_launch_dependents();
@@ -455,12 +457,12 @@ __global__ void __launch_bounds__(kLayerThreads) router_norm_kernel(LayerArgs a)
 
 // Blocks of the persistent grid: as many as fit on the device at once (fewer would leave SMs
 // idle; more would only queue).
-template <int DPL>
+template <typename CacheT>
 int layer_grid(int sms) {
   static int blocks_per_sm = -1;
   if (blocks_per_sm < 0) {
     int n = 0;
-    cuda_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decoder_layer_kernel<DPL>, kLayerThreads, 0),
+    cuda_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, decoder_layer_kernel<CacheT>, kLayerThreads, 0),
                "cudaOccupancyMaxActiveBlocksPerMultiprocessor(decoder_layer_kernel)");
     blocks_per_sm = n;
   }
@@ -471,8 +473,10 @@ int ceil8(int64_t n) { return int((n + 7) / 8); }
 
 }  // namespace
 
-int g_fused_layer = 1;
-int g_fused_opt = kOptCache;
+int g_fused_layer = kFusedLayerDefault;
+int g_fused_opt = kFusedOptDefault;
+int g_qkv_norm_min_blocks = 4;
+static_assert(kFusedOptDefault == kOptCache, "the default options: kOptCache (run 12)");
 
 }  // namespace cuda
 
@@ -489,15 +493,17 @@ void CudaBackend::decoder_layer(const DecoderLayerWeights& L, float eps, const T
   // else (prefill rows, dense or shared-expert layers, biases, other head shapes) runs the separate ops.
   const bool fused =
       g_fused_layer && M && M->decode_counters && x.dtype == DType::F32 && x.numel() == H && branch.numel() == H &&
-      normed.numel() == H && L.moe.shared.gate.empty() && c && c->k.dtype == DType::BF16 &&
-      c->v.dtype == DType::BF16 && c->k.ndim == 3 && c->k.dim(1) == hkv && c->k.dim(2) == hd && !args.positions.empty() &&
+      normed.numel() == H && L.moe.shared.gate.empty() && c && (c->k.dtype == DType::BF16 || c->k.dtype == DType::F32) &&
+      c->v.dtype == c->k.dtype && c->k.ndim == 3 && c->k.dim(1) == hkv && c->k.dim(2) == hd && !args.positions.empty() &&
       args.block == 0 && hq > 0 && hkv > 0 && hq % hkv == 0 && hq / hkv <= kDecMaxG && hd == 128 &&
       hq <= kCudaMaxHeads && H == M->hidden && H % 8 == 0 && H <= kStageFloats && w.wq.dim(1) == H &&
       int64_t(hq) * hd <= 4096 && w.wo.dim(1) == int64_t(hq) * hd && M->inter % 8 == 0 &&
       int64_t(L.moe.top_k) * M->inter <= kStageFloats && w.bq.empty() && w.bk.empty() && w.bv.empty() &&
       w.bo.empty();
   if (!fused) return Backend::decoder_layer(L, eps, x, branch, add_branch, args, normed);
-  const int grid = layer_grid<4>(props_.multiProcessorCount);
+  const bool f32_cache = c->k.dtype == DType::F32;
+  const int grid = f32_cache ? layer_grid<float>(props_.multiProcessorCount)
+                             : layer_grid<uint16_t>(props_.multiProcessorCount);
   if (grid <= 0) return Backend::decoder_layer(L, eps, x, branch, add_branch, args, normed);
 
   const int nq = hq * hd, nkv = hkv * hd, E = M->experts, I = M->inter, k = L.moe.top_k;
@@ -532,8 +538,8 @@ void CudaBackend::decoder_layer(const DecoderLayerWeights& L, float eps, const T
   d.k_norm = w.k_norm.empty() ? nullptr : w.k_norm.as<uint16_t>();
   d.eps = w.norm_eps;
   d.scale = 1.f / std::sqrt(float(hd));
-  d.kc = c->k.as<uint16_t>();
-  d.vc = c->v.as<uint16_t>();
+  d.kc = c->k.data;
+  d.vc = c->v.data;
   d.capacity = int(c->capacity());
   d.pos = args.positions.as<int32_t>();
   d.hq = hq;
@@ -575,9 +581,10 @@ void CudaBackend::decoder_layer(const DecoderLayerWeights& L, float eps, const T
     a.opt = 0;
     a.prof = nullptr;
     a.standalone = true;
-    launch(qkv_norm_kernel, dim3(unsigned(ceil8(nq + 2 * nkv))), dim3(kLayerThreads), stream_, a);
+    launch(g_qkv_norm_min_blocks == 5 ? qkv_norm_kernel<5> : qkv_norm_kernel<4>, dim3(unsigned(ceil8(nq + 2 * nkv))),
+           dim3(kLayerThreads), stream_, a);
     OMNI_LAUNCHED("qkv_norm_kernel");
-    launch_attention_decode(a.attn, stream_);
+    launch_attention_decode(a.attn, f32_cache, stream_);
     GemvArgs g;
     g.seg[0] = {a.wo, nullptr, o_out, int(H)};
     g.K = nq;
@@ -590,7 +597,8 @@ void CudaBackend::decoder_layer(const DecoderLayerWeights& L, float eps, const T
     return;
   }
   if (a.prof) OMNI_CUDA(cudaMemsetAsync(a.prof, 0, sizeof(u64) * 24, stream_));
-  launch(decoder_layer_kernel<4>, dim3(unsigned(grid)), dim3(kLayerThreads), stream_, a);
+  if (f32_cache) launch(decoder_layer_kernel<float>, dim3(unsigned(grid)), dim3(kLayerThreads), stream_, a);
+  else launch(decoder_layer_kernel<uint16_t>, dim3(unsigned(grid)), dim3(kLayerThreads), stream_, a);
   OMNI_LAUNCHED("decoder_layer_kernel");
   if (a.prof) record_layer_profile();
 }

@@ -25,6 +25,10 @@ extern int g_down_min_blocks;
 // runs 1-10, 1 one persistent kernel, 2 six kernels (the residual add + RMSNorm folded into the q/k/v
 // GEMV and into the router).
 extern int g_fused_layer;
+constexpr int kFusedLayerDefault = 2;
+extern int g_fused_opt;          // OMNI_CUDA_FUSED_OPT: bits of the persistent kernel's options (A/B)
+constexpr int kFusedOptDefault = 1;
+extern int g_qkv_norm_min_blocks;  // OMNI_CUDA_QKVNORM_MINB: 4 (default) or 5 blocks per SM (mode 2's q/k/v kernel)
 extern int g_fused_opt;          // OMNI_CUDA_FUSED_OPT: bits of the fused layer kernel's options (A/B)    // OMNI_CUDA_DOWN_MINB: 1 (default, 44 registers: 5 blocks/SM), 6 or 8
 
 // Launches `kernel` on `stream`, with the programmatic-serialization attribute when enabled.
@@ -72,11 +76,14 @@ void launch_gemv_scalar(const GemvArgs& a, cudaStream_t stream);
 // For each expert e (grid x) and each of its bucket entries (list[offsets[e] ..][counts[e]]):
 // Y[entry][n] = sum_k X[entry / x_div][k] W[n][k], W = table[e * 3 + which], Y fp32; dual: W =
 // gate and up (slots 0, 1) and Y (bf16) = silu(gate) * up. X bf16, fp32 accumulation.
+// x_lo != 0: X is split into bf16 hi + lo parts, the lo parts x_lo elements after the hi ones (see
+// launch_to_bf16), and a dual Y is written the same way with its lo parts y_lo elements after.
 bool grouped_gemm_tc_fits(int N, int K);
 void launch_grouped_gemm_tc(bool dual, const void* const* table, int which, const int* counts, const int* offsets,
                             const int* list, const uint16_t* X, int x_div, int experts, int max_entries, int N, int K,
-                            void* Y, cudaStream_t stream);
-void launch_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stream);
+                            void* Y, cudaStream_t stream, int64_t x_lo = 0, int64_t y_lo = 0);
+// out = bf16(in); with lo: also lo = bf16(in - out), so that out + lo carries in to ~2^-16.
+void launch_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stream, uint16_t* lo = nullptr);
 
 // Decode experts (cuda_moe.cu): act_j = silu(gate_j x) * up_j x for the k selected experts (their
 // gate/up/down addresses in ptrs [k][3], ids in sel, weights in selw), then

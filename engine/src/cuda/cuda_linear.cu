@@ -171,11 +171,6 @@ void launch_u(const GemvArgs& a, int blocks, cudaStream_t st) {
   else launch(gemv_kernel<U, 8>, grid, dim3(threads), st, a);
 }
 
-__global__ void to_bf16_kernel(const float* in, uint16_t* out, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = f32_to_bf16_bits(in[i]);
-}
-
 __global__ void bias_act_kernel(float* y, const uint16_t* bias, int64_t rows, int n, int act) {
   const int64_t total = rows * n;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
@@ -222,15 +217,20 @@ using namespace cuda;
 
 void CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor& out) {
   const int64_t N = w.dim(0), K = w.row_numel(), S = x.numel() / K;
-  uint16_t* xb = static_cast<uint16_t*>(scratch(size_t(S * K) * 2, "linear"));
-  to_bf16_kernel<<<int(std::min<int64_t>((S * K + 255) / 256, 65535)), 256, 0, stream_>>>(x.as<float>(), xb, S * K);
-  OMNI_LAUNCHED("to_bf16_kernel");
-  const float alpha = 1.f, beta = 0.f;
-  // Row-major out[S,N] = x[S,K] w[N,K]^T is column-major out^T[N,S] = w^T' ... i.e. op(A)=W^T
-  // over the column-major view of W (K x N), B = column-major view of x (K x S).
-  OMNI_CUBLAS(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(S), int(K), &alpha, w.data, CUDA_R_16BF,
-                           int(K), xb, CUDA_R_16BF, int(K), &beta, out.data, CUDA_R_32F, int(N), CUBLAS_COMPUTE_32F,
-                           CUBLAS_GEMM_DEFAULT));
+  // f32 activations: x = hi + lo, both bf16, and out = W hi + W lo (the second product accumulates
+  // into the first): fp32-accurate inputs (~2^-16 relative) for twice the tensor-core work.
+  const int parts = f32_activations_ ? 2 : 1;
+  uint16_t* xb = static_cast<uint16_t*>(scratch(size_t(parts * S * K) * 2, "linear"));
+  launch_to_bf16(x.as<float>(), xb, S * K, stream_, parts == 2 ? xb + S * K : nullptr);
+  const float alpha = 1.f;
+  for (int p = 0; p < parts; ++p) {
+    const float beta = p == 0 ? 0.f : 1.f;
+    // Row-major out[S,N] = x[S,K] w[N,K]^T is column-major out^T[N,S] = w^T' ... i.e. op(A)=W^T
+    // over the column-major view of W (K x N), B = column-major view of x (K x S).
+    OMNI_CUBLAS(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(S), int(K), &alpha, w.data, CUDA_R_16BF,
+                             int(K), xb + p * S * K, CUDA_R_16BF, int(K), &beta, out.data, CUDA_R_32F, int(N),
+                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
 }
 
 void CudaBackend::linear_rows(const float* x, int64_t rows, const Tensor& w, const Tensor& bias, float* out,

@@ -451,11 +451,15 @@ void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const
   const bool tensor_cores = props_.major >= 8 && S > kGemvMaxRows && int64_t(I) * H > (int64_t(1) << 18) &&
                             grouped_gemm_tc_fits(I, H) && grouped_gemm_tc_fits(H, I) && !tc_disabled_;
   if (tensor_cores) {
-    uint16_t* xb = static_cast<uint16_t*>(scratch(sizeof(uint16_t) * size_t(S) * H, "moe"));
-    uint16_t* act_b = static_cast<uint16_t*>(scratch(sizeof(uint16_t) * size_t(S) * k * I, "moe"));
-    launch_to_bf16(x.as<float>(), xb, S * H, stream_);
-    launch_grouped_gemm_tc(true, L.table, 0, counts, offsets, list, xb, k, E, int(S), I, H, act_b, stream_);
-    launch_grouped_gemm_tc(false, L.table, 2, counts, offsets, list, act_b, 1, E, int(S), H, I, y, stream_);
+    // f32 activations: both GEMM inputs go as bf16 hi + lo parts (the lo half of each buffer).
+    const int parts = f32_activations_ ? 2 : 1;
+    uint16_t* xb = static_cast<uint16_t*>(scratch(sizeof(uint16_t) * size_t(parts * S) * H, "moe"));
+    uint16_t* act_b = static_cast<uint16_t*>(scratch(sizeof(uint16_t) * size_t(parts * S) * k * I, "moe"));
+    const int64_t x_lo = parts == 2 ? S * H : 0, act_lo = parts == 2 ? S * k * I : 0;
+    launch_to_bf16(x.as<float>(), xb, S * H, stream_, parts == 2 ? xb + x_lo : nullptr);
+    launch_grouped_gemm_tc(true, L.table, 0, counts, offsets, list, xb, k, E, int(S), I, H, act_b, stream_, x_lo,
+                           act_lo);
+    launch_grouped_gemm_tc(false, L.table, 2, counts, offsets, list, act_b, 1, E, int(S), H, I, y, stream_, act_lo);
     combine_kernel<<<grid_for(S * H), 256, 0, stream_>>>(y, wts, int(S), k, H, out.as<float>());
     OMNI_LAUNCHED("combine_kernel");
     return;

@@ -7,6 +7,9 @@
 // kernel's 64 accumulators leave room for only two blocks per SM, and each keeps two slices,
 // 50 KB, in flight). Both operands are bf16 in memory: the host casts x once, and the gate/up
 // kernel writes silu(gate) * up in bf16 for the down kernel (as the cuBLAS paths round inputs).
+// SPLIT (f32 activations): each activation is stored as bf16 hi + bf16 lo (x - hi) and both are
+// multiplied with the same weight fragment, so the inputs are fp32-accurate (~2^-16) for twice
+// the MMAs; the weights are still read once.
 #include <cuda_bf16.h>
 #include <algorithm>
 #include <mma.h>
@@ -23,13 +26,13 @@ constexpr int kLd = kBK + 8;     // bf16 elements per shared row (80 B: 32-B ali
 constexpr int kOutLd = kBN + 4;  // fp32 elements per staged output row
 constexpr int kThreads = 256;    // 8 warps: 2 (M) x 4 (N), each 32 x 32
 
-template <bool DUAL>
+template <bool DUAL, bool SPLIT>
 __host__ __device__ constexpr int stage_elems() {
-  return (kBM + (DUAL ? 2 : 1) * kBN) * kLd;
+  return ((SPLIT ? 2 : 1) * kBM + (DUAL ? 2 : 1) * kBN) * kLd;
 }
-template <bool DUAL>
+template <bool DUAL, bool SPLIT>
 __host__ __device__ constexpr int smem_bytes() {
-  const int pipe = kStages * stage_elems<DUAL>() * 2, out = kBM * kOutLd * 4;
+  const int pipe = kStages * stage_elems<DUAL, SPLIT>() * 2, out = kBM * kOutLd * 4;
   return pipe > out ? pipe : out;
 }
 
@@ -51,19 +54,24 @@ __device__ __forceinline__ void cp_async_wait() {
 #endif
 }
 
-__global__ void to_bf16_rows_kernel(const float* in, uint16_t* out, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = f32_to_bf16_bits(in[i]);
+// out = bf16(in); with lo: lo = bf16(in - out), the part of in that out lost.
+__global__ void to_bf16_kernel(const float* in, uint16_t* out, uint16_t* lo, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const uint16_t hi = f32_to_bf16_bits(in[i]);
+    out[i] = hi;
+    if (lo) lo[i] = f32_to_bf16_bits(in[i] - __uint_as_float(uint32_t(hi) << 16));
+  }
 }
 
 // Y[entry][n] = sum_k X[entry / x_div][k] W_e[n][k] for the entries of expert blockIdx.x;
 // DUAL: W = gate (table slot 0) and up (slot 1), Y (bf16) = silu(gate) * up; else Y is fp32.
-// X bf16; needs K % 32 == 0.
-template <bool DUAL>
-__global__ void __launch_bounds__(kThreads) grouped_gemm_tc_kernel(const void* const* table, int which,
+// X bf16; needs K % 32 == 0. SPLIT: X's lo parts start x_lo elements after X, and a DUAL Y's
+// lo parts y_lo elements after Y.
+template <bool DUAL, bool SPLIT>
+__global__ void __launch_bounds__(kThreads, 2) grouped_gemm_tc_kernel(const void* const* table, int which,
                                                                   const int* counts, const int* offsets,
                                                                   const int* list, const uint16_t* X, int x_div,
-                                                                  int N, int K, void* Y) {
+                                                                  int N, int K, void* Y, int64_t x_lo, int64_t y_lo) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
   using namespace nvcuda;
   const int e = blockIdx.x, m0 = blockIdx.y * kBM, n0 = blockIdx.z * kBN;
@@ -93,10 +101,12 @@ __global__ void __launch_bounds__(kThreads) grouped_gemm_tc_kernel(const void* c
       wrow[m][i] = W + int64_t(wok[i] ? n : 0) * K + lc;
     }
   }
-  auto stage_x = [&](int s) { return smem + s * stage_elems<DUAL>(); };
-  auto stage_w = [&](int s, int m) { return smem + s * stage_elems<DUAL>() + (kBM + m * kBN) * kLd; };
+  constexpr int kXRows = (SPLIT ? 2 : 1) * kBM;  // hi rows, then (SPLIT) lo rows
+  auto stage_x = [&](int s) { return smem + s * stage_elems<DUAL, SPLIT>(); };
+  auto stage_w = [&](int s, int m) { return smem + s * stage_elems<DUAL, SPLIT>() + (kXRows + m * kBN) * kLd; };
   auto load = [&](int s, int k0) {
     cp_async16(stage_x(s) + lr * kLd + lc, xrow + k0, ent >= 0);
+    if (SPLIT) cp_async16(stage_x(s) + (kBM + lr) * kLd + lc, xrow + x_lo + k0, ent >= 0);
 #pragma unroll
     for (int m = 0; m < (DUAL ? 2 : 1); ++m)
 #pragma unroll
@@ -126,20 +136,27 @@ __global__ void __launch_bounds__(kThreads) grouped_gemm_tc_kernel(const void* c
     const __nv_bfloat16* xs = reinterpret_cast<const __nv_bfloat16*>(stage_x(s));
 #pragma unroll
     for (int kk = 0; kk < kBK; kk += 16) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a[2];
+      constexpr int kParts = SPLIT ? 2 : 1;
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a[kParts][2];
 #pragma unroll
-      for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(a[i], xs + (wm * 32 + i * 16) * kLd + kk, kLd);
+      for (int p = 0; p < kParts; ++p)
+#pragma unroll
+        for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(a[p][i], xs + (p * kBM + wm * 32 + i * 16) * kLd + kk, kLd);
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
         wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
         const int col = (wn * 32 + j * 16) * kLd + kk;
         wmma::load_matrix_sync(b, reinterpret_cast<const __nv_bfloat16*>(stage_w(s, 0)) + col, kLd);
 #pragma unroll
-        for (int i = 0; i < 2; ++i) wmma::mma_sync(g[i][j], a[i], b, g[i][j]);
+        for (int p = 0; p < kParts; ++p)
+#pragma unroll
+          for (int i = 0; i < 2; ++i) wmma::mma_sync(g[i][j], a[p][i], b, g[i][j]);
         if (DUAL) {
           wmma::load_matrix_sync(b, reinterpret_cast<const __nv_bfloat16*>(stage_w(s, 1)) + col, kLd);
 #pragma unroll
-          for (int i = 0; i < 2; ++i) wmma::mma_sync(u[i][j], a[i], b, u[i][j]);
+          for (int p = 0; p < kParts; ++p)
+#pragma unroll
+            for (int i = 0; i < 2; ++i) wmma::mma_sync(u[i][j], a[p][i], b, u[i][j]);
         }
       }
     }
@@ -162,26 +179,33 @@ __global__ void __launch_bounds__(kThreads) grouped_gemm_tc_kernel(const void* c
   for (int idx = tid; idx < kBM * kBN; idx += kThreads) {
     const int r = idx / kBN, c = idx % kBN, dst = rows[r];
     if (dst < 0 || n0 + c >= N) continue;
-    if (DUAL) static_cast<uint16_t*>(Y)[int64_t(dst) * N + n0 + c] = f32_to_bf16_bits(out[r][c]);
-    else static_cast<float*>(Y)[int64_t(dst) * N + n0 + c] = out[r][c];
+    const int64_t at = int64_t(dst) * N + n0 + c;
+    if (DUAL) {
+      uint16_t* y = static_cast<uint16_t*>(Y);
+      y[at] = f32_to_bf16_bits(out[r][c]);
+      if (SPLIT) y[y_lo + at] = f32_to_bf16_bits(out[r][c] - __uint_as_float(uint32_t(y[at]) << 16));
+    } else {
+      static_cast<float*>(Y)[at] = out[r][c];
+    }
   }
 #else
   __trap();  // the host selects this kernel only on compute capability 8.0 and later
 #endif
 }
 
-template <bool DUAL>
+template <bool DUAL, bool SPLIT>
 void launch_one(dim3 grid, cudaStream_t stream, const void* const* table, int which, const int* counts,
-                const int* offsets, const int* list, const uint16_t* X, int x_div, int N, int K, void* Y) {
+                const int* offsets, const int* list, const uint16_t* X, int x_div, int N, int K, void* Y,
+                int64_t x_lo, int64_t y_lo) {
   static const bool configured = [] {
-    cuda_check(cudaFuncSetAttribute(grouped_gemm_tc_kernel<DUAL>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    smem_bytes<DUAL>()),
+    cuda_check(cudaFuncSetAttribute(grouped_gemm_tc_kernel<DUAL, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    smem_bytes<DUAL, SPLIT>()),
                "cudaFuncSetAttribute(grouped_gemm_tc_kernel)");
     return true;
   }();
   (void)configured;
-  grouped_gemm_tc_kernel<DUAL><<<grid, kThreads, smem_bytes<DUAL>(), stream>>>(table, which, counts, offsets, list,
-                                                                              X, x_div, N, K, Y);
+  grouped_gemm_tc_kernel<DUAL, SPLIT><<<grid, kThreads, smem_bytes<DUAL, SPLIT>(), stream>>>(
+      table, which, counts, offsets, list, X, x_div, N, K, Y, x_lo, y_lo);
   cuda_check(cudaGetLastError(), DUAL ? "launch of grouped_gemm_tc_kernel<gate_up>" : "launch of grouped_gemm_tc_kernel<down>");
 }
 
@@ -189,17 +213,20 @@ void launch_one(dim3 grid, cudaStream_t stream, const void* const* table, int wh
 
 bool grouped_gemm_tc_fits(int N, int K) { return K % kBK == 0 && N > 0 && K > 0; }
 
-void launch_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stream) {
-  to_bf16_rows_kernel<<<unsigned(std::min<int64_t>((n + 255) / 256, 65535)), 256, 0, stream>>>(in, out, n);
-  cuda_check(cudaGetLastError(), "launch of to_bf16_rows_kernel");
+void launch_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stream, uint16_t* lo) {
+  to_bf16_kernel<<<unsigned(std::min<int64_t>((n + 255) / 256, 65535)), 256, 0, stream>>>(in, out, lo, n);
+  cuda_check(cudaGetLastError(), "launch of to_bf16_kernel");
 }
 
 void launch_grouped_gemm_tc(bool dual, const void* const* table, int which, const int* counts, const int* offsets,
                             const int* list, const uint16_t* X, int x_div, int experts, int max_entries, int N, int K,
-                            void* Y, cudaStream_t stream) {
+                            void* Y, cudaStream_t stream, int64_t x_lo, int64_t y_lo) {
   const dim3 grid(unsigned(experts), unsigned((max_entries + kBM - 1) / kBM), unsigned((N + kBN - 1) / kBN));
-  if (dual) launch_one<true>(grid, stream, table, which, counts, offsets, list, X, x_div, N, K, Y);
-  else launch_one<false>(grid, stream, table, which, counts, offsets, list, X, x_div, N, K, Y);
+  const bool split = x_lo != 0;
+  if (dual && split) launch_one<true, true>(grid, stream, table, which, counts, offsets, list, X, x_div, N, K, Y, x_lo, y_lo);
+  else if (dual) launch_one<true, false>(grid, stream, table, which, counts, offsets, list, X, x_div, N, K, Y, 0, 0);
+  else if (split) launch_one<false, true>(grid, stream, table, which, counts, offsets, list, X, x_div, N, K, Y, x_lo, 0);
+  else launch_one<false, false>(grid, stream, table, which, counts, offsets, list, X, x_div, N, K, Y, 0, 0);
 }
 
 }  // namespace cuda
