@@ -325,27 +325,8 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
   g.x = x.as<float>();
   launch_gemv(g, stream_);
 
-  DecodeArgs a;
-  a.rope = rope_table(w.rope_theta, hd);
-  a.q = q;
-  a.k = k;
-  a.v = v;
-  a.q_norm = opt_bf16(w.q_norm);
-  a.k_norm = opt_bf16(w.k_norm);
-  a.eps = w.norm_eps;
-  a.scale = 1.f / std::sqrt(float(hd));
-  a.kc = args.cache->k.data;
-  a.vc = args.cache->v.data;
-  a.capacity = int(args.cache->capacity());
-  a.pos = args.positions.as<int32_t>();
-  a.hq = hq;
-  a.hkv = hkv;
-  a.hd = hd;
-  a.window = args.sliding_window;
-  a.partials = attn_partials_;
-  a.counters = counters_;
-  a.out = o;
-  a.flags = flags_;
+  const DecodeArgs a = decode_args(w, *args.cache, args.positions, args.sliding_window, q, k, v, attn_partials_,
+                                   counters_, o, flags_);
   launch_attention_decode(a, args.cache->k.dtype == DType::F32, stream_);
   linear_rows(o, 1, w.wo, w.bo, out.as<float>(), Activation::None);
 }

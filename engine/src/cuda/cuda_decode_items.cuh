@@ -4,6 +4,7 @@
 #pragma once
 #include <cmath>
 
+#include "../backend.h"
 #include "cuda_common.cuh"
 
 namespace omni {
@@ -321,6 +322,36 @@ inline RopeTable rope_table(float theta, int hd) {
   r.on = theta > 0.f;
   for (int i = 0; r.on && i < hd / 2 && i < 64; ++i) r.inv_freq[i] = 1.0f / std::pow(theta, float(2 * i) / float(hd));
   return r;
+}
+
+// The arguments of decode attention for weights w over `cache` (bf16 or fp32) at the one position
+// in `positions`; q, k, v are the raw projections, out receives the heads' outputs; partials and
+// counters are the split-merge scratch (counters zero, reset by each merge).
+inline DecodeArgs decode_args(const AttentionWeights& w, const KVCache& cache, const Tensor& positions, int window,
+                              const float* q, const float* k, const float* v, float* partials, unsigned* counters,
+                              float* out, int* flags) {
+  DecodeArgs a;
+  a.rope = rope_table(w.rope_theta, w.head_dim);
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.q_norm = w.q_norm.empty() ? nullptr : w.q_norm.as<uint16_t>();
+  a.k_norm = w.k_norm.empty() ? nullptr : w.k_norm.as<uint16_t>();
+  a.eps = w.norm_eps;
+  a.scale = 1.f / std::sqrt(float(w.head_dim));
+  a.kc = cache.k.data;
+  a.vc = cache.v.data;
+  a.capacity = int(cache.capacity());
+  a.pos = positions.as<int32_t>();
+  a.hq = w.num_heads;
+  a.hkv = w.num_kv_heads;
+  a.hd = w.head_dim;
+  a.window = window;
+  a.partials = partials;
+  a.counters = counters;
+  a.out = out;
+  a.flags = flags;
+  return a;
 }
 
 }  // namespace cuda

@@ -1,14 +1,21 @@
-// decoder_layer() for one decode row of a MoE layer (the thinker's): the whole layer is ONE
-// persistent kernel instead of eight dependent launches (add+norm, q/k/v GEMV, attention, o_proj,
-// add+norm, router + top-k, expert gate/up, expert down). What each launch boundary cost was the
-// drain of one kernel and the ramp of the next (~4-5 us each, docs/performance.md); here a
-// stage's blocks start on the next stage's weights while the stage's last items finish.
+// decoder_layer() for one decode row of a MoE layer (the thinker's), instead of the eight dependent
+// launches of the separate ops (add+norm, q/k/v GEMV, attention, o_proj, add+norm, router + top-k,
+// expert gate/up, expert down), whose boundaries each cost the drain of one kernel and the ramp of
+// the next (~4-5 us, docs/performance.md). Two ways (OMNI_CUDA_FUSED_LAYER):
 //
-// Work items are handed out by an atomic ticket in stage order; an item waits only on the
-// done-counter of the stage before it, whose items all hold smaller tickets and so were already
-// taken by running blocks: no deadlock, whatever the grid size and however blocks are scheduled.
-// An item of a stage with static weights (q/k/v, o_proj, router; expert down once the top-k is
-// known) loads its weights into registers before it waits. Stages, per ticket order:
+// 2 (default): six kernels. The residual add + RMSNorm is recomputed by every block of the q/k/v
+//   GEMV (stage 0 below, one item per block) and of the router (stage 3); attention, o_proj and the
+//   experts are the standalone decode kernels. Measured +3-4% over the eight kernels (runs 13-14).
+//
+// 1: the whole layer as ONE persistent kernel. Work items are handed out by an atomic ticket in stage
+//   order; an item waits only on the done-counter of the stage before it, whose items all hold
+//   smaller tickets and so were already taken by running blocks: no deadlock, whatever the grid size
+//   and however blocks are scheduled. An item of a stage with static weights (q/k/v, o_proj, router;
+//   expert down once the top-k is known) loads its weights into registers before it waits. Measured
+//   7-8% slower than the eight kernels (runs 11-14: each block waits out one load round trip per
+//   item, and attention's serial chain is exposed); kept, tested, for the next round.
+//
+// Stages, in ticket order:
 //   0  xb = x + branch; q|k|v = W_qkv (in_norm * xb) / rms(xb)  (8 rows per item; the norm is
 //      recomputed per item from L2 into shared memory, no separate norm kernel)
 //   1  attention: (kv head, split) items of the decode attention (cuda_decode_items.cuh)
@@ -529,27 +536,8 @@ void CudaBackend::decoder_layer(const DecoderLayerWeights& L, float eps, const T
   a.qkv = qkv;
   a.H = int(H);
   a.eps = eps;
-  DecodeArgs& d = a.attn;
-  d.rope = rope_table(w.rope_theta, hd);
-  d.q = qkv;
-  d.k = qkv + nq;
-  d.v = qkv + nq + nkv;
-  d.q_norm = w.q_norm.empty() ? nullptr : w.q_norm.as<uint16_t>();
-  d.k_norm = w.k_norm.empty() ? nullptr : w.k_norm.as<uint16_t>();
-  d.eps = w.norm_eps;
-  d.scale = 1.f / std::sqrt(float(hd));
-  d.kc = c->k.data;
-  d.vc = c->v.data;
-  d.capacity = int(c->capacity());
-  d.pos = args.positions.as<int32_t>();
-  d.hq = hq;
-  d.hkv = hkv;
-  d.hd = hd;
-  d.window = args.sliding_window;
-  d.partials = attn_partials_;
-  d.counters = ctr->attn_merge;
-  d.out = o;
-  d.flags = flags_;
+  a.attn = decode_args(w, *c, args.positions, args.sliding_window, qkv, qkv + nq, qkv + nq + nkv, attn_partials_,
+                       ctr->attn_merge, o, flags_);
   a.wo = w.wo.as<uint16_t>();
   a.Ko = nq;
   a.o_out = o_out;
