@@ -16,15 +16,8 @@ B="$G/omni-bench --config $CONFIG --no-speech --prefill 0"
 L=$(mktemp -d)  # logs, packed into $OUT/logs.tgz at the end (the device returns <= 8 files)
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$L/gpu.txt"
 
-# The fixture models as cmake/fixture_models.cmake assembles them (as run.sh --prebuilt does).
-MODELS=$(mktemp -d)
-for m in "$ROOT"/tests/fixtures/models/*/; do
-  name=$(basename "$m")
-  mkdir -p "$MODELS/$name"
-  ln -s "$m"/* "$MODELS/$name/"
-  xz -dc "$ROOT/tests/fixtures/tokenizer/tokenizer.json.xz" > "$MODELS/$name/tokenizer.json"
-done
-export OMNI_GPU_FIXTURES=$ROOT/tests/fixtures OMNI_GPU_MODELS=$MODELS
+# shellcheck source=prebuilt_fixtures.sh
+. "$ROOT/tests/gpu/prebuilt_fixtures.sh"
 
 echo "== all GPU tests (default: OMNI_CUDA_FUSED_LAYER=2; the fused-layer test also runs mode 1)"
 timeout 200 "$G/omni_gpu_tests" > "$L/tests-all.log" 2>&1
