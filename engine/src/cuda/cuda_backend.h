@@ -27,6 +27,7 @@ void cublas_check(cublasStatus_t st, const char* what);
 struct CudaMoeLayout {
   const void** table = nullptr;  // device [E][3]: gate, up, down
   int experts = 0, inter = 0, hidden = 0;
+  void* decode_counters = nullptr;  // device, kCudaLayerCounterBytes: the fused decode layer's tickets (zeroed)
 };
 
 class CudaBackend : public Backend {
@@ -59,6 +60,10 @@ class CudaBackend : public Backend {
   void attention(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args, const Tensor& out) override;
   void mlp(const MlpWeights& w, const Tensor& x, const Tensor& out) override;
   void moe(const MoeWeights& w, const Tensor& x, const Tensor& out) override;
+  // One decode row of a MoE layer as one persistent kernel (cuda_decode_layer.cu); the default ops
+  // otherwise, or with OMNI_CUDA_FUSED_LAYER=0.
+  void decoder_layer(const DecoderLayerWeights& L, float eps, const Tensor& x, const Tensor& branch, bool add_branch,
+                     const AttentionArgs& args, const Tensor& normed) override;
   int32_t sample(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history,
                  float uniform) override;
 
@@ -102,6 +107,10 @@ class CudaBackend : public Backend {
   void moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out);
   void moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out);
   void shared_expert(const MoeWeights& w, const Tensor& x, const Tensor& out);
+  // OMNI_CUDA_LAYER_PROFILE=1: stage times of every eager decoder_layer launch, averaged and
+  // printed to stderr when the backend is destroyed.
+  void record_layer_profile();
+  void report_layer_profile() const;
 
   int device_ = 0;
   cudaDeviceProp props_{};
@@ -137,6 +146,10 @@ class CudaBackend : public Backend {
   void* sort_temp_ = nullptr;
   size_t sort_temp_bytes_ = 0;
 
+  void* layer_prof_ = nullptr;  // device [6][4] u64 when OMNI_CUDA_LAYER_PROFILE=1
+  std::vector<double> layer_prof_sum_;
+  int layer_prof_launches_ = 0;
+
   std::vector<cudaGraphExec_t> graphs_;
   cudaGraph_t pending_graph_ = nullptr;
 };
@@ -150,5 +163,6 @@ constexpr int kCudaAttnSplits = 64;            // decode attention: key-range sp
 constexpr int kCudaMaxHeads = 64;              // decode attention: q heads
 constexpr int kCudaMaxHeadDim = 256;
 constexpr int kCudaMaxTopK = 16;
+constexpr size_t kCudaLayerCounterBytes = 2048;  // per MoE layer: the fused decode kernel's counters
 
 }  // namespace omni
