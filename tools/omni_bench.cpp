@@ -261,6 +261,15 @@ std::vector<std::pair<std::string, double>> op_breakdown(Backend& be, Lm& lm, in
            be.add_rms_norm(x, branch, L.input_norm, eps, normed);
          }
        }},
+      {"decoder_layer (whole layers)",
+       [&] {
+         for (size_t l = 0; l < W.layers.size(); ++l) {
+           AttentionArgs a;
+           a.positions = lm.pos;
+           a.cache = &lm.caches[l];
+           be.decoder_layer(W.layers[l], eps, x, branch, l > 0, a, normed);
+         }
+       }},
       {"lm_head", [&] { be.linear(x, lm.head, Tensor(), lm.logits, Activation::None); }},
   };
   std::vector<std::pair<std::string, double>> out;

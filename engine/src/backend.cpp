@@ -25,6 +25,16 @@ Tensor Backend::synthetic_weight_as(std::initializer_list<int64_t> shape, uint64
   return weight_as(t, format, "synthetic " + t.shape_str());  // quantized copies; `host` may go
 }
 
+void Backend::decoder_layer(const DecoderLayerWeights& L, float eps, const Tensor& x, const Tensor& branch,
+                            bool add_branch, const AttentionArgs& args, const Tensor& normed) {
+  if (add_branch) add_rms_norm(x, branch, L.input_norm, eps, normed);
+  else rms_norm(x, L.input_norm, eps, normed);
+  attention(L.attn, normed, args, branch);
+  add_rms_norm(x, branch, L.post_norm, eps, normed);
+  if (L.is_moe) moe(L.moe, normed, branch);
+  else mlp(L.mlp, normed, branch);
+}
+
 void Backend::begin_capture() { throw Error("backend " + name() + " cannot capture graphs"); }
 int Backend::end_capture() { throw Error("backend " + name() + " cannot capture graphs"); }
 void Backend::replay(int) { throw Error("backend " + name() + " cannot replay graphs"); }

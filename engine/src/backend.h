@@ -60,6 +60,15 @@ struct MoeWeights {
   std::shared_ptr<void> prepared;   // backend-owned layout (pointer tables, fused copies)
 };
 
+// One pre-norm decoder layer (Qwen3): attention, then a MoE or dense SwiGLU feed-forward.
+struct DecoderLayerWeights {
+  Tensor input_norm, post_norm;
+  AttentionWeights attn;
+  bool is_moe = false;
+  MoeWeights moe;  // when is_moe
+  MlpWeights mlp;  // otherwise
+};
+
 struct SamplingParams {
   bool greedy = true;
   float temperature = 1.0f;
@@ -127,6 +136,15 @@ class Backend {
     add(x, branch, x);
     rms_norm(x, w, eps, out);
   }
+  // One whole pre-norm decoder layer with the previous layer's residual add folded in:
+  //   if (add_branch) x += branch;  x += attention(rms_norm(x, input_norm));
+  //   branch = ffn(rms_norm(x, post_norm))
+  // so x leaves as the residual after attention and branch as the feed-forward output (the caller
+  // adds it: the next layer's add_branch, or add_rms_norm with the final norm). `normed` is
+  // scratch of x's shape. The default is the ops above; CUDA runs a decode row (rows = 1, MoE
+  // layer) as one persistent kernel.
+  virtual void decoder_layer(const DecoderLayerWeights& L, float eps, const Tensor& x, const Tensor& branch,
+                             bool add_branch, const AttentionArgs& args, const Tensor& normed);
   // Storage dtype of KV caches. CUDA keeps them in bf16 (as transformers does), halving the
   // cache bytes read per decoded token; attention() reads whatever dtype the cache has.
   virtual DType kv_cache_dtype() const { return activation_dtype(); }

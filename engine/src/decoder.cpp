@@ -95,24 +95,20 @@ void DecoderStack::forward(const Tensor& x, const Tensor& positions, std::vector
   const float eps = float(cfg_.rms_norm_eps);
   const size_t n_layers = w_.layers.size();
   if (!capture.empty() && capture_layer == 0) be_.copy(x, capture);
-  // The residual add that ends each half-layer is fused with the norm that follows it
-  // (add_rms_norm): x += branch; normed = norm(x). x itself stays the pre-norm residual stream.
-  be_.rms_norm(x, w_.layers.empty() ? w_.final_norm : w_.layers[0].input_norm, eps,
-               w_.layers.empty() ? x : normed);
+  // Each layer starts with the residual add of the previous layer's feed-forward (folded into
+  // decoder_layer) and leaves its own feed-forward output in `branch`; x stays the pre-norm
+  // residual stream.
   for (size_t l = 0; l < n_layers; ++l) {
-    const DecoderLayerWeights& L = w_.layers[l];
     AttentionArgs args;
     args.positions = positions;
     args.cache = &caches[l];
-    be_.attention(L.attn, normed, args, branch);
-    be_.add_rms_norm(x, branch, L.post_norm, eps, normed);
-    if (L.is_moe) be_.moe(L.moe, normed, branch);
-    else be_.mlp(L.mlp, normed, branch);
-    const bool last = l + 1 == n_layers;
-    // The last layer's add is followed by the final norm, written in place (spec 3.3).
-    be_.add_rms_norm(x, branch, last ? w_.final_norm : w_.layers[l + 1].input_norm, eps, last ? x : normed);
-    if (!capture.empty() && capture_layer == int(l) + 1 && !last) be_.copy(x, capture);
+    be_.decoder_layer(w_.layers[l], eps, x, branch, /*add_branch=*/l > 0, args, normed);
+    // hidden_states[l + 1] is the residual after layer l: x + branch.
+    if (!capture.empty() && capture_layer == int(l) + 1 && l + 1 < n_layers) be_.add(x, branch, capture);
   }
+  // The last layer's add is followed by the final norm, written in place (spec 3.3).
+  if (n_layers > 0) be_.add_rms_norm(x, branch, w_.final_norm, eps, x);
+  else be_.rms_norm(x, w_.final_norm, eps, x);
   // hidden_states[num_layers] is the final-norm output (spec 3.3).
   if (!capture.empty() && capture_layer == int(n_layers)) be_.copy(x, capture);
 }

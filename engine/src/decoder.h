@@ -12,14 +12,6 @@
 
 namespace omni {
 
-struct DecoderLayerWeights {
-  Tensor input_norm, post_norm;
-  AttentionWeights attn;
-  bool is_moe = false;
-  MoeWeights moe;  // when is_moe
-  MlpWeights mlp;  // otherwise
-};
-
 struct DecoderWeights {
   std::vector<DecoderLayerWeights> layers;
   Tensor final_norm;

@@ -1,28 +1,63 @@
 #!/usr/bin/env bash
-# Decode A/B in one device run: omni-bench once per variant of the environment switches
-# (docs/performance.md, runs 9-10), then tests/gpu/run.sh on the default. Run from the repo root
-# with the stripped binaries, their libraries and the release config in .gpu/.
+# Decode A/B in one device run (docs/performance.md, runs 11+): the GPU tests, then omni-bench once
+# per variant of the environment switches, alternating, with a short table last. Run from the repo
+# root with the stripped binaries, their libraries and the release config in DIR (default .gpu):
+#   bash tests/gpu/decode_ab.sh [DIR]
+# Variants (OMNI_CUDA_FUSED_LAYER): old = 0 (the eight kernels per layer of runs 1-10); persist = 1
+# (one persistent kernel per layer; OMNI_CUDA_FUSED_OPT bits in cuda_decode_layer.cu); six = 2, the
+# default (six kernels: the residual add + RMSNorm folded into the q/k/v GEMV and the router); six5 =
+# the same with OMNI_CUDA_QKVNORM_MINB=5; each with omni-bench's --dtype f32 (default) and bf16.
 set -u
-G=$PWD/.gpu
+G=$(cd "${1:-.gpu}" && pwd)
+ROOT=$PWD
 CONFIG=$G/qwen3-omni-30b-a3b-instruct.config.json
 export LD_LIBRARY_PATH=$G
 B="$G/omni-bench --config $CONFIG --no-speech --prefill 0"
-L=${OUT:-/tmp}
-nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem --format=csv,noheader
+L=$(mktemp -d)  # logs, packed into $OUT/logs.tgz at the end (the device returns <= 8 files)
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$L/gpu.txt"
+
+# shellcheck source=prebuilt_fixtures.sh
+. "$ROOT/tests/gpu/prebuilt_fixtures.sh"
+
+echo "== all GPU tests (default: OMNI_CUDA_FUSED_LAYER=2; the fused-layer test also runs mode 1)"
+timeout 200 "$G/omni_gpu_tests" > "$L/tests-all.log" 2>&1
+echo "rc $? $(grep -E '^\[  (FAILED|PASSED) ' "$L/tests-all.log" | tr '\n' ' ')"
+for v in "OMNI_CUDA_QKVNORM_MINB=5" "OMNI_CUDA_FUSED_LAYER=0"; do
+  env $v timeout 100 "$G/omni_gpu_tests" --gtest_filter='*DecoderLayerFused*:*Stack*' > "$L/tests-$v.log" 2>&1
+  echo "$v: rc $? $(grep -E '^\[  (FAILED|PASSED) ' "$L/tests-$v.log" | tr '\n' ' ')"
+done
+
 bench() { # name env...
   local name=$1; shift
-  echo "== $name: $*"
-  env "$@" timeout 90 $B > "$L/bench-$name.log" 2>&1; echo "rc $?"
-  grep -E "copy bandwidth \(|decode @" "$L/bench-$name.log"
+  env "$@" timeout 100 $B > "$L/bench-$name.log" 2>&1
+  echo "== $name ($*): rc $?"
+  grep -E "decode @[0-9]+: |copy bandwidth \(" "$L/bench-$name.log"
 }
-OFF="OMNI_CUDA_GEMV_HOIST=0 OMNI_CUDA_GEMV_WIDE=0 OMNI_CUDA_ROUTER_HOIST=0"
-bench base $OFF
-bench hoist5 OMNI_CUDA_GEMV_WIDE=0 OMNI_CUDA_ROUTER_HOIST=0
-bench h5_wide OMNI_CUDA_ROUTER_HOIST=0
-bench all X=1
-bench all_down8 OMNI_CUDA_DOWN_MINB=8
-bench base2 $OFF
-bench all2 X=1
-bench h5_router OMNI_CUDA_GEMV_WIDE=0
-echo "== full run.sh (default variant)"
-CONFIG=$CONFIG LOGS=$L/full timeout 300 bash tests/gpu/run.sh --prebuilt $G 2>&1 | tail -22
+VARIANTS="f32_old f32_six f32_six5 f32_persist bf16_old bf16_six bf16_six5 f32_old2 f32_six2 f32_six5b bf16_old2 bf16_six2"
+bench f32_old OMNI_CUDA_FUSED_LAYER=0
+bench f32_six OMNI_CUDA_FUSED_LAYER=2
+bench f32_six5 OMNI_CUDA_FUSED_LAYER=2 OMNI_CUDA_QKVNORM_MINB=5
+bench f32_persist OMNI_CUDA_FUSED_LAYER=1
+B="$B --dtype bf16"
+bench bf16_old OMNI_CUDA_FUSED_LAYER=0
+bench bf16_six OMNI_CUDA_FUSED_LAYER=2
+bench bf16_six5 OMNI_CUDA_FUSED_LAYER=2 OMNI_CUDA_QKVNORM_MINB=5
+B="${B% --dtype bf16}"
+bench f32_old2 OMNI_CUDA_FUSED_LAYER=0
+bench f32_six2 OMNI_CUDA_FUSED_LAYER=2
+bench f32_six5b OMNI_CUDA_FUSED_LAYER=2 OMNI_CUDA_QKVNORM_MINB=5
+B="$B --dtype bf16"
+bench bf16_old2 OMNI_CUDA_FUSED_LAYER=0
+bench bf16_six2 OMNI_CUDA_FUSED_LAYER=2
+
+echo
+echo "== GPU: $(cat "$L/gpu.txt")"
+for f in "$L"/tests-*.log; do
+  echo "== $(basename "$f"): $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]' "$f" | tr '\n' ' ')"
+  grep -E '^\[  FAILED  \] [A-Z]' "$f" | sort -u
+done
+for v in $VARIANTS; do
+  echo "| $v | $(grep -E 'decode @(64|2048): ' "$L/bench-$v.log" | sed -E 's/thinker decode @([0-9]+): ([0-9.]+) tokens.*, ([0-9.]+)% of copy.*/@\1 \2 tok\/s \3%/' | tr '\n' ' ')| $(grep -E 'copy bandwidth \(' "$L/bench-$v.log" | grep -oE '[0-9.]+ GB/s') |"
+done
+for v in f32_old f32_six f32_persist bf16_old bf16_six; do echo "$v: $(grep -hE "alone" "$L/bench-$v.log" | grep -oE "(decoder_layer|attention|moe)[^:]*: [0-9]+" | tr '\n' ';')"; done
+[ -n "${OUT:-}" ] && tar czf "$OUT/logs.tgz" -C "$L" .

@@ -33,15 +33,8 @@ if [ -z "$PREBUILT" ]; then
 else
   TESTS=$PREBUILT/omni_gpu_tests
   BENCH=$PREBUILT/omni-bench
-  # The fixture models as cmake/fixture_models.cmake assembles them, for a binary built elsewhere.
-  MODELS=$(mktemp -d)
-  for m in "$ROOT"/tests/fixtures/models/*/; do
-    name=$(basename "$m")
-    mkdir -p "$MODELS/$name"
-    ln -s "$m"/* "$MODELS/$name/"
-    xz -dc "$ROOT/tests/fixtures/tokenizer/tokenizer.json.xz" > "$MODELS/$name/tokenizer.json"
-  done
-  export OMNI_GPU_FIXTURES=$ROOT/tests/fixtures OMNI_GPU_MODELS=$MODELS
+  # shellcheck source=prebuilt_fixtures.sh
+  . "$ROOT/tests/gpu/prebuilt_fixtures.sh"
 fi
 
 "$TESTS" --gtest_filter="${GTEST_FILTER:-*}" 2>&1 | tee "$LOGS/tests.log"

@@ -6,8 +6,10 @@
 // Everything else (prefill, encoder windows): a prep kernel, then a tiled kernel.
 #include <cmath>
 
+#include "cuda_attention.cuh"
 #include "cuda_backend.h"
 #include "cuda_common.cuh"
+#include "cuda_decode_items.cuh"
 #include "cuda_kernels.h"
 #include "cuda_quant.h"
 
@@ -15,247 +17,12 @@ namespace omni {
 namespace cuda {
 namespace {
 
-constexpr int kDecWarps = 8;
-constexpr int kDecMaxG = 8;    // q heads per kv head on the fused path
-constexpr int kDecMaxDpl = 4;  // head_dim / 32 on the fused path (head_dim <= 128)
-
-// cos/sin of a RoPE angle. The angle (pos * inv_freq, float as in HF) can reach thousands of
-// radians; it is reduced to [-pi, pi] in double, then the fast intrinsics are accurate (~4e-7).
-__device__ __forceinline__ void rope_cos_sin(int pos, float inv_freq, float& c, float& s) {
-  const double a = double(float(pos) * inv_freq);
-  const double k = rint(a * 0.15915494309189535);
-  __sincosf(float(fma(-k, 6.283185307179586, a)), &s, &c);
-}
-
-// One warp normalizes (optional) and rotates (optional) one head held as DPL contiguous values
-// per lane: lane l has dims [l*DPL, (l+1)*DPL); the rotate-half partner of a dim in the first
-// half sits in lane l ^ 16.
-template <int DPL>
-__device__ __forceinline__ void norm_rope_head(float (&v)[DPL], const uint16_t* norm_w, float eps, int pos,
-                                               const float* inv_freq, int hd, int lane) {
-  if (norm_w) {
-    float ss = 0.f;
-#pragma unroll
-    for (int t = 0; t < DPL; ++t) ss += v[t] * v[t];
-    const float inv = 1.f / sqrtf(warp_sum(ss) / float(hd) + eps);
-#pragma unroll
-    for (int t = 0; t < DPL; ++t) v[t] = bf16_at(norm_w, lane * DPL + t) * (v[t] * inv);
-  }
-  if (inv_freq) {
-    const int half = hd / 2;
-#pragma unroll
-    for (int t = 0; t < DPL; ++t) {
-      const float other = __shfl_xor_sync(kFull, v[t], 16);
-      const int d = lane * DPL + t;
-      const int i = d < half ? d : d - half;
-      float c, s;
-      rope_cos_sin(pos, inv_freq[i], c, s);
-      v[t] = d < half ? v[t] * c - other * s : v[t] * c + other * s;
-    }
-  }
-}
-
-// RoPE inverse frequencies, computed on the host exactly as the CPU reference (and HF) do.
-struct RopeTable {
-  float inv_freq[64];  // head_dim / 2 entries (head_dim <= 128)
-  bool on;
-};
-
-struct DecodeArgs {
-  RopeTable rope;
-  const float* q;  // raw projections (bias included)
-  const float* k;
-  const float* v;
-  const uint16_t* q_norm;
-  const uint16_t* k_norm;
-  float eps, scale;
-  void* kc;  // CacheT: bf16 (uint16_t) or fp32
-  void* vc;
-  int capacity;
-  const int32_t* pos;
-  int hq, hkv, hd, window;
-  float* partials;  // [hq][splits][hd + 2]
-  unsigned* counters;
-  float* out;  // [hq * hd]
-  int* flags;
-};
-
-// A cache element as fp32, and a value as the cache stores it (the bf16 cache rounds).
-__device__ __forceinline__ float cache_load(const uint16_t* p, int t) { return bf16_at(p, t); }
-__device__ __forceinline__ float cache_load(const float* p, int t) { return p[t]; }
-__device__ __forceinline__ float cache_store(uint16_t* p, int t, float v) {
-  const uint16_t b = f32_to_bf16_bits(v);
-  p[t] = b;
-  return __uint_as_float(uint32_t(b) << 16);
-}
-__device__ __forceinline__ float cache_store(float* p, int t, float v) { return p[t] = v; }
-
 template <int DPL, typename CacheT>
 __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(DecodeArgs a) {
-  const int g = blockIdx.x, split = blockIdx.y;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int G = a.hq / a.hkv, hd = a.hd;
-  __shared__ float q_s[kDecMaxG][32 * kDecMaxDpl];
-  __shared__ float knew[32 * kDecMaxDpl], vnew[32 * kDecMaxDpl];
-  __shared__ float wm[kDecWarps][kDecMaxG], wl[kDecWarps][kDecMaxG];
-  __shared__ float wacc[kDecWarps][kDecMaxG][32 * kDecMaxDpl];
-  __shared__ bool last_block;
-
+  __shared__ AttnSmem sm;
   pdl_launch_dependents();
   pdl_wait();
-  const int pos = *a.pos;
-  if (pos < 0 || pos >= a.capacity) {
-    if (threadIdx.x == 0 && g == 0 && split == 0) atomicOr(a.flags, kFlagBadPosition);
-    return;  // every block returns: the counters stay untouched
-  }
-  const int n = pos + 1;
-  const int lo = a.window > 0 ? max(0, n - a.window) : 0;
-  // The grid holds gridDim.y splits (fixed, so a graph can replay any position); only as many as
-  // give each at least kKeysPerSplit keys take part: short contexts skip the merge traffic.
-  constexpr int kKeysPerSplit = 32;
-  const int splits = max(1, min(int(gridDim.y), (n - lo + kKeysPerSplit - 1) / kKeysPerSplit));
-  if (split >= splits) return;
-  const int chunk = (n - lo + splits - 1) / splits;
-  const int start = lo + split * chunk, end = min(n, start + chunk);
-
-  for (int h = warp; h < G; h += kDecWarps) {
-    float v[DPL];
-#pragma unroll
-    for (int t = 0; t < DPL; ++t) v[t] = a.q[(g * G + h) * hd + lane * DPL + t];
-    norm_rope_head<DPL>(v, a.q_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, hd, lane);
-#pragma unroll
-    for (int t = 0; t < DPL; ++t) q_s[h][lane * DPL + t] = v[t] * a.scale;
-  }
-  // The block whose range holds the new position makes its key/value (as the cache stores
-  // them: a bf16 cache rounds) and writes the cache slot; no other block reads that slot.
-  const bool has_new = start <= pos && pos < end;
-  if (has_new && warp < 2) {
-    float v[DPL];
-    const float* src = (warp == 0 ? a.k : a.v) + g * hd;
-#pragma unroll
-    for (int t = 0; t < DPL; ++t) v[t] = src[lane * DPL + t];
-    if (warp == 0) norm_rope_head<DPL>(v, a.k_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, hd, lane);
-    CacheT* dst = static_cast<CacheT*>(warp == 0 ? a.kc : a.vc) + (int64_t(pos) * a.hkv + g) * hd;
-    float* sm = warp == 0 ? knew : vnew;
-#pragma unroll
-    for (int t = 0; t < DPL; ++t) sm[lane * DPL + t] = cache_store(dst, lane * DPL + t, v[t]);
-  }
-  __syncthreads();
-
-  float m[kDecMaxG], l[kDecMaxG], acc[kDecMaxG][DPL];
-#pragma unroll
-  for (int h = 0; h < kDecMaxG; ++h) {
-    m[h] = -INFINITY;
-    l[h] = 0.f;
-#pragma unroll
-    for (int t = 0; t < DPL; ++t) acc[h][t] = 0.f;
-  }
-  // Keys in batches of kBatch per warp: all their K/V loads are issued before any is used.
-  constexpr int kBatch = 4;
-  for (int j0 = start + warp; j0 < end; j0 += kDecWarps * kBatch) {
-    float kv[kBatch][DPL], vv[kBatch][DPL];
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int j = j0 + b * kDecWarps;
-      const bool cached = j < end && j != pos;
-      const int64_t row = (int64_t(cached ? j : 0) * a.hkv + g) * hd + lane * DPL;
-      const CacheT* kr = static_cast<const CacheT*>(a.kc) + row;
-      const CacheT* vr = static_cast<const CacheT*>(a.vc) + row;
-#pragma unroll
-      for (int t = 0; t < DPL; ++t) {
-        kv[b][t] = cached ? cache_load(kr, t) : knew[lane * DPL + t];
-        vv[b][t] = cached ? cache_load(vr, t) : vnew[lane * DPL + t];
-      }
-    }
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      if (j0 + b * kDecWarps >= end) break;
-#pragma unroll
-      for (int h = 0; h < kDecMaxG; ++h) {
-        if (h < G) {
-          float sc = 0.f;
-#pragma unroll
-          for (int t = 0; t < DPL; ++t) sc += q_s[h][lane * DPL + t] * kv[b][t];
-          sc = warp_sum(sc);
-          const float mn = fmaxf(m[h], sc);
-          const float corr = __expf(m[h] - mn), p = __expf(sc - mn);
-          l[h] = l[h] * corr + p;
-#pragma unroll
-          for (int t = 0; t < DPL; ++t) acc[h][t] = acc[h][t] * corr + p * vv[b][t];
-          m[h] = mn;
-        }
-      }
-    }
-  }
-#pragma unroll
-  for (int h = 0; h < kDecMaxG; ++h) {
-    if (h < G) {
-      if (lane == 0) {
-        wm[warp][h] = m[h];
-        wl[warp][h] = l[h];
-      }
-#pragma unroll
-      for (int t = 0; t < DPL; ++t) wacc[warp][h][lane * DPL + t] = acc[h][t];
-    }
-  }
-  __syncthreads();
-  // Merge the warps into this split's partial: unnormalized output, max and sum per head.
-  const int stride = hd + 4;  // 16-byte aligned rows: O[hd], then max and sum
-  for (int idx = threadIdx.x; idx < G * hd; idx += blockDim.x) {
-    const int h = idx / hd, d = idx % hd;
-    float M = -INFINITY;
-    for (int w = 0; w < kDecWarps; ++w) M = fmaxf(M, wm[w][h]);
-    float L = 0.f, O = 0.f;
-    if (M != -INFINITY) {
-      for (int w = 0; w < kDecWarps; ++w) {
-        const float e = wm[w][h] == -INFINITY ? 0.f : __expf(wm[w][h] - M);
-        L += wl[w][h] * e;
-        O += wacc[w][h][d] * e;
-      }
-    }
-    float* part = a.partials + (int64_t(g * G + h) * splits + split) * stride;
-    part[d] = O;
-    if (d == 0) {
-      part[hd] = M;
-      part[hd + 1] = L;
-    }
-  }
-  // The last split of this kv head to finish merges all splits.
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) last_block = atomicAdd(&a.counters[g], 1u) == unsigned(splits - 1);
-  __syncthreads();
-  if (!last_block) return;
-  __threadfence();
-  // One warp per head: lane l holds splits l and l + 32's max and sum (splits <= 64); each lane
-  // then sums its DPL output dims over the splits with independent loads.
-  for (int h = warp; h < G; h += kDecWarps) {
-    const float* part = a.partials + int64_t(g * G + h) * splits * stride;
-    float ms[2], ls[2], e[2];
-#pragma unroll
-    for (int q = 0; q < 2; ++q) {
-      const int sp = lane + 32 * q;
-      ms[q] = sp < splits ? __ldcg(part + sp * stride + hd) : -INFINITY;
-      ls[q] = sp < splits ? __ldcg(part + sp * stride + hd + 1) : 0.f;
-    }
-    const float M = warp_max(fmaxf(ms[0], ms[1]));
-#pragma unroll
-    for (int q = 0; q < 2; ++q) e[q] = ms[q] == -INFINITY ? 0.f : __expf(ms[q] - M);
-    const float L = warp_sum(ls[0] * e[0] + ls[1] * e[1]);
-    float o[DPL];
-#pragma unroll
-    for (int t = 0; t < DPL; ++t) o[t] = 0.f;
-#pragma unroll 8
-    for (int sp = 0; sp < splits; ++sp) {
-      const float es = __shfl_sync(kFull, sp < 32 ? e[0] : e[1], sp & 31);
-      const float* src = part + sp * stride + lane * DPL;
-#pragma unroll
-      for (int t = 0; t < DPL; ++t) o[t] += es * __ldcg(src + t);
-    }
-#pragma unroll
-    for (int t = 0; t < DPL; ++t) a.out[(g * G + h) * hd + lane * DPL + t] = o[t] / L;
-  }
-  if (threadIdx.x == 0) a.counters[g] = 0;
+  attention_decode_item<DPL, CacheT>(a, blockIdx.x, blockIdx.y, int(gridDim.y), sm);
 }
 
 // General path, step 1: q/k norm + RoPE in place, one warp per (row, head); with a cache, the
@@ -328,18 +95,6 @@ __global__ void attention_prep_kernel(PrepArgs a) {
 // (The previous version, 32 rows x 16 keys with a 32-thread serial softmax between four block
 // barriers per tile, took 550 us per thinker layer at 512 tokens: 27 ms of a 74 ms prefill.)
 constexpr int kTq = 16, kTk = 32, kRowsPerWarp = 4, kTileThreads = kTq / kRowsPerWarp * 32, kMaxHd = 128;
-struct TileArgs {
-  const float* q;   // [S, hq, hd], normalized and rotated
-  const void* k;    // cache [cap, hkv, hd] bf16, or rows [S, hkv, hd] fp32
-  const void* v;
-  bool kv_bf16;
-  const int32_t* pos;  // with a cache
-  int S, hq, hkv, hd, capacity;
-  bool cached, causal;
-  int window, block;
-  float scale;
-  float* out;  // [S, hq * hd]
-};
 
 // K rows padded to 132 floats: 16-byte aligned, and 8 lanes' float4 reads of 8 different rows
 // fall in 32 distinct banks.
@@ -395,19 +150,6 @@ __device__ __forceinline__ void load_kv_tile(const TileArgs& a, int k0, int kmax
     }
     ks[j][d] = kk;
     vs[j][d] = vv;
-  }
-}
-
-__device__ __forceinline__ void key_range(const TileArgs& a, int s, int& lo, int& hi) {
-  lo = 0;
-  hi = a.S - 1;
-  const int qi = a.cached ? a.pos[s] : s;
-  if (a.cached) hi = min(a.pos[s], a.capacity - 1);  // a bad position was flagged by the prep kernel
-  else if (a.causal) hi = s;
-  if (a.window > 0) lo = max(0, qi - a.window + 1);
-  if (a.block > 0 && !a.cached) {
-    lo = max(lo, (s / a.block) * a.block);
-    hi = min(hi, (s / a.block + 1) * a.block - 1);
   }
 }
 
@@ -502,19 +244,22 @@ __global__ void __launch_bounds__(kTileThreads) attention_tile_kernel(TileArgs a
 }
 
 }  // namespace
+
+void launch_attention_decode(const DecodeArgs& a, bool f32_cache, cudaStream_t st) {
+  const dim3 grid(unsigned(a.hkv), kCudaAttnSplits);
+  if (a.hd == 128 && f32_cache) launch(attention_decode_kernel<4, float>, grid, dim3(kDecWarps * kWarp), st, a);
+  else if (a.hd == 128) launch(attention_decode_kernel<4, uint16_t>, grid, dim3(kDecWarps * kWarp), st, a);
+  else if (f32_cache) launch(attention_decode_kernel<2, float>, grid, dim3(kDecWarps * kWarp), st, a);
+  else launch(attention_decode_kernel<2, uint16_t>, grid, dim3(kDecWarps * kWarp), st, a);
+  OMNI_LAUNCHED("attention_decode_kernel");
+}
+
 }  // namespace cuda
 
 using namespace cuda;
 
 namespace {
 const uint16_t* opt_bf16(const Tensor& t) { return t.empty() ? nullptr : t.as<uint16_t>(); }
-// inv_freq[i] = 1 / theta^(2i/d) in float32, as the CPU reference computes it.
-RopeTable rope_table(float theta, int hd) {
-  RopeTable r{};
-  r.on = theta > 0.f;
-  for (int i = 0; r.on && i < hd / 2 && i < 64; ++i) r.inv_freq[i] = 1.0f / std::pow(theta, float(2 * i) / float(hd));
-  return r;
-}
 }  // namespace
 
 void CudaBackend::attention(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args, const Tensor& out) {
@@ -568,34 +313,9 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
     launch_gemv(g, stream_);
   }
 
-  DecodeArgs a;
-  a.rope = rope_table(w.rope_theta, hd);
-  a.q = q;
-  a.k = k;
-  a.v = v;
-  a.q_norm = opt_bf16(w.q_norm);
-  a.k_norm = opt_bf16(w.k_norm);
-  a.eps = w.norm_eps;
-  a.scale = 1.f / std::sqrt(float(hd));
-  a.kc = args.cache->k.data;
-  a.vc = args.cache->v.data;
-  a.capacity = int(args.cache->capacity());
-  a.pos = args.positions.as<int32_t>();
-  a.hq = hq;
-  a.hkv = hkv;
-  a.hd = hd;
-  a.window = args.sliding_window;
-  a.partials = attn_partials_;
-  a.counters = counters_;
-  a.out = o;
-  a.flags = flags_;
-  const dim3 grid(unsigned(hkv), kCudaAttnSplits);
-  const bool f32_cache = args.cache->k.dtype == DType::F32;
-  if (hd == 128 && f32_cache) launch(attention_decode_kernel<4, float>, grid, dim3(kDecWarps * kWarp), stream_, a);
-  else if (hd == 128) launch(attention_decode_kernel<4, uint16_t>, grid, dim3(kDecWarps * kWarp), stream_, a);
-  else if (f32_cache) launch(attention_decode_kernel<2, float>, grid, dim3(kDecWarps * kWarp), stream_, a);
-  else launch(attention_decode_kernel<2, uint16_t>, grid, dim3(kDecWarps * kWarp), stream_, a);
-  OMNI_LAUNCHED("attention_decode_kernel");
+  const DecodeArgs a = decode_args(w, *args.cache, args.positions, args.sliding_window, q, k, v, attn_partials_,
+                                   counters_, o, flags_);
+  launch_attention_decode(a, args.cache->k.dtype == DType::F32, stream_);
   linear_rows(o, 1, w.wo, w.bo, out.as<float>(), Activation::None);
 }
 
@@ -637,7 +357,9 @@ void CudaBackend::attention_general(const AttentionWeights& w, const Tensor& x, 
   t.block = args.block;
   t.scale = 1.f / std::sqrt(float(hd));
   t.out = o;
-  if (S > 0) {
+  if (S > 0 && props_.major >= 8 && attention_mma_fits(hd) && !attn_mma_disabled_) {
+    launch_attention_mma(t, f32_activations_, stream_);
+  } else if (S > 0) {
     attention_tile_kernel<<<dim3(unsigned((S + kTq - 1) / kTq), unsigned(hq)), kTileThreads, 0, stream_>>>(t);
     OMNI_LAUNCHED("attention_tile_kernel");
   }

@@ -132,8 +132,18 @@ CudaBackend::CudaBackend(int device_index, bool f32_activations, size_t scratch_
   cuda::g_router_hoist = !(rh_env && std::string(rh_env) == "0");
   const char* down_env = std::getenv("OMNI_CUDA_DOWN_MINB");  // 6 or 8 blocks per SM (A/B)
   cuda::g_down_min_blocks = down_env ? std::atoi(down_env) : 1;
+  const char* fused_env = std::getenv("OMNI_CUDA_FUSED_LAYER");
+  cuda::g_fused_layer = fused_env ? std::atoi(fused_env) : cuda::kFusedLayerDefault;
+  const char* opt_env = std::getenv("OMNI_CUDA_FUSED_OPT");
+  cuda::g_fused_opt = opt_env ? std::atoi(opt_env) : cuda::kFusedOptDefault;
+  const char* qkvb_env = std::getenv("OMNI_CUDA_QKVNORM_MINB");
+  cuda::g_qkv_norm_min_blocks = qkvb_env && std::string(qkvb_env) == "5" ? 5 : 4;
+  const char* prof_env = std::getenv("OMNI_CUDA_LAYER_PROFILE");
+  const bool layer_profile = prof_env && std::string(prof_env) == "1";
   const char* tc_env = std::getenv("OMNI_CUDA_MOE_TC");
   tc_disabled_ = tc_env && std::string(tc_env) == "0";
+  const char* attn_env = std::getenv("OMNI_CUDA_ATTN_MMA");
+  attn_mma_disabled_ = attn_env && std::string(attn_env) == "0";
   OMNI_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   OMNI_CUBLAS(cublasCreate(&cublas_));
   OMNI_CUBLAS(cublasSetStream(cublas_, stream_));
@@ -151,6 +161,7 @@ CudaBackend::CudaBackend(int device_index, bool f32_activations, size_t scratch_
   topk_w_ = static_cast<float*>(arena_alloc(sizeof(float) * kCudaMaxTopK));
   topk_ptrs_ = static_cast<const void**>(arena_alloc(sizeof(void*) * 3 * kCudaMaxTopK));
   flags_ = static_cast<int*>(arena_alloc(sizeof(int) * 4));
+  if (layer_profile) layer_prof_ = arena_alloc(sizeof(uint64_t) * 24);
   sample_out_ = static_cast<int32_t*>(arena_alloc(sizeof(int32_t) * 4));
   history_ = static_cast<int32_t*>(arena_alloc(sizeof(int32_t) * kCudaMaxHistory));
   sample_keys_ = static_cast<float*>(arena_alloc(sizeof(float) * kCudaMaxVocab));
@@ -168,6 +179,7 @@ CudaBackend::CudaBackend(int device_index, bool f32_activations, size_t scratch_
 CudaBackend::~CudaBackend() {
   // Errors here cannot be reported; release what can be released.
   cudaStreamSynchronize(stream_);
+  report_layer_profile();
   for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
   if (cublas_) cublasDestroy(cublas_);
   if (sample_host_) cudaFreeHost(sample_host_);

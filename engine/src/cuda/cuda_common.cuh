@@ -67,6 +67,16 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
   return warp_sum(t);
 }
 
+// Loads the U chunks base, base + 32, ... of a weight row (zeros past its end).
+template <int U>
+__device__ __forceinline__ void load_chunks(const uint4* w4, int base, int chunks, uint4 (&wv)[U]) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int c = base + u * kWarp;
+    wv[u] = c < chunks ? load_stream(w4 + c) : make_uint4(0, 0, 0, 0);
+  }
+}
+
 // Partial dot product of one bf16 row w[0:K] with fp32 x[0:K] for this lane (K % 8 == 0, both
 // 16-byte aligned): lanes take 8-element chunks lane, lane+32, ...; U chunks are loaded before
 // any is used so that U 16-byte loads per lane are in flight. Sum over the warp with warp_sum.

@@ -20,7 +20,16 @@ extern int g_gemv_hoist;  // OMNI_CUDA_GEMV_HOIST: 0 off, 4 or 5 (blocks per SM)
 extern bool g_gemv_wide;    // OMNI_CUDA_GEMV_WIDE=0: no whole-row (16 chunks) hoist for K >= 4096
 extern bool g_router_hoist;  // OMNI_CUDA_ROUTER_HOIST=0: router rows only prefetched before the wait
 extern int g_gateup_min_blocks;  // OMNI_CUDA_GATEUP_MINB: 2 (default, ~90 registers) or 3 (<= 80, spills)
-extern int g_down_min_blocks;    // OMNI_CUDA_DOWN_MINB: 1 (default, 44 registers: 5 blocks/SM), 6 or 8
+extern int g_down_min_blocks;
+// OMNI_CUDA_FUSED_LAYER: how decoder_layer runs a thinker decode row (A/B): 0 the eight kernels of
+// runs 1-10, 1 one persistent kernel, 2 six kernels (the residual add + RMSNorm folded into the q/k/v
+// GEMV and into the router).
+extern int g_fused_layer;
+constexpr int kFusedLayerDefault = 2;
+extern int g_fused_opt;          // OMNI_CUDA_FUSED_OPT: bits of the persistent kernel's options (A/B)
+constexpr int kFusedOptDefault = 1;
+extern int g_qkv_norm_min_blocks;  // OMNI_CUDA_QKVNORM_MINB: 4 (default) or 5 blocks per SM (mode 2's q/k/v kernel)
+extern int g_fused_opt;          // OMNI_CUDA_FUSED_OPT: bits of the fused layer kernel's options (A/B)    // OMNI_CUDA_DOWN_MINB: 1 (default, 44 registers: 5 blocks/SM), 6 or 8
 
 // Launches `kernel` on `stream`, with the programmatic-serialization attribute when enabled.
 // Kernels launched this way must call pdl_wait() before reading what earlier kernels wrote.
@@ -75,6 +84,12 @@ void launch_grouped_gemm_tc(bool dual, const void* const* table, int which, cons
                             void* Y, cudaStream_t stream, int64_t x_lo = 0, int64_t y_lo = 0);
 // out = bf16(in); with lo: also lo = bf16(in - out), so that out + lo carries in to ~2^-16.
 void launch_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stream, uint16_t* lo = nullptr);
+
+// Decode experts (cuda_moe.cu): act_j = silu(gate_j x) * up_j x for the k selected experts (their
+// gate/up/down addresses in ptrs [k][3], ids in sel, weights in selw), then
+// out = sum_j selw_j down_j act_j. Two kernels.
+void launch_experts_decode(const void* const* ptrs, const void* const* table, const int* sel, const float* selw,
+                           int k, int H, int I, const float* x, float* act, float* out, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace omni

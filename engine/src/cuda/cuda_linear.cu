@@ -30,16 +30,6 @@ __device__ __forceinline__ bool locate(const GemvArgs& a, int& row, GemvSegment&
   return false;
 }
 
-// Loads the U chunks base, base + 32, ... of a weight row (zeros past its end).
-template <int U>
-__device__ __forceinline__ void load_chunks(const uint4* w4, int base, int chunks, uint4 (&wv)[U]) {
-#pragma unroll
-  for (int u = 0; u < U; ++u) {
-    const int c = base + u * kWarp;
-    wv[u] = c < chunks ? load_stream(w4 + c) : make_uint4(0, 0, 0, 0);
-  }
-}
-
 // acc[r] += the U loaded chunks . the matching 8-element pieces of input row r.
 template <int U, int R>
 __device__ __forceinline__ void apply_chunks(const uint4 (&wv)[U], int base, int chunks, const float* xb, int K,

@@ -8,6 +8,7 @@
 
 #include "cuda_backend.h"
 #include "cuda_common.cuh"
+#include "cuda_decode_items.cuh"
 #include "cuda_kernels.h"
 #include "../quant.h"
 
@@ -17,7 +18,6 @@ namespace {
 
 constexpr int kWarps = 8;
 constexpr int kRouterCounter = 512;  // index into the backend's counters
-constexpr int kMaxExperts = 1024;
 
 // The experts a kernel applies: selected on the device (table + sel) or given directly.
 struct ExpertSet {
@@ -90,10 +90,7 @@ __global__ void __launch_bounds__(kWarps * kWarp) router_topk_kernel(const uint1
                                                                     int H, int k, bool norm, float* logits,
                                                                     unsigned* counter, int* idx, float* w,
                                                                     const void* const* table, const void** sel_ptrs) {
-  __shared__ float probs[kMaxExperts];
-  __shared__ float red[32];
-  __shared__ int sel[kCudaMaxTopK];
-  __shared__ float selp[kCudaMaxTopK];
+  __shared__ RouterSmem sm;
   __shared__ bool last;
   pdl_launch_dependents();
   const int lane = threadIdx.x & 31, e = blockIdx.x * kWarps + (threadIdx.x >> 5);
@@ -136,40 +133,8 @@ __global__ void __launch_bounds__(kWarps * kWarp) router_topk_kernel(const uint1
   __syncthreads();
   if (!last) return;
   __threadfence();
-  // The last block: softmax over all experts, then each expert's rank among them (ties to the
-  // lower id, as the CPU's partial_sort); the k best are written in rank order.
-  float mx = -INFINITY;
-  for (int i = threadIdx.x; i < E; i += blockDim.x) {
-    probs[i] = __ldcg(logits + i);
-    mx = fmaxf(mx, probs[i]);
-  }
-  mx = block_max(mx, red);
-  float sum = 0.f;
-  for (int i = threadIdx.x; i < E; i += blockDim.x) sum += (probs[i] = expf(probs[i] - mx));
-  sum = block_sum(sum, red);
-  for (int i = threadIdx.x; i < E; i += blockDim.x) probs[i] /= sum;
-  __syncthreads();
-  for (int i = threadIdx.x; i < E; i += blockDim.x) {
-    const float p = probs[i];
-    int rank = 0;
-    for (int f = 0; f < E; ++f) rank += probs[f] > p || (probs[f] == p && f < i);
-    if (rank < k) {
-      sel[rank] = i;
-      selp[rank] = p;
-    }
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float chosen = 0.f;
-    for (int j = 0; j < k; ++j) chosen += selp[j];
-    for (int j = 0; j < k; ++j) {
-      idx[j] = sel[j];
-      w[j] = norm ? selp[j] / chosen : selp[j];
-    }
-    *counter = 0;
-  }
-  // The selected experts' weight addresses, so the expert kernels start with one dependent load.
-  if (threadIdx.x < 3 * k) sel_ptrs[threadIdx.x] = table[sel[threadIdx.x / 3] * 3 + threadIdx.x % 3];
+  router_select(logits, E, k, norm, idx, w, table, sel_ptrs, sm);
+  if (threadIdx.x == 0) *counter = 0;
 }
 
 __global__ void topk_rows_kernel(const float* logits, int E, int k, bool norm, int* idx, float* w) {
@@ -362,6 +327,24 @@ void check_mlp(const MlpWeights& m, int64_t H, const char* what) {
 }
 
 }  // namespace
+
+void launch_experts_decode(const void* const* ptrs, const void* const* table, const int* sel, const float* selw,
+                           int k, int H, int I, const float* x, float* act, float* out, cudaStream_t st) {
+  ExpertSet s;
+  s.ptrs = ptrs;
+  s.table = table;
+  s.sel = sel;
+  s.selw = selw;
+  s.count = k;
+  s.H = H;
+  s.I = I;
+  launch_gateup(dim3(unsigned((int64_t(k) * I + kWarps - 1) / kWarps)), st, s, x, act);
+  OMNI_LAUNCHED("gateup_kernel");
+  const int per = std::min(k, kWarps), rows_per_block = kWarps / per;
+  launch_down(dim3(unsigned((H + rows_per_block - 1) / rows_per_block)), st, s, static_cast<const float*>(act), out);
+  OMNI_LAUNCHED("down_kernel");
+}
+
 }  // namespace cuda
 
 using namespace cuda;
@@ -389,6 +372,8 @@ void CudaBackend::prepare_moe(MoeWeights& moe) {
   layout->experts = E;
   layout->inter = int(moe.experts[0].gate.dim(0));
   layout->hidden = int(H);
+  layout->decode_counters = arena_alloc(kCudaLayerCounterBytes);
+  OMNI_CUDA(cudaMemset(layout->decode_counters, 0, kCudaLayerCounterBytes));
   if (is_quantized(moe.experts[0].gate.dtype)) prepare_moe_quant(moe, *layout);  // cuda_quant.cu
   moe.prepared = layout;
 }
@@ -443,21 +428,9 @@ void CudaBackend::moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const 
          w.router.as<uint16_t>(), x.as<float>(), E, H, k, w.norm_topk_prob, logits, counters_ + kRouterCounter,
          topk_idx_, topk_w_, static_cast<const void* const*>(L.table), topk_ptrs_);
   OMNI_LAUNCHED("router_topk_kernel");
-  ExpertSet s;
-  s.ptrs = topk_ptrs_;
-  s.table = L.table;
-  s.sel = topk_idx_;
-  s.selw = topk_w_;
-  s.count = k;
-  s.H = H;
-  s.I = I;
   if (is_quantized(L.format)) return moe_experts_quant(w, L, x, act, out);  // cuda_quant.cu
-  launch_gateup(dim3(unsigned((int64_t(k) * I + kWarps - 1) / kWarps)), stream_, s, x.as<float>(), act);
-  OMNI_LAUNCHED("gateup_kernel");
-  const int per = std::min(k, kWarps), rows_per_block = kWarps / per;
-  launch_down(dim3(unsigned((H + rows_per_block - 1) / rows_per_block)), stream_, s, static_cast<const float*>(act),
-              out.as<float>());
-  OMNI_LAUNCHED("down_kernel");
+  launch_experts_decode(topk_ptrs_, L.table, topk_idx_, topk_w_, k, H, I, x.as<float>(), act, out.as<float>(),
+                        stream_);
 }
 
 void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out) {

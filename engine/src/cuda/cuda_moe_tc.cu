@@ -121,6 +121,9 @@ __global__ void __launch_bounds__(kThreads, 2) grouped_gemm_tc_kernel(const void
       wmma::fill_fragment(g[i][j], 0.f);
       if (DUAL) wmma::fill_fragment(u[i][j], 0.f);
     }
+  // A bucket rarely fills the 64-row tile (512 tokens x top-8 over 128 experts: ~32 entries),
+  // so a warp skips the MMAs of its 16-row fragments that hold only padding rows (warp-uniform).
+  const bool live[2] = {m0 + wm * 32 < count, m0 + wm * 32 + 16 < count};
   const int KT = K / kBK;
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
@@ -141,7 +144,8 @@ __global__ void __launch_bounds__(kThreads, 2) grouped_gemm_tc_kernel(const void
 #pragma unroll
       for (int p = 0; p < kParts; ++p)
 #pragma unroll
-        for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(a[p][i], xs + (p * kBM + wm * 32 + i * 16) * kLd + kk, kLd);
+        for (int i = 0; i < 2; ++i)
+          if (live[i]) wmma::load_matrix_sync(a[p][i], xs + (p * kBM + wm * 32 + i * 16) * kLd + kk, kLd);
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
         wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
@@ -150,13 +154,15 @@ __global__ void __launch_bounds__(kThreads, 2) grouped_gemm_tc_kernel(const void
 #pragma unroll
         for (int p = 0; p < kParts; ++p)
 #pragma unroll
-          for (int i = 0; i < 2; ++i) wmma::mma_sync(g[i][j], a[p][i], b, g[i][j]);
+          for (int i = 0; i < 2; ++i)
+            if (live[i]) wmma::mma_sync(g[i][j], a[p][i], b, g[i][j]);
         if (DUAL) {
           wmma::load_matrix_sync(b, reinterpret_cast<const __nv_bfloat16*>(stage_w(s, 1)) + col, kLd);
 #pragma unroll
           for (int p = 0; p < kParts; ++p)
 #pragma unroll
-            for (int i = 0; i < 2; ++i) wmma::mma_sync(u[i][j], a[p][i], b, u[i][j]);
+            for (int i = 0; i < 2; ++i)
+              if (live[i]) wmma::mma_sync(u[i][j], a[p][i], b, u[i][j]);
         }
       }
     }
