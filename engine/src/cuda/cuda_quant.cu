@@ -419,7 +419,7 @@ struct QExperts {
 };
 
 // act[j][i] = silu(gate_j x)[i] * (up_j x)[i]; one warp per (j, i pair): four rows share x.
-// MinBlocks 3 (<= 80 registers; the thinker's 384 blocks in one wave, Q4 spills 56 bytes) or 2
+// MinBlocks 3 (<= 80 registers; the thinker's 384 blocks in one wave, Q8 spills 96 bytes) or 2
 // (no cap: 92 / 114 registers), chosen by OMNI_CUDA_QGATEUP_MINB for A/B timing.
 template <DType F, int MinBlocks>
 __global__ void __launch_bounds__(kQWarps * kWarp, MinBlocks) qgateup_kernel(QExperts e, const float* x, float* act) {
