@@ -168,6 +168,28 @@ __device__ __forceinline__ float block_max(float v, float* red) {
   return warp_max(t);
 }
 
+// Multi-segment GEMVs (GemvArgs, QGemvArgs: up to three matrices sharing x, a.seg[0 .. a.nseg)):
+// the segment holding global output row `row`, which is rewritten as the row inside it.
+// Constant indices only: a run-time index into the parameter struct would copy it to local memory.
+template <class Args, class Segment>
+__device__ __forceinline__ bool locate_segment(const Args& a, int& row, Segment& g) {
+  if (row < a.seg[0].n) {
+    g = a.seg[0];
+    return true;
+  }
+  row -= a.seg[0].n;
+  if (a.nseg > 1 && row < a.seg[1].n) {
+    g = a.seg[1];
+    return true;
+  }
+  row -= a.nseg > 1 ? a.seg[1].n : 0;
+  if (a.nseg > 2 && row < a.seg[2].n) {
+    g = a.seg[2];
+    return true;
+  }
+  return false;
+}
+
 // Device error flags (checked by the host at the next synchronizing call).
 constexpr int kFlagBadToken = 1;
 constexpr int kFlagBadPosition = 2;

@@ -10,26 +10,6 @@ namespace {
 
 constexpr int kGemvWarps = 8;  // warps (= output rows) per block
 
-// The segment holding global row `row` (rewritten as the row inside it). Constant indices
-// only: a run-time index into the parameter struct would copy it to local memory.
-__device__ __forceinline__ bool locate(const GemvArgs& a, int& row, GemvSegment& g) {
-  if (row < a.seg[0].n) {
-    g = a.seg[0];
-    return true;
-  }
-  row -= a.seg[0].n;
-  if (a.nseg > 1 && row < a.seg[1].n) {
-    g = a.seg[1];
-    return true;
-  }
-  row -= a.nseg > 1 ? a.seg[1].n : 0;
-  if (a.nseg > 2 && row < a.seg[2].n) {
-    g = a.seg[2];
-    return true;
-  }
-  return false;
-}
-
 // acc[r] += the U loaded chunks . the matching 8-element pieces of input row r.
 template <int U, int R>
 __device__ __forceinline__ void apply_chunks(const uint4 (&wv)[U], int base, int chunks, const float* xb, int K,
@@ -57,7 +37,7 @@ __global__ void __launch_bounds__(kGemvWarps * kWarp) gemv_kernel(GemvArgs a) {
   const int lane = threadIdx.x & 31;
   int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
   GemvSegment g;
-  if (!locate(a, row, g)) return;
+  if (!locate_segment(a, row, g)) return;
   const uint4* w4 = reinterpret_cast<const uint4*>(g.w + int64_t(row) * a.K);
   const int chunks = a.K >> 3;
   // The weights depend on no earlier kernel: start pulling this row while it finishes.
@@ -105,7 +85,7 @@ __global__ void __launch_bounds__(kGemvWarps * kWarp, Blocks) gemv_hoist_kernel(
   const int lane = threadIdx.x & 31;
   int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
   GemvSegment g;
-  if (!locate(a, row, g)) return;
+  if (!locate_segment(a, row, g)) return;
   const uint4* w4 = reinterpret_cast<const uint4*>(g.w + int64_t(row) * a.K);
   const int chunks = a.K >> 3;
   float acc[R];
@@ -145,7 +125,7 @@ __global__ void gemv_scalar_kernel(GemvArgs a) {
   const int lane = threadIdx.x & 31;
   int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
   GemvSegment g;
-  if (!locate(a, row, g)) return;
+  if (!locate_segment(a, row, g)) return;
   for (int r = 0; r < a.rows; ++r) {
     float acc = 0.f;
     for (int k = lane; k < a.K; k += kWarp) acc += bf16_at(g.w, int64_t(row) * a.K + k) * a.x[int64_t(r) * a.K + k];

@@ -199,25 +199,6 @@ __device__ __forceinline__ float dequant_at(DType f, const uint8_t* row, const u
   return float(nib >= 8 ? nib - 16 : nib) * half_bits(s[k / kQ4Group]);
 }
 
-// The segment holding global row `row` (rewritten as the row inside it).
-__device__ __forceinline__ bool qlocate(const QGemvArgs& a, int& row, QGemvSegment& g) {
-  if (row < a.seg[0].n) {
-    g = a.seg[0];
-    return true;
-  }
-  row -= a.seg[0].n;
-  if (a.nseg > 1 && row < a.seg[1].n) {
-    g = a.seg[1];
-    return true;
-  }
-  row -= a.nseg > 1 ? a.seg[1].n : 0;
-  if (a.nseg > 2 && row < a.seg[2].n) {
-    g = a.seg[2];
-    return true;
-  }
-  return false;
-}
-
 // One warp per RW consecutive output rows of one segment (RW = 2 when every segment has an even
 // row count): x is loaded once per chunk for both rows. The first batch of weights (the whole
 // row for K = 2048) depends on no earlier kernel and is loaded before pdl_wait, so its DRAM
@@ -229,7 +210,7 @@ __global__ void __launch_bounds__(kQWarps * kWarp, 3) qgemv_kernel(QGemvArgs a) 
   const int lane = threadIdx.x & 31;
   int row = (blockIdx.x * kQWarps + (threadIdx.x >> 5)) * RW;
   QGemvSegment g;
-  if (!qlocate(a, row, g)) return;
+  if (!locate_segment(a, row, g)) return;
   const int64_t rb = quant_row_bytes(F, a.K), groups = quant_groups(F, a.K);
   const uint8_t* w[RW];
   const uint16_t* s[RW];
@@ -317,7 +298,7 @@ __global__ void qgemv_scalar_kernel(QGemvArgs a) {
   const int lane = threadIdx.x & 31;
   int row = blockIdx.x * kQWarps + (threadIdx.x >> 5);
   QGemvSegment g;
-  if (!qlocate(a, row, g)) return;
+  if (!locate_segment(a, row, g)) return;
   const uint8_t* w = g.w + row * quant_row_bytes(F, a.K);
   const uint16_t* s = g.scales + row * quant_groups(F, a.K);
   for (int r = 0; r < a.rows; ++r) {
