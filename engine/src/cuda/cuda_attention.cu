@@ -164,19 +164,8 @@ __global__ void __launch_bounds__(kTileThreads) attention_tile_kernel(TileArgs a
     const int r = i / hd, d = i % hd;
     qs[r][d] = r0 + r < a.S ? a.q[(int64_t(r0 + r) * a.hq + h) * hd + d] * a.scale : 0.f;
   }
-  if (tid < kTq) {
-    int lo = 0, hi = -1;
-    if (r0 + tid < a.S) key_range(a, r0 + tid, lo, hi);
-    rlo[tid] = lo;
-    rhi[tid] = hi;
-  }
-  __syncthreads();
-  int kmin = 1 << 30, kmax = -1;
-  for (int r = 0; r < kTq; ++r)
-    if (rhi[r] >= rlo[r]) {
-      kmin = min(kmin, rlo[r]);
-      kmax = max(kmax, rhi[r]);
-    }
+  int kmin, kmax;
+  block_key_ranges<kTq>(a, r0, rlo, rhi, kmin, kmax);  // its barrier also publishes qs
   int lo[kRowsPerWarp], hi[kRowsPerWarp];
   float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][kMaxHd / 32];
 #pragma unroll

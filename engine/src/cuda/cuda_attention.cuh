@@ -36,6 +36,27 @@ __device__ __forceinline__ void key_range(const TileArgs& a, int s, int& lo, int
   }
 }
 
+// Every thread of the block calls it: the key ranges of the block's ROWS query rows from r0 go to
+// rlo/rhi (shared; rows past S get an empty range), and [kmin, kmax] is the union of the non-empty
+// ones (kmax < kmin: no keys).
+template <int ROWS>
+__device__ __forceinline__ void block_key_ranges(const TileArgs& a, int r0, int* rlo, int* rhi, int& kmin, int& kmax) {
+  if (threadIdx.x < ROWS) {
+    int lo = 0, hi = -1;
+    if (r0 + int(threadIdx.x) < a.S) key_range(a, r0 + threadIdx.x, lo, hi);
+    rlo[threadIdx.x] = lo;
+    rhi[threadIdx.x] = hi;
+  }
+  __syncthreads();
+  kmin = 1 << 30;
+  kmax = -1;
+  for (int r = 0; r < ROWS; ++r)
+    if (rhi[r] >= rlo[r]) {
+      kmin = min(kmin, rlo[r]);
+      kmax = max(kmax, rhi[r]);
+    }
+}
+
 // Tensor-core prefill attention (cuda_attention_mma.cu). split: q, k, v and the probabilities
 // go to the MMAs as bf16 hi + lo parts (f32 activations); else rounded to bf16.
 bool attention_mma_fits(int hd);

@@ -115,19 +115,8 @@ __global__ void __launch_bounds__(kThreads) attention_mma_kernel(TileArgs a) {
   __shared__ int rlo[kRows], rhi[kRows];
   const int r0 = blockIdx.x * kRows, h = blockIdx.y, kvh = h / (a.hq / a.hkv);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  if (tid < kRows) {
-    int lo = 0, hi = -1;
-    if (r0 + tid < a.S) key_range(a, r0 + tid, lo, hi);
-    rlo[tid] = lo;
-    rhi[tid] = hi;
-  }
-  __syncthreads();
-  int kmin = 1 << 30, kmax = -1;
-  for (int r = 0; r < kRows; ++r)
-    if (rhi[r] >= rlo[r]) {
-      kmin = min(kmin, rlo[r]);
-      kmax = max(kmax, rhi[r]);
-    }
+  int kmin, kmax;
+  block_key_ranges<kRows>(a, r0, rlo, rhi, kmin, kmax);
   // This thread's two rows: g and g + 8 of the warp's 16.
   const int wr = warp * 16;
   int lo[2], hi[2];
