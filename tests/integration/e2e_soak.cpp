@@ -260,7 +260,9 @@ TEST(Soak, MixedLoadEveryRequestAnsweredOnceMemoryFlatSeqGapFree) {
   EXPECT_EQ(duplicated, 0);
   EXPECT_EQ(unexpected, 0);
   EXPECT_GT(codes["ok"], requests / 3);
-  if (!kSanitized) EXPECT_LT(growth, 5.0);
+  if (!kSanitized) {
+    EXPECT_LT(growth, 5.0);
+  }
   EXPECT_GT(turns, 10) << "the mix must run turns, not only be refused";
   EXPECT_LT(p99, 1000.0) << "the event loop stalled: a ping took " << p99 << " ms at p99";
   ASSERT_FALSE(events.empty());

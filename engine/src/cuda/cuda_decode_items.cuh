@@ -118,7 +118,7 @@ __device__ __forceinline__ void attention_decode_item(const DecodeArgs& a, int g
   const int n = pos + 1;
   const int lo = a.window > 0 ? max(0, n - a.window) : 0;
   // Only as many splits as give each at least kKeysPerSplit keys take part: short contexts skip
-  // the merge traffic.
+  // the merge traffic, and up to 32 keys one block does everything (no partials, no merge).
   constexpr int kKeysPerSplit = 32;
   const int splits = max(1, min(grid_splits, (n - lo + kKeysPerSplit - 1) / kKeysPerSplit));
   if (split >= splits) return;
@@ -206,7 +206,10 @@ __device__ __forceinline__ void attention_decode_item(const DecodeArgs& a, int g
     }
   }
   __syncthreads();
-  // Merge the warps into this split's partial: unnormalized output, max and sum per head.
+  // Merge the warps into this split's partial: unnormalized output, max and sum per head. A
+  // lone split's merge is the answer: it writes a.out itself and skips the partials, the fence
+  // and the counter.
+  const bool alone = splits == 1;
   const int stride = hd + 4;  // 16-byte aligned rows: O[hd], then max and sum
   for (int idx = threadIdx.x; idx < G * hd; idx += blockDim.x) {
     const int h = idx / hd, d = idx % hd;
@@ -220,6 +223,10 @@ __device__ __forceinline__ void attention_decode_item(const DecodeArgs& a, int g
         O += wacc[w][h][d] * e;
       }
     }
+    if (alone) {
+      a.out[(g * G + h) * hd + d] = O / L;
+      continue;
+    }
     float* part = a.partials + (int64_t(g * G + h) * splits + split) * stride;
     part[d] = O;
     if (d == 0) {
@@ -227,6 +234,7 @@ __device__ __forceinline__ void attention_decode_item(const DecodeArgs& a, int g
       part[hd + 1] = L;
     }
   }
+  if (alone) return;
   // The last split of this kv head to finish merges all splits.
   __threadfence();
   __syncthreads();
