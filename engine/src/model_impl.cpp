@@ -33,8 +33,6 @@ std::unique_ptr<Backend> make_backend(const LoadOptions& opt) {
 
 }  // namespace
 
-void check_weights(const std::string& spec) { parse_weight_plan(spec); }
-
 std::unique_ptr<Model> Model::load(const LoadOptions& opt) { return std::make_unique<ModelImpl>(opt); }
 
 ModelImpl::ModelImpl(const LoadOptions& opt) {

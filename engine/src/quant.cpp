@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "omni/engine.h"
 #include "omni/errors.h"
 
 namespace omni {
@@ -129,5 +130,9 @@ std::string weight_plan_string(const WeightPlan& p) {
   return std::string("experts=") + weight_format_name(p.experts) + ",attention=" + weight_format_name(p.attention) +
          ",lm_head=" + weight_format_name(p.lm_head) + ",talker=" + weight_format_name(p.talker);
 }
+
+// Declared in omni/engine.h (the daemon validates model.weights with it); defined here, beside the
+// parser, so that a program holding only the parsers (the daemon-config fuzzer) links it.
+void check_weights(const std::string& spec) { parse_weight_plan(spec); }
 
 }  // namespace omni
