@@ -14,12 +14,7 @@ using namespace e2e;
 
 namespace {
 
-DaemonOptions scripted() {
-  DaemonOptions o;
-  o.binary = OMNID_SCRIPTED_BINARY;
-  o.model_path = "scripted:step_ms=20,words=4";
-  return o;
-}
+DaemonOptions scripted() { return scripted_options("step_ms=20,words=4"); }
 
 void replace(std::string& s, const std::string& from, const std::string& to) {
   const auto at = s.find(from);

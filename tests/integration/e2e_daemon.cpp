@@ -21,8 +21,7 @@ class DaemonE2E : public ::testing::TestWithParam<Engine> {
   DaemonOptions options(const std::string& script = "step_ms=20,words=12") {
     DaemonOptions o;
     if (GetParam().scripted) {
-      o.binary = OMNID_SCRIPTED_BINARY;
-      o.model_path = "scripted:" + script;
+      o = scripted_options(script);
     } else {
       o.binary = OMNID_BINARY;
       o.model_path = std::string(OMNI_BUILD_DIR) + "/models/tiny-a";
@@ -35,12 +34,7 @@ class DaemonE2E : public ::testing::TestWithParam<Engine> {
       GTEST_SKIP() << "no tiny model at " << OMNI_BUILD_DIR << "/models/tiny-a (the engine build assembles it)";
   }
   // Starts the daemon and waits for READY=1.
-  std::unique_ptr<DaemonProcess> start(const DaemonOptions& o) {
-    auto d = std::make_unique<DaemonProcess>(o);
-    d->start();
-    EXPECT_TRUE(d->wait_ready(60s)) << d->log();
-    return d;
-  }
+  std::unique_ptr<DaemonProcess> start(const DaemonOptions& o) { return start_ready(o); }
 };
 
 std::string engine_name(const ::testing::TestParamInfo<Engine>& info) { return info.param.name; }

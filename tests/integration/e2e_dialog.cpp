@@ -8,19 +8,8 @@ using namespace e2e;
 
 namespace {
 
-DaemonOptions scripted(const std::string& script = "step_ms=20,words=12") {
-  DaemonOptions o;
-  o.binary = OMNID_SCRIPTED_BINARY;
-  o.model_path = "scripted:" + script;
-  return o;
-}
-
-std::unique_ptr<DaemonProcess> start(const DaemonOptions& o) {
-  auto d = std::make_unique<DaemonProcess>(o);
-  d->start();
-  EXPECT_TRUE(d->wait_ready(30s)) << d->log();
-  return d;
-}
+DaemonOptions scripted(const std::string& script = "step_ms=20,words=12") { return scripted_options(script); }
+std::unique_ptr<DaemonProcess> start(const DaemonOptions& o) { return start_ready(o, 30s); }
 
 void replace(std::string& s, const std::string& from, const std::string& to) {
   const auto at = s.find(from);

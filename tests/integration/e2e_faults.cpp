@@ -15,19 +15,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-DaemonOptions scripted(const std::string& script = "step_ms=20,words=12") {
-  DaemonOptions o;
-  o.binary = OMNID_SCRIPTED_BINARY;
-  o.model_path = "scripted:" + script;
-  return o;
-}
-
-std::unique_ptr<DaemonProcess> start(const DaemonOptions& o) {
-  auto d = std::make_unique<DaemonProcess>(o);
-  d->start();
-  EXPECT_TRUE(d->wait_ready(60s)) << d->log();
-  return d;
-}
+DaemonOptions scripted(const std::string& script = "step_ms=20,words=12") { return scripted_options(script); }
+std::unique_ptr<DaemonProcess> start(const DaemonOptions& o) { return start_ready(o); }
 
 bool notified(DaemonProcess& d, const std::string& needle) {
   for (const auto& n : d.notify().all())

@@ -207,4 +207,18 @@ void expect_gap_free(const std::vector<omni::ipc::Event>& events) {
         << "seq gap between " << events[i - 1].name << " and " << events[i].name;
 }
 
+DaemonOptions scripted_options(const std::string& script) {
+  DaemonOptions o;
+  o.binary = OMNID_SCRIPTED_BINARY;
+  o.model_path = "scripted:" + script;
+  return o;
+}
+
+std::unique_ptr<DaemonProcess> start_ready(const DaemonOptions& o, std::chrono::milliseconds timeout) {
+  auto d = std::make_unique<DaemonProcess>(o);
+  d->start();
+  EXPECT_TRUE(d->wait_ready(timeout)) << d->log();
+  return d;
+}
+
 }  // namespace e2e

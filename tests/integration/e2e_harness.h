@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -132,5 +133,10 @@ std::string data_file(const std::string& name);
 std::vector<std::string> names_for_turn(const std::vector<omni::ipc::Event>& events, uint64_t turn_id);
 // Checks seq increases by exactly one across `events` (heartbeats included).
 void expect_gap_free(const std::vector<omni::ipc::Event>& events);
+
+// Options for omnid_scripted: the real omnid code with the engine replaced by `script`.
+DaemonOptions scripted_options(const std::string& script = "step_ms=20,words=12");
+// Starts the daemon and waits for READY=1; a missed wait fails the test with the daemon's log.
+std::unique_ptr<DaemonProcess> start_ready(const DaemonOptions& o, std::chrono::milliseconds timeout = 60s);
 
 }  // namespace e2e
