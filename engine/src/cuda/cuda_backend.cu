@@ -132,6 +132,11 @@ CudaBackend::CudaBackend(int device_index, bool f32_activations, size_t scratch_
   cuda::g_router_hoist = !(rh_env && std::string(rh_env) == "0");
   const char* down_env = std::getenv("OMNI_CUDA_DOWN_MINB");  // 6 or 8 blocks per SM (A/B)
   cuda::g_down_min_blocks = down_env ? std::atoi(down_env) : 1;
+  // Expert down rows per block (1, 2, default 4) and q/k/v rows per warp (1, default 2), for A/B.
+  const char* down_rows_env = std::getenv("OMNI_CUDA_DOWN_ROWS");
+  cuda::g_down_rows = down_rows_env ? std::atoi(down_rows_env) : 4;
+  const char* qkv_rows_env = std::getenv("OMNI_CUDA_QKV_ROWS");
+  cuda::g_qkv_rows = qkv_rows_env && std::string(qkv_rows_env) == "1" ? 1 : 2;
   const char* fused_env = std::getenv("OMNI_CUDA_FUSED_LAYER");
   cuda::g_fused_layer = fused_env ? std::atoi(fused_env) : cuda::kFusedLayerDefault;
   const char* opt_env = std::getenv("OMNI_CUDA_FUSED_OPT");

@@ -453,6 +453,14 @@ __global__ void __launch_bounds__(kLayerThreads, MinBlocks) qkv_norm_kernel(Laye
   BlockState b;
   qkv_item<1>(a, blockIdx.x, xs, red, b);
 }
+// Two rows per warp (OMNI_CUDA_QKV_ROWS=2): 320 blocks at 3 per SM, one wave, 8 KB per warp in flight.
+__global__ void __launch_bounds__(kLayerThreads, 3) qkv_norm2_kernel(LayerArgs a) {
+  __shared__ __align__(16) float xs[kStageFloats];
+  __shared__ float red[32];
+  pdl_launch_dependents();
+  BlockState b;
+  qkv_item<2>(a, blockIdx.x, xs, red, b);
+}
 __global__ void __launch_bounds__(kLayerThreads) router_norm_kernel(LayerArgs a) {
   __shared__ __align__(16) LayerSmem sm;
   __shared__ float red[32];
@@ -483,6 +491,7 @@ int ceil8(int64_t n) { return int((n + 7) / 8); }
 int g_fused_layer = kFusedLayerDefault;
 int g_fused_opt = kFusedOptDefault;
 int g_qkv_norm_min_blocks = 4;
+int g_qkv_rows = 2;
 static_assert(kFusedOptDefault == kOptCache, "the default options: kOptCache (run 12)");
 
 }  // namespace cuda
@@ -569,8 +578,11 @@ void CudaBackend::decoder_layer(const DecoderLayerWeights& L, float eps, const T
     a.opt = 0;
     a.prof = nullptr;
     a.standalone = true;
-    launch(g_qkv_norm_min_blocks == 5 ? qkv_norm_kernel<5> : qkv_norm_kernel<4>, dim3(unsigned(ceil8(nq + 2 * nkv))),
-           dim3(kLayerThreads), stream_, a);
+    if (g_qkv_rows == 2)
+      launch(qkv_norm2_kernel, dim3(unsigned((nq + 2 * nkv + 15) / 16)), dim3(kLayerThreads), stream_, a);
+    else
+      launch(g_qkv_norm_min_blocks == 5 ? qkv_norm_kernel<5> : qkv_norm_kernel<4>, dim3(unsigned(ceil8(nq + 2 * nkv))),
+             dim3(kLayerThreads), stream_, a);
     OMNI_LAUNCHED("qkv_norm_kernel");
     launch_attention_decode(a.attn, f32_cache, stream_);
     GemvArgs g;

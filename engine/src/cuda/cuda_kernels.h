@@ -21,6 +21,8 @@ extern bool g_gemv_wide;    // OMNI_CUDA_GEMV_WIDE=0: no whole-row (16 chunks) h
 extern bool g_router_hoist;  // OMNI_CUDA_ROUTER_HOIST=0: router rows only prefetched before the wait
 extern int g_gateup_min_blocks;  // OMNI_CUDA_GATEUP_MINB: 2 (default, ~90 registers) or 3 (<= 80, spills)
 extern int g_down_min_blocks;
+extern int g_down_rows;  // OMNI_CUDA_DOWN_ROWS: expert down rows per block, 1, 2 or 4 (default)
+extern int g_qkv_rows;   // OMNI_CUDA_QKV_ROWS: q/k/v rows per warp in mode 2, 1 or 2 (default; 3 blocks per SM)
 // OMNI_CUDA_FUSED_LAYER: how decoder_layer runs a thinker decode row (A/B): 0 the eight kernels of
 // runs 1-10, 1 one persistent kernel, 2 six kernels (the residual add + RMSNorm folded into the q/k/v
 // GEMV and into the router).

@@ -166,6 +166,7 @@ bool g_gemv_wide = true;
 bool g_router_hoist = true;
 int g_gateup_min_blocks = 2;
 int g_down_min_blocks = 1;
+int g_down_rows = 4;
 
 void launch_gemv(const GemvArgs& args, cudaStream_t st) {
   int total = 0;

@@ -209,7 +209,55 @@ __global__ void __launch_bounds__(kWarps * kWarp, MinBlocks) down_occ_kernel(Exp
   down_body(s, act, out, part);
 }
 
+// Down projection with RB output rows per block and one warp per expert (exactly kWarps experts,
+// I = 256 * CPL): each lane holds its RB rows' CPL chunks in flight at once (the one-row kernel
+// above has 1.5 KB per warp in flight at I = 768). The per-expert terms are summed in expert
+// order through shared memory, as down_body does (the same values, bit for bit).
+template <int RB, int CPL>
+__global__ void __launch_bounds__(kWarps * kWarp) down_rows_kernel(ExpertSet s, const float* act, float* out) {
+  __shared__ float part[kWarps][RB];
+  pdl_launch_dependents();
+  pdl_wait();
+  const int lane = threadIdx.x & 31, j = threadIdx.x >> 5, h0 = blockIdx.x * RB;
+  const uint16_t* w = expert_w(s, j, 2);
+  uint4 wv[RB][CPL];
+#pragma unroll
+  for (int r = 0; r < RB; ++r) {
+    const uint4* w4 = reinterpret_cast<const uint4*>(w + int64_t(h0 + r < s.H ? h0 + r : 0) * s.I);
+#pragma unroll
+    for (int c = 0; c < CPL; ++c) wv[r][c] = load_stream(w4 + lane + kWarp * c);
+  }
+  const float wj = s.selw ? s.selw[j] : 1.f;
+  const float4* x4 = reinterpret_cast<const float4*>(act + j * s.I);
+  float4 xa[CPL], xb[CPL];
+#pragma unroll
+  for (int c = 0; c < CPL; ++c) {
+    xa[c] = x4[2 * (lane + kWarp * c)];
+    xb[c] = x4[2 * (lane + kWarp * c) + 1];
+  }
+#pragma unroll
+  for (int r = 0; r < RB; ++r) {
+    float acc = 0.f;
+#pragma unroll
+    for (int c = 0; c < CPL; ++c) acc += dot8(wv[r][c], xa[c], xb[c]);
+    acc = warp_sum(acc);
+    if (lane == 0) part[j][r] = 0.f + wj * acc;
+  }
+  __syncthreads();
+  if (threadIdx.x < RB && h0 + int(threadIdx.x) < s.H) {
+    float sum = 0.f;
+    for (int q = 0; q < kWarps; ++q) sum += part[q][threadIdx.x];
+    out[h0 + threadIdx.x] = sum;
+  }
+}
+
 void launch_down(dim3 grid, cudaStream_t st, const ExpertSet& s, const float* act, float* out) {
+  if (g_down_rows > 1 && s.count == kWarps && s.I == 3 * 256) {
+    const unsigned blocks = unsigned((s.H + g_down_rows - 1) / g_down_rows);
+    if (g_down_rows == 4) launch(down_rows_kernel<4, 3>, dim3(blocks), dim3(kWarps * kWarp), st, s, act, out);
+    else launch(down_rows_kernel<2, 3>, dim3(blocks), dim3(kWarps * kWarp), st, s, act, out);
+    return;
+  }
   if (g_down_min_blocks >= 8) launch(down_occ_kernel<8>, grid, dim3(kWarps * kWarp), st, s, act, out);
   else if (g_down_min_blocks >= 6) launch(down_occ_kernel<6>, grid, dim3(kWarps * kWarp), st, s, act, out);
   else launch(down_kernel, grid, dim3(kWarps * kWarp), st, s, act, out);
