@@ -120,12 +120,13 @@ CudaBackend::CudaBackend(int device_index, bool f32_activations, size_t scratch_
   cuda::g_use_pdl = props_.major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
   // Decode-kernel variants, for A/B timing in one run: OMNI_CUDA_GEMV_HOIST=0 (GEMV weights only
   // prefetched to L2 before pdl_wait, not loaded) or 4 (hoisted, <= 64 registers), default 5;
-  // OMNI_CUDA_GATEUP_MINB=3 (gate/up capped at 80 registers); OMNI_CUDA_DOWN_MINB=6|8.
+  // OMNI_CUDA_GATEUP_MINB=2 (gate and up rows on one warp, 2 blocks per SM: the kernel before
+  // 2026-11-26's split one) or 3 (the same capped at 80 registers); OMNI_CUDA_DOWN_MINB=6|8.
   const char* hoist_env = std::getenv("OMNI_CUDA_GEMV_HOIST");
   const std::string hoist = hoist_env ? hoist_env : "";
   cuda::g_gemv_hoist = hoist == "0" ? 0 : hoist == "4" ? 4 : 5;
   const char* minb_env = std::getenv("OMNI_CUDA_GATEUP_MINB");
-  cuda::g_gateup_min_blocks = minb_env && std::string(minb_env) == "3" ? 3 : 2;
+  cuda::g_gateup_min_blocks = minb_env && std::string(minb_env) == "3" ? 3 : minb_env && std::string(minb_env) == "2" ? 2 : 4;
   const char* wide_env = std::getenv("OMNI_CUDA_GEMV_WIDE");
   cuda::g_gemv_wide = !(wide_env && std::string(wide_env) == "0");
   const char* rh_env = std::getenv("OMNI_CUDA_ROUTER_HOIST");

@@ -19,7 +19,7 @@ extern bool g_use_pdl;
 extern int g_gemv_hoist;  // OMNI_CUDA_GEMV_HOIST: 0 off, 4 or 5 (blocks per SM) for decode GEMVs
 extern bool g_gemv_wide;    // OMNI_CUDA_GEMV_WIDE=0: no whole-row (16 chunks) hoist for K >= 4096
 extern bool g_router_hoist;  // OMNI_CUDA_ROUTER_HOIST=0: router rows only prefetched before the wait
-extern int g_gateup_min_blocks;  // OMNI_CUDA_GATEUP_MINB: 2 (default, ~90 registers) or 3 (<= 80, spills)
+extern int g_gateup_min_blocks;  // OMNI_CUDA_GATEUP_MINB: 4 (default: gate and up rows on separate warps, H = 2048), 2 or 3 (one warp per row pair, ~90 / <= 80 registers)
 extern int g_down_min_blocks;
 extern int g_down_rows;  // OMNI_CUDA_DOWN_ROWS: expert down rows per block, 1, 2 or 4 (default)
 extern int g_qkv_rows;   // OMNI_CUDA_QKV_ROWS: q/k/v rows per warp in mode 2, 1 or 2 (default; 3 blocks per SM)

@@ -164,7 +164,7 @@ bool g_use_pdl = false;
 int g_gemv_hoist = 5;
 bool g_gemv_wide = true;
 bool g_router_hoist = true;
-int g_gateup_min_blocks = 2;
+int g_gateup_min_blocks = 4;
 int g_down_min_blocks = 1;
 int g_down_rows = 4;
 
