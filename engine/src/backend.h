@@ -142,7 +142,7 @@ class Backend {
   // so x leaves as the residual after attention and branch as the feed-forward output (the caller
   // adds it: the next layer's add_branch, or add_rms_norm with the final norm). `normed` is
   // scratch of x's shape. The default is the ops above; CUDA runs a decode row (rows = 1, MoE
-  // layer) as one persistent kernel.
+  // layer) as six kernels.
   virtual void decoder_layer(const DecoderLayerWeights& L, float eps, const Tensor& x, const Tensor& branch,
                              bool add_branch, const AttentionArgs& args, const Tensor& normed);
   // Storage dtype of KV caches. CUDA keeps them in bf16 (as transformers does), halving the

@@ -65,8 +65,8 @@ class CudaBackend : public Backend {
   void attention(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args, const Tensor& out) override;
   void mlp(const MlpWeights& w, const Tensor& x, const Tensor& out) override;
   void moe(const MoeWeights& w, const Tensor& x, const Tensor& out) override;
-  // One decode row of a MoE layer as one persistent kernel (cuda_decode_layer.cu); the default ops
-  // otherwise, or with OMNI_CUDA_FUSED_LAYER=0.
+  // One decode row of a MoE layer as six kernels (cuda_decode_layer.cu; OMNI_CUDA_FUSED_LAYER=1: one
+  // persistent kernel); the default ops otherwise, or with OMNI_CUDA_FUSED_LAYER=0.
   void decoder_layer(const DecoderLayerWeights& L, float eps, const Tensor& x, const Tensor& branch, bool add_branch,
                      const AttentionArgs& args, const Tensor& normed) override;
   int32_t sample(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history,
