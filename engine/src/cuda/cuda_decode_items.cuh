@@ -75,9 +75,7 @@ struct DecodeArgs {
   int* flags;
 };
 
-// A cache element as fp32, and a value as the cache stores it (the bf16 cache rounds).
-__device__ __forceinline__ float cache_load(const uint16_t* p, int t) { return bf16_at(p, t); }
-__device__ __forceinline__ float cache_load(const float* p, int t) { return p[t]; }
+// Stores a value as the cache stores it and returns what was stored (the bf16 cache rounds).
 __device__ __forceinline__ float cache_store(uint16_t* p, int t, float v) {
   const uint16_t b = f32_to_bf16_bits(v);
   p[t] = b;

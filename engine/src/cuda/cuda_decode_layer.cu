@@ -444,22 +444,15 @@ __global__ void __launch_bounds__(kLayerThreads, 2) decoder_layer_kernel(LayerAr
 
 // Mode 2 (OMNI_CUDA_FUSED_LAYER=2): stage 0 and stage 3 as kernels of their own, one item per block;
 // attention, o_proj and the experts run the standalone decode kernels in between.
-// MinBlocks 4 (56 registers: 640 blocks in 1.2 waves) or 5 (<= 48: one wave), OMNI_CUDA_QKVNORM_MINB.
-template <int MinBlocks>
+// R rows per warp: R = 2 (default, OMNI_CUDA_QKV_ROWS): 320 blocks at 3 per SM, one wave, 8 KB per warp in
+// flight; R = 1: MinBlocks 4 (56 registers: 640 blocks in 1.2 waves) or 5 (<= 48: one wave), OMNI_CUDA_QKVNORM_MINB.
+template <int MinBlocks, int R>
 __global__ void __launch_bounds__(kLayerThreads, MinBlocks) qkv_norm_kernel(LayerArgs a) {
   __shared__ __align__(16) float xs[kStageFloats];
   __shared__ float red[32];
   pdl_launch_dependents();
   BlockState b;
-  qkv_item<1>(a, blockIdx.x, xs, red, b);
-}
-// Two rows per warp (OMNI_CUDA_QKV_ROWS=2): 320 blocks at 3 per SM, one wave, 8 KB per warp in flight.
-__global__ void __launch_bounds__(kLayerThreads, 3) qkv_norm2_kernel(LayerArgs a) {
-  __shared__ __align__(16) float xs[kStageFloats];
-  __shared__ float red[32];
-  pdl_launch_dependents();
-  BlockState b;
-  qkv_item<2>(a, blockIdx.x, xs, red, b);
+  qkv_item<R>(a, blockIdx.x, xs, red, b);
 }
 __global__ void __launch_bounds__(kLayerThreads) router_norm_kernel(LayerArgs a) {
   __shared__ __align__(16) LayerSmem sm;
@@ -579,10 +572,10 @@ void CudaBackend::decoder_layer(const DecoderLayerWeights& L, float eps, const T
     a.prof = nullptr;
     a.standalone = true;
     if (g_qkv_rows == 2)
-      launch(qkv_norm2_kernel, dim3(unsigned((nq + 2 * nkv + 15) / 16)), dim3(kLayerThreads), stream_, a);
+      launch(qkv_norm_kernel<3, 2>, dim3(unsigned((nq + 2 * nkv + 15) / 16)), dim3(kLayerThreads), stream_, a);
     else
-      launch(g_qkv_norm_min_blocks == 5 ? qkv_norm_kernel<5> : qkv_norm_kernel<4>, dim3(unsigned(ceil8(nq + 2 * nkv))),
-             dim3(kLayerThreads), stream_, a);
+      launch(g_qkv_norm_min_blocks == 5 ? qkv_norm_kernel<5, 1> : qkv_norm_kernel<4, 1>,
+             dim3(unsigned(ceil8(nq + 2 * nkv))), dim3(kLayerThreads), stream_, a);
     OMNI_LAUNCHED("qkv_norm_kernel");
     launch_attention_decode(a.attn, f32_cache, stream_);
     GemvArgs g;
