@@ -97,6 +97,30 @@ TEST_P(CudaOpsPrecision, LinearShapes) {
   }
 }
 
+// Matrices of <= 256K weights keep fp32 activations at any row count (more than 8 rows: the fp32
+// GEMM of cuda_gemm_f32.cu; K % 4 != 0: the batched GEMV), so the fp32 bound holds in both settings.
+TEST_F(CudaOps, SmallLinearManyRowsStaysFp32) {
+  struct Case {
+    int64_t rows, out, in;
+    bool bias;
+    Activation act;
+  };
+  const Case cases[] = {
+      {9, 128, 2048, false, Activation::None}, {512, 128, 2048, false, Activation::None},  // the router's shape
+      {37, 96, 200, true, Activation::SiLU},   {70, 100, 36, true, Activation::GELU},
+      {20, 100, 38, false, Activation::None},  // K % 4 != 0: batched GEMV
+  };
+  for (const Case& c : cases) {
+    auto x = p->act({c.rows, c.in});
+    auto w = p->weight({c.out, c.in}, 1.f / std::sqrt(float(c.in)));
+    Pair::W b = c.bias ? p->weight({c.out}, 0.5f) : Pair::W{};
+    auto out = p->out({c.rows, c.out});
+    p->cpu->linear(x.c, w.c, b.c, out.c, c.act);
+    p->gpu->linear(x.g, w.g, b.g, out.g, c.act);
+    EXPECT_LT(p->rel_error(out), kTolExact) << c.rows << "x" << c.in << " -> " << c.out;
+  }
+}
+
 TEST_F(CudaOps, LmHeadGemv) {
   auto x = p->act({1, 2048});
   auto w = p->weight({152064, 2048}, 1.f / std::sqrt(2048.f));
@@ -163,6 +187,28 @@ TEST_P(CudaOpsPrecision, ThinkerMoe) {
     // bf16-rounded (bf16) or hi/lo-split (f32) activations, fp32 accumulation.
     EXPECT_LT(p->rel_error(out), tol_rows(rows)) << rows;
   }
+}
+
+// Prefill where experts hold more than one 64-entry tile (cuda_moe_mma.cu numbers tiles over all
+// experts): 200 tokens close to one another choose mostly the same experts, so a few experts get
+// ~200 entries (4 tiles, the last partial) and others a handful; then 300 unrelated tokens (~19 each).
+TEST_P(CudaOpsPrecision, ThinkerMoeCrowdedExperts) {
+  Moe m = make_moe(*p, 128, 8, 2048, 768, 0);
+  const std::vector<float> base = p->random(2048), noise = p->random(200 * 2048, 0.05f);
+  std::vector<float> xs(200 * 2048);
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = base[i % 2048] + noise[i];
+  Pair::A crowded{p->cpu->alloc({200, 2048}), p->gpu->alloc({200, 2048})};
+  p->cpu->upload(crowded.c, xs.data());
+  p->gpu->upload(crowded.g, xs.data());
+  auto out = p->out({200, 2048});
+  p->cpu->moe(m.c, crowded.c, out.c);
+  p->gpu->moe(m.g, crowded.g, out.g);
+  EXPECT_LT(p->rel_error(out), tol_rows(200)) << "crowded";
+  auto x = p->act({300, 2048});
+  auto out2 = p->out({300, 2048});
+  p->cpu->moe(m.c, x.c, out2.c);
+  p->gpu->moe(m.g, x.g, out2.g);
+  EXPECT_LT(p->rel_error(out2), tol_rows(300)) << "spread";
 }
 
 TEST_P(CudaOpsPrecision, TalkerMoeWithSharedExpert) {

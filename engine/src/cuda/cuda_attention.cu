@@ -318,9 +318,13 @@ void CudaBackend::attention_general(const AttentionWeights& w, const Tensor& x, 
   float* k = static_cast<float*>(scratch(sizeof(float) * size_t(S) * hkv * hd, "attention"));
   float* v = static_cast<float*>(scratch(sizeof(float) * size_t(S) * hkv * hd, "attention"));
   float* o = static_cast<float*>(scratch(sizeof(float) * size_t(S) * hq * hd, "attention"));
-  linear_rows(x.as<float>(), S, w.wq, w.bq, q, Activation::None);
-  linear_rows(x.as<float>(), S, w.wk, w.bk, k, Activation::None);
-  linear_rows(x.as<float>(), S, w.wv, w.bv, v, Activation::None);
+  // q, k and v read the same x: where all three go to cuBLAS, x is converted for it once.
+  const bool cast_once =
+      linear_uses_gemm(S, w.wq, false) && linear_uses_gemm(S, w.wk, false) && linear_uses_gemm(S, w.wv, false);
+  const uint16_t* xc = cast_once ? cast_for_gemm(x.as<float>(), S * x.dim(1)) : nullptr;
+  linear_rows(x.as<float>(), S, w.wq, w.bq, q, Activation::None, false, xc);
+  linear_rows(x.as<float>(), S, w.wk, w.bk, k, Activation::None, false, xc);
+  linear_rows(x.as<float>(), S, w.wv, w.bv, v, Activation::None, false, xc);
   PrepArgs p{rope_table(w.rope_theta, hd), q, k, v, opt_bf16(w.q_norm), opt_bf16(w.k_norm), w.norm_eps,
              args.positions.empty() ? nullptr : args.positions.as<int32_t>(), hq, hkv, hd,
              args.cache ? args.cache->k.data : nullptr, args.cache ? args.cache->v.data : nullptr,

@@ -16,6 +16,7 @@
 #include "cuda_attention.cuh"
 #include "cuda_backend.h"
 #include "cuda_common.cuh"
+#include "cuda_mma.cuh"
 
 namespace omni {
 namespace cuda {
@@ -41,15 +42,6 @@ __device__ __forceinline__ void split_pack(float a, float b, uint32_t& hi, uint3
   lo = pack_bf16(a - __uint_as_float(hi << 16), b - __uint_as_float(hi & 0xffff0000u));
 }
 
-__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#endif
-}
-
 template <bool TRANS>
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const uint16_t* p) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
@@ -66,38 +58,48 @@ __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const uint16_t* p) {
 }
 
 // Keys [k0, k0 + kKeys) of kv head kvh into shared memory as bf16 hi (and lo) rows; zeros past
-// kmax (those keys are masked, the zeros keep NaNs out of P V).
+// kmax (those keys are masked, the zeros keep NaNs out of P V). A thread's loads go in batches of
+// kBatch pieces, all issued before any is converted: one memory round trip per batch, not per
+// piece (the tile is 16 pieces per thread at hd 128; one at a time, they made this the kernel's
+// critical path).
 template <int HD, bool SPLIT>
 __device__ __forceinline__ void load_tile(const TileArgs& a, int k0, int kmax, int kvh, uint16_t* kh, uint16_t* kl,
                                           uint16_t* vh, uint16_t* vl) {
-  constexpr int LD = row_ld<HD>(), Q4 = HD / 4;
-  for (int i = threadIdx.x; i < kKeys * Q4; i += kThreads) {
-    const int j = i / Q4, d = (i - j * Q4) * 4, key = k0 + j;
-    float kf[4] = {0.f, 0.f, 0.f, 0.f}, vf[4] = {0.f, 0.f, 0.f, 0.f};
-    if (key <= kmax) {
+  constexpr int LD = row_ld<HD>(), Q4 = HD / 4, kPieces = kKeys * Q4 / kThreads, kBatch = 4;
+  static_assert(kPieces % kBatch == 0, "tile pieces per thread");
+#pragma unroll 1
+  for (int b0 = 0; b0 < kPieces; b0 += kBatch) {
+    float4 kf[kBatch], vf[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = threadIdx.x + (b0 + u) * kThreads, j = i / Q4, d = (i - j * Q4) * 4, key = k0 + j;
+      kf[u] = vf[u] = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (key > kmax) continue;
       const int64_t off = (int64_t(key) * a.hkv + kvh) * HD + d;
       if (a.kv_bf16) {
         const uint2 kb = *reinterpret_cast<const uint2*>(static_cast<const uint16_t*>(a.k) + off);
         const uint2 vb = *reinterpret_cast<const uint2*>(static_cast<const uint16_t*>(a.v) + off);
-        kf[0] = bf16_lo(kb.x), kf[1] = bf16_hi(kb.x), kf[2] = bf16_lo(kb.y), kf[3] = bf16_hi(kb.y);
-        vf[0] = bf16_lo(vb.x), vf[1] = bf16_hi(vb.x), vf[2] = bf16_lo(vb.y), vf[3] = bf16_hi(vb.y);
+        kf[u] = make_float4(bf16_lo(kb.x), bf16_hi(kb.x), bf16_lo(kb.y), bf16_hi(kb.y));
+        vf[u] = make_float4(bf16_lo(vb.x), bf16_hi(vb.x), bf16_lo(vb.y), bf16_hi(vb.y));
       } else {
-        const float4 k4 = *reinterpret_cast<const float4*>(static_cast<const float*>(a.k) + off);
-        const float4 v4 = *reinterpret_cast<const float4*>(static_cast<const float*>(a.v) + off);
-        kf[0] = k4.x, kf[1] = k4.y, kf[2] = k4.z, kf[3] = k4.w;
-        vf[0] = v4.x, vf[1] = v4.y, vf[2] = v4.z, vf[3] = v4.w;
+        kf[u] = *reinterpret_cast<const float4*>(static_cast<const float*>(a.k) + off);
+        vf[u] = *reinterpret_cast<const float4*>(static_cast<const float*>(a.v) + off);
       }
     }
-    uint2 khi, klo, vhi, vlo;
-    split_pack(kf[0], kf[1], khi.x, klo.x);
-    split_pack(kf[2], kf[3], khi.y, klo.y);
-    split_pack(vf[0], vf[1], vhi.x, vlo.x);
-    split_pack(vf[2], vf[3], vhi.y, vlo.y);
-    *reinterpret_cast<uint2*>(kh + j * LD + d) = khi;
-    *reinterpret_cast<uint2*>(vh + j * LD + d) = vhi;
-    if (SPLIT) {
-      *reinterpret_cast<uint2*>(kl + j * LD + d) = klo;
-      *reinterpret_cast<uint2*>(vl + j * LD + d) = vlo;
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = threadIdx.x + (b0 + u) * kThreads, j = i / Q4, d = (i - j * Q4) * 4;
+      uint2 khi, klo, vhi, vlo;
+      split_pack(kf[u].x, kf[u].y, khi.x, klo.x);
+      split_pack(kf[u].z, kf[u].w, khi.y, klo.y);
+      split_pack(vf[u].x, vf[u].y, vhi.x, vlo.x);
+      split_pack(vf[u].z, vf[u].w, vhi.y, vlo.y);
+      *reinterpret_cast<uint2*>(kh + j * LD + d) = khi;
+      *reinterpret_cast<uint2*>(vh + j * LD + d) = vhi;
+      if (SPLIT) {
+        *reinterpret_cast<uint2*>(kl + j * LD + d) = klo;
+        *reinterpret_cast<uint2*>(vl + j * LD + d) = vlo;
+      }
     }
   }
 }

@@ -148,6 +148,9 @@ CudaBackend::CudaBackend(int device_index, bool f32_activations, size_t scratch_
   const bool layer_profile = prof_env && std::string(prof_env) == "1";
   const char* tc_env = std::getenv("OMNI_CUDA_MOE_TC");
   tc_disabled_ = tc_env && std::string(tc_env) == "0";
+  // OMNI_CUDA_MOE_MMA=0: MoE prefill on the WMMA kernel (cuda_moe_tc.cu) instead of cuda_moe_mma.cu (A/B).
+  const char* moe_mma_env = std::getenv("OMNI_CUDA_MOE_MMA");
+  moe_mma_disabled_ = moe_mma_env && std::string(moe_mma_env) == "0";
   const char* attn_env = std::getenv("OMNI_CUDA_ATTN_MMA");
   attn_mma_disabled_ = attn_env && std::string(attn_env) == "0";
   OMNI_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
@@ -235,14 +238,18 @@ Tensor CudaBackend::weight(const Tensor& host) {
   t.data = arena_alloc(t.bytes());
   weight_bytes_ += t.bytes();
   if (host.on_device) throw Error("weight: the source tensor " + host.shape_str() + " is already on a device");
+  // On stream_, like every kernel that reads the weight: a cudaMemcpy from pageable memory returns
+  // once the bytes are staged, before its DMA lands, and the non-blocking stream_ does not wait for
+  // the legacy stream, so a kernel launched right after could read the old contents (seen: the first
+  // fp32 GEMM of a GPU test read zeros). An async copy from pageable memory also returns once staged.
   if (host.dtype == DType::BF16) {
-    OMNI_CUDA(cudaMemcpy(t.data, host.data, t.bytes(), cudaMemcpyHostToDevice));
+    OMNI_CUDA(cudaMemcpyAsync(t.data, host.data, t.bytes(), cudaMemcpyHostToDevice, stream_));
   } else {
     std::vector<uint16_t> conv(size_t(host.numel()));
     for (size_t i = 0; i < conv.size(); ++i)
       conv[i] = f32_to_bf16(host.dtype == DType::F32 ? host.as<const float>()[i]
                                                      : f16_to_f32(host.as<const uint16_t>()[i]));
-    OMNI_CUDA(cudaMemcpy(t.data, conv.data(), t.bytes(), cudaMemcpyHostToDevice));
+    OMNI_CUDA(cudaMemcpyAsync(t.data, conv.data(), t.bytes(), cudaMemcpyHostToDevice, stream_));
   }
   return t;
 }

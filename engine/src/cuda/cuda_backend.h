@@ -102,11 +102,16 @@ class CudaBackend : public Backend {
   void scratch_reset() { scratch_used_ = 0; }
   void check_device_flags();  // raises errors the kernels flagged (bad token ids)
   // GEMM through cuBLAS: out[S,N] (fp32) = x[S,K] (fp32, converted to bf16) @ w[N,K]^T.
-  void gemm(const Tensor& x, const Tensor& w, const Tensor& out);
+  // x_cast: x already converted by cast_for_gemm (several GEMMs over the same x convert it once).
+  void gemm(const Tensor& x, const Tensor& w, const Tensor& out, const uint16_t* x_cast = nullptr);
+  // x as GEMM input: bf16, or bf16 hi + lo (lo n elements after hi) with f32 activations; scratch.
+  uint16_t* cast_for_gemm(const float* x, int64_t n);
   // fp32_inputs: keep activations in fp32 (GEMV kernels, any row count) instead of cuBLAS with
   // bf16 inputs; used where a bf16 rounding could flip a decision (the MoE router's top-k).
+  // x_cast: as for gemm, used only where linear_uses_gemm.
   void linear_rows(const float* x, int64_t rows, const Tensor& w, const Tensor& bias, float* out, Activation act,
-                   bool fp32_inputs = false);
+                   bool fp32_inputs = false, const uint16_t* x_cast = nullptr);
+  bool linear_uses_gemm(int64_t rows, const Tensor& w, bool fp32_inputs) const;
   void attention_decode(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args, const Tensor& out);
   void attention_general(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args, const Tensor& out);
   void moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out);
@@ -141,6 +146,7 @@ class CudaBackend : public Backend {
   bool capturing_ = false;
   bool f32_activations_ = true;  // fp32 KV cache + hi/lo-split GEMM inputs (make_cuda_backend)
   bool tc_disabled_ = false;  // OMNI_CUDA_MOE_TC=0: MoE prefill on the fp32 FMA kernel (A/B timing)
+  bool moe_mma_disabled_ = false;  // OMNI_CUDA_MOE_MMA=0: MoE prefill on the WMMA kernel (A/B timing)
   bool attn_mma_disabled_ = false;  // OMNI_CUDA_ATTN_MMA=0: prefill attention on the fp32 tile kernel (A/B)
 
   std::vector<void*> blocks_;  // every cudaMalloc made, freed at destruction

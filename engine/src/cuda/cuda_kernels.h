@@ -74,6 +74,12 @@ void launch_gemv(const GemvArgs& a, cudaStream_t stream);
 // Any-K fallback (K % 8 != 0 or unaligned): one warp per (row, output), scalar loads.
 void launch_gemv_scalar(const GemvArgs& a, cudaStream_t stream);
 
+// fp32-input GEMM for more than 8 rows where activations stay fp32 (cuda_gemm_f32.cu): out[s][n] =
+// act(x[s] . W[n] + bias[n]) (act: 0 none, 1 SiLU, 2 GELU); fits: K % 4 == 0, x 16-B and W 8-B aligned.
+bool gemm_f32_fits(int64_t rows, int64_t K, const float* x, const uint16_t* W);
+void launch_gemm_f32(const float* x, const uint16_t* W, const uint16_t* bias, float* out, int S, int N, int K,
+                     int act, cudaStream_t stream);
+
 // MoE prefill grouped GEMM on the tensor cores (cuda_moe_tc.cu; compute capability >= 8.0).
 // For each expert e (grid x) and each of its bucket entries (list[offsets[e] ..][counts[e]]):
 // Y[entry][n] = sum_k X[entry / x_div][k] W[n][k], W = table[e * 3 + which], Y fp32; dual: W =
@@ -84,6 +90,13 @@ bool grouped_gemm_tc_fits(int N, int K);
 void launch_grouped_gemm_tc(bool dual, const void* const* table, int which, const int* counts, const int* offsets,
                             const int* list, const uint16_t* X, int x_div, int experts, int max_entries, int N, int K,
                             void* Y, cudaStream_t stream, int64_t x_lo = 0, int64_t y_lo = 0);
+// The same contract on mma.sync with the weights loaded straight into registers (cuda_moe_mma.cu;
+// compute capability >= 8.0; `entries` = the number of bucket entries over all experts); needs
+// K % 128 == 0 and N % 16 (dual) or 32.
+bool grouped_gemm_mma_fits(int N, int K, bool dual);
+void launch_grouped_gemm_mma(bool dual, const void* const* table, int which, const int* counts, const int* offsets,
+                             const int* list, const uint16_t* X, int x_div, int experts, int entries, int N, int K,
+                             void* Y, cudaStream_t stream, int64_t x_lo = 0, int64_t y_lo = 0);
 // out = bf16(in); with lo: also lo = bf16(in - out), so that out + lo carries in to ~2^-16.
 void launch_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stream, uint16_t* lo = nullptr);
 

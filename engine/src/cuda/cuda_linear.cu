@@ -197,13 +197,20 @@ void launch_gemv_scalar(const GemvArgs& a, cudaStream_t st) {
 
 using namespace cuda;
 
-void CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor& out) {
-  const int64_t N = w.dim(0), K = w.row_numel(), S = x.numel() / K;
-  // f32 activations: x = hi + lo, both bf16, and out = W hi + W lo (the second product accumulates
-  // into the first): fp32-accurate inputs (~2^-16 relative) for twice the tensor-core work.
+uint16_t* CudaBackend::cast_for_gemm(const float* x, int64_t n) {
+  // f32 activations: x = hi + lo, both bf16 (the lo part n elements after the hi part).
   const int parts = f32_activations_ ? 2 : 1;
-  uint16_t* xb = static_cast<uint16_t*>(scratch(size_t(parts * S * K) * 2, "linear"));
-  launch_to_bf16(x.as<float>(), xb, S * K, stream_, parts == 2 ? xb + S * K : nullptr);
+  uint16_t* xb = static_cast<uint16_t*>(scratch(size_t(parts * n) * 2, "linear"));
+  launch_to_bf16(x, xb, n, stream_, parts == 2 ? xb + n : nullptr);
+  return xb;
+}
+
+void CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor& out, const uint16_t* x_cast) {
+  const int64_t N = w.dim(0), K = w.row_numel(), S = x.numel() / K;
+  // f32 activations: out = W hi + W lo (the second product accumulates into the first):
+  // fp32-accurate inputs (~2^-16 relative) for twice the tensor-core work.
+  const int parts = f32_activations_ ? 2 : 1;
+  const uint16_t* xb = x_cast ? x_cast : cast_for_gemm(x.as<float>(), S * K);
   const float alpha = 1.f;
   for (int p = 0; p < parts; ++p) {
     const float beta = p == 0 ? 0.f : 1.f;
@@ -215,19 +222,29 @@ void CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor& out) {
   }
 }
 
-void CudaBackend::linear_rows(const float* x, int64_t rows, const Tensor& w, const Tensor& bias, float* out,
-                              Activation act, bool fp32_inputs) {
-  if (is_quantized(w.dtype)) return linear_rows_quant(x, rows, w, bias, out, act, fp32_inputs);
-  const int64_t N = w.dim(0), K = w.row_numel();
-  if (rows == 0 || N == 0) return;
-  const int a = act == Activation::SiLU ? 1 : act == Activation::GELU ? 2 : 0;
+bool CudaBackend::linear_uses_gemm(int64_t rows, const Tensor& w, bool fp32_inputs) const {
+  if (is_quantized(w.dtype)) return false;
   // Small matrices (<= 256K weights, 512 KB) also keep fp32 inputs: the GEMV re-reads them from
   // L2 per 8 rows at little cost, and on small models one bf16 rounding of a GEMM input can flip
   // a MoE routing decision (measured on the tiny fixture tiny-a: step 2 of "ids" moved 0.115 in
   // relative logits error; the CPU with bf16-rounded GEMM inputs reproduces that exact number).
   // At 1M weights (the thinker's k/v projections) this cost 25 ms of a 512-token prefill.
-  const bool small = N * K <= (int64_t(1) << 18);
-  if (rows <= kGemvMaxRows || ((fp32_inputs || small) && rows <= 65535 * kGemvMaxRows)) {
+  const bool small = w.dim(0) * w.row_numel() <= (int64_t(1) << 18);
+  return !(rows <= kGemvMaxRows || ((fp32_inputs || small) && rows <= 65535 * kGemvMaxRows));
+}
+
+void CudaBackend::linear_rows(const float* x, int64_t rows, const Tensor& w, const Tensor& bias, float* out,
+                              Activation act, bool fp32_inputs, const uint16_t* x_cast) {
+  if (is_quantized(w.dtype)) return linear_rows_quant(x, rows, w, bias, out, act, fp32_inputs);
+  const int64_t N = w.dim(0), K = w.row_numel();
+  if (rows == 0 || N == 0) return;
+  const int a = act == Activation::SiLU ? 1 : act == Activation::GELU ? 2 : 0;
+  if (!linear_uses_gemm(rows, w, fp32_inputs) && rows > kGemvMaxRows && gemm_f32_fits(rows, K, x, w.as<uint16_t>())) {
+    launch_gemm_f32(x, w.as<uint16_t>(), bias.empty() ? nullptr : bias.as<uint16_t>(), out, int(rows), int(N), int(K),
+                    a, stream_);
+    return;
+  }
+  if (!linear_uses_gemm(rows, w, fp32_inputs)) {
     GemvArgs g;
     g.seg[0] = {w.as<uint16_t>(), bias.empty() ? nullptr : bias.as<uint16_t>(), out, int(N)};
     g.K = int(K);
@@ -239,7 +256,7 @@ void CudaBackend::linear_rows(const float* x, int64_t rows, const Tensor& w, con
   }
   Tensor xt(const_cast<float*>(x), DType::F32, {rows, K}, true), ot(out, DType::F32, {rows, N}, true);
   const size_t mark = scratch_used_;
-  gemm(xt, w, ot);
+  gemm(xt, w, ot, x_cast);
   scratch_used_ = mark;
   if (!bias.empty() || a != 0) {
     bias_act_kernel<<<int(std::min<int64_t>((rows * N + 255) / 256, 65535)), 256, 0, stream_>>>(

@@ -306,13 +306,22 @@ __global__ void bucket_kernel(const int* idx, int entries, int E, int* counts, i
   __syncthreads();
   for (int t = threadIdx.x; t < entries; t += blockDim.x) atomicAdd(&cnt[idx[t]], 1);
   __syncthreads();
-  if (threadIdx.x == 0) {
+  if (threadIdx.x < 32) {  // exclusive prefix sum of the counts, 32 experts per warp step
+    const int lane = threadIdx.x;
     int run = 0;
-    for (int e = 0; e < E; ++e) {
-      cur[e] = run;
-      offsets[e] = run;
-      counts[e] = cnt[e];
-      run += cnt[e];
+    for (int e0 = 0; e0 < E; e0 += 32) {
+      const int e = e0 + lane, c = e < E ? cnt[e] : 0;
+      int incl = c;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const int v = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += v;
+      }
+      if (e < E) {
+        cur[e] = offsets[e] = run + incl - c;
+        counts[e] = c;
+      }
+      run += __shfl_sync(0xffffffffu, incl, 31);
     }
   }
   __syncthreads();
@@ -379,13 +388,26 @@ __global__ void __launch_bounds__(256) grouped_gemm_kernel(const void* const* ta
   }
 }
 
+// out[s][h] = sum_j w[s][j] y[s k + j][h]; V = 4: 4 h per thread with 16-byte loads (H % 4 == 0).
+template <int V>
 __global__ void combine_kernel(const float* y, const float* w, int rows, int k, int H, float* out) {
-  const int64_t total = int64_t(rows) * H;
+  const int HV = H / V;
+  const int64_t total = int64_t(rows) * HV;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t s = i / H, h = i % H;
-    float acc = 0.f;
-    for (int j = 0; j < k; ++j) acc += w[s * k + j] * y[(s * k + j) * H + h];
-    out[i] = acc;
+    const int64_t s = i / HV, h = (i % HV) * V;
+    float acc[V] = {};
+    for (int j = 0; j < k; ++j) {
+      const float wj = w[s * k + j];
+      const float* row = y + (s * k + j) * H + h;
+      if constexpr (V == 4) {
+        const float4 v = *reinterpret_cast<const float4*>(row);
+        acc[0] += wj * v.x, acc[1] += wj * v.y, acc[2] += wj * v.z, acc[3] += wj * v.w;
+      } else {
+        acc[0] += wj * row[0];
+      }
+    }
+    if constexpr (V == 4) *reinterpret_cast<float4*>(out + s * H + h) = make_float4(acc[0], acc[1], acc[2], acc[3]);
+    else out[s * H + h] = acc[0];
   }
 }
 
@@ -402,6 +424,14 @@ __global__ void gated_add_kernel(float* out, const float* y, const float* g, int
 }
 
 int grid_for(int64_t n) { return int(std::min<int64_t>((n + 255) / 256, 65535)); }
+
+void launch_combine(const float* y, const float* w, int rows, int k, int H, float* out, cudaStream_t stream) {
+  if (H % 4 == 0 && (reinterpret_cast<uintptr_t>(y) & 15) == 0 && (reinterpret_cast<uintptr_t>(out) & 15) == 0)
+    combine_kernel<4><<<grid_for(int64_t(rows) * H / 4), 256, 0, stream>>>(y, w, rows, k, H, out);
+  else
+    combine_kernel<1><<<grid_for(int64_t(rows) * H), 256, 0, stream>>>(y, w, rows, k, H, out);
+  OMNI_LAUNCHED("combine_kernel");
+}
 
 void check_mlp(const MlpWeights& m, int64_t H, const char* what) {
   if (m.gate.empty() || m.up.empty() || m.down.empty() || m.gate.dim(1) != H || m.up.dim(0) != m.gate.dim(0) ||
@@ -452,7 +482,8 @@ void CudaBackend::prepare_moe(MoeWeights& moe) {
   }
   auto layout = std::make_shared<CudaMoeLayout>();
   layout->table = static_cast<const void**>(arena_alloc(table.size() * sizeof(void*)));
-  OMNI_CUDA(cudaMemcpy(layout->table, table.data(), table.size() * sizeof(void*), cudaMemcpyHostToDevice));
+  // On stream_ (see weight(): a pageable cudaMemcpy may land after stream_'s next kernel reads it).
+  OMNI_CUDA(cudaMemcpyAsync(layout->table, table.data(), table.size() * sizeof(void*), cudaMemcpyHostToDevice, stream_));
   layout->experts = E;
   layout->inter = int(moe.experts[0].gate.dim(0));
   layout->hidden = int(H);
@@ -549,11 +580,17 @@ void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const
     uint16_t* act_b = static_cast<uint16_t*>(scratch(sizeof(uint16_t) * size_t(parts * S) * k * I, "moe"));
     const int64_t x_lo = parts == 2 ? S * H : 0, act_lo = parts == 2 ? S * k * I : 0;
     launch_to_bf16(x.as<float>(), xb, S * H, stream_, parts == 2 ? xb + x_lo : nullptr);
-    launch_grouped_gemm_tc(true, table, 0, counts, offsets, list, xb, k, E, int(S), I, H, act_b, stream_, x_lo,
-                           act_lo);
-    launch_grouped_gemm_tc(false, table, 2, counts, offsets, list, act_b, 1, E, int(S), H, I, y, stream_, act_lo);
-    combine_kernel<<<grid_for(S * H), 256, 0, stream_>>>(y, wts, int(S), k, H, out.as<float>());
-    OMNI_LAUNCHED("combine_kernel");
+    if (!moe_mma_disabled_ && grouped_gemm_mma_fits(I, H, true) && grouped_gemm_mma_fits(H, I, false)) {
+      launch_grouped_gemm_mma(true, table, 0, counts, offsets, list, xb, k, E, int(S * k), I, H, act_b, stream_,
+                              x_lo, act_lo);
+      launch_grouped_gemm_mma(false, table, 2, counts, offsets, list, act_b, 1, E, int(S * k), H, I, y, stream_,
+                              act_lo);
+    } else {
+      launch_grouped_gemm_tc(true, table, 0, counts, offsets, list, xb, k, E, int(S), I, H, act_b, stream_, x_lo,
+                             act_lo);
+      launch_grouped_gemm_tc(false, table, 2, counts, offsets, list, act_b, 1, E, int(S), H, I, y, stream_, act_lo);
+    }
+    launch_combine(y, wts, int(S), k, H, out.as<float>(), stream_);
     return;
   }
   float* act = static_cast<float*>(scratch(sizeof(float) * size_t(S) * k * I, "moe"));
@@ -565,8 +602,7 @@ void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const
   grouped_gemm_kernel<false><<<dim3(unsigned(E), m_tiles, unsigned((H + kTN - 1) / kTN)), 256, 0, stream_>>>(
       table, 2, counts, offsets, list, act, 1, H, I, y);
   OMNI_LAUNCHED("grouped_gemm_kernel<down>");
-  combine_kernel<<<grid_for(S * H), 256, 0, stream_>>>(y, wts, int(S), k, H, out.as<float>());
-  OMNI_LAUNCHED("combine_kernel");
+  launch_combine(y, wts, int(S), k, H, out.as<float>(), stream_);
 }
 
 void CudaBackend::shared_expert(const MoeWeights& w, const Tensor& x, const Tensor& out) {

@@ -16,6 +16,7 @@
 
 #include "cuda_common.cuh"
 #include "cuda_kernels.h"
+#include "cuda_mma.cuh"
 
 namespace omni {
 namespace cuda {
@@ -36,30 +37,31 @@ __host__ __device__ constexpr int smem_bytes() {
   return pipe > out ? pipe : out;
 }
 
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0));
-#endif
-}
-__device__ __forceinline__ void cp_async_commit() {
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::);
-#endif
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-#endif
-}
-
 // out = bf16(in); with lo: lo = bf16(in - out), the part of in that out lost.
+__device__ __forceinline__ void split_bf16(float v, uint16_t& hi, uint16_t& lo) {
+  hi = f32_to_bf16_bits(v);
+  lo = f32_to_bf16_bits(v - __uint_as_float(uint32_t(hi) << 16));
+}
 __global__ void to_bf16_kernel(const float* in, uint16_t* out, uint16_t* lo, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const uint16_t hi = f32_to_bf16_bits(in[i]);
-    out[i] = hi;
-    if (lo) lo[i] = f32_to_bf16_bits(in[i] - __uint_as_float(uint32_t(hi) << 16));
+    uint16_t h, l;
+    split_bf16(in[i], h, l);
+    out[i] = h;
+    if (lo) lo[i] = l;
+  }
+}
+// The same, 4 values per thread (16-byte loads, 8-byte stores): the scalar kernel's 2-byte stores
+// held the cast of a 512 x 2048 activation at 8.5 us, twice its bytes' time.
+__global__ void to_bf16_x4_kernel(const float4* in, uint2* out, uint2* lo, int64_t n4) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x) {
+    const float4 v = in[i];
+    uint16_t h[4], l[4];
+    split_bf16(v.x, h[0], l[0]);
+    split_bf16(v.y, h[1], l[1]);
+    split_bf16(v.z, h[2], l[2]);
+    split_bf16(v.w, h[3], l[3]);
+    out[i] = make_uint2(h[0] | uint32_t(h[1]) << 16, h[2] | uint32_t(h[3]) << 16);
+    if (lo) lo[i] = make_uint2(l[0] | uint32_t(l[1]) << 16, l[2] | uint32_t(l[3]) << 16);
   }
 }
 
@@ -220,7 +222,14 @@ void launch_one(dim3 grid, cudaStream_t stream, const void* const* table, int wh
 bool grouped_gemm_tc_fits(int N, int K) { return K % kBK == 0 && N > 0 && K > 0; }
 
 void launch_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stream, uint16_t* lo) {
-  to_bf16_kernel<<<unsigned(std::min<int64_t>((n + 255) / 256, 65535)), 256, 0, stream>>>(in, out, lo, n);
+  const bool vec = n % 4 == 0 && (reinterpret_cast<uintptr_t>(in) & 15) == 0 && (reinterpret_cast<uintptr_t>(out) & 7) == 0 &&
+                   (reinterpret_cast<uintptr_t>(lo) & 7) == 0;
+  if (vec) {
+    to_bf16_x4_kernel<<<unsigned(std::min<int64_t>((n / 4 + 255) / 256, 65535)), 256, 0, stream>>>(
+        reinterpret_cast<const float4*>(in), reinterpret_cast<uint2*>(out), reinterpret_cast<uint2*>(lo), n / 4);
+  } else {
+    to_bf16_kernel<<<unsigned(std::min<int64_t>((n + 255) / 256, 65535)), 256, 0, stream>>>(in, out, lo, n);
+  }
   cuda_check(cudaGetLastError(), "launch of to_bf16_kernel");
 }
 

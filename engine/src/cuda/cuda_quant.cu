@@ -708,7 +708,8 @@ void CudaBackend::prepare_moe_quant(MoeWeights& moe, CudaMoeLayout& L) {
   }
   L.format = f;
   L.scales = static_cast<const void**>(arena_alloc(scales.size() * sizeof(void*)));
-  OMNI_CUDA(cudaMemcpy(L.scales, scales.data(), scales.size() * sizeof(void*), cudaMemcpyHostToDevice));
+  // On stream_ (see weight(): a pageable cudaMemcpy may land after stream_'s next kernel reads it).
+  OMNI_CUDA(cudaMemcpyAsync(L.scales, scales.data(), scales.size() * sizeof(void*), cudaMemcpyHostToDevice, stream_));
   reserve_dequant(size_t(E) * 3 * L.inter * L.hidden * 2);
   if (!dequant_table_) dequant_table_ = static_cast<const void**>(arena_alloc(sizeof(void*) * 3 * kCudaMaxExperts));
 }
