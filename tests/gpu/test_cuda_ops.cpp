@@ -70,55 +70,55 @@ TEST_F(CudaOps, AddAndCopy) {
   EXPECT_EQ(p->rel_error(dst), 0.0);
 }
 
+// One linear per case on both backends, each within tol(rows) of the CPU.
+struct LinearCase {
+  int64_t rows, out, in;
+  bool bias;
+  Activation act;
+};
+template <typename Tol>
+void expect_linears_agree(Pair& p, std::initializer_list<LinearCase> cases, Tol tol) {
+  for (const LinearCase& c : cases) {
+    auto x = p.act({c.rows, c.in});
+    auto w = p.weight({c.out, c.in}, 1.f / std::sqrt(float(c.in)));
+    Pair::W b = c.bias ? p.weight({c.out}, 0.5f) : Pair::W{};
+    auto out = p.out({c.rows, c.out});
+    p.cpu->linear(x.c, w.c, b.c, out.c, c.act);
+    p.gpu->linear(x.g, w.g, b.g, out.g, c.act);
+    EXPECT_LT(p.rel_error(out), tol(c.rows)) << c.rows << "x" << c.in << " -> " << c.out;
+  }
+}
+
 // rows 1..8 take the GEMV kernels (fp32 activations); more rows take cuBLAS (bf16 inputs).
 class CudaOpsPrecision : public CudaPrecisionTest {};
 INSTANTIATE_TEST_SUITE_P(Activations, CudaOpsPrecision, ::testing::Bool(), PrecisionName);
 
 TEST_P(CudaOpsPrecision, LinearShapes) {
-  struct Case {
-    int64_t rows, out, in;
-    bool bias;
-    Activation act;
-  };
-  const Case cases[] = {
-      {1, 4096, 2048, false, Activation::None},  {1, 2048, 4096, false, Activation::None},
-      {3, 512, 2048, true, Activation::GELU},    {8, 768, 2048, false, Activation::SiLU},
-      {1, 100, 36, true, Activation::None},      // K % 8 != 0: scalar kernel
-      {33, 4096, 2048, false, Activation::None}, {130, 1280, 1280, true, Activation::GELU},  // cuBLAS
-  };
-  for (const Case& c : cases) {
-    auto x = p->act({c.rows, c.in});
-    auto w = p->weight({c.out, c.in}, 1.f / std::sqrt(float(c.in)));
-    Pair::W b = c.bias ? p->weight({c.out}, 0.5f) : Pair::W{};
-    auto out = p->out({c.rows, c.out});
-    p->cpu->linear(x.c, w.c, b.c, out.c, c.act);
-    p->gpu->linear(x.g, w.g, b.g, out.g, c.act);
-    EXPECT_LT(p->rel_error(out), tol_rows(c.rows)) << c.rows << "x" << c.in << " -> " << c.out;
-  }
+  expect_linears_agree(*p,
+                       {
+                           {1, 4096, 2048, false, Activation::None},
+                           {1, 2048, 4096, false, Activation::None},
+                           {3, 512, 2048, true, Activation::GELU},
+                           {8, 768, 2048, false, Activation::SiLU},
+                           {1, 100, 36, true, Activation::None},        // K % 8 != 0: scalar kernel
+                           {33, 4096, 2048, false, Activation::None},   // cuBLAS
+                           {130, 1280, 1280, true, Activation::GELU},  // cuBLAS
+                       },
+                       [&](int64_t rows) { return tol_rows(rows); });
 }
 
 // Matrices of <= 256K weights keep fp32 activations at any row count (more than 8 rows: the fp32
 // GEMM of cuda_gemm_f32.cu; K % 4 != 0: the batched GEMV), so the fp32 bound holds in both settings.
-TEST_F(CudaOps, SmallLinearManyRowsStaysFp32) {
-  struct Case {
-    int64_t rows, out, in;
-    bool bias;
-    Activation act;
-  };
-  const Case cases[] = {
-      {9, 128, 2048, false, Activation::None}, {512, 128, 2048, false, Activation::None},  // the router's shape
-      {37, 96, 200, true, Activation::SiLU},   {70, 100, 36, true, Activation::GELU},
-      {20, 100, 38, false, Activation::None},  // K % 4 != 0: batched GEMV
-  };
-  for (const Case& c : cases) {
-    auto x = p->act({c.rows, c.in});
-    auto w = p->weight({c.out, c.in}, 1.f / std::sqrt(float(c.in)));
-    Pair::W b = c.bias ? p->weight({c.out}, 0.5f) : Pair::W{};
-    auto out = p->out({c.rows, c.out});
-    p->cpu->linear(x.c, w.c, b.c, out.c, c.act);
-    p->gpu->linear(x.g, w.g, b.g, out.g, c.act);
-    EXPECT_LT(p->rel_error(out), kTolExact) << c.rows << "x" << c.in << " -> " << c.out;
-  }
+TEST_P(CudaOpsPrecision, SmallLinearManyRowsStaysFp32) {
+  expect_linears_agree(*p,
+                       {
+                           {9, 128, 2048, false, Activation::None},
+                           {512, 128, 2048, false, Activation::None},  // the router's shape
+                           {37, 96, 200, true, Activation::SiLU},
+                           {70, 100, 36, true, Activation::GELU},
+                           {20, 100, 38, false, Activation::None},  // K % 4 != 0: batched GEMV
+                       },
+                       [](int64_t) { return kTolExact; });
 }
 
 TEST_F(CudaOps, LmHeadGemv) {
