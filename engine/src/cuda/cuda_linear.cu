@@ -224,8 +224,8 @@ void CudaBackend::gemm(const Tensor& x, const Tensor& w, const Tensor& out, cons
 
 bool CudaBackend::linear_uses_gemm(int64_t rows, const Tensor& w, bool fp32_inputs) const {
   if (is_quantized(w.dtype)) return false;
-  // Small matrices (<= 256K weights, 512 KB) also keep fp32 inputs: the GEMV re-reads them from
-  // L2 per 8 rows at little cost, and on small models one bf16 rounding of a GEMM input can flip
+  // Small matrices (<= 256K weights, 512 KB) also keep fp32 inputs (the GEMV kernels, or the fp32
+  // GEMM above 8 rows) at little cost, and on small models one bf16 rounding of a GEMM input can flip
   // a MoE routing decision (measured on the tiny fixture tiny-a: step 2 of "ids" moved 0.115 in
   // relative logits error; the CPU with bf16-rounded GEMM inputs reproduces that exact number).
   // At 1M weights (the thinker's k/v projections) this cost 25 ms of a 512-token prefill.
@@ -239,12 +239,13 @@ void CudaBackend::linear_rows(const float* x, int64_t rows, const Tensor& w, con
   const int64_t N = w.dim(0), K = w.row_numel();
   if (rows == 0 || N == 0) return;
   const int a = act == Activation::SiLU ? 1 : act == Activation::GELU ? 2 : 0;
-  if (!linear_uses_gemm(rows, w, fp32_inputs) && rows > kGemvMaxRows && gemm_f32_fits(rows, K, x, w.as<uint16_t>())) {
+  const bool cublas = linear_uses_gemm(rows, w, fp32_inputs);
+  if (!cublas && rows > kGemvMaxRows && gemm_f32_fits(rows, K, x, w.as<uint16_t>())) {
     launch_gemm_f32(x, w.as<uint16_t>(), bias.empty() ? nullptr : bias.as<uint16_t>(), out, int(rows), int(N), int(K),
                     a, stream_);
     return;
   }
-  if (!linear_uses_gemm(rows, w, fp32_inputs)) {
+  if (!cublas) {
     GemvArgs g;
     g.seg[0] = {w.as<uint16_t>(), bias.empty() ? nullptr : bias.as<uint16_t>(), out, int(N)};
     g.K = int(K);
