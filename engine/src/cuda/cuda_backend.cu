@@ -300,7 +300,7 @@ void CudaBackend::check_device_flags() {
   int flags = 0;
   OMNI_CUDA(cudaMemcpy(&flags, flags_, sizeof(int), cudaMemcpyDeviceToHost));
   if (!flags) return;
-  OMNI_CUDA(cudaMemset(flags_, 0, sizeof(int)));
+  OMNI_CUDA(cudaMemsetAsync(flags_, 0, sizeof(int), stream_));  // ordered before the next kernel that may set it
   if (flags & kFlagBadToken) throw Error("embed: a token id is outside the vocabulary");
   if (flags & 4) throw Error("code2wav: a code is outside its codebook");
   throw Error("attention: a position is outside the KV cache");

@@ -488,7 +488,7 @@ void CudaBackend::prepare_moe(MoeWeights& moe) {
   layout->inter = int(moe.experts[0].gate.dim(0));
   layout->hidden = int(H);
   layout->decode_counters = arena_alloc(kCudaLayerCounterBytes);
-  OMNI_CUDA(cudaMemset(layout->decode_counters, 0, kCudaLayerCounterBytes));
+  OMNI_CUDA(cudaMemsetAsync(layout->decode_counters, 0, kCudaLayerCounterBytes, stream_));  // as the table above
   if (is_quantized(moe.experts[0].gate.dtype)) prepare_moe_quant(moe, *layout);  // cuda_quant.cu
   moe.prepared = layout;
 }
