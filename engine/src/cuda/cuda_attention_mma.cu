@@ -33,15 +33,6 @@ __host__ __device__ constexpr int smem_bytes() {
   return (SPLIT ? 4 : 2) * kKeys * row_ld<HD>() * 2;  // K hi [lo], V hi [lo]
 }
 
-__device__ __forceinline__ uint32_t pack_bf16(float lo_col, float hi_col) {  // lower column in the low half
-  return uint32_t(f32_to_bf16_bits(lo_col)) | (uint32_t(f32_to_bf16_bits(hi_col)) << 16);
-}
-// x = hi + lo, each a bf16 pair packed as above.
-__device__ __forceinline__ void split_pack(float a, float b, uint32_t& hi, uint32_t& lo) {
-  hi = pack_bf16(a, b);
-  lo = pack_bf16(a - __uint_as_float(hi << 16), b - __uint_as_float(hi & 0xffff0000u));
-}
-
 template <bool TRANS>
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const uint16_t* p) {
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800

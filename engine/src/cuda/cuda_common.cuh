@@ -22,6 +22,21 @@ __device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
   return uint16_t(b >> 16);
 }
 __device__ __forceinline__ float round_bf16(float f) { return __uint_as_float(uint32_t(f32_to_bf16_bits(f)) << 16); }
+// v as bf16 hi + lo: hi = bf16(v), lo = bf16(v - hi), the part hi lost; hi + lo carries v to ~2^-16
+// (the f32-activation GEMM inputs).
+__device__ __forceinline__ void split_bf16(float v, uint16_t& hi, uint16_t& lo) {
+  hi = f32_to_bf16_bits(v);
+  lo = f32_to_bf16_bits(v - __uint_as_float(uint32_t(hi) << 16));
+}
+// The same for a pair (a, b), each part packed as two bf16 with a in the low half (mma fragments,
+// 4-byte stores).
+__device__ __forceinline__ void split_pack(float a, float b, uint32_t& hi, uint32_t& lo) {
+  uint16_t ha, la, hb, lb;
+  split_bf16(a, ha, la);
+  split_bf16(b, hb, lb);
+  hi = uint32_t(ha) | uint32_t(hb) << 16;
+  lo = uint32_t(la) | uint32_t(lb) << 16;
+}
 
 // A 16-byte weight load that bypasses L1: weights are read once per token and would only
 // evict the activations that are re-read. Plain PTX available on sm_70 and later.

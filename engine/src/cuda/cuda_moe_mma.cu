@@ -218,10 +218,10 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int64_t at = int64_t(rows[tok]) * N + n0 + g + 8 * (i >> 1);
       if (DUAL) {
         uint16_t* y = static_cast<uint16_t*>(Y);
-        const float v = silu(acc[0][n][i]) * acc[1][n][i];
-        const uint16_t hi = f32_to_bf16_bits(v);
+        uint16_t hi, lo;
+        split_bf16(silu(acc[0][n][i]) * acc[1][n][i], hi, lo);
         y[at] = hi;
-        if (SPLIT) y[y_lo + at] = f32_to_bf16_bits(v - __uint_as_float(uint32_t(hi) << 16));
+        if (SPLIT) y[y_lo + at] = lo;
       } else {
         float* y = static_cast<float*>(Y);
         y[at] = acc[0][n][i];

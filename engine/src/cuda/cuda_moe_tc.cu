@@ -38,10 +38,6 @@ __host__ __device__ constexpr int smem_bytes() {
 }
 
 // out = bf16(in); with lo: lo = bf16(in - out), the part of in that out lost.
-__device__ __forceinline__ void split_bf16(float v, uint16_t& hi, uint16_t& lo) {
-  hi = f32_to_bf16_bits(v);
-  lo = f32_to_bf16_bits(v - __uint_as_float(uint32_t(hi) << 16));
-}
 __global__ void to_bf16_kernel(const float* in, uint16_t* out, uint16_t* lo, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     uint16_t h, l;
@@ -55,13 +51,11 @@ __global__ void to_bf16_kernel(const float* in, uint16_t* out, uint16_t* lo, int
 __global__ void to_bf16_x4_kernel(const float4* in, uint2* out, uint2* lo, int64_t n4) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x) {
     const float4 v = in[i];
-    uint16_t h[4], l[4];
-    split_bf16(v.x, h[0], l[0]);
-    split_bf16(v.y, h[1], l[1]);
-    split_bf16(v.z, h[2], l[2]);
-    split_bf16(v.w, h[3], l[3]);
-    out[i] = make_uint2(h[0] | uint32_t(h[1]) << 16, h[2] | uint32_t(h[3]) << 16);
-    if (lo) lo[i] = make_uint2(l[0] | uint32_t(l[1]) << 16, l[2] | uint32_t(l[3]) << 16);
+    uint2 h, l;
+    split_pack(v.x, v.y, h.x, l.x);
+    split_pack(v.z, v.w, h.y, l.y);
+    out[i] = h;
+    if (lo) lo[i] = l;
   }
 }
 
@@ -190,8 +184,10 @@ __global__ void __launch_bounds__(kThreads, 2) grouped_gemm_tc_kernel(const void
     const int64_t at = int64_t(dst) * N + n0 + c;
     if (DUAL) {
       uint16_t* y = static_cast<uint16_t*>(Y);
-      y[at] = f32_to_bf16_bits(out[r][c]);
-      if (SPLIT) y[y_lo + at] = f32_to_bf16_bits(out[r][c] - __uint_as_float(uint32_t(y[at]) << 16));
+      uint16_t hi, lo;
+      split_bf16(out[r][c], hi, lo);
+      y[at] = hi;
+      if (SPLIT) y[y_lo + at] = lo;
     } else {
       static_cast<float*>(Y)[at] = out[r][c];
     }

@@ -28,14 +28,18 @@ __global__ void __launch_bounds__(128, 3) tile_read(const uint16_t* W, unsigned*
   constexpr int kStepElems = 32 * U, steps = K / kStepElems;
   uint4 buf[D][2][2][U];
   unsigned acc = 0;
-#pragma unroll
-  for (int d = 0; d < D; ++d)
+  // Step s's pieces of the warp's 32 rows into ring slot d.
+  auto load = [&](int d, int s) {
 #pragma unroll
     for (int t = 0; t < 2; ++t)
 #pragma unroll
       for (int h = 0; h < 2; ++h)
 #pragma unroll
-        for (int u = 0; u < U; ++u) buf[d][t][h][u] = load_stream(reinterpret_cast<const uint4*>(p[t][h] + d * kStepElems + (CONTIG ? 32 * u : 8 * u)));
+        for (int u = 0; u < U; ++u)
+          buf[d][t][h][u] = load_stream(reinterpret_cast<const uint4*>(p[t][h] + s * kStepElems + (CONTIG ? 32 * u : 8 * u)));
+  };
+#pragma unroll
+  for (int d = 0; d < D; ++d) load(d, d);
   for (int s0 = 0; s0 < steps; s0 += D) {
 #pragma unroll
     for (int d = 0; d < D; ++d) {
@@ -45,14 +49,7 @@ __global__ void __launch_bounds__(128, 3) tile_read(const uint16_t* W, unsigned*
         for (int h = 0; h < 2; ++h)
 #pragma unroll
           for (int u = 0; u < U; ++u) acc ^= fold(buf[d][t][h][u]);
-      const int s = s0 + d + D;
-      if (s < steps)
-#pragma unroll
-        for (int t = 0; t < 2; ++t)
-#pragma unroll
-          for (int h = 0; h < 2; ++h)
-#pragma unroll
-            for (int u = 0; u < U; ++u) buf[d][t][h][u] = load_stream(reinterpret_cast<const uint4*>(p[t][h] + s * kStepElems + (CONTIG ? 32 * u : 8 * u)));
+      if (s0 + d + D < steps) load(d, s0 + d + D);
     }
   }
   if (acc == 0x12345678u) sink[0] = acc;
