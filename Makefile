@@ -6,7 +6,7 @@ DEB_PACKAGES := build-essential cmake pkg-config googletest libgtest-dev nlohman
   libfftw3-dev libsoxr-dev libyaml-cpp-dev libzmq3-dev cppzmq-dev libsystemd-dev \
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-tools gstreamer1.0-alsa portaudio19-dev libasound2-dev libasound2-plugins libwebrtc-audio-processing-dev \
-  python3 xz-utils clang libclang-rt-14-dev
+  python3 python3-zmq xz-utils clang libclang-rt-14-dev
 
 .PHONY: all deps configure build test test-asan fuzz soak demo clean
 all: build

@@ -98,11 +98,22 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
           [&](const omni::ipc::ResetRequest&) {
             if (!worker_) return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
             if (turn_) cancel_turn("reset");
-            worker_->submit_control([](omni::Session& s) { s.reset(); },
-                                    [this](const std::string& e) {
-                                      loop_.post([this, e] { publish_error("internal", "reset failed: " + e); });
-                                    });
-            server.reply_ok(h);
+            // The reply waits for the worker to forget the conversation, so that a `status` sent after it
+            // reads context_tokens_used 0 (the cancelled turn, if any, finishes first in the worker's queue).
+            const omni::ipc::ReplyHandle later = h;
+            worker_->submit_control(
+                [](omni::Session& s) { s.reset(); },
+                [this, later](const std::string& e) {
+                  loop_.post([this, later, e] {
+                    publish_error("internal", "reset failed: " + e);
+                    if (server_) server_->reply_error(later, ErrorCode::internal, "reset failed: " + e);
+                  });
+                },
+                [this, later] {
+                  loop_.post([this, later] {
+                    if (server_) server_->reply_ok(later);
+                  });
+                });
           },
           [&](const omni::ipc::SetRequest& r) {
             if (r.speaker) {

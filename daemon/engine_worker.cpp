@@ -29,14 +29,17 @@ void EngineWorker::submit(TurnJob job) {
 }
 
 void EngineWorker::submit_control(std::function<void(omni::Session&)> fn,
-                                  std::function<void(const std::string&)> on_error) {
+                                  std::function<void(const std::string&)> on_error,
+                                  std::function<void()> on_applied) {
   std::lock_guard lock(mu_);
-  queue_.push_back({[this, fn = std::move(fn), on_error = std::move(on_error)] {
+  queue_.push_back({[this, fn = std::move(fn), on_error = std::move(on_error), on_applied = std::move(on_applied)] {
                       try {
                         fn(*session_);
                         context_used_ = session_->context_used();
+                        if (on_applied) on_applied();
                       } catch (const omni::DeviceError& e) {
                         if (listener_.on_failed) listener_.on_failed(0, e.what(), true);
+                        if (on_error) on_error(e.what());
                       } catch (const std::exception& e) {
                         if (on_error) on_error(e.what());
                       }

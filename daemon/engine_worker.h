@@ -48,10 +48,12 @@ class EngineWorker {
   EngineWorker& operator=(const EngineWorker&) = delete;
 
   void submit(TurnJob job);
-  // A job on the session between turns (reset, set_system_prompt). Exceptions are reported
-  // through `on_error` on the worker thread.
+  // A job on the session between turns (reset, set_system_prompt). On the worker thread, after it ran:
+  // `on_applied` when it succeeded (context_used() already tells its effect), else `on_error` with the
+  // exception's message (a DeviceError also goes to the listener's on_failed).
   void submit_control(std::function<void(omni::Session&)> fn,
-                      std::function<void(const std::string&)> on_error = nullptr);
+                      std::function<void(const std::string&)> on_error = nullptr,
+                      std::function<void()> on_applied = nullptr);
   // Cancels the turn if it is queued or running; harmless when it already finished.
   void cancel(uint64_t turn_id);
   // Cancels everything queued and running; waits up to `timeout` for the thread to end.

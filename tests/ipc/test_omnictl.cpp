@@ -225,13 +225,20 @@ TEST(Examples, CppClientStreamsTheAnswer) {
 }
 
 TEST(Examples, PythonClientStreamsTheAnswer) {
-  if (std::system("python3 -c 'import zmq' >/dev/null 2>&1") != 0)
-    GTEST_SKIP() << "pyzmq is not installed; tools/examples/client.py not exercised";
+  // `make deps` installs Debian's python3-zmq for /usr/bin/python3; a python3 earlier on PATH (pyenv, a venv)
+  // may lack it, so the first interpreter that can import zmq runs the example.
+  std::string python;
+  for (const char* candidate : {"/usr/bin/python3", "python3"})
+    if (std::system((std::string(candidate) + " -c 'import zmq' >/dev/null 2>&1").c_str()) == 0) {
+      python = candidate;
+      break;
+    }
+  if (python.empty()) GTEST_SKIP() << "pyzmq is not installed (make deps installs python3-zmq); tools/examples/client.py not exercised";
   TempDir dir;
   ServerConfig cfg = config_in(dir);
   FakeDaemon daemon(cfg);
   std::string cmd = std::string("OMNID_CONTROL='") + cfg.control_endpoint + "' OMNID_EVENTS='" +
-                    cfg.events_endpoint + "' python3 " + OMNI_SOURCE_DIR + "/tools/examples/client.py ";
+                    cfg.events_endpoint + "' " + python + " " + OMNI_SOURCE_DIR + "/tools/examples/client.py ";
   auto run = [&](const std::string& args) {
     FILE* pipe = ::popen((cmd + args + " 2>&1").c_str(), "r");
     std::string out;
