@@ -12,6 +12,19 @@
 
 namespace omnid {
 
+namespace {
+
+// " (12.30 GB read at 4.1 GB/s)" for the load log line: what an operator compares against the disk's speed.
+std::string load_rate(const omni::Model& m) {
+  if (m.load_bytes() == 0 || m.load_ms() <= 0) return "";
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), " (%.2f GB read at %.2f GB/s)", double(m.load_bytes()) * 1e-9,
+                double(m.load_bytes()) * 1e-6 / m.load_ms());
+  return buf;
+}
+
+}  // namespace
+
 using omni::audio::monotonic_ms;
 
 Daemon::Daemon(Config config, std::string config_path, ModelLoader loader)
@@ -117,7 +130,8 @@ void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
   if (loader_thread_.joinable()) loader_thread_.join();
   if (stopping_) return;
   model_ = std::move(model);
-  log_info("model loaded in %.0f ms on %s (talker: %s)", model_->load_ms(), model_->device_name().c_str(),
+  log_info("model loaded in %.0f ms%s on %s (talker: %s)", model_->load_ms(), load_rate(*model_).c_str(),
+           model_->device_name().c_str(),
            model_->has_talker() ? "yes" : "no");
   if (model_->has_talker()) {
     const auto names = model_->speakers();

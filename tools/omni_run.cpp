@@ -181,6 +181,7 @@ int run(const Args& a) {
       out["speech"] = {{"samples", r.speech_samples}, {"sample_rate", model->speech_sample_rate()},
                        {"frames", r.speech_frames}};
     out["timings"] = {{"load_ms", model->load_ms()},
+                      {"load_bytes", model->load_bytes()},
                       {"prefill_ms", r.timings.prefill_ms},
                       {"decode_tok_s", r.timings.decode_tok_s}};
     if (a.gen.speak) out["timings"]["first_audio_ms"] = r.timings.first_audio_ms;

@@ -96,6 +96,9 @@ class Backend {
   virtual Tensor weight_as(const Tensor& host, DType format, const std::string& name) = 0;
   // Called once per MoE layer after its weights are set, so the backend can build its layout.
   virtual void prepare_moe(MoeWeights& moe) {}
+  // Called once when a model's weights are all made: uploads finish, load-time host buffers (CUDA: the
+  // pinned staging chunks) are given back. Later weight() calls still work.
+  virtual void weights_loaded() {}
   // Activation/cache storage of the backend's activation dtype (or `dtype` when given).
   virtual Tensor alloc(std::initializer_list<int64_t> shape, DType dtype) = 0;
   Tensor alloc(std::initializer_list<int64_t> shape) { return alloc(shape, activation_dtype()); }

@@ -211,7 +211,9 @@ std::string Checkpoint::file_of(const std::string& name) const {
 Tensor Checkpoint::get_any(const std::string& name) const {
   auto it = where_.find(name);
   if (it == where_.end()) throw CheckpointError(dir_ + ": missing tensor '" + name + "'");
-  return it->second->get(name);
+  const Tensor& t = it->second->get(name);
+  bytes_handed_out_ += t.bytes();
+  return t;
 }
 
 Tensor Checkpoint::get(const std::string& name, std::initializer_list<int64_t> shape) const {

@@ -60,11 +60,14 @@ class Checkpoint {
   Tensor get_any(const std::string& name) const;  // no shape check
   std::string file_of(const std::string& name) const;
   size_t tensor_count() const { return where_.size(); }
+  // Stored bytes of every tensor get()/get_any() returned (a tensor asked for twice counts twice).
+  uint64_t bytes_handed_out() const { return bytes_handed_out_; }
 
  private:
   std::string dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const SafetensorsFile*> where_;
+  mutable uint64_t bytes_handed_out_ = 0;
 };
 
 }  // namespace omni

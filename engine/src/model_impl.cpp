@@ -65,9 +65,11 @@ ModelImpl::ModelImpl(const LoadOptions& opt) {
     speech_ = std::make_unique<SpeechModel>(*checkpoint_, *backend_, cfg_, context_tokens_, kMaxSpeechFrames, 1,
                                             plan.talker);
   }
+  backend_->weights_loaded();
   backend_->synchronize();
   progress(1.0, "loaded");
   load_ms_ = ms_since(t0);
+  load_bytes_ = checkpoint_->bytes_handed_out();
 }
 
 std::unique_ptr<Session> ModelImpl::new_session(const SessionOptions& opt) {

@@ -31,6 +31,7 @@ class ModelImpl : public Model {
   int speech_sample_rate() const override { return 24000; }
   std::string device_name() const override { return backend_->name(); }
   double load_ms() const override { return load_ms_; }
+  uint64_t load_bytes() const override { return load_bytes_; }
 
   // For sessions.
   Backend& backend() { return *backend_; }
@@ -53,6 +54,7 @@ class ModelImpl : public Model {
   std::unique_ptr<SpeechModel> speech_;
   int context_tokens_ = 0;
   double load_ms_ = 0;
+  uint64_t load_bytes_ = 0;
 };
 
 // One conversation: its KV cache, its history, and the turn being generated.

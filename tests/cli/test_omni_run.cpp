@@ -79,6 +79,13 @@ TEST(OmniRun, ChatPromptJsonAndLogits) {
   EXPECT_EQ(std::vector<int>(prompt.end() - 3, prompt.end()), (std::vector<int>{151644, 77091, 198}));
   EXPECT_EQ(j["tokens"].size(), 4u);
   EXPECT_TRUE(j["timings"].contains("load_ms"));
+  // The bytes the weights were made from: some of the checkpoint's shards (the talker stays unloaded here).
+  uint64_t shard_bytes = 0;
+  for (const auto& e : fs::directory_iterator(kTinyA))
+    if (e.path().extension() == ".safetensors") shard_bytes += e.file_size();
+  const uint64_t loaded = j["timings"]["load_bytes"].get<uint64_t>();
+  EXPECT_GT(loaded, 0u);
+  EXPECT_LT(loaded, shard_bytes);
   omni::NpyArray l = omni::read_npy(npy);
   ASSERT_EQ(l.shape.size(), 2u);
   EXPECT_EQ(l.shape[0], 4);

@@ -33,6 +33,51 @@ TEST_F(CudaOps, EmbedBadIdIsAnError) {
   EXPECT_THROW(p->gpu->synchronize(), Error);
 }
 
+// Weights go up through the pinned staging ring (4 chunks of 32 MiB, cuda_upload.cu): tensors packed into
+// one chunk, one spanning several, a wrap of the ring (more than 128 MiB in all), float32 and float16
+// converted on the way, and uploads after weights_loaded() gave the chunks back. Every value bit-exact.
+TEST_F(CudaOps, WeightUploadsArriveBitExactAsBf16) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> d(-3.f, 3.f);
+  struct Case {
+    DType dtype;
+    int64_t rows, cols;
+  };
+  const Case cases[] = {{DType::BF16, 1, 1},         {DType::F32, 3, 5},          {DType::F16, 7, 129},
+                        {DType::BF16, 5003, 2048},   {DType::F32, 4099, 4096},    {DType::F16, 1000, 1001},
+                        {DType::BF16, 30000, 2048},  {DType::F32, 9, 8},          {DType::BF16, 2, 3}};
+  for (int round = 0; round < 2; ++round) {
+    for (const Case& c : cases) {
+      const size_t n = size_t(c.rows * c.cols);
+      std::vector<uint16_t> expect(n), h16;
+      std::vector<float> h32;
+      Tensor host(nullptr, c.dtype, {c.rows, c.cols});
+      if (c.dtype == DType::F32) {
+        h32.resize(n);
+        for (size_t i = 0; i < n; ++i) h32[i] = d(rng), expect[i] = f32_to_bf16(h32[i]);
+        host.data = h32.data();
+      } else {
+        h16.resize(n);
+        for (size_t i = 0; i < n; ++i) {
+          const float v = d(rng);
+          h16[i] = c.dtype == DType::F16 ? f32_to_f16(v) : f32_to_bf16(v);
+          expect[i] = c.dtype == DType::F16 ? f32_to_bf16(f16_to_f32(h16[i])) : h16[i];
+        }
+        host.data = h16.data();
+      }
+      const Tensor w = p->gpu->weight(host);
+      h32.assign(h32.size(), -1.f);  // the host copy may go as soon as weight() returns
+      h16.assign(h16.size(), 0xFFFF);
+      std::vector<uint16_t> got(n);
+      p->gpu->download(got.data(), w);
+      size_t bad = 0;
+      for (size_t i = 0; i < n; ++i) bad += got[i] != expect[i];
+      EXPECT_EQ(bad, 0u) << dtype_name(c.dtype) << " [" << c.rows << ", " << c.cols << "], round " << round;
+    }
+    p->gpu->weights_loaded();
+  }
+}
+
 TEST_F(CudaOps, RmsNormAndAddRmsNorm) {
   for (int64_t rows : {1, 7}) {
     auto x = p->act({rows, 2048}, 3.f), b = p->act({rows, 2048});

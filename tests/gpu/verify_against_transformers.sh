@@ -35,6 +35,17 @@ for dt in $DTYPES; do
     --device cuda --dtype "$dt" --logits-tol 3e-2 2>&1 | tee $OUT/verify-fw-$dt.txt
   summary+=("full-width $dt: $(tail -1 $OUT/verify-fw-$dt.txt)")
 done
+# Load throughput (issue 5: weights through pinned chunks): the checkpoint was just written, so the page cache is
+# warm; then again after dropping it, where this host allows that (root, writable /proc/sys).
+for cache in warm cold; do
+  if [ $cache = cold ] && ! { sync && echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null; then
+    summary+=("load cold: not measured (the page cache cannot be dropped here)"); continue
+  fi
+  line=$($G/omni-run --model /tmp/fw/models/full-width --device cuda --ids 1,2,3 --max-new-tokens 1 --greedy --json \
+    2>/dev/null | python3 -c "import json,sys; t=json.load(sys.stdin)['timings']; b=t['load_bytes']; \
+print(f\"{b/1e9:.2f} GB in {t['load_ms']:.0f} ms = {b/1e6/t['load_ms']:.2f} GB/s\")")
+  summary+=("load $cache: $line")
+done
 for c in ids chat_plain chat_system; do python3 -c "import json;m=json.load(open('/tmp/fw/golden/full-width/text/$c/meta.json'));print('$c', {k:m[k] for k in m if 'gap' in k or 'max_abs' in k})"; done
 echo
 printf '%s\n' "${summary[@]}"

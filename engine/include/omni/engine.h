@@ -138,6 +138,9 @@ class Model {
   virtual int speech_sample_rate() const = 0;  // 24000
   virtual std::string device_name() const = 0;
   virtual double load_ms() const = 0;
+  // Bytes of checkpoint tensors the weights were made from (their stored size): with load_ms(), the load's
+  // throughput. 0 where the model has no checkpoint.
+  virtual uint64_t load_bytes() const { return 0; }
 };
 
 }  // namespace omni

@@ -8,6 +8,7 @@
 #include "cuda_backend.h"
 #include "cuda_common.cuh"
 #include "cuda_kernels.h"
+#include "cuda_upload.h"
 
 namespace omni {
 
@@ -188,6 +189,8 @@ CudaBackend::CudaBackend(int device_index, bool f32_activations, size_t scratch_
 CudaBackend::~CudaBackend() {
   // Errors here cannot be reported; release what can be released.
   cudaStreamSynchronize(stream_);
+  staging_.reset();  // before the stream its events were recorded on
+  staging_device_.reset();
   report_layer_profile();
   for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
   if (cublas_) cublasDestroy(cublas_);
@@ -228,30 +231,6 @@ void* CudaBackend::scratch(size_t bytes, const char* op) {
   void* p = scratch_base_ + scratch_used_;
   scratch_used_ += bytes;
   return p;
-}
-
-Tensor CudaBackend::weight(const Tensor& host) {
-  if (host.dtype == DType::I32) throw Error("weight: integer tensors " + host.shape_str() + " are not weights");
-  Tensor t = host;
-  t.dtype = DType::BF16;
-  t.on_device = true;
-  t.data = arena_alloc(t.bytes());
-  weight_bytes_ += t.bytes();
-  if (host.on_device) throw Error("weight: the source tensor " + host.shape_str() + " is already on a device");
-  // On stream_, like every kernel that reads the weight: a cudaMemcpy from pageable memory returns
-  // once the bytes are staged, before its DMA lands, and the non-blocking stream_ does not wait for
-  // the legacy stream, so a kernel launched right after could read the old contents (seen: the first
-  // fp32 GEMM of a GPU test read zeros). An async copy from pageable memory also returns once staged.
-  if (host.dtype == DType::BF16) {
-    OMNI_CUDA(cudaMemcpyAsync(t.data, host.data, t.bytes(), cudaMemcpyHostToDevice, stream_));
-  } else {
-    std::vector<uint16_t> conv(size_t(host.numel()));
-    for (size_t i = 0; i < conv.size(); ++i)
-      conv[i] = f32_to_bf16(host.dtype == DType::F32 ? host.as<const float>()[i]
-                                                     : f16_to_f32(host.as<const uint16_t>()[i]));
-    OMNI_CUDA(cudaMemcpyAsync(t.data, conv.data(), t.bytes(), cudaMemcpyHostToDevice, stream_));
-  }
-  return t;
 }
 
 Tensor CudaBackend::synthetic_weight(std::initializer_list<int64_t> shape, uint64_t seed, float scale) {

@@ -7,6 +7,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,9 @@
 #include "omni/errors.h"
 
 namespace omni {
+
+class StagingRing;
+class CudaStagingDevice;
 
 // Throws DeviceError naming the call and CUDA's error string.
 void cuda_check(cudaError_t err, const char* what);
@@ -39,7 +43,8 @@ class CudaBackend : public Backend {
   ~CudaBackend() override;
   std::string name() const override { return "cuda"; }
 
-  Tensor weight(const Tensor& host) override;
+  Tensor weight(const Tensor& host) override;  // cuda_upload.cu
+  void weights_loaded() override;
   Tensor weight_as(const Tensor& host, DType format, const std::string& name) override;  // cuda_quant.cu
   void prepare_moe(MoeWeights& moe) override;
   Tensor alloc(std::initializer_list<int64_t> shape, DType dtype) override;
@@ -101,6 +106,9 @@ class CudaBackend : public Backend {
   void* scratch(size_t bytes, const char* op);
   void scratch_reset() { scratch_used_ = 0; }
   void check_device_flags();  // raises errors the kernels flagged (bad token ids)
+  // count values of src (bf16, f32 or f16 on the host) to device bf16 at dst, on the stream, through the
+  // pinned staging ring (cuda_upload.cu); src may be freed when this returns.
+  void upload_as_bf16(void* dst, const void* src, DType src_dtype, int64_t count);
   // GEMM through cuBLAS: out[S,N] (fp32) = x[S,K] (fp32, converted to bf16) @ w[N,K]^T.
   // x_cast: x already converted by cast_for_gemm (several GEMMs over the same x convert it once).
   void gemm(const Tensor& x, const Tensor& w, const Tensor& out, const uint16_t* x_cast = nullptr);
@@ -185,6 +193,10 @@ class CudaBackend : public Backend {
 
   std::vector<cudaGraphExec_t> graphs_;
   cudaGraph_t pending_graph_ = nullptr;
+
+  // Weight uploads (cuda_upload.cu): made at the first upload, pinned memory given back by weights_loaded().
+  std::unique_ptr<CudaStagingDevice> staging_device_;
+  std::unique_ptr<StagingRing> staging_;
 };
 
 // Bytes of CUB temporary storage the sampler's sort needs for kCudaMaxVocab pairs.

@@ -622,25 +622,15 @@ Tensor CudaBackend::weight_as(const Tensor& host, DType format, const std::strin
   const int64_t N = host.dim(0), K = host.dim(1);
   Tensor t = quantized_storage({N, K}, format, name);
   const int64_t block = std::max<int64_t>(1, int64_t(scratch_size_ / 2) / std::max<int64_t>(1, K * 2));
-  std::vector<uint16_t> conv;
   for (int64_t r = 0; r < N; r += block) {
     const int64_t rows = std::min(block, N - r);
     scratch_reset();
     uint16_t* stage = static_cast<uint16_t*>(scratch(size_t(rows * K) * 2, "weight"));
-    const void* src = static_cast<const char*>(host.data) + size_t(r * K) * dtype_size(host.dtype);
-    if (host.dtype != DType::BF16) {  // as weight(): the CUDA backend keeps bf16 values
-      conv.resize(size_t(rows * K));
-      for (size_t i = 0; i < conv.size(); ++i) {
-        const size_t j = size_t(r * K) + i;
-        conv[i] = f32_to_bf16(host.dtype == DType::F32 ? host.as<const float>()[j]
-                                                       : f16_to_f32(host.as<const uint16_t>()[j]));
-      }
-      src = conv.data();
-    }
-    OMNI_CUDA(cudaMemcpyAsync(stage, src, size_t(rows * K) * 2, cudaMemcpyHostToDevice, stream_));
+    // Stream order keeps the staging area safe: the next block's copy into it follows this quantize.
+    upload_as_bf16(stage, static_cast<const char*>(host.data) + size_t(r * K) * dtype_size(host.dtype), host.dtype,
+                   rows * K);
     const Tensor part = t.rows(r, rows);
     quantize_device(stage, rows, K, format, part.as<uint8_t>(), static_cast<uint16_t*>(part.scales));
-    OMNI_CUDA(cudaStreamSynchronize(stream_));  // the staging area is reused (and `conv` may change)
   }
   scratch_reset();
   return t;
