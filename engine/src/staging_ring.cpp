@@ -18,7 +18,24 @@ StagingRing::StagingRing(StagingDevice& device, size_t chunk_bytes, int chunks)
   marked_.assign(size_t(chunks), false);
 }
 
-StagingRing::~StagingRing() { release(); }
+// Never throws: after a device error (a sticky CUDA error fails every wait) the backend is torn down with the
+// ring, and a destructor that throws would end the process instead of the orderly exit the daemon makes.
+StagingRing::~StagingRing() {
+  try {
+    drain();
+  } catch (...) {
+  }
+  free_chunks();
+}
+
+void StagingRing::free_chunks() {
+  for (void*& c : chunks_)
+    if (c) device_.free_pinned(c), c = nullptr;
+  std::fill(marked_.begin(), marked_.end(), false);
+  unavailable_ = false;
+  used_ = 0;
+  current_ = 0;
+}
 
 bool StagingRing::ensure_chunks() {
   if (unavailable_) return false;
@@ -89,11 +106,7 @@ void StagingRing::drain() {
 
 void StagingRing::release() {
   drain();
-  for (void*& c : chunks_)
-    if (c) device_.free_pinned(c), c = nullptr;
-  unavailable_ = false;
-  used_ = 0;
-  current_ = 0;
+  free_chunks();
 }
 
 }  // namespace omni

@@ -34,7 +34,7 @@ class StagingRing {
   using Fill = std::function<void(void* pinned, size_t offset, size_t n)>;
 
   StagingRing(StagingDevice& device, size_t chunk_bytes, int chunks);
-  ~StagingRing();  // drains and frees
+  ~StagingRing();  // drains and frees; never throws (a failing wait is ignored there)
   StagingRing(const StagingRing&) = delete;
   StagingRing& operator=(const StagingRing&) = delete;
 
@@ -54,6 +54,7 @@ class StagingRing {
  private:
   bool ensure_chunks();
   void next_chunk();
+  void free_chunks();
 
   StagingDevice& device_;
   size_t chunk_bytes_;

@@ -10,6 +10,7 @@
 #include <deque>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <vector>
 
 namespace {
@@ -19,6 +20,7 @@ using omni::StagingRing;
 class LateDevice : public omni::StagingDevice {
  public:
   bool refuse_pinned = false;
+  bool device_lost = false;  // every wait throws, as CUDA does after a sticky error
   int allocations = 0, frees = 0;
 
   void* alloc_pinned(size_t bytes) override {
@@ -38,6 +40,7 @@ class LateDevice : public omni::StagingDevice {
     ever_marked_.insert(chunk);
   }
   void wait(int chunk) override {
+    if (device_lost) throw std::runtime_error("an illegal memory access was encountered");
     // Runs the queue up to and including the last marker of `chunk`; a marker that an earlier wait ran
     // past has been passed already (as a completed CUDA event).
     ASSERT_TRUE(ever_marked_.count(chunk)) << "wait(" << chunk << ") without a marker";
@@ -137,6 +140,19 @@ TEST(StagingRing, ReleaseDrainsAndFreesAndTheRingCanBeUsedAgain) {
   EXPECT_EQ(dev.allocations, 4);
   EXPECT_EQ(dev.frees, 4);
   EXPECT_EQ(src, dst);
+}
+
+TEST(StagingRing, ALostDeviceFailsTheNextWaitButNotTheDestructor) {
+  LateDevice dev;
+  std::vector<uint8_t> src(20000, 3), dst(20000);
+  {
+    StagingRing ring(dev, 4096, 2);
+    ASSERT_TRUE(ring.upload_bytes(dst.data(), src.data(), 6000));
+    dev.device_lost = true;
+    EXPECT_THROW(ring.drain(), std::runtime_error);  // the error reaches whoever waits
+  }  // and the destructor, waiting too, neither throws nor leaks the chunks
+  EXPECT_EQ(dev.frees, dev.allocations);
+  EXPECT_EQ(dev.allocations, 2);
 }
 
 TEST(StagingRing, RejectsSizesThatAreNotWholeUnits) {
