@@ -216,8 +216,7 @@ TEST_P(DaemonE2E, CancelMidAnswerSayResetSetListen) {
   const auto set = d->request({{"cmd", "set"}, {"speaker", "CHELSIE"}, {"volume", 0.5}});
   ASSERT_TRUE(set["ok"].get<bool>()) << set;
   EXPECT_EQ(set["speaker"].get<std::string>().size(), 7u);
-  EXPECT_TRUE(d->request({{"cmd", "reset"}})["ok"].get<bool>());
-  std::this_thread::sleep_for(200ms);  // reset runs on the engine thread
+  EXPECT_TRUE(d->request({{"cmd", "reset"}})["ok"].get<bool>());  // replied once the engine thread has reset
   EXPECT_EQ(d->request({{"cmd", "status"}})["context_tokens_used"], 0);
 
   // listen toggles the microphone and the state.

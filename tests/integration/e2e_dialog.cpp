@@ -97,6 +97,26 @@ TEST(Dialog, ResetAndSet) {
   EXPECT_NEAR(peak, 0.3f * 0.25f, 0.002f);
 }
 
+TEST(Dialog, ResetThatFailsIsAnErrorAndTheDaemonKeepsServing) {
+  auto d = start(scripted("step_ms=20,words=3,reset_fails=1"));
+  EventLog events(d->events());
+  d->request({{"cmd", "ask"}, {"text", "hello"}, {"speak", false}});
+  ASSERT_TRUE(events.wait_for("response.done", 10s));
+  const int used = d->request({{"cmd", "status"}})["context_tokens_used"].get<int>();
+  ASSERT_GT(used, 0);
+  const auto r = d->request({{"cmd", "reset"}});
+  EXPECT_EQ(code(r), "internal") << r;
+  EXPECT_NE(r.dump().find("reset failed: scripted reset failure"), std::string::npos) << r;
+  auto err = events.wait_for("error", 2s);
+  ASSERT_TRUE(err);
+  EXPECT_NE(err->body["message"].get<std::string>().find("reset failed"), std::string::npos) << err->body;
+  // Nothing was forgotten, and the next question is answered.
+  EXPECT_EQ(d->request({{"cmd", "status"}})["context_tokens_used"], used);
+  const auto b = d->request({{"cmd", "ask"}, {"text", "again"}, {"speak", false}});
+  ASSERT_TRUE(b["ok"].get<bool>()) << b;
+  EXPECT_TRUE(events.wait_for("response.done", 10s, [&](const auto& e) { return e.body["turn_id"] == b["turn_id"]; }));
+}
+
 TEST(Dialog, ReloadAppliesAGoodFileAndKeepsTheRunningOneOnABadFile) {
   auto d = start(scripted());
   EventLog events(d->events());

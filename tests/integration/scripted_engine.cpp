@@ -12,6 +12,7 @@
 //   load_ms  time Model::load takes, reporting progress
 //   fail     1: Model::load throws a CheckpointError
 //   device_error_at  word index at which respond() throws omni::DeviceError (-1: never)
+//   reset_fails  1: Session::reset throws (the conversation stays)
 #include <omni/engine.h>
 
 #include <atomic>
@@ -19,6 +20,7 @@
 #include <cmath>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include "cli.h"
@@ -33,6 +35,7 @@ struct Script {
   int load_ms = 0;
   bool fail = false;
   int device_error_at = -1;
+  bool reset_fails = false;
 };
 
 Script parse_script(const std::string& dir) {
@@ -53,6 +56,7 @@ Script parse_script(const std::string& dir) {
     else if (key == "load_ms") s.load_ms = v;
     else if (key == "fail") s.fail = v != 0;
     else if (key == "device_error_at") s.device_error_at = v;
+    else if (key == "reset_fails") s.reset_fails = v != 0;
     else throw omni::CheckpointError(dir + ": unknown script key '" + key + "'");
   }
   return s;
@@ -86,7 +90,10 @@ class ScriptedSession final : public omni::Session {
   }
 
   void cancel() override { cancelled_ = true; }
-  void reset() override { context_ = 0; }
+  void reset() override {
+    if (script_.reset_fails) throw std::runtime_error("scripted reset failure");
+    context_ = 0;
+  }
   void set_system_prompt(const std::string& p) override { system_ = p; }
   int context_used() const override { return context_; }
 
