@@ -166,6 +166,15 @@ std::string DaemonProcess::log() const {
   return s.str();
 }
 
+bool DaemonProcess::wait_log(const std::string& text, std::chrono::milliseconds timeout) const {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (log().find(text) != std::string::npos) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
 EventLog::EventLog(const std::string& endpoint) : sub_(endpoint, {}) {
   EXPECT_TRUE(sub_.wait_connected(3000ms)) << "events socket " << endpoint;
 }

@@ -97,6 +97,8 @@ class DaemonProcess {
   std::string control() const { return "ipc://" + dir_ + "/control.sock"; }
   std::string events() const { return "ipc://" + dir_ + "/events.sock"; }
   std::string log() const;
+  // Polls the log until it contains `text` (true) or `timeout` passes (false).
+  bool wait_log(const std::string& text, std::chrono::milliseconds timeout) const;
   NotifySocket& notify() { return *notify_; }
   void write_config(const std::string& yaml);
   std::string default_config() const;
