@@ -98,24 +98,12 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
           [&](const omni::ipc::ResetRequest&) {
             if (!worker_) return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
             if (turn_) cancel_turn("reset");
-            // The reply waits for the worker to forget the conversation, so that a `status` sent after it
-            // reads context_tokens_used 0 (the cancelled turn, if any, finishes first in the worker's queue).
-            const omni::ipc::ReplyHandle later = h;
-            worker_->submit_control(
-                [](omni::Session& s) { s.reset(); },
-                [this, later](const std::string& e) {
-                  loop_.post([this, later, e] {
-                    publish_error("internal", "reset failed: " + e);
-                    if (server_) server_->reply_error(later, ErrorCode::internal, "reset failed: " + e);
-                  });
-                },
-                [this, later] {
-                  loop_.post([this, later] {
-                    if (server_) server_->reply_ok(later);
-                  });
-                });
+            // The cancelled turn, if any, finishes first in the worker's queue.
+            apply_then_reply(h, [](omni::Session& s) { s.reset(); }, "reset");
           },
           [&](const omni::ipc::SetRequest& r) {
+            if (r.system_prompt && !worker_)
+              return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
             if (r.speaker) {
               if (!model_) return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
               const auto names = model_->speakers();
@@ -128,17 +116,18 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
               }
               speaker_ = *it;
             }
-            if (r.volume) {
-              volume_ = *r.volume;
-              std::lock_guard lock(output_mu_);
-              if (output_) output_->set_volume(volume_);
-            }
+            if (r.volume) set_volume(*r.volume);
             if (r.system_prompt) {
-              if (!worker_) return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
+              // Applied between turns on the engine thread (a running answer finishes first), so the reply does
+              // not wait for it. Should the engine fail, an error event says so and the old prompt stays.
+              const std::string old_prompt = system_prompt_;
               system_prompt_ = *r.system_prompt;
               worker_->submit_control([p = system_prompt_](omni::Session& s) { s.set_system_prompt(p); },
-                                      [this](const std::string& e) {
-                                        loop_.post([this, e] { publish_error("internal", "set system_prompt: " + e); });
+                                      [this, old_prompt, p = system_prompt_](const std::string& e) {
+                                        loop_.post([this, old_prompt, p, e] {
+                                          if (system_prompt_ == p) system_prompt_ = old_prompt;
+                                          publish_error("internal", "set system_prompt failed: " + e);
+                                        });
                                       });
             }
             server.reply_ok(h, {{"speaker", speaker_}, {"volume", volume_}, {"system_prompt", system_prompt_}});
@@ -151,6 +140,29 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
           },
       },
       in.request.command);
+}
+
+void Daemon::apply_then_reply(const omni::ipc::ReplyHandle& h, std::function<void(omni::Session&)> job,
+                              const std::string& what) {
+  worker_->submit_control(
+      std::move(job),
+      [this, h, what](const std::string& e) {
+        loop_.post([this, h, what, e] {
+          publish_error("internal", what + " failed: " + e);
+          if (server_) server_->reply_error(h, ErrorCode::internal, what + " failed: " + e);
+        });
+      },
+      [this, h] {
+        loop_.post([this, h] {
+          if (server_) server_->reply_ok(h);
+        });
+      });
+}
+
+void Daemon::set_volume(double volume) {
+  volume_ = volume;
+  std::lock_guard lock(output_mu_);
+  if (output_) output_->set_volume(volume_);
 }
 
 bool Daemon::reload(std::string& error, nlohmann::json& details) {
@@ -216,11 +228,7 @@ void Daemon::apply_live_settings(const Config& next) {
   }
   speaker_ = applied.model.speaker;
   system_prompt_ = applied.model.system_prompt;
-  volume_ = applied.audio.output.volume;
-  {
-    std::lock_guard lock(output_mu_);
-    if (output_) output_->set_volume(volume_);
-  }
+  set_volume(applied.audio.output.volume);
   if (worker_ && previous.model.system_prompt != applied.model.system_prompt)
     worker_->submit_control([p = system_prompt_](omni::Session& s) { s.set_system_prompt(p); });
   update_state();

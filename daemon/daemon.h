@@ -75,6 +75,11 @@ class Daemon {
   // Re-reads the config file. false: kept the running configuration, `error` says why.
   bool reload(std::string& error, nlohmann::json& details);
   void apply_live_settings(const Config& next);
+  // Runs `job` on the engine thread and answers `h` once it has run: {} , or `internal` "<what> failed: …"
+  // with an error event.
+  void apply_then_reply(const omni::ipc::ReplyHandle& h, std::function<void(omni::Session&)> job,
+                        const std::string& what);
+  void set_volume(double volume);  // the setting and the open output
 
   // turns and audio (turns.cpp)
   std::optional<omni::ipc::Error> start_turn(const std::string& source, TurnJob job, uint64_t& turn_id);

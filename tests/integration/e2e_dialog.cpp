@@ -110,8 +110,22 @@ TEST(Dialog, ResetThatFailsIsAnErrorAndTheDaemonKeepsServing) {
   auto err = events.wait_for("error", 2s);
   ASSERT_TRUE(err);
   EXPECT_NE(err->body["message"].get<std::string>().find("reset failed"), std::string::npos) << err->body;
-  // Nothing was forgotten, and the next question is answered.
+  // Nothing was forgotten.
   EXPECT_EQ(d->request({{"cmd", "status"}})["context_tokens_used"], used);
+
+  // A new system prompt starts a new conversation, which fails the same way. `set` has replied by then (it
+  // does not wait for a running answer); an error event follows and the old prompt stays in effect.
+  const auto prompt_before = d->request({{"cmd", "set"}, {"volume", 0.5}})["system_prompt"];
+  const auto s = d->request({{"cmd", "set"}, {"system_prompt", "Be terse."}});
+  ASSERT_TRUE(s["ok"].get<bool>()) << s;
+  auto set_err = events.wait_for("error", 2s, [](const auto& e) {
+    return e.body["message"].template get<std::string>().find("set system_prompt failed") != std::string::npos;
+  });
+  ASSERT_TRUE(set_err);
+  EXPECT_EQ(d->request({{"cmd", "set"}, {"volume", 0.5}})["system_prompt"], prompt_before);
+  EXPECT_EQ(d->request({{"cmd", "status"}})["context_tokens_used"], used);
+
+  // And the next question is answered.
   const auto b = d->request({{"cmd", "ask"}, {"text", "again"}, {"speak", false}});
   ASSERT_TRUE(b["ok"].get<bool>()) << b;
   EXPECT_TRUE(events.wait_for("response.done", 10s, [&](const auto& e) { return e.body["turn_id"] == b["turn_id"]; }));

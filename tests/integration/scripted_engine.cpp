@@ -12,7 +12,7 @@
 //   load_ms  time Model::load takes, reporting progress
 //   fail     1: Model::load throws a CheckpointError
 //   device_error_at  word index at which respond() throws omni::DeviceError (-1: never)
-//   reset_fails  1: Session::reset throws (the conversation stays)
+//   reset_fails  1: Session::reset (and so set_system_prompt) throws; the conversation stays
 #include <omni/engine.h>
 
 #include <atomic>
@@ -94,7 +94,10 @@ class ScriptedSession final : public omni::Session {
     if (script_.reset_fails) throw std::runtime_error("scripted reset failure");
     context_ = 0;
   }
-  void set_system_prompt(const std::string& p) override { system_ = p; }
+  void set_system_prompt(const std::string& p) override {  // as the engine: a new conversation
+    reset();
+    system_ = p;
+  }
   int context_used() const override { return context_; }
 
  private:
