@@ -117,19 +117,7 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
               speaker_ = *it;
             }
             if (r.volume) set_volume(*r.volume);
-            if (r.system_prompt) {
-              // Applied between turns on the engine thread (a running answer finishes first), so the reply does
-              // not wait for it. Should the engine fail, an error event says so and the old prompt stays.
-              const std::string old_prompt = system_prompt_;
-              system_prompt_ = *r.system_prompt;
-              worker_->submit_control([p = system_prompt_](omni::Session& s) { s.set_system_prompt(p); },
-                                      [this, old_prompt, p = system_prompt_](const std::string& e) {
-                                        loop_.post([this, old_prompt, p, e] {
-                                          if (system_prompt_ == p) system_prompt_ = old_prompt;
-                                          publish_error("internal", "set system_prompt failed: " + e);
-                                        });
-                                      });
-            }
+            if (r.system_prompt) change_system_prompt(*r.system_prompt);
             server.reply_ok(h, {{"speaker", speaker_}, {"volume", volume_}, {"system_prompt", system_prompt_}});
           },
           [&](const omni::ipc::ReloadRequest&) {
@@ -157,6 +145,20 @@ void Daemon::apply_then_reply(const omni::ipc::ReplyHandle& h, std::function<voi
           if (server_) server_->reply_ok(h);
         });
       });
+}
+
+// Applied between turns on the engine thread (a running answer finishes first), so callers do not wait for it.
+// Should the engine fail, an error event says so and the old prompt stays.
+void Daemon::change_system_prompt(const std::string& prompt) {
+  const std::string old_prompt = system_prompt_;
+  system_prompt_ = prompt;
+  worker_->submit_control([prompt](omni::Session& s) { s.set_system_prompt(prompt); },
+                          [this, old_prompt, prompt](const std::string& e) {
+                            loop_.post([this, old_prompt, prompt, e] {
+                              if (system_prompt_ == prompt) system_prompt_ = old_prompt;
+                              publish_error("internal", "set system_prompt failed: " + e);
+                            });
+                          });
 }
 
 void Daemon::set_volume(double volume) {
@@ -227,10 +229,11 @@ void Daemon::apply_live_settings(const Config& next) {
     throw;
   }
   speaker_ = applied.model.speaker;
-  system_prompt_ = applied.model.system_prompt;
   set_volume(applied.audio.output.volume);
-  if (worker_ && previous.model.system_prompt != applied.model.system_prompt)
-    worker_->submit_control([p = system_prompt_](omni::Session& s) { s.set_system_prompt(p); });
+  // The file's prompt wins over one `set` at run time; the engine hears of it only when it differs from the
+  // prompt in effect (a new prompt starts a new conversation).
+  if (worker_ && system_prompt_ != applied.model.system_prompt) change_system_prompt(applied.model.system_prompt);
+  else system_prompt_ = applied.model.system_prompt;
   update_state();
 }
 

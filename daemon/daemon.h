@@ -80,6 +80,7 @@ class Daemon {
   void apply_then_reply(const omni::ipc::ReplyHandle& h, std::function<void(omni::Session&)> job,
                         const std::string& what);
   void set_volume(double volume);  // the setting and the open output
+  void change_system_prompt(const std::string& prompt);
 
   // turns and audio (turns.cpp)
   std::optional<omni::ipc::Error> start_turn(const std::string& source, TurnJob job, uint64_t& turn_id);

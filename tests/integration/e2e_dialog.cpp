@@ -131,6 +131,23 @@ TEST(Dialog, ResetThatFailsIsAnErrorAndTheDaemonKeepsServing) {
   EXPECT_TRUE(events.wait_for("response.done", 10s, [&](const auto& e) { return e.body["turn_id"] == b["turn_id"]; }));
 }
 
+TEST(Dialog, ReloadPutsTheFilesSystemPromptBackIntoTheEngine) {
+  auto d = start(scripted("step_ms=20,words=3"));
+  EventLog events(d->events());
+  const std::string file_prompt = d->request({{"cmd", "set"}, {"volume", 1.0}})["system_prompt"];
+  ASSERT_TRUE(d->request({{"cmd", "set"}, {"system_prompt", "Be terse."}})["ok"].get<bool>());
+  d->request({{"cmd", "ask"}, {"text", "hello"}, {"speak", false}});
+  ASSERT_TRUE(events.wait_for("response.done", 10s));
+  ASSERT_GT(d->request({{"cmd", "status"}})["context_tokens_used"].get<int>(), 0);
+  // The file did not change, but the prompt in effect did: the file's comes back, with a new conversation.
+  ASSERT_TRUE(d->request({{"cmd", "reload"}})["ok"].get<bool>());
+  EXPECT_EQ(d->request({{"cmd", "set"}, {"volume", 1.0}})["system_prompt"], file_prompt);
+  int used = -1;
+  for (int i = 0; i < 100 && used != 0; ++i, std::this_thread::sleep_for(20ms))
+    used = d->request({{"cmd", "status"}})["context_tokens_used"].get<int>();
+  EXPECT_EQ(used, 0) << "the engine still holds the conversation of the other prompt";
+}
+
 TEST(Dialog, ReloadAppliesAGoodFileAndKeepsTheRunningOneOnABadFile) {
   auto d = start(scripted());
   EventLog events(d->events());
