@@ -576,10 +576,9 @@ void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const
   if (tensor_cores) {
     // f32 activations: both GEMM inputs go as bf16 hi + lo parts (the lo half of each buffer).
     const int parts = f32_activations_ ? 2 : 1;
-    uint16_t* xb = static_cast<uint16_t*>(scratch(sizeof(uint16_t) * size_t(parts * S) * H, "moe"));
+    const uint16_t* xb = cast_for_gemm(x.as<float>(), S * H);  // lo part at xb + S * H
     uint16_t* act_b = static_cast<uint16_t*>(scratch(sizeof(uint16_t) * size_t(parts * S) * k * I, "moe"));
     const int64_t x_lo = parts == 2 ? S * H : 0, act_lo = parts == 2 ? S * k * I : 0;
-    launch_to_bf16(x.as<float>(), xb, S * H, stream_, parts == 2 ? xb + x_lo : nullptr);
     if (!moe_mma_disabled_ && grouped_gemm_mma_fits(I, H, true) && grouped_gemm_mma_fits(H, I, false)) {
       launch_grouped_gemm_mma(true, table, 0, counts, offsets, list, xb, k, E, int(S * k), I, H, act_b, stream_,
                               x_lo, act_lo);

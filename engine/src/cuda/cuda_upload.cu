@@ -74,8 +74,8 @@ void CudaBackend::upload_as_bf16(void* dst, const void* src, DType src_dtype, in
     staging_ = std::make_unique<StagingRing>(*staging_device_, kStagingChunkBytes, kStagingChunks);
   }
   const size_t bytes = size_t(count) * 2;
+  read_ahead(src, size_t(count) * dtype_size(src_dtype));
   if (src_dtype == DType::BF16) {
-    read_ahead(src, bytes);
     if (staging_->upload_bytes(dst, src, bytes)) return;
     // Pageable: the call returns once the driver has staged the bytes, so `src` may go right after.
     OMNI_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
@@ -91,7 +91,6 @@ void CudaBackend::upload_as_bf16(void* dst, const void* src, DType src_dtype, in
       for (size_t i = 0; i < n; ++i) out[i] = f32_to_bf16(f16_to_f32(in[i]));
     }
   };
-  read_ahead(src, size_t(count) * dtype_size(src_dtype));
   if (staging_->upload(
           dst, bytes,
           [&](void* pinned, size_t offset, size_t n) { convert(static_cast<uint16_t*>(pinned), offset / 2, n / 2); },
@@ -103,7 +102,6 @@ void CudaBackend::upload_as_bf16(void* dst, const void* src, DType src_dtype, in
 }
 
 Tensor CudaBackend::weight(const Tensor& host) {
-  if (host.dtype == DType::I32) throw Error("weight: integer tensors " + host.shape_str() + " are not weights");
   if (host.on_device) throw Error("weight: the source tensor " + host.shape_str() + " is already on a device");
   if (host.dtype != DType::BF16 && host.dtype != DType::F32 && host.dtype != DType::F16)
     throw Error("weight: tensors of " + std::string(dtype_name(host.dtype)) + " " + host.shape_str() +
