@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes engine/src/unicode_compat_tables.h: where Hugging Face `tokenizers` disagrees with libutf8proc.
+"""Writes engine/src/tokenizer/unicode_compat_tables.h: where Hugging Face `tokenizers` disagrees with libutf8proc.
 
 The C++ tokenizer takes Unicode data from libutf8proc (Unicode 15.0 in Debian's 2.8). HF `tokenizers`
 uses two other sources, each of its own Unicode version:
@@ -14,7 +14,7 @@ compared with what utf8proc says (read through ctypes). The differences become t
                         so the C++ side normalizes the text between them separately.
 The model is then checked against HF on all probes (and fails loudly if it does not reproduce HF).
 
-Usage: python3 tools/gen_unicode_compat_tables.py [--tokenizer PATH] [--out engine/src/unicode_compat_tables.h]
+Usage: python3 tools/gen_unicode_compat_tables.py [--tokenizer PATH] [--out engine/src/tokenizer/unicode_compat_tables.h]
 """
 import argparse
 import ctypes
@@ -163,7 +163,7 @@ def main():
                                     "/work/shared/qwen3-omni-tokenizer/tokenizer.json") if os.path.exists(p)), None)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokenizer", default=default_tok, required=default_tok is None)
-    ap.add_argument("--out", default=os.path.join(root, "engine", "src", "unicode_compat_tables.h"))
+    ap.add_argument("--out", default=os.path.join(root, "engine", "src", "tokenizer", "unicode_compat_tables.h"))
     args = ap.parse_args()
 
     import tokenizers

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "backend.h"
-#include "decoder.h"
-#include "model_config.h"
+#include "model/decoder.h"
+#include "io/model_config.h"
 #include "omni/errors.h"
 #include "omni_bench_speech.h"
 #include "quant.h"

@@ -5,9 +5,9 @@
 #include <random>
 #include <vector>
 
-#include "audio_encoder.h"
-#include "code2wav.h"
-#include "mel.h"
+#include "model/audio_encoder.h"
+#include "model/code2wav.h"
+#include "model/mel.h"
 #include "synthetic_weights.h"
 
 namespace omni {

@@ -3,7 +3,7 @@
 // as the session streams it (HF chunking: 300-frame chunks, 25 frames of left context).
 #pragma once
 #include "backend.h"
-#include "model_config.h"
+#include "io/model_config.h"
 
 namespace omni {
 

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "npy.h"
+#include "io/npy.h"
 #include "omni/engine.h"
 #include "run_audio.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace {
 

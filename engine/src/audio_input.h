@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
-#include "audio_encoder.h"
+#include "model/audio_encoder.h"
 #include "backend.h"
-#include "checkpoint.h"
-#include "mel.h"
-#include "model_config.h"
+#include "io/checkpoint.h"
+#include "model/mel.h"
+#include "io/model_config.h"
 
 namespace omni {
 

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "model_config.h"
-#include "tokenizer.h"
+#include "io/model_config.h"
+#include "tokenizer/tokenizer.h"
 
 namespace omni {
 

@@ -10,12 +10,12 @@
 #include "audio_input.h"
 #include "backend.h"
 #include "chat.h"
-#include "checkpoint.h"
-#include "model_config.h"
+#include "io/checkpoint.h"
+#include "io/model_config.h"
 #include "speech.h"
 #include "omni/engine.h"
-#include "thinker.h"
-#include "tokenizer.h"
+#include "model/thinker.h"
+#include "tokenizer/tokenizer.h"
 
 namespace omni {
 

@@ -24,9 +24,9 @@
 #include <string>
 #include <vector>
 
-#include "code2wav.h"
-#include "code_predictor.h"
-#include "talker.h"
+#include "model/code2wav.h"
+#include "model/code_predictor.h"
+#include "model/talker.h"
 
 namespace omni {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <initializer_list>
 
-#include "decoder.h"
+#include "model/decoder.h"
 
 namespace omni {
 

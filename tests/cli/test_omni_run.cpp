@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "npy.h"
+#include "io/npy.h"
 
 namespace fs = std::filesystem;
 

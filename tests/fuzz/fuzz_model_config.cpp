@@ -1,10 +1,10 @@
-// libFuzzer target: config.json (ModelConfig::parse, engine/src/model_config.cpp).
+// libFuzzer target: config.json (ModelConfig::parse, engine/src/io/model_config.cpp).
 // Property: a ConfigError naming the problem or a parsed config; never another exception or a crash.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
-#include "model_config.h"
+#include "io/model_config.h"
 #include "omni/errors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

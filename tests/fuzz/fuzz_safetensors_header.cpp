@@ -1,4 +1,4 @@
-// libFuzzer target: the safetensors header parser (SafetensorsFile::parse_header, engine/src/checkpoint.cpp).
+// libFuzzer target: the safetensors header parser (SafetensorsFile::parse_header, engine/src/io/checkpoint.cpp).
 // The input is a whole file image (8-byte length, JSON header, data). Properties: the parser either throws
 // CheckpointError or returns tensors whose data lies entirely inside the input.
 #include <cstddef>
@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <set>
 
-#include "checkpoint.h"
+#include "io/checkpoint.h"
 #include "omni/errors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

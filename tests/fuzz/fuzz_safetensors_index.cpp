@@ -1,4 +1,4 @@
-// libFuzzer target: model.safetensors.index.json (SafetensorsIndex::parse, engine/src/checkpoint.cpp).
+// libFuzzer target: model.safetensors.index.json (SafetensorsIndex::parse, engine/src/io/checkpoint.cpp).
 // Properties: CheckpointError or a non-empty weight map whose shards are plain file names (no path can
 // leave the model directory), each listed once, and every weight_map value is one of them.
 #include <cstddef>
@@ -7,7 +7,7 @@
 #include <set>
 #include <string>
 
-#include "checkpoint.h"
+#include "io/checkpoint.h"
 #include "omni/errors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

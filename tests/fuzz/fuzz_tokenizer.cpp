@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "omni/errors.h"
-#include "tokenizer.h"
-#include "utf8.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// libFuzzer target: loading tokenizer.json (Tokenizer::load, engine/src/tokenizer_load.cpp and the SAX
+// libFuzzer target: loading tokenizer.json (Tokenizer::load, engine/src/tokenizer/tokenizer_load.cpp and the SAX
 // reader of tokenizer_json.cpp) from hostile small files. The loader reads a path, so each input is
 // written to one scratch file. Properties: omni::Error naming the file, or a tokenizer that encodes and
 // decodes a short text without a crash.
@@ -11,7 +11,7 @@
 #include <string>
 
 #include "omni/errors.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace {
 

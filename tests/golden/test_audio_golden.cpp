@@ -8,16 +8,16 @@
 #include <cmath>
 #include <filesystem>
 
-#include "audio_encoder.h"
+#include "model/audio_encoder.h"
 #include "golden_util.h"
 #include "audio_input.h"
 #include "backend.h"
-#include "checkpoint.h"
+#include "io/checkpoint.h"
 #include "io/wav.h"
-#include "mel.h"
-#include "model_config.h"
-#include "npy.h"
-#include "thinker.h"
+#include "model/mel.h"
+#include "io/model_config.h"
+#include "io/npy.h"
+#include "model/thinker.h"
 #include "omni/errors.h"
 
 namespace fs = std::filesystem;

@@ -11,7 +11,7 @@
 
 #include "golden_util.h"
 #include "io/wav.h"
-#include "npy.h"
+#include "io/npy.h"
 #include "omni/engine.h"
 
 namespace {

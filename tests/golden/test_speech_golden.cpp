@@ -12,13 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include "audio_input.h"
-#include "checkpoint.h"
+#include "io/checkpoint.h"
 #include "io/wav.h"
-#include "code2wav.h"
-#include "model_config.h"
-#include "npy.h"
+#include "model/code2wav.h"
+#include "io/model_config.h"
+#include "io/npy.h"
 #include "speech.h"
-#include "thinker.h"
+#include "model/thinker.h"
 
 namespace omni {
 namespace {

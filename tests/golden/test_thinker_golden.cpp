@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "golden_util.h"
-#include "npy.h"
+#include "io/npy.h"
 #include "omni/engine.h"
 
 namespace {

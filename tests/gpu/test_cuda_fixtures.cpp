@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "backend.h"
-#include "npy.h"
+#include "io/npy.h"
 #include "omni/engine.h"
 
 namespace {

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "cuda_test_util.h"
-#include "decoder.h"
+#include "model/decoder.h"
 #include "synthetic_weights.h"
 
 #include <utility>

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "cuda_test_util.h"
-#include "decoder.h"
+#include "model/decoder.h"
 #include "omni/engine.h"
 #include "quant.h"
 #include "synthetic_weights.h"

@@ -6,10 +6,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include "audio_encoder.h"
+#include "model/audio_encoder.h"
 #include "cpu/cpu_backend.h"
 #include "io/wav.h"
-#include "mel.h"
+#include "model/mel.h"
 #include "omni/errors.h"
 
 namespace fs = std::filesystem;

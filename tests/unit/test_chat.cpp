@@ -7,7 +7,7 @@
 #include "chat.h"
 #include "omni/errors.h"
 #include "tokenizer_fixtures.h"
-#include "utf8.h"
+#include "tokenizer/utf8.h"
 
 using namespace omni;
 using omni::testing_fixtures::escaped;

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "checkpoint.h"
-#include "model_config.h"
+#include "io/checkpoint.h"
+#include "io/model_config.h"
 #include "omni/errors.h"
 
 namespace fs = std::filesystem;

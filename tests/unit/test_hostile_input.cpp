@@ -9,7 +9,7 @@
 #include <fstream>
 #include <string>
 
-#include "checkpoint.h"
+#include "io/checkpoint.h"
 #include "omni/errors.h"
 
 namespace fs = std::filesystem;

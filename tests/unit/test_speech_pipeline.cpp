@@ -5,8 +5,8 @@
 
 #include <atomic>
 
-#include "checkpoint.h"
-#include "model_config.h"
+#include "io/checkpoint.h"
+#include "io/model_config.h"
 #include "omni/errors.h"
 #include "speech.h"
 

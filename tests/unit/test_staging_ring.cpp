@@ -1,7 +1,7 @@
-// The pinned staging ring (engine/src/staging_ring.h) against a device that runs its copies as late as it
+// The pinned staging ring (engine/src/io/staging_ring.h) against a device that runs its copies as late as it
 // may: only when a marker is waited for or the ring drains. A chunk refilled while a copy still had to read it
 // would then deliver the new bytes to the old destination, and the comparisons below would fail.
-#include "staging_ring.h"
+#include "io/staging_ring.h"
 
 #include <gtest/gtest.h>
 

@@ -9,9 +9,9 @@
 #include <fstream>
 
 #include "omni/errors.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "tokenizer_fixtures.h"
-#include "utf8.h"
+#include "tokenizer/utf8.h"
 
 namespace fs = std::filesystem;
 using namespace omni;

@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 namespace omni::testing_fixtures {
 

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <vector>
 
-#include "cpu_backend.h"
+#include "cpu/cpu_backend.h"
 #include "omni/errors.h"
 
 namespace omni {

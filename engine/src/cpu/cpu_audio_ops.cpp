@@ -1,7 +1,7 @@
 // Reference implementations of the audio encoder's convolution and layout operations.
 #include <vector>
 
-#include "cpu_backend.h"
+#include "cpu/cpu_backend.h"
 #include "omni/errors.h"
 
 namespace omni {

@@ -1,4 +1,4 @@
-#include "cpu_backend.h"
+#include "cpu/cpu_backend.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include <numeric>
 
 #include "omni/errors.h"
-#include "../quant.h"
+#include "quant.h"
 
 namespace omni {
 

@@ -5,7 +5,7 @@
 #include <deque>
 #include <vector>
 
-#include "../backend.h"
+#include "backend.h"
 
 namespace omni {
 

@@ -6,7 +6,7 @@
 #include <numeric>
 #include <vector>
 
-#include "cpu_backend.h"
+#include "cpu/cpu_backend.h"
 #include "omni/errors.h"
 
 namespace omni {

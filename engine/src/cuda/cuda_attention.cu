@@ -6,12 +6,12 @@
 // Everything else (prefill, encoder windows): a prep kernel, then a tiled kernel.
 #include <cmath>
 
-#include "cuda_attention.cuh"
-#include "cuda_backend.h"
-#include "cuda_common.cuh"
-#include "cuda_decode_items.cuh"
-#include "cuda_kernels.h"
-#include "cuda_quant.h"
+#include "cuda/cuda_attention.cuh"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_decode_items.cuh"
+#include "cuda/cuda_kernels.h"
+#include "cuda/cuda_quant.h"
 
 namespace omni {
 namespace cuda {

@@ -13,10 +13,10 @@
 // few 1e-6. K/V read from a bf16 cache have lo = 0 (exact).
 #include <cuda_bf16.h>
 
-#include "cuda_attention.cuh"
-#include "cuda_backend.h"
-#include "cuda_common.cuh"
-#include "cuda_mma.cuh"
+#include "cuda/cuda_attention.cuh"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_mma.cuh"
 
 namespace omni {
 namespace cuda {

@@ -1,7 +1,7 @@
 // The audio encoder's convolution and layout operations (spec 3.2): direct kernels, one
 // thread per output element. Correct and simple; the encoder runs once per utterance.
-#include "cuda_backend.h"
-#include "cuda_common.cuh"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_common.cuh"
 
 namespace omni {
 namespace cuda {

@@ -5,10 +5,10 @@
 #include <cstring>
 #include <vector>
 
-#include "cuda_backend.h"
-#include "cuda_common.cuh"
-#include "cuda_kernels.h"
-#include "cuda_upload.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_kernels.h"
+#include "cuda/cuda_upload.h"
 
 namespace omni {
 

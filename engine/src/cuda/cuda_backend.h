@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "../backend.h"
+#include "backend.h"
 #include "omni/errors.h"
 
 namespace omni {

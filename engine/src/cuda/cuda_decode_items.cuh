@@ -4,8 +4,8 @@
 #pragma once
 #include <cmath>
 
-#include "../backend.h"
-#include "cuda_common.cuh"
+#include "backend.h"
+#include "cuda/cuda_common.cuh"
 
 namespace omni {
 namespace cuda {

@@ -26,10 +26,10 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "cuda_backend.h"
-#include "cuda_common.cuh"
-#include "cuda_decode_items.cuh"
-#include "cuda_kernels.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_decode_items.cuh"
+#include "cuda/cuda_kernels.h"
 
 namespace omni {
 namespace cuda {

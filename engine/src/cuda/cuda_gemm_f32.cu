@@ -8,8 +8,8 @@
 // shared memory (transposed, so that a thread's 4 rows and 4 outputs are two float4 reads), each
 // k-group multiplies its 32 k of the chunk into 4 x 4 per thread, and the groups' partial tiles
 // are summed through shared memory at the end.
-#include "cuda_common.cuh"
-#include "cuda_kernels.h"
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_kernels.h"
 
 namespace omni {
 namespace cuda {

@@ -1,8 +1,8 @@
 // linear(): decode GEMV kernels (rows <= 8) and cuBLAS GEMMs (more rows).
-#include "cuda_backend.h"
-#include "cuda_common.cuh"
-#include "cuda_kernels.h"
-#include "../quant.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_kernels.h"
+#include "quant.h"
 
 namespace omni {
 namespace cuda {

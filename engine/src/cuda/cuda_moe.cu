@@ -6,11 +6,11 @@
 // on the tensor cores (cuda_moe_tc.cu) for large experts, else the fp32 FMA kernel below.
 #include <vector>
 
-#include "cuda_backend.h"
-#include "cuda_common.cuh"
-#include "cuda_decode_items.cuh"
-#include "cuda_kernels.h"
-#include "../quant.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_decode_items.cuh"
+#include "cuda/cuda_kernels.h"
+#include "quant.h"
 
 namespace omni {
 namespace cuda {

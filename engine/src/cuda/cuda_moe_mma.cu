@@ -25,9 +25,9 @@
 
 #include <algorithm>
 
-#include "cuda_common.cuh"
-#include "cuda_kernels.h"
-#include "cuda_mma.cuh"
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_kernels.h"
+#include "cuda/cuda_mma.cuh"
 
 namespace omni {
 namespace cuda {

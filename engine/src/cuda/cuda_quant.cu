@@ -11,11 +11,11 @@
 #include <cstdlib>
 #include <string>
 
-#include "../quant.h"
-#include "cuda_backend.h"
-#include "cuda_common.cuh"
-#include "cuda_kernels.h"
-#include "cuda_quant.h"
+#include "quant.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_common.cuh"
+#include "cuda/cuda_kernels.h"
+#include "cuda/cuda_quant.h"
 
 namespace omni {
 namespace cuda {

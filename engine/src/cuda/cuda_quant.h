@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "../tensor.h"
+#include "tensor.h"
 
 namespace omni {
 namespace cuda {

@@ -4,8 +4,8 @@
 // scans the kept prefix in double. The 4-byte id copy is the only host sync.
 #include <cub/cub.cuh>
 
-#include "cuda_backend.h"
-#include "cuda_common.cuh"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_common.cuh"
 
 namespace omni {
 namespace cuda {

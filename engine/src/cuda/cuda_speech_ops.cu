@@ -1,8 +1,8 @@
 // The speech operations (backend.h, "speech operations") as direct kernels, one thread per
 // output element, accumulating in the CPU reference's order. Correct and simple: code2wav's
 // convolutions are not yet tuned (docs/performance.md).
-#include "cuda_backend.h"
-#include "cuda_common.cuh"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_common.cuh"
 
 namespace omni {
 namespace cuda {

@@ -9,8 +9,8 @@
 #include <cstring>
 #include <vector>
 
-#include "cuda_backend.h"
-#include "cuda_upload.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_upload.h"
 
 namespace omni {
 

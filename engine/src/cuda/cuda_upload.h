@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "../staging_ring.h"
+#include "io/staging_ring.h"
 
 namespace omni {
 

@@ -7,7 +7,7 @@
 #include <functional>
 #include <vector>
 
-#include "decoder.h"
+#include "model/decoder.h"
 
 namespace omni {
 

@@ -1,4 +1,4 @@
-#include "code_predictor.h"
+#include "model/code_predictor.h"
 
 #include "omni/errors.h"
 

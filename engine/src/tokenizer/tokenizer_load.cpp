@@ -8,10 +8,10 @@
 #include <unordered_map>
 
 #include "omni/errors.h"
-#include "pretokenize.h"
-#include "tokenizer_impl.h"
-#include "tokenizer_json.h"
-#include "utf8.h"
+#include "tokenizer/pretokenize.h"
+#include "tokenizer/tokenizer_impl.h"
+#include "tokenizer/tokenizer_json.h"
+#include "tokenizer/utf8.h"
 
 namespace omni {
 namespace {

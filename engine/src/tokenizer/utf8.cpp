@@ -1,4 +1,4 @@
-#include "utf8.h"
+#include "tokenizer/utf8.h"
 
 #include <utf8proc.h>
 
@@ -8,7 +8,7 @@
 #include <iterator>
 
 #include "omni/errors.h"
-#include "unicode_compat_tables.h"
+#include "tokenizer/unicode_compat_tables.h"
 
 namespace omni::utf8 {
 namespace {

@@ -1,4 +1,4 @@
-#include "mel.h"
+#include "model/mel.h"
 
 #include <fftw3.h>
 

@@ -3,7 +3,7 @@
 // restarting per chunk) while delivering samples as frames arrive.
 #include <algorithm>
 
-#include "code2wav.h"
+#include "model/code2wav.h"
 #include "omni/errors.h"
 
 namespace omni {

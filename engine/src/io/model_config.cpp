@@ -1,4 +1,4 @@
-#include "model_config.h"
+#include "io/model_config.h"
 
 #include <fstream>
 #include <nlohmann/json.hpp>

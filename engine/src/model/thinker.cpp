@@ -1,4 +1,4 @@
-#include "thinker.h"
+#include "model/thinker.h"
 
 namespace omni {
 

@@ -1,5 +1,5 @@
 // Code2wav weights and the streaming decoder (see code2wav.h for why chunking is exact).
-#include "code2wav.h"
+#include "model/code2wav.h"
 
 #include <algorithm>
 

@@ -2,7 +2,7 @@
 // Audio enters as rows of the input embeddings (the audio encoder's output replaces the
 // <|audio_pad|> rows between embed() and forward()).
 #pragma once
-#include "decoder.h"
+#include "model/decoder.h"
 #include "quant.h"
 
 namespace omni {

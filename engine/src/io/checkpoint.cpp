@@ -1,4 +1,4 @@
-#include "checkpoint.h"
+#include "io/checkpoint.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

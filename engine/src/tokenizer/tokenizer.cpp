@@ -2,9 +2,9 @@
 // `tokenizers`: added tokens in the raw text → NFC of each remaining piece → added tokens with
 // normalized=true → Qwen2 regex pre-tokenizer → byte-level BPE per pre-token.
 #include "omni/errors.h"
-#include "pretokenize.h"
-#include "tokenizer_impl.h"
-#include "utf8.h"
+#include "tokenizer/pretokenize.h"
+#include "tokenizer/tokenizer_impl.h"
+#include "tokenizer/utf8.h"
 
 namespace omni {
 

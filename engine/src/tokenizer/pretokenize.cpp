@@ -1,12 +1,12 @@
-#include "pretokenize.h"
+#include "tokenizer/pretokenize.h"
 
 #include <utf8proc.h>
 
 #include <algorithm>
 #include <cstdint>
 
-#include "unicode_compat_tables.h"
-#include "utf8.h"
+#include "tokenizer/unicode_compat_tables.h"
+#include "tokenizer/utf8.h"
 
 namespace omni {
 

@@ -6,7 +6,7 @@
 #pragma once
 #include <vector>
 
-#include "decoder.h"
+#include "model/decoder.h"
 
 namespace omni {
 

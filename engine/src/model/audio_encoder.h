@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "backend.h"
-#include "checkpoint.h"
-#include "mel.h"
-#include "model_config.h"
+#include "io/checkpoint.h"
+#include "model/mel.h"
+#include "io/model_config.h"
 
 namespace omni {
 

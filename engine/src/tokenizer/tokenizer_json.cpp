@@ -1,4 +1,4 @@
-#include "tokenizer_json.h"
+#include "tokenizer/tokenizer_json.h"
 
 namespace omni {
 namespace {

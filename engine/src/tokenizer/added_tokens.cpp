@@ -1,10 +1,10 @@
-#include "added_tokens.h"
+#include "tokenizer/added_tokens.h"
 
 #include <utf8proc.h>
 
 #include <algorithm>
 
-#include "utf8.h"
+#include "tokenizer/utf8.h"
 
 namespace omni {
 namespace {

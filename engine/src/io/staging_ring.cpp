@@ -1,4 +1,4 @@
-#include "staging_ring.h"
+#include "io/staging_ring.h"
 
 #include <algorithm>
 #include <cstring>

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "backend.h"
-#include "checkpoint.h"
-#include "model_config.h"
+#include "io/checkpoint.h"
+#include "io/model_config.h"
 
 namespace omni {
 

@@ -1,4 +1,4 @@
-#include "audio_encoder.h"
+#include "model/audio_encoder.h"
 
 #include <algorithm>
 #include <cmath>

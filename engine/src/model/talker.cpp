@@ -1,4 +1,4 @@
-#include "talker.h"
+#include "model/talker.h"
 
 #include "omni/errors.h"
 
