@@ -2,8 +2,8 @@
 // gone) or ends (a source that stops delivering), the daemon publishes device.lost, says so in STATUS, and
 // rebuilds the pipeline with exponential backoff (0.5 s doubling to 30 s; back to 0.5 s after a pipeline
 // that ran 10 s). device.restored follows once a rebuilt pipeline delivers samples.
-#include "daemon.h"
-#include "log.h"
+#include "daemon/daemon.h"
+#include "daemon/log.h"
 
 namespace omnid {
 

@@ -3,15 +3,15 @@
 //   omnid [--config FILE]        run (default /etc/omnid/omnid.yaml)
 //   omnid --check-config FILE    validate FILE and exit (0: valid; 1: every problem listed on stderr)
 //   omnid --list-devices         print the PortAudio output device names and exit
-#include "cli.h"
+#include "daemon/cli.h"
 
 #include <cstdio>
 #include <cstring>
 #include <string>
 
-#include "config.h"
-#include "daemon.h"
-#include "device/playback.h"
+#include "daemon/config.h"
+#include "daemon/daemon.h"
+#include "audio/device/playback.h"
 
 namespace omnid {
 namespace {

@@ -1,7 +1,7 @@
 // omnid's command line, shared by the real binary (main.cpp) and the daemon tests' binary with a
 // scripted engine (tests/integration/scripted_engine.cpp).
 #pragma once
-#include "daemon.h"
+#include "daemon/daemon.h"
 
 namespace omnid {
 

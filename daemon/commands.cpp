@@ -2,9 +2,9 @@
 #include <algorithm>
 #include <cctype>
 
-#include "daemon.h"
-#include "log.h"
-#include "request_audio.h"
+#include "daemon/daemon.h"
+#include "daemon/log.h"
+#include "daemon/request_audio.h"
 
 namespace omnid {
 

@@ -1,5 +1,5 @@
 // Daemon start-up, the watchdog, signals and shutdown. Requests: commands.cpp; turns: turns.cpp.
-#include "daemon.h"
+#include "daemon/daemon.h"
 
 #include <signal.h>
 #include <strings.h>
@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "log.h"
+#include "daemon/log.h"
 
 namespace omnid {
 

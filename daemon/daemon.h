@@ -20,14 +20,14 @@
 #include <string>
 #include <thread>
 
-#include "config.h"
-#include "control_server.h"
-#include "device/capture.h"
-#include "device/playback.h"
-#include "device/vad.h"
-#include "engine_worker.h"
-#include "event_loop.h"
-#include "notify.h"
+#include "daemon/config.h"
+#include "ipc/control_server.h"
+#include "audio/device/capture.h"
+#include "audio/device/playback.h"
+#include "audio/device/vad.h"
+#include "daemon/engine_worker.h"
+#include "daemon/event_loop.h"
+#include "daemon/notify.h"
 
 namespace omnid {
 

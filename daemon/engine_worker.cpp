@@ -1,10 +1,10 @@
-#include "engine_worker.h"
+#include "daemon/engine_worker.h"
 
 #include <omni/errors.h>
 
 #include <cstdlib>
 
-#include "device/capture.h"  // monotonic_ms
+#include "audio/device/capture.h"  // monotonic_ms
 
 namespace omnid {
 

@@ -1,4 +1,4 @@
-#include "event_loop.h"
+#include "daemon/event_loop.h"
 
 #include <poll.h>
 #include <signal.h>
@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "log.h"
+#include "daemon/log.h"
 
 namespace omnid {
 namespace {

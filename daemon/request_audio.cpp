@@ -1,6 +1,6 @@
-#include "request_audio.h"
+#include "daemon/request_audio.h"
 
-#include "io/wav.h"
+#include "audio/io/wav.h"
 
 namespace omnid {
 

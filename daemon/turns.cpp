@@ -1,8 +1,8 @@
 // The dialog: turns from voice and requests, engine results, speech playback, barge-in, state.
 #include <algorithm>
 
-#include "daemon.h"
-#include "log.h"
+#include "daemon/daemon.h"
+#include "daemon/log.h"
 
 namespace omnid {
 

@@ -1,4 +1,4 @@
-#include "client.h"
+#include "ipc/client.h"
 
 #include <cerrno>
 #include <cstdlib>
@@ -6,9 +6,9 @@
 #include <thread>
 #include <zmq.hpp>
 
-#include "control_server.h"
-#include "endpoint.h"
-#include "protocol.h"
+#include "ipc/control_server.h"
+#include "ipc/endpoint.h"
+#include "ipc/protocol.h"
 
 namespace omni::ipc {
 namespace {

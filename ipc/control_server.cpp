@@ -1,4 +1,4 @@
-#include "control_server.h"
+#include "ipc/control_server.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,8 +7,8 @@
 #include <cstring>
 #include <zmq.hpp>
 
-#include "endpoint.h"
-#include "zap_handler.h"
+#include "ipc/endpoint.h"
+#include "ipc/zap_handler.h"
 
 namespace omni::ipc {
 namespace {

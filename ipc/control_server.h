@@ -48,7 +48,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "protocol.h"
+#include "ipc/protocol.h"
 
 namespace zmq {
 class context_t;

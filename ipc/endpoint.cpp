@@ -1,4 +1,4 @@
-#include "endpoint.h"
+#include "ipc/endpoint.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "control_server.h"
+#include "ipc/control_server.h"
 
 namespace omni::ipc {
 

@@ -1,5 +1,5 @@
 // Request validation for control protocol v1. Every failure names the field or the rule that was broken.
-#include "protocol.h"
+#include "ipc/protocol.h"
 
 #include <array>
 #include <cmath>

@@ -1,9 +1,9 @@
-#include "zap_handler.h"
+#include "ipc/zap_handler.h"
 
 #include <algorithm>
 #include <zmq.hpp>
 
-#include "control_server.h"
+#include "ipc/control_server.h"
 
 namespace omni::ipc {
 

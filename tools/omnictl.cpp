@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "client.h"
-#include "protocol.h"
+#include "ipc/client.h"
+#include "ipc/protocol.h"
 
 namespace {
 

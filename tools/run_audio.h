@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "io/wav.h"
+#include "audio/io/wav.h"
 
 inline std::vector<float> read_audio_16k(const std::string& path) { return omni::audio::load_wav_mono(path, 16000); }
 

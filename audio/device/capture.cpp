@@ -1,4 +1,4 @@
-#include "device/capture.h"
+#include "audio/device/capture.h"
 
 #include <gst/app/gstappsink.h>
 #include <gst/gst.h>

@@ -1,7 +1,7 @@
 // The file and null speech outputs, and the backend factory. PortAudio: playback_portaudio.cpp.
-#include "device/playback.h"
+#include "audio/device/playback.h"
 
-#include "io/wav.h"
+#include "audio/io/wav.h"
 
 #include <mutex>
 #include <stdexcept>

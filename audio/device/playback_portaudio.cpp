@@ -7,7 +7,7 @@
 #include <mutex>
 #include <stdexcept>
 
-#include "device/playback.h"
+#include "audio/device/playback.h"
 
 namespace omni::audio {
 namespace {

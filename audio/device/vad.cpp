@@ -1,4 +1,4 @@
-#include "device/vad.h"
+#include "audio/device/vad.h"
 
 #include <algorithm>
 #include <stdexcept>

@@ -1,11 +1,11 @@
-#include "resample.h"
+#include "audio/io/resample.h"
 
 #include <soxr.h>
 
 #include <cmath>
 #include <string>
 
-#include "wav.h"
+#include "audio/io/wav.h"
 
 namespace omni::audio {
 namespace {

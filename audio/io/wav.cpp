@@ -1,4 +1,4 @@
-#include "wav.h"
+#include "audio/io/wav.h"
 
 #include <cerrno>
 #include <cmath>
@@ -7,7 +7,7 @@
 #include <iterator>
 #include <limits>
 
-#include "resample.h"
+#include "audio/io/resample.h"
 
 namespace omni::audio {
 namespace {

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <limits>
 
-#include "wav.h"
+#include "audio/io/wav.h"
 
 namespace omni::audio {
 namespace {

@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "protocol.h"
+#include "ipc/protocol.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "io/wav.h"
+#include "audio/io/wav.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace omni::audio;

@@ -13,7 +13,7 @@
 #include "audio_input.h"
 #include "backend.h"
 #include "io/checkpoint.h"
-#include "io/wav.h"
+#include "audio/io/wav.h"
 #include "model/mel.h"
 #include "io/model_config.h"
 #include "io/npy.h"

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "golden_util.h"
-#include "io/wav.h"
+#include "audio/io/wav.h"
 #include "io/npy.h"
 #include "omni/engine.h"
 

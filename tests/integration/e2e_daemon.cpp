@@ -4,7 +4,7 @@
 #include <sys/stat.h>
 
 #include "e2e_harness.h"
-#include "io/wav.h"
+#include "audio/io/wav.h"
 
 using namespace e2e;
 

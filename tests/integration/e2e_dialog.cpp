@@ -2,7 +2,7 @@
 // (omnid_scripted: the real omnid code, the engine replaced by a script). Busy, cancel mid-answer,
 // say, reset, set, reload, barge-in, the watchdog and start-up failures.
 #include "e2e_harness.h"
-#include "io/wav.h"
+#include "audio/io/wav.h"
 
 using namespace e2e;
 

@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "client.h"
+#include "ipc/client.h"
 
 namespace e2e {
 

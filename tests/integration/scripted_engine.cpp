@@ -23,7 +23,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "cli.h"
+#include "daemon/cli.h"
 
 namespace {
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <fstream>
 
-#include "config.h"
+#include "daemon/config.h"
 
 using omnid::ConfigError;
 using omnid::parse_config;

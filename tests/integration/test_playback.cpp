@@ -9,8 +9,8 @@
 #include <mutex>
 #include <thread>
 
-#include "device/playback.h"
-#include "io/wav.h"
+#include "audio/device/playback.h"
+#include "audio/io/wav.h"
 
 using namespace omni::audio;
 

@@ -4,8 +4,8 @@
 
 #include <cmath>
 
-#include "device/vad.h"
-#include "io/wav.h"
+#include "audio/device/vad.h"
+#include "audio/io/wav.h"
 
 using namespace omni::audio;
 

@@ -11,8 +11,8 @@
 #include <memory>
 #include <thread>
 
-#include "client.h"
-#include "control_server.h"
+#include "ipc/client.h"
+#include "ipc/control_server.h"
 
 namespace omni::ipc::test {
 

@@ -9,7 +9,7 @@
 #include <random>
 #include <zmq.hpp>
 
-#include "client.h"
+#include "ipc/client.h"
 #include "ipc_test_util.h"
 
 using namespace omni::ipc;

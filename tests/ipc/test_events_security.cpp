@@ -4,9 +4,9 @@
 #include <mutex>
 #include <zmq.hpp>
 
-#include "client.h"
+#include "ipc/client.h"
 #include "ipc_test_util.h"
-#include "zap_handler.h"
+#include "ipc/zap_handler.h"
 
 using namespace omni::ipc;
 using namespace omni::ipc::test;

@@ -4,7 +4,7 @@
 
 #include <random>
 
-#include "protocol.h"
+#include "ipc/protocol.h"
 
 using namespace omni::ipc;
 using nlohmann::json;

@@ -8,7 +8,7 @@
 
 #include "model/audio_encoder.h"
 #include "cpu/cpu_backend.h"
-#include "io/wav.h"
+#include "audio/io/wav.h"
 #include "model/mel.h"
 #include "omni/errors.h"
 

@@ -8,8 +8,8 @@
 #include <fstream>
 #include <unistd.h>
 
-#include "io/resample.h"
-#include "io/wav.h"
+#include "audio/io/resample.h"
+#include "audio/io/wav.h"
 
 namespace fs = std::filesystem;
 using namespace omni::audio;
