@@ -8,7 +8,7 @@ DEB_PACKAGES := build-essential cmake pkg-config googletest libgtest-dev nlohman
   gstreamer1.0-tools gstreamer1.0-alsa portaudio19-dev libasound2-dev libasound2-plugins libwebrtc-audio-processing-dev \
   python3 python3-zmq xz-utils clang libclang-rt-14-dev
 
-.PHONY: all deps configure build test test-asan fuzz soak demo clean
+.PHONY: all deps configure build test test-asan fuzz soak demo clean package deps-system test-system test-trixie test-arm64
 all: build
 
 deps:
@@ -49,6 +49,34 @@ soak: build
 
 demo: build
 	./tools/demo.sh $(BUILD)
+
+# The Debian package (CPack, packaging/package.cmake) from a CPU-only build of the installed programs:
+# $(PKG_BUILD)/omnid_<version>_<arch>.deb. docs/operations.md "Packaging".
+PKG_BUILD ?= build-pkg
+package: deps
+	cmake -S . -B $(PKG_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_CUDA=OFF
+	cmake --build $(PKG_BUILD) -j $(JOBS) --target omnid omnictl omni-run omni-bench
+	rm -f $(PKG_BUILD)/omnid_*.deb
+	cd $(PKG_BUILD) && cpack -G DEB
+	@ls $(PKG_BUILD)/omnid_*.deb
+
+# The system test: the package installed with apt into a fresh minimal Debian, booted with systemd under
+# systemd-nspawn and checked from inside (tests/system/run.sh; root). deps-system installs its tools.
+SYSTEM_TEST_PACKAGES := mmdebstrap systemd-container dpkg-dev
+deps-system:
+	$(MAKE) --no-print-directory deps DEB_PACKAGES="$(SYSTEM_TEST_PACKAGES)"
+
+test-system: package deps-system
+	tests/system/run.sh $(PKG_BUILD)
+
+# Debian 13: `make test` in a fresh trixie root (build-trixie/; tests/system/trixie.sh). test-arm64: the engine
+# cross-built for arm64 in that root, its unit and golden tests under qemu-aarch64 (docs/operations.md).
+test-trixie: deps-system
+	tests/system/trixie.sh native
+
+test-arm64: deps-system
+	$(MAKE) --no-print-directory deps DEB_PACKAGES="qemu-user-static"
+	tests/system/trixie.sh arm64
 
 clean:
 	rm -rf $(BUILD)
