@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "io/npy.h"
 #include "omni/engine.h"
+#include "omni/npy.h"
+#include "omni/tokenizer.h"
 #include "run_audio.h"
-#include "tokenizer/tokenizer.h"
 
 namespace {
 

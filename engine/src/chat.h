@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "io/model_config.h"
-#include "tokenizer/tokenizer.h"
+#include "omni/tokenizer.h"
 
 namespace omni {
 

@@ -12,10 +12,10 @@
 #include "chat.h"
 #include "io/checkpoint.h"
 #include "io/model_config.h"
-#include "speech.h"
-#include "omni/engine.h"
 #include "model/thinker.h"
-#include "tokenizer/tokenizer.h"
+#include "omni/engine.h"
+#include "omni/tokenizer.h"
+#include "speech.h"
 
 namespace omni {
 

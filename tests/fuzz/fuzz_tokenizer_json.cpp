@@ -11,7 +11,7 @@
 #include <string>
 
 #include "omni/errors.h"
-#include "tokenizer/tokenizer.h"
+#include "omni/tokenizer.h"
 
 namespace {
 

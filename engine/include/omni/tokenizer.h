@@ -1,6 +1,7 @@
 // Tokenizer: byte-level BPE as Qwen2/Qwen3 `tokenizer.json` describes it (NFC normalizer,
 // the Split regex pre-tokenizer, ByteLevel, merges; added tokens matched before BPE).
-// encode() gives exactly the ids of Hugging Face `tokenizers` for any string.
+// encode() gives exactly the ids of Hugging Face `tokenizers` for any string. Public (tools tokenize
+// with it); the implementation's internals are in engine/src/tokenizer/.
 #pragma once
 #include <cstdint>
 #include <memory>
