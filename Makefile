@@ -8,7 +8,7 @@ DEB_PACKAGES := build-essential cmake pkg-config googletest libgtest-dev nlohman
   gstreamer1.0-tools gstreamer1.0-alsa portaudio19-dev libasound2-dev libasound2-plugins libwebrtc-audio-processing-dev \
   python3 python3-zmq xz-utils clang libclang-rt-14-dev
 
-.PHONY: all deps configure build test test-asan fuzz soak demo clean
+.PHONY: all deps configure build test test-asan fuzz fuzz-long soak demo clean
 all: build
 
 deps:
@@ -37,10 +37,17 @@ test-asan: deps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -LE gpu
 
-# Every libFuzzer target for FUZZ_SECONDS each (clang, build-fuzz/); `make fuzz FUZZ_SECONDS=3600` is the long run.
+# Every libFuzzer target for FUZZ_SECONDS each (clang, build-fuzz/), continuing from tests/fuzz/corpus and
+# merging new finds into it; results per target in build-fuzz/runs/results.md (docs/reliability.md).
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	./tools/fuzz.sh $(FUZZ_SECONDS)
+
+# The long run: FUZZ_SECONDS (default 1800) per target, two targets at a time at the lowest priority so the
+# machine stays usable. Record build-fuzz/runs/results.md in docs/reliability.md and commit the grown corpus.
+fuzz-long: deps
+	FUZZ_JOBS=$${FUZZ_JOBS:-2} FUZZ_NICE=$${FUZZ_NICE:-19} ./tools/fuzz.sh \
+	  $(if $(filter command line environment,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),1800)
 
 # The long soak: 2,000 mixed requests from 8 clients against omnid on the tiny model (CI runs 504).
 SOAK_REQUESTS ?= 2000

@@ -3,11 +3,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "io/model_config.h"
 #include "io/npy.h"
 #include "omni/engine.h"
 #include "run_audio.h"
@@ -126,8 +128,15 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 
 int run(const Args& a) {
   if (a.have_tokenize) {
-    // Only the tokenizer is needed: no weights are mapped.
-    auto tok = omni::Tokenizer::load(a.model + "/tokenizer.json");
+    // Only the tokenizer is needed: no weights are mapped. Its ids are bounded by the model's vocabulary
+    // when the directory has a config.json, else by limits::kMaxVocab.
+    const std::string config = a.model + "/config.json";
+    std::unique_ptr<omni::Tokenizer> tok;
+    if (std::ifstream(config).good())
+      tok = omni::Tokenizer::load(a.model + "/tokenizer.json", omni::ModelConfig::load(config).thinker.vocab_size,
+                                  "thinker_config.text_config.vocab_size in " + config);
+    else
+      tok = omni::Tokenizer::load(a.model + "/tokenizer.json");
     nlohmann::json out = {{"ids", tok->encode(a.tokenize)}};
     std::cout << (a.json ? out.dump() : out["ids"].dump()) << "\n";
     return 0;
