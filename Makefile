@@ -6,18 +6,29 @@ DEB_PACKAGES := build-essential cmake pkg-config googletest libgtest-dev nlohman
   libfftw3-dev libsoxr-dev libyaml-cpp-dev libzmq3-dev cppzmq-dev libsystemd-dev \
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-tools gstreamer1.0-alsa portaudio19-dev libasound2-dev libasound2-plugins libwebrtc-audio-processing-dev \
-  python3 python3-zmq xz-utils clang libclang-rt-14-dev
+  python3 python3-zmq xz-utils
+# Only `make fuzz` needs clang and its libFuzzer/sanitizer runtimes (about 250 MB): `make deps-fuzz`.
+# libclang-rt-dev is the Debian default-version package (Debian 12: clang 14, Debian 13: clang 19).
+FUZZ_DEB_PACKAGES := clang libclang-rt-dev
 
-.PHONY: all deps configure build test test-asan fuzz fuzz-long soak demo clean
+.PHONY: all deps deps-fuzz configure build test test-asan fuzz fuzz-long soak demo clean
 all: build
 
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+# Installs the packages of $(1) that are missing; $(2) names the step in its messages.
+define install_missing
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing $$missing"; \
+	  echo "make $(2): installing $$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	else echo "make deps: all Debian packages present"; fi
+	else echo "make $(2): all Debian packages present"; fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PACKAGES),deps)
+
+deps-fuzz: deps
+	$(call install_missing,$(FUZZ_DEB_PACKAGES),deps-fuzz)
 
 configure: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -40,12 +51,12 @@ test-asan: deps
 # Every libFuzzer target for FUZZ_SECONDS each (clang, build-fuzz/), continuing from tests/fuzz/corpus and
 # merging new finds into it; results per target in build-fuzz/runs/results.md (docs/reliability.md).
 FUZZ_SECONDS ?= 60
-fuzz: deps
+fuzz: deps-fuzz
 	./tools/fuzz.sh $(FUZZ_SECONDS)
 
 # The long run: FUZZ_SECONDS (default 1800) per target, two targets at a time at the lowest priority so the
 # machine stays usable. Record build-fuzz/runs/results.md in docs/reliability.md and commit the grown corpus.
-fuzz-long: deps
+fuzz-long: deps-fuzz
 	FUZZ_JOBS=$${FUZZ_JOBS:-2} FUZZ_NICE=$${FUZZ_NICE:-19} ./tools/fuzz.sh \
 	  $(if $(filter command line environment,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),1800)
 

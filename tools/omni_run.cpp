@@ -1,19 +1,17 @@
-// omni-run: one-shot inference (DESIGN.md "omni-run"). Tests and scripts depend on its flags
+// omni-run: one-shot inference (its flags: README.md, "omni-run"). Tests and scripts depend on its flags
 // and its JSON; errors go to stderr as one line with a non-zero exit.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "io/model_config.h"
-#include "io/npy.h"
 #include "omni/engine.h"
+#include "omni/npy.h"
+#include "omni/tokenizer.h"
 #include "run_audio.h"
-#include "tokenizer/tokenizer.h"
 
 namespace {
 
@@ -130,13 +128,7 @@ int run(const Args& a) {
   if (a.have_tokenize) {
     // Only the tokenizer is needed: no weights are mapped. Its ids are bounded by the model's vocabulary
     // when the directory has a config.json, else by limits::kMaxVocab.
-    const std::string config = a.model + "/config.json";
-    std::unique_ptr<omni::Tokenizer> tok;
-    if (std::ifstream(config).good())
-      tok = omni::Tokenizer::load(a.model + "/tokenizer.json", omni::ModelConfig::load(config).thinker.vocab_size,
-                                  "thinker_config.text_config.vocab_size in " + config);
-    else
-      tok = omni::Tokenizer::load(a.model + "/tokenizer.json");
+    auto tok = omni::Tokenizer::load_for_model(a.model);
     nlohmann::json out = {{"ids", tok->encode(a.tokenize)}};
     std::cout << (a.json ? out.dump() : out["ids"].dump()) << "\n";
     return 0;

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "io/npy.h"
+#include "omni/npy.h"
 
 namespace fs = std::filesystem;
 

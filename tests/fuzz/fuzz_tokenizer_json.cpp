@@ -14,7 +14,7 @@
 
 #include "omni/errors.h"
 #include "omni/limits.h"
-#include "tokenizer/tokenizer.h"
+#include "omni/tokenizer.h"
 
 namespace {
 

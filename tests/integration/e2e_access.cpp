@@ -1,4 +1,4 @@
-// Access control (issue 7, part 4): who may talk to omnid. Sockets are 0660; the ZAP handler admits only
+// Access control (docs/protocol.md): who may talk to omnid. Sockets are 0660; the ZAP handler admits only
 // ipc.allow_uids / ipc.allow_gids (by default omnid's own uid and group) and logs refusals; a tcp://
 // endpoint needs CURVE keys (ipc.curve_secret_key_file) or omnid does not start.
 #include <pwd.h>

@@ -26,7 +26,7 @@
 #include "omni/engine.h"
 #include "omni/errors.h"
 #include "omni/limits.h"
-#include "tokenizer/tokenizer.h"
+#include "omni/tokenizer.h"
 
 namespace fs = std::filesystem;
 using namespace omni;

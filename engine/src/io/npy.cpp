@@ -1,4 +1,4 @@
-#include "io/npy.h"
+#include "omni/npy.h"
 
 #include <cstring>
 #include <fstream>

@@ -1,6 +1,7 @@
 // Tokenizer: byte-level BPE as Qwen2/Qwen3 `tokenizer.json` describes it (NFC normalizer,
 // the Split regex pre-tokenizer, ByteLevel, merges; added tokens matched before BPE).
-// encode() gives exactly the ids of Hugging Face `tokenizers` for any string.
+// encode() gives exactly the ids of Hugging Face `tokenizers` for any string. Public (tools tokenize
+// with it); the implementation's internals are in engine/src/tokenizer/.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -18,6 +19,9 @@ class Tokenizer {
   // bound is limits::kMaxVocab. The file is refused before anything is sized by an id outside it.
   static std::unique_ptr<Tokenizer> load(const std::string& path);
   static std::unique_ptr<Tokenizer> load(const std::string& path, int64_t vocab_size, const std::string& vocab_source);
+  // <model_dir>/tokenizer.json bounded by <model_dir>/config.json's thinker vocab_size when that file exists
+  // (a config.json that cannot be read is an error), else as load(path) (omni-run --tokenize).
+  static std::unique_ptr<Tokenizer> load_for_model(const std::string& model_dir);
   virtual ~Tokenizer() = default;
 
   // Text → ids. Added tokens (<|im_start|>, <|audio_pad|>, …) in the text are matched as such.
