@@ -130,8 +130,15 @@ void EngineWorker::run_turn(const TurnJob& job) {
     if (listener_.on_audio) listener_.on_audio(id, samples, count);
   };
   try {
+    const omni::UserTurn* input = &job.input;
+    omni::UserTurn prepared;
+    if (job.prepare) {
+      prepared = job.input;
+      job.prepare(prepared);
+      input = &prepared;
+    }
     omni::TurnResult result =
-        job.say ? session_->say(job.input.text, job.options, cb) : session_->respond(job.input, job.options, cb);
+        job.say ? session_->say(input->text, job.options, cb) : session_->respond(*input, job.options, cb);
     context_used_ = session_->context_used();
     if (listener_.on_done) listener_.on_done(id, std::move(result));
   } catch (const omni::DeviceError& e) {

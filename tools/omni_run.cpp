@@ -126,8 +126,9 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 
 int run(const Args& a) {
   if (a.have_tokenize) {
-    // Only the tokenizer is needed: no weights are mapped.
-    auto tok = omni::Tokenizer::load(a.model + "/tokenizer.json");
+    // Only the tokenizer is needed: no weights are mapped. Its ids are bounded by the model's vocabulary
+    // when the directory has a config.json, else by limits::kMaxVocab.
+    auto tok = omni::Tokenizer::load_for_model(a.model);
     nlohmann::json out = {{"ids", tok->encode(a.tokenize)}};
     std::cout << (a.json ? out.dump() : out["ids"].dump()) << "\n";
     return 0;
