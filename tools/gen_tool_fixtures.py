@@ -11,16 +11,20 @@ writes tests/fixtures/tools/chat_cases.json:
 TEMPLATE is the Qwen3 Instruct tool template (tools in the system turn, <tool_call> blocks in assistant turns,
 consecutive tool results in one user turn) with content lists rendered the Omni way (audio, image and video items
 become their placeholder tokens, text items their text). The tokenizer files of the release carry no chat template;
-docs/model.md "Tool calls" says what this means.
+docs/model.md §11 says what this means.
 
-Seeded and re-runnable: /work/venv/bin/python tools/gen_tool_fixtures.py [--tokenizer-dir DIR] [--out DIR]
+Seeded and re-runnable: python3 tools/gen_tool_fixtures.py [--tokenizer-dir DIR] [--out DIR] (transformers 5.17)
 """
 import argparse
 import json
 import os
 import random
+import sys
 
 from transformers import PreTrainedTokenizerFast
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixturelib.tokenizer_file import committed_tokenizer_dir  # noqa: E402
 
 SEED = 20261205
 
@@ -309,11 +313,13 @@ def expand_audio(rendered, counts):
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_dir = next((d for d in (os.path.join(root, "..", "shared", "qwen3-omni-tokenizer"),
-                                    "/work/shared/qwen3-omni-tokenizer") if os.path.isdir(d)), None)
-    ap.add_argument("--tokenizer-dir", default=default_dir, required=default_dir is None)
+    ap.add_argument("--tokenizer-dir", default=os.environ.get("OMNI_TOKENIZER_DIR"),
+                    help="folder with the real tokenizer.json (default: the committed tests/fixtures/tokenizer, "
+                         "unpacked)")
     ap.add_argument("--out", default=os.path.join(root, "tests", "fixtures", "tools"))
     args = ap.parse_args()
+    if not args.tokenizer_dir:
+        args.tokenizer_dir = committed_tokenizer_dir()
     tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(args.tokenizer_dir, "tokenizer.json"))
     rng = random.Random(SEED)
     cases = []

@@ -122,7 +122,7 @@ struct SessionOptions {
   // Tools the model may call: JSON text of OpenAI-style function tools ([{"type": "function",
   // "function": {"name", "description", "parameters"}}]); empty: none. They are listed in the
   // system turn. Throws omni::Error naming the field when a tool is outside the supported subset.
-  std::string tools;
+  std::string tools = {};
 };
 
 class Session {

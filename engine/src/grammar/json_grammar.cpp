@@ -118,9 +118,12 @@ int JsonGrammar::start_value(GrammarState& s, uint8_t schema_i, int node, uint8_
   return 0;
 }
 
+// Numbers are written as json.dumps writes them: no "-0" integer, no trailing zero in a fraction
+// except the one of "1.0" (flags bit 2: the last fraction digit is a zero).
 bool JsonGrammar::number_feasible(const SchemaNode& n, const GrammarFrame& f) const {
-  const bool neg = f.flags & 1, dot = f.flags & 2;
+  const bool neg = f.flags & 1, dot = f.flags & 2, zero_tail = (f.flags & 4) && f.aux >= 2;
   if (f.count == 0) return neg && n.lo < 0;
+  if (neg && !dot && f.num == 0 && n.frac == 0) return false;
   const __int128 S = pow10(n.frac);
   auto hits = [&](__int128 lo_m, __int128 hi_m) {
     const __int128 a = neg ? -hi_m : lo_m, b = neg ? -lo_m : hi_m;
@@ -129,6 +132,7 @@ bool JsonGrammar::number_feasible(const SchemaNode& n, const GrammarFrame& f) co
   if (dot) {
     const __int128 unit = pow10(n.frac - f.aux);
     const __int128 lo_m = f.num * unit;
+    if (zero_tail) return unit > 1 && hits(lo_m + 1, lo_m + unit - 1);  // a non-zero digit must still come
     return hits(lo_m, lo_m + unit - 1);
   }
   const int more = f.num == 0 ? 0 : n.int_digits - f.count;
@@ -140,7 +144,8 @@ bool JsonGrammar::number_feasible(const SchemaNode& n, const GrammarFrame& f) co
 
 bool JsonGrammar::number_complete(const SchemaNode& n, const GrammarFrame& f) const {
   const bool neg = f.flags & 1, dot = f.flags & 2;
-  if (f.count == 0 || (dot && f.aux == 0)) return false;
+  if (f.count == 0 || (dot && f.aux == 0) || ((f.flags & 4) && f.aux >= 2) || (neg && !dot && f.num == 0))
+    return false;
   __int128 v = f.num * pow10(n.frac - f.aux);
   if (neg) v = -v;
   return v >= n.lo && v <= n.hi;
@@ -157,6 +162,7 @@ int JsonGrammar::feed_number(GrammarFrame& f, uint8_t b) const {
   } else if (is_digit(b) && (t.flags & 2) && t.aux < n.frac) {
     t.num = t.num * 10 + (b - '0');
     ++t.aux;
+    t.flags = uint8_t(b == '0' ? (t.flags | 4) : (t.flags & ~4));
   } else if (b == '.' && !(t.flags & 2) && t.count > 0 && n.frac > 0) {
     t.flags |= 2;
   } else {

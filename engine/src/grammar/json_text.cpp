@@ -34,7 +34,9 @@ std::string py_float_repr(double v) {
     std::snprintf(eb, sizeof eb, "e%c%02d", exp10 < 0 ? '-' : '+', std::abs(exp10));
     out += eb;
   } else if (decpt <= 0) {
-    out += "0." + std::string(size_t(-decpt), '0') + digits;
+    out += "0.";
+    out.append(size_t(-decpt), '0');
+    out += digits;
   } else if (decpt >= nd) {
     out += digits + std::string(size_t(decpt - nd), '0') + ".0";
   } else {
