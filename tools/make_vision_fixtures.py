@@ -11,11 +11,19 @@ Per case directory (layout is a contract with tests/golden/test_vision_preproces
   resized.png        transformers' resized 8-bit image (video: resized_NN.png per frame)
   pixel_values.npy   (small cases only) transformers' pixel_values / pixel_values_videos, float32
 Also golden/vision_preprocess/smart_resize.json and frame_sampling.json (inputs and transformers' answers).
+
+`--tiny-v` (also part of the default run) builds the vision model tests/fixtures/models/tiny-v (fixturelib.configs.TINY_V,
+seeded like tiny-a/b, bf16, sharded) and tests/fixtures/golden/tiny-v/vision_tower/<case>/: the tower's outputs for
+the processor's pixel_values of the preprocessing cases, from the reloaded float32 model with eager attention:
+  meta.json        preprocessing case the pixels come from, grid_thw, deepstack_visual_indexes
+  pooler.npy       merger output [t*h*w/4, out_hidden] (float32)
+  deepstack_K.npy  DeepStack merger K's output, same shape
 """
 import io
 import json
 import math
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -144,7 +152,138 @@ def video_case(vproc, name, paths, size, keep_pixels):
                out["pixel_values_videos"] if keep_pixels else None)
 
 
+TOWER_CASES = {  # golden case -> (preprocessing case, pixel key, grid key)
+    "garden_image": "garden_png_identity",
+    "street_image": "street_jpeg_resized",
+    "pan_video": "pan_video_identity",
+}
+
+
+def make_tiny_v():
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from fixturelib import checkpoint, configs
+    model_dir = os.path.join(REPO, "tests", "fixtures", "models", "tiny-v")
+    built = checkpoint.build_random_model(configs.TINY_V, 4004, 0.08, (6.5, 3.3))
+    checkpoint.save_checkpoint(built, model_dir, sharded=True, style_457=False)
+    for fname in os.listdir(model_dir):
+        if os.path.getsize(os.path.join(model_dir, fname)) >= 5_000_000:
+            raise RuntimeError(f"tiny-v/{fname} is 5 MB or larger")
+    # The release's preprocessor_config.json holds the image processor's keys next to the Whisper ones.
+    pre_path = os.path.join(model_dir, "preprocessor_config.json")
+    with open(pre_path) as f:
+        pre = json.load(f)
+    pre.update(dict(PREPROC, image_processor_type="Qwen2VLImageProcessor"))
+    with open(pre_path, "w") as f:
+        json.dump(pre, f, indent=2, sort_keys=True)
+        f.write("\n")
+    model = checkpoint.load_float32(model_dir)
+    checkpoint.check_reload(built, model)
+    del built
+    visual = model.thinker.visual
+    out_root = os.path.join(REPO, "tests", "fixtures", "golden", "tiny-v", "vision_tower")
+    if os.path.isdir(out_root):
+        shutil.rmtree(out_root)
+    for case, src in TOWER_CASES.items():
+        src_dir = os.path.join(GOLDEN, src)
+        with open(os.path.join(src_dir, "meta.json")) as f:
+            src_meta = json.load(f)
+        pixels = torch.from_numpy(np.load(os.path.join(src_dir, "pixel_values.npy")))
+        grid = torch.tensor([src_meta["grid_thw"]], dtype=torch.long)
+        with torch.no_grad():
+            out = visual(pixels, grid_thw=grid)
+        out_dir = os.path.join(out_root, case)
+        os.makedirs(out_dir)
+        np.save(os.path.join(out_dir, "pooler.npy"), out.pooler_output.numpy().astype("<f4"))
+        for k, ds in enumerate(out.deepstack_features):
+            np.save(os.path.join(out_dir, "deepstack_%d.npy" % k), ds.numpy().astype("<f4"))
+        with open(os.path.join(out_dir, "meta.json"), "w") as f:
+            json.dump(dict(preprocess_case=src, grid_thw=src_meta["grid_thw"],
+                           deepstack_visual_indexes=list(model.config.thinker_config.vision_config
+                                                         .deepstack_visual_indexes),
+                           transformers=transformers.__version__), f, indent=1, sort_keys=True)
+            f.write("\n")
+        print("tiny-v vision_tower", case, tuple(out.pooler_output.shape))
+    with open(os.path.join(REPO, "tests", "fixtures", "golden", "tiny-v", "mrope_positions.json"), "w") as f:
+        json.dump(mrope_cases(model.thinker), f)
+        f.write("\n")
+    print("tiny-v mrope_positions.json")
+
+
+def mrope_cases(thinker):
+    """3-row positions from transformers' get_rope_index for prompts of text, audio, images and videos (ids
+    built as the processor expands placeholders). Written to golden/tiny-v/mrope_positions.json."""
+    from transformers.models.qwen3_omni_moe.processing_qwen3_omni_moe import _get_feat_extract_output_lengths
+    VS, VE, IMG, VID, AS, AE, AUD = 151652, 151653, 151655, 151656, 151669, 151670, 151675
+    head = [151644, 872, 198]            # <|im_start|>user\n
+    tail = [151645, 198, 151644, 77091, 198]  # <|im_end|>\n<|im_start|>assistant\n
+    text = [785, 3974, 13876, 38835]
+
+    def image(g):
+        return [VS] + [IMG] * (g[0] * g[1] * g[2] // 4) + [VE]
+
+    def video(g):
+        return [VS] + [VID] * (g[0] * g[1] * g[2] // 4) + [VE]
+
+    def audio(n):
+        return [AS] + [AUD] * n + [AE]
+
+    def av(g, spg, n):  # the processor's interleave: a video token first while its time <= the audio token's
+        per = g[1] * g[2] // 4
+        v = [k * spg * 13 for k in range(g[0]) for _ in range(per)]
+        out, vi, ai = [], 0, 0
+        while vi < len(v) and ai < n:
+            if v[vi] <= ai:
+                out.append(VID)
+                vi += 1
+            else:
+                out.append(AUD)
+                ai += 1
+        out += [VID] * (len(v) - vi) + [AUD] * (n - ai)
+        return [VS, AS] + out + [AE, VE]
+
+    def frames_for(tokens):  # mel frames giving `tokens` audio tokens
+        f = 1
+        while int(_get_feat_extract_output_lengths(torch.tensor(f), 50)) != tokens:
+            f += 1
+        return f
+
+    cases = []
+
+    def add(name, ids, images=(), videos=(), audios=(), use_av=False):
+        kw = dict(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                  use_audio_in_video=use_av)
+        if images:
+            kw["image_grid_thw"] = torch.tensor([g for g in images])
+        if videos:
+            kw["video_grid_thw"] = torch.tensor([g for g, _ in videos])
+            kw["second_per_grids"] = torch.tensor([spg for _, spg in videos])
+        if audios:
+            kw["audio_seqlens"] = torch.tensor([frames_for(n) for n in audios])
+        pos, delta = thinker.get_rope_index(**kw)
+        cases.append(dict(name=name, ids=ids, images=[list(g) for g in images],
+                          videos=[dict(grid=list(g), seconds_per_pair=spg) for g, spg in videos],
+                          audio_tokens=list(audios), use_audio_in_video=use_av,
+                          t=pos[0, 0].tolist(), h=pos[1, 0].tolist(), w=pos[2, 0].tolist(), delta=float(delta[0, 0])))
+
+    add("one_image", head + image((1, 4, 6)) + text + tail, images=[(1, 4, 6)])
+    add("two_images_text_between", head + image((1, 4, 6)) + text + image((1, 6, 4)) + text + tail,
+        images=[(1, 4, 6), (1, 6, 4)])
+    add("video_fps2", head + video((2, 4, 4)) + text + tail, videos=[((2, 4, 4), 1.0)])
+    add("video_fps3_fractional_time", head + video((3, 4, 6)) + text + tail, videos=[((3, 4, 6), 2.0 / 3.0)])
+    add("audio_then_image", head + audio(13) + image((1, 4, 4)) + text + tail, images=[(1, 4, 4)], audios=[13])
+    add("image_and_video", head + image((1, 4, 6)) + video((2, 4, 4)) + text + tail, images=[(1, 4, 6)],
+        videos=[((2, 4, 4), 1.0)])
+    add("video_with_audio", head + av((2, 4, 4), 1.0, 26) + text + tail, videos=[((2, 4, 4), 1.0)], audios=[26],
+        use_av=True)
+    add("video_with_short_audio", head + av((3, 4, 4), 0.5, 5) + text + tail, videos=[((3, 4, 4), 0.5)],
+        audios=[5], use_av=True)
+    return cases
+
+
 def main():
+    if "--tiny-v" in sys.argv[1:]:
+        make_tiny_v()
+        return
     torch.manual_seed(0)
     os.makedirs(IMAGES, exist_ok=True)
     os.makedirs(GOLDEN, exist_ok=True)
@@ -211,6 +350,7 @@ def main():
         json.dump(fs, f, indent=0)
         f.write("\n")
     print("wrote", IMAGES, GOLDEN)
+    make_tiny_v()
 
 
 if __name__ == "__main__":
