@@ -8,7 +8,7 @@ DEB_PACKAGES := build-essential cmake pkg-config googletest libgtest-dev nlohman
   gstreamer1.0-tools gstreamer1.0-alsa portaudio19-dev libasound2-dev libasound2-plugins libwebrtc-audio-processing-dev \
   python3 python3-zmq xz-utils clang libclang-rt-14-dev
 
-.PHONY: all deps configure build test test-asan fuzz soak demo clean
+.PHONY: all deps configure build test test-asan fuzz soak demo bench-latency clean
 all: build
 
 deps:
@@ -49,6 +49,12 @@ soak: build
 
 demo: build
 	./tools/demo.sh $(BUILD)
+
+# End of speech -> first audio of the real daemon, speculative turns on and off (docs/performance.md).
+# BENCH_MODEL (default $(BUILD)/bench-model/models/full-width; the script says how to make one), BENCH_DEVICE,
+# BENCH_RECORDING, BENCH_SPECULATE ("0 300"), BENCH_RUNS (3): tools/bench_latency.sh.
+bench-latency: build
+	./tools/bench_latency.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

@@ -34,6 +34,7 @@ SessionImpl::SessionImpl(ModelImpl& model, const SessionOptions& opt)
 }
 
 void SessionImpl::reset() {
+  ++epoch_;
   used_ = 0;
   context_ids_.clear();
   pending_.clear();
@@ -163,7 +164,7 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
   pending_.push_back(kNewline);
 }
 
-void SessionImpl::make_room(int needed) {
+void SessionImpl::make_room(int needed, bool drop) {
   const int capacity = model_.context_tokens();
   auto system_ids = render_system(model_.tokenizer(), model_.config().ids, system_prompt_);
   auto total = [&] {
@@ -172,6 +173,10 @@ void SessionImpl::make_room(int needed) {
     return int(n);
   };
   if (used_ + int(pending_.size()) + needed <= capacity) return;
+  if (!drop)
+    throw Error("context full: this turn needs " + std::to_string(int(pending_.size()) + needed) + " tokens, " +
+                std::to_string(capacity - used_) +
+                " are free, and dropping the oldest turns is off for it (drop_oldest_turns = false)");
   // The last answer's closing tokens belong to the last history turn.
   if (!history_.empty()) {
     history_.back().ids.insert(history_.back().ids.end(), pending_.begin(), pending_.end());
@@ -182,6 +187,7 @@ void SessionImpl::make_room(int needed) {
     throw Error("context full: this turn needs " + std::to_string(needed) + " tokens but context_tokens is " +
                 std::to_string(capacity));
   // Rebuild: the system turn, then each kept turn (a spoken turn's clip is encoded again).
+  ++epoch_;
   used_ = 0;
   context_ids_.clear();
   system_in_cache_ = true;
@@ -251,12 +257,13 @@ TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt
   in.text = turn.text;
   in.audio_tokens = turn.audio_16k.empty() ? -1 : model_.audio_tokens_for(turn.audio_16k.size());
   std::vector<int32_t> turn_ids = render_user_turn(model_.tokenizer(), model_.config().ids, in);
-  if (!system_in_cache_ && used_ == 0) {
+  const bool add_system = !system_in_cache_ && used_ == 0;
+  if (add_system) {
     auto sys = render_system(model_.tokenizer(), model_.config().ids, system_prompt_);
     turn_ids.insert(turn_ids.begin(), sys.begin(), sys.end());
-    system_in_cache_ = true;
   }
-  make_room(int(turn_ids.size()) + opt.max_new_tokens);
+  make_room(int(turn_ids.size()) + opt.max_new_tokens, opt.drop_oldest_turns);
+  if (add_system) system_in_cache_ = true;
   std::vector<int32_t> feed = pending_;
   feed.insert(feed.end(), turn_ids.begin(), turn_ids.end());
   r.prompt_tokens = turn_ids;
@@ -283,6 +290,38 @@ TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt
   if (r.tokens.size() > 1) h.ids.insert(h.ids.end(), r.tokens.begin(), r.tokens.end() - 1);
   history_.push_back(std::move(h));
   return r;
+}
+
+SessionMark SessionImpl::mark() const {
+  auto m = std::make_shared<SessionImplMark>();
+  m->session = this;
+  m->epoch = epoch_;
+  m->used = used_;
+  m->pending = pending_;
+  m->history_turns = history_.size();
+  m->last_turn_ids = history_.empty() ? 0 : history_.back().ids.size();
+  m->system_in_cache = system_in_cache_;
+  return SessionMark{std::move(m)};
+}
+
+void SessionImpl::rollback(const SessionMark& mark) {
+  const auto* m = dynamic_cast<const SessionImplMark*>(mark.state.get());
+  if (!mark.valid()) throw Error("rollback: the mark is empty (make one with Session::mark())");
+  if (!m || m->session != this) throw Error("rollback: the mark belongs to another session");
+  if (m->epoch != epoch_)
+    throw Error("rollback: the conversation's cache was rebuilt since the mark (the oldest turns were dropped "
+                "because the context filled, or it was reset); the turns since cannot be taken back");
+  // Same epoch: the cache only grew since the mark and the history only gained turns (the mark's
+  // last turn only gained the closing tokens of its answer).
+  if (used_ < m->used || history_.size() < m->history_turns ||
+      (m->history_turns > 0 && history_[m->history_turns - 1].ids.size() < m->last_turn_ids))
+    throw Error("rollback: the mark is ahead of the conversation");
+  used_ = m->used;
+  context_ids_.resize(size_t(m->used));
+  history_.resize(m->history_turns);
+  if (!history_.empty()) history_.back().ids.resize(m->last_turn_ids);
+  pending_ = m->pending;
+  system_in_cache_ = m->system_in_cache;
 }
 
 TurnResult SessionImpl::generate_from_ids(const std::vector<int32_t>& ids, const GenerateOptions& opt,
