@@ -6,18 +6,29 @@ DEB_PACKAGES := build-essential cmake pkg-config googletest libgtest-dev nlohman
   libfftw3-dev libsoxr-dev libyaml-cpp-dev libzmq3-dev cppzmq-dev libsystemd-dev \
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-tools gstreamer1.0-alsa portaudio19-dev libasound2-dev libasound2-plugins libwebrtc-audio-processing-dev \
-  python3 python3-zmq xz-utils clang libclang-rt-14-dev
+  python3 python3-zmq xz-utils
+# Only `make fuzz` needs clang and its libFuzzer/sanitizer runtimes (about 250 MB): `make deps-fuzz`.
+# libclang-rt-dev is the Debian default-version package (Debian 12: clang 14, Debian 13: clang 19).
+FUZZ_DEB_PACKAGES := clang libclang-rt-dev
 
-.PHONY: all deps configure build test test-asan fuzz soak demo bench-latency clean
+.PHONY: all deps deps-fuzz configure build test test-asan fuzz soak demo bench-latency clean
 all: build
 
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+# Installs the packages of $(1) that are missing; $(2) names the step in its messages.
+define install_missing
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing $$missing"; \
+	  echo "make $(2): installing $$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	else echo "make deps: all Debian packages present"; fi
+	else echo "make $(2): all Debian packages present"; fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PACKAGES),deps)
+
+deps-fuzz: deps
+	$(call install_missing,$(FUZZ_DEB_PACKAGES),deps-fuzz)
 
 configure: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -39,7 +50,7 @@ test-asan: deps
 
 # Every libFuzzer target for FUZZ_SECONDS each (clang, build-fuzz/); `make fuzz FUZZ_SECONDS=3600` is the long run.
 FUZZ_SECONDS ?= 60
-fuzz: deps
+fuzz: deps-fuzz
 	./tools/fuzz.sh $(FUZZ_SECONDS)
 
 # The long soak: 2,000 mixed requests from 8 clients against omnid on the tiny model (CI runs 504).

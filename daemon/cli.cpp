@@ -1,4 +1,4 @@
-// omnid's command line (DESIGN.md, docs/operations.md).
+// omnid's command line (docs/operations.md).
 //
 //   omnid [--config FILE]        run (default /etc/omnid/omnid.yaml)
 //   omnid --check-config FILE    validate FILE and exit (0: valid; 1: every problem listed on stderr)

@@ -1,4 +1,4 @@
-// omnid configuration: the YAML schema of DESIGN.md "omnid configuration", parsed and validated.
+// omnid configuration: the YAML schema of docs/config.md, parsed and validated.
 //
 // Every key is known here; an unknown key, a wrong type or an out-of-range value is an error
 // that names the file, the line and the dotted key, so one log line tells an operator what to fix.

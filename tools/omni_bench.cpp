@@ -29,7 +29,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Options {
-  std::string config = "../shared/models/qwen3-omni-30b-a3b-instruct.config.json";
+  std::string config = OMNI_RELEASE_CONFIG;  // the committed tests/fixtures/release/config.json
   std::string device = "cuda";
   std::vector<int> contexts{64, 2048};
   int prefill = 512;
@@ -380,7 +380,7 @@ int main(int argc, char** argv) {
     thinker.stack.reset();
 
     // Talker + code predictor: one talker step and (num_code_groups - 1) code-predictor steps
-    // per 80 ms codec frame (spec 3.8); the code predictor's context restarts every frame.
+    // per 80 ms codec frame (docs/model.md §3.8); the code predictor's context restarts every frame.
     double frames_s = 0, talker_prefill_ms = 0;
     std::vector<Code2WavTiming> c2w;
     std::string speech_note;

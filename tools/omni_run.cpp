@@ -1,4 +1,4 @@
-// omni-run: one-shot inference (DESIGN.md "omni-run"). Tests and scripts depend on its flags
+// omni-run: one-shot inference (its flags: README.md, "omni-run"). Tests and scripts depend on its flags
 // and its JSON; errors go to stderr as one line with a non-zero exit.
 #include <cstdio>
 #include <cstdlib>

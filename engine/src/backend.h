@@ -169,7 +169,7 @@ class Backend {
   virtual void replay(int graph_id);
 
   // ---- audio encoder operations ----
-  // The audio tower's convolutional downsampler (spec 3.2 steps 2-3); everything after it is
+  // The audio tower's convolutional downsampler (docs/model.md §3.2 steps 2-3); everything after it is
   // linear / layer_norm / attention above. The defaults (audio_ops_host.cpp) run the CPU
   // reference on the host through download/upload: correct on any backend, slow on a GPU, so
   // a device backend should override them.

@@ -1,4 +1,4 @@
-// The Qwen3-Omni ChatML prompt (spec 5.4), built as token ids:
+// The Qwen3-Omni ChatML prompt (docs/model.md §5.4), built as token ids:
 //   <|im_start|>system\n{system}<|im_end|>\n                     (only with a system prompt)
 //   <|im_start|>user\n<|audio_start|><|audio_pad|>×N<|audio_end|>{text}<|im_end|>\n
 //   <|im_start|>assistant\n

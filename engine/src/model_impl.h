@@ -102,7 +102,7 @@ class SessionImpl : public Session {
   void decode_loop(const GenerateOptions& opt, const Callbacks& cb, TurnResult& result,
                    SpeechPipeline* speech = nullptr);
   // A speech pipeline started for the turn whose prompt ends the context (user part of every
-  // user turn with its accept-layer hidden rows, spec 3.7). Null when opt.speak is false.
+  // user turn with its accept-layer hidden rows, docs/model.md §3.7). Null when opt.speak is false.
   std::unique_ptr<SpeechPipeline> start_speech(const GenerateOptions& opt, const Callbacks& cb,
                                                const std::vector<int32_t>& header);
   void finish_speech(SpeechPipeline& sp, TurnResult& r);

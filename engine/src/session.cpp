@@ -216,7 +216,7 @@ std::unique_ptr<SpeechPipeline> SessionImpl::make_speech(const Callbacks& cb) {
 std::unique_ptr<SpeechPipeline> SessionImpl::start_speech(const GenerateOptions& opt, const Callbacks& cb,
                                                           const std::vector<int32_t>& header) {
   auto sp = make_speech(cb);
-  // The talker hears every user turn in the cache (spec 3.7): their ids, and the accept-layer
+  // The talker hears every user turn in the cache (docs/model.md §3.7): their ids, and the accept-layer
   // hidden rows of those slots, gathered into one block.
   std::vector<int32_t> ctx(context_ids_.begin(), context_ids_.end() - long(header.size()));
   std::vector<int> positions = talker_user_positions(ctx, model_.config().ids);

@@ -161,7 +161,7 @@ TEST(AudioGolden, PrefillChunksGetTheEncodedRowsAtTheAudioPads) {
     }
     const NpyArray golden = read_npy(golden_dir(model, clip) + "/encoder_out.npy");
     EXPECT_LT(relative_error(scattered, golden.f32), 1e-4);
-    // A prompt with the wrong number of pads is an error, not a silent misalignment (spec 9.9).
+    // A prompt with the wrong number of pads is an error, not a silent misalignment (docs/model.md §9.9).
     std::vector<int32_t> fewer = ids;
     fewer.erase(std::find(fewer.begin(), fewer.end(), m.cfg.ids.audio_pad));
     const size_t first_pad = size_t(std::find(fewer.begin(), fewer.end(), m.cfg.ids.audio_pad) - fewer.begin());

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Decode A/B in one device run (docs/performance.md, runs 11+): the GPU tests, then omni-bench once
 # per variant of the environment switches, alternating, with a short table last. Run from the repo
-# root with the stripped binaries, their libraries and the release config in DIR (default .gpu):
+# root with the stripped binaries and their libraries in DIR (default .gpu); the release config is
+# the committed tests/fixtures/release/config.json:
 #   bash tests/gpu/decode_ab.sh [DIR]
 # Variants (OMNI_CUDA_FUSED_LAYER): old = 0 (the eight kernels per layer of runs 1-10); persist = 1
 # (one persistent kernel per layer; OMNI_CUDA_FUSED_OPT bits in cuda_decode_layer.cu); six = 2, the
@@ -10,7 +11,7 @@
 set -u
 G=$(cd "${1:-.gpu}" && pwd)
 ROOT=$PWD
-CONFIG=$G/qwen3-omni-30b-a3b-instruct.config.json
+CONFIG=$ROOT/tests/fixtures/release/config.json
 export LD_LIBRARY_PATH=$G
 B="$G/omni-bench --config $CONFIG --no-speech --prefill 0"
 L=$(mktemp -d)  # logs, packed into $OUT/logs.tgz at the end (the device returns <= 8 files)

@@ -1,8 +1,8 @@
-"""Config dicts for the fixture checkpoints (spec §8.1/§8.2 constraints).
+"""Config dicts for the fixture checkpoints (docs/model.md §8.1/§8.2).
 
 Every config keeps the release's special-token ids, thinker vocab 152064, talker codec vocab 3072, 2048-entry
 codebooks and 16 code groups, so the real tokenizer and the real Whisper front end apply. Fields whose class
-default differs from the release (spec §2 "≠" rows, §9.1) are always passed explicitly.
+default differs from the release (docs/model.md §2.5, §9.1) are always passed explicitly.
 """
 import copy
 
@@ -139,7 +139,7 @@ def _mrope_section(head_dim):
 
 
 def full_width(thinker_layers, talker_layers=2, audio_layers=2, code2wav_layers=2, shrink=1):
-    """The release's widths (spec §2) with few layers; accept_hidden_layer = min(24, max(1, layers // 2)).
+    """The release's widths (docs/model.md §2) with few layers; accept_hidden_layer = min(24, max(1, layers // 2)).
 
     `shrink` > 1 divides every width (and expert count) by that factor: the same code path, small enough to run
     on a laptop-class machine. shrink=1 is the real thing.

@@ -189,7 +189,7 @@ void CpuBackend::moe(const MoeWeights& w, const Tensor& x, const Tensor& out) {
   std::vector<int> order(static_cast<size_t>(experts));
   for (int64_t s = 0; s < rows; ++s) {
     float* lg = logits.data() + s * experts;
-    // softmax over all experts first, then top-k, then optional renormalisation (spec 3.1).
+    // softmax over all experts first, then top-k, then optional renormalisation (docs/model.md §3.1).
     const float mx = *std::max_element(lg, lg + experts);
     float sum = 0.f;
     for (int64_t e = 0; e < experts; ++e) sum += (lg[e] = std::exp(lg[e] - mx));
