@@ -11,7 +11,7 @@ DEB_PACKAGES := build-essential cmake pkg-config googletest libgtest-dev nlohman
 # libclang-rt-dev is the Debian default-version package (Debian 12: clang 14, Debian 13: clang 19).
 FUZZ_DEB_PACKAGES := clang libclang-rt-dev
 
-.PHONY: all deps deps-fuzz configure build test test-asan fuzz fuzz-long soak demo clean
+.PHONY: all deps deps-fuzz configure build test test-asan fuzz fuzz-long soak demo bench-latency clean
 all: build
 
 # Installs the packages of $(1) that are missing; $(2) names the step in its messages.
@@ -67,6 +67,12 @@ soak: build
 
 demo: build
 	./tools/demo.sh $(BUILD)
+
+# End of speech -> first audio of the real daemon, speculative turns on and off (docs/performance.md).
+# BENCH_MODEL (default $(BUILD)/bench-model/models/full-width; the script says how to make one), BENCH_DEVICE,
+# BENCH_RECORDING, BENCH_SPECULATE ("0 300"), BENCH_RUNS (3): tools/bench_latency.sh.
+bench-latency: build
+	./tools/bench_latency.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

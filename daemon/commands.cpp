@@ -44,6 +44,7 @@ nlohmann::json Daemon::status_fields() const {
           {"model", {{"path", config_.model.path}, {"device", config_.model.device}, {"loaded", model_ != nullptr}}},
           {"context_tokens_used", worker_ ? worker_->context_used() : 0},
           {"context_tokens", config_.model.context_tokens},
+          {"first_audio", {{"since_speech_end_ms", latency_status()}}},
           {"protocol", omni::ipc::kProtocolVersion}};
 }
 
