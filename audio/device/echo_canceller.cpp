@@ -4,9 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
-#ifdef OMNI_HAVE_WEBRTC_VAD
-#include <webrtc/modules/audio_processing/include/audio_processing.h>
-#endif
+#include "audio/device/webrtc_compat.h"
 #ifdef OMNI_HAVE_SPEEXDSP
 #include <speex/speex_echo.h>
 #include <speex/speex_preprocess.h>
@@ -34,7 +32,7 @@ struct EchoCanceller::Engine {
 
 namespace {
 
-#ifdef OMNI_HAVE_WEBRTC_VAD
+#if OMNI_WEBRTC_APM_MAJOR == 0
 class WebRtcEngine final : public EchoCanceller::Engine {
  public:
   explicit WebRtcEngine(const EchoCancelParams& p) {
@@ -136,10 +134,11 @@ EchoCanceller::EchoCanceller(const EchoCancelParams& params)
   validate(params_);
   lead_ms_ = params_.delay_ms;
   if (params_.engine == "webrtc") {
-#ifdef OMNI_HAVE_WEBRTC_VAD
+#if OMNI_WEBRTC_APM_MAJOR == 0
     engine_ = std::make_unique<WebRtcEngine>(params_);
 #else
-    throw std::runtime_error("audio.echo_cancel.engine webrtc: omnid was built without libwebrtc-audio-processing");
+    throw std::runtime_error("audio.echo_cancel.engine webrtc: this omnid is built against webrtc-audio-processing 1.x, "
+                             "whose echo canceller it does not drive yet; use engine: speex");
 #endif
   } else {
 #ifdef OMNI_HAVE_SPEEXDSP
