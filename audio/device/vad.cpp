@@ -42,6 +42,9 @@ bool VoiceDetector::is_voiced(const float* frame) {
   return rc == 1;
 }
 
+// Kept after the last speech window: word endings fade below the VAD's threshold.
+constexpr size_t kTailSamples = kVadSampleRate / 5;  // 200 ms
+
 Endpointer::Endpointer(const VadParams& params, FrameClassifier classify, Callbacks callbacks)
     : params_(params), classify_(std::move(classify)), callbacks_(std::move(callbacks)) {}
 
@@ -61,7 +64,7 @@ void Endpointer::reset() {
   window_voiced_ = 0;
   pre_roll_.clear();
   utterance_.clear();
-  in_candidate_ = confirmed_ = false;
+  in_candidate_ = confirmed_ = paused_ = false;
   voiced_frames_ = silence_frames_ = 0;
   last_voiced_end_ = 0;
 }
@@ -97,6 +100,10 @@ void Endpointer::process_frame(const float* frame) {
     if (speech) {
       silence_frames_ = 0;
       last_voiced_end_ = utterance_.size();
+      if (paused_) {
+        paused_ = false;
+        if (callbacks_.on_resume) callbacks_.on_resume();
+      }
     } else {
       ++silence_frames_;
     }
@@ -107,22 +114,31 @@ void Endpointer::process_frame(const float* frame) {
     if (callbacks_.on_start) callbacks_.on_start(start_ms_);
   }
   const size_t max_samples = static_cast<size_t>(params_.max_utterance_ms) * kVadSampleRate / 1000;
-  if (silence_frames_ * 10 >= params_.end_silence_ms || utterance_.size() >= max_samples) finish_utterance();
+  if (silence_frames_ * 10 >= params_.end_silence_ms || utterance_.size() >= max_samples) return finish_utterance();
+  if (confirmed_ && !paused_ && params_.speculate_after_ms > 0 && silence_frames_ * 10 >= params_.speculate_after_ms &&
+      utterance_.size() >= last_voiced_end_ + kTailSamples) {
+    paused_ = true;
+    if (callbacks_.on_pause) callbacks_.on_pause(current_utterance());
+  }
 }
 
-void Endpointer::finish_utterance() {
+Utterance Endpointer::current_utterance() const {
   const size_t max_samples = static_cast<size_t>(params_.max_utterance_ms) * kVadSampleRate / 1000;
   Utterance u;
   u.truncated = utterance_.size() >= max_samples && silence_frames_ * 10 < params_.end_silence_ms;
-  // Keep 200 ms after the last speech window: word endings fade below the VAD's threshold.
-  const size_t tail = static_cast<size_t>(kVadSampleRate / 5);
-  const size_t keep = std::min(utterance_.size(), last_voiced_end_ + tail);
+  const size_t keep = std::min(utterance_.size(), last_voiced_end_ + kTailSamples);
   u.samples.assign(utterance_.begin(), utterance_.begin() + static_cast<std::ptrdiff_t>(keep));
   u.start_ms = start_ms_;
   u.end_ms = static_cast<double>(frames_seen_ - silence_frames_) * 10.0;
+  u.detected_ms = static_cast<double>(frames_seen_) * 10.0;
+  return u;
+}
+
+void Endpointer::finish_utterance() {
+  Utterance u = current_utterance();
   const bool announce = confirmed_;
   utterance_.clear();
-  in_candidate_ = confirmed_ = false;
+  in_candidate_ = confirmed_ = paused_ = false;
   voiced_frames_ = silence_frames_ = 0;
   last_voiced_end_ = 0;
   if (announce && callbacks_.on_end) callbacks_.on_end(std::move(u));

@@ -1,4 +1,4 @@
-// Access control (issue 7, part 4): who may talk to omnid. The ZAP handler admits only ipc.allow_uids /
+// Access control (docs/protocol.md): who may talk to omnid. The ZAP handler admits only ipc.allow_uids /
 // ipc.allow_gids (by default omnid's own uid and group, supplementary groups counted), logs refusals and the
 // client is told; the socket files are 0666 so that this check, not the file mode, decides; a tcp://
 // endpoint needs CURVE keys (ipc.curve_secret_key_file) or omnid does not start.
