@@ -71,7 +71,9 @@ TEST(ToolSession, ForcedCallsOfTheRandomModelAlwaysParseAndValidate) {
     EXPECT_EQ(r.tokens.front(), kToolCall);
     EXPECT_EQ(r.text, "");  // call markup is not answer text
     for (const ToolCall& c : r.tool_calls) {
-      if (k % 2 == 0) EXPECT_EQ(c.name, choice);
+      if (k % 2 == 0) {
+        EXPECT_EQ(c.name, choice);
+      }
       const auto it = std::find_if(compiled.begin(), compiled.end(), [&](const auto& t) { return t.name == c.name; });
       ASSERT_NE(it, compiled.end());
       std::string why;
