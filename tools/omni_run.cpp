@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "io/npy.h"
 #include "omni/engine.h"
+#include "omni/npy.h"
+#include "omni/tokenizer.h"
 #include "run_audio.h"
-#include "tokenizer/tokenizer.h"
 
 namespace {
 
@@ -144,8 +144,9 @@ std::string read_json_file(const std::string& flag, const std::string& path) {
 
 int run(const Args& a) {
   if (a.have_tokenize) {
-    // Only the tokenizer is needed: no weights are mapped.
-    auto tok = omni::Tokenizer::load(a.model + "/tokenizer.json");
+    // Only the tokenizer is needed: no weights are mapped. Its ids are bounded by the model's vocabulary
+    // when the directory has a config.json, else by limits::kMaxVocab.
+    auto tok = omni::Tokenizer::load_for_model(a.model);
     nlohmann::json out = {{"ids", tok->encode(a.tokenize)}};
     std::cout << (a.json ? out.dump() : out["ids"].dump()) << "\n";
     return 0;

@@ -15,7 +15,7 @@
 #include "grammar/json_text.h"
 
 #include "io/model_config.h"
-#include "tokenizer/tokenizer.h"
+#include "omni/tokenizer.h"
 
 namespace omni {
 

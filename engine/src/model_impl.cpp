@@ -51,7 +51,9 @@ ModelImpl::ModelImpl(const LoadOptions& opt) {
   cfg_ = ModelConfig::load(opt.model_dir + "/config.json");
   const std::string tok_path = opt.model_dir + "/tokenizer.json";
   if (::stat(tok_path.c_str(), &st) != 0) throw CheckpointError(tok_path + ": missing (the model's tokenizer)");
-  tokenizer_ = Tokenizer::load(tok_path);
+  // Every token id must have a row in the thinker's embedding.
+  tokenizer_ = Tokenizer::load(tok_path, cfg_.thinker.vocab_size,
+                               "thinker_config.text_config.vocab_size in " + opt.model_dir + "/config.json");
   progress(0.05, "mapping checkpoint");
   checkpoint_ = std::make_unique<Checkpoint>(opt.model_dir);
   backend_ = make_backend(opt);

@@ -14,10 +14,10 @@
 #include "grammar/tool_calls.h"
 #include "io/checkpoint.h"
 #include "io/model_config.h"
-#include "speech.h"
-#include "omni/engine.h"
 #include "model/thinker.h"
-#include "tokenizer/tokenizer.h"
+#include "omni/engine.h"
+#include "omni/tokenizer.h"
+#include "speech.h"
 
 namespace omni {
 
@@ -63,6 +63,18 @@ class ModelImpl : public Model {
   std::shared_ptr<const TokenTable> token_table_;
 };
 
+// What Session::mark() saves: the session and cache epoch it belongs to, and the lengths and the
+// small per-turn state that a rollback restores.
+struct SessionImplMark : SessionMarkState {
+  const void* session = nullptr;
+  uint64_t epoch = 0;         // SessionImpl::epoch_ when marked; a rebuild of the cache changes it
+  int used = 0;               // tokens in the cache (== context_ids_.size())
+  std::vector<int32_t> pending;
+  size_t history_turns = 0;
+  size_t last_turn_ids = 0;   // ids of the last history turn (respond() appends pending_ to it)
+  bool system_in_cache = false;
+};
+
 // One conversation: its KV cache, its history, and the turn being generated.
 class SessionImpl : public Session {
  public:
@@ -81,6 +93,8 @@ class SessionImpl : public Session {
   TurnResult respond_tool_results(const std::vector<ToolResult>& results, const GenerateOptions& opt,
                                   const Callbacks& cb) override;
   int context_used() const override { return used_; }
+  SessionMark mark() const override;
+  void rollback(const SessionMark& mark) override;
 
  private:
   // One past turn as it sits in the cache (kept to rebuild the cache after trimming).
@@ -112,7 +126,8 @@ class SessionImpl : public Session {
   // The constraint for this turn's options (null: unconstrained).
   std::unique_ptr<DecodeConstraint> make_constraint(const GenerateOptions& opt);
   // Drops the oldest history turns until `needed` more tokens fit, then rebuilds the cache.
-  void make_room(int needed);
+  // With `drop` false, throws instead (before changing anything).
+  void make_room(int needed, bool drop);
   // One decode step for the token in ids_dev_[0] at pos_dev_[0]: embed, decoder, lm_head.
   void decode_step();
 
@@ -136,6 +151,9 @@ class SessionImpl : public Session {
   std::vector<int32_t> pending_;   // ids to feed before the next turn (end of the last answer)
   std::vector<HistoryTurn> history_;
   bool system_in_cache_ = false;
+  // Counts rebuilds of the cache from scratch (reset, dropping the oldest turns): a mark from an
+  // earlier epoch describes slots that no longer hold what it saved.
+  uint64_t epoch_ = 0;
   std::atomic<bool> cancelled_{false};
 };
 

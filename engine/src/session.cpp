@@ -36,6 +36,7 @@ SessionImpl::SessionImpl(ModelImpl& model, const SessionOptions& opt)
 }
 
 void SessionImpl::reset() {
+  ++epoch_;
   used_ = 0;
   context_ids_.clear();
   pending_.clear();
@@ -220,7 +221,7 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
   pending_.push_back(kNewline);
 }
 
-void SessionImpl::make_room(int needed) {
+void SessionImpl::make_room(int needed, bool drop) {
   const int capacity = model_.context_tokens();
   const std::vector<int32_t> sys = system_ids();
   auto total = [&] {
@@ -229,6 +230,10 @@ void SessionImpl::make_room(int needed) {
     return int(n);
   };
   if (used_ + int(pending_.size()) + needed <= capacity) return;
+  if (!drop)
+    throw Error("context full: this turn needs " + std::to_string(int(pending_.size()) + needed) + " tokens, " +
+                std::to_string(capacity - used_) +
+                " are free, and dropping the oldest turns is off for it (drop_oldest_turns = false)");
   // The last answer's closing tokens belong to the last history turn.
   if (!history_.empty()) {
     history_.back().ids.insert(history_.back().ids.end(), pending_.begin(), pending_.end());
@@ -239,6 +244,7 @@ void SessionImpl::make_room(int needed) {
     throw Error("context full: this turn needs " + std::to_string(needed) + " tokens but context_tokens is " +
                 std::to_string(capacity));
   // Rebuild: the system turn, then each kept turn (a spoken turn's clip is encoded again).
+  ++epoch_;
   used_ = 0;
   context_ids_.clear();
   system_in_cache_ = true;
@@ -326,12 +332,13 @@ TurnResult SessionImpl::run_turn(std::vector<int32_t> turn_ids, const std::vecto
                                  const GenerateOptions& opt, const Callbacks& cb) {
   TurnResult r;
   const std::unique_ptr<DecodeConstraint> con = make_constraint(opt);  // checks the options before anything changes
-  if (!system_in_cache_ && used_ == 0) {
+  const bool add_system = !system_in_cache_ && used_ == 0;
+  if (add_system) {
     auto sys = system_ids();
     turn_ids.insert(turn_ids.begin(), sys.begin(), sys.end());
-    system_in_cache_ = true;
   }
-  make_room(int(turn_ids.size()) + opt.max_new_tokens);
+  make_room(int(turn_ids.size()) + opt.max_new_tokens, opt.drop_oldest_turns);
+  if (add_system) system_in_cache_ = true;
   std::vector<int32_t> feed = pending_;
   feed.insert(feed.end(), turn_ids.begin(), turn_ids.end());
   r.prompt_tokens = turn_ids;
@@ -358,6 +365,38 @@ TurnResult SessionImpl::run_turn(std::vector<int32_t> turn_ids, const std::vecto
   if (r.tokens.size() > 1) h.ids.insert(h.ids.end(), r.tokens.begin(), r.tokens.end() - 1);
   history_.push_back(std::move(h));
   return r;
+}
+
+SessionMark SessionImpl::mark() const {
+  auto m = std::make_shared<SessionImplMark>();
+  m->session = this;
+  m->epoch = epoch_;
+  m->used = used_;
+  m->pending = pending_;
+  m->history_turns = history_.size();
+  m->last_turn_ids = history_.empty() ? 0 : history_.back().ids.size();
+  m->system_in_cache = system_in_cache_;
+  return SessionMark{std::move(m)};
+}
+
+void SessionImpl::rollback(const SessionMark& mark) {
+  const auto* m = dynamic_cast<const SessionImplMark*>(mark.state.get());
+  if (!mark.valid()) throw Error("rollback: the mark is empty (make one with Session::mark())");
+  if (!m || m->session != this) throw Error("rollback: the mark belongs to another session");
+  if (m->epoch != epoch_)
+    throw Error("rollback: the conversation's cache was rebuilt since the mark (the oldest turns were dropped "
+                "because the context filled, or it was reset); the turns since cannot be taken back");
+  // Same epoch: the cache only grew since the mark and the history only gained turns (the mark's
+  // last turn only gained the closing tokens of its answer).
+  if (used_ < m->used || history_.size() < m->history_turns ||
+      (m->history_turns > 0 && history_[m->history_turns - 1].ids.size() < m->last_turn_ids))
+    throw Error("rollback: the mark is ahead of the conversation");
+  used_ = m->used;
+  context_ids_.resize(size_t(m->used));
+  history_.resize(m->history_turns);
+  if (!history_.empty()) history_.back().ids.resize(m->last_turn_ids);
+  pending_ = m->pending;
+  system_in_cache_ = m->system_in_cache;
 }
 
 TurnResult SessionImpl::generate_from_ids(const std::vector<int32_t>& ids, const GenerateOptions& opt,

@@ -4,13 +4,14 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "io/npy.h"
+#include "omni/npy.h"
 
 namespace fs = std::filesystem;
 
@@ -184,6 +185,41 @@ TEST(OmniRun, BadFlagsExitWithUsage) {
   EXPECT_NE(r.err.find("--ids"), std::string::npos);
   EXPECT_EQ(run("--model " + kTinyB).status, 2);
   EXPECT_EQ(run("--model " + kTinyB + " --ids 1 --greedy --temperature 0.5").status, 2);
+}
+
+// Hostile model files and clips (issue 22): one clear line naming the file, the key and the value, and
+// no minutes-long load. The fuzzer's tokenizer.json with an id of 1,652,222,222 made omni-run print only
+// "std::bad_alloc".
+TEST(OmniRun, HostileTokenizerAndClipAreRefusedByName) {
+  std::ifstream in(std::string(OMNI_SOURCE_DIR) + "/tests/fuzz/regressions/fuzz_tokenizer_json/tokenizer-json-huge-id.json");
+  const std::string huge((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_NE(huge.find("1652222222"), std::string::npos);
+  fs::path m = copy_model(kTinyB, "huge_id");
+  fs::remove(m / "tokenizer.json");
+  std::ofstream(m / "tokenizer.json") << huge;
+  // With its config.json: the model's vocabulary is the bound, for --tokenize and for a full load alike.
+  const std::string tok = (m / "tokenizer.json").string();
+  for (const char* args : {" --tokenize hi", " --ids 1,2 --json"}) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const RunResult r = run("--model " + m.string() + args);
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+    expect_one_line_error(r, "tokenizer '" + tok + "': model.vocab[\"");
+    EXPECT_NE(r.err.find("id 1652222222 is outside the model's vocabulary of 152064 ids"), std::string::npos) << r.err;
+  }
+  // A WAV whose header claims 1 Hz: refused from the header (85,000 s), not resampled to 23 hours.
+  std::string wav = "RIFF";
+  auto u32 = [&](uint32_t v) { wav.append(reinterpret_cast<const char*>(&v), 4); };
+  auto u16 = [&](uint16_t v) { wav.append(reinterpret_cast<const char*>(&v), 2); };
+  u32(36 + 170000);
+  wav += "WAVEfmt ";
+  u32(16), u16(1), u16(1), u32(1), u32(2), u16(2), u16(16);
+  wav += "data";
+  u32(170000);
+  wav += std::string(170000, '\x01');
+  std::ofstream(m / "q.wav", std::ios::binary) << wav;
+  expect_one_line_error(run("--model " + kTinyB + " --audio " + (m / "q.wav").string() + " --json"),
+                        "q.wav: lasts 85000 s (85000 frames at the declared sample_rate 1 Hz)");
+  fs::remove_all(m);
 }
 
 namespace {

@@ -66,6 +66,10 @@ struct GenerateOptions {
   // Structured answer: a JSON Schema (text, the tool-parameter subset); the whole answer is then
   // JSON valid under it (TurnResult::text). Empty: off.
   std::string response_schema;
+  // false: a turn that would not fit in the context throws omni::Error before anything changes,
+  // instead of dropping the oldest turns; a mark made before such a turn stays usable (speculative
+  // turns, which may be rolled back).
+  bool drop_oldest_turns = true;
 };
 
 struct Callbacks {
@@ -117,6 +121,16 @@ struct TurnResult {
   Timings timings;
 };
 
+// A saved point of a conversation: Session::mark() makes one, Session::rollback() returns to it.
+// A value; copying it is cheap. Default-constructed: no mark. What it holds is the implementation's.
+struct SessionMarkState {
+  virtual ~SessionMarkState() = default;
+};
+struct SessionMark {
+  std::shared_ptr<const SessionMarkState> state;
+  bool valid() const { return state != nullptr; }
+};
+
 struct SessionOptions {
   std::string system_prompt;  // empty: no system turn
   // Tools the model may call: JSON text of OpenAI-style function tools ([{"type": "function",
@@ -153,6 +167,20 @@ class Session {
     throw Error("this session has no tools");
   }
   virtual int context_used() const = 0;  // tokens in the KV cache
+
+  // Rolling back (speculative turns: start answering, then take it back without a trace).
+  // mark() saves where the conversation stands between turns. rollback(mark) returns to it: the KV
+  // cache's used length, the turn history and the closing tokens of the last answer that the next
+  // turn feeds are restored, so the next respond() gives bit for bit what it would have given had the
+  // turns since the mark never run. Nothing is recomputed: the cache is positional, and the slots past
+  // the mark are overwritten by the next turn. Speech keeps no state between turns.
+  // Refused (omni::Error naming the reason, the session unchanged) when the cache was rebuilt since the
+  // mark: the oldest turns were dropped because the context filled (a turn run with
+  // GenerateOptions::drop_oldest_turns = false never does that), reset(), set_system_prompt(),
+  // generate_from_ids(); or when the mark is empty or from another session. Not during a turn
+  // (the same thread as respond(), like everything but cancel()).
+  virtual SessionMark mark() const = 0;
+  virtual void rollback(const SessionMark& mark) = 0;
 };
 
 // Checks a LoadOptions::weights value; throws ConfigError naming the value and the allowed set.

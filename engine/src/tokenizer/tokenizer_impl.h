@@ -5,9 +5,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "omni/tokenizer.h"
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe.h"
-#include "tokenizer/tokenizer.h"
 
 namespace omni {
 
