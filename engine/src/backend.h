@@ -142,6 +142,10 @@ class Backend {
   // so CPU and GPU sample the same token from the same distribution.
   virtual int32_t sample(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history,
                          float uniform) = 0;
+  // Constrained decoding: logits[i] = -inf for every id whose bit (allowed[i / 64] >> (i % 64)) is
+  // clear; logits is [1, vocab] float32, `allowed` has (vocab + 63) / 64 words. The default goes
+  // through the host (download, mask, upload).
+  virtual void mask_logits(const Tensor& logits, const uint64_t* allowed);
 
   // ---- fused ops, KV dtype, synthetic weights, graphs (CUDA helper section) ----
   // x += branch; out = rms_norm(x) * w. One pass on CUDA (the residual add and the next norm

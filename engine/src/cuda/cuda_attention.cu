@@ -102,9 +102,9 @@ __global__ void attention_prep_kernel(PrepArgs a) {
 // General path, step 2: one block per (16 query rows, q head), 4 warps of 4 rows each; keys in
 // tiles of 32 through shared memory, one key per lane. A warp owns its rows end to end: scores
 // (lane = key), online softmax by warp shuffles (no block barrier), and P.V with lane = output
-// dims (lane, lane+32, ...), each key's probability broadcast by shuffle. fp32 throughout.
-// (The previous version, 32 rows x 16 keys with a 32-thread serial softmax between four block
-// barriers per tile, took 550 us per thinker layer at 512 tokens: 27 ms of a 74 ms prefill.)
+// dims (lane, lane+32, ...), each key's probability broadcast by shuffle. fp32 throughout. No block
+// barrier inside a tile: a block-wide softmax per tile is what made this path slow
+// (docs/performance.md, "History from code comments").
 constexpr int kTq = 16, kTk = 32, kRowsPerWarp = 4, kTileThreads = kTq / kRowsPerWarp * 32, kMaxHd = 128;
 
 // K rows padded to 132 floats: 16-byte aligned, and 8 lanes' float4 reads of 8 different rows
@@ -245,12 +245,12 @@ __global__ void __launch_bounds__(kTileThreads) attention_tile_kernel(TileArgs a
 
 }  // namespace
 
-void launch_attention_decode(const DecodeArgs& a, bool f32_cache, cudaStream_t st) {
+void launch_attention_decode(const DecodeArgs& a, bool f32_cache, const Exec& ex) {
   const dim3 grid(unsigned(a.hkv), kCudaAttnSplits);
-  if (a.hd == 128 && f32_cache) launch(attention_decode_kernel<4, float>, grid, dim3(kDecWarps * kWarp), st, a);
-  else if (a.hd == 128) launch(attention_decode_kernel<4, uint16_t>, grid, dim3(kDecWarps * kWarp), st, a);
-  else if (f32_cache) launch(attention_decode_kernel<2, float>, grid, dim3(kDecWarps * kWarp), st, a);
-  else launch(attention_decode_kernel<2, uint16_t>, grid, dim3(kDecWarps * kWarp), st, a);
+  if (a.hd == 128 && f32_cache) launch(attention_decode_kernel<4, float>, grid, dim3(kDecWarps * kWarp), ex, a);
+  else if (a.hd == 128) launch(attention_decode_kernel<4, uint16_t>, grid, dim3(kDecWarps * kWarp), ex, a);
+  else if (f32_cache) launch(attention_decode_kernel<2, float>, grid, dim3(kDecWarps * kWarp), ex, a);
+  else launch(attention_decode_kernel<2, uint16_t>, grid, dim3(kDecWarps * kWarp), ex, a);
   OMNI_LAUNCHED("attention_decode_kernel");
 }
 
@@ -301,7 +301,7 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
     g.seg[2] = qgemv_segment(w.wv, w.bv, v);
     g.K = int(x.dim(1));
     g.x = x.as<float>();
-    launch_qgemv(w.wq.dtype, g, stream_);
+    launch_qgemv(w.wq.dtype, g, exec_);
   } else {
     GemvArgs g;
     g.nseg = 3;
@@ -310,12 +310,12 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
     g.seg[2] = {w.wv.as<uint16_t>(), opt_bf16(w.bv), v, hkv * hd};
     g.K = int(x.dim(1));
     g.x = x.as<float>();
-    launch_gemv(g, stream_);
+    launch_gemv(g, exec_);
   }
 
   const DecodeArgs a = decode_args(w, *args.cache, args.positions, args.sliding_window, q, k, v, attn_partials_,
                                    counters_, o, flags_);
-  launch_attention_decode(a, args.cache->k.dtype == DType::F32, stream_);
+  launch_attention_decode(a, args.cache->k.dtype == DType::F32, exec_);
   linear_rows(o, 1, w.wo, w.bo, out.as<float>(), Activation::None);
 }
 
@@ -368,7 +368,7 @@ void CudaBackend::attention_general(const AttentionWeights& w, const Tensor& x, 
   t.block = args.block;
   t.scale = 1.f / std::sqrt(float(hd));
   t.out = o;
-  if (S > 0 && props_.major >= 8 && attention_mma_fits(hd) && !attn_mma_disabled_) {
+  if (S > 0 && props_.major >= 8 && attention_mma_fits(hd) && exec_.tuning.attn_mma) {
     launch_attention_mma(t, f32_activations_, stream_);
   } else if (S > 0) {
     attention_tile_kernel<<<dim3(unsigned((S + kTq - 1) / kTq), unsigned(hq)), kTileThreads, 0, stream_>>>(t);

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "omni/errors.h"
+#include "omni/limits.h"
 
 namespace omni {
 namespace {
@@ -39,6 +40,9 @@ std::map<std::string, Tensor> SafetensorsFile::parse_header(const char* data, si
   if (header_len > size - 8)
     throw CheckpointError(origin + ": header length " + std::to_string(header_len) + " exceeds the file size " +
                           std::to_string(size) + " (truncated or not a safetensors file)");
+  if (header_len > uint64_t(limits::kMaxSafetensorsHeaderBytes))
+    throw CheckpointError(origin + ": header length " + std::to_string(header_len) + " is more than the " +
+                          std::to_string(limits::kMaxSafetensorsHeaderBytes) + " bytes the safetensors format allows");
   json header;
   try {
     header = json::parse(data + 8, data + 8 + header_len);
@@ -67,10 +71,14 @@ std::map<std::string, Tensor> SafetensorsFile::parse_header(const char* data, si
     uint64_t numel = 1;
     for (size_t i = 0; i < dims; ++i) {
       const json& d = info["shape"][i];
+      // Each dimension and the element count at most 2^40 (1 TiB of bf16 would be 2^39 elements): no product
+      // below overflows, and data_offsets are then checked against the file's size.
       if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t(1) << 40))
-        throw CheckpointError(where + ": bad shape");
+        throw CheckpointError(where + ": shape[" + std::to_string(i) + "] is " + d.dump(0).substr(0, 40) +
+                              ", not an integer in 0..2^40");
       numel *= d.get<uint64_t>();
-      if (numel > (uint64_t(1) << 40)) throw CheckpointError(where + ": bad shape");
+      if (numel > (uint64_t(1) << 40))
+        throw CheckpointError(where + ": shape " + info["shape"].dump().substr(0, 120) + " has more than 2^40 elements");
       if (i < size_t(kMaxDims)) t.shape[i] = int64_t(d.get<uint64_t>());
       else t.shape[size_t(kMaxDims) - 1] *= int64_t(d.get<uint64_t>());
     }
@@ -169,8 +177,12 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   const std::string single_path = dir + "/model.safetensors";
   std::vector<std::string> shard_names;
   std::map<std::string, std::string> weight_map;
-  std::ifstream index(index_path);
+  std::ifstream index(index_path, std::ios::binary | std::ios::ate);
   if (index) {
+    if (index.tellg() > limits::kMaxIndexJsonBytes)
+      throw CheckpointError(index_path + ": the file is " + std::to_string(index.tellg()) + " bytes, more than the " +
+                            std::to_string(limits::kMaxIndexJsonBytes) + " an index may have");
+    index.seekg(0);
     std::stringstream text;
     text << index.rdbuf();
     SafetensorsIndex parsed = SafetensorsIndex::parse(text.str(), index_path);
