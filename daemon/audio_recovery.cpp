@@ -90,7 +90,8 @@ void Daemon::capture_recovery_tick() {
   }
 }
 
-void Daemon::on_output_failed(uint64_t turn_id, const std::string& error) {
+void Daemon::on_output_failed(uint64_t job, const std::string& error) {
+  const uint64_t turn_id = turn_ && turn_->job == job ? turn_->id : job;
   log_error("speech output failed: %s; it is reopened before the next turn", error.c_str());
   publish_error("unavailable", "speech output failed: " + error, turn_id);
   if (!output_lost_) {
@@ -100,7 +101,7 @@ void Daemon::on_output_failed(uint64_t turn_id, const std::string& error) {
   }
   // The turn's speech cannot finish playing (no speech.end would come): end the turn now, so that it is
   // not left running forever and the next request is not answered `busy`.
-  if (turn_ && turn_->id == turn_id) cancel_turn("error");
+  if (turn_ && turn_->job == job) cancel_turn("error");
 }
 
 void Daemon::reopen_output_if_lost() {

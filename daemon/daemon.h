@@ -7,12 +7,16 @@
 //  - an utterance ended by the VAD becomes a turn (source "voice");
 //  - with audio.barge_in, speech detected during a turn cancels it (reason "barge_in") and the
 //    new utterance becomes the next turn; without it the microphone is ignored during a turn;
+//  - with audio.vad.speculate_after_ms, a pause in the user's speech starts the answer early on the
+//    engine (speculation.cpp); nothing of it is published or played until the endpoint commits it, and
+//    speech resuming takes it back (KV rollback) as if it never ran;
 //  - state: loading -> idle|listening (no turn; microphone off|on) -> thinking (turn running,
 //    no audio yet) -> speaking (audio playing) -> back.
 #pragma once
 #include <omni/engine.h>
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -43,6 +47,7 @@ class Daemon {
  private:
   struct ActiveTurn {
     uint64_t id = 0;
+    uint64_t job = 0;    // the engine worker's id for its job: `id`, or the speculation's it was committed from
     std::string source;  // voice | ask | say
     bool say = false;
     bool speak = true;
@@ -50,7 +55,21 @@ class Daemon {
     bool speech_started = false;
     bool engine_done = false;
     size_t speech_samples = 0;
+    int64_t speech_end_ms = -1;  // voice turns: monotonic ms of the utterance's last voiced frame
+    bool speculated = false;     // committed from a speculation
   };
+  // A turn started on a pause in the user's speech (speculation.cpp). It runs on the engine under a
+  // job id of its own (kSpeculationJobBase + n, never a turn id); its text, audio and result are held
+  // here until the endpoint commits it as the next turn, or dropped when speech resumes.
+  struct Speculation {
+    uint64_t job = 0;
+    std::vector<float> samples;       // the utterance it answers
+    int64_t started_ms = 0;
+    std::vector<std::string> text;    // response.delta pieces held back
+    std::optional<omni::TurnResult> result;  // the engine finished
+    std::optional<std::string> error;        // the engine failed (e.g. the context is full)
+  };
+  static constexpr uint64_t kSpeculationJobBase = uint64_t(1) << 62;
 
   // start-up (daemon.cpp)
   void start_loading();
@@ -61,7 +80,7 @@ class Daemon {
   void on_capture_lost(uint64_t generation, const std::string& reason);
   void capture_recovery_tick();
   // A failed speech output (device error, full disk) is reopened before the next turn.
-  void on_output_failed(uint64_t turn_id, const std::string& error);
+  void on_output_failed(uint64_t job, const std::string& error);  // job: ActiveTurn::job
   void reopen_output_if_lost();
   void open_output();
   void watchdog_tick();
@@ -92,10 +111,23 @@ class Daemon {
   void on_playback_drained(uint64_t turn_id);
   void finish_turn_if_complete();
   void on_vad_start(double stream_ms);
-  void on_utterance(omni::audio::Utterance utterance);
+  // `speech_end_ms`: monotonic ms of the utterance's last voiced frame.
+  void on_utterance(omni::audio::Utterance utterance, int64_t speech_end_ms);
   void engine_audio(uint64_t turn_id, const float* samples, size_t count);  // worker thread
+  // With output_mu_ held: writes for job `turn_id` if it owns the output (false: it does not), opening the
+  // output's utterance first (`first`); a failure is put in `error` and releases the output.
+  bool write_output_locked(uint64_t turn_id, const float* samples, size_t count, bool& first, std::string& error);
   omni::GenerateOptions generate_options(bool speak) const;
   omni::audio::VadParams vad_params() const;
+  // speculation.cpp
+  void on_vad_pause(omni::audio::Utterance utterance);
+  void drop_speculation(const std::string& why);
+  // The endpoint came with the same utterance: the speculation becomes the turn. false: there was none
+  // to commit (or it failed); the caller starts the turn as usual.
+  bool commit_speculation(const omni::audio::Utterance& utterance, int64_t speech_end_ms);
+  // Records a voice turn's end-of-speech -> first audio for status's percentiles.
+  void record_first_audio_latency(double ms);
+  nlohmann::json latency_status() const;
   void rebuild_endpointer();
 
   // state
@@ -142,6 +174,11 @@ class Daemon {
   std::unique_ptr<omni::audio::AudioOutput> output_;
   uint64_t output_turn_ = 0;       // the turn allowed to write audio; 0: none
   uint64_t output_begun_turn_ = 0; // the turn whose utterance is open on the output
+  // Output and output_turn_ hold engine job ids (ActiveTurn::job). The running speculation's audio is
+  // held here until it is committed.
+  uint64_t output_turn_id_ = 0;    // the public id of output_turn_'s turn (the output's label)
+  uint64_t held_audio_job_ = 0;
+  std::vector<float> held_audio_;
   bool output_lost_ = false;
   double volume_ = 1.0;
   std::string speaker_;
@@ -150,6 +187,9 @@ class Daemon {
   // dialog
   std::optional<ActiveTurn> turn_;
   uint64_t next_turn_id_ = 1;
+  std::optional<Speculation> spec_;
+  uint64_t next_speculation_job_ = kSpeculationJobBase;
+  std::deque<double> first_audio_latencies_;  // recent voice turns' since_speech_end_ms
   std::string state_ = "loading";
   int64_t started_ms_ = 0;
   int exit_code_ = 0;

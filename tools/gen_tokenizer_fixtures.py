@@ -23,6 +23,7 @@ import random
 import shutil
 import unicodedata
 
+from fixturelib.tokenizer_file import committed_tokenizer_dir
 from tokenizers import Tokenizer
 
 SEED = 1234
@@ -229,12 +230,13 @@ def flag_cases(flags_path):
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_dir = next((d for d in (os.path.join(root, "..", "shared", "qwen3-omni-tokenizer"),
-                                    "/work/shared/qwen3-omni-tokenizer") if os.path.isdir(d)), None)
-    ap.add_argument("--tokenizer-dir", default=default_dir, required=default_dir is None,
-                    help="folder with the real tokenizer.json and tokenizer_config.json")
+    ap.add_argument("--tokenizer-dir", default=os.environ.get("OMNI_TOKENIZER_DIR"),
+                    help="folder with the real tokenizer.json and tokenizer_config.json "
+                         "(default: the committed tests/fixtures/tokenizer, unpacked)")
     ap.add_argument("--out", default=os.path.join(root, "tests", "fixtures", "tokenizer"))
     args = ap.parse_args()
+    if not args.tokenizer_dir:
+        args.tokenizer_dir = committed_tokenizer_dir()
     tok_path = os.path.join(args.tokenizer_dir, "tokenizer.json")
     tok = Tokenizer.from_file(tok_path)
     tok_split = Tokenizer.from_file(tok_path)

@@ -21,6 +21,7 @@ import ctypes
 import os
 import sys
 
+from fixturelib.tokenizer_file import committed_tokenizer_dir
 from tokenizers import Tokenizer, normalizers
 
 STABLE, COMPOSE, DECOMPOSE = 1 << 1, 1 << 3, 1 << 4
@@ -159,12 +160,13 @@ def nfc_opaque(u, hf_nfc):
 
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    default_tok = next((p for p in (os.path.join(root, "..", "shared", "qwen3-omni-tokenizer", "tokenizer.json"),
-                                    "/work/shared/qwen3-omni-tokenizer/tokenizer.json") if os.path.exists(p)), None)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokenizer", default=default_tok, required=default_tok is None)
+    ap.add_argument("--tokenizer", default=os.environ.get("OMNI_TOKENIZER"),
+                    help="the real tokenizer.json (default: the committed tests/fixtures/tokenizer, unpacked)")
     ap.add_argument("--out", default=os.path.join(root, "engine", "src", "tokenizer", "unicode_compat_tables.h"))
     args = ap.parse_args()
+    if not args.tokenizer:
+        args.tokenizer = os.path.join(committed_tokenizer_dir(), "tokenizer.json")
 
     import tokenizers
     u = Utf8proc()

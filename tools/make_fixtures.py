@@ -65,9 +65,7 @@ SPEECH_CASES = {  # case -> (speaker, clip or None, prompt, system, thinker_max_
 
 
 def find_tokenizer(explicit):
-    candidates = [explicit, os.environ.get("OMNI_TOKENIZER"),
-                  os.path.join(REPO, "..", "..", "shared", "qwen3-omni-tokenizer", "tokenizer.json"),
-                  "/work/shared/qwen3-omni-tokenizer/tokenizer.json"]
+    candidates = [explicit, os.environ.get("OMNI_TOKENIZER")]
     for path in candidates:
         if path and os.path.isfile(path):
             return path

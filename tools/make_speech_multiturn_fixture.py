@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden for the talker prefill of a multi-turn chat (spec 3.7 / 9.17: the talker hears ALL user
+"""Golden for the talker prefill of a multi-turn chat (docs/model.md §3.7, §9.17: the talker hears ALL user
 turns, never the system turn or earlier assistant turns). Reference tooling only.
 
     python3 tools/make_speech_multiturn_fixture.py tests/fixtures/models/tiny-a \

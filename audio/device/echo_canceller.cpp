@@ -4,9 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
-#ifdef OMNI_HAVE_WEBRTC_VAD
-#include <webrtc/modules/audio_processing/include/audio_processing.h>
-#endif
+#include "audio/device/webrtc_compat.h"
 #ifdef OMNI_HAVE_SPEEXDSP
 #include <speex/speex_echo.h>
 #include <speex/speex_preprocess.h>
@@ -34,7 +32,7 @@ struct EchoCanceller::Engine {
 
 namespace {
 
-#ifdef OMNI_HAVE_WEBRTC_VAD
+#if OMNI_WEBRTC_APM_MAJOR == 0
 class WebRtcEngine final : public EchoCanceller::Engine {
  public:
   explicit WebRtcEngine(const EchoCancelParams& p) {
@@ -133,10 +131,11 @@ int64_t to_index(double ms) { return std::llround(ms * EchoCanceller::kSampleRat
 
 std::unique_ptr<EchoCanceller::Engine> EchoCanceller::make_engine(const EchoCancelParams& params) {
   if (params.engine == "webrtc") {
-#ifdef OMNI_HAVE_WEBRTC_VAD
+#if OMNI_WEBRTC_APM_MAJOR == 0
     return std::make_unique<WebRtcEngine>(params);
 #else
-    throw std::runtime_error("audio.echo_cancel.engine webrtc: omnid was built without libwebrtc-audio-processing");
+    throw std::runtime_error("audio.echo_cancel.engine webrtc: this omnid is built against webrtc-audio-processing 1.x, "
+                             "whose echo canceller it does not drive yet; use engine: speex");
 #endif
   }
 #ifdef OMNI_HAVE_SPEEXDSP

@@ -1,9 +1,9 @@
 // AudioInput: everything the Session needs to put a spoken clip into the thinker's prompt.
-//   1. token_count(samples): how many <|audio_pad|> tokens the prompt gets (spec 5.2);
+//   1. token_count(samples): how many <|audio_pad|> tokens the prompt gets (docs/model.md §5.2);
 //   2. encode(wave): mel features + audio encoder, once per clip, into a buffer sized at load;
 //   3. after each thinker embed() of a prefill chunk: fill_prefill_chunk(ids, begin, x)
 //      overwrites that chunk's <|audio_pad|> rows with the encoded rows, in order (HF's
-//      masked_scatter, spec 3.2). The n-th pad of `ids` gets encoder row n, whatever the chunking.
+//      masked_scatter, docs/model.md §3.2). The n-th pad of `ids` gets encoder row n, whatever the chunking.
 // The waveform must already be mono float at 16 kHz (audio/io's load_wav_mono does that).
 #pragma once
 #include <cstdint>
@@ -36,7 +36,7 @@ class AudioInput {
   // Encodes a further clip after those held, for prompts with several clips (e.g. re-prefilling
   // a history of spoken turns): clip k's rows follow clip k-1's, as its pads do in the prompt.
   // Each clip is encoded alone (HF batches the clips of one prompt, which changes the last
-  // token of a clip under 1 s by ~1e-5 when another clip is longer, spec 9.8).
+  // token of a clip under 1 s by ~1e-5 when another clip is longer, docs/model.md §9.8).
   int append(const float* wave, size_t num_samples);
   void clear() { encoded_ = 0; }
   int encoded_tokens() const { return encoded_; }

@@ -8,7 +8,7 @@
 namespace omni {
 namespace {
 
-constexpr int kAssistantRows = 9;  // spec 3.7: the talker's assistant part
+constexpr int kAssistantRows = 9;  // docs/model.md §3.7: the talker's assistant part
 constexpr int kHfChunkFrames = 300, kHfLeftContext = 25;  // HF chunked_decode
 
 }  // namespace
@@ -170,7 +170,7 @@ void SpeechPipeline::prefill(int32_t first_text) {
     prefill_host_.resize(size_t(S) * size_t(t.hidden_size()));
     be_.download_f32(prefill_host_.data(), s_.x.rows(0, S));
   }
-  // Positions 0..S-1: with text/audio inputs the talker's MRoPE rows are identical (spec 3.5).
+  // Positions 0..S-1: with text/audio inputs the talker's MRoPE rows are identical (docs/model.md §3.5).
   std::vector<int32_t> pos(static_cast<size_t>(S));
   for (int i = 0; i < S; ++i) pos[size_t(i)] = i;
   be_.upload(s_.positions.rows(0, S), pos.data());

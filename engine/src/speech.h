@@ -1,4 +1,4 @@
-// Speech output for one assistant turn (spec 3.7-3.9), streamed: the talker steps as soon as
+// Speech output for one assistant turn (docs/model.md §3.7-§3.9), streamed: the talker steps as soon as
 // the text it needs exists, the code predictor completes each 80 ms frame, and code2wav turns
 // frames into 24 kHz samples that are handed out as soon as they are final.
 //
@@ -10,7 +10,7 @@
 //
 // Differences from HF (documented in docs/architecture.md, "Speech pipeline"):
 //  * HF never feeds the thinker's LAST generated token to the talker (it has no hidden state,
-//    spec 9.12). With a normal <|im_end|> stop that token is <|im_end|> and nothing differs; when
+//    docs/model.md §9.12). With a normal <|im_end|> stop that token is <|im_end|> and nothing differs; when
 //    the thinker stops on its token limit HF drops the final text token, while this pipeline
 //    speaks every generated text token.
 //  * An answer with no text token (the thinker's first token is <|im_end|>) produces no speech.

@@ -8,17 +8,17 @@
 #include <cmath>
 #include <filesystem>
 
-#include "model/audio_encoder.h"
-#include "golden_util.h"
+#include "audio/io/wav.h"
 #include "audio_input.h"
 #include "backend.h"
+#include "golden_util.h"
 #include "io/checkpoint.h"
-#include "audio/io/wav.h"
-#include "model/mel.h"
 #include "io/model_config.h"
-#include "io/npy.h"
+#include "model/audio_encoder.h"
+#include "model/mel.h"
 #include "model/thinker.h"
 #include "omni/errors.h"
+#include "omni/npy.h"
 
 namespace fs = std::filesystem;
 using namespace omni;
@@ -161,7 +161,7 @@ TEST(AudioGolden, PrefillChunksGetTheEncodedRowsAtTheAudioPads) {
     }
     const NpyArray golden = read_npy(golden_dir(model, clip) + "/encoder_out.npy");
     EXPECT_LT(relative_error(scattered, golden.f32), 1e-4);
-    // A prompt with the wrong number of pads is an error, not a silent misalignment (spec 9.9).
+    // A prompt with the wrong number of pads is an error, not a silent misalignment (docs/model.md §9.9).
     std::vector<int32_t> fewer = ids;
     fewer.erase(std::find(fewer.begin(), fewer.end(), m.cfg.ids.audio_pad));
     const size_t first_pad = size_t(std::find(fewer.begin(), fewer.end(), m.cfg.ids.audio_pad) - fewer.begin());

@@ -2,17 +2,17 @@
 // speak=true (thinker and talker interleaved, code2wav streamed) against transformers'
 // generate(). The waveform is compared over the frames where omnid and transformers get the
 // same inputs: all of them when the thinker ends with <|im_end|>; when it stops on its token
-// limit, transformers never speaks the last text token (spec §9.12) and omnid does, so the
+// limit, transformers never speaks the last text token (docs/model.md §9.12) and omnid does, so the
 // frames from the step that would read that token on differ by design.
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "golden_util.h"
 #include "audio/io/wav.h"
-#include "io/npy.h"
+#include "golden_util.h"
 #include "omni/engine.h"
+#include "omni/npy.h"
 
 namespace {
 

@@ -4,7 +4,7 @@
 # omni-bench on the release shapes, and print a short table last.
 #   tests/gpu/run.sh                      build in $BUILD (default build-gpu), then run
 #   tests/gpu/run.sh --prebuilt DIR       use DIR/omni_gpu_tests and DIR/omni-bench (no build)
-# Environment: CONFIG (release config.json for omni-bench), LOGS (log folder; $OUT if set),
+# Environment: CONFIG (config.json for omni-bench; default the committed tests/fixtures/release/config.json), LOGS (log folder; $OUT if set),
 # BENCH_ARGS (extra omni-bench arguments), GTEST_FILTER.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -14,11 +14,8 @@ LOGS=${LOGS:-${OUT:-$BUILD/gpu-logs}}
 PREBUILT=""
 if [ "${1:-}" = "--prebuilt" ]; then PREBUILT=$(cd "$2" && pwd); fi
 mkdir -p "$LOGS"
-for c in "${CONFIG:-}" "$ROOT/../shared/models/qwen3-omni-30b-a3b-instruct.config.json" \
-         "$ROOT/shared/models/qwen3-omni-30b-a3b-instruct.config.json"; do
-  if [ -n "$c" ] && [ -f "$c" ]; then CONFIG=$c; break; fi
-done
-[ -f "${CONFIG:-}" ] || { echo "run.sh: no release config.json found (set CONFIG)"; exit 2; }
+CONFIG=${CONFIG:-$ROOT/tests/fixtures/release/config.json}
+[ -f "$CONFIG" ] || { echo "run.sh: release config.json not found: $CONFIG"; exit 2; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader \
   | tee "$LOGS/gpu.txt"

@@ -1,4 +1,4 @@
-// The ChatML prompt (spec 5.4) against HF: the rendered string encoded by `tokenizers` must give
+// The ChatML prompt (docs/model.md §5.4) against HF: the rendered string encoded by `tokenizers` must give
 // exactly the ids render_prompt builds (tests/fixtures/tokenizer/cases.json "chat").
 #include <gtest/gtest.h>
 
@@ -34,7 +34,7 @@ TEST(Chat, UserTurnWithAudioStartsAsSpecified) {
   const Tokenizer& tok = real_tokenizer();
   const TokenIds ids;
   const auto got = render_user_turn(tok, ids, ChatTurnInput{"", 3});
-  // spec 5.4 / T-TEST: [151644, 872, 198, 151669, 151675, ...]
+  // docs/model.md §5.4; transformers' own test expects: [151644, 872, 198, 151669, 151675, ...]
   const std::vector<int32_t> expected = {151644, 872,    198, 151669, 151675, 151675, 151675, 151670,
                                          151645, 198, 151644, 77091,  198};
   EXPECT_EQ(got, expected);

@@ -35,7 +35,7 @@ def all_sub_configs(config):
 
 
 def use_eager(model):
-    """Eager attention everywhere (set on every sub-config, spec §8.1) and the eager experts kernel."""
+    """Eager attention everywhere (set on every sub-config, docs/model.md §8.1) and the eager experts kernel."""
     for sub in all_sub_configs(model.config):
         sub._attn_implementation = "eager"
     for module in model.modules():

@@ -97,7 +97,7 @@ def text_case(model, out_dir, case_name, prompt_ids, steps, meta):
 
 
 def audio_features(feature_extractor, wave):
-    """One clip per call (spec §5.1): padding=True, truncation=False → (features [128, T], mask [1, T])."""
+    """One clip per call (docs/model.md §5.1): padding=True, truncation=False → (features [128, T], mask [1, T])."""
     out = feature_extractor(wave, sampling_rate=16000, padding=True, truncation=False,
                             return_attention_mask=True, return_tensors="pt")
     features, mask = out["input_features"], out["attention_mask"]

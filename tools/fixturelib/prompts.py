@@ -1,4 +1,4 @@
-"""Prompt rendering (spec §5.4 ChatML) and tokenization with the real Qwen3-Omni tokenizer."""
+"""Prompt rendering (docs/model.md §5.4 ChatML) and tokenization with the real Qwen3-Omni tokenizer."""
 from tokenizers import Tokenizer
 
 AUDIO_START, AUDIO_PAD, AUDIO_END = "<|audio_start|>", "<|audio_pad|>", "<|audio_end|>"

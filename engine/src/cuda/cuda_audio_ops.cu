@@ -1,4 +1,4 @@
-// The audio encoder's convolution and layout operations (spec 3.2): direct kernels, one
+// The audio encoder's convolution and layout operations (docs/model.md §3.2): direct kernels, one
 // thread per output element. Correct and simple; the encoder runs once per utterance.
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_common.cuh"

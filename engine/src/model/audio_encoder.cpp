@@ -176,7 +176,7 @@ AudioEncoder::Geometry AudioEncoder::plan(const MelFeatures& mel) const {
   Geometry g;
   g.frames = mel.frames;
   g.chunks = (g.frames + chunk_frames_ - 1) / chunk_frames_;
-  // Single-clip batch: the tail chunk is padded to a full chunk iff the clip has one (spec 3.2).
+  // Single-clip batch: the tail chunk is padded to a full chunk iff the clip has one (docs/model.md §3.2).
   g.padded_frames = std::min<int64_t>(g.frames, chunk_frames_);
   g.chunk_tokens = conv3_len(g.padded_frames);
   g.window_tokens = g.chunk_tokens * chunks_per_window_;

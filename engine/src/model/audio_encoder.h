@@ -1,4 +1,4 @@
-// AudioEncoder: Qwen3-Omni's audio tower (AuT, spec 3.2) over Backend operations.
+// AudioEncoder: Qwen3-Omni's audio tower (AuT, docs/model.md §3.2) over Backend operations.
 // One clip's log-mel [bins, T] -> [N, output_dim] rows for the thinker's <|audio_pad|> slots:
 //   100-frame chunks (tail zero-padded to 100 iff the clip has >= 100 frames), 3 x (3x3 stride-2
 //   conv + GELU), flatten (channel*freq), conv_out, sinusoidal positions restarted per chunk,
@@ -19,7 +19,7 @@
 namespace omni {
 
 // Audio tokens for a clip of `mel_frames` frames: 13*(T//100) + ceil((T%100)/8) for the
-// release config, computed from n_window and the conv stack in general (spec 5.2).
+// release config, computed from n_window and the conv stack in general (docs/model.md §5.2).
 int audio_token_count(int mel_frames, const AudioEncoderConfig& cfg);
 
 struct AudioEncoderLayerWeights {

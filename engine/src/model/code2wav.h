@@ -1,4 +1,4 @@
-// Code2wav (spec 3.9): 16 codebooks per 80 ms frame -> 24 kHz waveform, written over Backend
+// Code2wav (docs/model.md §3.9): 16 codebooks per 80 ms frame -> 24 kHz waveform, written over Backend
 // operations and run as a STREAM. Every stage is causal: the transformer is causal (sliding
 // window, KV cache, absolute positions), the convolutions keep their left context between calls,
 // and each k=2s transposed convolution holds back its last input row because output block m

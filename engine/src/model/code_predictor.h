@@ -1,4 +1,4 @@
-// Code predictor (spec 3.8, "MTP"): a small dense decoder that, per codec frame, predicts the
+// Code predictor (docs/model.md §3.8, "MTP"): a small dense decoder that, per codec frame, predicts the
 // residual codebooks 1..Q-1 from the talker's final-normed hidden state and the frame's
 // codebook-0 token. Every frame starts from an empty KV cache at position 0:
 //   rows [h_last, C(c0)] -> lm_head[0] -> r1;  then cp_embed[i-1](r_i) at position i+1 -> lm_head[i] -> r_{i+1}.

@@ -106,10 +106,10 @@ void DecoderStack::forward(const Tensor& x, const Tensor& positions, std::vector
     // hidden_states[l + 1] is the residual after layer l: x + branch.
     if (!capture.empty() && capture_layer == int(l) + 1 && l + 1 < n_layers) be_.add(x, branch, capture);
   }
-  // The last layer's add is followed by the final norm, written in place (spec 3.3).
+  // The last layer's add is followed by the final norm, written in place (docs/model.md §3.3).
   if (n_layers > 0) be_.add_rms_norm(x, branch, w_.final_norm, eps, x);
   else be_.rms_norm(x, w_.final_norm, eps, x);
-  // hidden_states[num_layers] is the final-norm output (spec 3.3).
+  // hidden_states[num_layers] is the final-norm output (docs/model.md §3.3).
   if (!capture.empty() && capture_layer == int(n_layers)) be_.copy(x, capture);
 }
 

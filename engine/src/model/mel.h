@@ -1,8 +1,8 @@
 // MelFrontend: the Whisper log-mel spectrogram exactly as transformers' WhisperFeatureExtractor
-// computes it for Qwen3-Omni (spec 5.1): periodic Hann window, centred STFT with reflect
+// computes it for Qwen3-Omni (docs/model.md §5.1): periodic Hann window, centred STFT with reflect
 // padding, power spectrum without the last frame, Slaney mel filter bank over 0..8000 Hz,
 // log10 clamped at 1e-10, per-clip floor at max - 8, then (x + 4) / 4.
-// One clip per call (single-clip extraction; batching changes the last frame, spec 5.1).
+// One clip per call (single-clip extraction; batching changes the last frame, docs/model.md §5.1).
 #pragma once
 #include <cstddef>
 #include <memory>

@@ -1,4 +1,4 @@
-// Talker (spec 3.7, 3.8): the MoE decoder that predicts codebook 0 of each 80 ms codec frame,
+// Talker (docs/model.md §3.7, §3.8): the MoE decoder that predicts codebook 0 of each 80 ms codec frame,
 // and the two ResizeMLPs that bring thinker vectors into its width:
 //   text_projection(x)   = fc2(silu(fc1 x))  for thinker token embeddings,
 //   hidden_projection(x) = same shape, own weights, for the thinker's accept-layer hidden states
