@@ -3,7 +3,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 DEB_PACKAGES := build-essential cmake pkg-config googletest libgtest-dev nlohmann-json3-dev libutf8proc-dev \
-  libfftw3-dev libsoxr-dev libyaml-cpp-dev libzmq3-dev cppzmq-dev libsystemd-dev \
+  libfftw3-dev libpng-dev libjpeg62-turbo-dev libsoxr-dev libyaml-cpp-dev libzmq3-dev cppzmq-dev libsystemd-dev \
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-tools gstreamer1.0-alsa portaudio19-dev libasound2-dev libasound2-plugins libwebrtc-audio-processing-dev \
   python3 python3-zmq xz-utils
@@ -11,7 +11,8 @@ DEB_PACKAGES := build-essential cmake pkg-config googletest libgtest-dev nlohman
 # libclang-rt-dev is the Debian default-version package (Debian 12: clang 14, Debian 13: clang 19).
 FUZZ_DEB_PACKAGES := clang libclang-rt-dev
 
-.PHONY: all deps deps-fuzz configure build test test-asan fuzz soak demo bench-latency clean
+.PHONY: all deps deps-fuzz configure build test test-asan fuzz fuzz-long soak demo bench-latency clean package deps-system test-system \
+  test-trixie test-arm64
 all: build
 
 # Installs the packages of $(1) that are missing; $(2) names the step in its messages.
@@ -48,10 +49,17 @@ test-asan: deps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j $(JOBS) -LE gpu
 
-# Every libFuzzer target for FUZZ_SECONDS each (clang, build-fuzz/); `make fuzz FUZZ_SECONDS=3600` is the long run.
+# Every libFuzzer target for FUZZ_SECONDS each (clang, build-fuzz/), continuing from tests/fuzz/corpus and
+# merging new finds into it; results per target in build-fuzz/runs/results.md (docs/reliability.md).
 FUZZ_SECONDS ?= 60
 fuzz: deps-fuzz
 	./tools/fuzz.sh $(FUZZ_SECONDS)
+
+# The long run: FUZZ_SECONDS (default 1800) per target, two targets at a time at the lowest priority so the
+# machine stays usable. Record build-fuzz/runs/results.md in docs/reliability.md and commit the grown corpus.
+fuzz-long: deps-fuzz
+	FUZZ_JOBS=$${FUZZ_JOBS:-2} FUZZ_NICE=$${FUZZ_NICE:-19} ./tools/fuzz.sh \
+	  $(if $(filter command line environment,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),1800)
 
 # The long soak: 2,000 mixed requests from 8 clients against omnid on the tiny model (CI runs 504).
 SOAK_REQUESTS ?= 2000
@@ -66,6 +74,34 @@ demo: build
 # BENCH_RECORDING, BENCH_SPECULATE ("0 300"), BENCH_RUNS (3): tools/bench_latency.sh.
 bench-latency: build
 	./tools/bench_latency.sh $(BUILD)
+
+# The Debian package (CPack, packaging/package.cmake) from a CPU-only build of the installed programs:
+# $(PKG_BUILD)/omnid_<version>_<arch>.deb. docs/operations.md "Packaging".
+PKG_BUILD ?= build-pkg
+package: deps
+	cmake -S . -B $(PKG_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_CUDA=OFF
+	cmake --build $(PKG_BUILD) -j $(JOBS) --target omnid omnictl omni-run omni-bench
+	rm -f $(PKG_BUILD)/omnid_*.deb
+	cd $(PKG_BUILD) && cpack -G DEB
+	@ls $(PKG_BUILD)/omnid_*.deb
+
+# The system test: the package installed with apt into a fresh minimal Debian, booted with systemd under
+# systemd-nspawn and checked from inside (tests/system/run.sh; root). deps-system installs its tools.
+SYSTEM_TEST_PACKAGES := mmdebstrap systemd-container dpkg-dev
+deps-system:
+	$(call install_missing,$(SYSTEM_TEST_PACKAGES),deps-system)
+
+test-system: package deps-system
+	tests/system/run.sh $(PKG_BUILD)
+
+# Debian 13: `make test` in a fresh trixie root (build-trixie/; tests/system/trixie.sh). test-arm64: the engine
+# cross-built for arm64 in that root, its unit and golden tests under qemu-aarch64 (docs/operations.md).
+test-trixie: deps-system
+	tests/system/trixie.sh native
+
+test-arm64: deps-system
+	$(call install_missing,qemu-user-static,test-arm64)
+	tests/system/trixie.sh arm64
 
 clean:
 	rm -rf $(BUILD)

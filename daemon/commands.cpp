@@ -1,6 +1,7 @@
 // Control requests (protocol v1, docs/protocol.md) and reload.
 #include <algorithm>
 #include <cctype>
+#include <memory>
 
 #include "daemon/daemon.h"
 #include "daemon/log.h"
@@ -63,9 +64,16 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
             TurnJob job;
             if (r.text) job.input.text = *r.text;
             if (r.wav) {
+              // Only the header is read here (bounds: request_audio.h); decoding and resampling run on the
+              // engine worker, so a long clip never holds up the other clients.
               std::string error;
-              if (!decode_request_wav(*r.wav, job.input.audio_16k, error))
+              omni::audio::WavInfo info;
+              if (!check_request_wav(*r.wav, info, error))
                 return server.reply_error(h, ErrorCode::bad_request, "WAV frame: " + error);
+              job.audio_ms = static_cast<int64_t>(info.seconds() * 1000.0);
+              job.prepare = [wav = std::make_shared<const std::string>(*r.wav)](omni::UserTurn& input) {
+                input.audio_16k = convert_request_wav(*wav);
+              };
             }
             job.options = generate_options(r.speak);
             uint64_t id = 0;

@@ -153,8 +153,15 @@ void EngineWorker::run_turn(const TurnJob& job) {
     options.drop_oldest_turns = false;
   }
   try {
+    const omni::UserTurn* input = &job.input;
+    omni::UserTurn prepared;
+    if (job.prepare) {
+      prepared = job.input;
+      job.prepare(prepared);
+      input = &prepared;
+    }
     omni::TurnResult result =
-        job.say ? session_->say(job.input.text, options, cb) : session_->respond(job.input, options, cb);
+        job.say ? session_->say(input->text, options, cb) : session_->respond(*input, options, cb);
     context_used_ = session_->context_used();
     if (listener_.on_done) listener_.on_done(id, std::move(result));
   } catch (const omni::DeviceError& e) {

@@ -26,6 +26,11 @@ struct TurnJob {
   bool speculative = false;
   omni::UserTurn input;
   omni::GenerateOptions options;
+  // Work on the input too slow for the event loop (decoding and resampling a request's WAV; later images
+  // and pushed audio): run on the worker thread just before the turn. What it throws fails the turn
+  // (on_failed), as an engine error does. The loop has already checked the input's bounds.
+  std::function<void(omni::UserTurn&)> prepare;
+  int64_t audio_ms = -1;  // the input's audio duration when `prepare` makes the audio (turn.start's audio_ms)
 };
 
 struct EngineListener {

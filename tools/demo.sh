@@ -7,7 +7,7 @@ set -euo pipefail
 build=$(cd "${1:?usage: tools/demo.sh BUILD_DIR}" && pwd)
 src=$(cd "$(dirname "$0")/.." && pwd)
 omnid=${OMNID_BIN:-$build/daemon/omnid}   # OMNID_BIN/OMNID_MODEL: try the script with another binary or model
-omnictl=$build/ipc/omnictl
+omnictl=$build/tools/omnictl
 model=${OMNID_MODEL:-$build/models/tiny-a}
 mic=$src/tests/integration/data/one_question.wav
 run=$build/demo

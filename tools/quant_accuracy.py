@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Accuracy of quantized weights against bf16, through the real omni-run (issue 8).
+"""Accuracy of quantized weights against bf16, through the real omni-run.
 
 For each prompt: omni-run --weights bf16 decodes N greedy steps (logits saved); then each other
 format runs the same prompt with --force-ids set to the bf16 tokens (teacher forcing), so every

@@ -4,9 +4,13 @@
 #include <string>
 #include <vector>
 
+#include "audio/io/question_limits.h"
 #include "audio/io/wav.h"
 
-inline std::vector<float> read_audio_16k(const std::string& path) { return omni::audio::load_wav_mono(path, 16000); }
+// Held to the bounds of a spoken question (duration, rate, channels) before anything is decoded.
+inline std::vector<float> read_audio_16k(const std::string& path) {
+  return omni::audio::load_wav_mono(path, 16000, omni::audio::question_clip_limits());
+}
 
 class SpeechWriter {
  public:

@@ -1,7 +1,7 @@
 // Voice activity detection and endpointing for 16 kHz mono float audio.
 //
-// VoiceDetector classifies 10 ms frames with WebRTC's VAD (through the VoiceDetection component
-// of libwebrtc-audio-processing, the part of WebRTC that Debian ships with headers).
+// VoiceDetector classifies 10 ms frames with WebRTC's VAD (common_audio/vad, the GMM detector that
+// libwebrtc-audio-processing builds in and exports in both API generations: audio/device/webrtc_compat.h).
 // Endpointer turns the per-frame decisions into utterances: a start once enough of a short window
 // is voiced for long enough, an end after a run of silence, with a little audio kept from before
 // the start so the first syllable is not clipped.
@@ -33,7 +33,7 @@ struct VadParams {
 
 class VoiceDetector {
  public:
-  // Throws std::runtime_error when the VAD cannot be created (bad mode, library missing).
+  // Throws std::runtime_error when the VAD cannot be created (bad mode, out of memory).
   explicit VoiceDetector(int aggressiveness);
   ~VoiceDetector();
   VoiceDetector(const VoiceDetector&) = delete;

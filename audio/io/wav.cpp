@@ -1,6 +1,7 @@
 #include "audio/io/wav.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -50,7 +51,7 @@ Format parse_fmt(const uint8_t* p, uint32_t size, const std::string& origin) {
   if (f.tag != kFormatPcm && f.tag != kFormatFloat)
     fail(origin, "unsupported sample format tag " + std::to_string(f.tag) + " (only PCM and IEEE float are read)");
   if (f.channels <= 0) fail(origin, "fmt chunk declares 0 channels");
-  if (f.sample_rate <= 0) fail(origin, "fmt chunk declares sample rate 0");
+  if (f.sample_rate <= 0) fail(origin, "fmt chunk declares sample_rate " + std::to_string(rd32(p + 4)));
   if (f.block_align <= 0 || f.block_align % f.channels != 0)
     fail(origin, "block align " + std::to_string(f.block_align) + " is not a multiple of " +
                      std::to_string(f.channels) + " channels");
@@ -87,7 +88,16 @@ float decode_sample(const uint8_t* p, const Format& f) {
 
 }  // namespace
 
-WavData decode_wav(const void* bytes, size_t size, const std::string& origin) {
+namespace {
+
+// The header walk shared by probe_wav and decode_wav: the format and where the data chunk's whole frames are.
+struct Layout {
+  Format fmt;
+  const uint8_t* data = nullptr;
+  size_t frames = 0;
+};
+
+Layout parse_layout(const void* bytes, size_t size, const std::string& origin) {
   const uint8_t* p = static_cast<const uint8_t*>(bytes);
   const uint8_t* end = p + size;
   if (size < 12) fail(origin, "only " + std::to_string(size) + " bytes, too short for a RIFF header");
@@ -116,15 +126,7 @@ WavData decode_wav(const void* bytes, size_t size, const std::string& origin) {
                          std::to_string(remaining) + " remain (truncated file)");
       const size_t frames = data_bytes / size_t(fmt.block_align);  // a trailing partial frame is dropped
       if (frames == 0) fail(origin, "contains no samples");
-      WavData out;
-      out.channels = fmt.channels;
-      out.sample_rate = fmt.sample_rate;
-      out.encoding = fmt.tag == kFormatFloat ? SampleEncoding::Float : SampleEncoding::Pcm;
-      out.bits_per_sample = fmt.block_align / fmt.channels * 8;
-      out.interleaved.resize(frames * size_t(fmt.channels));
-      const int step = fmt.block_align / fmt.channels;
-      for (size_t i = 0; i < out.interleaved.size(); ++i) out.interleaved[i] = decode_sample(body + i * step, fmt);
-      return out;
+      return Layout{fmt, body, frames};
     }
     if (chunk_size > remaining) break;  // an unknown chunk running off the end: no data chunk follows
     const uint8_t* next = body + chunk_size;
@@ -136,12 +138,66 @@ WavData decode_wav(const void* bytes, size_t size, const std::string& origin) {
   fail(origin, "no data chunk");
 }
 
-WavData read_wav_file(const std::string& path) {
+WavInfo info_of(const Layout& l) {
+  WavInfo info;
+  info.channels = l.fmt.channels;
+  info.sample_rate = l.fmt.sample_rate;
+  info.encoding = l.fmt.tag == kFormatFloat ? SampleEncoding::Float : SampleEncoding::Pcm;
+  info.bits_per_sample = l.fmt.block_align / l.fmt.channels * 8;
+  info.frames = l.frames;
+  return info;
+}
+
+std::string seconds_str(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", s);
+  return buf;
+}
+
+}  // namespace
+
+WavInfo probe_wav(const void* bytes, size_t size, const std::string& origin) {
+  return info_of(parse_layout(bytes, size, origin));
+}
+
+void check_clip(const WavInfo& info, const ClipLimits& limits, const std::string& origin) {
+  if (limits.max_seconds > 0 && info.seconds() > limits.max_seconds)
+    fail(origin, "lasts " + seconds_str(info.seconds()) + " s (" + std::to_string(info.frames) +
+                     " frames at the declared sample_rate " + std::to_string(info.sample_rate) +
+                     " Hz); the longest clip accepted is " + seconds_str(limits.max_seconds) + " s");
+  if (limits.min_rate > 0 && info.sample_rate < limits.min_rate)
+    fail(origin, "sample_rate " + std::to_string(info.sample_rate) + " Hz is below the " +
+                     std::to_string(limits.min_rate) + " Hz accepted");
+  if (limits.max_rate > 0 && info.sample_rate > limits.max_rate)
+    fail(origin, "sample_rate " + std::to_string(info.sample_rate) + " Hz is above the " +
+                     std::to_string(limits.max_rate) + " Hz accepted");
+  if (limits.max_channels > 0 && info.channels > limits.max_channels)
+    fail(origin, "channels " + std::to_string(info.channels) + " is more than the " +
+                     std::to_string(limits.max_channels) + " accepted");
+}
+
+WavData decode_wav(const void* bytes, size_t size, const std::string& origin, const ClipLimits& limits) {
+  const Layout l = parse_layout(bytes, size, origin);
+  const WavInfo info = info_of(l);
+  check_clip(info, limits, origin);
+  WavData out;
+  out.channels = info.channels;
+  out.sample_rate = info.sample_rate;
+  out.encoding = info.encoding;
+  out.bits_per_sample = info.bits_per_sample;
+  // frames * block_align <= size: at most 4 floats per input byte (8-bit PCM).
+  out.interleaved.resize(l.frames * size_t(l.fmt.channels));
+  const int step = l.fmt.block_align / l.fmt.channels;
+  for (size_t i = 0; i < out.interleaved.size(); ++i) out.interleaved[i] = decode_sample(l.data + i * step, l.fmt);
+  return out;
+}
+
+WavData read_wav_file(const std::string& path, const ClipLimits& limits) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, std::string("cannot open: ") + std::strerror(errno));
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) fail(path, "read error");
-  return decode_wav(bytes.data(), bytes.size(), path);
+  return decode_wav(bytes.data(), bytes.size(), path, limits);
 }
 
 std::vector<float> downmix_to_mono(const WavData& wav) {
@@ -165,12 +221,13 @@ std::vector<float> to_model_input(const WavData& wav, int target_rate) {
 }
 }  // namespace
 
-std::vector<float> load_wav_mono(const std::string& path, int target_rate) {
-  return to_model_input(read_wav_file(path), target_rate);
+std::vector<float> load_wav_mono(const std::string& path, int target_rate, const ClipLimits& limits) {
+  return to_model_input(read_wav_file(path, limits), target_rate);
 }
 
-std::vector<float> load_wav_mono(const void* bytes, size_t size, int target_rate, const std::string& origin) {
-  return to_model_input(decode_wav(bytes, size, origin), target_rate);
+std::vector<float> load_wav_mono(const void* bytes, size_t size, int target_rate, const std::string& origin,
+                                 const ClipLimits& limits) {
+  return to_model_input(decode_wav(bytes, size, origin, limits), target_rate);
 }
 
 }  // namespace omni::audio

@@ -35,17 +35,41 @@ struct WavData {
   size_t frames() const { return channels ? interleaved.size() / size_t(channels) : 0; }
 };
 
+// What the header says, read without decoding a sample (no allocation beyond this struct).
+struct WavInfo {
+  int channels = 0;
+  int sample_rate = 0;
+  SampleEncoding encoding = SampleEncoding::Pcm;
+  int bits_per_sample = 0;
+  size_t frames = 0;  // whole frames the data chunk holds (within the bytes given)
+  double seconds() const { return sample_rate > 0 ? double(frames) / sample_rate : 0.0; }
+};
+
+// Bounds on a clip that will be converted for the model, checked on the header before any sample is
+// decoded or resampled (the values omnid and omni-run use are in omni/limits.h; audio/ does not depend
+// on the engine). 0 / default: unbounded.
+struct ClipLimits {
+  double max_seconds = 0;  // frames / declared rate
+  int min_rate = 0, max_rate = 0;
+  int max_channels = 0;
+};
+
 // `origin` names the source in error messages.
-WavData decode_wav(const void* bytes, size_t size, const std::string& origin = "<memory>");
-WavData read_wav_file(const std::string& path);
+WavInfo probe_wav(const void* bytes, size_t size, const std::string& origin = "<memory>");
+// Throws AudioError naming `origin`, the header field and its value when `info` breaks `limits`.
+void check_clip(const WavInfo& info, const ClipLimits& limits, const std::string& origin);
+WavData decode_wav(const void* bytes, size_t size, const std::string& origin = "<memory>",
+                   const ClipLimits& limits = {});
+WavData read_wav_file(const std::string& path, const ClipLimits& limits = {});
 
 // Averages the channels of each frame.
 std::vector<float> downmix_to_mono(const WavData& wav);
 
-// The model's input path: decode, downmix, resample (libsoxr, high quality) to `target_rate`.
-std::vector<float> load_wav_mono(const std::string& path, int target_rate = 16000);
+// The model's input path: decode, downmix, resample (libsoxr, high quality) to `target_rate`. `limits`
+// are checked on the header first, so a clip that is too long costs nothing to refuse.
+std::vector<float> load_wav_mono(const std::string& path, int target_rate = 16000, const ClipLimits& limits = {});
 std::vector<float> load_wav_mono(const void* bytes, size_t size, int target_rate = 16000,
-                                 const std::string& origin = "<memory>");
+                                 const std::string& origin = "<memory>", const ClipLimits& limits = {});
 
 enum class WavSampleFormat { Float32, Int16 };
 

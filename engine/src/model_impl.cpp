@@ -51,7 +51,9 @@ ModelImpl::ModelImpl(const LoadOptions& opt) {
   cfg_ = ModelConfig::load(opt.model_dir + "/config.json");
   const std::string tok_path = opt.model_dir + "/tokenizer.json";
   if (::stat(tok_path.c_str(), &st) != 0) throw CheckpointError(tok_path + ": missing (the model's tokenizer)");
-  tokenizer_ = Tokenizer::load(tok_path);
+  // Every token id must have a row in the thinker's embedding.
+  tokenizer_ = Tokenizer::load(tok_path, cfg_.thinker.vocab_size,
+                               "thinker_config.text_config.vocab_size in " + opt.model_dir + "/config.json");
   progress(0.05, "mapping checkpoint");
   checkpoint_ = std::make_unique<Checkpoint>(opt.model_dir);
   backend_ = make_backend(opt);
@@ -74,6 +76,12 @@ ModelImpl::ModelImpl(const LoadOptions& opt) {
 
 std::unique_ptr<Session> ModelImpl::new_session(const SessionOptions& opt) {
   return std::make_unique<SessionImpl>(*this, opt);
+}
+
+std::shared_ptr<const TokenTable> ModelImpl::token_table() {
+  std::lock_guard<std::mutex> l(token_table_mu_);
+  if (!token_table_) token_table_ = TokenTable::build(*tokenizer_, size_t(cfg_.thinker.vocab_size));
+  return token_table_;
 }
 
 std::vector<int32_t> ModelImpl::render_prompt(const std::string& system, const UserTurn& turn) const {

@@ -4,13 +4,14 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "io/npy.h"
+#include "omni/npy.h"
 
 namespace fs = std::filesystem;
 
@@ -184,4 +185,109 @@ TEST(OmniRun, BadFlagsExitWithUsage) {
   EXPECT_NE(r.err.find("--ids"), std::string::npos);
   EXPECT_EQ(run("--model " + kTinyB).status, 2);
   EXPECT_EQ(run("--model " + kTinyB + " --ids 1 --greedy --temperature 0.5").status, 2);
+}
+
+// Hostile model files and clips (issue 22): one clear line naming the file, the key and the value, and
+// no minutes-long load. The fuzzer's tokenizer.json with an id of 1,652,222,222 made omni-run print only
+// "std::bad_alloc".
+TEST(OmniRun, HostileTokenizerAndClipAreRefusedByName) {
+  std::ifstream in(std::string(OMNI_SOURCE_DIR) + "/tests/fuzz/regressions/fuzz_tokenizer_json/tokenizer-json-huge-id.json");
+  const std::string huge((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_NE(huge.find("1652222222"), std::string::npos);
+  fs::path m = copy_model(kTinyB, "huge_id");
+  fs::remove(m / "tokenizer.json");
+  std::ofstream(m / "tokenizer.json") << huge;
+  // With its config.json: the model's vocabulary is the bound, for --tokenize and for a full load alike.
+  const std::string tok = (m / "tokenizer.json").string();
+  for (const char* args : {" --tokenize hi", " --ids 1,2 --json"}) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const RunResult r = run("--model " + m.string() + args);
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+    expect_one_line_error(r, "tokenizer '" + tok + "': model.vocab[\"");
+    EXPECT_NE(r.err.find("id 1652222222 is outside the model's vocabulary of 152064 ids"), std::string::npos) << r.err;
+  }
+  // A WAV whose header claims 1 Hz: refused from the header (85,000 s), not resampled to 23 hours.
+  std::string wav = "RIFF";
+  auto u32 = [&](uint32_t v) { wav.append(reinterpret_cast<const char*>(&v), 4); };
+  auto u16 = [&](uint16_t v) { wav.append(reinterpret_cast<const char*>(&v), 2); };
+  u32(36 + 170000);
+  wav += "WAVEfmt ";
+  u32(16), u16(1), u16(1), u32(1), u32(2), u16(2), u16(16);
+  wav += "data";
+  u32(170000);
+  wav += std::string(170000, '\x01');
+  std::ofstream(m / "q.wav", std::ios::binary) << wav;
+  expect_one_line_error(run("--model " + kTinyB + " --audio " + (m / "q.wav").string() + " --json"),
+                        "q.wav: lasts 85000 s (85000 frames at the declared sample_rate 1 Hz)");
+  fs::remove_all(m);
+}
+
+namespace {
+
+fs::path write_file(const std::string& tag, const std::string& text) {
+  const fs::path p = fs::temp_directory_path() / ("omni_run_" + tag + "_" + std::to_string(::getpid()) + ".json");
+  std::ofstream(p) << text;
+  return p;
+}
+
+const char* kTools = R"([{"type": "function", "function": {"name": "set_gripper", "description": "Open or close.",
+  "parameters": {"type": "object", "properties": {"closed": {"type": "boolean"},
+  "force_n": {"type": "integer", "minimum": 0, "maximum": 40}}, "required": ["closed"]}}},
+  {"type": "function", "function": {"name": "move_arm", "parameters": {"type": "object", "properties": {
+  "x": {"type": "number", "minimum": -1, "maximum": 1}}, "required": ["x"]}}}])";
+
+}  // namespace
+
+TEST(OmniRun, ToolsWithAForcedCallGiveValidToolCallsInJson) {
+  const fs::path tools = write_file("tools", kTools);
+  const RunResult r = run("--model " + kTinyA + " --prompt 'Close your hand' --tools " + tools.string() +
+                          " --tool-choice set_gripper --temperature 1 --seed 5 --max-new-tokens 200 --json");
+  fs::remove(tools);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.contains("tool_calls"));
+  ASSERT_GE(j["tool_calls"].size(), 1u);
+  for (const auto& c : j["tool_calls"]) {
+    EXPECT_EQ(c["name"], "set_gripper");
+    EXPECT_TRUE(c["arguments"]["closed"].is_boolean());
+    if (c["arguments"].contains("force_n")) {
+      EXPECT_GE(c["arguments"]["force_n"].get<int>(), 0);
+      EXPECT_LE(c["arguments"]["force_n"].get<int>(), 40);
+    }
+  }
+  EXPECT_EQ(j["stop"], "end_of_turn");
+  EXPECT_GT(j["timings"]["masked_steps"].get<int>(), 0);
+}
+
+TEST(OmniRun, ToolChoiceNoneGivesNoCallsAndBadToolsAreOneLineErrors) {
+  const fs::path tools = write_file("tools_none", kTools);
+  const RunResult r = run("--model " + kTinyA + " --prompt hi --tools " + tools.string() +
+                          " --tool-choice none --greedy --max-new-tokens 6 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["tool_calls"].size(), 0u);
+  expect_one_line_error(run("--model " + kTinyA + " --prompt hi --tools " + tools.string() + " --tool-choice fly"),
+                        "no tool is named 'fly'");
+  fs::remove(tools);
+  const fs::path bad = write_file("tools_bad", R"([{"function": {"name": "f", "parameters": {"type": "object",
+      "properties": {"when": {"type": "string", "format": "date-time"}}}}}])");
+  expect_one_line_error(run("--model " + kTinyA + " --prompt hi --tools " + bad.string()),
+                        "tools[0].function.parameters.properties.when.format");
+  fs::remove(bad);
+  expect_one_line_error(run("--model " + kTinyA + " --prompt hi --tools /nonexistent/tools.json"),
+                        "--tools: cannot read /nonexistent/tools.json");
+}
+
+TEST(OmniRun, ResponseSchemaGivesJsonValidUnderIt) {
+  const fs::path schema = write_file("schema", R"({"type": "object", "properties": {"answer": {"type": "string",
+      "maxLength": 10}, "confidence": {"type": "number", "minimum": 0, "maximum": 1}}, "required": ["answer", "confidence"]})");
+  const RunResult r = run("--model " + kTinyA + " --prompt 'What is it?' --response-schema " + schema.string() +
+                          " --temperature 1 --seed 2 --max-new-tokens 200 --json");
+  fs::remove(schema);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto v = nlohmann::json::parse(j["text"].get<std::string>());
+  EXPECT_TRUE(v["answer"].is_string());
+  EXPECT_LE(v["answer"].get<std::string>().size(), 40u);
+  EXPECT_GE(v["confidence"].get<double>(), 0.0);
+  EXPECT_LE(v["confidence"].get<double>(), 1.0);
 }

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "omni/errors.h"
-#include "tokenizer/tokenizer.h"
+#include "omni/tokenizer.h"
 #include "tokenizer/utf8.h"
 
 namespace {

@@ -8,17 +8,17 @@
 #include <cmath>
 #include <filesystem>
 
-#include "model/audio_encoder.h"
-#include "golden_util.h"
+#include "audio/io/wav.h"
 #include "audio_input.h"
 #include "backend.h"
+#include "golden_util.h"
 #include "io/checkpoint.h"
-#include "audio/io/wav.h"
-#include "model/mel.h"
 #include "io/model_config.h"
-#include "io/npy.h"
+#include "model/audio_encoder.h"
+#include "model/mel.h"
 #include "model/thinker.h"
 #include "omni/errors.h"
+#include "omni/npy.h"
 
 namespace fs = std::filesystem;
 using namespace omni;

@@ -9,10 +9,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "golden_util.h"
 #include "audio/io/wav.h"
-#include "io/npy.h"
+#include "golden_util.h"
 #include "omni/engine.h"
+#include "omni/npy.h"
 
 namespace {
 

@@ -8,17 +8,16 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-
 #include <nlohmann/json.hpp>
 
+#include "audio/io/wav.h"
 #include "audio_input.h"
 #include "io/checkpoint.h"
-#include "audio/io/wav.h"
-#include "model/code2wav.h"
 #include "io/model_config.h"
-#include "io/npy.h"
-#include "speech.h"
+#include "model/code2wav.h"
 #include "model/thinker.h"
+#include "omni/npy.h"
+#include "speech.h"
 
 namespace omni {
 namespace {

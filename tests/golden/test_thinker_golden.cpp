@@ -5,8 +5,8 @@
 #include <algorithm>
 
 #include "golden_util.h"
-#include "io/npy.h"
 #include "omni/engine.h"
+#include "omni/npy.h"
 
 namespace {
 

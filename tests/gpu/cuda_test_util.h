@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "cuda/cuda_backend.h"
 #include "omni/errors.h"
 
 namespace omni::test {
@@ -22,6 +23,11 @@ class Pair {
   // f32_activations: the CUDA backend's activation precision (make_cuda_backend).
   explicit Pair(bool f32_activations = true)
       : cpu(make_cpu_backend()), gpu(make_cuda_backend(0, f32_activations)), rng(std::random_device{}()) {}
+  // A CUDA backend with the given kernel choices (cuda_tuning.h) instead of the environment's.
+  Pair(bool f32_activations, const cuda::CudaTuning& tuning)
+      : cpu(make_cpu_backend()),
+        gpu(std::make_unique<CudaBackend>(0, f32_activations, tuning)),
+        rng(std::random_device{}()) {}
 
   std::vector<float> random(int64_t n, float scale = 1.f) {
     std::uniform_real_distribution<float> d(-scale, scale);

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "backend.h"
-#include "io/npy.h"
 #include "omni/engine.h"
+#include "omni/npy.h"
 
 namespace {
 

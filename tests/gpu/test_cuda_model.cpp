@@ -276,9 +276,9 @@ DecoderConfig real_widths(int64_t H, int heads, int kv, int E, int k, int I, int
   return c;
 }
 
-// Backend::decoder_layer on a thinker-shaped MoE layer: the CUDA decode row runs the fused paths of
-// cuda_decode_layer.cu (OMNI_CUDA_FUSED_LAYER=2, six kernels, the default, and =1, one persistent
-// kernel), the CPU the separate ops. A prefill of P rows (separate ops on both) fills the cache; then
+// Backend::decoder_layer on a thinker-shaped MoE layer: the CUDA decode row runs the six kernels of
+// cuda_decode_layer.cu (CudaTuning::decode_layer = 2, the default) or the separate ops (= 0), the CPU
+// the separate ops. A prefill of P rows (separate ops on both) fills the cache; then
 // decode steps at growing positions, with and without the previous layer's residual add. Compared:
 // x (residual after attention), normed (post-attention norm, poisoned), branch (the MoE output, which
 // overwrites an unrelated random input).
@@ -322,23 +322,45 @@ void check_decoder_layer(Pair& p_, double tol_prefill, double tol_decode) {
 }
 
 TEST_P(CudaModelPrecision, ThinkerDecoderLayerFused) {
-  // The mode is read when a CUDA backend is made: each mode gets a fresh pair; the variable is
-  // restored afterwards (every test's SetUp makes a new backend, which reads it again).
-  const char* before = std::getenv("OMNI_CUDA_FUSED_LAYER");
-  const std::string saved = before ? before : "";
-  for (const char* mode : {"2", "1"}) {
-    SCOPED_TRACE(std::string("OMNI_CUDA_FUSED_LAYER=") + mode);
-    setenv("OMNI_CUDA_FUSED_LAYER", mode, 1);
-    Pair q(f32());
+  // The mode is fixed when a CUDA backend is made: each mode gets a fresh pair.
+  for (int mode : {2, 0}) {
+    SCOPED_TRACE("CudaTuning::decode_layer = " + std::to_string(mode));
+    cuda::CudaTuning tuning;
+    tuning.decode_layer = mode;
+    Pair q(f32(), tuning);
     check_decoder_layer(q, tol_rows(300), tol_kv());
   }
-  if (before) setenv("OMNI_CUDA_FUSED_LAYER", saved.c_str(), 1);
-  else unsetenv("OMNI_CUDA_FUSED_LAYER");
 }
 
 TEST_P(CudaModelPrecision, ThinkerStack) { run_stack(*p, real_widths(2048, 32, 4, 128, 8, 768, 0, 0, 152064), 40, 4); }
 TEST_P(CudaModelPrecision, TalkerStack) { run_stack(*p, real_widths(1024, 16, 2, 128, 6, 384, 768, 0, 3072), 12, 4); }
 TEST_P(CudaModelPrecision, CodePredictorStack) { run_stack(*p, real_widths(1024, 16, 8, 0, 0, 0, 0, 3072, 2048), 2, 5); }
+
+}  // namespace
+}  // namespace omni::test
+
+namespace omni::test {
+namespace {
+
+// The vision tower's attention (release shapes: 1152 wide, 16 heads of 72, biases): per-row
+// rotary tables instead of a theta, bidirectional inside blocks of one frame's patches.
+TEST_F(CudaModel, VisionAttentionWithRotaryTables) {
+  Attn a = make_attention(*p, 1152, 16, 16, 72, false, true, 0.f);
+  const int rows = 2 * 96;  // two frames of 96 patches
+  auto x = p->act({rows, 1152});
+  auto c = p->act({rows, 36}), s = p->act({rows, 36});
+  auto out = p->out({rows, 1152});
+  AttentionArgs ac, ag;
+  ac.causal = ag.causal = false;
+  ac.block = ag.block = 96;
+  ac.rope_cos = c.c;
+  ac.rope_sin = s.c;
+  ag.rope_cos = c.g;
+  ag.rope_sin = s.g;
+  p->cpu->attention(a.c, x.c, ac, out.c);
+  p->gpu->attention(a.g, x.g, ag, out.g);
+  EXPECT_LT(p->rel_error(out), kTolBf16);
+}
 
 }  // namespace
 }  // namespace omni::test

@@ -35,7 +35,7 @@ for dt in $DTYPES; do
     --device cuda --dtype "$dt" --logits-tol 3e-2 2>&1 | tee $OUT/verify-fw-$dt.txt
   summary+=("full-width $dt: $(tail -1 $OUT/verify-fw-$dt.txt)")
 done
-# Load throughput (issue 5: weights through pinned chunks): the checkpoint was just written, so the page cache is
+# Load throughput (weights through pinned chunks, README.md "Running the real model"): the checkpoint was just written, so the page cache is
 # warm; then again after dropping it, where this host allows that (root, writable /proc/sys).
 for cache in warm cold; do
   if [ $cache = cold ] && ! { sync && echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null; then

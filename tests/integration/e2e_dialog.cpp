@@ -312,8 +312,8 @@ TEST(Dialog, UnknownPortAudioDeviceStopsTheStartWithTheDeviceList) {
   EXPECT_NE(d->log().find("audio.output.device 'no such card'"), std::string::npos) << d->log();
 }
 
-// A dead audio input is no longer fatal: it is rebuilt with backoff while the watchdog keeps being fed
-// (issue 7); tests/integration/e2e_faults.cpp covers it (Faults.FailingAudioInputIsRebuiltWithGrowingBackoff).
+// A dead audio input is not fatal: it is rebuilt with backoff while the watchdog keeps being fed;
+// tests/integration/e2e_faults.cpp covers it (Faults.FailingAudioInputIsRebuiltWithGrowingBackoff).
 
 TEST(Dialog, DeviceErrorInTheEngineExitsForARestart) {
   auto d = start(scripted("step_ms=20,words=20,device_error_at=3"));

@@ -1,4 +1,4 @@
-// Faults survived (issue 7, part 3): the real omnid code (scripted engine where exact timing matters, the
+// Faults survived (docs/reliability.md): the real omnid code (scripted engine where exact timing matters, the
 // tiny model where the engine itself must fail) with broken devices, a GPU error, broken model directories
 // and a full disk. Each test checks what an operator sees: events, STATUS on the notify socket, the log,
 // the exit status.

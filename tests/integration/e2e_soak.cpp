@@ -1,4 +1,4 @@
-// Soak: the real omnid on the tiny model under mixed load from 8 concurrent clients (issue 7, part 5).
+// Soak: the real omnid on the tiny model under mixed load from 8 concurrent clients (docs/reliability.md).
 //
 // Each client is a DEALER with up to 4 requests in flight: ping, status, ask (text, mostly speak:false),
 // cancel, set/listen, and malformed frames (not JSON, no cmd, unknown command, wrong field type, a JSON

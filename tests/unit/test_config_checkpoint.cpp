@@ -184,8 +184,8 @@ TEST(Checkpoint, RejectsGarbageHeaders) {
   EXPECT_THROW(SafetensorsFile::parse_header(file.data(), file.size(), "j"), CheckpointError);  // offsets vs shape
 }
 
-// The vision tower's patch embedding is 5-D; it is validated, listed in the index, and skipped.
-TEST(Checkpoint, SkipsTensorsOfMoreThanFourDimensions) {
+// The vision tower's patch embedding is 5-D; it is indexed with its last dimensions folded.
+TEST(Checkpoint, FoldsDimensionsBeyondFourIntoTheLast) {
   fs::path d = temp_dir("ck5d");
   write_safetensors((d / "model-00001-of-00001.safetensors").string(),
                     {{"a.weight", {2, 3}}, {"thinker.visual.patch_embed.proj.weight", {2, 3, 2, 2, 2}}});
@@ -194,8 +194,9 @@ TEST(Checkpoint, SkipsTensorsOfMoreThanFourDimensions) {
             "thinker.visual.patch_embed.proj.weight": "model-00001-of-00001.safetensors"}})";
   Checkpoint ck(d.string());
   EXPECT_TRUE(ck.contains("a.weight"));
-  EXPECT_FALSE(ck.contains("thinker.visual.patch_embed.proj.weight"));
+  EXPECT_TRUE(ck.contains("thinker.visual.patch_embed.proj.weight"));
   EXPECT_EQ(ck.get("a.weight", {2, 3}).numel(), 6);
-  EXPECT_THROW(ck.get_any("thinker.visual.patch_embed.proj.weight"), CheckpointError);
+  EXPECT_EQ(ck.get("thinker.visual.patch_embed.proj.weight", {2, 3, 2, 4}).numel(), 48);
+  EXPECT_THROW(ck.get("thinker.visual.patch_embed.proj.weight", {2, 3, 2, 2}), CheckpointError);
   fs::remove_all(d);
 }

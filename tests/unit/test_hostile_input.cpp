@@ -1,5 +1,5 @@
-// Regression tests for hostile-input findings (issue 7): each case is an input that once crashed or
-// misbehaved, now refused with an error naming the file and the problem.
+// Hostile inputs (docs/reliability.md): each case is an input that a careless reader crashes or
+// misbehaves on; it must be refused with an error naming the file and the problem.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -28,7 +28,7 @@ std::string error_of(const std::function<void()>& f) {
 
 }  // namespace
 
-// An index whose weight_map is empty used to leave the shard list empty and then read files_[0].
+// An index whose weight_map is empty names no shard: a reader that does not check reads files_[0].
 TEST(HostileInput, CheckpointIndexWithEmptyWeightMapIsRefused) {
   fs::path dir = fs::temp_directory_path() / ("omni_hostile_" + std::to_string(::getpid()));
   fs::remove_all(dir);

@@ -9,9 +9,9 @@
 #include <fstream>
 
 #include "omni/errors.h"
-#include "tokenizer/tokenizer.h"
-#include "tokenizer_fixtures.h"
+#include "omni/tokenizer.h"
 #include "tokenizer/utf8.h"
+#include "tokenizer_fixtures.h"
 
 namespace fs = std::filesystem;
 using namespace omni;

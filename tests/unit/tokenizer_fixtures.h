@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "tokenizer/tokenizer.h"
+#include "omni/tokenizer.h"
 
 namespace omni::testing_fixtures {
 

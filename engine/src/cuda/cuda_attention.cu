@@ -29,6 +29,8 @@ __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(Dec
 // rows' keys/values are written to their slots (bf16).
 struct PrepArgs {
   RopeTable rope;
+  const float* rope_cos;  // [S, hd/2] per-row tables (AttentionArgs::rope_cos), or null
+  const float* rope_sin;
   float* q;
   float* k;
   const float* v;
@@ -58,7 +60,16 @@ __global__ void attention_prep_kernel(PrepArgs a) {
     for (int d = lane; d < a.hd; d += 32) row[d] = bf16_at(nw, d) * (row[d] * inv);
     __syncwarp();
   }
-  if (a.rope.on) {
+  if (a.rope_cos) {
+    const int half = a.hd / 2;
+    for (int i = lane; i < half; i += 32) {
+      const float c = a.rope_cos[int64_t(s) * half + i], sn = a.rope_sin[int64_t(s) * half + i];
+      const float x0 = row[i], x1 = row[i + half];
+      row[i] = x0 * c - x1 * sn;
+      row[i + half] = x1 * c + x0 * sn;
+    }
+    __syncwarp();
+  } else if (a.rope.on) {
     const int half = a.hd / 2;
     for (int i = lane; i < half; i += 32) {
       float c, sn;
@@ -91,9 +102,9 @@ __global__ void attention_prep_kernel(PrepArgs a) {
 // General path, step 2: one block per (16 query rows, q head), 4 warps of 4 rows each; keys in
 // tiles of 32 through shared memory, one key per lane. A warp owns its rows end to end: scores
 // (lane = key), online softmax by warp shuffles (no block barrier), and P.V with lane = output
-// dims (lane, lane+32, ...), each key's probability broadcast by shuffle. fp32 throughout.
-// (The previous version, 32 rows x 16 keys with a 32-thread serial softmax between four block
-// barriers per tile, took 550 us per thinker layer at 512 tokens: 27 ms of a 74 ms prefill.)
+// dims (lane, lane+32, ...), each key's probability broadcast by shuffle. fp32 throughout. No block
+// barrier inside a tile: a block-wide softmax per tile is what made this path slow
+// (docs/performance.md, "History from code comments").
 constexpr int kTq = 16, kTk = 32, kRowsPerWarp = 4, kTileThreads = kTq / kRowsPerWarp * 32, kMaxHd = 128;
 
 // K rows padded to 132 floats: 16-byte aligned, and 8 lanes' float4 reads of 8 different rows
@@ -234,12 +245,12 @@ __global__ void __launch_bounds__(kTileThreads) attention_tile_kernel(TileArgs a
 
 }  // namespace
 
-void launch_attention_decode(const DecodeArgs& a, bool f32_cache, cudaStream_t st) {
+void launch_attention_decode(const DecodeArgs& a, bool f32_cache, const Exec& ex) {
   const dim3 grid(unsigned(a.hkv), kCudaAttnSplits);
-  if (a.hd == 128 && f32_cache) launch(attention_decode_kernel<4, float>, grid, dim3(kDecWarps * kWarp), st, a);
-  else if (a.hd == 128) launch(attention_decode_kernel<4, uint16_t>, grid, dim3(kDecWarps * kWarp), st, a);
-  else if (f32_cache) launch(attention_decode_kernel<2, float>, grid, dim3(kDecWarps * kWarp), st, a);
-  else launch(attention_decode_kernel<2, uint16_t>, grid, dim3(kDecWarps * kWarp), st, a);
+  if (a.hd == 128 && f32_cache) launch(attention_decode_kernel<4, float>, grid, dim3(kDecWarps * kWarp), ex, a);
+  else if (a.hd == 128) launch(attention_decode_kernel<4, uint16_t>, grid, dim3(kDecWarps * kWarp), ex, a);
+  else if (f32_cache) launch(attention_decode_kernel<2, float>, grid, dim3(kDecWarps * kWarp), ex, a);
+  else launch(attention_decode_kernel<2, uint16_t>, grid, dim3(kDecWarps * kWarp), ex, a);
   OMNI_LAUNCHED("attention_decode_kernel");
 }
 
@@ -258,7 +269,7 @@ void CudaBackend::attention(const AttentionWeights& w, const Tensor& x, const At
                 std::to_string(hd) + " is not a valid grouping");
   if (x.dtype != DType::F32 || out.dtype != DType::F32 || x.dim(-1) != w.wq.dim(1))
     throw Error("attention: x " + x.shape_str() + " does not match wq " + w.wq.shape_str());
-  if ((w.rope_theta > 0.f || args.cache) && args.positions.empty())
+  if (((w.rope_theta > 0.f && args.rope_cos.empty()) || args.cache) && args.positions.empty())
     throw Error("attention: positions are required");
   // Caches are bf16 or fp32 (kv_cache_dtype() says which this backend allocates; every path
   // reads either).
@@ -268,7 +279,7 @@ void CudaBackend::attention(const AttentionWeights& w, const Tensor& x, const At
     throw Error("attention: KV cache " + args.cache->k.shape_str() + " " + dtype_name(args.cache->k.dtype) +
                 " is not a bf16/f32 [capacity, " + std::to_string(hkv) + ", " + std::to_string(hd) + "] cache");
   const int G = hq / hkv;
-  const bool fused = x.dim(0) == 1 && args.cache && args.block == 0 &&
+  const bool fused = x.dim(0) == 1 && args.cache && args.block == 0 && args.rope_cos.empty() &&
                      G <= 8 && (hd == 64 || hd == 128) && hq <= kCudaMaxHeads;
   if (fused) attention_decode(w, x, args, out);
   else attention_general(w, x, args, out);
@@ -290,7 +301,7 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
     g.seg[2] = qgemv_segment(w.wv, w.bv, v);
     g.K = int(x.dim(1));
     g.x = x.as<float>();
-    launch_qgemv(w.wq.dtype, g, stream_);
+    launch_qgemv(w.wq.dtype, g, exec_);
   } else {
     GemvArgs g;
     g.nseg = 3;
@@ -299,12 +310,12 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
     g.seg[2] = {w.wv.as<uint16_t>(), opt_bf16(w.bv), v, hkv * hd};
     g.K = int(x.dim(1));
     g.x = x.as<float>();
-    launch_gemv(g, stream_);
+    launch_gemv(g, exec_);
   }
 
   const DecodeArgs a = decode_args(w, *args.cache, args.positions, args.sliding_window, q, k, v, attn_partials_,
                                    counters_, o, flags_);
-  launch_attention_decode(a, args.cache->k.dtype == DType::F32, stream_);
+  launch_attention_decode(a, args.cache->k.dtype == DType::F32, exec_);
   linear_rows(o, 1, w.wo, w.bo, out.as<float>(), Activation::None);
 }
 
@@ -325,11 +336,18 @@ void CudaBackend::attention_general(const AttentionWeights& w, const Tensor& x, 
   linear_rows(x.as<float>(), S, w.wq, w.bq, q, Activation::None, false, xc);
   linear_rows(x.as<float>(), S, w.wk, w.bk, k, Activation::None, false, xc);
   linear_rows(x.as<float>(), S, w.wv, w.bv, v, Activation::None, false, xc);
-  PrepArgs p{rope_table(w.rope_theta, hd), q, k, v, opt_bf16(w.q_norm), opt_bf16(w.k_norm), w.norm_eps,
+  const bool table = !args.rope_cos.empty();
+  if (table && (args.rope_cos.dtype != DType::F32 || args.rope_sin.dtype != DType::F32 || !args.rope_cos.on_device ||
+                !args.rope_sin.on_device || args.rope_cos.numel() != S * (hd / 2) ||
+                args.rope_sin.numel() != S * (hd / 2)))
+    throw Error("attention: rotary tables " + args.rope_cos.shape_str() + " / " + args.rope_sin.shape_str() +
+                " are not F32 CUDA tensors [" + std::to_string(S) + ", " + std::to_string(hd / 2) + "]");
+  PrepArgs p{rope_table(table ? 0.f : w.rope_theta, hd), table ? args.rope_cos.as<float>() : nullptr,
+             table ? args.rope_sin.as<float>() : nullptr, q, k, v, opt_bf16(w.q_norm), opt_bf16(w.k_norm), w.norm_eps,
              args.positions.empty() ? nullptr : args.positions.as<int32_t>(), hq, hkv, hd,
              args.cache ? args.cache->k.data : nullptr, args.cache ? args.cache->v.data : nullptr,
              args.cache && args.cache->k.dtype == DType::F32, args.cache ? int(args.cache->capacity()) : 0, flags_};
-  if (S > 0 && (p.q_norm || p.k_norm || p.rope.on || p.kc)) {
+  if (S > 0 && (p.q_norm || p.k_norm || p.rope.on || p.rope_cos || p.kc)) {
     attention_prep_kernel<<<dim3(unsigned(S), unsigned(hq + hkv)), 32, 0, stream_>>>(p);
     OMNI_LAUNCHED("attention_prep_kernel");
   }
@@ -350,7 +368,7 @@ void CudaBackend::attention_general(const AttentionWeights& w, const Tensor& x, 
   t.block = args.block;
   t.scale = 1.f / std::sqrt(float(hd));
   t.out = o;
-  if (S > 0 && props_.major >= 8 && attention_mma_fits(hd) && !attn_mma_disabled_) {
+  if (S > 0 && props_.major >= 8 && attention_mma_fits(hd) && exec_.tuning.attn_mma) {
     launch_attention_mma(t, f32_activations_, stream_);
   } else if (S > 0) {
     attention_tile_kernel<<<dim3(unsigned((S + kTq - 1) / kTq), unsigned(hq)), kTileThreads, 0, stream_>>>(t);

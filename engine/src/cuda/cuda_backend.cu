@@ -46,6 +46,21 @@ __global__ void embed_kernel(const uint16_t* table, const int32_t* ids, int64_t 
     out[s * hidden + i] = ok ? bf16_at(table, int64_t(id) * hidden + i) : 0.f;
 }
 
+// One block per row: out[s] = sum_k w[s, k] * table[ids[s, k]] in fp32, k in order.
+__global__ void embed_weighted_kernel(const uint16_t* table, const int32_t* ids, const float* w, int taps,
+                                      int64_t rows_in_table, int64_t hidden, float* out, int* flags) {
+  const int s = blockIdx.x;
+  bool ok = true;
+  for (int k = 0; k < taps; ++k) ok = ok && ids[s * taps + k] >= 0 && ids[s * taps + k] < rows_in_table;
+  if (!ok && threadIdx.x == 0) atomicOr(flags, kFlagBadToken);
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+    float acc = 0.f;
+    for (int k = 0; k < taps && ok; ++k)
+      acc += w[s * taps + k] * bf16_at(table, int64_t(ids[s * taps + k]) * hidden + i);
+    out[s * hidden + i] = acc;
+  }
+}
+
 // One block per row. With `branch`, x += branch is written back first (add_rms_norm).
 __global__ void rms_norm_kernel(float* x, const float* branch, const uint16_t* w, int cols, float eps, float* out) {
   __shared__ float red[32];
@@ -106,7 +121,8 @@ void require_bf16(const Tensor& t, const char* op, const char* what) {
 
 }  // namespace
 
-CudaBackend::CudaBackend(int device_index, bool f32_activations, size_t scratch_bytes)
+CudaBackend::CudaBackend(int device_index, bool f32_activations, const cuda::CudaTuning& tuning,
+                         size_t scratch_bytes)
     : device_(device_index), f32_activations_(f32_activations) {
   int count = 0;
   OMNI_CUDA(cudaGetDeviceCount(&count));
@@ -115,46 +131,11 @@ CudaBackend::CudaBackend(int device_index, bool f32_activations, size_t scratch_
                       " found)");
   OMNI_CUDA(cudaSetDevice(device_));
   OMNI_CUDA(cudaGetDeviceProperties(&props_, device_));
-  // Programmatic dependent launch needs compute capability 9.0 (Hopper, Thor); OMNI_CUDA_PDL=0
-  // turns it off (for A/B timing).
-  const char* pdl_env = std::getenv("OMNI_CUDA_PDL");
-  cuda::g_use_pdl = props_.major >= 9 && !(pdl_env && std::string(pdl_env) == "0");
-  // Decode-kernel variants, for A/B timing in one run: OMNI_CUDA_GEMV_HOIST=0 (GEMV weights only
-  // prefetched to L2 before pdl_wait, not loaded) or 4 (hoisted, <= 64 registers), default 5;
-  // OMNI_CUDA_GATEUP_MINB=2 (gate and up rows on one warp, 2 blocks per SM: the kernel before
-  // 2026-11-26's split one) or 3 (the same capped at 80 registers); OMNI_CUDA_DOWN_MINB=6|8.
-  const char* hoist_env = std::getenv("OMNI_CUDA_GEMV_HOIST");
-  const std::string hoist = hoist_env ? hoist_env : "";
-  cuda::g_gemv_hoist = hoist == "0" ? 0 : hoist == "4" ? 4 : 5;
-  const char* minb_env = std::getenv("OMNI_CUDA_GATEUP_MINB");
-  cuda::g_gateup_min_blocks = minb_env && std::string(minb_env) == "3" ? 3 : minb_env && std::string(minb_env) == "2" ? 2 : 4;
-  const char* wide_env = std::getenv("OMNI_CUDA_GEMV_WIDE");
-  cuda::g_gemv_wide = !(wide_env && std::string(wide_env) == "0");
-  const char* rh_env = std::getenv("OMNI_CUDA_ROUTER_HOIST");
-  cuda::g_router_hoist = !(rh_env && std::string(rh_env) == "0");
-  const char* down_env = std::getenv("OMNI_CUDA_DOWN_MINB");  // 6 or 8 blocks per SM (A/B)
-  cuda::g_down_min_blocks = down_env ? std::atoi(down_env) : 1;
-  // Expert down rows per block (1, 2, default 4) and q/k/v rows per warp (1, default 2), for A/B.
-  const char* down_rows_env = std::getenv("OMNI_CUDA_DOWN_ROWS");
-  cuda::g_down_rows = down_rows_env ? std::atoi(down_rows_env) : 4;
-  const char* qkv_rows_env = std::getenv("OMNI_CUDA_QKV_ROWS");
-  cuda::g_qkv_rows = qkv_rows_env && std::string(qkv_rows_env) == "1" ? 1 : 2;
-  const char* fused_env = std::getenv("OMNI_CUDA_FUSED_LAYER");
-  cuda::g_fused_layer = fused_env ? std::atoi(fused_env) : cuda::kFusedLayerDefault;
-  const char* opt_env = std::getenv("OMNI_CUDA_FUSED_OPT");
-  cuda::g_fused_opt = opt_env ? std::atoi(opt_env) : cuda::kFusedOptDefault;
-  const char* qkvb_env = std::getenv("OMNI_CUDA_QKVNORM_MINB");
-  cuda::g_qkv_norm_min_blocks = qkvb_env && std::string(qkvb_env) == "5" ? 5 : 4;
-  const char* prof_env = std::getenv("OMNI_CUDA_LAYER_PROFILE");
-  const bool layer_profile = prof_env && std::string(prof_env) == "1";
-  const char* tc_env = std::getenv("OMNI_CUDA_MOE_TC");
-  tc_disabled_ = tc_env && std::string(tc_env) == "0";
-  // OMNI_CUDA_MOE_MMA=0: MoE prefill on the WMMA kernel (cuda_moe_tc.cu) instead of cuda_moe_mma.cu (A/B).
-  const char* moe_mma_env = std::getenv("OMNI_CUDA_MOE_MMA");
-  moe_mma_disabled_ = moe_mma_env && std::string(moe_mma_env) == "0";
-  const char* attn_env = std::getenv("OMNI_CUDA_ATTN_MMA");
-  attn_mma_disabled_ = attn_env && std::string(attn_env) == "0";
   OMNI_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  exec_.stream = stream_;
+  exec_.tuning = tuning;
+  // Programmatic dependent launch needs compute capability 9.0 (Hopper, Thor).
+  exec_.tuning.pdl = tuning.pdl && props_.major >= 9;
   OMNI_CUBLAS(cublasCreate(&cublas_));
   OMNI_CUBLAS(cublasSetStream(cublas_, stream_));
   // A fixed cuBLAS workspace so that GEMMs never allocate.
@@ -171,7 +152,6 @@ CudaBackend::CudaBackend(int device_index, bool f32_activations, size_t scratch_
   topk_w_ = static_cast<float*>(arena_alloc(sizeof(float) * kCudaMaxTopK));
   topk_ptrs_ = static_cast<const void**>(arena_alloc(sizeof(void*) * 3 * kCudaMaxTopK));
   flags_ = static_cast<int*>(arena_alloc(sizeof(int) * 4));
-  if (layer_profile) layer_prof_ = arena_alloc(sizeof(uint64_t) * 24);
   sample_out_ = static_cast<int32_t*>(arena_alloc(sizeof(int32_t) * 4));
   history_ = static_cast<int32_t*>(arena_alloc(sizeof(int32_t) * kCudaMaxHistory));
   sample_keys_ = static_cast<float*>(arena_alloc(sizeof(float) * kCudaMaxVocab));
@@ -191,7 +171,6 @@ CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
   staging_.reset();  // before the stream its events were recorded on
   staging_device_.reset();
-  report_layer_profile();
   for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
   if (cublas_) cublasDestroy(cublas_);
   if (sample_host_) cudaFreeHost(sample_host_);
@@ -323,6 +302,23 @@ void CudaBackend::embed(const Tensor& table, const Tensor& ids, const Tensor& ou
   OMNI_LAUNCHED("embed_kernel");
 }
 
+void CudaBackend::embed_weighted(const Tensor& table, const Tensor& ids, const Tensor& weights, const Tensor& out) {
+  require_bf16(table, "embed_weighted", "table");
+  require_f32(out, "embed_weighted", "out");
+  require_f32(weights, "embed_weighted", "weights");
+  if (ids.dtype != DType::I32 || !ids.on_device || ids.ndim != 2)
+    throw Error("embed_weighted: ids must be an I32 CUDA tensor [rows, taps]");
+  if (weights.ndim != 2 || weights.dim(0) != ids.dim(0) || weights.dim(1) != ids.dim(1) ||
+      out.numel() != ids.dim(0) * table.dim(1))
+    throw Error("embed_weighted: ids " + ids.shape_str() + ", weights " + weights.shape_str() + ", table " +
+                table.shape_str() + " and out " + out.shape_str() + " do not fit together");
+  if (ids.dim(0) == 0) return;
+  embed_weighted_kernel<<<int(ids.dim(0)), 256, 0, stream_>>>(table.as<uint16_t>(), ids.as<int32_t>(),
+                                                              weights.as<float>(), int(ids.dim(1)), table.dim(0),
+                                                              table.dim(1), out.as<float>(), flags_);
+  OMNI_LAUNCHED("embed_weighted_kernel");
+}
+
 void CudaBackend::rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) {
   require_f32(x, "rms_norm", "x");
   require_f32(out, "rms_norm", "out");
@@ -331,7 +327,7 @@ void CudaBackend::rms_norm(const Tensor& x, const Tensor& w, float eps, const Te
   if (rows * cols != x.numel() || out.numel() != x.numel())
     throw Error("rms_norm: x " + x.shape_str() + " vs weight " + w.shape_str() + " vs out " + out.shape_str());
   if (rows == 0) return;
-  launch(rms_norm_kernel, dim3(unsigned(rows)), dim3(512), stream_, x.as<float>(), static_cast<const float*>(nullptr),
+  launch(rms_norm_kernel, dim3(unsigned(rows)), dim3(512), exec_, x.as<float>(), static_cast<const float*>(nullptr),
          w.as<uint16_t>(), int(cols), eps, out.as<float>());
   OMNI_LAUNCHED("rms_norm_kernel");
 }
@@ -345,7 +341,7 @@ void CudaBackend::add_rms_norm(const Tensor& x, const Tensor& branch, const Tens
   if (rows * cols != x.numel() || out.numel() != x.numel() || branch.numel() != x.numel())
     throw Error("add_rms_norm: x " + x.shape_str() + ", branch " + branch.shape_str() + ", weight " + w.shape_str());
   if (rows == 0) return;
-  launch(rms_norm_kernel, dim3(unsigned(rows)), dim3(512), stream_, x.as<float>(), branch.as<float>(),
+  launch(rms_norm_kernel, dim3(unsigned(rows)), dim3(512), exec_, x.as<float>(), branch.as<float>(),
          w.as<uint16_t>(), int(cols), eps, out.as<float>());
   OMNI_LAUNCHED("rms_norm_kernel(add)");
 }
@@ -390,7 +386,7 @@ void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
 }
 
 std::unique_ptr<Backend> make_cuda_backend(int device_index, bool f32_activations) {
-  return std::make_unique<CudaBackend>(device_index, f32_activations);
+  return std::make_unique<CudaBackend>(device_index, f32_activations, cuda::CudaTuning::from_env());
 }
 
 bool cuda_backend_available() {

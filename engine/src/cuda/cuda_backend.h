@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "cuda/cuda_tuning.h"
 #include "omni/errors.h"
 
 namespace omni {
@@ -33,13 +34,15 @@ struct CudaMoeLayout {
   int experts = 0, inter = 0, hidden = 0;
   DType format = DType::BF16;     // Q8/Q4: quantized experts (cuda_quant.cu)
   const void** scales = nullptr;  // device [E][3]: their scales
-  void* decode_counters = nullptr;  // device, kCudaLayerCounterBytes: the fused decode layer's tickets (zeroed)
+  void* decode_counters = nullptr;  // device, kCudaLayerCounterBytes: decoder_layer's counters (zeroed)
 };
 
 class CudaBackend : public Backend {
  public:
-  // f32_activations: see make_cuda_backend (backend.h).
-  explicit CudaBackend(int device_index, bool f32_activations = true, size_t scratch_bytes = size_t(256) << 20);
+  // f32_activations: see make_cuda_backend (backend.h). tuning: the kernel choices (make_cuda_backend reads
+  // them from the environment); pdl is cleared on devices below compute capability 9.0.
+  CudaBackend(int device_index, bool f32_activations, const cuda::CudaTuning& tuning,
+              size_t scratch_bytes = size_t(256) << 20);
   ~CudaBackend() override;
   std::string name() const override { return "cuda"; }
 
@@ -61,6 +64,7 @@ class CudaBackend : public Backend {
   void synchronize() override;
 
   void embed(const Tensor& table, const Tensor& ids, const Tensor& out) override;
+  void embed_weighted(const Tensor& table, const Tensor& ids, const Tensor& weights, const Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
   void add_rms_norm(const Tensor& x, const Tensor& branch, const Tensor& w, float eps, const Tensor& out) override;
   void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, const Tensor& out) override;
@@ -70,8 +74,8 @@ class CudaBackend : public Backend {
   void attention(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args, const Tensor& out) override;
   void mlp(const MlpWeights& w, const Tensor& x, const Tensor& out) override;
   void moe(const MoeWeights& w, const Tensor& x, const Tensor& out) override;
-  // One decode row of a MoE layer as six kernels (cuda_decode_layer.cu; OMNI_CUDA_FUSED_LAYER=1: one
-  // persistent kernel); the default ops otherwise, or with OMNI_CUDA_FUSED_LAYER=0.
+  // One decode row of a MoE layer as six kernels (cuda_decode_layer.cu); the default ops otherwise, or with
+  // CudaTuning::decode_layer = 0.
   void decoder_layer(const DecoderLayerWeights& L, float eps, const Tensor& x, const Tensor& branch, bool add_branch,
                      const AttentionArgs& args, const Tensor& normed) override;
   int32_t sample(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history,
@@ -95,6 +99,7 @@ class CudaBackend : public Backend {
   void replay(int graph_id) override;
 
   cudaStream_t stream() const { return stream_; }
+  const cuda::CudaTuning& tuning() const { return exec_.tuning; }
   const cudaDeviceProp& props() const { return props_; }
   // Bytes of weights held on the device (all arenas).
   size_t weight_bytes() const { return weight_bytes_; }
@@ -125,10 +130,6 @@ class CudaBackend : public Backend {
   void moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out);
   void moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out);
   void shared_expert(const MoeWeights& w, const Tensor& x, const Tensor& out);
-  // OMNI_CUDA_LAYER_PROFILE=1: stage times of every eager decoder_layer launch, averaged and
-  // printed to stderr when the backend is destroyed.
-  void record_layer_profile();
-  void report_layer_profile() const;
 
   // Quantized weights (cuda_quant.cu).
   // Device bf16 [N, K] -> Q8/Q4 rows and scales (quant.h), on the stream.
@@ -153,9 +154,7 @@ class CudaBackend : public Backend {
   cublasHandle_t cublas_ = nullptr;
   bool capturing_ = false;
   bool f32_activations_ = true;  // fp32 KV cache + hi/lo-split GEMM inputs (make_cuda_backend)
-  bool tc_disabled_ = false;  // OMNI_CUDA_MOE_TC=0: MoE prefill on the fp32 FMA kernel (A/B timing)
-  bool moe_mma_disabled_ = false;  // OMNI_CUDA_MOE_MMA=0: MoE prefill on the WMMA kernel (A/B timing)
-  bool attn_mma_disabled_ = false;  // OMNI_CUDA_ATTN_MMA=0: prefill attention on the fp32 tile kernel (A/B)
+  cuda::Exec exec_;  // stream_ and the tuning, for the kernel launchers
 
   std::vector<void*> blocks_;  // every cudaMalloc made, freed at destruction
   char* arena_cur_ = nullptr;
@@ -187,10 +186,6 @@ class CudaBackend : public Backend {
   void* sort_temp_ = nullptr;
   size_t sort_temp_bytes_ = 0;
 
-  void* layer_prof_ = nullptr;  // device [6][4] u64 when OMNI_CUDA_LAYER_PROFILE=1
-  std::vector<double> layer_prof_sum_;
-  int layer_prof_launches_ = 0;
-
   std::vector<cudaGraphExec_t> graphs_;
   cudaGraph_t pending_graph_ = nullptr;
 
@@ -209,6 +204,6 @@ constexpr int kCudaMaxHeads = 64;              // decode attention: q heads
 constexpr int kCudaMaxHeadDim = 256;
 constexpr int kCudaMaxTopK = 16;
 constexpr int kCudaMaxExperts = 1024;
-constexpr size_t kCudaLayerCounterBytes = 2048;  // per MoE layer: the fused decode kernel's counters
+constexpr size_t kCudaLayerCounterBytes = 2048;  // per MoE layer: decoder_layer's counters
 
 }  // namespace omni

@@ -1,6 +1,6 @@
-// Device pieces of the decode step shared by the standalone decode kernels and the fused
-// decoder-layer kernel (cuda_decode_layer.cu): decode attention as a work item (kv head, split)
-// and the router's softmax + top-k selection. Each runs on one block of kDecWarps warps.
+// Device pieces of the decode step shared by the standalone decode kernels and decoder_layer's
+// kernels (cuda_decode_layer.cu): decode attention as a work item (kv head, split) and the router's
+// softmax + top-k selection. Each runs on one block of kDecWarps warps.
 #pragma once
 #include <cmath>
 
@@ -9,6 +9,8 @@
 
 namespace omni {
 namespace cuda {
+
+struct Exec;  // cuda_tuning.h
 
 constexpr int kDecWarps = 8;
 constexpr int kDecMaxG = 8;    // q heads per kv head on the fused path
@@ -83,7 +85,7 @@ __device__ __forceinline__ float cache_store(uint16_t* p, int t, float v) {
 }
 __device__ __forceinline__ float cache_store(float* p, int t, float v) { return p[t] = v; }
 
-// Shared memory of one attention work item (also reused by the fused layer kernel's other stages).
+// Shared memory of one attention work item.
 // Keys are processed in tiles of kDecTile: their K and V rows (as fp32) are staged here once and
 // read by every q-head warp of the kv head.
 constexpr int kDecTile = 32;
@@ -373,7 +375,7 @@ __device__ __forceinline__ void router_select(const float* logits, int E, int k,
 
 // The standalone decode attention kernel over grid (hkv, kCudaAttnSplits) (cuda_attention.cu), for a
 // bf16 or an fp32 (f32_cache) KV cache.
-void launch_attention_decode(const DecodeArgs& a, bool f32_cache, cudaStream_t stream);
+void launch_attention_decode(const DecodeArgs& a, bool f32_cache, const Exec& ex);
 
 // inv_freq[i] = 1 / theta^(2i/d) in float32, as the CPU reference computes it (host side).
 inline RopeTable rope_table(float theta, int hd) {

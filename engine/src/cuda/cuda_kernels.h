@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "cuda/cuda_tuning.h"
 #include "omni/errors.h"
 
 namespace omni {
@@ -13,40 +14,20 @@ void cuda_check(cudaError_t err, const char* what);
 
 namespace cuda {
 
-// Whether kernels are launched with programmatic dependent launch (set by the backend: on for
-// compute capability >= 9.0 unless OMNI_CUDA_PDL=0).
-extern bool g_use_pdl;
-extern int g_gemv_hoist;  // OMNI_CUDA_GEMV_HOIST: 0 off, 4 or 5 (blocks per SM) for decode GEMVs
-extern bool g_gemv_wide;    // OMNI_CUDA_GEMV_WIDE=0: no whole-row (16 chunks) hoist for K >= 4096
-extern bool g_router_hoist;  // OMNI_CUDA_ROUTER_HOIST=0: router rows only prefetched before the wait
-extern int g_gateup_min_blocks;  // OMNI_CUDA_GATEUP_MINB: 4 (default: gate and up rows on separate warps, H = 2048), 2 or 3 (one warp per row pair, ~90 / <= 80 registers)
-extern int g_down_min_blocks;
-extern int g_down_rows;  // OMNI_CUDA_DOWN_ROWS: expert down rows per block, 1, 2 or 4 (default)
-extern int g_qkv_rows;   // OMNI_CUDA_QKV_ROWS: q/k/v rows per warp in mode 2, 1 or 2 (default; 3 blocks per SM)
-// OMNI_CUDA_FUSED_LAYER: how decoder_layer runs a thinker decode row (A/B): 0 the eight kernels of
-// runs 1-10, 1 one persistent kernel, 2 six kernels (the residual add + RMSNorm folded into the q/k/v
-// GEMV and into the router).
-extern int g_fused_layer;
-constexpr int kFusedLayerDefault = 2;
-extern int g_fused_opt;          // OMNI_CUDA_FUSED_OPT: bits of the persistent kernel's options (A/B)
-constexpr int kFusedOptDefault = 1;
-extern int g_qkv_norm_min_blocks;  // OMNI_CUDA_QKVNORM_MINB: 4 (default) or 5 blocks per SM (mode 2's q/k/v kernel)
-extern int g_fused_opt;          // OMNI_CUDA_FUSED_OPT: bits of the fused layer kernel's options (A/B)    // OMNI_CUDA_DOWN_MINB: 1 (default, 44 registers: 5 blocks/SM), 6 or 8
-
-// Launches `kernel` on `stream`, with the programmatic-serialization attribute when enabled.
+// Launches `kernel` on ex.stream, with the programmatic-serialization attribute when ex.tuning.pdl.
 // Kernels launched this way must call pdl_wait() before reading what earlier kernels wrote.
 template <typename... KArgs, typename... Args>
-void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t stream, Args&&... args) {
+void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, const Exec& ex, Args&&... args) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = 0;
-  cfg.stream = stream;
+  cfg.stream = ex.stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = g_use_pdl ? 1 : 0;
+  cfg.numAttrs = ex.tuning.pdl ? 1 : 0;
   cuda_check(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...), "cudaLaunchKernelEx");
 }
 
@@ -69,10 +50,10 @@ struct GemvArgs {
   bool prefetch = false;  // set by launch_gemv: small matrices are pulled toward L2 before pdl_wait
 };
 constexpr int kGemvMaxRows = 8;
-void launch_gemv(const GemvArgs& a, cudaStream_t stream);
+void launch_gemv(const GemvArgs& a, const Exec& ex);
 
 // Any-K fallback (K % 8 != 0 or unaligned): one warp per (row, output), scalar loads.
-void launch_gemv_scalar(const GemvArgs& a, cudaStream_t stream);
+void launch_gemv_scalar(const GemvArgs& a, const Exec& ex);
 
 // fp32-input GEMM for more than 8 rows where activations stay fp32 (cuda_gemm_f32.cu): out[s][n] =
 // act(x[s] . W[n] + bias[n]) (act: 0 none, 1 SiLU, 2 GELU); fits: K % 4 == 0, x 16-B and W 8-B aligned.
@@ -104,7 +85,7 @@ void launch_to_bf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stre
 // gate/up/down addresses in ptrs [k][3], ids in sel, weights in selw), then
 // out = sum_j selw_j down_j act_j. Two kernels.
 void launch_experts_decode(const void* const* ptrs, const void* const* table, const int* sel, const float* selw,
-                           int k, int H, int I, const float* x, float* act, float* out, cudaStream_t stream);
+                           int k, int H, int I, const float* x, float* act, float* out, const Exec& ex);
 
 }  // namespace cuda
 }  // namespace omni

@@ -135,21 +135,22 @@ __global__ void gemv_scalar_kernel(GemvArgs a) {
 }
 
 template <int U>
-void launch_u(const GemvArgs& a, int blocks, cudaStream_t st) {
+void launch_u(const GemvArgs& a, int blocks, const Exec& ex) {
   const int threads = kGemvWarps * kWarp;
   const int R = a.rows == 1 ? 1 : a.rows == 2 ? 2 : a.rows <= 4 ? 4 : 8;
   const dim3 grid(unsigned(blocks), unsigned((a.rows + R - 1) / R));
   // A K >= 4096 matrix of <= 2048 rows (the thinker's o_proj: 256 blocks, <= 2 per SM) can hold its
   // whole row in registers before the wait: 16 chunks per lane, 2 blocks per SM (<= 128 registers).
   const int total = a.seg[0].n + (a.nseg > 1 ? a.seg[1].n : 0) + (a.nseg > 2 ? a.seg[2].n : 0);
-  if (R == 1 && g_gemv_hoist > 0 && g_gemv_wide && a.K >= 4096 && total <= 2048)
-    launch(gemv_hoist_kernel<16, 2>, grid, dim3(threads), st, a);
-  else if (R == 1 && g_gemv_hoist == 5) launch(gemv_hoist_kernel<U, 5>, grid, dim3(threads), st, a);
-  else if (R == 1 && g_gemv_hoist == 4) launch(gemv_hoist_kernel<U, 4>, grid, dim3(threads), st, a);
-  else if (R == 1) launch(gemv_kernel<U, 1>, grid, dim3(threads), st, a);
-  else if (R == 2) launch(gemv_kernel<U, 2>, grid, dim3(threads), st, a);
-  else if (R == 4) launch(gemv_kernel<U, 4>, grid, dim3(threads), st, a);
-  else launch(gemv_kernel<U, 8>, grid, dim3(threads), st, a);
+  const CudaTuning& t = ex.tuning;
+  if (R == 1 && t.gemv_hoist > 0 && t.gemv_wide && a.K >= 4096 && total <= 2048)
+    launch(gemv_hoist_kernel<16, 2>, grid, dim3(threads), ex, a);
+  else if (R == 1 && t.gemv_hoist == 5) launch(gemv_hoist_kernel<U, 5>, grid, dim3(threads), ex, a);
+  else if (R == 1 && t.gemv_hoist == 4) launch(gemv_hoist_kernel<U, 4>, grid, dim3(threads), ex, a);
+  else if (R == 1) launch(gemv_kernel<U, 1>, grid, dim3(threads), ex, a);
+  else if (R == 2) launch(gemv_kernel<U, 2>, grid, dim3(threads), ex, a);
+  else if (R == 4) launch(gemv_kernel<U, 4>, grid, dim3(threads), ex, a);
+  else launch(gemv_kernel<U, 8>, grid, dim3(threads), ex, a);
 }
 
 __global__ void bias_act_kernel(float* y, const uint16_t* bias, int64_t rows, int n, int act) {
@@ -160,15 +161,7 @@ __global__ void bias_act_kernel(float* y, const uint16_t* bias, int64_t rows, in
 
 }  // namespace
 
-bool g_use_pdl = false;
-int g_gemv_hoist = 5;
-bool g_gemv_wide = true;
-bool g_router_hoist = true;
-int g_gateup_min_blocks = 4;
-int g_down_min_blocks = 1;
-int g_down_rows = 4;
-
-void launch_gemv(const GemvArgs& args, cudaStream_t st) {
+void launch_gemv(const GemvArgs& args, const Exec& ex) {
   int total = 0;
   for (int s = 0; s < args.nseg; ++s) total += args.seg[s].n;
   if (total == 0) return;
@@ -179,17 +172,17 @@ void launch_gemv(const GemvArgs& args, cudaStream_t st) {
   const int blocks = (total + kGemvWarps - 1) / kGemvWarps;
   bool aligned = a.K % 8 == 0 && (reinterpret_cast<uintptr_t>(a.x) & 15) == 0;
   for (int s = 0; s < a.nseg; ++s) aligned = aligned && (reinterpret_cast<uintptr_t>(a.seg[s].w) & 15) == 0;
-  if (!aligned) return launch_gemv_scalar(a, st);
+  if (!aligned) return launch_gemv_scalar(a, ex);
   // Enough 16-byte loads per lane in flight to cover DRAM latency: a whole 2048-wide row.
-  if (a.K >= 1024) launch_u<8>(a, blocks, st);
-  else launch_u<4>(a, blocks, st);
+  if (a.K >= 1024) launch_u<8>(a, blocks, ex);
+  else launch_u<4>(a, blocks, ex);
   OMNI_LAUNCHED("gemv_kernel");
 }
 
-void launch_gemv_scalar(const GemvArgs& a, cudaStream_t st) {
+void launch_gemv_scalar(const GemvArgs& a, const Exec& ex) {
   int total = 0;
   for (int s = 0; s < a.nseg; ++s) total += a.seg[s].n;
-  launch(gemv_scalar_kernel, dim3((total + kGemvWarps - 1) / kGemvWarps), dim3(kGemvWarps * kWarp), st, a);
+  launch(gemv_scalar_kernel, dim3((total + kGemvWarps - 1) / kGemvWarps), dim3(kGemvWarps * kWarp), ex, a);
   OMNI_LAUNCHED("gemv_scalar_kernel");
 }
 
@@ -238,7 +231,7 @@ void CudaBackend::linear_rows(const float* x, int64_t rows, const Tensor& w, con
   if (is_quantized(w.dtype)) return linear_rows_quant(x, rows, w, bias, out, act, fp32_inputs);
   const int64_t N = w.dim(0), K = w.row_numel();
   if (rows == 0 || N == 0) return;
-  const int a = act == Activation::SiLU ? 1 : act == Activation::GELU ? 2 : 0;
+  const int a = act == Activation::SiLU ? 1 : act == Activation::GELU ? 2 : act == Activation::GELUTanh ? 3 : 0;
   const bool cublas = linear_uses_gemm(rows, w, fp32_inputs);
   if (!cublas && rows > kGemvMaxRows && gemm_f32_fits(rows, K, x, w.as<uint16_t>())) {
     launch_gemm_f32(x, w.as<uint16_t>(), bias.empty() ? nullptr : bias.as<uint16_t>(), out, int(rows), int(N), int(K),
@@ -252,7 +245,7 @@ void CudaBackend::linear_rows(const float* x, int64_t rows, const Tensor& w, con
     g.rows = int(rows);
     g.x = x;
     g.act = a;
-    launch_gemv(g, stream_);
+    launch_gemv(g, exec_);
     return;
   }
   Tensor xt(const_cast<float*>(x), DType::F32, {rows, K}, true), ot(out, DType::F32, {rows, N}, true);

@@ -160,11 +160,6 @@ __device__ __forceinline__ void gateup_body(const ExpertSet& s, const float* x, 
 __global__ void __launch_bounds__(kWarps * kWarp) gateup_kernel(ExpertSet s, const float* x, float* act) {
   gateup_body(s, x, act);
 }
-// Variant capped for MinBlocks per SM (3: <= 80 registers, some spills), for A/B timing.
-template <int MinBlocks>
-__global__ void __launch_bounds__(kWarps * kWarp, MinBlocks) gateup_occ_kernel(ExpertSet s, const float* x, float* act) {
-  gateup_body(s, x, act);
-}
 
 // Gate and up rows on different warps (H = 2048: one 4 KB row, 8 chunks per lane, per warp): warp w
 // of a block computes row (w & 3) of the block's four (expert, i) pairs of matrix w >> 2; the pair's
@@ -198,13 +193,12 @@ __global__ void __launch_bounds__(kWarps * kWarp, 4) gateup_split_kernel(ExpertS
   }
 }
 
-void launch_gateup(dim3 grid, cudaStream_t st, const ExpertSet& s, const float* x, float* act) {
-  if (g_gateup_min_blocks == 4 && s.H == 2048) {
+void launch_gateup(dim3 grid, const Exec& ex, const ExpertSet& s, const float* x, float* act) {
+  if (ex.tuning.gateup_split && s.H == 2048) {
     const unsigned blocks = unsigned((int64_t(s.count) * s.I + kWarps / 2 - 1) / (kWarps / 2));
-    return launch(gateup_split_kernel, dim3(blocks), dim3(kWarps * kWarp), st, s, x, act);
+    return launch(gateup_split_kernel, dim3(blocks), dim3(kWarps * kWarp), ex, s, x, act);
   }
-  if (g_gateup_min_blocks == 3) launch(gateup_occ_kernel<3>, grid, dim3(kWarps * kWarp), st, s, x, act);
-  else launch(gateup_kernel, grid, dim3(kWarps * kWarp), st, s, x, act);
+  launch(gateup_kernel, grid, dim3(kWarps * kWarp), ex, s, x, act);
 }
 
 // out[h] = sum_j w_j * (down_j act_j)[h]: warps of a block split (row, expert) pairs; the
@@ -235,12 +229,6 @@ __device__ __forceinline__ void down_body(const ExpertSet& s, const float* act, 
 }
 // ptxas takes 44 registers: 5 blocks per SM, the 2048 blocks of a thinker layer in ~3.1 waves.
 __global__ void __launch_bounds__(kWarps * kWarp) down_kernel(ExpertSet s, const float* act, float* out) {
-  __shared__ float part[kWarps];
-  down_body(s, act, out, part);
-}
-// Variant capped for MinBlocks per SM (6: <= 40 registers, 8: <= 32; small spills), for A/B timing.
-template <int MinBlocks>
-__global__ void __launch_bounds__(kWarps * kWarp, MinBlocks) down_occ_kernel(ExpertSet s, const float* act, float* out) {
   __shared__ float part[kWarps];
   down_body(s, act, out, part);
 }
@@ -287,16 +275,13 @@ __global__ void __launch_bounds__(kWarps * kWarp) down_rows_kernel(ExpertSet s, 
   }
 }
 
-void launch_down(dim3 grid, cudaStream_t st, const ExpertSet& s, const float* act, float* out) {
-  if (g_down_rows > 1 && s.count == kWarps && s.I == 3 * 256) {
-    const unsigned blocks = unsigned((s.H + g_down_rows - 1) / g_down_rows);
-    if (g_down_rows == 4) launch(down_rows_kernel<4, 3>, dim3(blocks), dim3(kWarps * kWarp), st, s, act, out);
-    else launch(down_rows_kernel<2, 3>, dim3(blocks), dim3(kWarps * kWarp), st, s, act, out);
-    return;
+void launch_down(dim3 grid, const Exec& ex, const ExpertSet& s, const float* act, float* out) {
+  constexpr int kRows = 4;
+  if (ex.tuning.down_rows && s.count == kWarps && s.I == 3 * 256) {
+    const unsigned blocks = unsigned((s.H + kRows - 1) / kRows);
+    return launch(down_rows_kernel<kRows, 3>, dim3(blocks), dim3(kWarps * kWarp), ex, s, act, out);
   }
-  if (g_down_min_blocks >= 8) launch(down_occ_kernel<8>, grid, dim3(kWarps * kWarp), st, s, act, out);
-  else if (g_down_min_blocks >= 6) launch(down_occ_kernel<6>, grid, dim3(kWarps * kWarp), st, s, act, out);
-  else launch(down_kernel, grid, dim3(kWarps * kWarp), st, s, act, out);
+  launch(down_kernel, grid, dim3(kWarps * kWarp), ex, s, act, out);
 }
 
 // Prefill: tokens of each expert, bucketed (entry = row * k + slot).
@@ -443,7 +428,7 @@ void check_mlp(const MlpWeights& m, int64_t H, const char* what) {
 }  // namespace
 
 void launch_experts_decode(const void* const* ptrs, const void* const* table, const int* sel, const float* selw,
-                           int k, int H, int I, const float* x, float* act, float* out, cudaStream_t st) {
+                           int k, int H, int I, const float* x, float* act, float* out, const Exec& ex) {
   ExpertSet s;
   s.ptrs = ptrs;
   s.table = table;
@@ -452,10 +437,10 @@ void launch_experts_decode(const void* const* ptrs, const void* const* table, co
   s.count = k;
   s.H = H;
   s.I = I;
-  launch_gateup(dim3(unsigned((int64_t(k) * I + kWarps - 1) / kWarps)), st, s, x, act);
+  launch_gateup(dim3(unsigned((int64_t(k) * I + kWarps - 1) / kWarps)), ex, s, x, act);
   OMNI_LAUNCHED("gateup_kernel");
   const int per = std::min(k, kWarps), rows_per_block = kWarps / per;
-  launch_down(dim3(unsigned((H + rows_per_block - 1) / rows_per_block)), st, s, static_cast<const float*>(act), out);
+  launch_down(dim3(unsigned((H + rows_per_block - 1) / rows_per_block)), ex, s, static_cast<const float*>(act), out);
   OMNI_LAUNCHED("down_kernel");
 }
 
@@ -506,9 +491,9 @@ void CudaBackend::mlp(const MlpWeights& w, const Tensor& x, const Tensor& out) {
     s.H = int(H);
     s.I = int(I);
     float* act = static_cast<float*>(scratch(sizeof(float) * size_t(I), "mlp"));
-    launch_gateup(dim3(unsigned((I + kWarps - 1) / kWarps)), stream_, s, x.as<float>(), act);
+    launch_gateup(dim3(unsigned((I + kWarps - 1) / kWarps)), exec_, s, x.as<float>(), act);
     OMNI_LAUNCHED("gateup_kernel");
-    launch_down(dim3(unsigned((H + kWarps - 1) / kWarps)), stream_, s, static_cast<const float*>(act),
+    launch_down(dim3(unsigned((H + kWarps - 1) / kWarps)), exec_, s, static_cast<const float*>(act),
                 out.as<float>());
     OMNI_LAUNCHED("down_kernel");
     return;
@@ -538,14 +523,14 @@ void CudaBackend::moe_decode(const MoeWeights& w, const CudaMoeLayout& L, const 
   const int E = L.experts, H = L.hidden, I = L.inter, k = w.top_k;
   float* logits = static_cast<float*>(scratch(sizeof(float) * size_t(E), "moe"));
   float* act = static_cast<float*>(scratch(sizeof(float) * size_t(k) * I, "moe"));
-  launch(g_router_hoist ? router_topk_kernel<true> : router_topk_kernel<false>,
-         dim3(unsigned((E + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), stream_,
+  launch(exec_.tuning.router_hoist ? router_topk_kernel<true> : router_topk_kernel<false>,
+         dim3(unsigned((E + kWarps - 1) / kWarps)), dim3(kWarps * kWarp), exec_,
          w.router.as<uint16_t>(), x.as<float>(), E, H, k, w.norm_topk_prob, logits, counters_ + kRouterCounter,
          topk_idx_, topk_w_, static_cast<const void* const*>(L.table), topk_ptrs_);
   OMNI_LAUNCHED("router_topk_kernel");
   if (is_quantized(L.format)) return moe_experts_quant(w, L, x, act, out);  // cuda_quant.cu
   launch_experts_decode(topk_ptrs_, L.table, topk_idx_, topk_w_, k, H, I, x.as<float>(), act, out.as<float>(),
-                        stream_);
+                        exec_);
 }
 
 void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const Tensor& x, const Tensor& out) {
@@ -568,7 +553,7 @@ void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const
   // matter and there are more rows than a GEMV batch; small models and few rows stay in fp32,
   // as linear_rows decides for dense matrices.
   const bool tensor_cores = props_.major >= 8 && S > kGemvMaxRows && int64_t(I) * H > (int64_t(1) << 18) &&
-                            grouped_gemm_tc_fits(I, H) && grouped_gemm_tc_fits(H, I) && !tc_disabled_;
+                            grouped_gemm_tc_fits(I, H) && grouped_gemm_tc_fits(H, I) && exec_.tuning.moe_tc;
   // Quantized experts (cuda_quant.cu): bf16 copies of the whole layer for the tensor cores;
   // otherwise an fp32 kernel that dequantizes in registers.
   if (is_quantized(L.format) && !tensor_cores) return moe_rows_quant(w, L, x, idx, wts, out);
@@ -579,7 +564,7 @@ void CudaBackend::moe_prefill(const MoeWeights& w, const CudaMoeLayout& L, const
     const uint16_t* xb = cast_for_gemm(x.as<float>(), S * H);  // lo part at xb + S * H
     uint16_t* act_b = static_cast<uint16_t*>(scratch(sizeof(uint16_t) * size_t(parts * S) * k * I, "moe"));
     const int64_t x_lo = parts == 2 ? S * H : 0, act_lo = parts == 2 ? S * k * I : 0;
-    if (!moe_mma_disabled_ && grouped_gemm_mma_fits(I, H, true) && grouped_gemm_mma_fits(H, I, false)) {
+    if (exec_.tuning.moe_mma && grouped_gemm_mma_fits(I, H, true) && grouped_gemm_mma_fits(H, I, false)) {
       launch_grouped_gemm_mma(true, table, 0, counts, offsets, list, xb, k, E, int(S * k), I, H, act_b, stream_,
                               x_lo, act_lo);
       launch_grouped_gemm_mma(false, table, 2, counts, offsets, list, act_b, 1, E, int(S * k), H, I, y, stream_,

@@ -14,7 +14,7 @@
 // activations are read in the same order, from shared memory, 32 contiguous bytes per lane. So
 // the weights need no shared memory, no ldmatrix and no barrier. Both steps of the next 128-k
 // chunk (256 contiguous bytes per row) are in flight while the current chunk multiplies: one step
-// ahead was 7.6 ms slower over a 512-token f32 prefill (docs/performance.md, prefill run 11). The
+// ahead measured 7.6 ms slower over a 512-token f32 prefill (docs/performance.md, "Prefill"). The
 // activations of the block's tokens come through shared memory in 128-k chunks (cp.async,
 // double-buffered), shared by the block's 4 warps.
 //

@@ -401,7 +401,7 @@ struct QExperts {
 
 // act[j][i] = silu(gate_j x)[i] * (up_j x)[i]; one warp per (j, i pair): four rows share x.
 // MinBlocks 3 (<= 80 registers; the thinker's 384 blocks in one wave, Q8 spills 96 bytes) or 2
-// (no cap: 92 / 114 registers), chosen by OMNI_CUDA_QGATEUP_MINB for A/B timing.
+// (no cap: 92 / 114 registers), chosen by CudaTuning::qgateup_min_blocks.
 template <DType F, int MinBlocks>
 __global__ void __launch_bounds__(kQWarps * kWarp, MinBlocks) qgateup_kernel(QExperts e, const float* x, float* act) {
   pdl_launch_dependents();
@@ -511,7 +511,7 @@ __global__ void qexperts_rows_down_kernel(const void* const* table, const void* 
 int grid_for(int64_t n) { return int(std::min<int64_t>((n + 255) / 256, 65535)); }
 
 template <DType F>
-void launch_qgemv_f(const QGemvArgs& a, cudaStream_t st) {
+void launch_qgemv_f(const QGemvArgs& a, const Exec& ex) {
   int total = 0;
   bool even = true;
   for (int i = 0; i < a.nseg; ++i) {
@@ -522,7 +522,7 @@ void launch_qgemv_f(const QGemvArgs& a, cudaStream_t st) {
   const dim3 block(kQWarps * kWarp);
   const bool aligned = a.K % Fmt<F>::kElems == 0 && (reinterpret_cast<uintptr_t>(a.x) & 15) == 0;
   if (!aligned) {
-    launch(qgemv_scalar_kernel<F>, dim3(unsigned((total + kQWarps - 1) / kQWarps)), block, st, a);
+    launch(qgemv_scalar_kernel<F>, dim3(unsigned((total + kQWarps - 1) / kQWarps)), block, ex, a);
     OMNI_LAUNCHED("qgemv_scalar_kernel");
   } else {
     // Chunks per lane in flight: Q8 4, Q4 2 with two rows per warp (K = 2048: the whole row); rows that do
@@ -536,18 +536,14 @@ void launch_qgemv_f(const QGemvArgs& a, cudaStream_t st) {
       return v > 0 ? v : 1;
     }();
     const int pairs = total / 2, resident = sms * 2 * kQWarps;  // warps of qgemv_stream_kernel at 2 blocks/SM
-    static const bool stream_on = [] {  // OMNI_CUDA_QSTREAM=0: lm_head on qgemv_kernel (A/B timing)
-      const char* v = std::getenv("OMNI_CUDA_QSTREAM");
-      return !(v && std::string(v) == "0");
-    }();
-    if (stream_on && even && a.nseg == 1 && a.rows == 1 && chunks <= kWarp * U && pairs > 4 * resident) {
-      launch(qgemv_stream_kernel<F, U>, dim3(unsigned(sms * 2)), block, st, a);
+    if (ex.tuning.qstream && even && a.nseg == 1 && a.rows == 1 && chunks <= kWarp * U && pairs > 4 * resident) {
+      launch(qgemv_stream_kernel<F, U>, dim3(unsigned(sms * 2)), block, ex, a);
       OMNI_LAUNCHED("qgemv_stream_kernel");
     } else if (even && chunks <= kWarp * U) {
-      launch(qgemv_kernel<F, 2, U>, dim3(unsigned((pairs + kQWarps - 1) / kQWarps)), block, st, a);
+      launch(qgemv_kernel<F, 2, U>, dim3(unsigned((pairs + kQWarps - 1) / kQWarps)), block, ex, a);
       OMNI_LAUNCHED("qgemv_kernel<2>");
     } else {
-      launch(qgemv_kernel<F, 1, 2 * U>, dim3(unsigned((total + kQWarps - 1) / kQWarps)), block, st, a);
+      launch(qgemv_kernel<F, 1, 2 * U>, dim3(unsigned((total + kQWarps - 1) / kQWarps)), block, ex, a);
       OMNI_LAUNCHED("qgemv_kernel<1>");
     }
   }
@@ -572,9 +568,9 @@ QGemvSegment qgemv_segment(const Tensor& w, const Tensor& bias, float* y) {
           int(w.dim(0))};
 }
 
-void launch_qgemv(DType format, const QGemvArgs& a, cudaStream_t st) {
-  if (format == DType::Q4) launch_qgemv_f<DType::Q4>(a, st);
-  else launch_qgemv_f<DType::Q8>(a, st);
+void launch_qgemv(DType format, const QGemvArgs& a, const Exec& ex) {
+  if (format == DType::Q4) launch_qgemv_f<DType::Q4>(a, ex);
+  else launch_qgemv_f<DType::Q8>(a, ex);
 }
 
 }  // namespace cuda
@@ -666,8 +662,8 @@ void CudaBackend::linear_rows_quant(const float* x, int64_t rows, const Tensor& 
     g.K = int(K);
     g.rows = int(rows);
     g.x = x;
-    g.act = act == Activation::SiLU ? 1 : act == Activation::GELU ? 2 : 0;
-    launch_qgemv(w.dtype, g, stream_);
+    g.act = act == Activation::SiLU ? 1 : act == Activation::GELU ? 2 : act == Activation::GELUTanh ? 3 : 0;
+    launch_qgemv(w.dtype, g, exec_);
     return;
   }
   // Prefill: the matrix dequantized to bf16 once per call, then the bf16 paths (GEMV or GEMM).
@@ -757,22 +753,19 @@ void CudaBackend::moe_experts_quant(const MoeWeights& w, const CudaMoeLayout& L,
   const dim3 block(kQWarps * kWarp);
   const unsigned gu_blocks = unsigned((int64_t(w.top_k) * (L.inter / 2) + kQWarps - 1) / kQWarps);
   const unsigned down_blocks = unsigned(L.hidden / 4);
-  static const bool gateup_3 = [] {
-    const char* v = std::getenv("OMNI_CUDA_QGATEUP_MINB");
-    return !(v && std::string(v) == "2");
-  }();
+  const bool gateup_3 = exec_.tuning.qgateup_min_blocks == 3;
   if (L.format == DType::Q4) {
-    launch(gateup_3 ? qgateup_kernel<DType::Q4, 3> : qgateup_kernel<DType::Q4, 2>, dim3(gu_blocks), block, stream_, e,
+    launch(gateup_3 ? qgateup_kernel<DType::Q4, 3> : qgateup_kernel<DType::Q4, 2>, dim3(gu_blocks), block, exec_, e,
            x.as<float>(), act);
     OMNI_LAUNCHED("qgateup_kernel<Q4>");
-    launch(qdown_kernel<DType::Q4>, dim3(down_blocks), block, stream_, e, static_cast<const float*>(act),
+    launch(qdown_kernel<DType::Q4>, dim3(down_blocks), block, exec_, e, static_cast<const float*>(act),
            out.as<float>());
     OMNI_LAUNCHED("qdown_kernel<Q4>");
   } else {
-    launch(gateup_3 ? qgateup_kernel<DType::Q8, 3> : qgateup_kernel<DType::Q8, 2>, dim3(gu_blocks), block, stream_, e,
+    launch(gateup_3 ? qgateup_kernel<DType::Q8, 3> : qgateup_kernel<DType::Q8, 2>, dim3(gu_blocks), block, exec_, e,
            x.as<float>(), act);
     OMNI_LAUNCHED("qgateup_kernel<Q8>");
-    launch(qdown_kernel<DType::Q8>, dim3(down_blocks), block, stream_, e, static_cast<const float*>(act),
+    launch(qdown_kernel<DType::Q8>, dim3(down_blocks), block, exec_, e, static_cast<const float*>(act),
            out.as<float>());
     OMNI_LAUNCHED("qdown_kernel<Q8>");
   }

@@ -10,6 +10,8 @@
 namespace omni {
 namespace cuda {
 
+struct Exec;  // cuda_tuning.h
+
 // Decode GEMV over quantized matrices, y_s = act(W_s x + b_s), up to three segments sharing x
 // and K (the fused q/k/v projections); rows <= 8 input rows. Weights are dequantized in
 // registers; fp32 accumulation.
@@ -30,7 +32,7 @@ struct QGemvArgs {
 };
 // A segment of `w` (a Q8/Q4 CUDA weight) writing y.
 QGemvSegment qgemv_segment(const Tensor& w, const Tensor& bias, float* y);
-void launch_qgemv(DType format, const QGemvArgs& a, cudaStream_t stream);
+void launch_qgemv(DType format, const QGemvArgs& a, const Exec& ex);
 
 }  // namespace cuda
 }  // namespace omni

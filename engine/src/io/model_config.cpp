@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "omni/errors.h"
+#include "omni/limits.h"
 
 namespace omni {
 namespace {
@@ -24,14 +25,24 @@ class Reader {
   }
   int integer(const char* key) const {
     if (!has(key)) fail(key, "an integer (missing)");
-    const json& v = obj_.at(key);
-    if (!v.is_number_integer()) fail(key, "an integer");
-    return v.get<int>();
+    return to_int(key, obj_.at(key));
   }
   int integer(const char* key, int fallback) const { return has(key) ? integer(key) : fallback; }
   int positive(const char* key) const {
     int v = integer(key);
-    if (v <= 0) fail(key, "a positive integer");
+    if (v <= 0) fail(key, "a positive integer (got " + std::to_string(v) + ")");
+    return v;
+  }
+  // A width or count that sizes buffers: positive and at most `max` (omni/limits.h).
+  int positive(const char* key, int64_t max) const {
+    const int v = positive(key);
+    if (v > max) fail(key, "at most " + std::to_string(max) + " (got " + std::to_string(v) + ")");
+    return v;
+  }
+  int integer(const char* key, int fallback, int64_t min, int64_t max) const {
+    const int v = integer(key, fallback);
+    if (v < min || v > max)
+      fail(key, "between " + std::to_string(min) + " and " + std::to_string(max) + " (got " + std::to_string(v) + ")");
     return v;
   }
   double number(const char* key, double fallback) const {
@@ -57,13 +68,22 @@ class Reader {
     if (!has(key)) return out;
     const json& v = obj_.at(key);
     if (!v.is_array()) fail(key, "a list of integers");
+    if (v.size() > size_t(limits::kMaxLayers)) fail(key, "a list of at most " + std::to_string(limits::kMaxLayers) + " integers");
     for (const json& e : v) {
       if (!e.is_number_integer()) fail(key, "a list of integers");
-      out.push_back(e.get<int>());
+      out.push_back(to_int(key, e));
     }
     return out;
   }
   const json& raw() const { return obj_; }
+  // The JSON integer as an int; a value outside int's range is an error, never truncated.
+  int to_int(const char* key, const json& v) const {
+    if (!v.is_number_integer()) fail(key, "an integer");
+    if (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(INT32_MAX)
+                               : v.get<int64_t>() < INT32_MIN || v.get<int64_t>() > INT32_MAX)
+      fail(key, "an integer within 32 bits (got " + v.dump() + ")");
+    return v.get<int>();
+  }
   [[noreturn]] void fail(const char* key, const std::string& what) const {
     throw ConfigError(origin_ + ": key '" + name(key) + "' must be " + what);
   }
@@ -95,13 +115,13 @@ RopeConfig read_rope(const Reader& r, double default_theta) {
 
 DecoderConfig read_decoder(const Reader& r, double default_theta, bool moe) {
   DecoderConfig c;
-  c.vocab_size = r.positive("vocab_size");
-  c.hidden_size = r.positive("hidden_size");
-  c.num_layers = r.positive("num_hidden_layers");
-  c.num_heads = r.positive("num_attention_heads");
-  c.num_kv_heads = r.integer("num_key_value_heads", c.num_heads);
-  c.head_dim = r.integer("head_dim", c.hidden_size / c.num_heads);
-  c.intermediate_size = r.integer("intermediate_size", 0);
+  c.vocab_size = r.positive("vocab_size", limits::kMaxVocab);
+  c.hidden_size = r.positive("hidden_size", limits::kMaxModelWidth);
+  c.num_layers = r.positive("num_hidden_layers", limits::kMaxLayers);
+  c.num_heads = r.positive("num_attention_heads", limits::kMaxHeads);
+  c.num_kv_heads = r.integer("num_key_value_heads", c.num_heads, 1, limits::kMaxHeads);
+  c.head_dim = r.integer("head_dim", c.hidden_size / c.num_heads, 1, limits::kMaxModelWidth);
+  c.intermediate_size = r.integer("intermediate_size", 0, 0, limits::kMaxModelWidth);
   c.rms_norm_eps = r.number("rms_norm_eps", 1e-6);
   c.rope = read_rope(r, default_theta);
   if (c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
@@ -113,13 +133,14 @@ DecoderConfig read_decoder(const Reader& r, double default_theta, bool moe) {
     if (sum != c.head_dim / 2) r.fail("rope_scaling.mrope_section", "a list summing to head_dim/2");
   }
   if (moe) {
-    c.moe_intermediate_size = r.positive("moe_intermediate_size");
+    c.moe_intermediate_size = r.positive("moe_intermediate_size", limits::kMaxModelWidth);
     // transformers 5.x writes the talker's expert count as `num_local_experts`.
-    c.num_experts = r.positive(r.has("num_experts") || !r.has("num_local_experts") ? "num_experts" : "num_local_experts");
+    c.num_experts = r.positive(r.has("num_experts") || !r.has("num_local_experts") ? "num_experts" : "num_local_experts",
+                               limits::kMaxExperts);
     c.num_experts_per_tok = r.positive("num_experts_per_tok");
     if (c.num_experts_per_tok > c.num_experts) r.fail("num_experts_per_tok", "at most num_experts");
     c.norm_topk_prob = r.boolean("norm_topk_prob", false);
-    c.shared_expert_intermediate_size = r.integer("shared_expert_intermediate_size", 0);
+    c.shared_expert_intermediate_size = r.integer("shared_expert_intermediate_size", 0, 0, limits::kMaxModelWidth);
     c.decoder_sparse_step = r.integer("decoder_sparse_step", 1);
     c.mlp_only_layers = r.ints("mlp_only_layers");
   } else if (c.intermediate_size <= 0) {
@@ -137,6 +158,12 @@ bool DecoderConfig::is_moe_layer(int layer) const {
   return decoder_sparse_step > 0 && (layer + 1) % decoder_sparse_step == 0;
 }
 
+int VisionConfig::position_side() const {
+  int side = 0;
+  while (int64_t(side + 1) * (side + 1) <= num_position_embeddings) ++side;
+  return side;
+}
+
 int Code2WavConfig::samples_per_frame() const {
   int n = 1;
   for (int r : upsample_rates) n *= r;
@@ -145,8 +172,13 @@ int Code2WavConfig::samples_per_frame() const {
 }
 
 ModelConfig ModelConfig::load(const std::string& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw ConfigError(path + ": cannot open the model config (config.json)");
+  const std::streamoff size = in.tellg();
+  if (size > limits::kMaxConfigJsonBytes)
+    throw ConfigError(path + ": the file is " + std::to_string(size) + " bytes, more than the " +
+                      std::to_string(limits::kMaxConfigJsonBytes) + " a config.json may have");
+  in.seekg(0);
   std::stringstream ss;
   ss << in.rdbuf();
   return parse(ss.str(), path);
@@ -182,24 +214,60 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   ids.audio_end = th.integer("audio_end_token_id", ids.audio_end);
   ids.image_pad = th.integer("image_token_id", ids.image_pad);
   ids.video_pad = th.integer("video_token_id", ids.video_pad);
+  ids.vision_start = th.integer("vision_start_token_id", ids.vision_start);
+  ids.vision_end = th.integer("vision_end_token_id", ids.vision_end);
   c.thinker = read_decoder(th.child("text_config"), 1e6, /*moe=*/true);
 
   Reader au = th.child("audio_config");
   AudioEncoderConfig& a = c.audio;
-  a.num_mel_bins = au.positive("num_mel_bins");
-  a.d_model = au.positive("d_model");
-  a.num_layers = au.positive("encoder_layers");
-  a.num_heads = au.positive("encoder_attention_heads");
-  a.ffn_dim = au.positive("encoder_ffn_dim");
-  a.downsample_hidden_size = au.positive("downsample_hidden_size");
-  a.output_dim = au.positive("output_dim");
-  a.n_window = au.integer("n_window", 50);
-  a.n_window_infer = au.integer("n_window_infer", 800);
-  a.max_source_positions = au.integer("max_source_positions", 1500);
+  a.num_mel_bins = au.positive("num_mel_bins", limits::kMaxModelWidth);
+  a.d_model = au.positive("d_model", limits::kMaxModelWidth);
+  a.num_layers = au.positive("encoder_layers", limits::kMaxLayers);
+  a.num_heads = au.positive("encoder_attention_heads", limits::kMaxHeads);
+  a.ffn_dim = au.positive("encoder_ffn_dim", limits::kMaxModelWidth);
+  a.downsample_hidden_size = au.positive("downsample_hidden_size", limits::kMaxModelWidth);
+  a.output_dim = au.positive("output_dim", limits::kMaxModelWidth);
+  a.n_window = au.integer("n_window", 50, 1, limits::kMaxModelWidth);
+  a.n_window_infer = au.integer("n_window_infer", 800, 1, limits::kMaxModelWidth);
+  a.max_source_positions = au.integer("max_source_positions", 1500, 1, limits::kMaxModelWidth);
   if (a.d_model % a.num_heads != 0) au.fail("encoder_attention_heads", "a divisor of d_model");
   if (a.n_window <= 0 || a.n_window_infer % (2 * a.n_window) != 0)
     au.fail("n_window_infer", "a positive multiple of 2*n_window");
   if (a.output_dim != c.thinker.hidden_size) au.fail("output_dim", "equal to the thinker's hidden_size");
+
+  c.has_vision = th.has("vision_config");
+  if (c.has_vision) {
+    Reader vi = th.child("vision_config");
+    VisionConfig& v = c.vision;
+    v.depth = vi.positive("depth");
+    v.hidden_size = vi.positive("hidden_size");
+    v.num_heads = vi.positive("num_heads");
+    v.intermediate_size = vi.positive("intermediate_size");
+    v.in_channels = vi.integer("in_channels", 3);
+    v.patch_size = vi.integer("patch_size", 16);
+    v.temporal_patch_size = vi.integer("temporal_patch_size", 2);
+    v.spatial_merge_size = vi.integer("spatial_merge_size", 2);
+    v.num_position_embeddings = vi.positive("num_position_embeddings");
+    v.deepstack_visual_indexes = vi.ints("deepstack_visual_indexes");
+    v.out_hidden_size = vi.positive("out_hidden_size");
+    if (vi.has("rope_parameters")) v.rope_theta = vi.child("rope_parameters").number("rope_theta", 10000.0);
+    else v.rope_theta = vi.number("rope_theta", 10000.0);
+    const std::string act = vi.string("hidden_act", "gelu_pytorch_tanh");
+    if (act != "gelu_pytorch_tanh") vi.fail("hidden_act", "\"gelu_pytorch_tanh\" (the only activation implemented)");
+    if (v.in_channels != 3) vi.fail("in_channels", "3");
+    if (v.patch_size <= 0 || v.temporal_patch_size <= 0 || v.spatial_merge_size <= 0)
+      vi.fail("patch_size", "positive, with positive temporal_patch_size and spatial_merge_size");
+    if (v.hidden_size % v.num_heads != 0 || v.head_dim() % 4 != 0)
+      vi.fail("num_heads", "a divisor of hidden_size leaving a head size divisible by 4 (2-D rotary)");
+    if (v.position_side() * v.position_side() != v.num_position_embeddings)
+      vi.fail("num_position_embeddings", "a square number");
+    if (v.deepstack_visual_indexes.size() > size_t(c.thinker.num_layers))
+      vi.fail("deepstack_visual_indexes", "no longer than the thinker's layers");
+    for (int i : v.deepstack_visual_indexes)
+      if (i < 0 || i >= v.depth) vi.fail("deepstack_visual_indexes", "a list of block indices below depth");
+    if (v.out_hidden_size != c.thinker.hidden_size) vi.fail("out_hidden_size", "equal to the thinker's hidden_size");
+    if (!(v.rope_theta > 0.0)) vi.fail("rope_theta", "positive");
+  }
 
   c.has_talker = top.boolean("enable_audio_output", true) && top.has("talker_config") && top.has("code2wav_config");
   if (c.has_talker) {
@@ -209,7 +277,7 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
     t.code_predictor = read_decoder(tk.child("code_predictor_config"), 1e4, /*moe=*/false);
     t.thinker_hidden_size = tk.positive("thinker_hidden_size");
     t.accept_hidden_layer = tk.integer("accept_hidden_layer");
-    t.num_code_groups = tk.positive("num_code_groups");
+    t.num_code_groups = tk.positive("num_code_groups", limits::kMaxLayers);
     t.codec_pad_id = tk.integer("codec_pad_id");
     t.codec_bos_id = tk.integer("codec_bos_id");
     t.codec_eos_id = tk.integer("codec_eos_token_id");
@@ -231,20 +299,32 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
       tk.child("text_config").fail("shared_expert_intermediate_size", "a positive integer");
     Reader cw = top.child("code2wav_config");
     Code2WavConfig& w = c.code2wav;
-    w.codebook_size = cw.positive("codebook_size");
-    w.num_quantizers = cw.positive("num_quantizers");
-    w.hidden_size = cw.positive("hidden_size");
-    w.intermediate_size = cw.positive("intermediate_size");
-    w.num_layers = cw.positive("num_hidden_layers");
-    w.num_heads = cw.positive("num_attention_heads");
-    w.num_kv_heads = cw.integer("num_key_value_heads", w.num_heads);
-    w.sliding_window = cw.positive("sliding_window");
+    w.codebook_size = cw.positive("codebook_size", limits::kMaxVocab);
+    w.num_quantizers = cw.positive("num_quantizers", limits::kMaxLayers);
+    w.hidden_size = cw.positive("hidden_size", limits::kMaxModelWidth);
+    w.intermediate_size = cw.positive("intermediate_size", limits::kMaxModelWidth);
+    w.num_layers = cw.positive("num_hidden_layers", limits::kMaxLayers);
+    w.num_heads = cw.positive("num_attention_heads", limits::kMaxHeads);
+    w.num_kv_heads = cw.integer("num_key_value_heads", w.num_heads, 1, limits::kMaxHeads);
+    w.sliding_window = cw.positive("sliding_window", limits::kMaxModelWidth);
     w.rms_norm_eps = cw.number("rms_norm_eps", 1e-5);
     w.rope_theta = read_rope(cw, 1e4).theta;
-    w.decoder_dim = cw.positive("decoder_dim");
+    w.decoder_dim = cw.positive("decoder_dim", limits::kMaxModelWidth);
     w.upsample_rates = cw.ints("upsample_rates");
     w.upsampling_ratios = cw.ints("upsampling_ratios");
     if (w.upsample_rates.empty()) cw.fail("upsample_rates", "a non-empty list");
+    // samples_per_frame() multiplies them all (release: 8*5*4*3 * 2*2 = 1920 samples per codec frame).
+    int64_t per_frame = 1;
+    const std::pair<const char*, const std::vector<int>*> factors[] = {{"upsample_rates", &w.upsample_rates},
+                                                                         {"upsampling_ratios", &w.upsampling_ratios}};
+    for (const auto& [key, list] : factors)
+      for (int r : *list) {
+        if (r <= 0) cw.fail(key, "a list of positive integers (got " + std::to_string(r) + ")");
+        per_frame *= r;
+        if (per_frame > limits::kMaxModelWidth)
+          cw.fail(key, "a list whose product with the other upsampling factors is at most " +
+                           std::to_string(limits::kMaxModelWidth) + " samples per frame");
+      }
     if (w.hidden_size % w.num_heads != 0) cw.fail("num_attention_heads", "a divisor of hidden_size");
     if (w.num_quantizers != t.num_code_groups) cw.fail("num_quantizers", "equal to talker num_code_groups");
   }

@@ -1,4 +1,4 @@
-#include "io/npy.h"
+#include "omni/npy.h"
 
 #include <cstring>
 #include <fstream>
@@ -7,6 +7,15 @@
 
 namespace omni {
 
+namespace {
+// Element size of the dtypes read_npy reads; 0 for any other.
+int64_t npy_item_size(const std::string& descr) {
+  if (descr == "<f4" || descr == "<i4") return 4;
+  if (descr == "<f8" || descr == "<i8") return 8;
+  return 0;
+}
+}  // namespace
+
 int64_t NpyArray::numel() const {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
@@ -14,8 +23,11 @@ int64_t NpyArray::numel() const {
 }
 
 NpyArray read_npy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw Error(path + ": cannot open .npy file");
+  // Sizes in the header are checked against the file's size before they size anything.
+  const int64_t file_size = int64_t(in.tellg());
+  in.seekg(0);
   char magic[6];
   uint8_t ver[2];
   in.read(magic, 6);
@@ -29,6 +41,8 @@ NpyArray read_npy(const std::string& path) {
   } else {
     in.read(reinterpret_cast<char*>(&hlen), 4);
   }
+  if (int64_t(hlen) > file_size)
+    throw Error(path + ": .npy header length " + std::to_string(hlen) + " exceeds the file size " + std::to_string(file_size));
   std::string header(hlen, '\0');
   in.read(header.data(), hlen);
   if (!in) throw Error(path + ": truncated .npy header");
@@ -49,11 +63,31 @@ NpyArray read_npy(const std::string& path) {
   while (pos < shp.size()) {
     size_t end = shp.find(',', pos);
     std::string tok = shp.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
-    if (tok.find_first_of("0123456789") != std::string::npos) a.shape.push_back(std::stoll(tok));
+    if (tok.find_first_of("0123456789") != std::string::npos) {
+      int64_t d = -1;
+      try {
+        d = std::stoll(tok);
+      } catch (const std::exception&) {
+      }
+      if (d < 0 || d > file_size) throw Error(path + ": .npy shape entry '" + tok + "' is not a size this file can hold");
+      a.shape.push_back(d);
+    }
     if (end == std::string::npos) break;
     pos = end + 1;
   }
-  const int64_t n = a.numel();
+  if (a.shape.size() > 8) throw Error(path + ": .npy shape has " + std::to_string(a.shape.size()) + " dimensions");
+  const int64_t item = npy_item_size(descr);
+  if (item == 0) throw Error(path + ": unsupported .npy dtype " + descr);
+  // Each dimension is at most file_size, so multiply with a check that stops at the file's size.
+  int64_t n = 1;
+  for (int64_t d : a.shape) {
+    if (d != 0 && n > file_size / d) n = file_size + 1;
+    else n *= d;
+  }
+  const int64_t data_bytes = file_size - int64_t(in.tellg());
+  if (n > data_bytes / item)
+    throw Error(path + ": .npy shape " + shp + " needs " + (n > file_size ? std::string("more") : std::to_string(n * item)) +
+                " bytes of data but the file holds " + std::to_string(data_bytes));
   if (descr == "<f4") {
     a.f32.resize(size_t(n));
     in.read(reinterpret_cast<char*>(a.f32.data()), n * 4);

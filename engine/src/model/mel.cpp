@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "omni/errors.h"
+#include "omni/limits.h"
 
 namespace omni {
 namespace {
@@ -59,19 +60,27 @@ std::vector<float> slaney_mel_filters(int n_freq, int n_mels, double fmin, doubl
   return out;
 }
 
-int positive_int(const nlohmann::json& j, const char* key, const std::string& path) {
+// `max` keeps what the front end allocates from these (the filter bank is (n_fft/2+1) x feature_size
+// floats) small: the release uses 128 bins, n_fft 400, hop 160 at 16 kHz.
+int positive_int(const nlohmann::json& j, const char* key, const std::string& path, long long max) {
   if (!j.contains(key)) throw ConfigError(path + ": missing key \"" + key + "\"");
   const auto& v = j.at(key);
-  if (!v.is_number_integer() || v.get<long long>() <= 0 || v.get<long long>() > (1 << 24))
-    throw ConfigError(path + ": \"" + key + "\" must be a positive integer");
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<unsigned long long>() > (1ull << 62)) ||
+      v.get<long long>() <= 0 || v.get<long long>() > max)
+    throw ConfigError(path + ": \"" + key + "\" must be a positive integer of at most " + std::to_string(max) +
+                      " (got " + v.dump() + ")");
   return v.get<int>();
 }
 
 }  // namespace
 
 MelConfig MelConfig::load(const std::string& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw ConfigError(path + ": cannot open the preprocessor config");
+  if (in.tellg() > limits::kMaxConfigJsonBytes)
+    throw ConfigError(path + ": the file is " + std::to_string(in.tellg()) + " bytes, more than the " +
+                      std::to_string(limits::kMaxConfigJsonBytes) + " a preprocessor config may have");
+  in.seekg(0);
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in);
@@ -80,10 +89,10 @@ MelConfig MelConfig::load(const std::string& path) {
   }
   if (!j.is_object()) throw ConfigError(path + ": expected a JSON object");
   MelConfig c;
-  c.feature_size = positive_int(j, "feature_size", path);
-  c.sampling_rate = positive_int(j, "sampling_rate", path);
-  c.hop_length = positive_int(j, "hop_length", path);
-  c.n_fft = positive_int(j, "n_fft", path);
+  c.feature_size = positive_int(j, "feature_size", path, 1024);
+  c.sampling_rate = positive_int(j, "sampling_rate", path, limits::kMaxInputSampleRate);
+  c.hop_length = positive_int(j, "hop_length", path, 1 << 13);
+  c.n_fft = positive_int(j, "n_fft", path, 1 << 13);
   if (j.contains("dither")) {
     const auto& d = j.at("dither");
     if (!d.is_number()) throw ConfigError(path + ": \"dither\" must be a number");

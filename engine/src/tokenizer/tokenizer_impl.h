@@ -5,9 +5,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "omni/tokenizer.h"
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe.h"
-#include "tokenizer/tokenizer.h"
 
 namespace omni {
 
@@ -20,6 +20,7 @@ class BpeTokenizer final : public Tokenizer {
   std::string token_bytes(int32_t id) const override;
   int32_t token_id(std::string_view token) const override;
   bool is_special(int32_t id) const override;
+  bool is_added(int32_t id) const override;
   size_t vocab_size() const override { return id_bytes.size(); }
 
   // Filled by the loader.

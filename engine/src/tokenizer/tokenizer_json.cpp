@@ -7,7 +7,8 @@ using nlohmann::json;
 
 class TokenizerSax : public nlohmann::json_sax<json> {
  public:
-  explicit TokenizerSax(TokenizerJson& out) : out_(out) {}
+  TokenizerSax(TokenizerJson& out, int64_t max_ids, size_t max_entries)
+      : out_(out), max_ids_(max_ids), max_entries_(max_entries) {}
 
   bool null() override { return value(json(nullptr)); }
   bool boolean(bool v) override { return value(json(v)); }
@@ -28,12 +29,14 @@ class TokenizerSax : public nlohmann::json_sax<json> {
         if (space == std::string::npos || v.find(' ', space + 1) != std::string::npos) {
           merge_error("\"" + v + "\" is not two tokens separated by one space");
         }
+        if (out_.merges.size() >= max_entries_) return too_many("model.merges");
         out_.merges.emplace_back(v.substr(0, space == std::string::npos ? v.size() : space),
                                  space == std::string::npos ? std::string() : v.substr(space + 1));
         return true;
       }
       if (depth_ == 2) {
-        pair_parts_.push_back(std::move(v));
+        if (pair_parts_.size() < 3) pair_parts_.push_back(std::move(v));  // a third part is an error anyway
+        else pair_bad_ = true;
         return true;
       }
     }
@@ -72,11 +75,16 @@ class TokenizerSax : public nlohmann::json_sax<json> {
       if (depth_ == 2) pair_bad_ = true;
       return true;
     }
-    insert(std::move(v));
-    return true;
+    return insert(std::move(v)) != nullptr;
   }
 
   json* insert(json v) {
+    // The tree of everything but vocab/merges is small in a real file (Qwen's: a few hundred values);
+    // a file of millions of tiny values would cost ~16x its size in nodes.
+    if (++dom_values_ > max_entries_) {
+      too_many("the JSON outside model.vocab and model.merges");
+      return nullptr;
+    }
     if (stack_.empty()) {
       out_.rest = std::move(v);
       return &out_.rest;
@@ -117,13 +125,16 @@ class TokenizerSax : public nlohmann::json_sax<json> {
       return true;
     }
     keys_.push_back(stack_.empty() || !stack_.back()->is_object() ? std::string() : key_);
-    stack_.push_back(insert(std::move(container)));
+    json* inserted = insert(std::move(container));
+    if (!inserted) return false;
+    stack_.push_back(inserted);
     return true;
   }
 
   bool close() {
     if (mode_ != Mode::kDom) {
       if (mode_ == Mode::kMerges && depth_ == 2) {
+        if (out_.merges.size() >= max_entries_) return too_many("model.merges");
         if (pair_bad_ || pair_parts_.size() != 2) {
           merge_error("expected \"left right\" or [\"left\", \"right\"]");
           out_.merges.emplace_back();
@@ -140,12 +151,30 @@ class TokenizerSax : public nlohmann::json_sax<json> {
   }
 
   bool vocab_id(int64_t id) {
-    if (id < 0 || id > INT32_MAX) {
+    if (id < 0) {
       vocab_error();
       return true;
     }
+    if (id >= max_ids_) {
+      out_.bound_key = "model.vocab[\"" + shortened(vocab_key_) + "\"]";
+      out_.bound_error = "id " + std::to_string(id);
+      return false;
+    }
+    if (out_.vocab.size() >= max_entries_) return too_many("model.vocab");
     out_.vocab.emplace_back(vocab_key_, id);
     return true;
+  }
+  // A key can be any length: messages show its first 64 bytes, cut at a character boundary.
+  static std::string shortened(const std::string& key) {
+    if (key.size() <= 64) return key;
+    size_t cut = 64;
+    while (cut > 0 && (static_cast<unsigned char>(key[cut]) & 0xC0) == 0x80) --cut;
+    return key.substr(0, cut) + "...";
+  }
+  bool too_many(const char* key) {
+    out_.bound_key = key;
+    out_.bound_error = "more than " + std::to_string(max_entries_) + (mode_ == Mode::kDom ? " values" : " entries");
+    return false;
   }
   void vocab_error() {
     if (out_.error.empty())
@@ -156,6 +185,9 @@ class TokenizerSax : public nlohmann::json_sax<json> {
   }
 
   TokenizerJson& out_;
+  const int64_t max_ids_;
+  const size_t max_entries_;
+  size_t dom_values_ = 0;
   std::vector<json*> stack_;       // open DOM containers
   std::vector<std::string> keys_;  // the key each open container sits under
   std::string key_;
@@ -168,9 +200,9 @@ class TokenizerSax : public nlohmann::json_sax<json> {
 
 }  // namespace
 
-TokenizerJson parse_tokenizer_json(const std::string& text) {
+TokenizerJson parse_tokenizer_json(const std::string& text, int64_t max_ids, size_t max_entries) {
   TokenizerJson out;
-  TokenizerSax sax(out);
+  TokenizerSax sax(out, max_ids, max_entries);
   json::sax_parse(text, &sax);
   return out;
 }

@@ -1,6 +1,7 @@
 // Reads a Hugging Face tokenizer.json (Qwen2/Qwen3 byte-level BPE) into a BpeTokenizer. Every
 // component is checked against what this implementation reproduces exactly; anything else is
 // refused with a message naming the file and the key, rather than tokenizing differently from HF.
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -8,6 +9,7 @@
 #include <unordered_map>
 
 #include "omni/errors.h"
+#include "omni/limits.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/tokenizer_json.h"
@@ -98,7 +100,12 @@ class VocabIndex {
 
 class Loader {
  public:
-  explicit Loader(std::string path) : path_(std::move(path)) {}
+  Loader(std::string path, int64_t vocab_size, std::string vocab_source)
+      : path_(std::move(path)), vocab_size_(vocab_size), vocab_source_(std::move(vocab_source)) {
+    if (vocab_size_ <= 0 || vocab_size_ > limits::kMaxVocab)
+      throw Error("tokenizer '" + path_ + "': the vocabulary size " + std::to_string(vocab_size_) + " (" +
+                  vocab_source_ + ") is outside 1.." + std::to_string(limits::kMaxVocab));
+  }
 
   std::unique_ptr<BpeTokenizer> load() {
     parse_file();
@@ -121,19 +128,33 @@ class Loader {
     throw Error("tokenizer '" + path_ + "': " + (key.empty() ? "" : key + ": ") + what);
   }
 
+  // "id 7 is outside the vocabulary of N ids (<source>)": an id that the model cannot embed.
+  [[noreturn]] void fail_id(const std::string& key, int64_t id) const {
+    fail(key, "id " + std::to_string(id) + " is outside the model's vocabulary of " + std::to_string(vocab_size_) +
+                  " ids (" + vocab_source_ + ")");
+  }
+
   void parse_file() {
     std::ifstream in(path_, std::ios::binary);
     if (!in) throw Error("tokenizer '" + path_ + "': cannot open the file (missing or unreadable)");
     std::string text;
     in.seekg(0, std::ios::end);
     const std::streamoff size = in.tellg();
+    if (size > limits::kMaxTokenizerJsonBytes)
+      fail("", "the file is " + std::to_string(size) + " bytes, more than the " +
+                   std::to_string(limits::kMaxTokenizerJsonBytes) + " a tokenizer.json may have");
     if (size > 0) {
       text.resize(static_cast<size_t>(size));
       in.seekg(0);
       in.read(text.data(), size);
     }
     if (!in) throw Error("tokenizer '" + path_ + "': read error");
-    file_ = parse_tokenizer_json(text);
+    // Entries: an id per entry at most, and no more merges than tokens they could make.
+    file_ = parse_tokenizer_json(text, vocab_size_, static_cast<size_t>(limits::kMaxVocab));
+    if (!file_.bound_key.empty()) {
+      if (file_.bound_error.rfind("id ", 0) == 0) fail_id(file_.bound_key, std::stoll(file_.bound_error.substr(3)));
+      fail(file_.bound_key, file_.bound_error);
+    }
     if (!file_.json_error.empty()) fail("", "not valid JSON (" + file_.json_error + ")");
   }
 
@@ -213,8 +234,13 @@ class Loader {
     by_string.build(vocab);
     vocab_count_ = static_cast<int64_t>(vocab.size());
     tok.vocab_by_bytes.reserve(vocab.size());
+    // The reader stopped at the first id >= vocab_size_, so every id here is in [0, vocab_size_) and
+    // vocab_size_ <= limits::kMaxVocab: the tables below are at most that long and an id fits int32_t.
     int64_t max_id = 0;
-    for (const auto& entry : vocab) max_id = std::max(max_id, entry.second);
+    for (const auto& entry : vocab) {
+      if (entry.second < 0 || entry.second >= vocab_size_) fail_id("model.vocab[\"" + entry.first + "\"]", entry.second);
+      max_id = std::max(max_id, entry.second);
+    }
     tok.id_bytes.resize(static_cast<size_t>(max_id) + 1);
     tok.id_special.resize(static_cast<size_t>(max_id) + 1, 0);
     for (const auto& [token, id64] : vocab) {
@@ -263,6 +289,9 @@ class Loader {
     if (!root.contains("added_tokens") || root.at("added_tokens").is_null()) return;
     const json& list = root.at("added_tokens");
     if (!list.is_array()) fail("added_tokens", "not an array");
+    if (static_cast<int64_t>(list.size()) > vocab_size_)
+      fail("added_tokens", std::to_string(list.size()) + " entries, more than the model's vocabulary of " +
+                               std::to_string(vocab_size_) + " ids (" + vocab_source_ + ")");
     std::vector<AddedToken> tokens;  // in first-seen order; a repeated content updates its entry
     int64_t max_added = -1;
     for (size_t i = 0; i < list.size(); ++i) {
@@ -287,7 +316,9 @@ class Loader {
       if (const int32_t v = vocab_index_.find(t.content); v >= 0) {
         t.id = v;
       } else {
-        t.id = static_cast<int32_t>(max_added < 0 || max_added < vocab_count_ ? vocab_count_ : max_added + 1);
+        const int64_t id = max_added < 0 || max_added < vocab_count_ ? vocab_count_ : max_added + 1;
+        if (id >= vocab_size_) fail_id(key + " (\"" + t.content + "\", numbered after model.vocab)", id);
+        t.id = static_cast<int32_t>(id);
       }
       max_added = std::max<int64_t>(max_added, t.id);
       tokens.push_back(t);
@@ -313,6 +344,8 @@ class Loader {
   }
 
   std::string path_;
+  int64_t vocab_size_;        // every id is below this
+  std::string vocab_source_;  // where vocab_size_ comes from
   TokenizerJson file_;
   ByteAlphabet alphabet_;
   VocabIndex vocab_index_;  // model vocab strings as written in the file
@@ -321,6 +354,12 @@ class Loader {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) { return Loader(path).load(); }
+std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
+  return Loader(path, limits::kMaxVocab, "the bound for a tokenizer loaded without its model's config.json").load();
+}
+
+std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path, int64_t vocab_size, const std::string& vocab_source) {
+  return Loader(path, vocab_size, vocab_source).load();
+}
 
 }  // namespace omni

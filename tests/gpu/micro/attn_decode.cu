@@ -1,7 +1,7 @@
 // Micro-benchmark (exploration, not a test): the engine's decode attention item
 // (cuda_decode_items.cuh) at the thinker's shapes (32 q heads, 4 kv heads of 128, fp32 cache), one
 // launch per layer of 48 in a CUDA graph, for several positions and grid-split counts.
-// Build and run on a GPU host: tests/gpu/micro/run.sh. Results: docs/performance.md, run 16.
+// Build and run on a GPU host: tests/gpu/micro/run.sh. Results: docs/performance.md, "the slow kernels, found per kernel".
 #include <cstdio>
 #include <vector>
 #include <algorithm>

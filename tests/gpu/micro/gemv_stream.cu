@@ -1,8 +1,8 @@
 // Micro-benchmark (exploration, not a test): the thinker's decode GEMV shapes (bf16 weights, fp32 x),
 // 48 distinct layers per CUDA graph so that every launch reads DRAM. Simplified copies of the decode
-// kernels as of 2026-11-26 ("current"), persistent "register ring" variants, a pure read ceiling, and
+// kernels ("current"), persistent "register ring" variants, a pure read ceiling, and
 // an L2-prefetch experiment (next layer's q/k/v pulled toward L2 while a router-like kernel waits).
-// Build and run on a GPU host: tests/gpu/micro/run.sh. Results: docs/performance.md, run 16.
+// Build and run on a GPU host: tests/gpu/micro/run.sh. Results: docs/performance.md, "the slow kernels, found per kernel".
 #include <cstdio>
 #include <cstdint>
 #include <vector>

@@ -5,7 +5,7 @@
 // rows g, g + 8 of two 16-row tiles (the warp: 32 rows x 64 U bytes), D steps in flight. "rows":
 // contig: lane c's pieces are 64 bytes apart (each instruction reads 64 contiguous bytes of a row);
 // otherwise a lane's U pieces are adjacent. "rows": the warp reads its rows one after another, 512 contiguous bytes per instruction, two rows in flight.
-// Build and run on a GPU host: BENCHES=moe_stream tests/gpu/micro/run.sh. Results: docs/performance.md, prefill run 11.
+// Build and run on a GPU host: BENCHES=moe_stream tests/gpu/micro/run.sh. Results: docs/performance.md, "the MoE GEMM rebuilt".
 #include <cstdio>
 #include <cstdint>
 #include <cuda_runtime.h>

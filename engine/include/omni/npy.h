@@ -1,5 +1,5 @@
 // Minimal .npy reader/writer (float32, int32, int64 little-endian, C order): fixtures from
-// the Python reference tools, and `omni-run --logits-out`.
+// the Python reference tools, and `omni-run --logits-out`. Public so that tools need no engine internals.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -1,6 +1,7 @@
 // Tokenizer: byte-level BPE as Qwen2/Qwen3 `tokenizer.json` describes it (NFC normalizer,
 // the Split regex pre-tokenizer, ByteLevel, merges; added tokens matched before BPE).
-// encode() gives exactly the ids of Hugging Face `tokenizers` for any string.
+// encode() gives exactly the ids of Hugging Face `tokenizers` for any string. Public (tools tokenize
+// with it); the implementation's internals are in engine/src/tokenizer/.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -13,7 +14,14 @@ namespace omni {
 class Tokenizer {
  public:
   // Reads <path> (a tokenizer.json). Throws omni::Error naming the file and the problem.
+  // Every id in the file must be below `vocab_size`, the width of the model's embedding (the checkpoint's
+  // thinker vocab_size; `vocab_source` says where that number came from, for messages). Without them the
+  // bound is limits::kMaxVocab. The file is refused before anything is sized by an id outside it.
   static std::unique_ptr<Tokenizer> load(const std::string& path);
+  static std::unique_ptr<Tokenizer> load(const std::string& path, int64_t vocab_size, const std::string& vocab_source);
+  // <model_dir>/tokenizer.json bounded by <model_dir>/config.json's thinker vocab_size when that file exists
+  // (a config.json that cannot be read is an error), else as load(path) (omni-run --tokenize).
+  static std::unique_ptr<Tokenizer> load_for_model(const std::string& model_dir);
   virtual ~Tokenizer() = default;
 
   // Text → ids. Added tokens (<|im_start|>, <|audio_pad|>, …) in the text are matched as such.
@@ -32,6 +40,7 @@ class Tokenizer {
   // The id whose bytes are exactly `token` (an added token's content, or e.g. "\n" → 198); -1 if none.
   virtual int32_t token_id(std::string_view token) const = 0;
   virtual bool is_special(int32_t id) const = 0;  // added tokens marked "special"
+  virtual bool is_added(int32_t id) const = 0;    // any added token (<|im_end|>, <tool_call>, <think>, ...)
   virtual size_t vocab_size() const = 0;          // highest id + 1
 };
 
