@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "golden_util.h"
-#include "io/npy.h"
+#include "omni/npy.h"
 #include "vision/image.h"
 #include "vision/preprocess.h"
 

@@ -13,7 +13,7 @@
 #include "golden_util.h"
 #include "io/checkpoint.h"
 #include "io/model_config.h"
-#include "io/npy.h"
+#include "omni/npy.h"
 #include "model/vision_encoder.h"
 
 namespace {
