@@ -134,13 +134,13 @@ TEST_F(BoundsE2E, OneHertzWavAskGetsBadRequestAtOnceWhileAnotherClientIsAnswered
   EXPECT_EQ(d->stop(SIGTERM, 5s), 0);
 }
 
-// A long but allowed clip (60 s of 48 kHz stereo, 11 MB) is decoded and resampled on the engine's
+// The longest clip allowed (300 s of 24 kHz mono, 14 MB) is decoded and resampled on the engine's
 // thread, not the loop: the other client's pings stay fast while it converts (and while the engine then
 // encodes it), and the turn starts with the clip's duration read from the header.
 TEST_F(BoundsE2E, LongAllowedWavIsConvertedOffTheEventLoop) {
   auto d = start_ready(options());
   EventLog events(d->events());
-  const std::string wav = pcm16_wav(48000, 2, 60 * 48000);
+  const std::string wav = pcm16_wav(24000, 1, 300 * 24000);
   Pinger pinger(d->control());
   std::this_thread::sleep_for(100ms);
   const auto t0 = Clock::now();
@@ -150,7 +150,7 @@ TEST_F(BoundsE2E, LongAllowedWavIsConvertedOffTheEventLoop) {
   const uint64_t id = r["turn_id"];
   auto start_ev = events.wait_for("turn.start", 10s, [&](const auto& e) { return e.body["turn_id"] == id; });
   ASSERT_TRUE(start_ev);
-  EXPECT_EQ(start_ev->body["audio_ms"], 60000);
+  EXPECT_EQ(start_ev->body["audio_ms"], 300000);
   // The conversion runs at the start of the turn; the pings go on through it and the turn's first
   // second or two, then the turn is cancelled (what the tiny model answers is not the point here).
   std::this_thread::sleep_for(2s);
@@ -166,6 +166,6 @@ TEST_F(BoundsE2E, LongAllowedWavIsConvertedOffTheEventLoop) {
   EXPECT_LT(ms, 500.0) << "the ask reply took " << ms << " ms";
   EXPECT_GT(pinger.pings(), 5);
   EXPECT_EQ(pinger.failures(), 0);
-  EXPECT_LT(pinger.worst_ms(), 250.0);
+  EXPECT_LT(pinger.worst_ms(), 300.0);
   EXPECT_EQ(d->stop(SIGTERM, 5s), 0);
 }

@@ -113,6 +113,12 @@ Outcome run_bounded(size_t headroom_mb, const std::function<void()>& f) {
   return {out.substr(nl + 1), std::stod(out.substr(0, nl))};
 }
 
+// The finding with its one mutated entry given back its byte token ("\u00a3", byte 0xA3) at `id`: an
+// otherwise valid byte-level tokenizer of 258 vocab entries and two added tokens.
+std::string finding_with_pound_at(int64_t id) {
+  return replace_all(read(kFinding), "\"\\u00a0a5\": 1652222222", "\"\\u00a3\": " + std::to_string(id));
+}
+
 // A model directory holding `tokenizer` as tokenizer.json, with the tiny model's config.json beside it.
 std::string model_dir_with_tokenizer(const TempDir& dir, const std::string& tokenizer) {
   dir.write("tokenizer.json", tokenizer);
@@ -168,10 +174,10 @@ TEST(Bounds, TokenizerWithAnIdOf200MillionIsRefusedFastWithoutALargeAllocation) 
 TEST(Bounds, TokenizerIdsUpToTheVocabularyAreAcceptedAndOneMoreIsNot) {
   TempDir dir("edge");
   // 258 entries (ids 0..256 and the one below); the two added tokens are numbered after the vocab.
-  const std::string ok = dir.write("ok.json", replace_all(read(kFinding), "1652222222", "4095"));
+  const std::string ok = dir.write("ok.json", finding_with_pound_at(4095));
   auto tok = Tokenizer::load(ok, 4096, "test");
   EXPECT_EQ(tok->vocab_size(), 4096u);
-  const std::string off = dir.write("off.json", replace_all(read(kFinding), "1652222222", "4096"));
+  const std::string off = dir.write("off.json", finding_with_pound_at(4096));
   const Outcome o = run_bounded(256, [&] { Tokenizer::load(off, 4096, "test"); });
   EXPECT_NE(o.error.find("off.json': model.vocab[\""), std::string::npos) << o.error;
   EXPECT_NE(o.error.find("id 4096 is outside the model's vocabulary of 4096 ids (test)"), std::string::npos) << o.error;
@@ -181,7 +187,7 @@ TEST(Bounds, TokenizerIdsUpToTheVocabularyAreAcceptedAndOneMoreIsNot) {
 // must fit the model too.
 TEST(Bounds, AddedTokensNumberedPastTheVocabularyAreRefused) {
   TempDir dir("added");
-  const std::string path = dir.write("tokenizer.json", replace_all(read(kFinding), "1652222222", "257"));
+  const std::string path = dir.write("tokenizer.json", finding_with_pound_at(257));
   // The vocab has 258 entries (ids 0..257): <|im_start|> gets 258, <think> 259.
   EXPECT_EQ(Tokenizer::load(path, 260, "test")->token_id("<think>"), 259);
   const Outcome o = run_bounded(256, [&] { Tokenizer::load(path, 259, "test"); });
