@@ -79,7 +79,7 @@ bench-latency: build
 # $(PKG_BUILD)/omnid_<version>_<arch>.deb. docs/operations.md "Packaging".
 PKG_BUILD ?= build-pkg
 package: deps
-	cmake -S . -B $(PKG_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_CUDA=OFF
+	cmake -S . -B $(PKG_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_CUDA=OFF -DCMAKE_INSTALL_PREFIX=/usr
 	cmake --build $(PKG_BUILD) -j $(JOBS) --target omnid omnictl omni-run omni-bench
 	rm -f $(PKG_BUILD)/omnid_*.deb
 	cd $(PKG_BUILD) && cpack -G DEB

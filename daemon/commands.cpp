@@ -100,8 +100,9 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
           },
           [&](const omni::ipc::ListenRequest& r) {
             listening_ = r.enabled;
-            if (capture_) capture_->set_playing(r.enabled);
+            // The microphone opens before the pipeline plays, so the VAD hears a recording from its first sample.
             update_state();
+            if (capture_) capture_->set_playing(r.enabled);
             server.reply_ok(h, {{"listening", listening_}});
           },
           [&](const omni::ipc::ResetRequest&) {

@@ -58,6 +58,7 @@ audio:
   input:
     pipeline: "filesrc location=$mic ! wavparse"
     listen: false
+    restart_on_end: false
   output:
     backend: wav-file
     path: "$run/answer-{turn}.wav"
