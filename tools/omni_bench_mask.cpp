@@ -10,7 +10,7 @@
 
 #include "grammar/tool_calls.h"
 #include "omni_bench_mask.h"
-#include "tokenizer/tokenizer.h"
+#include "omni/tokenizer.h"
 
 namespace omni {
 namespace {

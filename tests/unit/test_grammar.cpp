@@ -197,7 +197,9 @@ TEST(Grammar, RandomWalksOverGeneratedSchemasAlwaysEndParseAndValidate) {
     walk(*c, rng, 20000, &taken);
     ASSERT_GE(c->calls().size(), 1u) << tool_json.dump();
     for (const ParsedToolCall& call : c->calls()) {
-      if (choice.kind == ToolChoice::Kind::Named) EXPECT_EQ(call.name, choice.name);
+      if (choice.kind == ToolChoice::Kind::Named) {
+        EXPECT_EQ(call.name, choice.name);
+      }
       const auto it = std::find(names.begin(), names.end(), call.name);
       ASSERT_NE(it, names.end());
       std::string why;
@@ -234,7 +236,9 @@ TEST(Grammar, StructuredAnswersFollowTheirSchema) {
     ASSERT_FALSE(v.is_discarded()) << c->value_text();
     std::string why;
     EXPECT_TRUE(compiled.validate(v, &why)) << why << ": " << c->value_text() << " for " << schema.dump();
-    if (!has_tiny_float(v)) EXPECT_EQ(json_dumps_py(v), c->value_text());
+    if (!has_tiny_float(v)) {
+      EXPECT_EQ(json_dumps_py(v), c->value_text());
+    }
   }
 }
 

@@ -60,7 +60,7 @@ const ojson kRobotTools = ojson::parse(R"([
 TEST(ToolSession, ForcedCallsOfTheRandomModelAlwaysParseAndValidate) {
   std::mt19937_64 rng(31);
   int calls = 0;
-  for (int k = 0; k < 24; ++k) {
+  for (int k = 0; k < 16; ++k) {
     const ojson tools = testing_schemas::random_tools(rng, 1 + int(rng() % 3));
     const auto compiled = compile_tools(tools);
     auto session = model().new_session({.system_prompt = "", .tools = tools.dump()});
@@ -71,7 +71,9 @@ TEST(ToolSession, ForcedCallsOfTheRandomModelAlwaysParseAndValidate) {
     EXPECT_EQ(r.tokens.front(), kToolCall);
     EXPECT_EQ(r.text, "");  // call markup is not answer text
     for (const ToolCall& c : r.tool_calls) {
-      if (k % 2 == 0) EXPECT_EQ(c.name, choice);
+      if (k % 2 == 0) {
+        EXPECT_EQ(c.name, choice);
+      }
       const auto it = std::find_if(compiled.begin(), compiled.end(), [&](const auto& t) { return t.name == c.name; });
       ASSERT_NE(it, compiled.end());
       std::string why;
@@ -80,12 +82,12 @@ TEST(ToolSession, ForcedCallsOfTheRandomModelAlwaysParseAndValidate) {
     }
     EXPECT_GT(r.timings.masked_steps, 0);
   }
-  EXPECT_GE(calls, 24);
+  EXPECT_GE(calls, 16);
 }
 
 TEST(ToolSession, ToolChoiceNoneNeverCalls) {
   auto session = model().new_session({.system_prompt = "Robot.", .tools = kRobotTools.dump()});
-  for (uint64_t seed = 0; seed < 6; ++seed) {
+  for (uint64_t seed = 0; seed < 4; ++seed) {
     GenerateOptions o = sampled(seed, "none");
     o.max_new_tokens = 40;
     const TurnResult r = session->respond(text_turn("Close your hand."), o, {});

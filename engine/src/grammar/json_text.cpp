@@ -29,7 +29,10 @@ std::string py_float_repr(double v) {
   const int nd = int(digits.size());
   if (decpt <= -4 || decpt > 16) {
     out += digits[0];
-    if (nd > 1) out += "." + digits.substr(1);
+    if (nd > 1) {
+      out += '.';
+      out.append(digits, 1, std::string::npos);
+    }
     char eb[16];
     std::snprintf(eb, sizeof eb, "e%c%02d", exp10 < 0 ? '-' : '+', std::abs(exp10));
     out += eb;

@@ -12,6 +12,8 @@ TokenTable::Trie TokenTable::make_trie(std::vector<std::pair<std::string, int32_
   auto build = [&](auto&& self, size_t lo, size_t hi, size_t depth) -> uint32_t {
     const uint32_t id = uint32_t(t.nodes.size());
     t.nodes.push_back({});
+    t.nodes[id].lo = uint32_t(lo);
+    t.nodes[id].hi = uint32_t(hi);
     t.max_depth = std::max(t.max_depth, depth);
     while (lo < hi && items[lo].first.size() == depth) {
       if (t.nodes[id].token < 0) t.nodes[id].token = items[lo].second;
@@ -36,7 +38,47 @@ TokenTable::Trie TokenTable::make_trie(std::vector<std::pair<std::string, int32_
     return id;
   };
   build(build, 0, items.size(), 0);
+  for (const auto& it : items) t.ids.push_back(it.second);
+  // Tokens with the same bytes as an earlier one are never set by the walk; keep the subtree ranges
+  // equal to what the walk would set.
+  for (size_t i = 1; i < items.size(); ++i)
+    if (items[i].first == items[i - 1].first) t.ids[i] = t.ids[i - 1];
+  // Children have higher indices than their parent: from the last node back, each child's value is ready.
+  for (size_t n = t.nodes.size(); n-- > 0;) t.nodes[n].plain_rest = plain_rest(t, uint32_t(n), 0, true);
   return t;
+}
+
+// The most characters of the subtree's rests after `node` when they are plain string text with
+// `pending` UTF-8 continuation bytes still due first; -1 when some rest is not. Lead bytes whose
+// first continuation has a narrower range (E0, ED, F0, F4) count as not plain: those subtrees are
+// walked byte by byte, which is exact.
+int TokenTable::plain_rest(const Trie& t, uint32_t node, int pending, bool top) {
+  const Node& n = t.nodes[node];
+  if (pending == 0 && !top) return n.plain_rest;  // computed already (a later node)
+  if (n.token >= 0 && pending > 0) return -1;
+  int best = 0;
+  for (uint32_t e = n.first_edge; e < n.first_edge + n.edges; ++e) {
+    const uint8_t b = t.edges[e].byte;
+    int r;
+    if (pending > 0) {
+      if (b < 0x80 || b > 0xBF) return -1;
+      r = plain_rest(t, t.edges[e].child, pending - 1, false);
+      if (r < 0) return -1;
+    } else {
+      int need;
+      if (b == '"' || b == '\\' || b < 0x20) return -1;
+      if (b < 0x80) need = 0;
+      else if (b >= 0xC2 && b <= 0xDF) need = 1;
+      else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) need = 2;
+      else if (b >= 0xF1 && b <= 0xF3) need = 3;
+      else return -1;
+      r = plain_rest(t, t.edges[e].child, need, false);
+      if (r < 0) return -1;
+      ++r;
+    }
+    best = std::max(best, r);
+  }
+  return best;
 }
 
 std::shared_ptr<const TokenTable> TokenTable::build(const Tokenizer& tok, size_t vocab) {
@@ -93,6 +135,13 @@ void TokenTable::walk(const Trie& t, uint32_t node, size_t depth, const JsonGram
     st.copy_from(from);
     if (!g.feed(st, edge.byte)) continue;
     const Node& child = t.nodes[edge.child];
+    if (child.plain_rest >= 0 && child.edges) {
+      const int room = g.string_room(st);
+      if (room >= 0 && child.plain_rest <= room) {  // the whole subtree stays inside the string
+        for (uint32_t i = child.lo; i < child.hi; ++i) set_bit(bits, t.ids[i]);
+        continue;
+      }
+    }
     if (child.token >= 0) set_bit(bits, child.token);
     if (child.edges) walk(t, edge.child, depth + 1, g, bits, scratch);
   }

@@ -3,7 +3,9 @@
 // fed through the grammar; a trie of the vocabulary's byte strings shares that work between tokens
 // with a common prefix and cuts whole subtrees at the first refused byte. Inside a string's
 // characters most of the vocabulary is allowed; there the mask starts from a precomputed set
-// (tokens made only of plain string characters, by length) and only the other tokens are walked.
+// (tokens made only of plain string characters, by length) and only the other tokens are walked, and
+// wherever a walk is inside a string, a subtree whose rests are all plain string characters is taken
+// whole.
 // docs/model.md "Tool calls".
 #pragma once
 #include <cstdint>
@@ -12,7 +14,7 @@
 #include <vector>
 
 #include "grammar/json_grammar.h"
-#include "tokenizer/tokenizer.h"
+#include "omni/tokenizer.h"
 
 namespace omni {
 
@@ -47,6 +49,11 @@ class TokenTable {
     int32_t token = -1;
     uint32_t first_edge = 0;
     uint32_t edges = 0;
+    uint32_t lo = 0, hi = 0;  // the subtree's tokens: Trie::ids[lo, hi)
+    // Inside a string with nothing pending, every token of the subtree is allowed when its bytes after
+    // this node are plain string characters: the most characters such a rest has, or -1 when some rest
+    // is not plain (then the subtree is walked byte by byte).
+    int32_t plain_rest = -1;
   };
   struct Edge {
     uint8_t byte;
@@ -55,8 +62,10 @@ class TokenTable {
   struct Trie {
     std::vector<Node> nodes;
     std::vector<Edge> edges;
+    std::vector<int32_t> ids;  // token ids in trie order
     size_t max_depth = 0;
   };
+  static int plain_rest(const Trie& t, uint32_t node, int pending, bool top);
   static Trie make_trie(std::vector<std::pair<std::string, int32_t>> items);
   void walk(const Trie& t, uint32_t node, size_t depth, const JsonGrammar& g, TokenBits& bits,
             Scratch& scratch) const;
