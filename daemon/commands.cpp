@@ -125,6 +125,7 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
                                           "no speaker '" + *r.speaker + "' (this model has: " + list + ")");
               }
               speaker_ = *it;
+              if (spec_) drop_speculation("the speaker changed");  // it speaks with the old voice
             }
             if (r.volume) set_volume(*r.volume);
             if (r.system_prompt) change_system_prompt(*r.system_prompt);
@@ -142,6 +143,8 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
 
 void Daemon::apply_then_reply(const omni::ipc::ReplyHandle& h, std::function<void(omni::Session&)> job,
                               const std::string& what) {
+  // A speculation runs on the conversation as it was; take it back before changing the conversation.
+  if (spec_) drop_speculation(what);
   worker_->submit_control(
       std::move(job),
       [this, h, what](const std::string& e) {
@@ -162,6 +165,7 @@ void Daemon::apply_then_reply(const omni::ipc::ReplyHandle& h, std::function<voi
 void Daemon::change_system_prompt(const std::string& prompt) {
   const std::string old_prompt = system_prompt_;
   system_prompt_ = prompt;
+  if (spec_) drop_speculation("the system prompt changed");
   worker_->submit_control([prompt](omni::Session& s) { s.set_system_prompt(prompt); },
                           [this, old_prompt, prompt](const std::string& e) {
                             loop_.post([this, old_prompt, prompt, e] {
