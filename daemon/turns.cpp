@@ -35,10 +35,7 @@ std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, Tu
   job.turn_id = t.id;
   reopen_output_if_lost();
   turn_ = t;
-  {
-    std::lock_guard lock(output_mu_);
-    output_turn_ = t.id;
-  }
+  speech_.allow(t.id);
   nlohmann::json fields = {{"turn_id", t.id}, {"source", source}};
   if (!job.input.text.empty()) fields["text"] = job.input.text;
   if (!job.input.audio_16k.empty()) fields["audio_ms"] = static_cast<int64_t>(job.input.audio_16k.size() / 16);
@@ -53,11 +50,7 @@ void Daemon::cancel_turn(const std::string& reason) {
   if (!turn_) return;
   const uint64_t id = turn_->id;
   worker_->cancel(id);
-  {
-    std::lock_guard lock(output_mu_);
-    output_turn_ = 0;
-    if (output_) output_->abort();
-  }
+  speech_.abort();
   turn_.reset();
   log_info("turn %llu cancelled (%s)", static_cast<unsigned long long>(id), reason.c_str());
   publish("turn.cancelled", {{"turn_id", id}, {"reason", reason}});
@@ -66,35 +59,13 @@ void Daemon::cancel_turn(const std::string& reason) {
 
 // Worker thread: audio goes straight to the output (latency); the loop only hears about the first chunk.
 void Daemon::engine_audio(uint64_t turn_id, const float* samples, size_t count) {
-  bool first = false;
-  std::string error;
-  {
-    std::lock_guard lock(output_mu_);
-    if (output_turn_ != turn_id || !output_) return;  // cancelled: drop the rest of its audio
-    if (output_begun_turn_ != turn_id) {
-      output_begun_turn_ = turn_id;
-      first = true;
-      try {
-        output_->begin(model_->speech_sample_rate(), std::to_string(turn_id));
-      } catch (const std::exception& e) {
-        error = e.what();
-        output_turn_ = 0;
-      }
-    }
-    if (error.empty()) {
-      try {
-        output_->write(samples, count);
-      } catch (const std::exception& e) {
-        error = e.what();
-        output_turn_ = 0;
-      }
-    }
-  }
-  if (!error.empty()) {
-    loop_.post([this, turn_id, error] { on_output_failed(turn_id, error); });
+  const auto r = speech_.write(turn_id, model_->speech_sample_rate(), samples, count);
+  if (r.dropped) return;
+  if (!r.error.empty()) {
+    loop_.post([this, turn_id, error = r.error] { on_output_failed(turn_id, error); });
     return;
   }
-  if (first) {
+  if (r.first) {
     const int64_t at = monotonic_ms();
     loop_.post([this, turn_id, at] { on_engine_first_audio(turn_id, at); });
   }
@@ -132,18 +103,8 @@ void Daemon::on_engine_done(uint64_t turn_id, omni::TurnResult result) {
                               {"prefill_ms", result.timings.prefill_ms},
                               {"decode_tok_s", result.timings.decode_tok_s}});
   }
-  std::string output_error;
-  {
-    std::lock_guard lock(output_mu_);
-    // end() reports on_playback_drained once the device has played everything queued.
-    if (output_ && output_begun_turn_ == turn_id && output_turn_ == turn_id) {
-      try {
-        output_->end();
-      } catch (const std::exception& e) {
-        output_error = e.what();
-      }
-    }
-  }
+  // finish() reports on_playback_drained once the device has played everything queued.
+  const std::string output_error = speech_.finish(turn_id);
   if (!output_error.empty()) return on_output_failed(turn_id, output_error);  // ends the turn
   finish_turn_if_complete();
 }
@@ -162,12 +123,8 @@ void Daemon::on_engine_failed(uint64_t turn_id, const std::string& error, bool d
 
 void Daemon::on_playback_drained(uint64_t turn_id) {
   if (!turn_ || turn_->id != turn_id || !turn_->speech_started) return;
-  std::string where;
-  {
-    std::lock_guard lock(output_mu_);
-    output_turn_ = 0;
-    if (output_) where = output_->destination();
-  }
+  speech_.release();
+  const std::string where = speech_.destination();
   const int rate = model_ ? model_->speech_sample_rate() : 24000;
   publish("speech.end", {{"turn_id", turn_id},
                          {"duration_ms", static_cast<int64_t>(turn_->speech_samples * 1000 / rate)},
@@ -181,10 +138,7 @@ void Daemon::finish_turn_if_complete() {
   if (!turn_ || !turn_->engine_done) return;
   // A turn with audio ends when playback has drained (speech.end); one without audio ends now.
   if (turn_->speech_started) return;
-  {
-    std::lock_guard lock(output_mu_);
-    output_turn_ = 0;
-  }
+  speech_.release();
   turn_.reset();
   update_state();
 }
@@ -231,11 +185,10 @@ void Daemon::rebuild_endpointer() {
   detector_ = std::move(detector);
 }
 
-std::string Daemon::state_name() const {
-  if (!ready_) return "loading";
-  if (turn_) return turn_->speech_started ? "speaking" : "thinking";
-  const bool mic = listening_ && capture_ && !capture_failed_ && !capture_->end_of_stream();
-  return mic ? "listening" : "idle";
+DaemonState Daemon::current_state() const {
+  if (!ready_) return DaemonState::loading;
+  if (turn_) return turn_->speech_started ? DaemonState::speaking : DaemonState::thinking;
+  return listening_ && capture_.open() ? DaemonState::listening : DaemonState::idle;
 }
 
 void Daemon::update_state() {
@@ -246,12 +199,12 @@ void Daemon::update_state() {
     if (endpointer_) endpointer_->reset();
   }
   mic_open_ = open;
-  const std::string next = state_name();
+  const DaemonState next = current_state();
   if (next == state_) return;
-  const std::string previous = state_;
+  const DaemonState previous = state_;
   state_ = next;
-  publish("state", {{"state", next}, {"previous", previous}});
-  if (ready_ && !stopping_) notifier_.status(next);
+  publish("state", {{"state", to_string(next)}, {"previous", to_string(previous)}});
+  if (ready_ && !stopping_) notifier_.status(std::string(to_string(next)));
 }
 
 void Daemon::publish(std::string_view name, nlohmann::json fields) {
