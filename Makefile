@@ -3,15 +3,16 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 DEB_PACKAGES := build-essential cmake pkg-config googletest libgtest-dev nlohmann-json3-dev libutf8proc-dev \
-  libfftw3-dev libsoxr-dev libyaml-cpp-dev libzmq3-dev cppzmq-dev libsystemd-dev \
+  libfftw3-dev libpng-dev libjpeg62-turbo-dev libsoxr-dev libyaml-cpp-dev libzmq3-dev cppzmq-dev libsystemd-dev \
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-  gstreamer1.0-tools gstreamer1.0-alsa portaudio19-dev libasound2-dev libasound2-plugins libwebrtc-audio-processing-dev \
+  gstreamer1.0-tools gstreamer1.0-alsa portaudio19-dev libasound2-dev libasound2-plugins libwebrtc-audio-processing-dev libspeexdsp-dev \
   python3 python3-zmq xz-utils
 # Only `make fuzz` needs clang and its libFuzzer/sanitizer runtimes (about 250 MB): `make deps-fuzz`.
 # libclang-rt-dev is the Debian default-version package (Debian 12: clang 14, Debian 13: clang 19).
 FUZZ_DEB_PACKAGES := clang libclang-rt-dev
 
-.PHONY: all deps deps-fuzz configure build test test-asan fuzz fuzz-long soak demo clean
+.PHONY: all deps deps-fuzz configure build test test-asan fuzz fuzz-long soak demo bench-latency clean package deps-system test-system \
+  test-trixie test-arm64
 all: build
 
 # Installs the packages of $(1) that are missing; $(2) names the step in its messages.
@@ -67,6 +68,40 @@ soak: build
 
 demo: build
 	./tools/demo.sh $(BUILD)
+
+# End of speech -> first audio of the real daemon, speculative turns on and off (docs/performance.md).
+# BENCH_MODEL (default $(BUILD)/bench-model/models/full-width; the script says how to make one), BENCH_DEVICE,
+# BENCH_RECORDING, BENCH_SPECULATE ("0 300"), BENCH_RUNS (3): tools/bench_latency.sh.
+bench-latency: build
+	./tools/bench_latency.sh $(BUILD)
+
+# The Debian package (CPack, packaging/package.cmake) from a CPU-only build of the installed programs:
+# $(PKG_BUILD)/omnid_<version>_<arch>.deb. docs/operations.md "Packaging".
+PKG_BUILD ?= build-pkg
+package: deps
+	cmake -S . -B $(PKG_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_CUDA=OFF -DCMAKE_INSTALL_PREFIX=/usr
+	cmake --build $(PKG_BUILD) -j $(JOBS) --target omnid omnictl omni-run omni-bench
+	rm -f $(PKG_BUILD)/omnid_*.deb
+	cd $(PKG_BUILD) && cpack -G DEB
+	@ls $(PKG_BUILD)/omnid_*.deb
+
+# The system test: the package installed with apt into a fresh minimal Debian, booted with systemd under
+# systemd-nspawn and checked from inside (tests/system/run.sh; root). deps-system installs its tools.
+SYSTEM_TEST_PACKAGES := mmdebstrap systemd-container dpkg-dev
+deps-system:
+	$(call install_missing,$(SYSTEM_TEST_PACKAGES),deps-system)
+
+test-system: package deps-system
+	tests/system/run.sh $(PKG_BUILD)
+
+# Debian 13: `make test` in a fresh trixie root (build-trixie/; tests/system/trixie.sh). test-arm64: the engine
+# cross-built for arm64 in that root, its unit and golden tests under qemu-aarch64 (docs/operations.md).
+test-trixie: deps-system
+	tests/system/trixie.sh native
+
+test-arm64: deps-system
+	$(call install_missing,qemu-user-static,test-arm64)
+	tests/system/trixie.sh arm64
 
 clean:
 	rm -rf $(BUILD)

@@ -182,7 +182,7 @@ void read_audio(SchemaReader& r, const YAML::Node& root, AudioConfig& a) {
     });
     r.section(n, k, "vad",
               {"aggressiveness", "threshold", "window_ms", "min_speech_ms", "end_silence_ms", "max_utterance_ms",
-               "pre_roll_ms"},
+               "pre_roll_ms", "speculate_after_ms"},
               [&](const YAML::Node& v, const std::string& vk) {
                 VadConfig& c = a.vad;
                 r.integer(v, vk, "aggressiveness", c.aggressiveness, 0, 3);
@@ -192,6 +192,16 @@ void read_audio(SchemaReader& r, const YAML::Node& root, AudioConfig& a) {
                 r.integer(v, vk, "end_silence_ms", c.end_silence_ms, 50, 10000);
                 r.integer(v, vk, "max_utterance_ms", c.max_utterance_ms, 500, 600000);
                 r.integer(v, vk, "pre_roll_ms", c.pre_roll_ms, 0, 2000);
+                r.integer(v, vk, "speculate_after_ms", c.speculate_after_ms, 0, 10000);
+                if (v["speculate_after_ms"]) {
+                  if (c.speculate_after_ms != 0 &&
+                      (c.speculate_after_ms < 200 || c.speculate_after_ms >= c.end_silence_ms))
+                    r.error(v["speculate_after_ms"].Mark(), vk + ".speculate_after_ms",
+                            "must be 0 (off) or in [200, end_silence_ms = " + std::to_string(c.end_silence_ms) +
+                                "): the utterance keeps 200 ms after the last speech, and the endpoint commits");
+                } else if (c.speculate_after_ms >= c.end_silence_ms) {
+                  c.speculate_after_ms = 0;  // the default does not fit this endpointing: off
+                }
                 if (v["window_ms"] && c.window_ms % 10 != 0)
                   r.error(v["window_ms"].Mark(), vk + ".window_ms", "must be a multiple of 10 (the VAD frame)");
                 if (c.min_speech_ms >= c.max_utterance_ms)

@@ -48,6 +48,10 @@ struct VadConfig {
   int end_silence_ms = 700;    // this much non-speech ends the utterance
   int max_utterance_ms = 30000;
   int pre_roll_ms = 300;       // audio kept from before the detected start
+  // Speculative turns: after this much silence the turn starts on the utterance so far, unpublished and
+  // unplayed until end_silence_ms commits it (or speech resumes and it is dropped). 0: off; else in
+  // [200, end_silence_ms). The default is off by itself when end_silence_ms <= it. docs/config.md.
+  int speculate_after_ms = 300;
 };
 
 struct AudioConfig {

@@ -7,12 +7,17 @@
 //  - an utterance ended by the VAD becomes a turn (source "voice");
 //  - with audio.barge_in, speech detected during a turn cancels it (reason "barge_in") and the
 //    new utterance becomes the next turn; without it the microphone is ignored during a turn;
-//  - state: loading -> idle|listening (no turn; microphone off|on) -> thinking (turn running,
-//    no audio yet) -> speaking (audio playing) -> back.
+//  - with audio.vad.speculate_after_ms, a pause in the user's speech starts the answer early on the
+//    engine (speculation.cpp); nothing of it is published or played until the endpoint commits it, and
+//    speech resuming takes it back (KV rollback) as if it never ran;
+//  - state: DaemonState (daemon_state.h).
+// Capture supervision lives in CaptureSupervisor, speech output in SpeechOutput; this class owns the
+// dialog and the requests.
 #pragma once
 #include <omni/engine.h>
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -22,12 +27,13 @@
 
 #include "daemon/config.h"
 #include "ipc/control_server.h"
-#include "audio/device/capture.h"
-#include "audio/device/playback.h"
 #include "audio/device/vad.h"
+#include "daemon/capture_supervisor.h"
+#include "daemon/daemon_state.h"
 #include "daemon/engine_worker.h"
 #include "daemon/event_loop.h"
 #include "daemon/notify.h"
+#include "daemon/speech_output.h"
 
 namespace omnid {
 
@@ -43,6 +49,7 @@ class Daemon {
  private:
   struct ActiveTurn {
     uint64_t id = 0;
+    uint64_t job = 0;    // the engine worker's id for its job: `id`, or the speculation's it was committed from
     std::string source;  // voice | ask | say
     bool say = false;
     bool speak = true;
@@ -50,20 +57,34 @@ class Daemon {
     bool speech_started = false;
     bool engine_done = false;
     size_t speech_samples = 0;
+    int64_t speech_end_ms = -1;  // voice turns: monotonic ms of the utterance's last voiced frame
+    bool speculated = false;     // committed from a speculation
   };
+  // A turn started on a pause in the user's speech (speculation.cpp). It runs on the engine under a
+  // job id of its own (kSpeculationJobBase + n, never a turn id); its text, audio and result are held
+  // here until the endpoint commits it as the next turn, or dropped when speech resumes.
+  struct Speculation {
+    uint64_t job = 0;
+    std::vector<float> samples;       // the utterance it answers
+    int64_t started_ms = 0;
+    std::vector<std::string> text;    // response.delta pieces held back
+    std::optional<omni::TurnResult> result;  // the engine finished
+    std::optional<std::string> error;        // the engine failed (e.g. the context is full)
+  };
+  static constexpr uint64_t kSpeculationJobBase = uint64_t(1) << 62;
 
   // start-up (daemon.cpp)
   void start_loading();
   void on_model_loaded(std::unique_ptr<omni::Model> model);
   void fail(const std::string& message);
-  void start_capture();
-  // audio_recovery.cpp: a failed or ended input is rebuilt with backoff (device.lost / device.restored).
-  void on_capture_lost(uint64_t generation, const std::string& reason);
-  void capture_recovery_tick();
+  CaptureSupervisor::Listener capture_listener();
+  CaptureSupervisor::Settings capture_settings() const;
+  // A failed or ended input is rebuilt by the supervisor (device.lost / device.restored events here).
+  void on_capture_lost(const std::string& reason, int retry_in_ms, bool first);
+  void on_capture_restored(int64_t down_ms, int attempts);
   // A failed speech output (device error, full disk) is reopened before the next turn.
-  void on_output_failed(uint64_t turn_id, const std::string& error);
+  void on_output_failed(uint64_t job, const std::string& error);  // job: ActiveTurn::job
   void reopen_output_if_lost();
-  void open_output();
   void watchdog_tick();
   void on_signal(int signo);
   void shutdown(int exit_code);
@@ -79,7 +100,6 @@ class Daemon {
   // with an error event.
   void apply_then_reply(const omni::ipc::ReplyHandle& h, std::function<void(omni::Session&)> job,
                         const std::string& what);
-  void set_volume(double volume);  // the setting and the open output
   void change_system_prompt(const std::string& prompt);
 
   // turns and audio (turns.cpp)
@@ -92,14 +112,24 @@ class Daemon {
   void on_playback_drained(uint64_t turn_id);
   void finish_turn_if_complete();
   void on_vad_start(double stream_ms);
-  void on_utterance(omni::audio::Utterance utterance);
+  // `speech_end_ms`: monotonic ms of the utterance's last voiced frame.
+  void on_utterance(omni::audio::Utterance utterance, int64_t speech_end_ms);
   void engine_audio(uint64_t turn_id, const float* samples, size_t count);  // worker thread
   omni::GenerateOptions generate_options(bool speak) const;
   omni::audio::VadParams vad_params() const;
+  // speculation.cpp
+  void on_vad_pause(omni::audio::Utterance utterance);
+  void drop_speculation(const std::string& why);
+  // The endpoint came with the same utterance: the speculation becomes the turn. false: there was none
+  // to commit (or it failed); the caller starts the turn as usual.
+  bool commit_speculation(const omni::audio::Utterance& utterance, int64_t speech_end_ms);
+  // Records a voice turn's end-of-speech -> first audio for status's percentiles.
+  void record_first_audio_latency(double ms);
+  nlohmann::json latency_status() const;
   void rebuild_endpointer();
 
   // state
-  std::string state_name() const;
+  DaemonState current_state() const;
   void update_state();
   void publish(std::string_view name, nlohmann::json fields = nlohmann::json::object());
   void publish_error(const std::string& code, const std::string& message, uint64_t turn_id = 0);
@@ -121,36 +151,24 @@ class Daemon {
   bool ready_ = false;
 
   // audio
-  std::unique_ptr<omni::audio::AudioCapture> capture_;
+  CaptureSupervisor capture_;
   std::mutex endpointer_mu_;  // the capture thread feeds it, the loop rebuilds/resets it
   std::unique_ptr<omni::audio::VoiceDetector> detector_;
   std::unique_ptr<omni::audio::Endpointer> endpointer_;
   std::atomic<bool> mic_open_{false};
   bool listening_ = true;
-  bool capture_failed_ = false;          // lost; being rebuilt
-  uint64_t capture_generation_ = 0;      // callbacks of an older pipeline are ignored
-  std::atomic<bool> capture_heard_{false};  // the current pipeline delivered samples
-  bool capture_restoring_ = false;       // rebuilt after a loss; restored once it delivers samples
-  int64_t capture_started_ms_ = 0;
-  int64_t capture_lost_ms_ = 0;
-  int64_t capture_retry_at_ms_ = 0;
-  int capture_backoff_ms_ = 0;
-  int capture_attempts_ = 0;
-  std::string capture_lost_reason_;
 
-  std::mutex output_mu_;  // guards output_ and output_turn_ between the loop and the worker
-  std::unique_ptr<omni::audio::AudioOutput> output_;
-  uint64_t output_turn_ = 0;       // the turn allowed to write audio; 0: none
-  uint64_t output_begun_turn_ = 0; // the turn whose utterance is open on the output
-  bool output_lost_ = false;
-  double volume_ = 1.0;
+  SpeechOutput speech_;
   std::string speaker_;
   std::string system_prompt_;
 
   // dialog
   std::optional<ActiveTurn> turn_;
   uint64_t next_turn_id_ = 1;
-  std::string state_ = "loading";
+  std::optional<Speculation> spec_;
+  uint64_t next_speculation_job_ = kSpeculationJobBase;
+  std::deque<double> first_audio_latencies_;  // recent voice turns' since_speech_end_ms
+  DaemonState state_ = DaemonState::loading;
   int64_t started_ms_ = 0;
   int exit_code_ = 0;
   bool stopping_ = false;

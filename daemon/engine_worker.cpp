@@ -2,7 +2,9 @@
 
 #include <omni/errors.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <utility>
 
 #include "audio/device/capture.h"  // monotonic_ms
 
@@ -50,8 +52,23 @@ void EngineWorker::submit_control(std::function<void(omni::Session&)> fn,
 
 void EngineWorker::cancel(uint64_t turn_id) {
   std::lock_guard lock(mu_);
+  // Only a queued or running turn is remembered (a finished one has nothing to cancel).
+  const bool queued = std::any_of(queue_.begin(), queue_.end(), [&](const Job& j) { return j.turn_id == turn_id; });
+  if (!queued && running_turn_ != turn_id) return;
   cancelled_.insert(turn_id);
   if (running_turn_ == turn_id) session_->cancel();
+}
+
+void EngineWorker::drop_speculation(uint64_t turn_id, std::function<void(const std::string&)> on_error) {
+  cancel(turn_id);
+  // Queued behind the turn, so it runs once the turn has returned (or was skipped while queued).
+  submit_control(
+      [this, turn_id](omni::Session& s) {
+        if (speculation_turn_ != turn_id) return;  // never started: nothing to take back
+        speculation_turn_ = 0;
+        s.rollback(std::exchange(speculation_mark_, {}));
+      },
+      std::move(on_error));
 }
 
 bool EngineWorker::is_cancelled(uint64_t turn_id) {
@@ -91,7 +108,7 @@ void EngineWorker::thread_main() {
       if (stopping_) break;
       job = std::move(queue_.front());
       queue_.pop_front();
-      if (job.turn_id && cancelled_.count(job.turn_id)) continue;  // cancelled while queued
+      if (job.turn_id && cancelled_.erase(job.turn_id)) continue;  // cancelled while queued
       running_turn_ = job.turn_id;
       busy_ = true;
     }
@@ -129,6 +146,12 @@ void EngineWorker::run_turn(const TurnJob& job) {
     touch();
     if (listener_.on_audio) listener_.on_audio(id, samples, count);
   };
+  omni::GenerateOptions options = job.options;
+  if (job.speculative) {
+    speculation_mark_ = session_->mark();
+    speculation_turn_ = id;
+    options.drop_oldest_turns = false;
+  }
   try {
     const omni::UserTurn* input = &job.input;
     omni::UserTurn prepared;
@@ -138,7 +161,7 @@ void EngineWorker::run_turn(const TurnJob& job) {
       input = &prepared;
     }
     omni::TurnResult result =
-        job.say ? session_->say(input->text, job.options, cb) : session_->respond(*input, job.options, cb);
+        job.say ? session_->say(input->text, options, cb) : session_->respond(*input, options, cb);
     context_used_ = session_->context_used();
     if (listener_.on_done) listener_.on_done(id, std::move(result));
   } catch (const omni::DeviceError& e) {

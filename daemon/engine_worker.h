@@ -21,6 +21,9 @@ namespace omnid {
 struct TurnJob {
   uint64_t turn_id = 0;
   bool say = false;             // speak `input.text` verbatim instead of answering it
+  // A speculative turn: the session is marked before it runs (drop_speculation() rolls it back) and it
+  // never drops the oldest turns (a turn that would need to fails instead, changing nothing).
+  bool speculative = false;
   omni::UserTurn input;
   omni::GenerateOptions options;
   // Work on the input too slow for the event loop (decoding and resampling a request's WAV; later images
@@ -61,6 +64,10 @@ class EngineWorker {
                       std::function<void()> on_applied = nullptr);
   // Cancels the turn if it is queued or running; harmless when it already finished.
   void cancel(uint64_t turn_id);
+  // Takes a speculative turn back without a trace: cancels it and, once it has stopped, rolls the
+  // session back to the mark made before it ran (Session::rollback: nothing is recomputed).
+  // `on_error` (worker thread): the rollback was refused, the conversation keeps the turn.
+  void drop_speculation(uint64_t turn_id, std::function<void(const std::string&)> on_error);
   // Cancels everything queued and running; waits up to `timeout` for the thread to end.
   bool shutdown(std::chrono::milliseconds timeout);
 
@@ -93,6 +100,9 @@ class EngineWorker {
   std::atomic<bool> finished_{false};
   long fault_device_error_at_turn_ = 0;  // kFaultDeviceErrorEnv; 0: off
   long turns_run_ = 0;
+  // Worker thread only: the mark made before the last speculative turn, and that turn's id.
+  omni::SessionMark speculation_mark_;
+  uint64_t speculation_turn_ = 0;
   std::thread thread_;
 };
 

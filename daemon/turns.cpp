@@ -26,8 +26,11 @@ std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, Tu
                                                  " is running; cancel it or wait for turn.cancelled/speech.end"};
   if (job.say && !(model_ && model_->has_talker()))
     return omni::ipc::Error{ErrorCode::unavailable, "the model has no talker; it cannot speak"};
+  // A request goes before an answer the user has not finished asking for.
+  if (spec_) drop_speculation("a request started a turn");
   ActiveTurn t;
   t.id = next_turn_id_++;
+  t.job = t.id;
   t.source = source;
   t.say = job.say;
   t.speak = job.options.speak;
@@ -35,10 +38,7 @@ std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, Tu
   job.turn_id = t.id;
   reopen_output_if_lost();
   turn_ = t;
-  {
-    std::lock_guard lock(output_mu_);
-    output_turn_ = t.id;
-  }
+  speech_.allow(t.job, t.id);
   nlohmann::json fields = {{"turn_id", t.id}, {"source", source}};
   if (!job.input.text.empty()) fields["text"] = job.input.text;
   if (job.audio_ms >= 0) fields["audio_ms"] = job.audio_ms;
@@ -53,12 +53,8 @@ std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, Tu
 void Daemon::cancel_turn(const std::string& reason) {
   if (!turn_) return;
   const uint64_t id = turn_->id;
-  worker_->cancel(id);
-  {
-    std::lock_guard lock(output_mu_);
-    output_turn_ = 0;
-    if (output_) output_->abort();
-  }
+  worker_->cancel(turn_->job);
+  speech_.abort();
   turn_.reset();
   log_info("turn %llu cancelled (%s)", static_cast<unsigned long long>(id), reason.c_str());
   publish("turn.cancelled", {{"turn_id", id}, {"reason", reason}});
@@ -66,60 +62,55 @@ void Daemon::cancel_turn(const std::string& reason) {
 }
 
 // Worker thread: audio goes straight to the output (latency); the loop only hears about the first chunk.
+// `turn_id` is the engine job's id (ActiveTurn::job). A running speculation's audio is held back.
 void Daemon::engine_audio(uint64_t turn_id, const float* samples, size_t count) {
-  bool first = false;
-  std::string error;
-  {
-    std::lock_guard lock(output_mu_);
-    if (output_turn_ != turn_id || !output_) return;  // cancelled: drop the rest of its audio
-    if (output_begun_turn_ != turn_id) {
-      output_begun_turn_ = turn_id;
-      first = true;
-      try {
-        output_->begin(model_->speech_sample_rate(), std::to_string(turn_id));
-      } catch (const std::exception& e) {
-        error = e.what();
-        output_turn_ = 0;
-      }
-    }
-    if (error.empty()) {
-      try {
-        output_->write(samples, count);
-      } catch (const std::exception& e) {
-        error = e.what();
-        output_turn_ = 0;
-      }
-    }
-  }
-  if (!error.empty()) {
-    loop_.post([this, turn_id, error] { on_output_failed(turn_id, error); });
+  const auto r = speech_.write(turn_id, model_->speech_sample_rate(), samples, count);
+  if (r.dropped || r.held) return;
+  if (!r.error.empty()) {
+    loop_.post([this, turn_id, error = r.error] { on_output_failed(turn_id, error); });
     return;
   }
-  if (first) {
+  if (r.first) {
     const int64_t at = monotonic_ms();
     loop_.post([this, turn_id, at] { on_engine_first_audio(turn_id, at); });
   }
   const size_t n = count;
   loop_.post([this, turn_id, n] {
-    if (turn_ && turn_->id == turn_id) turn_->speech_samples += n;
+    if (turn_ && turn_->job == turn_id) turn_->speech_samples += n;
   });
 }
 
-void Daemon::on_engine_text(uint64_t turn_id, std::string text) {
-  if (!turn_ || turn_->id != turn_id || turn_->say) return;
-  publish("response.delta", {{"turn_id", turn_id}, {"text", text}});
+// The engine's callbacks name the job (ActiveTurn::job); events name the turn.
+void Daemon::on_engine_text(uint64_t job, std::string text) {
+  if (spec_ && spec_->job == job) return spec_->text.push_back(std::move(text));
+  if (!turn_ || turn_->job != job || turn_->say) return;
+  publish("response.delta", {{"turn_id", turn_->id}, {"text", text}});
 }
 
-void Daemon::on_engine_first_audio(uint64_t turn_id, int64_t at_ms) {
-  if (!turn_ || turn_->id != turn_id) return;
+void Daemon::on_engine_first_audio(uint64_t job, int64_t at_ms) {
+  if (!turn_ || turn_->job != job) return;
+  const uint64_t turn_id = turn_->id;
   turn_->speech_started = true;
   publish("speech.start", {{"turn_id", turn_id}});
-  publish("speech.first_audio", {{"turn_id", turn_id}, {"latency_ms", at_ms - turn_->started_ms}});
+  nlohmann::json fields = {{"turn_id", turn_id}, {"latency_ms", at_ms - turn_->started_ms}};
+  if (turn_->speech_end_ms >= 0) {
+    // Voice turns: from the last voiced frame of the utterance to the first sample handed to the output.
+    const int64_t since = at_ms - turn_->speech_end_ms;
+    fields["since_speech_end_ms"] = since;
+    fields["speculative"] = turn_->speculated;
+    record_first_audio_latency(static_cast<double>(since));
+  }
+  publish("speech.first_audio", fields);
   update_state();
 }
 
-void Daemon::on_engine_done(uint64_t turn_id, omni::TurnResult result) {
-  if (!turn_ || turn_->id != turn_id) return;  // cancelled earlier; already reported
+void Daemon::on_engine_done(uint64_t job, omni::TurnResult result) {
+  if (spec_ && spec_->job == job) {
+    spec_->result = std::move(result);
+    return;
+  }
+  if (!turn_ || turn_->job != job) return;  // cancelled earlier; already reported
+  const uint64_t turn_id = turn_->id;
   turn_->engine_done = true;
   if (!turn_->say) {
     const char* stop = result.stop == omni::StopReason::EndOfTurn    ? "end_of_turn"
@@ -133,42 +124,38 @@ void Daemon::on_engine_done(uint64_t turn_id, omni::TurnResult result) {
                               {"prefill_ms", result.timings.prefill_ms},
                               {"decode_tok_s", result.timings.decode_tok_s}});
   }
-  std::string output_error;
-  {
-    std::lock_guard lock(output_mu_);
-    // end() reports on_playback_drained once the device has played everything queued.
-    if (output_ && output_begun_turn_ == turn_id && output_turn_ == turn_id) {
-      try {
-        output_->end();
-      } catch (const std::exception& e) {
-        output_error = e.what();
-      }
-    }
-  }
-  if (!output_error.empty()) return on_output_failed(turn_id, output_error);  // ends the turn
+  // finish() reports on_playback_drained once the device has played everything queued.
+  const std::string output_error = speech_.finish(job);
+  if (!output_error.empty()) return on_output_failed(job, output_error);  // ends the turn
   finish_turn_if_complete();
 }
 
-void Daemon::on_engine_failed(uint64_t turn_id, const std::string& error, bool device_lost) {
-  log_error("turn %llu failed: %s", static_cast<unsigned long long>(turn_id), error.c_str());
+void Daemon::on_engine_failed(uint64_t job, const std::string& error, bool device_lost) {
+  const bool speculative = spec_ && spec_->job == job;
+  const uint64_t turn_id = turn_ && turn_->job == job ? turn_->id : speculative ? 0 : job;
+  if (speculative) {
+    log_info("speculative turn failed: %s (the endpoint runs the turn as usual)", error.c_str());
+  } else {
+    log_error("turn %llu failed: %s", static_cast<unsigned long long>(turn_id), error.c_str());
+  }
   if (device_lost) {
     // The GPU context may be unusable: exit non-zero so that systemd restarts omnid with a fresh one.
     publish_error("internal", "the engine lost its device: " + error + "; omnid restarts", turn_id);
     return fail("engine device error: " + error);
   }
-  if (!turn_ || turn_->id != turn_id) return;
+  if (speculative) {
+    spec_->error = error;
+    return;
+  }
+  if (!turn_ || turn_->job != job) return;
   publish_error("internal", "the engine failed: " + error, turn_id);
   cancel_turn("error");
 }
 
 void Daemon::on_playback_drained(uint64_t turn_id) {
   if (!turn_ || turn_->id != turn_id || !turn_->speech_started) return;
-  std::string where;
-  {
-    std::lock_guard lock(output_mu_);
-    output_turn_ = 0;
-    if (output_) where = output_->destination();
-  }
+  speech_.release();
+  const std::string where = speech_.destination();
   const int rate = model_ ? model_->speech_sample_rate() : 24000;
   publish("speech.end", {{"turn_id", turn_id},
                          {"duration_ms", static_cast<int64_t>(turn_->speech_samples * 1000 / rate)},
@@ -182,10 +169,7 @@ void Daemon::finish_turn_if_complete() {
   if (!turn_ || !turn_->engine_done) return;
   // A turn with audio ends when playback has drained (speech.end); one without audio ends now.
   if (turn_->speech_started) return;
-  {
-    std::lock_guard lock(output_mu_);
-    output_turn_ = 0;
-  }
+  speech_.release();
   turn_.reset();
   update_state();
 }
@@ -195,35 +179,56 @@ void Daemon::on_vad_start(double stream_ms) {
   if (turn_ && config_.audio.barge_in) cancel_turn("barge_in");
 }
 
-void Daemon::on_utterance(omni::audio::Utterance u) {
+void Daemon::on_utterance(omni::audio::Utterance u, int64_t speech_end_ms) {
   const auto duration_ms = static_cast<int64_t>(u.samples.size() * 1000 / omni::audio::kVadSampleRate);
   publish("vad.end", {{"duration_ms", duration_ms}, {"truncated", u.truncated}});
   if (turn_) {
-    if (!config_.audio.barge_in) return;  // the microphone is not ours during a turn
+    if (!config_.audio.barge_in) return drop_speculation("the microphone is not ours during a turn");
     cancel_turn("barge_in");
   }
+  if (commit_speculation(u, speech_end_ms)) return;
   TurnJob job;
   job.input.audio_16k = std::move(u.samples);
   job.options = generate_options(true);
   uint64_t id = 0;
-  if (auto err = start_turn("voice", std::move(job), id))
+  if (auto err = start_turn("voice", std::move(job), id)) {
     publish_error(std::string(omni::ipc::to_string(err->code)), err->message);
+  } else if (turn_ && turn_->id == id) {
+    turn_->speech_end_ms = speech_end_ms;
+  }
 }
 
 omni::audio::VadParams Daemon::vad_params() const {
   const VadConfig& v = config_.audio.vad;
-  return {v.aggressiveness, v.threshold, v.window_ms, v.min_speech_ms, v.end_silence_ms, v.max_utterance_ms,
-          v.pre_roll_ms};
+  return {v.aggressiveness, v.threshold,      v.window_ms,  v.min_speech_ms, v.end_silence_ms, v.max_utterance_ms,
+          v.pre_roll_ms,    v.speculate_after_ms};
+}
+
+// The monotonic time of an utterance's last voiced frame, from the capture thread at the moment the
+// endpointer handed it out: the stream has advanced (detected_ms - end_ms) since that frame.
+static int64_t speech_end_monotonic(const omni::audio::Utterance& u) {
+  return monotonic_ms() - static_cast<int64_t>(u.detected_ms - u.end_ms);
 }
 
 void Daemon::rebuild_endpointer() {
+  if (spec_) drop_speculation("the endpointer was rebuilt");
   auto detector = std::make_unique<omni::audio::VoiceDetector>(config_.audio.vad.aggressiveness);
   auto* d = detector.get();
   omni::audio::Endpointer::Callbacks cb;
   cb.on_start = [this](double ms) { loop_.post([this, ms] { on_vad_start(ms); }); };
   cb.on_end = [this](omni::audio::Utterance&& u) {
+    const int64_t speech_end = speech_end_monotonic(u);
     auto holder = std::make_shared<omni::audio::Utterance>(std::move(u));
-    loop_.post([this, holder] { on_utterance(std::move(*holder)); });
+    loop_.post([this, holder, speech_end] { on_utterance(std::move(*holder), speech_end); });
+  };
+  cb.on_pause = [this](omni::audio::Utterance&& u) {
+    auto holder = std::make_shared<omni::audio::Utterance>(std::move(u));
+    loop_.post([this, holder] { on_vad_pause(std::move(*holder)); });
+  };
+  cb.on_resume = [this] {
+    loop_.post([this] {
+      if (spec_) drop_speculation("speech resumed");
+    });
   };
   auto endpointer = std::make_unique<omni::audio::Endpointer>(
       vad_params(), [d](const float* frame) { return d->is_voiced(frame); }, std::move(cb));
@@ -232,11 +237,10 @@ void Daemon::rebuild_endpointer() {
   detector_ = std::move(detector);
 }
 
-std::string Daemon::state_name() const {
-  if (!ready_) return "loading";
-  if (turn_) return turn_->speech_started ? "speaking" : "thinking";
-  const bool mic = listening_ && capture_ && !capture_failed_ && !capture_->end_of_stream();
-  return mic ? "listening" : "idle";
+DaemonState Daemon::current_state() const {
+  if (!ready_) return DaemonState::loading;
+  if (turn_) return turn_->speech_started ? DaemonState::speaking : DaemonState::thinking;
+  return listening_ && capture_.open() ? DaemonState::listening : DaemonState::idle;
 }
 
 void Daemon::update_state() {
@@ -246,13 +250,14 @@ void Daemon::update_state() {
     std::lock_guard lock(endpointer_mu_);
     if (endpointer_) endpointer_->reset();
   }
+  if (!open && spec_) drop_speculation("the microphone closed");
   mic_open_ = open;
-  const std::string next = state_name();
+  const DaemonState next = current_state();
   if (next == state_) return;
-  const std::string previous = state_;
+  const DaemonState previous = state_;
   state_ = next;
-  publish("state", {{"state", next}, {"previous", previous}});
-  if (ready_ && !stopping_) notifier_.status(next);
+  publish("state", {{"state", to_string(next)}, {"previous", to_string(previous)}});
+  if (ready_ && !stopping_) notifier_.status(std::string(to_string(next)));
 }
 
 void Daemon::publish(std::string_view name, nlohmann::json fields) {

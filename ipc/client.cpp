@@ -1,9 +1,13 @@
 #include "ipc/client.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
+#include <utility>
 #include <zmq.hpp>
 
 #include "ipc/control_server.h"
@@ -39,8 +43,8 @@ void check_reachable(const std::string& endpoint, bool have_curve) {
                         "omnid is not running (socket " + parsed.address + " exists but nobody is listening)");
     case SocketProbe::permission_denied:
       throw ClientError(ClientError::Kind::permission_denied,
-                        "permission denied on " + parsed.address +
-                            " (the socket is only open to the omnid user and group; are you in the group?)");
+                        "access denied: no permission to open " + parsed.address + " (" + std::strerror(err) +
+                            "; the socket's directory or file mode keeps this user out)");
     case SocketProbe::not_a_socket:
       throw ClientError(ClientError::Kind::bad_endpoint, parsed.address + " is not a socket");
     case SocketProbe::other_error:
@@ -54,6 +58,44 @@ void apply_curve(zmq::socket_t& socket, const std::optional<ClientCurveKeys>& cu
   socket.set(zmq::sockopt::curve_serverkey, curve->server_public_key);
   socket.set(zmq::sockopt::curve_publickey, curve->client_public_key);
   socket.set(zmq::sockopt::curve_secretkey, curve->client_secret_key);
+}
+
+// A PAIR socket that receives `events` of `watched` (zmq_socket_monitor), connected before `watched` connects.
+std::unique_ptr<zmq::socket_t> monitor_socket(zmq::context_t& context, zmq::socket_t& watched, int events) {
+  static std::atomic<int> monitor_counter{0};
+  const std::string endpoint = "inproc://omni-client-monitor-" + std::to_string(++monitor_counter);
+  if (zmq_socket_monitor(watched.handle(), endpoint.c_str(), events) != 0)
+    throw ClientError(ClientError::Kind::protocol, "cannot monitor a client socket");
+  auto monitor = std::make_unique<zmq::socket_t>(context, zmq::socket_type::pair);
+  monitor->set(zmq::sockopt::linger, 0);
+  monitor->connect(endpoint);
+  return monitor;
+}
+
+// Reads one monitor event: (event id, value).
+std::pair<int, std::uint32_t> read_monitor_event(zmq::socket_t& monitor) {
+  std::vector<zmq::message_t> frames;
+  zmq::message_t msg;
+  do {
+    if (!monitor.recv(msg, zmq::recv_flags::none)) break;
+    frames.push_back(std::move(msg));
+    msg = zmq::message_t();
+  } while (frames.back().more());
+  if (frames.empty() || frames[0].size() < 6) return {0, 0};
+  std::uint16_t event = 0;
+  std::uint32_t value = 0;
+  std::memcpy(&event, frames[0].data(), 2);
+  std::memcpy(&value, static_cast<const char*>(frames[0].data()) + 2, 4);
+  return {event, value};
+}
+
+// omnid's ZAP handler answered the handshake with a refusal (libzmq reports its status code, 400).
+ClientError access_denied(const std::string& endpoint, std::uint32_t status) {
+  return ClientError(ClientError::Kind::permission_denied,
+                     "access denied: omnid refused this connection to " + endpoint + " (status " +
+                         std::to_string(status) + "): uid " + std::to_string(::getuid()) +
+                         " is neither in ipc.allow_uids nor in a group of ipc.allow_gids (by default omnid's own "
+                         "user and group; `usermod -aG omnid USER` adds a user); the refusal is in omnid's log");
 }
 
 std::string env_or(const char* name, const char* fallback) {
@@ -74,6 +116,7 @@ ControlClient::ControlClient(std::string endpoint, std::optional<ClientCurveKeys
   context_ = std::make_unique<zmq::context_t>(1);
   dealer_ = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
   dealer_->set(zmq::sockopt::linger, 0);
+  monitor_ = monitor_socket(*context_, *dealer_, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
   try {
     apply_curve(*dealer_, curve);
     dealer_->connect(endpoint_);
@@ -82,7 +125,11 @@ ControlClient::ControlClient(std::string endpoint, std::optional<ClientCurveKeys
   }
 }
 
-ControlClient::~ControlClient() = default;
+ControlClient::~ControlClient() {
+  if (dealer_) zmq_socket_monitor(dealer_->handle(), nullptr, 0);
+  monitor_.reset();
+  dealer_.reset();
+}
 
 json ControlClient::request(json request, const std::optional<std::string>& binary_frame,
                             std::chrono::milliseconds timeout) {
@@ -115,17 +162,21 @@ void ControlClient::send_frames(const std::vector<std::string>& frames) {
 }
 
 json ControlClient::receive_reply(std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds timeout) {
-  zmq::pollitem_t item{dealer_->handle(), 0, ZMQ_POLLIN, 0};
+  zmq::pollitem_t items[2] = {{dealer_->handle(), 0, ZMQ_POLLIN, 0}, {monitor_->handle(), 0, ZMQ_POLLIN, 0}};
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() < 0) left = std::chrono::milliseconds(0);
     int ready = 0;
     try {
-      ready = zmq::poll(&item, 1, left);
+      ready = zmq::poll(items, 2, left);
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
     }
-    if (ready > 0) break;
+    if (ready > 0 && (items[1].revents & ZMQ_POLLIN)) {
+      auto [event, value] = read_monitor_event(*monitor_);
+      if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) throw access_denied(endpoint_, value);
+    }
+    if (ready > 0 && (items[0].revents & ZMQ_POLLIN)) break;
     if (std::chrono::steady_clock::now() >= deadline)
       throw ClientError(ClientError::Kind::timeout, "timed out after " + std::to_string(timeout.count()) +
                                                         " ms waiting for omnid at " + endpoint_);
@@ -157,14 +208,8 @@ EventSubscriber::EventSubscriber(std::string endpoint, const std::vector<std::st
   sub_->set(zmq::sockopt::rcvhwm, receive_hwm);
   if (topics.empty()) sub_->set(zmq::sockopt::subscribe, "");
   for (const auto& t : topics) sub_->set(zmq::sockopt::subscribe, t);
-  // A monitor tells when the handshake is done (wait_connected).
-  static std::atomic<int> monitor_counter{0};
-  std::string monitor_endpoint = "inproc://omni-sub-monitor-" + std::to_string(++monitor_counter);
-  if (zmq_socket_monitor(sub_->handle(), monitor_endpoint.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
-    throw ClientError(ClientError::Kind::protocol, "cannot monitor the event socket");
-  monitor_ = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::pair);
-  monitor_->set(zmq::sockopt::linger, 0);
-  monitor_->connect(monitor_endpoint);
+  // A monitor tells when the handshake is done (wait_connected) or was refused.
+  monitor_ = monitor_socket(*context_, *sub_, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
   try {
     apply_curve(*sub_, curve);
     sub_->connect(endpoint_);
@@ -183,10 +228,8 @@ bool EventSubscriber::wait_connected(std::chrono::milliseconds timeout) {
   if (connected_) return true;
   zmq::pollitem_t item{monitor_->handle(), 0, ZMQ_POLLIN, 0};
   if (zmq::poll(&item, 1, timeout) <= 0) return false;
-  zmq::message_t msg;
-  do {
-    if (!monitor_->recv(msg, zmq::recv_flags::none)) break;
-  } while (msg.more());
+  auto [event, value] = read_monitor_event(*monitor_);
+  if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) throw access_denied(endpoint_, value);
   // The publisher's socket picks up the new subscription the next time it processes commands; give its I/O
   // thread a moment so that events published right after this call are not missed.
   std::this_thread::sleep_for(std::chrono::milliseconds(20));

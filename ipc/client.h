@@ -9,8 +9,9 @@
 //   while (auto e = events.next(std::chrono::milliseconds(5000))) { e->name; e->body["seq"]; }
 //
 // request() returns the daemon's reply (ok or error alike) and throws ClientError only when no reply came:
-// the daemon is not running, the socket is not accessible, or the timeout passed. Messages are one line a person
-// can act on: "omnid is not running (no socket at /run/omnid/control.sock)", "timed out after 2000 ms ...".
+// the daemon is not running, the socket is not accessible, omnid refused the connection, or the timeout passed.
+// Messages are one line a person can act on: "omnid is not running (no socket at /run/omnid/control.sock)",
+// "access denied: omnid refused this connection ...", "timed out after 2000 ms ...".
 #pragma once
 
 #include <chrono>
@@ -69,6 +70,7 @@ class ControlClient {
   std::string endpoint_;
   std::unique_ptr<zmq::context_t> context_;
   std::unique_ptr<zmq::socket_t> dealer_;
+  std::unique_ptr<zmq::socket_t> monitor_;  // reports a refusal by omnid's access check (ZAP)
   std::uint64_t next_id_ = 1;
 };
 
@@ -87,7 +89,8 @@ class EventSubscriber {
   EventSubscriber& operator=(const EventSubscriber&) = delete;
 
   // Waits until the connection to the publisher is established (ZMQ handshake done) plus a short margin for the
-  // subscription to reach it, so events published after this returns are received. false on timeout.
+  // subscription to reach it, so events published after this returns are received. false on timeout; throws
+  // ClientError(permission_denied) when omnid refused the connection.
   bool wait_connected(std::chrono::milliseconds timeout);
 
   // The next event, or nullopt when none came within timeout. Throws ClientError(protocol) on a malformed event.

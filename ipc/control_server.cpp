@@ -52,8 +52,14 @@ std::string bind_secured(zmq::socket_t& socket, const std::string& endpoint, con
     throw SetupError("cannot bind '" + endpoint + "': " + e.what());
   }
   if (parsed.transport != Transport::ipc) return {};
-  if (::chmod(parsed.address.c_str(), 0660) != 0)
-    throw SetupError("cannot set mode 0660 on socket '" + parsed.address + "': " + std::strerror(errno));
+  // With a uid/gid access list the ZAP handler is the gate: it checks every connection's kernel credentials,
+  // logs each refusal and tells the client, and admits listed users outside the socket's group; the file is then
+  // open to every local user (the directory's mode still applies). Without one, the file's group is the gate.
+  const bool credential_check = !config.allowed_uids.empty() || !config.allowed_gids.empty();
+  const mode_t mode = credential_check ? 0666 : 0660;
+  if (::chmod(parsed.address.c_str(), mode) != 0)
+    throw SetupError("cannot set mode " + std::string(credential_check ? "0666" : "0660") + " on socket '" +
+                     parsed.address + "': " + std::strerror(errno));
   return parsed.address;
 }
 
@@ -105,7 +111,7 @@ ControlServer::ControlServer(ServerConfig config) : config_(std::move(config)) {
     zap_ = std::make_unique<ZapHandler>();
     ZapPolicy policy{config_.allowed_uids, config_.allowed_gids,
                      config_.curve ? config_.curve->client_public_keys : std::vector<std::string>{},
-                     config_.on_denied};
+                     config_.on_denied, nullptr};  // groups_of: the group database
     zap_->authenticator = std::make_unique<ZapAuthenticator>(*context_, std::move(policy));
   }
   try {

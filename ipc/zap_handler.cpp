@@ -1,5 +1,9 @@
 #include "ipc/zap_handler.h"
 
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <zmq.hpp>
 
@@ -26,7 +30,34 @@ bool peer_credentials(const std::string& address, unsigned long& uid, unsigned l
   return true;
 }
 
+template <class Id>
+std::string join_ids(const std::vector<Id>& ids) {
+  if (ids.empty()) return "none";
+  std::string out;
+  for (Id id : ids) out += (out.empty() ? "" : ",") + std::to_string(id);
+  return out;
+}
+
 }  // namespace
+
+std::vector<gid_t> group_list_of(uid_t uid, gid_t primary) {
+  std::vector<char> buffer(16384);
+  passwd entry{};
+  passwd* found = nullptr;
+  if (::getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found) != 0 || found == nullptr) return {primary};
+  // getgrouplist reports the count it needs when the array is too small; a group may be added in between.
+  std::vector<gid_t> groups(32);
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    int count = static_cast<int>(groups.size());
+    if (::getgrouplist(found->pw_name, primary, groups.data(), &count) >= 0) {
+      groups.resize(static_cast<std::size_t>(count));
+      return groups;
+    }
+    if (count <= static_cast<int>(groups.size()) || count > 65536) break;
+    groups.resize(static_cast<std::size_t>(count));
+  }
+  return {primary};
+}
 
 ZapDecision decide_zap(const ZapPolicy& policy, const std::string& mechanism, const std::string& address,
                        const std::vector<std::string>& credentials) {
@@ -50,9 +81,21 @@ ZapDecision decide_zap(const ZapPolicy& policy, const std::string& mechanism, co
     if (mechanism == "CURVE") return {true, "OK", user_id};
     return {false, "peer credentials unavailable", ""};
   }
-  bool ok = std::find(policy.allowed_uids.begin(), policy.allowed_uids.end(), uid) != policy.allowed_uids.end() ||
-            std::find(policy.allowed_gids.begin(), policy.allowed_gids.end(), gid) != policy.allowed_gids.end();
-  if (!ok) return {false, "uid " + std::to_string(uid) + " gid " + std::to_string(gid) + " not allowed", ""};
+  auto listed = [](const auto& list, unsigned long id) { return std::find(list.begin(), list.end(), id) != list.end(); };
+  bool ok = listed(policy.allowed_uids, uid) || listed(policy.allowed_gids, gid);
+  std::vector<gid_t> groups;
+  if (!ok && !policy.allowed_gids.empty()) {
+    groups = policy.groups_of ? policy.groups_of(static_cast<uid_t>(uid), static_cast<gid_t>(gid))
+                              : group_list_of(static_cast<uid_t>(uid), static_cast<gid_t>(gid));
+    ok = std::any_of(groups.begin(), groups.end(), [&](gid_t g) { return listed(policy.allowed_gids, g); });
+  }
+  if (!ok)
+    return {false,
+            "uid " + std::to_string(uid) + " gid " + std::to_string(gid) + " not allowed (groups " +
+                (groups.empty() ? std::to_string(gid) : join_ids(groups)) +
+                "; ipc.allow_uids / ipc.allow_gids admit uids " + join_ids(policy.allowed_uids) +
+                " and groups " + join_ids(policy.allowed_gids) + ")",
+            ""};
   return {true, "OK", user_id.empty() ? "uid:" + std::to_string(uid) : user_id};
 }
 

@@ -96,6 +96,32 @@ def main():
     put("fuzz_tokenizer", "decode_ids", b"\x02" + struct.pack("<8i", 9707, 11, 1879, 0, 151644, 151645, -1, 10**9))
     put("fuzz_tokenizer", "decode_split_utf8", b"\x02" + struct.pack("<4i", 30543, 227, 198, 151665))
 
+    # tool schemas: a tools array or one parameters object, then NUL and the bytes that steer the walk
+    robot = [{"type": "function", "function": {"name": "move_arm", "parameters": {
+        "type": "object", "properties": {"x": {"type": "number", "minimum": -1, "maximum": 1},
+                                         "speed": {"type": "string", "enum": ["slow", "fast"]}},
+        "required": ["x"]}}},
+             {"type": "function", "function": {"name": "set_gripper", "parameters": {
+                 "type": "object", "properties": {"closed": {"type": "boolean"}}, "required": ["closed"]}}}]
+    put("fuzz_tool_schema", "robot_tools", json.dumps(robot).encode() + b"\x00" + bytes(range(0, 256, 7)))
+    nested = {"type": "object", "properties": {
+        "target": {"type": ["object", "null"], "properties": {"place": {"type": "string", "maxLength": 5},
+                                                             "n": {"type": "integer", "minimum": -3, "maximum": 9}}},
+        "path": {"type": "array", "items": {"type": "array", "items": {"type": "number"}, "maxItems": 2},
+                 "minItems": 1, "maxItems": 2},
+        "mode": {"enum": [1, 10, "x", None, True]}}, "required": ["path"]}
+    put("fuzz_tool_schema", "nested_parameters", json.dumps(nested).encode() + b"\x00" + bytes(range(255, 0, -3)))
+    put("fuzz_tool_schema", "unsupported_keyword", json.dumps({"type": "object", "properties": {
+        "p": {"type": "string", "pattern": "a+"}}}).encode())
+
+    # tool call parser: model output with calls, good and bad
+    put("fuzz_tool_call_parser", "two_calls",
+        'Moving.\n<tool_call>\n{"name": "move_arm", "arguments": {"x": 0.5, "speed": "slow"}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "set_gripper", "arguments": {"closed": true}}\n</tool_call>')
+    put("fuzz_tool_call_parser", "bad_calls",
+        '<tool_call>{"name": "fly", "arguments": {}}</tool_call><tool_call>{"name": "move_arm", "arguments": '
+        '"{\\"x\\": 2}"}</tool_call><tool_call>{oops</tool_call><tool_call>')
+
     # tokenizer.json: a minimal byte-level BPE file (the shape of Qwen's), strings and pair merges
     alphabet, nxt = {}, 0
     for b in range(256):

@@ -36,6 +36,15 @@ python3 -c "a=$da; b=$db; print(f'two_questions.wav: speech {2.0:.3f} {2.0+a:.3f
 quiet 1.0
 sox "$tmp/quiet_1.0.wav" "$tmp/a.wav" "$tmp/quiet_1.5.wav" "$out/one_question.wav"
 python3 -c "a=$da; print(f'one_question.wav: speech {1.0:.3f} {1.0+a:.3f}')"
+# paused_question.wav: 1.0 s quiet, "What is the capital", a 0.5 s pause (longer than the default
+# speculate_after_ms, shorter than end_silence_ms: one utterance), "of France?", 1.5 s quiet.
+say "What is the capital" c1
+say "of France?" c2
+mix_noise "$tmp/c1.wav"; mix_noise "$tmp/c2.wav"
+quiet 0.5
+sox "$tmp/quiet_1.0.wav" "$tmp/c1.wav" "$tmp/quiet_0.5.wav" "$tmp/c2.wav" "$tmp/quiet_1.5.wav" "$out/paused_question.wav"
+d1=$(soxi -D "$tmp/c1.wav"); d2=$(soxi -D "$tmp/c2.wav")
+python3 -c "a=$d1; b=$d2; print(f'paused_question.wav: speech {1.0:.3f} {1.0+a:.3f}, {1.5+a:.3f} {1.5+a+b:.3f}')"
 # quiet.wav: 4 s of the noise floor only.
 sox -n -r 16000 -c 1 -b 16 "$out/quiet.wav" synth 4 whitenoise vol 0.0032
 echo "quiet.wav: no speech"

@@ -19,6 +19,7 @@
 #include "model/decoder.h"
 #include "io/model_config.h"
 #include "omni/errors.h"
+#include "omni_bench_mask.h"
 #include "omni_bench_speech.h"
 #include "quant.h"
 #include "synthetic_weights.h"
@@ -40,6 +41,8 @@ struct Options {
   int copy_mib = 1024;
   WeightPlan weights;  // --weights: storage of the thinker's and talker's matrices
   std::string dtype = "f32";  // CUDA activations: f32 (fp32 KV cache, split GEMM inputs) or bf16
+  std::string mask_tokenizer;  // --mask: only the constrained-decoding mask benchmark, on this tokenizer.json
+  int mask_runs = 40;
 };
 
 void usage() {
@@ -49,7 +52,10 @@ void usage() {
       "           [--weights bf16|int8|int4|experts=int4,attention=int8,lm_head=bf16,talker=int4]\n"
       "  Synthetic bf16 weights of the config's shapes (thinker and talker), made on the device and\n"
       "  quantized there as --weights asks.\n"
-      "  --layers N overrides the layer counts (smoke runs on the CPU).");
+      "  --layers N overrides the layer counts (smoke runs on the CPU).\n"
+      "omni-bench --mask [TOKENIZER.json] [--mask-runs N]\n"
+      "  Only the constrained-decoding token mask (CPU, no model): its cost per token on the vocabulary of\n"
+      "  the tokenizer (default: the committed Qwen3-Omni tokenizer, unpacked in the build).");
 }
 
 Options parse(int argc, char** argv) {
@@ -72,6 +78,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--copy-mib") o.copy_mib = std::stoi(next());
     else if (a == "--no-graphs") o.graphs = false;
     else if (a == "--no-speech") o.speech = false;
+    else if (a == "--mask") o.mask_tokenizer = (i + 1 < argc && argv[i + 1][0] != '-') ? next() : OMNI_BENCH_TOKENIZER;
+    else if (a == "--mask-runs") o.mask_runs = std::stoi(next());
     else if (a == "--weights") o.weights = parse_weight_plan(next());
     else if (a == "--contexts") {
       o.contexts.clear();
@@ -323,6 +331,7 @@ int main(int argc, char** argv) {
   try {
     const Options o = parse(argc, argv);
     ModelConfig mc = ModelConfig::load(o.config);
+    if (!o.mask_tokenizer.empty()) return bench_mask(o.mask_tokenizer, size_t(mc.thinker.vocab_size), o.mask_runs);
     std::unique_ptr<Backend> be = o.device == "cpu" ? make_cpu_backend() : make_cuda_backend(0, o.dtype == "f32");
     std::printf("omni-bench: backend %s, config %s\n", be->name().c_str(), o.config.c_str());
 

@@ -3,7 +3,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <iostream>
+#include <sstream>
+#include <stdexcept>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -25,6 +28,7 @@ struct Args {
   std::string logits_out;
   std::string force_ids;  // teacher forcing (GenerateOptions::forced_tokens)
   int context = 0;
+  std::string tools_file, response_schema_file;  // JSON files: OpenAI-style tools; a JSON Schema
 };
 
 [[noreturn]] void usage(const std::string& problem) {
@@ -35,7 +39,8 @@ struct Args {
                "  (--ids 1,2,3 | [--system TEXT] [--prompt TEXT] [--audio FILE.wav] | --tokenize TEXT)\n"
                "  [--max-new-tokens N] [--greedy | --temperature T --top-k K --top-p P] [--repetition-penalty R]\n"
                "  [--seed S] [--speech OUT.wav --speaker NAME --max-speech-frames N] [--json]\n"
-               "  [--logits-out FILE.npy] [--context N] [--force-ids 1,2,3 (feed these instead of the picks)]\n",
+               "  [--logits-out FILE.npy] [--context N] [--force-ids 1,2,3 (feed these instead of the picks)]\n"
+               "  [--tools FILE.json [--tool-choice auto|none|required|NAME]] [--response-schema FILE.json]\n",
                problem.c_str());
   std::exit(2);
 }
@@ -86,6 +91,9 @@ Args parse(int argc, char** argv) {
     else if (f == "--json") a.json = true;
     else if (f == "--logits-out") a.logits_out = value();
     else if (f == "--context") a.context = int(parse_int(f, value()));
+    else if (f == "--tools") a.tools_file = value();
+    else if (f == "--tool-choice") a.gen.tool_choice = value();
+    else if (f == "--response-schema") a.response_schema_file = value();
     else if (f == "-h" || f == "--help") usage("help");
     else usage("unknown flag " + f);
   }
@@ -104,6 +112,7 @@ Args parse(int argc, char** argv) {
   if (a.gen.sampling.top_p <= 0 || a.gen.sampling.top_p > 1) usage("--top-p must be in (0, 1]");
   if (a.gen.sampling.top_k < 0) usage("--top-k must be >= 0");
   if (a.gen.sampling.repetition_penalty <= 0) usage("--repetition-penalty must be positive");
+  if (a.gen.tool_choice.empty()) usage("--tool-choice: expected auto, none, required or a tool's name");
   a.gen.speak = !a.speech_out.empty();
   return a;
 }
@@ -122,6 +131,15 @@ std::vector<int32_t> parse_ids(const std::string& s) {
     pos = end + 1;
   }
   return ids;
+}
+
+std::string read_json_file(const std::string& flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(flag + ": cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (!nlohmann::json::accept(ss.str())) throw std::runtime_error(flag + ": " + path + " is not valid JSON");
+  return ss.str();
 }
 
 int run(const Args& a) {
@@ -143,7 +161,10 @@ int run(const Args& a) {
   omni::GenerateOptions gen = a.gen;
   if (!a.force_ids.empty()) gen.forced_tokens = parse_ids(a.force_ids);
   auto model = omni::Model::load(lo);
-  auto session = model->new_session({.system_prompt = a.system});
+  std::string tools;
+  if (!a.tools_file.empty()) tools = read_json_file("--tools", a.tools_file);
+  if (!a.response_schema_file.empty()) gen.response_schema = read_json_file("--response-schema", a.response_schema_file);
+  auto session = model->new_session({.system_prompt = a.system, .tools = tools});
 
   std::vector<float> logits;
   size_t vocab = 0;
@@ -176,6 +197,12 @@ int run(const Args& a) {
     out["prompt_tokens"] = r.prompt_tokens;
     out["tokens"] = r.tokens;
     out["text"] = r.text;
+    if (!a.tools_file.empty()) {
+      // The calls the answer ends with (a one-shot run has no results to give, so it ends there).
+      out["tool_calls"] = nlohmann::json::array();
+      for (const auto& c : r.tool_calls)
+        out["tool_calls"].push_back({{"name", c.name}, {"arguments", nlohmann::ordered_json::parse(c.arguments)}});
+    }
     const char* stops[] = {"end_of_turn", "max_tokens", "cancelled", "context_full"};
     out["stop"] = stops[int(r.stop)];
     if (a.gen.speak)
@@ -186,6 +213,10 @@ int run(const Args& a) {
                       {"prefill_ms", r.timings.prefill_ms},
                       {"decode_tok_s", r.timings.decode_tok_s}};
     if (a.gen.speak) out["timings"]["first_audio_ms"] = r.timings.first_audio_ms;
+    if (r.timings.masked_steps > 0) {
+      out["timings"]["mask_ms"] = r.timings.mask_ms;
+      out["timings"]["masked_steps"] = r.timings.masked_steps;
+    }
     std::cout << out.dump() << "\n";
   } else {
     std::cout << "\n";

@@ -1,52 +1,49 @@
 #include "audio/device/vad.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
-#ifdef OMNI_HAVE_WEBRTC_VAD
-#include <webrtc/modules/audio_processing/include/audio_processing.h>
-#endif
+#include "audio/device/webrtc_compat.h"
 
 namespace omni::audio {
 
-#ifdef OMNI_HAVE_WEBRTC_VAD
 struct VoiceDetector::Impl {
-  std::unique_ptr<webrtc::AudioProcessing> apm;
-  std::vector<float> scratch = std::vector<float>(kVadFrameSamples);
+  VadInst* vad = nullptr;
+  int16_t pcm[kVadFrameSamples] = {};
+  ~Impl() {
+    if (vad) WebRtcVad_Free(vad);
+  }
 };
 
 VoiceDetector::VoiceDetector(int aggressiveness) : impl_(std::make_unique<Impl>()) {
   if (aggressiveness < 0 || aggressiveness > 3)
     throw std::runtime_error("VAD aggressiveness " + std::to_string(aggressiveness) + " is not in 0..3");
-  impl_->apm.reset(webrtc::AudioProcessing::Create());
-  if (!impl_->apm) throw std::runtime_error("cannot create the WebRTC audio processing module");
-  webrtc::VoiceDetection* vd = impl_->apm->voice_detection();
-  // APM maps likelihood to the VAD mode inversely: kVeryLowLikelihood is mode 3 (strictest).
-  const auto likelihood = static_cast<webrtc::VoiceDetection::Likelihood>(3 - aggressiveness);
-  if (vd->Enable(true) != 0 || vd->set_likelihood(likelihood) != 0 || vd->set_frame_size_ms(10) != 0)
-    throw std::runtime_error("cannot configure the WebRTC voice detector");
+  impl_->vad = WebRtcVad_Create();
+  if (!impl_->vad) throw std::runtime_error("cannot create the WebRTC voice detector (out of memory)");
+  if (WebRtcVad_Init(impl_->vad) != 0 || WebRtcVad_set_mode(impl_->vad, aggressiveness) != 0)
+    throw std::runtime_error("cannot configure the WebRTC voice detector (mode " + std::to_string(aggressiveness) +
+                             ")");
 }
 
 VoiceDetector::~VoiceDetector() = default;
 
 bool VoiceDetector::is_voiced(const float* frame) {
-  const float* src[1] = {frame};
-  float* dst[1] = {impl_->scratch.data()};
-  const int rc = impl_->apm->ProcessStream(src, kVadFrameSamples, kVadSampleRate,
-                                           webrtc::AudioProcessing::kMono, kVadSampleRate,
-                                           webrtc::AudioProcessing::kMono, dst);
-  if (rc != 0) throw std::runtime_error("WebRTC VAD failed on a frame (error " + std::to_string(rc) + ")");
-  return impl_->apm->voice_detection()->stream_has_voice();
+  // [-1, 1] floats to 16-bit samples as WebRTC's audio processing module converts them (FloatToFloatS16 then
+  // FloatS16ToS16: positive values scaled by 32767, negative by 32768, saturated, rounded half away from zero).
+  for (size_t i = 0; i < kVadFrameSamples; ++i) {
+    const float v = frame[i] > 0 ? frame[i] * 32767.0f : frame[i] * 32768.0f;
+    const float clamped = std::min(32767.0f, std::max(-32768.0f, v));
+    impl_->pcm[i] = static_cast<int16_t>(clamped + std::copysign(0.5f, clamped));
+  }
+  const int rc = WebRtcVad_Process(impl_->vad, kVadSampleRate, impl_->pcm, kVadFrameSamples);
+  if (rc < 0) throw std::runtime_error("WebRTC VAD failed on a frame (error " + std::to_string(rc) + ")");
+  return rc == 1;
 }
-#else
-struct VoiceDetector::Impl {};
-VoiceDetector::VoiceDetector(int) {
-  throw std::runtime_error("omnid was built without libwebrtc-audio-processing; no VAD available");
-}
-VoiceDetector::~VoiceDetector() = default;
-bool VoiceDetector::is_voiced(const float*) { return false; }
-#endif
+
+// Kept after the last speech window: word endings fade below the VAD's threshold.
+constexpr size_t kTailSamples = kVadSampleRate / 5;  // 200 ms
 
 Endpointer::Endpointer(const VadParams& params, FrameClassifier classify, Callbacks callbacks)
     : params_(params), classify_(std::move(classify)), callbacks_(std::move(callbacks)) {}
@@ -67,7 +64,7 @@ void Endpointer::reset() {
   window_voiced_ = 0;
   pre_roll_.clear();
   utterance_.clear();
-  in_candidate_ = confirmed_ = false;
+  in_candidate_ = confirmed_ = paused_ = false;
   voiced_frames_ = silence_frames_ = 0;
   last_voiced_end_ = 0;
 }
@@ -103,6 +100,10 @@ void Endpointer::process_frame(const float* frame) {
     if (speech) {
       silence_frames_ = 0;
       last_voiced_end_ = utterance_.size();
+      if (paused_) {
+        paused_ = false;
+        if (callbacks_.on_resume) callbacks_.on_resume();
+      }
     } else {
       ++silence_frames_;
     }
@@ -113,22 +114,31 @@ void Endpointer::process_frame(const float* frame) {
     if (callbacks_.on_start) callbacks_.on_start(start_ms_);
   }
   const size_t max_samples = static_cast<size_t>(params_.max_utterance_ms) * kVadSampleRate / 1000;
-  if (silence_frames_ * 10 >= params_.end_silence_ms || utterance_.size() >= max_samples) finish_utterance();
+  if (silence_frames_ * 10 >= params_.end_silence_ms || utterance_.size() >= max_samples) return finish_utterance();
+  if (confirmed_ && !paused_ && params_.speculate_after_ms > 0 && silence_frames_ * 10 >= params_.speculate_after_ms &&
+      utterance_.size() >= last_voiced_end_ + kTailSamples) {
+    paused_ = true;
+    if (callbacks_.on_pause) callbacks_.on_pause(current_utterance());
+  }
 }
 
-void Endpointer::finish_utterance() {
+Utterance Endpointer::current_utterance() const {
   const size_t max_samples = static_cast<size_t>(params_.max_utterance_ms) * kVadSampleRate / 1000;
   Utterance u;
   u.truncated = utterance_.size() >= max_samples && silence_frames_ * 10 < params_.end_silence_ms;
-  // Keep 200 ms after the last speech window: word endings fade below the VAD's threshold.
-  const size_t tail = static_cast<size_t>(kVadSampleRate / 5);
-  const size_t keep = std::min(utterance_.size(), last_voiced_end_ + tail);
+  const size_t keep = std::min(utterance_.size(), last_voiced_end_ + kTailSamples);
   u.samples.assign(utterance_.begin(), utterance_.begin() + static_cast<std::ptrdiff_t>(keep));
   u.start_ms = start_ms_;
   u.end_ms = static_cast<double>(frames_seen_ - silence_frames_) * 10.0;
+  u.detected_ms = static_cast<double>(frames_seen_) * 10.0;
+  return u;
+}
+
+void Endpointer::finish_utterance() {
+  Utterance u = current_utterance();
   const bool announce = confirmed_;
   utterance_.clear();
-  in_candidate_ = confirmed_ = false;
+  in_candidate_ = confirmed_ = paused_ = false;
   voiced_frames_ = silence_frames_ = 0;
   last_voiced_end_ = 0;
   if (announce && callbacks_.on_end) callbacks_.on_end(std::move(u));

@@ -1,7 +1,7 @@
 // Voice activity detection and endpointing for 16 kHz mono float audio.
 //
-// VoiceDetector classifies 10 ms frames with WebRTC's VAD (through the VoiceDetection component
-// of libwebrtc-audio-processing, the part of WebRTC that Debian ships with headers).
+// VoiceDetector classifies 10 ms frames with WebRTC's VAD (common_audio/vad, the GMM detector that
+// libwebrtc-audio-processing builds in and exports in both API generations: audio/device/webrtc_compat.h).
 // Endpointer turns the per-frame decisions into utterances: a start once enough of a short window
 // is voiced for long enough, an end after a run of silence, with a little audio kept from before
 // the start so the first syllable is not clipped.
@@ -25,11 +25,15 @@ struct VadParams {
   int end_silence_ms = 700;     // unvoiced time that ends an utterance
   int max_utterance_ms = 30000; // longer speech is cut here
   int pre_roll_ms = 300;        // audio kept from before the start
+  // >0: after this much silence inside a confirmed utterance, on_pause hands out the utterance as it
+  // will end if the silence lasts to end_silence_ms (speculative turns). Not before the 200 ms kept
+  // after the last speech window are in, so that the paused utterance equals the final one.
+  int speculate_after_ms = 0;
 };
 
 class VoiceDetector {
  public:
-  // Throws std::runtime_error when the VAD cannot be created (bad mode, library missing).
+  // Throws std::runtime_error when the VAD cannot be created (bad mode, out of memory).
   explicit VoiceDetector(int aggressiveness);
   ~VoiceDetector();
   VoiceDetector(const VoiceDetector&) = delete;
@@ -46,6 +50,7 @@ struct Utterance {
   std::vector<float> samples;  // 16 kHz mono, pre-roll included
   double start_ms = 0;         // stream time of the detected start (before pre-roll)
   double end_ms = 0;           // stream time of the last voiced frame
+  double detected_ms = 0;      // stream time when it was handed out (end_ms + the silence seen since)
   bool truncated = false;      // cut at max_utterance_ms
 };
 
@@ -54,6 +59,11 @@ class Endpointer {
   struct Callbacks {
     std::function<void(double start_ms)> on_start;          // speech confirmed
     std::function<void(Utterance&& utterance)> on_end;      // a complete utterance
+    // speculate_after_ms of silence: `utterance` is what on_end will hand out, sample for sample, if
+    // the silence reaches end_silence_ms. At most once per run of silence.
+    std::function<void(Utterance&& utterance)> on_pause;
+    // Speech resumed after an on_pause: the paused utterance will not be the final one.
+    std::function<void()> on_resume;
   };
   // `classify` decides one 10 ms frame; tests pass their own, the daemon a VoiceDetector.
   using FrameClassifier = std::function<bool(const float* frame)>;
@@ -69,6 +79,7 @@ class Endpointer {
  private:
   void process_frame(const float* frame);
   void finish_utterance();
+  Utterance current_utterance() const;  // as finish_utterance() would hand it out now
 
   VadParams params_;
   FrameClassifier classify_;
@@ -83,6 +94,7 @@ class Endpointer {
   int voiced_frames_ = 0;             // voiced frames in the current utterance
   int silence_frames_ = 0;            // current run of non-speech windows
   size_t last_voiced_end_ = 0;        // utterance_ size after the last speech window
+  bool paused_ = false;               // on_pause was called for the current run of silence
   long long frames_seen_ = 0;
   double start_ms_ = 0;
 };

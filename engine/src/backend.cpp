@@ -1,6 +1,7 @@
 // Default implementations of the optional Backend hooks (backend.h).
 #include "backend.h"
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,15 @@ void Backend::decoder_layer(const DecoderLayerWeights& L, float eps, const Tenso
   add_rms_norm(x, branch, L.post_norm, eps, normed);
   if (L.is_moe) moe(L.moe, normed, branch);
   else mlp(L.mlp, normed, branch);
+}
+
+void Backend::mask_logits(const Tensor& logits, const uint64_t* allowed) {
+  if (logits.dtype != DType::F32) throw Error("mask_logits: logits must be float32");
+  std::vector<float> host(size_t(logits.numel()));
+  download(host.data(), logits);
+  for (size_t i = 0; i < host.size(); ++i)
+    if (!((allowed[i >> 6] >> (i & 63)) & 1)) host[i] = -std::numeric_limits<float>::infinity();
+  upload(logits, host.data());
 }
 
 void Backend::begin_capture() { throw Error("backend " + name() + " cannot capture graphs"); }

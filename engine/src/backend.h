@@ -18,7 +18,9 @@
 
 namespace omni {
 
-enum class Activation { None, SiLU, GELU };  // GELU is the exact erf form
+// GELU is the exact erf form; GELUTanh is PyTorch's tanh approximation ("gelu_pytorch_tanh", the
+// vision tower's MLP): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+enum class Activation { None, SiLU, GELU, GELUTanh };
 
 // One attention block's weights. Optional tensors are empty() when the model has none.
 struct AttentionWeights {
@@ -44,6 +46,11 @@ struct AttentionArgs {
   bool causal = true;        // false: bidirectional (audio encoder)
   int sliding_window = 0;    // >0: causal, keys with pos > q_pos - window only (code2wav)
   int block = 0;             // >0: rows attend only within consecutive blocks of this many rows
+  // F32 [rows, head_dim/2] each: when given, the rotary angle of row r for the pair (i, i + hd/2)
+  // is the one whose cosine and sine are rope_cos[r, i] / rope_sin[r, i], instead of
+  // positions[r] * theta^(-2i/hd) (the vision tower's 2-D rotary, docs/model.md §3.4). Applied to
+  // q and k in fp32 with the same rotate-half layout as the 1-D RoPE.
+  Tensor rope_cos, rope_sin;
 };
 
 struct MlpWeights {  // SwiGLU: down(silu(gate x) * up x); no biases
@@ -112,6 +119,10 @@ class Backend {
 
   // ---- operations ----
   virtual void embed(const Tensor& table, const Tensor& ids, const Tensor& out) = 0;   // ids I32 [S]
+  // Weighted sum of table rows (the vision tower's interpolated position table): ids I32 [S, K],
+  // weights F32 [S, K], out F32 [S, D]: out[s] = sum_k weights[s, k] * table[ids[s, k]], summed in
+  // fp32 in k order. An id outside the table is an error.
+  virtual void embed_weighted(const Tensor& table, const Tensor& ids, const Tensor& weights, const Tensor& out) = 0;
   virtual void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) = 0;  // out may alias x
   virtual void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, const Tensor& out) = 0;
   // out = act(x @ w.T + bias)
@@ -131,6 +142,10 @@ class Backend {
   // so CPU and GPU sample the same token from the same distribution.
   virtual int32_t sample(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history,
                          float uniform) = 0;
+  // Constrained decoding: logits[i] = -inf for every id whose bit (allowed[i / 64] >> (i % 64)) is
+  // clear; logits is [1, vocab] float32, `allowed` has (vocab + 63) / 64 words. The default goes
+  // through the host (download, mask, upload).
+  virtual void mask_logits(const Tensor& logits, const uint64_t* allowed);
 
   // ---- fused ops, KV dtype, synthetic weights, graphs (CUDA helper section) ----
   // x += branch; out = rms_norm(x) * w. One pass on CUDA (the residual add and the next norm

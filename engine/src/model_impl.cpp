@@ -78,6 +78,12 @@ std::unique_ptr<Session> ModelImpl::new_session(const SessionOptions& opt) {
   return std::make_unique<SessionImpl>(*this, opt);
 }
 
+std::shared_ptr<const TokenTable> ModelImpl::token_table() {
+  std::lock_guard<std::mutex> l(token_table_mu_);
+  if (!token_table_) token_table_ = TokenTable::build(*tokenizer_, size_t(cfg_.thinker.vocab_size));
+  return token_table_;
+}
+
 std::vector<int32_t> ModelImpl::render_prompt(const std::string& system, const UserTurn& turn) const {
   ChatTurnInput in;
   in.text = turn.text;

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "audio_input.h"
 #include "backend.h"
 #include "chat.h"
+#include "grammar/tool_calls.h"
 #include "io/checkpoint.h"
 #include "io/model_config.h"
 #include "model/thinker.h"
@@ -43,6 +45,8 @@ class ModelImpl : public Model {
   int audio_tokens_for(size_t samples_16k) const { return audio_->token_count(samples_16k); }
   AudioInput& audio() { return *audio_; }
   SpeechModel* speech() { return speech_.get(); }  // null when the talker is not loaded
+  // The vocabulary's byte strings for constrained decoding, built on first use (thread-safe).
+  std::shared_ptr<const TokenTable> token_table();
 
  private:
   std::unique_ptr<Backend> backend_;
@@ -55,6 +59,20 @@ class ModelImpl : public Model {
   int context_tokens_ = 0;
   double load_ms_ = 0;
   uint64_t load_bytes_ = 0;
+  std::mutex token_table_mu_;
+  std::shared_ptr<const TokenTable> token_table_;
+};
+
+// What Session::mark() saves: the session and cache epoch it belongs to, and the lengths and the
+// small per-turn state that a rollback restores.
+struct SessionImplMark : SessionMarkState {
+  const void* session = nullptr;
+  uint64_t epoch = 0;         // SessionImpl::epoch_ when marked; a rebuild of the cache changes it
+  int used = 0;               // tokens in the cache (== context_ids_.size())
+  std::vector<int32_t> pending;
+  size_t history_turns = 0;
+  size_t last_turn_ids = 0;   // ids of the last history turn (respond() appends pending_ to it)
+  bool system_in_cache = false;
 };
 
 // One conversation: its KV cache, its history, and the turn being generated.
@@ -71,7 +89,12 @@ class SessionImpl : public Session {
   }
   void reset() override;
   void set_system_prompt(const std::string& s) override;
+  void set_tools(const std::string& tools_json) override;
+  TurnResult respond_tool_results(const std::vector<ToolResult>& results, const GenerateOptions& opt,
+                                  const Callbacks& cb) override;
   int context_used() const override { return used_; }
+  SessionMark mark() const override;
+  void rollback(const SessionMark& mark) override;
 
  private:
   // One past turn as it sits in the cache (kept to rebuild the cache after trimming).
@@ -85,8 +108,9 @@ class SessionImpl : public Session {
   void prefill(const std::vector<int32_t>& ids, bool audio = false);
   // Generates after a prefill; fills result.tokens/text/stop. With `speech`, every token is
   // handed to the speech pipeline as it is made (the talker runs interleaved).
+  // With `con`, every step's logits are masked to the tokens it allows (computed while the step runs).
   void decode_loop(const GenerateOptions& opt, const Callbacks& cb, TurnResult& result,
-                   SpeechPipeline* speech = nullptr);
+                   SpeechPipeline* speech = nullptr, DecodeConstraint* con = nullptr);
   // A speech pipeline started for the turn whose prompt ends the context (user part of every
   // user turn with its accept-layer hidden rows, docs/model.md §3.7). Null when opt.speak is false.
   std::unique_ptr<SpeechPipeline> start_speech(const GenerateOptions& opt, const Callbacks& cb,
@@ -94,8 +118,16 @@ class SessionImpl : public Session {
   void finish_speech(SpeechPipeline& sp, TurnResult& r);
   SpeechOptions speech_options(const GenerateOptions& opt) const;
   std::unique_ptr<SpeechPipeline> make_speech(const Callbacks& cb);
+  // The system turn: the system prompt and, with tools, their list (docs/model.md "Tool calls").
+  std::vector<int32_t> system_ids() const;
+  // Generates the answer to a user turn (its ids, the system turn first when the cache is new).
+  TurnResult run_turn(std::vector<int32_t> turn_ids, const std::vector<float>& audio_16k, const GenerateOptions& opt,
+                      const Callbacks& cb);
+  // The constraint for this turn's options (null: unconstrained).
+  std::unique_ptr<DecodeConstraint> make_constraint(const GenerateOptions& opt);
   // Drops the oldest history turns until `needed` more tokens fit, then rebuilds the cache.
-  void make_room(int needed);
+  // With `drop` false, throws instead (before changing anything).
+  void make_room(int needed, bool drop);
   // One decode step for the token in ids_dev_[0] at pos_dev_[0]: embed, decoder, lm_head.
   void decode_step();
 
@@ -103,6 +135,8 @@ class SessionImpl : public Session {
   Backend& be_;
   Thinker& thinker_;
   std::string system_prompt_;
+  std::vector<std::string> tool_lines_;       // the tools as listed in the system turn
+  std::vector<JsonGrammar::Tool> tools_;      // compiled, for constrained calls
   std::vector<KVCache> caches_;
   Tensor ids_dev_, pos_dev_, x_, logits_;
   // Speech: hidden_states[accept_hidden_layer] of every cache slot, and room to gather the
@@ -117,6 +151,9 @@ class SessionImpl : public Session {
   std::vector<int32_t> pending_;   // ids to feed before the next turn (end of the last answer)
   std::vector<HistoryTurn> history_;
   bool system_in_cache_ = false;
+  // Counts rebuilds of the cache from scratch (reset, dropping the oldest turns): a mark from an
+  // earlier epoch describes slots that no longer hold what it saved.
+  uint64_t epoch_ = 0;
   std::atomic<bool> cancelled_{false};
 };
 

@@ -2,6 +2,7 @@
 // the context fills, the oldest turns are dropped and the rest recomputed once.
 #include <algorithm>
 
+#include "grammar/mask_worker.h"
 #include "model_impl.h"
 #include "omni/errors.h"
 
@@ -27,6 +28,7 @@ SessionImpl::SessionImpl(ModelImpl& model, const SessionOptions& opt)
   x_ = be_.alloc({rows, c.hidden_size});
   logits_ = be_.alloc({1, c.vocab_size}, DType::F32);
   pos_host_.resize(size_t(rows));
+  if (!opt.tools.empty()) set_tools(opt.tools);
   if (model.speech()) {
     accept_hidden_ = be_.alloc({model.context_tokens(), c.hidden_size});
     talker_rows_ = be_.alloc({model.context_tokens(), c.hidden_size});
@@ -34,6 +36,7 @@ SessionImpl::SessionImpl(ModelImpl& model, const SessionOptions& opt)
 }
 
 void SessionImpl::reset() {
+  ++epoch_;
   used_ = 0;
   context_ids_.clear();
   pending_.clear();
@@ -44,6 +47,45 @@ void SessionImpl::reset() {
 void SessionImpl::set_system_prompt(const std::string& s) {
   system_prompt_ = s;
   reset();  // the system turn heads the cache: a new one means a new conversation
+}
+
+void SessionImpl::set_tools(const std::string& tools_json) {
+  std::vector<std::string> lines;
+  std::vector<JsonGrammar::Tool> tools;
+  if (!tools_json.empty()) {
+    const ojson j = ojson::parse(tools_json, nullptr, false);
+    if (j.is_discarded()) throw Error("tools: not valid JSON");
+    tools = compile_tools(j);  // throws SchemaError naming the field
+    lines = tool_lines(j);
+    if (tools.empty()) lines.clear();  // an empty list renders like no tools
+  }
+  tool_lines_ = std::move(lines);
+  tools_ = std::move(tools);
+  reset();  // the tools are listed in the system turn: a new set means a new conversation
+}
+
+std::vector<int32_t> SessionImpl::system_ids() const {
+  if (tool_lines_.empty()) return render_system(model_.tokenizer(), model_.config().ids, system_prompt_);
+  std::vector<ChatMessage> msgs;
+  if (!system_prompt_.empty()) msgs.push_back({"system", {{ChatPart::Kind::Text, system_prompt_, 0}}, {}});
+  return render_conversation(model_.tokenizer(), model_.config().ids, msgs, tool_lines_, false);
+}
+
+std::unique_ptr<DecodeConstraint> SessionImpl::make_constraint(const GenerateOptions& opt) {
+  const bool value = !opt.response_schema.empty();
+  const ToolChoice choice = ToolChoice::parse(opt.tool_choice);
+  if (!value && tools_.empty()) {
+    if (choice.kind == ToolChoice::Kind::Auto || choice.kind == ToolChoice::Kind::None) return nullptr;
+    throw Error("tool_choice '" + opt.tool_choice + "' needs tools, and this session has none");
+  }
+  if (!opt.forced_tokens.empty()) throw Error("forced tokens and constrained decoding cannot be combined");
+  const ConstraintTokens ids = ConstraintTokens::from(model_.tokenizer(), model_.config().ids.im_end);
+  if (value) {
+    const ojson schema = ojson::parse(opt.response_schema, nullptr, false);
+    if (schema.is_discarded()) throw Error("response_schema: not valid JSON");
+    return DecodeConstraint::for_value(model_.token_table(), ids, Schema::compile(schema, "response_schema"));
+  }
+  return DecodeConstraint::for_tools(model_.token_table(), ids, tools_, choice, opt.max_tool_calls);
 }
 
 void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio) {
@@ -77,8 +119,8 @@ void SessionImpl::decode_step() {
   thinker_.logits(x, logits_);
 }
 
-void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, TurnResult& r,
-                              SpeechPipeline* speech) {
+void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, TurnResult& r, SpeechPipeline* speech,
+                              DecodeConstraint* con) {
   const Sampling& s = opt.sampling;
   SamplingParams sp;
   sp.greedy = s.greedy;
@@ -95,6 +137,12 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
     seen.insert(seen.end(), r.prompt_tokens.begin(), r.prompt_tokens.end());
   }
   const int32_t im_end = model_.config().ids.im_end;
+  // Constrained decoding: the mask for the next step is computed on a worker while the step runs.
+  std::unique_ptr<MaskWorker> masker;
+  if (con) {
+    masker = std::make_unique<MaskWorker>();
+    masker->start(*con);
+  }
   StreamDecoder text(model_.tokenizer());
   std::vector<float> logits_host;
   const auto t0 = Clock::now();
@@ -104,6 +152,7 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
       r.stop = StopReason::Cancelled;
       break;
     }
+    if (masker) be_.mask_logits(logits_, masker->wait().data());
     const int32_t picked = be_.sample(logits_, sp, seen, uniform(rng));
     const int32_t tok = size_t(step) < opt.forced_tokens.size() ? opt.forced_tokens[size_t(step)] : picked;
     if (cb.on_logits) {
@@ -115,12 +164,14 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
     if (step == 0) first_token_time_ = Clock::now();
     if (sp.repetition_penalty != 1.0f) seen.push_back(tok);
     if (cb.on_token) cb.on_token(tok);
-    if (speech) speech->on_thinker_token(tok);  // runs every talker step whose text now exists
+    // Call markup is neither answer text nor speech.
+    const bool markup = con && con->accept(tok);
+    if (speech && !markup) speech->on_thinker_token(tok);  // runs every talker step whose text now exists
     if (tok == im_end) {
       r.stop = StopReason::EndOfTurn;
       break;
     }
-    const std::string piece = text.push(tok);
+    const std::string piece = markup ? std::string() : text.push(tok);
     if (!piece.empty()) {
       r.text += piece;
       if (cb.on_text) cb.on_text(piece);
@@ -135,6 +186,7 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
     pos_host_[0] = used_;
     be_.upload(ids_dev_.rows(0, 1), &tok);
     be_.upload(pos_dev_.rows(0, 1), pos_host_.data());
+    if (masker) masker->start(*con);
     if (be_.supports_graphs()) {
       if (decode_graph_ < 0) {
         be_.begin_capture();
@@ -155,6 +207,12 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
   }
   const double ms = ms_between(t0, Clock::now());
   r.timings.decode_tok_s = ms > 0 ? 1000.0 * double(r.tokens.size()) / ms : 0;
+  if (masker) {
+    masker->wait();  // a mask may still be in flight
+    r.timings.masked_steps = masker->count();
+    r.timings.mask_ms = masker->count() ? masker->total_ms() / masker->count() : 0;
+    for (const ParsedToolCall& c : con->calls()) r.tool_calls.push_back({c.name, json_dumps_py(c.arguments)});
+  }
   // The last sampled token is not in the cache yet; close the assistant turn the ChatML way
   // before the next user turn.
   pending_.clear();
@@ -163,15 +221,19 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
   pending_.push_back(kNewline);
 }
 
-void SessionImpl::make_room(int needed) {
+void SessionImpl::make_room(int needed, bool drop) {
   const int capacity = model_.context_tokens();
-  auto system_ids = render_system(model_.tokenizer(), model_.config().ids, system_prompt_);
+  const std::vector<int32_t> sys = system_ids();
   auto total = [&] {
-    size_t n = system_ids.size();
+    size_t n = sys.size();
     for (const HistoryTurn& h : history_) n += h.ids.size();
     return int(n);
   };
   if (used_ + int(pending_.size()) + needed <= capacity) return;
+  if (!drop)
+    throw Error("context full: this turn needs " + std::to_string(int(pending_.size()) + needed) + " tokens, " +
+                std::to_string(capacity - used_) +
+                " are free, and dropping the oldest turns is off for it (drop_oldest_turns = false)");
   // The last answer's closing tokens belong to the last history turn.
   if (!history_.empty()) {
     history_.back().ids.insert(history_.back().ids.end(), pending_.begin(), pending_.end());
@@ -182,10 +244,11 @@ void SessionImpl::make_room(int needed) {
     throw Error("context full: this turn needs " + std::to_string(needed) + " tokens but context_tokens is " +
                 std::to_string(capacity));
   // Rebuild: the system turn, then each kept turn (a spoken turn's clip is encoded again).
+  ++epoch_;
   used_ = 0;
   context_ids_.clear();
   system_in_cache_ = true;
-  if (!system_ids.empty()) prefill(system_ids);
+  if (!sys.empty()) prefill(sys);
   for (const HistoryTurn& h : history_) {
     if (!h.audio_16k.empty()) model_.audio().encode(h.audio_16k.data(), h.audio_16k.size());
     prefill(h.ids, !h.audio_16k.empty());
@@ -246,17 +309,36 @@ TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt
   if (opt.speak && !model_.speech())
     throw Error(model_.config().has_talker ? "speech was not loaded (load_talker is off)"
                                            : "this model has no talker: it cannot speak");
-  TurnResult r;
   ChatTurnInput in;
   in.text = turn.text;
   in.audio_tokens = turn.audio_16k.empty() ? -1 : model_.audio_tokens_for(turn.audio_16k.size());
-  std::vector<int32_t> turn_ids = render_user_turn(model_.tokenizer(), model_.config().ids, in);
-  if (!system_in_cache_ && used_ == 0) {
-    auto sys = render_system(model_.tokenizer(), model_.config().ids, system_prompt_);
+  return run_turn(render_user_turn(model_.tokenizer(), model_.config().ids, in), turn.audio_16k, opt, cb);
+}
+
+TurnResult SessionImpl::respond_tool_results(const std::vector<ToolResult>& results, const GenerateOptions& opt,
+                                             const Callbacks& cb) {
+  cancelled_.store(false);
+  if (results.empty()) throw Error("tool results: none given");
+  if (history_.empty()) throw Error("tool results: no answer in this conversation called a tool");
+  if (opt.speak && !model_.speech())
+    throw Error(model_.config().has_talker ? "speech was not loaded (load_talker is off)"
+                                           : "this model has no talker: it cannot speak");
+  std::vector<ChatMessage> msgs;
+  for (const ToolResult& t : results) msgs.push_back({"tool", {{ChatPart::Kind::Text, t.content, 0}}, {}});
+  return run_turn(render_conversation(model_.tokenizer(), model_.config().ids, msgs, {}, true), {}, opt, cb);
+}
+
+TurnResult SessionImpl::run_turn(std::vector<int32_t> turn_ids, const std::vector<float>& audio_16k,
+                                 const GenerateOptions& opt, const Callbacks& cb) {
+  TurnResult r;
+  const std::unique_ptr<DecodeConstraint> con = make_constraint(opt);  // checks the options before anything changes
+  const bool add_system = !system_in_cache_ && used_ == 0;
+  if (add_system) {
+    auto sys = system_ids();
     turn_ids.insert(turn_ids.begin(), sys.begin(), sys.end());
-    system_in_cache_ = true;
   }
-  make_room(int(turn_ids.size()) + opt.max_new_tokens);
+  make_room(int(turn_ids.size()) + opt.max_new_tokens, opt.drop_oldest_turns);
+  if (add_system) system_in_cache_ = true;
   std::vector<int32_t> feed = pending_;
   feed.insert(feed.end(), turn_ids.begin(), turn_ids.end());
   r.prompt_tokens = turn_ids;
@@ -264,25 +346,57 @@ TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt
   // The closing tokens of the previous answer join the previous history turn.
   if (!history_.empty()) history_.back().ids.insert(history_.back().ids.end(), pending_.begin(), pending_.end());
   pending_.clear();
-  const bool spoken = !turn.audio_16k.empty();
+  const bool spoken = !audio_16k.empty();
   if (spoken) {
     const auto ta = Clock::now();
-    model_.audio().encode(turn.audio_16k.data(), turn.audio_16k.size());
+    model_.audio().encode(audio_16k.data(), audio_16k.size());
     r.timings.audio_encode_ms = ms_between(ta, Clock::now());
   }
   prefill(feed, spoken);
   r.timings.prefill_ms = ms_between(t0, Clock::now());
   std::unique_ptr<SpeechPipeline> speech;
   if (opt.speak) speech = start_speech(opt, cb, std::vector<int32_t>(turn_ids.end() - 3, turn_ids.end()));
-  decode_loop(opt, cb, r, speech.get());
+  decode_loop(opt, cb, r, speech.get(), con.get());
   if (speech) finish_speech(*speech, r);
   HistoryTurn h;
   h.ids = turn_ids;
-  h.audio_16k = turn.audio_16k;
+  h.audio_16k = audio_16k;
   // Tokens fed during decoding (all generated but the last; the last is in pending_).
   if (r.tokens.size() > 1) h.ids.insert(h.ids.end(), r.tokens.begin(), r.tokens.end() - 1);
   history_.push_back(std::move(h));
   return r;
+}
+
+SessionMark SessionImpl::mark() const {
+  auto m = std::make_shared<SessionImplMark>();
+  m->session = this;
+  m->epoch = epoch_;
+  m->used = used_;
+  m->pending = pending_;
+  m->history_turns = history_.size();
+  m->last_turn_ids = history_.empty() ? 0 : history_.back().ids.size();
+  m->system_in_cache = system_in_cache_;
+  return SessionMark{std::move(m)};
+}
+
+void SessionImpl::rollback(const SessionMark& mark) {
+  const auto* m = dynamic_cast<const SessionImplMark*>(mark.state.get());
+  if (!mark.valid()) throw Error("rollback: the mark is empty (make one with Session::mark())");
+  if (!m || m->session != this) throw Error("rollback: the mark belongs to another session");
+  if (m->epoch != epoch_)
+    throw Error("rollback: the conversation's cache was rebuilt since the mark (the oldest turns were dropped "
+                "because the context filled, or it was reset); the turns since cannot be taken back");
+  // Same epoch: the cache only grew since the mark and the history only gained turns (the mark's
+  // last turn only gained the closing tokens of its answer).
+  if (used_ < m->used || history_.size() < m->history_turns ||
+      (m->history_turns > 0 && history_[m->history_turns - 1].ids.size() < m->last_turn_ids))
+    throw Error("rollback: the mark is ahead of the conversation");
+  used_ = m->used;
+  context_ids_.resize(size_t(m->used));
+  history_.resize(m->history_turns);
+  if (!history_.empty()) history_.back().ids.resize(m->last_turn_ids);
+  pending_ = m->pending;
+  system_in_cache_ = m->system_in_cache;
 }
 
 TurnResult SessionImpl::generate_from_ids(const std::vector<int32_t>& ids, const GenerateOptions& opt,
@@ -290,6 +404,7 @@ TurnResult SessionImpl::generate_from_ids(const std::vector<int32_t>& ids, const
   cancelled_.store(false);
   if (opt.speak) throw Error("--ids prompts are raw token ids; speech needs a chat prompt (--prompt/--audio)");
   if (ids.empty()) throw Error("no prompt ids given");
+  const std::unique_ptr<DecodeConstraint> con = make_constraint(opt);
   reset();
   system_in_cache_ = true;  // raw ids: no template, no system turn
   TurnResult r;
@@ -300,7 +415,7 @@ TurnResult SessionImpl::generate_from_ids(const std::vector<int32_t>& ids, const
   const auto t0 = Clock::now();
   prefill(ids);
   r.timings.prefill_ms = ms_between(t0, Clock::now());
-  decode_loop(opt, cb, r);
+  decode_loop(opt, cb, r, nullptr, con.get());
   HistoryTurn h;
   h.ids = ids;
   if (r.tokens.size() > 1) h.ids.insert(h.ids.end(), r.tokens.begin(), r.tokens.end() - 1);

@@ -221,3 +221,73 @@ TEST(OmniRun, HostileTokenizerAndClipAreRefusedByName) {
                         "q.wav: lasts 85000 s (85000 frames at the declared sample_rate 1 Hz)");
   fs::remove_all(m);
 }
+
+namespace {
+
+fs::path write_file(const std::string& tag, const std::string& text) {
+  const fs::path p = fs::temp_directory_path() / ("omni_run_" + tag + "_" + std::to_string(::getpid()) + ".json");
+  std::ofstream(p) << text;
+  return p;
+}
+
+const char* kTools = R"([{"type": "function", "function": {"name": "set_gripper", "description": "Open or close.",
+  "parameters": {"type": "object", "properties": {"closed": {"type": "boolean"},
+  "force_n": {"type": "integer", "minimum": 0, "maximum": 40}}, "required": ["closed"]}}},
+  {"type": "function", "function": {"name": "move_arm", "parameters": {"type": "object", "properties": {
+  "x": {"type": "number", "minimum": -1, "maximum": 1}}, "required": ["x"]}}}])";
+
+}  // namespace
+
+TEST(OmniRun, ToolsWithAForcedCallGiveValidToolCallsInJson) {
+  const fs::path tools = write_file("tools", kTools);
+  const RunResult r = run("--model " + kTinyA + " --prompt 'Close your hand' --tools " + tools.string() +
+                          " --tool-choice set_gripper --temperature 1 --seed 5 --max-new-tokens 200 --json");
+  fs::remove(tools);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.contains("tool_calls"));
+  ASSERT_GE(j["tool_calls"].size(), 1u);
+  for (const auto& c : j["tool_calls"]) {
+    EXPECT_EQ(c["name"], "set_gripper");
+    EXPECT_TRUE(c["arguments"]["closed"].is_boolean());
+    if (c["arguments"].contains("force_n")) {
+      EXPECT_GE(c["arguments"]["force_n"].get<int>(), 0);
+      EXPECT_LE(c["arguments"]["force_n"].get<int>(), 40);
+    }
+  }
+  EXPECT_EQ(j["stop"], "end_of_turn");
+  EXPECT_GT(j["timings"]["masked_steps"].get<int>(), 0);
+}
+
+TEST(OmniRun, ToolChoiceNoneGivesNoCallsAndBadToolsAreOneLineErrors) {
+  const fs::path tools = write_file("tools_none", kTools);
+  const RunResult r = run("--model " + kTinyA + " --prompt hi --tools " + tools.string() +
+                          " --tool-choice none --greedy --max-new-tokens 6 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["tool_calls"].size(), 0u);
+  expect_one_line_error(run("--model " + kTinyA + " --prompt hi --tools " + tools.string() + " --tool-choice fly"),
+                        "no tool is named 'fly'");
+  fs::remove(tools);
+  const fs::path bad = write_file("tools_bad", R"([{"function": {"name": "f", "parameters": {"type": "object",
+      "properties": {"when": {"type": "string", "format": "date-time"}}}}}])");
+  expect_one_line_error(run("--model " + kTinyA + " --prompt hi --tools " + bad.string()),
+                        "tools[0].function.parameters.properties.when.format");
+  fs::remove(bad);
+  expect_one_line_error(run("--model " + kTinyA + " --prompt hi --tools /nonexistent/tools.json"),
+                        "--tools: cannot read /nonexistent/tools.json");
+}
+
+TEST(OmniRun, ResponseSchemaGivesJsonValidUnderIt) {
+  const fs::path schema = write_file("schema", R"({"type": "object", "properties": {"answer": {"type": "string",
+      "maxLength": 10}, "confidence": {"type": "number", "minimum": 0, "maximum": 1}}, "required": ["answer", "confidence"]})");
+  const RunResult r = run("--model " + kTinyA + " --prompt 'What is it?' --response-schema " + schema.string() +
+                          " --temperature 1 --seed 2 --max-new-tokens 200 --json");
+  fs::remove(schema);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto v = nlohmann::json::parse(j["text"].get<std::string>());
+  EXPECT_TRUE(v["answer"].is_string());
+  EXPECT_LE(v["answer"].get<std::string>().size(), 40u);
+  EXPECT_GE(v["confidence"].get<double>(), 0.0);
+  EXPECT_LE(v["confidence"].get<double>(), 1.0);
+}

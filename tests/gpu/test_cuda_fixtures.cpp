@@ -94,3 +94,48 @@ TEST(CudaFixtures, TinyModelsMatchTransformersAndCpu) {
 }
 
 }  // namespace
+
+// Session::rollback on the CUDA backend (captured decode graph, device KV cache): a turn that ran, with
+// speech, and was rolled back leaves no trace; the next turn is bit-identical to a session that never ran it.
+TEST(CudaFixtures, RolledBackTurnLeavesNoTrace) {
+  if (!omni::cuda_backend_available()) GTEST_SKIP() << "no CUDA device";
+  omni::LoadOptions lo;
+  lo.model_dir = models() + "/tiny-a";
+  lo.context_tokens = 512;
+  lo.device = "cuda";
+  auto model = omni::Model::load(lo);
+  omni::GenerateOptions opt;
+  opt.max_new_tokens = 8;
+  opt.speak = true;
+  opt.max_speech_frames = 8;
+  struct Turn {
+    std::vector<int32_t> tokens;
+    std::vector<std::vector<float>> logits;
+    std::vector<float> audio;
+  };
+  auto run = [&](omni::Session& s, const std::string& text) {
+    Turn t;
+    omni::Callbacks cb;
+    cb.on_logits = [&](const float* l, size_t n) { t.logits.emplace_back(l, l + n); };
+    cb.on_audio = [&](const float* a, size_t n) { t.audio.insert(t.audio.end(), a, a + n); };
+    omni::UserTurn u;
+    u.text = text;
+    t.tokens = s.respond(u, opt, cb).tokens;
+    return t;
+  };
+  auto plain = model->new_session({.system_prompt = "Be brief."});
+  run(*plain, "First question");
+  const Turn want = run(*plain, "Second question");
+  auto spec = model->new_session({.system_prompt = "Be brief."});
+  run(*spec, "First question");
+  const omni::SessionMark m = spec->mark();
+  run(*spec, "A different, longer question that is taken back");
+  spec->rollback(m);
+  const Turn got = run(*spec, "Second question");
+  EXPECT_EQ(got.tokens, want.tokens);
+  ASSERT_EQ(got.logits.size(), want.logits.size());
+  for (size_t i = 0; i < got.logits.size(); ++i) EXPECT_EQ(got.logits[i], want.logits[i]) << "step " << i;
+  EXPECT_FALSE(got.audio.empty());
+  EXPECT_EQ(got.audio, want.audio);
+  EXPECT_EQ(spec->context_used(), plain->context_used());
+}

@@ -338,3 +338,29 @@ TEST_P(CudaModelPrecision, CodePredictorStack) { run_stack(*p, real_widths(1024,
 
 }  // namespace
 }  // namespace omni::test
+
+namespace omni::test {
+namespace {
+
+// The vision tower's attention (release shapes: 1152 wide, 16 heads of 72, biases): per-row
+// rotary tables instead of a theta, bidirectional inside blocks of one frame's patches.
+TEST_F(CudaModel, VisionAttentionWithRotaryTables) {
+  Attn a = make_attention(*p, 1152, 16, 16, 72, false, true, 0.f);
+  const int rows = 2 * 96;  // two frames of 96 patches
+  auto x = p->act({rows, 1152});
+  auto c = p->act({rows, 36}), s = p->act({rows, 36});
+  auto out = p->out({rows, 1152});
+  AttentionArgs ac, ag;
+  ac.causal = ag.causal = false;
+  ac.block = ag.block = 96;
+  ac.rope_cos = c.c;
+  ac.rope_sin = s.c;
+  ag.rope_cos = c.g;
+  ag.rope_sin = s.g;
+  p->cpu->attention(a.c, x.c, ac, out.c);
+  p->gpu->attention(a.g, x.g, ag, out.g);
+  EXPECT_LT(p->rel_error(out), kTolBf16);
+}
+
+}  // namespace
+}  // namespace omni::test

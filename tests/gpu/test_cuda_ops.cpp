@@ -341,3 +341,38 @@ TEST_F(CudaOps, SpeechOps) {
 
 }  // namespace
 }  // namespace omni::test
+
+namespace omni::test {
+namespace {
+
+// The vision tower's position table: four weighted rows of a [2304, 1152] table per patch.
+TEST_F(CudaOps, EmbedWeightedVisionPositions) {
+  auto table = p->weight({2304, 1152}, 1.f);
+  const int rows = 40;
+  std::vector<int32_t> ids(size_t(rows) * 4);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 7919) % 2304);
+  auto id = p->ints({rows, 4}, ids);
+  auto w = p->act({rows, 4});
+  auto out = p->out({rows, 1152});
+  p->cpu->embed_weighted(table.c, id.c, w.c, out.c);
+  p->gpu->embed_weighted(table.g, id.g, w.g, out.g);
+  EXPECT_LT(p->rel_error(out), kTolExact);
+  ids[5] = 2304;  // outside the table
+  auto bad = p->ints({rows, 4}, ids);
+  p->gpu->embed_weighted(table.g, bad.g, w.g, out.g);
+  EXPECT_THROW(p->gpu->synchronize(), Error);
+}
+
+// The vision MLP's tanh GELU in every linear path (GEMV rows, fp32 GEMM, cuBLAS).
+TEST_P(CudaOpsPrecision, LinearGeluTanh) {
+  expect_linears_agree(*p,
+                       {
+                           {3, 4304, 1152, true, Activation::GELUTanh},
+                           {9, 128, 1152, true, Activation::GELUTanh},
+                           {200, 4304, 1152, true, Activation::GELUTanh},
+                       },
+                       [&](int64_t rows) { return tol_rows(rows); });
+}
+
+}  // namespace
+}  // namespace omni::test

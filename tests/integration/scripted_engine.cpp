@@ -93,14 +93,35 @@ class ScriptedSession final : public omni::Session {
   void reset() override {
     if (script_.reset_fails) throw std::runtime_error("scripted reset failure");
     context_ = 0;
+    ++epoch_;
   }
   void set_system_prompt(const std::string& p) override {  // as the engine: a new conversation
     reset();
     system_ = p;
   }
   int context_used() const override { return context_; }
+  // As the engine: a mark saves the context length; a reset in between makes it stale.
+  omni::SessionMark mark() const override {
+    auto m = std::make_shared<Mark>();
+    m->session = this;
+    m->epoch = epoch_;
+    m->context = context_;
+    return omni::SessionMark{std::move(m)};
+  }
+  void rollback(const omni::SessionMark& mark) override {
+    const auto* m = dynamic_cast<const Mark*>(mark.state.get());
+    if (!m || m->session != this) throw omni::Error("rollback: the mark is empty or from another session");
+    if (m->epoch != epoch_) throw omni::Error("rollback: the conversation was reset since the mark");
+    context_ = m->context;
+  }
 
  private:
+  struct Mark : omni::SessionMarkState {
+    const void* session = nullptr;
+    int epoch = 0;
+    int context = 0;
+  };
+
   omni::TurnResult run(const std::vector<std::string>& words, const omni::GenerateOptions& opt,
                        const omni::Callbacks& cb, bool emit_text) {
     cancelled_ = false;  // as the real engine does: a cancel() before the turn starts is forgotten
@@ -142,6 +163,7 @@ class ScriptedSession final : public omni::Session {
   std::string system_;
   std::atomic<bool> cancelled_{false};
   std::atomic<int> context_{0};
+  int epoch_ = 0;
 };
 
 class ScriptedModel final : public omni::Model {

@@ -26,7 +26,10 @@ struct Recorder {
   std::vector<double> starts;
   std::vector<Utterance> utterances;
   Endpointer::Callbacks callbacks() {
-    return {[this](double ms) { starts.push_back(ms); }, [this](Utterance&& u) { utterances.push_back(std::move(u)); }};
+    Endpointer::Callbacks cb;
+    cb.on_start = [this](double ms) { starts.push_back(ms); };
+    cb.on_end = [this](Utterance&& u) { utterances.push_back(std::move(u)); };
+    return cb;
   }
 };
 
@@ -150,3 +153,67 @@ TEST(WebRtcVad, NoiseFloorAloneIsNotSpeech) {
 }
 
 TEST(WebRtcVad, RejectsBadMode) { EXPECT_THROW(VoiceDetector(7), std::runtime_error); }
+
+// Speculative turns: after speculate_after_ms of silence the endpointer hands out the utterance exactly
+// as the endpoint will, so that an answer started then is the answer to the final utterance.
+TEST(Endpointer, PauseHandsOutTheFinalUtteranceEarly) {
+  Script s;
+  s.add(false, 1000);
+  s.add(true, 800);
+  s.add(false, 1000);
+  VadParams p = params();
+  p.speculate_after_ms = 300;
+  Recorder r;
+  std::vector<Utterance> paused;
+  int resumed = 0;
+  auto cb = r.callbacks();
+  cb.on_pause = [&](Utterance&& u) { paused.push_back(std::move(u)); };
+  cb.on_resume = [&] { ++resumed; };
+  Endpointer ep(p, scripted(), cb);
+  ep.push(s.samples.data(), s.samples.size());
+  ASSERT_EQ(paused.size(), 1u);
+  ASSERT_EQ(r.utterances.size(), 1u);
+  EXPECT_EQ(resumed, 0);
+  EXPECT_EQ(paused[0].samples, r.utterances[0].samples);
+  EXPECT_EQ(paused[0].end_ms, r.utterances[0].end_ms);
+  EXPECT_EQ(paused[0].detected_ms - paused[0].end_ms, 300);
+  EXPECT_EQ(r.utterances[0].detected_ms - r.utterances[0].end_ms, 500);
+}
+
+TEST(Endpointer, SpeechAfterAPauseResumesTheUtterance) {
+  Script s;
+  s.add(false, 1000);
+  s.add(true, 800);
+  s.add(false, 400);  // past speculate_after_ms, short of end_silence_ms
+  s.add(true, 500);
+  s.add(false, 1000);
+  VadParams p = params();
+  p.speculate_after_ms = 250;
+  Recorder r;
+  std::vector<Utterance> paused;
+  int resumed = 0;
+  auto cb = r.callbacks();
+  cb.on_pause = [&](Utterance&& u) {
+    EXPECT_EQ(resumed, static_cast<int>(paused.size()));
+    paused.push_back(std::move(u));
+  };
+  cb.on_resume = [&] { ++resumed; };
+  Endpointer ep(p, scripted(), cb);
+  ep.push(s.samples.data(), s.samples.size());
+  ASSERT_EQ(r.utterances.size(), 1u);  // one utterance covering both parts
+  ASSERT_EQ(paused.size(), 2u);
+  EXPECT_EQ(resumed, 1);
+  EXPECT_LT(paused[0].samples.size(), r.utterances[0].samples.size());
+  EXPECT_EQ(paused[1].samples, r.utterances[0].samples);
+  EXPECT_GE(r.utterances[0].samples.size(), static_cast<size_t>(1.7 * kVadSampleRate));
+
+  // Off (0): no pauses.
+  Recorder r2;
+  int pauses = 0;
+  auto cb2 = r2.callbacks();
+  cb2.on_pause = [&](Utterance&&) { ++pauses; };
+  Endpointer off(params(), scripted(), cb2);
+  off.push(s.samples.data(), s.samples.size());
+  EXPECT_EQ(pauses, 0);
+  EXPECT_EQ(r2.utterances.size(), 1u);
+}

@@ -1,6 +1,7 @@
 // EventPublisher (seq, thread safety, slow subscribers) and transport security (CURVE over tcp, ZAP uid filter).
 #include <unistd.h>
 
+#include <algorithm>
 #include <mutex>
 #include <zmq.hpp>
 
@@ -207,7 +208,7 @@ TEST(Security, ZapAdmitsOnlyConfiguredUids) {
 }
 
 TEST(Security, ZapDecisions) {
-  ZapPolicy uid_policy{{1000}, {50}, {}, nullptr};
+  ZapPolicy uid_policy{{1000}, {50}, {}, nullptr, [](uid_t, gid_t primary) { return std::vector<gid_t>{primary}; }};
   EXPECT_TRUE(decide_zap(uid_policy, "NULL", ":1000:7:4242", {}).allowed);
   EXPECT_EQ(decide_zap(uid_policy, "NULL", ":1000:7:4242", {}).user_id, "uid:1000");
   EXPECT_TRUE(decide_zap(uid_policy, "NULL", "/run/x.sock:1:50:9", {}).allowed);
@@ -216,4 +217,25 @@ TEST(Security, ZapDecisions) {
   EXPECT_FALSE(decide_zap(uid_policy, "PLAIN", ":1000:7:1", {}).allowed);
   ZapPolicy open_policy{};
   EXPECT_TRUE(decide_zap(open_policy, "NULL", "", {}).allowed);
+}
+
+TEST(Security, ZapAdmitsAPeerByASupplementaryGroupOfItsUser) {
+  // uid 1001 (primary group 7) is also in groups 20 and 50, as `usermod -aG` records it in the group database.
+  ZapPolicy policy{{}, {50}, {}, nullptr, [](uid_t uid, gid_t primary) {
+                     return uid == 1001 ? std::vector<gid_t>{primary, 20, 50} : std::vector<gid_t>{primary};
+                   }};
+  const ZapDecision member = decide_zap(policy, "NULL", "/run/omnid/control.sock:1001:7:4242", {});
+  EXPECT_TRUE(member.allowed) << member.reason;
+  EXPECT_EQ(member.user_id, "uid:1001");
+  const ZapDecision other = decide_zap(policy, "NULL", "/run/omnid/control.sock:1002:7:4243", {});
+  EXPECT_FALSE(other.allowed);
+  EXPECT_EQ(other.reason, "uid 1002 gid 7 not allowed (groups 7; ipc.allow_uids / ipc.allow_gids admit uids none "
+                          "and groups 50)");
+}
+
+TEST(Security, GroupListOfTheOwnUserHoldsItsPrimaryGroup) {
+  const std::vector<gid_t> groups = group_list_of(::getuid(), ::getgid());
+  EXPECT_NE(std::find(groups.begin(), groups.end(), ::getgid()), groups.end());
+  // A uid without a passwd entry has only the primary group it connected with.
+  EXPECT_EQ(group_list_of(4012345678u, 77), std::vector<gid_t>{77});
 }

@@ -63,8 +63,8 @@ def make_config(*, thinker, audio, talker, code_predictor, code2wav, vision):
     vision_config = dict(
         depth=vision["depth"], hidden_size=vision["hidden"], intermediate_size=vision["intermediate"],
         num_heads=vision["heads"], out_hidden_size=hidden, patch_size=16, spatial_merge_size=2,
-        temporal_patch_size=2, num_position_embeddings=2304,
-        deepstack_visual_indexes=list(range(min(vision["depth"], th["layers"], 3))),
+        temporal_patch_size=2, num_position_embeddings=vision.get("positions", 2304),
+        deepstack_visual_indexes=vision.get("deepstack", list(range(min(vision["depth"], th["layers"], 3)))),
     )
     talker_text = dict(
         vocab_size=3072, hidden_size=ta["hidden"], intermediate_size=ta["projection_intermediate"],
@@ -113,6 +113,21 @@ TINY_A = make_config(
                 projection_intermediate=32, accept_hidden_layer=1),
     code_predictor=dict(layers=2, heads=4, kv_heads=2, head_dim=8, intermediate=48),
     code2wav=dict(hidden=16, intermediate=32, layers=2, heads=2, decoder_dim=32),
+)
+
+# tiny-v: the vision model (tools/make_vision_fixtures.py). Thinker hidden 8, 3 layers (every DeepStack tap lands);
+# vision tower of 4 blocks, width 32, 2 heads of 16, DeepStack taps after blocks 1, 2, 3, and a position table of
+# 8 x 8 (smaller than the grids, so the bilinear resampling matters).
+TINY_V = make_config(
+    thinker=dict(hidden=8, layers=3, heads=2, kv_heads=1, head_dim=8, mrope_section=[2, 1, 1],
+                 experts=4, top_k=2, norm_topk_prob=True, moe_intermediate=16),
+    audio=dict(layers=2, heads=2, ffn=32, d_model=16, conv_channels=8),
+    vision=dict(depth=4, hidden=32, intermediate=64, heads=2, positions=64, deepstack=[1, 2, 3]),
+    talker=dict(hidden=8, layers=2, heads=2, kv_heads=1, head_dim=8, mrope_section=[2, 1, 1],
+                experts=3, top_k=2, norm_topk_prob=True, moe_intermediate=12, shared_intermediate=16,
+                projection_intermediate=16, accept_hidden_layer=2),
+    code_predictor=dict(layers=1, heads=2, kv_heads=1, head_dim=8, intermediate=24),
+    code2wav=dict(hidden=8, intermediate=16, layers=1, heads=2, decoder_dim=16),
 )
 
 # tiny-b: one model.safetensors (< 5 MB, so the thinker hidden is 4: the two 152064-row tables take 2.4 MB),

@@ -58,6 +58,18 @@ struct GenerateOptions {
   // forced_tokens[i] to the model instead of its own pick; TurnResult::tokens still holds the
   // picks, so two weight formats can be compared on the same contexts. Empty: off.
   std::vector<int32_t> forced_tokens;
+  // Tool calls (docs/model.md "Tool calls"), when the session has tools: "auto" (the model decides;
+  // a call is constrained from <tool_call> on), "none" (no call), "required" (the answer starts with
+  // a call) or a tool's name (a call of that tool). Without tools only "auto" and "none" are valid.
+  std::string tool_choice = "auto";
+  int max_tool_calls = 8;  // calls in one answer
+  // Structured answer: a JSON Schema (text, the tool-parameter subset); the whole answer is then
+  // JSON valid under it (TurnResult::text). Empty: off.
+  std::string response_schema;
+  // false: a turn that would not fit in the context throws omni::Error before anything changes,
+  // instead of dropping the oldest turns; a mark made before such a turn stays usable (speculative
+  // turns, which may be rolled back).
+  bool drop_oldest_turns = true;
 };
 
 struct Callbacks {
@@ -81,22 +93,50 @@ struct Timings {
   double decode_tok_s = 0;
   double first_audio_ms = -1;  // from the first thinker token to the first audio sample; -1: none
   double audio_encode_ms = 0;
+  // Constrained decoding: the mean time to compute one token mask (computed while the step runs)
+  // and the number of masked steps.
+  double mask_ms = 0;
+  int masked_steps = 0;
 };
 
 enum class StopReason { EndOfTurn, MaxTokens, Cancelled, ContextFull };
 
+struct ToolCall {
+  std::string name;
+  std::string arguments;  // a JSON object, valid under the tool's parameters (json.dumps layout)
+};
+
+struct ToolResult {
+  std::string content;  // what the tool returned, as the model will read it
+};
+
 struct TurnResult {
   std::vector<int32_t> prompt_tokens;  // the ids this turn added before generation
   std::vector<int32_t> tokens;         // generated ids (including the final <|im_end|> if produced)
-  std::string text;                    // decoded answer without <|im_end|>
+  std::string text;                    // decoded answer without <|im_end|> and without call markup
+  std::vector<ToolCall> tool_calls;    // the calls the answer ends with (answer them with respond_tool_results)
   StopReason stop = StopReason::EndOfTurn;
   size_t speech_samples = 0;
   int speech_frames = 0;
   Timings timings;
 };
 
+// A saved point of a conversation: Session::mark() makes one, Session::rollback() returns to it.
+// A value; copying it is cheap. Default-constructed: no mark. What it holds is the implementation's.
+struct SessionMarkState {
+  virtual ~SessionMarkState() = default;
+};
+struct SessionMark {
+  std::shared_ptr<const SessionMarkState> state;
+  bool valid() const { return state != nullptr; }
+};
+
 struct SessionOptions {
   std::string system_prompt;  // empty: no system turn
+  // Tools the model may call: JSON text of OpenAI-style function tools ([{"type": "function",
+  // "function": {"name", "description", "parameters"}}]); empty: none. They are listed in the
+  // system turn. Throws omni::Error naming the field when a tool is outside the supported subset.
+  std::string tools = {};
 };
 
 class Session {
@@ -116,7 +156,31 @@ class Session {
   // Forgets the conversation (keeps the system prompt).
   virtual void reset() = 0;
   virtual void set_system_prompt(const std::string& system_prompt) = 0;
+  // Replaces the tools (SessionOptions::tools); like a new system prompt it starts a new
+  // conversation. A bad set throws omni::Error naming the field and leaves the old set in place.
+  virtual void set_tools(const std::string& tools_json) { (void)tools_json; throw Error("this session has no tools"); }
+  // Gives the results of the last answer's tool calls, in the order of TurnResult::tool_calls, as
+  // one user turn, and generates the answer that follows.
+  virtual TurnResult respond_tool_results(const std::vector<ToolResult>& results, const GenerateOptions& opt,
+                                          const Callbacks& cb) {
+    (void)results, (void)opt, (void)cb;
+    throw Error("this session has no tools");
+  }
   virtual int context_used() const = 0;  // tokens in the KV cache
+
+  // Rolling back (speculative turns: start answering, then take it back without a trace).
+  // mark() saves where the conversation stands between turns. rollback(mark) returns to it: the KV
+  // cache's used length, the turn history and the closing tokens of the last answer that the next
+  // turn feeds are restored, so the next respond() gives bit for bit what it would have given had the
+  // turns since the mark never run. Nothing is recomputed: the cache is positional, and the slots past
+  // the mark are overwritten by the next turn. Speech keeps no state between turns.
+  // Refused (omni::Error naming the reason, the session unchanged) when the cache was rebuilt since the
+  // mark: the oldest turns were dropped because the context filled (a turn run with
+  // GenerateOptions::drop_oldest_turns = false never does that), reset(), set_system_prompt(),
+  // generate_from_ids(); or when the mark is empty or from another session. Not during a turn
+  // (the same thread as respond(), like everything but cancel()).
+  virtual SessionMark mark() const = 0;
+  virtual void rollback(const SessionMark& mark) = 0;
 };
 
 // Checks a LoadOptions::weights value; throws ConfigError naming the value and the allowed set.

@@ -40,6 +40,7 @@ class Tokenizer {
   // The id whose bytes are exactly `token` (an added token's content, or e.g. "\n" → 198); -1 if none.
   virtual int32_t token_id(std::string_view token) const = 0;
   virtual bool is_special(int32_t id) const = 0;  // added tokens marked "special"
+  virtual bool is_added(int32_t id) const = 0;    // any added token (<|im_end|>, <tool_call>, <think>, ...)
   virtual size_t vocab_size() const = 0;          // highest id + 1
 };
 

@@ -31,6 +31,16 @@ void apply_rope(float* v, int hd, int pos, float theta) {
   }
 }
 
+// The same rotation with the angle's cosine and sine given per pair (vision 2-D rotary).
+void apply_rope_table(float* v, int hd, const float* c, const float* sn) {
+  const int half = hd / 2;
+  for (int i = 0; i < half; ++i) {
+    const float a = v[i], b = v[i + half];
+    v[i] = a * c[i] - b * sn[i];
+    v[i + half] = b * c[i] + a * sn[i];
+  }
+}
+
 }  // namespace
 
 void CpuBackend::attention(const AttentionWeights& w, const Tensor& x, const AttentionArgs& args, const Tensor& out) {
@@ -42,17 +52,26 @@ void CpuBackend::attention(const AttentionWeights& w, const Tensor& x, const Att
   linear(x, w.wk, w.bk, Tensor(k.data(), DType::F32, {S, int64_t(hkv) * hd}), Activation::None);
   linear(x, w.wv, w.bv, Tensor(v.data(), DType::F32, {S, int64_t(hkv) * hd}), Activation::None);
   const int32_t* pos = args.positions.empty() ? nullptr : args.positions.as<const int32_t>();
-  if ((w.rope_theta > 0.f || args.cache) && !pos) throw Error("attention: positions are required");
+  const bool table = !args.rope_cos.empty();
+  if (((w.rope_theta > 0.f && !table) || args.cache) && !pos) throw Error("attention: positions are required");
+  if (table && (args.rope_cos.dtype != DType::F32 || args.rope_sin.dtype != DType::F32 ||
+                args.rope_cos.numel() != S * (hd / 2) || args.rope_sin.numel() != S * (hd / 2)))
+    throw Error("attention: rotary tables " + args.rope_cos.shape_str() + " / " + args.rope_sin.shape_str() +
+                " are not F32 [" + std::to_string(S) + ", " + std::to_string(hd / 2) + "]");
   for (int64_t s = 0; s < S; ++s) {
+    const float* rc = table ? args.rope_cos.as<const float>() + s * (hd / 2) : nullptr;
+    const float* rs = table ? args.rope_sin.as<const float>() + s * (hd / 2) : nullptr;
     for (int h = 0; h < hq; ++h) {
       float* qh = q.data() + (s * hq + h) * hd;
       if (!w.q_norm.empty()) head_rms_norm(qh, w.q_norm, hd, w.norm_eps);
-      if (w.rope_theta > 0.f) apply_rope(qh, hd, pos[s], w.rope_theta);
+      if (table) apply_rope_table(qh, hd, rc, rs);
+      else if (w.rope_theta > 0.f) apply_rope(qh, hd, pos[s], w.rope_theta);
     }
     for (int h = 0; h < hkv; ++h) {
       float* kh = k.data() + (s * hkv + h) * hd;
       if (!w.k_norm.empty()) head_rms_norm(kh, w.k_norm, hd, w.norm_eps);
-      if (w.rope_theta > 0.f) apply_rope(kh, hd, pos[s], w.rope_theta);
+      if (table) apply_rope_table(kh, hd, rc, rs);
+      else if (w.rope_theta > 0.f) apply_rope(kh, hd, pos[s], w.rope_theta);
     }
   }
   // Keys/values either come from the cache (after writing this call's rows into it) or are

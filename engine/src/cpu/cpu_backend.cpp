@@ -47,6 +47,10 @@ float apply_activation(float v, Activation act) {
     case Activation::None: return v;
     case Activation::SiLU: return v / (1.f + std::exp(-v));
     case Activation::GELU: return 0.5f * v * (1.f + std::erf(v * float(M_SQRT1_2)));
+    case Activation::GELUTanh: {
+      const float inner = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+      return 0.5f * v * (1.f + std::tanh(inner));
+    }
   }
   return v;
 }
@@ -100,6 +104,29 @@ void CpuBackend::embed(const Tensor& table, const Tensor& ids, const Tensor& out
     if (id < 0 || id >= vocab)
       throw Error("embed: token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(vocab));
     load_row_f32(table, id, out.as<float>() + s * table.row_numel());
+  }
+}
+
+void CpuBackend::embed_weighted(const Tensor& table, const Tensor& ids, const Tensor& weights, const Tensor& out) {
+  if (ids.ndim != 2 || ids.dtype != DType::I32 || weights.dtype != DType::F32 || weights.ndim != 2 ||
+      weights.dim(0) != ids.dim(0) || weights.dim(1) != ids.dim(1) || out.dtype != DType::F32 ||
+      out.dim(0) != ids.dim(0) || out.numel() != ids.dim(0) * table.row_numel())
+    throw Error("embed_weighted: ids " + ids.shape_str() + ", weights " + weights.shape_str() + ", table " +
+                table.shape_str() + " and out " + out.shape_str() + " do not fit together");
+  const int64_t rows = ids.dim(0), taps = ids.dim(1), d = table.row_numel(), n = table.dim(0);
+  std::vector<float> row(static_cast<size_t>(d));
+  for (int64_t s = 0; s < rows; ++s) {
+    float* o = out.as<float>() + s * d;
+    std::fill_n(o, d, 0.f);
+    for (int64_t k = 0; k < taps; ++k) {
+      const int32_t id = ids.as<const int32_t>()[s * taps + k];
+      if (id < 0 || id >= n)
+        throw Error("embed_weighted: id " + std::to_string(id) + " is outside the table of " + std::to_string(n) +
+                    " rows");
+      load_row_f32(table, id, row.data());
+      const float w = weights.as<const float>()[s * taps + k];
+      for (int64_t i = 0; i < d; ++i) o[i] += w * row[size_t(i)];
+    }
   }
 }
 

@@ -24,6 +24,7 @@ class CpuBackend : public Backend {
   void download_f32(float* dst, const Tensor& src) override;
 
   void embed(const Tensor& table, const Tensor& ids, const Tensor& out) override;
+  void embed_weighted(const Tensor& table, const Tensor& ids, const Tensor& weights, const Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
   void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, const Tensor& out) override;
   void linear(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out, Activation act) override;

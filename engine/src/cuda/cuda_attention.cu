@@ -29,6 +29,8 @@ __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(Dec
 // rows' keys/values are written to their slots (bf16).
 struct PrepArgs {
   RopeTable rope;
+  const float* rope_cos;  // [S, hd/2] per-row tables (AttentionArgs::rope_cos), or null
+  const float* rope_sin;
   float* q;
   float* k;
   const float* v;
@@ -58,7 +60,16 @@ __global__ void attention_prep_kernel(PrepArgs a) {
     for (int d = lane; d < a.hd; d += 32) row[d] = bf16_at(nw, d) * (row[d] * inv);
     __syncwarp();
   }
-  if (a.rope.on) {
+  if (a.rope_cos) {
+    const int half = a.hd / 2;
+    for (int i = lane; i < half; i += 32) {
+      const float c = a.rope_cos[int64_t(s) * half + i], sn = a.rope_sin[int64_t(s) * half + i];
+      const float x0 = row[i], x1 = row[i + half];
+      row[i] = x0 * c - x1 * sn;
+      row[i + half] = x1 * c + x0 * sn;
+    }
+    __syncwarp();
+  } else if (a.rope.on) {
     const int half = a.hd / 2;
     for (int i = lane; i < half; i += 32) {
       float c, sn;
@@ -258,7 +269,7 @@ void CudaBackend::attention(const AttentionWeights& w, const Tensor& x, const At
                 std::to_string(hd) + " is not a valid grouping");
   if (x.dtype != DType::F32 || out.dtype != DType::F32 || x.dim(-1) != w.wq.dim(1))
     throw Error("attention: x " + x.shape_str() + " does not match wq " + w.wq.shape_str());
-  if ((w.rope_theta > 0.f || args.cache) && args.positions.empty())
+  if (((w.rope_theta > 0.f && args.rope_cos.empty()) || args.cache) && args.positions.empty())
     throw Error("attention: positions are required");
   // Caches are bf16 or fp32 (kv_cache_dtype() says which this backend allocates; every path
   // reads either).
@@ -268,7 +279,7 @@ void CudaBackend::attention(const AttentionWeights& w, const Tensor& x, const At
     throw Error("attention: KV cache " + args.cache->k.shape_str() + " " + dtype_name(args.cache->k.dtype) +
                 " is not a bf16/f32 [capacity, " + std::to_string(hkv) + ", " + std::to_string(hd) + "] cache");
   const int G = hq / hkv;
-  const bool fused = x.dim(0) == 1 && args.cache && args.block == 0 &&
+  const bool fused = x.dim(0) == 1 && args.cache && args.block == 0 && args.rope_cos.empty() &&
                      G <= 8 && (hd == 64 || hd == 128) && hq <= kCudaMaxHeads;
   if (fused) attention_decode(w, x, args, out);
   else attention_general(w, x, args, out);
@@ -325,11 +336,18 @@ void CudaBackend::attention_general(const AttentionWeights& w, const Tensor& x, 
   linear_rows(x.as<float>(), S, w.wq, w.bq, q, Activation::None, false, xc);
   linear_rows(x.as<float>(), S, w.wk, w.bk, k, Activation::None, false, xc);
   linear_rows(x.as<float>(), S, w.wv, w.bv, v, Activation::None, false, xc);
-  PrepArgs p{rope_table(w.rope_theta, hd), q, k, v, opt_bf16(w.q_norm), opt_bf16(w.k_norm), w.norm_eps,
+  const bool table = !args.rope_cos.empty();
+  if (table && (args.rope_cos.dtype != DType::F32 || args.rope_sin.dtype != DType::F32 || !args.rope_cos.on_device ||
+                !args.rope_sin.on_device || args.rope_cos.numel() != S * (hd / 2) ||
+                args.rope_sin.numel() != S * (hd / 2)))
+    throw Error("attention: rotary tables " + args.rope_cos.shape_str() + " / " + args.rope_sin.shape_str() +
+                " are not F32 CUDA tensors [" + std::to_string(S) + ", " + std::to_string(hd / 2) + "]");
+  PrepArgs p{rope_table(table ? 0.f : w.rope_theta, hd), table ? args.rope_cos.as<float>() : nullptr,
+             table ? args.rope_sin.as<float>() : nullptr, q, k, v, opt_bf16(w.q_norm), opt_bf16(w.k_norm), w.norm_eps,
              args.positions.empty() ? nullptr : args.positions.as<int32_t>(), hq, hkv, hd,
              args.cache ? args.cache->k.data : nullptr, args.cache ? args.cache->v.data : nullptr,
              args.cache && args.cache->k.dtype == DType::F32, args.cache ? int(args.cache->capacity()) : 0, flags_};
-  if (S > 0 && (p.q_norm || p.k_norm || p.rope.on || p.kc)) {
+  if (S > 0 && (p.q_norm || p.k_norm || p.rope.on || p.rope_cos || p.kc)) {
     attention_prep_kernel<<<dim3(unsigned(S), unsigned(hq + hkv)), 32, 0, stream_>>>(p);
     OMNI_LAUNCHED("attention_prep_kernel");
   }

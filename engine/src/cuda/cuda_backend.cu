@@ -46,6 +46,21 @@ __global__ void embed_kernel(const uint16_t* table, const int32_t* ids, int64_t 
     out[s * hidden + i] = ok ? bf16_at(table, int64_t(id) * hidden + i) : 0.f;
 }
 
+// One block per row: out[s] = sum_k w[s, k] * table[ids[s, k]] in fp32, k in order.
+__global__ void embed_weighted_kernel(const uint16_t* table, const int32_t* ids, const float* w, int taps,
+                                      int64_t rows_in_table, int64_t hidden, float* out, int* flags) {
+  const int s = blockIdx.x;
+  bool ok = true;
+  for (int k = 0; k < taps; ++k) ok = ok && ids[s * taps + k] >= 0 && ids[s * taps + k] < rows_in_table;
+  if (!ok && threadIdx.x == 0) atomicOr(flags, kFlagBadToken);
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) {
+    float acc = 0.f;
+    for (int k = 0; k < taps && ok; ++k)
+      acc += w[s * taps + k] * bf16_at(table, int64_t(ids[s * taps + k]) * hidden + i);
+    out[s * hidden + i] = acc;
+  }
+}
+
 // One block per row. With `branch`, x += branch is written back first (add_rms_norm).
 __global__ void rms_norm_kernel(float* x, const float* branch, const uint16_t* w, int cols, float eps, float* out) {
   __shared__ float red[32];
@@ -285,6 +300,23 @@ void CudaBackend::embed(const Tensor& table, const Tensor& ids, const Tensor& ou
   embed_kernel<<<int(n), 256, 0, stream_>>>(table.as<uint16_t>(), ids.as<int32_t>(), table.dim(0), table.dim(1),
                                             out.as<float>(), flags_);
   OMNI_LAUNCHED("embed_kernel");
+}
+
+void CudaBackend::embed_weighted(const Tensor& table, const Tensor& ids, const Tensor& weights, const Tensor& out) {
+  require_bf16(table, "embed_weighted", "table");
+  require_f32(out, "embed_weighted", "out");
+  require_f32(weights, "embed_weighted", "weights");
+  if (ids.dtype != DType::I32 || !ids.on_device || ids.ndim != 2)
+    throw Error("embed_weighted: ids must be an I32 CUDA tensor [rows, taps]");
+  if (weights.ndim != 2 || weights.dim(0) != ids.dim(0) || weights.dim(1) != ids.dim(1) ||
+      out.numel() != ids.dim(0) * table.dim(1))
+    throw Error("embed_weighted: ids " + ids.shape_str() + ", weights " + weights.shape_str() + ", table " +
+                table.shape_str() + " and out " + out.shape_str() + " do not fit together");
+  if (ids.dim(0) == 0) return;
+  embed_weighted_kernel<<<int(ids.dim(0)), 256, 0, stream_>>>(table.as<uint16_t>(), ids.as<int32_t>(),
+                                                              weights.as<float>(), int(ids.dim(1)), table.dim(0),
+                                                              table.dim(1), out.as<float>(), flags_);
+  OMNI_LAUNCHED("embed_weighted_kernel");
 }
 
 void CudaBackend::rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) {

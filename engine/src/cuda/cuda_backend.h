@@ -64,6 +64,7 @@ class CudaBackend : public Backend {
   void synchronize() override;
 
   void embed(const Tensor& table, const Tensor& ids, const Tensor& out) override;
+  void embed_weighted(const Tensor& table, const Tensor& ids, const Tensor& weights, const Tensor& out) override;
   void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& out) override;
   void add_rms_norm(const Tensor& x, const Tensor& branch, const Tensor& w, float eps, const Tensor& out) override;
   void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, const Tensor& out) override;

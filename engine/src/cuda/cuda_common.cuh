@@ -147,8 +147,12 @@ __device__ __forceinline__ void lane_dot2(const uint16_t* w0, const uint16_t* w1
 
 __device__ __forceinline__ float silu(float v) { return v / (1.f + __expf(-v)); }
 __device__ __forceinline__ float gelu_erf(float v) { return 0.5f * v * (1.f + erff(v * 0.70710678118654752f)); }
+__device__ __forceinline__ float gelu_tanh(float v) {
+  return 0.5f * v * (1.f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+}
+// Activation codes of the kernels: 0 none, 1 SiLU, 2 GELU (erf), 3 GELU (tanh, Activation::GELUTanh).
 __device__ __forceinline__ float activate(float v, int act) {
-  return act == 1 ? silu(v) : act == 2 ? gelu_erf(v) : v;
+  return act == 1 ? silu(v) : act == 2 ? gelu_erf(v) : act == 3 ? gelu_tanh(v) : v;
 }
 
 // Programmatic dependent launch (sm_90+; no-ops elsewhere and when launched without the

@@ -231,7 +231,7 @@ void CudaBackend::linear_rows(const float* x, int64_t rows, const Tensor& w, con
   if (is_quantized(w.dtype)) return linear_rows_quant(x, rows, w, bias, out, act, fp32_inputs);
   const int64_t N = w.dim(0), K = w.row_numel();
   if (rows == 0 || N == 0) return;
-  const int a = act == Activation::SiLU ? 1 : act == Activation::GELU ? 2 : 0;
+  const int a = act == Activation::SiLU ? 1 : act == Activation::GELU ? 2 : act == Activation::GELUTanh ? 3 : 0;
   const bool cublas = linear_uses_gemm(rows, w, fp32_inputs);
   if (!cublas && rows > kGemvMaxRows && gemm_f32_fits(rows, K, x, w.as<uint16_t>())) {
     launch_gemm_f32(x, w.as<uint16_t>(), bias.empty() ? nullptr : bias.as<uint16_t>(), out, int(rows), int(N), int(K),

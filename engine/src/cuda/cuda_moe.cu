@@ -491,9 +491,9 @@ void CudaBackend::mlp(const MlpWeights& w, const Tensor& x, const Tensor& out) {
     s.H = int(H);
     s.I = int(I);
     float* act = static_cast<float*>(scratch(sizeof(float) * size_t(I), "mlp"));
-    launch_gateup(dim3(unsigned((I + kWarps - 1) / kWarps)), stream_, s, x.as<float>(), act);
+    launch_gateup(dim3(unsigned((I + kWarps - 1) / kWarps)), exec_, s, x.as<float>(), act);
     OMNI_LAUNCHED("gateup_kernel");
-    launch_down(dim3(unsigned((H + kWarps - 1) / kWarps)), stream_, s, static_cast<const float*>(act),
+    launch_down(dim3(unsigned((H + kWarps - 1) / kWarps)), exec_, s, static_cast<const float*>(act),
                 out.as<float>());
     OMNI_LAUNCHED("down_kernel");
     return;

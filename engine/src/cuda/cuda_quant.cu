@@ -662,7 +662,7 @@ void CudaBackend::linear_rows_quant(const float* x, int64_t rows, const Tensor& 
     g.K = int(K);
     g.rows = int(rows);
     g.x = x;
-    g.act = act == Activation::SiLU ? 1 : act == Activation::GELU ? 2 : 0;
+    g.act = act == Activation::SiLU ? 1 : act == Activation::GELU ? 2 : act == Activation::GELUTanh ? 3 : 0;
     launch_qgemv(w.dtype, g, exec_);
     return;
   }

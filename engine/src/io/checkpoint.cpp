@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <set>
 #include <sstream>
 
@@ -31,8 +32,8 @@ bool parse_dtype(const std::string& s, DType* out) {
 
 }  // namespace
 
-std::map<std::string, Tensor> SafetensorsFile::parse_header(const char* data, size_t size, const std::string& origin,
-                                                            std::set<std::string>* unindexed) {
+std::map<std::string, Tensor> SafetensorsFile::parse_header(const char* data, size_t size,
+                                                            const std::string& origin) {
   if (size < 8) throw CheckpointError(origin + ": truncated safetensors file (" + std::to_string(size) + " bytes)");
   uint64_t header_len = 0;
   std::memcpy(&header_len, data, 8);
@@ -62,22 +63,24 @@ std::map<std::string, Tensor> SafetensorsFile::parse_header(const char* data, si
     Tensor t;
     std::string dt = info["dtype"].get<std::string>();
     if (!parse_dtype(dt, &t.dtype)) throw CheckpointError(where + ": unsupported dtype " + dt);
-    // Tensors of more than kMaxDims dimensions (the vision tower's 5-D patch embedding) are validated
-    // but not indexed: the engine has no use for them and Tensor holds at most kMaxDims.
-    const bool indexed = info["shape"].size() <= size_t(kMaxDims);
-    t.ndim = indexed ? int(info["shape"].size()) : 0;
+    // Tensor holds at most kMaxDims dimensions: a tensor of more (the vision tower's 5-D patch
+    // embedding [D, C, T, P, P]) is indexed with its dimensions from the kMaxDims-th on folded into
+    // the last ([D, C, T, P*P]); the data are the same, row-major.
+    const size_t dims = info["shape"].size();
+    t.ndim = int(std::min(dims, size_t(kMaxDims)));
     uint64_t numel = 1;
-    for (size_t i = 0; i < info["shape"].size(); ++i) {
+    for (size_t i = 0; i < dims; ++i) {
       const json& d = info["shape"][i];
       // Each dimension and the element count at most 2^40 (1 TiB of bf16 would be 2^39 elements): no product
       // below overflows, and data_offsets are then checked against the file's size.
       if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t(1) << 40))
         throw CheckpointError(where + ": shape[" + std::to_string(i) + "] is " + d.dump(0).substr(0, 40) +
                               ", not an integer in 0..2^40");
-      if (indexed) t.shape[i] = int64_t(d.get<uint64_t>());
       numel *= d.get<uint64_t>();
       if (numel > (uint64_t(1) << 40))
         throw CheckpointError(where + ": shape " + info["shape"].dump().substr(0, 120) + " has more than 2^40 elements");
+      if (i < size_t(kMaxDims)) t.shape[i] = int64_t(d.get<uint64_t>());
+      else t.shape[size_t(kMaxDims) - 1] *= int64_t(d.get<uint64_t>());
     }
     const json& offs = info["data_offsets"];
     if (!offs[0].is_number_unsigned() || !offs[1].is_number_unsigned())
@@ -95,10 +98,6 @@ std::map<std::string, Tensor> SafetensorsFile::parse_header(const char* data, si
       throw CheckpointError(where + ": data at byte " + std::to_string(8 + header_len + begin) +
                             " is not aligned to its " + dt + " element size (the header should be padded to a "
                             "multiple of 8 bytes; re-save the file with a current safetensors)");
-    if (!indexed) {
-      if (unindexed) unindexed->insert(name);
-      continue;
-    }
     t.data = const_cast<char*>(base + begin);
     out.emplace(name, t);
   }
@@ -124,7 +123,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   }
   ::close(fd);
   try {
-    tensors_ = parse_header(static_cast<const char*>(map_), size_, path, &unindexed_);
+    tensors_ = parse_header(static_cast<const char*>(map_), size_, path);
   } catch (...) {
     if (map_) ::munmap(map_, size_);
     throw;
@@ -207,7 +206,6 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
   } else {
     for (auto& [name, shard] : weight_map) {
       const SafetensorsFile* f = by_name[shard];
-      if (f->holds_unindexed(name)) continue;
       if (!f->contains(name))
         throw CheckpointError(f->path() + ": tensor '" + name + "' is listed in the index but not in this shard");
       where_[name] = f;

@@ -24,19 +24,15 @@ class SafetensorsFile {
   bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
   const Tensor& get(const std::string& name) const;  // throws if absent
   std::vector<std::string> names() const;
-  // Parses a header without a file (used by the fuzzer); returns the tensor table.
-  // Tensors of more than 4 dimensions are validated but not returned; their names go to `unindexed`.
-  static std::map<std::string, Tensor> parse_header(const char* data, size_t size, const std::string& origin,
-                                                    std::set<std::string>* unindexed = nullptr);
-  // Names of valid tensors this engine does not index (more than 4 dimensions: vision weights).
-  bool holds_unindexed(const std::string& name) const { return unindexed_.count(name) != 0; }
+  // Parses a header without a file (used by the fuzzer); returns the tensor table. A tensor of
+  // more than kMaxDims dimensions has those from the kMaxDims-th on folded into its last.
+  static std::map<std::string, Tensor> parse_header(const char* data, size_t size, const std::string& origin);
 
  private:
   std::string path_;
   void* map_ = nullptr;
   size_t size_ = 0;
   std::map<std::string, Tensor> tensors_;
-  std::set<std::string> unindexed_;
 };
 
 // The parsed `model.safetensors.index.json`: tensor name → shard file, and the shards in first-use order.

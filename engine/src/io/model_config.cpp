@@ -158,6 +158,12 @@ bool DecoderConfig::is_moe_layer(int layer) const {
   return decoder_sparse_step > 0 && (layer + 1) % decoder_sparse_step == 0;
 }
 
+int VisionConfig::position_side() const {
+  int side = 0;
+  while (int64_t(side + 1) * (side + 1) <= num_position_embeddings) ++side;
+  return side;
+}
+
 int Code2WavConfig::samples_per_frame() const {
   int n = 1;
   for (int r : upsample_rates) n *= r;
@@ -208,6 +214,8 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   ids.audio_end = th.integer("audio_end_token_id", ids.audio_end);
   ids.image_pad = th.integer("image_token_id", ids.image_pad);
   ids.video_pad = th.integer("video_token_id", ids.video_pad);
+  ids.vision_start = th.integer("vision_start_token_id", ids.vision_start);
+  ids.vision_end = th.integer("vision_end_token_id", ids.vision_end);
   c.thinker = read_decoder(th.child("text_config"), 1e6, /*moe=*/true);
 
   Reader au = th.child("audio_config");
@@ -226,6 +234,40 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   if (a.n_window <= 0 || a.n_window_infer % (2 * a.n_window) != 0)
     au.fail("n_window_infer", "a positive multiple of 2*n_window");
   if (a.output_dim != c.thinker.hidden_size) au.fail("output_dim", "equal to the thinker's hidden_size");
+
+  c.has_vision = th.has("vision_config");
+  if (c.has_vision) {
+    Reader vi = th.child("vision_config");
+    VisionConfig& v = c.vision;
+    v.depth = vi.positive("depth");
+    v.hidden_size = vi.positive("hidden_size");
+    v.num_heads = vi.positive("num_heads");
+    v.intermediate_size = vi.positive("intermediate_size");
+    v.in_channels = vi.integer("in_channels", 3);
+    v.patch_size = vi.integer("patch_size", 16);
+    v.temporal_patch_size = vi.integer("temporal_patch_size", 2);
+    v.spatial_merge_size = vi.integer("spatial_merge_size", 2);
+    v.num_position_embeddings = vi.positive("num_position_embeddings");
+    v.deepstack_visual_indexes = vi.ints("deepstack_visual_indexes");
+    v.out_hidden_size = vi.positive("out_hidden_size");
+    if (vi.has("rope_parameters")) v.rope_theta = vi.child("rope_parameters").number("rope_theta", 10000.0);
+    else v.rope_theta = vi.number("rope_theta", 10000.0);
+    const std::string act = vi.string("hidden_act", "gelu_pytorch_tanh");
+    if (act != "gelu_pytorch_tanh") vi.fail("hidden_act", "\"gelu_pytorch_tanh\" (the only activation implemented)");
+    if (v.in_channels != 3) vi.fail("in_channels", "3");
+    if (v.patch_size <= 0 || v.temporal_patch_size <= 0 || v.spatial_merge_size <= 0)
+      vi.fail("patch_size", "positive, with positive temporal_patch_size and spatial_merge_size");
+    if (v.hidden_size % v.num_heads != 0 || v.head_dim() % 4 != 0)
+      vi.fail("num_heads", "a divisor of hidden_size leaving a head size divisible by 4 (2-D rotary)");
+    if (v.position_side() * v.position_side() != v.num_position_embeddings)
+      vi.fail("num_position_embeddings", "a square number");
+    if (v.deepstack_visual_indexes.size() > size_t(c.thinker.num_layers))
+      vi.fail("deepstack_visual_indexes", "no longer than the thinker's layers");
+    for (int i : v.deepstack_visual_indexes)
+      if (i < 0 || i >= v.depth) vi.fail("deepstack_visual_indexes", "a list of block indices below depth");
+    if (v.out_hidden_size != c.thinker.hidden_size) vi.fail("out_hidden_size", "equal to the thinker's hidden_size");
+    if (!(v.rope_theta > 0.0)) vi.fail("rope_theta", "positive");
+  }
 
   c.has_talker = top.boolean("enable_audio_output", true) && top.has("talker_config") && top.has("code2wav_config");
   if (c.has_talker) {

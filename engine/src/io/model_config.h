@@ -48,6 +48,25 @@ struct AudioEncoderConfig {
   int max_source_positions = 1500;
 };
 
+// thinker_config.vision_config (docs/model.md §3.4).
+struct VisionConfig {
+  int depth = 0;
+  int hidden_size = 0;
+  int num_heads = 0;
+  int intermediate_size = 0;
+  int in_channels = 3;
+  int patch_size = 16;
+  int temporal_patch_size = 2;
+  int spatial_merge_size = 2;
+  int num_position_embeddings = 0;  // a square: side x side learned positions
+  std::vector<int> deepstack_visual_indexes;
+  int out_hidden_size = 0;
+  double rope_theta = 10000.0;
+  int head_dim() const { return hidden_size / num_heads; }
+  int position_side() const;  // sqrt(num_position_embeddings)
+  int patch_row_size() const { return in_channels * temporal_patch_size * patch_size * patch_size; }
+};
+
 struct TalkerConfig {
   DecoderConfig text;
   DecoderConfig code_predictor;
@@ -82,11 +101,14 @@ struct TokenIds {
   int tts_pad = 151671, tts_bos = 151672, tts_eos = 151673;
   int audio_pad = 151675, audio_start = 151669, audio_end = 151670;
   int image_pad = 151655, video_pad = 151656;
+  int vision_start = 151652, vision_end = 151653;
 };
 
 struct ModelConfig {
   DecoderConfig thinker;
   AudioEncoderConfig audio;
+  bool has_vision = false;  // a vision_config present
+  VisionConfig vision;
   bool has_talker = false;  // enable_audio_output and a talker_config present
   TalkerConfig talker;
   Code2WavConfig code2wav;

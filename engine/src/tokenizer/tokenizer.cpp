@@ -74,6 +74,12 @@ bool BpeTokenizer::is_special(int32_t id) const {
   return id >= 0 && static_cast<size_t>(id) < id_special.size() && id_special[id] != 0;
 }
 
+bool BpeTokenizer::is_added(int32_t id) const {
+  if (id < 0 || static_cast<size_t>(id) >= id_bytes.size()) return false;
+  auto it = added_by_content.find(id_bytes[size_t(id)]);
+  return it != added_by_content.end() && it->second == id;
+}
+
 std::string StreamDecoder::push(int32_t id) {
   if (skip_special_ && tok_.is_special(id)) return {};
   pending_ += tok_.token_bytes(id);

@@ -20,6 +20,7 @@ class BpeTokenizer final : public Tokenizer {
   std::string token_bytes(int32_t id) const override;
   int32_t token_id(std::string_view token) const override;
   bool is_special(int32_t id) const override;
+  bool is_added(int32_t id) const override;
   size_t vocab_size() const override { return id_bytes.size(); }
 
   // Filled by the loader.

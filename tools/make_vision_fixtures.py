@@ -1,0 +1,357 @@
+#!/usr/bin/env python3
+"""Seeded fixtures for the vision preprocessing tests (transformers 5.17 is the numerical truth).
+
+Writes tests/fixtures/images/ (small procedurally drawn "photographs": PNG, JPEG, RGBA, gray, palette, and the frames
+of two short clips) and tests/fixtures/golden/vision_preprocess/ (what transformers' Qwen2-VL image and video
+processors make of them). Re-running rewrites the same bytes (same machine, same package versions).
+
+Per case directory (layout is a contract with tests/golden/test_vision_preprocess_golden.cpp):
+  meta.json          source file(s), min/max pixels used, grid [t, h, w], resized size, processor class
+  decoded.png        the source as PIL decodes it to RGB (alpha composited on white), lossless
+  resized.png        transformers' resized 8-bit image (video: resized_NN.png per frame)
+  pixel_values.npy   (small cases only) transformers' pixel_values / pixel_values_videos, float32
+Also golden/vision_preprocess/smart_resize.json and frame_sampling.json (inputs and transformers' answers).
+
+`--tiny-v` (also part of the default run) builds the vision model tests/fixtures/models/tiny-v (fixturelib.configs.TINY_V,
+seeded like tiny-a/b, bf16, sharded) and tests/fixtures/golden/tiny-v/vision_tower/<case>/: the tower's outputs for
+the processor's pixel_values of the preprocessing cases, from the reloaded float32 model with eager attention:
+  meta.json        preprocessing case the pixels come from, grid_thw, deepstack_visual_indexes
+  pooler.npy       merger output [t*h*w/4, out_hidden] (float32)
+  deepstack_K.npy  DeepStack merger K's output, same shape
+"""
+import io
+import json
+import math
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFilter
+
+import transformers
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor, smart_resize
+from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+from transformers.video_utils import VideoMetadata
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMAGES = os.path.join(REPO, "tests", "fixtures", "images")
+GOLDEN = os.path.join(REPO, "tests", "fixtures", "golden", "vision_preprocess")
+
+# The checkpoint's preprocessor settings (patch 16, merge 2, temporal 2, 3136..12845056 pixels, CLIP mean/std as
+# class defaults) and the Qwen3-Omni processor's video size defaults.
+PREPROC = dict(patch_size=16, temporal_patch_size=2, merge_size=2, min_pixels=3136, max_pixels=12845056)
+VIDEO_SIZE = {"shortest_edge": 128 * 32 * 32, "longest_edge": 768 * 32 * 32}
+
+
+def scene(width, height, seed, kind="outdoor"):
+    """A photograph-like picture: lit gradients, textured ground, soft shapes, sensor noise, lens blur."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0.0, 1.0, height)[:, None]
+    x = np.linspace(0.0, 1.0, width)[None, :]
+    if kind == "outdoor":
+        sky = np.stack([110 + 90 * y, 150 + 70 * y, 230 - 40 * y], -1) * np.ones((1, width, 1))
+        horizon = 0.55 + 0.05 * np.sin(6.0 * x + rng.uniform(0, 6))
+        ground = np.stack([70 + 60 * y, 110 + 40 * y, 40 + 20 * y], -1) * np.ones((1, width, 1))
+        img = np.where((y > horizon)[..., None], ground, sky)
+    else:  # indoor: a wall, a floor and a window light falloff
+        wall = np.stack([200 - 40 * x, 185 - 30 * x, 160 - 20 * x], -1) * np.ones((height, 1, 1))
+        floor = np.stack([120 + 30 * x, 80 + 20 * x, 50 + 10 * x], -1) * np.ones((height, 1, 1))
+        img = np.where((y > 0.7)[..., None], floor, wall)
+        img *= (0.75 + 0.35 * np.exp(-((x - 0.2) ** 2 + (y - 0.3) ** 2) * 6.0))[..., None]
+    img += rng.normal(0, 9, (height // 4 + 1, width // 4 + 1, 3)).repeat(4, 0).repeat(4, 1)[:height, :width]
+    pic = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+    d = ImageDraw.Draw(pic)
+    for _ in range(7):
+        cx, cy = rng.uniform(0, width), rng.uniform(0.3 * height, height)
+        r = rng.uniform(0.05, 0.2) * min(width, height)
+        col = tuple(int(v) for v in rng.integers(20, 235, 3))
+        if rng.uniform() < 0.5:
+            d.ellipse([cx - r, cy - r, cx + r, cy + r * 0.8], fill=col)
+        else:
+            d.rectangle([cx - r, cy - r * 1.3, cx + r * 0.9, cy + r * 0.4], fill=col, outline=(30, 30, 30))
+    d.text((width * 0.1, height * 0.1), "EXIT 7", fill=(250, 250, 240))
+    pic = pic.filter(ImageFilter.GaussianBlur(0.8))
+    noise = rng.normal(0, 3.0, (height, width, 3))
+    return Image.fromarray(np.clip(np.asarray(pic, np.float64) + noise, 0, 255).astype(np.uint8), "RGB")
+
+
+def save(img, name, **kw):
+    path = os.path.join(IMAGES, name)
+    img.save(path, **kw)
+    return path
+
+
+def to_rgb(pil):
+    """RGB as omnid makes it: transparency composited onto white (qwen-omni-utils does this for RGBA)."""
+    if pil.mode in ("RGBA", "LA") or (pil.mode == "P" and "transparency" in pil.info):
+        rgba = pil.convert("RGBA")
+        white = Image.new("RGB", rgba.size, (255, 255, 255))
+        white.paste(rgba, mask=rgba.split()[3])
+        return white
+    return pil.convert("RGB")
+
+
+def chw(pil):
+    return torch.from_numpy(np.asarray(pil, np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+def write_case(name, meta, decoded, resized_list, pixel_values=None):
+    out = os.path.join(GOLDEN, name)
+    os.makedirs(out, exist_ok=True)
+    for f in os.listdir(out):
+        os.remove(os.path.join(out, f))
+    if decoded is not None:
+        decoded.save(os.path.join(out, "decoded.png"))
+    if len(resized_list) == 1:
+        Image.fromarray(resized_list[0]).save(os.path.join(out, "resized.png"))
+    else:
+        for i, r in enumerate(resized_list):
+            Image.fromarray(r).save(os.path.join(out, "resized_%02d.png" % i))
+    if pixel_values is not None:
+        np.save(os.path.join(out, "pixel_values.npy"), np.ascontiguousarray(pixel_values.numpy().astype("<f4")))
+    with open(os.path.join(out, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def image_case(proc, name, path, min_pixels, max_pixels, keep_pixels):
+    src = Image.open(path)
+    src.load()
+    rgb = to_rgb(src)
+    kw = dict(min_pixels=min_pixels, max_pixels=max_pixels)
+    out = proc(images=[rgb], return_tensors="pt", **kw)
+    grid = out["image_grid_thw"][0].tolist()
+    h, w = grid[1] * 16, grid[2] * 16
+    from transformers.image_processing_utils import SizeDict
+    resized = proc.resize(chw(rgb)[None], size=SizeDict(shortest_edge=min_pixels, longest_edge=max_pixels),
+                          resample=proc.resample, factor=32)[0]
+    assert tuple(resized.shape[-2:]) == (h, w)
+    meta = dict(kind="image", source=os.path.relpath(path, os.path.join(REPO, "tests", "fixtures")),
+                source_mode=src.mode, width=rgb.width, height=rgb.height, min_pixels=min_pixels,
+                max_pixels=max_pixels, grid_thw=grid, resized=[h, w], processor=type(proc).__name__,
+                image_mean=list(proc.image_mean), image_std=list(proc.image_std),
+                transformers=transformers.__version__, torch=torch.__version__)
+    write_case(name, meta, rgb, [resized.permute(1, 2, 0).numpy()], out["pixel_values"] if keep_pixels else None)
+
+
+def video_case(vproc, name, paths, size, keep_pixels):
+    frames = [to_rgb(Image.open(p)) for p in paths]
+    video = torch.stack([chw(f) for f in frames])  # T, C, H, W uint8
+    out = vproc(videos=[video], return_tensors="pt", size=size, do_sample_frames=False, cap_pixels_per_frame=False)
+    grid = out["video_grid_thw"][0].tolist()
+    from transformers.image_processing_utils import SizeDict
+    resized = vproc.resize(video[None], size=SizeDict(**size), resample=vproc.resample, factor=32,
+                           cap_pixels_per_frame=False)[0]
+    meta = dict(kind="video", frames=[os.path.relpath(p, os.path.join(REPO, "tests", "fixtures")) for p in paths],
+                width=frames[0].width, height=frames[0].height, min_pixels=size["shortest_edge"],
+                max_pixels=size["longest_edge"], grid_thw=grid, resized=list(resized.shape[-2:]),
+                processor=type(vproc).__name__, transformers=transformers.__version__, torch=torch.__version__)
+    write_case(name, meta, None, [r.permute(1, 2, 0).numpy() for r in resized],
+               out["pixel_values_videos"] if keep_pixels else None)
+
+
+TOWER_CASES = {  # golden case -> (preprocessing case, pixel key, grid key)
+    "garden_image": "garden_png_identity",
+    "street_image": "street_jpeg_resized",
+    "pan_video": "pan_video_identity",
+}
+
+
+def make_tiny_v():
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from fixturelib import checkpoint, configs
+    model_dir = os.path.join(REPO, "tests", "fixtures", "models", "tiny-v")
+    built = checkpoint.build_random_model(configs.TINY_V, 4004, 0.08, (6.5, 3.3))
+    checkpoint.save_checkpoint(built, model_dir, sharded=True, style_457=False)
+    for fname in os.listdir(model_dir):
+        if os.path.getsize(os.path.join(model_dir, fname)) >= 5_000_000:
+            raise RuntimeError(f"tiny-v/{fname} is 5 MB or larger")
+    # The release's preprocessor_config.json holds the image processor's keys next to the Whisper ones.
+    pre_path = os.path.join(model_dir, "preprocessor_config.json")
+    with open(pre_path) as f:
+        pre = json.load(f)
+    pre.update(dict(PREPROC, image_processor_type="Qwen2VLImageProcessor"))
+    with open(pre_path, "w") as f:
+        json.dump(pre, f, indent=2, sort_keys=True)
+        f.write("\n")
+    model = checkpoint.load_float32(model_dir)
+    checkpoint.check_reload(built, model)
+    del built
+    visual = model.thinker.visual
+    out_root = os.path.join(REPO, "tests", "fixtures", "golden", "tiny-v", "vision_tower")
+    if os.path.isdir(out_root):
+        shutil.rmtree(out_root)
+    for case, src in TOWER_CASES.items():
+        src_dir = os.path.join(GOLDEN, src)
+        with open(os.path.join(src_dir, "meta.json")) as f:
+            src_meta = json.load(f)
+        pixels = torch.from_numpy(np.load(os.path.join(src_dir, "pixel_values.npy")))
+        grid = torch.tensor([src_meta["grid_thw"]], dtype=torch.long)
+        with torch.no_grad():
+            out = visual(pixels, grid_thw=grid)
+        out_dir = os.path.join(out_root, case)
+        os.makedirs(out_dir)
+        np.save(os.path.join(out_dir, "pooler.npy"), out.pooler_output.numpy().astype("<f4"))
+        for k, ds in enumerate(out.deepstack_features):
+            np.save(os.path.join(out_dir, "deepstack_%d.npy" % k), ds.numpy().astype("<f4"))
+        with open(os.path.join(out_dir, "meta.json"), "w") as f:
+            json.dump(dict(preprocess_case=src, grid_thw=src_meta["grid_thw"],
+                           deepstack_visual_indexes=list(model.config.thinker_config.vision_config
+                                                         .deepstack_visual_indexes),
+                           transformers=transformers.__version__), f, indent=1, sort_keys=True)
+            f.write("\n")
+        print("tiny-v vision_tower", case, tuple(out.pooler_output.shape))
+    with open(os.path.join(REPO, "tests", "fixtures", "golden", "tiny-v", "mrope_positions.json"), "w") as f:
+        json.dump(mrope_cases(model.thinker), f)
+        f.write("\n")
+    print("tiny-v mrope_positions.json")
+
+
+def mrope_cases(thinker):
+    """3-row positions from transformers' get_rope_index for prompts of text, audio, images and videos (ids
+    built as the processor expands placeholders). Written to golden/tiny-v/mrope_positions.json."""
+    from transformers.models.qwen3_omni_moe.processing_qwen3_omni_moe import _get_feat_extract_output_lengths
+    VS, VE, IMG, VID, AS, AE, AUD = 151652, 151653, 151655, 151656, 151669, 151670, 151675
+    head = [151644, 872, 198]            # <|im_start|>user\n
+    tail = [151645, 198, 151644, 77091, 198]  # <|im_end|>\n<|im_start|>assistant\n
+    text = [785, 3974, 13876, 38835]
+
+    def image(g):
+        return [VS] + [IMG] * (g[0] * g[1] * g[2] // 4) + [VE]
+
+    def video(g):
+        return [VS] + [VID] * (g[0] * g[1] * g[2] // 4) + [VE]
+
+    def audio(n):
+        return [AS] + [AUD] * n + [AE]
+
+    def av(g, spg, n):  # the processor's interleave: a video token first while its time <= the audio token's
+        per = g[1] * g[2] // 4
+        v = [k * spg * 13 for k in range(g[0]) for _ in range(per)]
+        out, vi, ai = [], 0, 0
+        while vi < len(v) and ai < n:
+            if v[vi] <= ai:
+                out.append(VID)
+                vi += 1
+            else:
+                out.append(AUD)
+                ai += 1
+        out += [VID] * (len(v) - vi) + [AUD] * (n - ai)
+        return [VS, AS] + out + [AE, VE]
+
+    def frames_for(tokens):  # mel frames giving `tokens` audio tokens
+        f = 1
+        while int(_get_feat_extract_output_lengths(torch.tensor(f), 50)) != tokens:
+            f += 1
+        return f
+
+    cases = []
+
+    def add(name, ids, images=(), videos=(), audios=(), use_av=False):
+        kw = dict(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                  use_audio_in_video=use_av)
+        if images:
+            kw["image_grid_thw"] = torch.tensor([g for g in images])
+        if videos:
+            kw["video_grid_thw"] = torch.tensor([g for g, _ in videos])
+            kw["second_per_grids"] = torch.tensor([spg for _, spg in videos])
+        if audios:
+            kw["audio_seqlens"] = torch.tensor([frames_for(n) for n in audios])
+        pos, delta = thinker.get_rope_index(**kw)
+        cases.append(dict(name=name, ids=ids, images=[list(g) for g in images],
+                          videos=[dict(grid=list(g), seconds_per_pair=spg) for g, spg in videos],
+                          audio_tokens=list(audios), use_audio_in_video=use_av,
+                          t=pos[0, 0].tolist(), h=pos[1, 0].tolist(), w=pos[2, 0].tolist(), delta=float(delta[0, 0])))
+
+    add("one_image", head + image((1, 4, 6)) + text + tail, images=[(1, 4, 6)])
+    add("two_images_text_between", head + image((1, 4, 6)) + text + image((1, 6, 4)) + text + tail,
+        images=[(1, 4, 6), (1, 6, 4)])
+    add("video_fps2", head + video((2, 4, 4)) + text + tail, videos=[((2, 4, 4), 1.0)])
+    add("video_fps3_fractional_time", head + video((3, 4, 6)) + text + tail, videos=[((3, 4, 6), 2.0 / 3.0)])
+    add("audio_then_image", head + audio(13) + image((1, 4, 4)) + text + tail, images=[(1, 4, 4)], audios=[13])
+    add("image_and_video", head + image((1, 4, 6)) + video((2, 4, 4)) + text + tail, images=[(1, 4, 6)],
+        videos=[((2, 4, 4), 1.0)])
+    add("video_with_audio", head + av((2, 4, 4), 1.0, 26) + text + tail, videos=[((2, 4, 4), 1.0)], audios=[26],
+        use_av=True)
+    add("video_with_short_audio", head + av((3, 4, 4), 0.5, 5) + text + tail, videos=[((3, 4, 4), 0.5)],
+        audios=[5], use_av=True)
+    return cases
+
+
+def main():
+    if "--tiny-v" in sys.argv[1:]:
+        make_tiny_v()
+        return
+    torch.manual_seed(0)
+    os.makedirs(IMAGES, exist_ok=True)
+    os.makedirs(GOLDEN, exist_ok=True)
+    proc = Qwen2VLImageProcessor(**PREPROC)
+    vproc = Qwen2VLVideoProcessor(**PREPROC)
+
+    # Sources.
+    p_exact = save(scene(224, 160, 11), "garden_224x160.png")
+    p_street = save(scene(250, 190, 12), "street_250x190.jpg", quality=88)
+    p_room = save(scene(640, 480, 13, "indoor"), "room_640x480.jpg", quality=85)
+    p_odd = save(scene(333, 97, 14), "panorama_333x97.jpg", quality=90, subsampling=0)
+    logo = scene(160, 120, 15, "indoor").convert("RGBA")
+    alpha = np.zeros((120, 160), np.uint8)
+    yy, xx = np.mgrid[0:120, 0:160]
+    alpha[:] = np.clip(300 - 4.0 * np.hypot(xx - 80, yy - 60), 0, 255).astype(np.uint8)
+    logo.putalpha(Image.fromarray(alpha))
+    p_rgba = save(logo, "badge_rgba_160x120.png")
+    p_gray = save(scene(180, 135, 16).convert("L"), "hall_gray_180x135.jpg", quality=80)
+    p_pal = save(scene(96, 64, 17).quantize(colors=48, method=Image.Quantize.MEDIANCUT), "sign_palette_96x64.png")
+    clip = scene(160, 64, 18)
+    frames = []
+    for i in range(5):  # a camera panning right over a wider scene
+        frames.append(save(clip.crop((8 * i, 0, 8 * i + 96, 64)), "pan_%02d.png" % i))
+
+    image_case(proc, "garden_png_identity", p_exact, 3136, 12845056, keep_pixels=True)
+    image_case(proc, "street_jpeg_resized", p_street, 3136, 12845056, keep_pixels=True)
+    image_case(proc, "room_jpeg_downscaled", p_room, 3136, 100352, keep_pixels=False)
+    image_case(proc, "panorama_jpeg_444", p_odd, 3136, 12845056, keep_pixels=False)
+    image_case(proc, "badge_rgba_png", p_rgba, 3136, 12845056, keep_pixels=False)
+    image_case(proc, "hall_gray_jpeg", p_gray, 3136, 12845056, keep_pixels=False)
+    image_case(proc, "sign_palette_png", p_pal, 3136, 12845056, keep_pixels=False)
+    video_case(vproc, "pan_video_identity", frames, {"shortest_edge": 3136, "longest_edge": 12845056}, True)
+    video_case(vproc, "pan_video_default_size", frames[:4], VIDEO_SIZE, False)
+
+    # smart_resize: ties (x.5 rounds to even), the min and max branches, factor 32.
+    sizes = [(224, 224), (480, 640), (700, 1000), (48, 80), (80, 48), (112, 112), (16, 3000), (10, 10),
+             (1, 150), (33, 17), (4000, 3000), (97, 333), (2160, 3840)]
+    limits = [(3136, 12845056), (3136, 100352), (131072, 786432)]
+    sr = []
+    for h, w in sizes:
+        for lo, hi in limits:
+            try:
+                res = list(smart_resize(h, w, factor=32, min_pixels=lo, max_pixels=hi))
+            except ValueError:
+                res = None
+            sr.append(dict(height=h, width=w, factor=32, min_pixels=lo, max_pixels=hi, result=res))
+    sr.append(dict(height=2, width=401, factor=32, min_pixels=3136, max_pixels=12845056, result=None))
+    try:
+        smart_resize(2, 401, factor=32, min_pixels=3136, max_pixels=12845056)
+        sys.exit("expected aspect ratio error")
+    except ValueError:
+        pass
+    with open(os.path.join(GOLDEN, "smart_resize.json"), "w") as f:
+        json.dump(sr, f, indent=0)
+        f.write("\n")
+
+    fs = []
+    for total, vfps, fps in [(60, 30.0, 2.0), (10, 25.0, 2.0), (7, 1.0, 1.0), (300, 29.97, 2.0), (9, 3.0, 2.0),
+                             (50, 10.0, 3.3), (2000, 30.0, 1.0), (5, 30.0, 2.0)]:
+        md = VideoMetadata(total_num_frames=total, fps=vfps)
+        idx = vproc.sample_frames(md, fps=fps).tolist()
+        fs.append(dict(total=total, video_fps=vfps, fps=fps, indices=idx))
+    with open(os.path.join(GOLDEN, "frame_sampling.json"), "w") as f:
+        json.dump(fs, f, indent=0)
+        f.write("\n")
+    print("wrote", IMAGES, GOLDEN)
+    make_tiny_v()
+
+
+if __name__ == "__main__":
+    main()
