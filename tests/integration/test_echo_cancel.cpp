@@ -132,7 +132,9 @@ void check_set(const std::string& set, bool check_vad_on_echo) {
     const double user_start = user.empty() ? 1e12 : user[0][0].get<double>();
     for (double confirmed : s.run.vad_confirmed_ms) {
       if (confirmed < user_start) std::printf(", VAD FIRED ON ECHO ALONE at %.0f ms", confirmed);
-      if (check_vad_on_echo) EXPECT_GE(confirmed, user_start) << "the VAD fired on echo alone at " << confirmed << " ms";
+      if (check_vad_on_echo) {
+        EXPECT_GE(confirmed, user_start) << "the VAD fired on echo alone at " << confirmed << " ms";
+      }
     }
     if (user.empty() && check_vad_on_echo) {
       EXPECT_TRUE(s.run.vad_segments.empty()) << "the VAD found speech in echo alone";
