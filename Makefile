@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 DEB_PACKAGES := build-essential cmake pkg-config googletest libgtest-dev nlohmann-json3-dev libutf8proc-dev \
   libfftw3-dev libpng-dev libjpeg62-turbo-dev libsoxr-dev libyaml-cpp-dev libzmq3-dev cppzmq-dev libsystemd-dev \
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-  gstreamer1.0-tools gstreamer1.0-alsa portaudio19-dev libasound2-dev libasound2-plugins libwebrtc-audio-processing-dev \
+  gstreamer1.0-tools gstreamer1.0-alsa portaudio19-dev libasound2-dev libasound2-plugins libwebrtc-audio-processing-dev libspeexdsp-dev \
   python3 python3-zmq xz-utils
 # Only `make fuzz` needs clang and its libFuzzer/sanitizer runtimes (about 250 MB): `make deps-fuzz`.
 # libclang-rt-dev is the Debian default-version package (Debian 12: clang 14, Debian 13: clang 19).
@@ -79,7 +79,7 @@ bench-latency: build
 # $(PKG_BUILD)/omnid_<version>_<arch>.deb. docs/operations.md "Packaging".
 PKG_BUILD ?= build-pkg
 package: deps
-	cmake -S . -B $(PKG_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_CUDA=OFF
+	cmake -S . -B $(PKG_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_CUDA=OFF -DCMAKE_INSTALL_PREFIX=/usr
 	cmake --build $(PKG_BUILD) -j $(JOBS) --target omnid omnictl omni-run omni-bench
 	rm -f $(PKG_BUILD)/omnid_*.deb
 	cd $(PKG_BUILD) && cpack -G DEB

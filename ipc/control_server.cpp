@@ -111,7 +111,7 @@ ControlServer::ControlServer(ServerConfig config) : config_(std::move(config)) {
     zap_ = std::make_unique<ZapHandler>();
     ZapPolicy policy{config_.allowed_uids, config_.allowed_gids,
                      config_.curve ? config_.curve->client_public_keys : std::vector<std::string>{},
-                     config_.on_denied};
+                     config_.on_denied, nullptr};  // groups_of: the group database
     zap_->authenticator = std::make_unique<ZapAuthenticator>(*context_, std::move(policy));
   }
   try {

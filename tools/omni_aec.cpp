@@ -9,6 +9,7 @@
 // signal the daemon would hand to the VAD, barge-in and the model.
 //
 // Reports: "vad_segments" [[start_ms, end_ms], ...] (the daemon's VAD with its default settings on CLEAN),
+// "vad_confirmed_ms" when each was confirmed (the moment the daemon would barge in),
 // "erle_db" = 10·log10(Σ mic² / Σ clean²) over the 10 ms frames where omnid was audible (the reference was above
 // -50 dBFS within the last 500 ms) and the VAD found no speech (so the user's voice does not count as residual
 // echo), "erle_window_db" the same over --erle-window, the echo delay it measured ("estimated_delay_ms"), when
@@ -122,6 +123,7 @@ int main(int argc, char** argv) {
     report["duration_ms"] = double(mic.size()) * 1000.0 / EchoCanceller::kSampleRate;
     report["vad_segments"] = nlohmann::json::array();
     for (const auto& [s, e] : run.vad_segments) report["vad_segments"].push_back({s, e});
+    report["vad_confirmed_ms"] = run.vad_confirmed_ms;
     report["echo_frames"] = echo_frames;
     if (echo_frames > 0 && mic_e > 0)
       report["erle_db"] = 10.0 * std::log10(mic_e / std::max(out_e, 1e-20));

@@ -238,6 +238,10 @@ int follow_turn(const Options& o, omni::ipc::EventSubscriber& events, const json
 int follow_events(const Options& o) {
   std::vector<std::string> topics(o.args.begin() + 1, o.args.end());
   omni::ipc::EventSubscriber events(o.events, topics, curve_from_env());
+  // A refused connection is reported here (access denied) instead of printing nothing forever.
+  if (!events.wait_connected(milliseconds(o.timeout_ms)))
+    throw ClientError(ClientError::Kind::timeout, "timed out after " + std::to_string(o.timeout_ms) +
+                                                      " ms connecting to the event socket " + o.events);
   while (!g_interrupted) {
     auto e = events.next(milliseconds(500));
     if (!e) continue;

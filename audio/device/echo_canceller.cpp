@@ -129,24 +129,27 @@ int64_t to_index(double ms) { return std::llround(ms * EchoCanceller::kSampleRat
 
 }  // namespace
 
-EchoCanceller::EchoCanceller(const EchoCancelParams& params)
-    : params_(params), ref_frame_(kFrameSamples), now_frame_(kFrameSamples), out_frame_(kFrameSamples) {
-  validate(params_);
-  lead_ms_ = params_.delay_ms;
-  if (params_.engine == "webrtc") {
+std::unique_ptr<EchoCanceller::Engine> EchoCanceller::make_engine(const EchoCancelParams& params) {
+  if (params.engine == "webrtc") {
 #if OMNI_WEBRTC_APM_MAJOR == 0
-    engine_ = std::make_unique<WebRtcEngine>(params_);
+    return std::make_unique<WebRtcEngine>(params);
 #else
     throw std::runtime_error("audio.echo_cancel.engine webrtc: this omnid is built against webrtc-audio-processing 1.x, "
                              "whose echo canceller it does not drive yet; use engine: speex");
 #endif
-  } else {
-#ifdef OMNI_HAVE_SPEEXDSP
-    engine_ = std::make_unique<SpeexEngine>(params_);
-#else
-    throw std::runtime_error("audio.echo_cancel.engine speex: omnid was built without libspeexdsp");
-#endif
   }
+#ifdef OMNI_HAVE_SPEEXDSP
+  return std::make_unique<SpeexEngine>(params);
+#else
+  throw std::runtime_error("audio.echo_cancel.engine speex: omnid was built without libspeexdsp");
+#endif
+}
+
+EchoCanceller::EchoCanceller(const EchoCancelParams& params)
+    : params_(params), ref_frame_(kFrameSamples), now_frame_(kFrameSamples), out_frame_(kFrameSamples) {
+  validate(params_);
+  lead_ms_ = params_.delay_ms;
+  engine_ = make_engine(params_);
 }
 
 EchoCanceller::~EchoCanceller() = default;
@@ -230,7 +233,7 @@ void EchoCanceller::follow_delay(const float* mic_frame, const float* ref_frame)
   active_frames_ = ref_energy > 1e-5 * kFrameSamples ? active_frames_ + 1 : 0;
   if (++frames_since_check_ < kDelayCheckFrames) return;
   frames_since_check_ = 0;
-  if (params_.engine != "webrtc" || active_frames_ < kDelayCheckFrames) return;
+  if (active_frames_ < kDelayCheckFrames) return;
   // Normalised cross-correlation of the last kEstimateWindowMs of microphone against the reference at
   // every lag in [0, kMaxLeadMs).
   const size_t n = kMicKeep, off = kLags;  // est_ref_[off + t - lag] pairs with est_mic_[t]
@@ -324,6 +327,14 @@ std::vector<float> EchoCanceller::process(const float* samples, size_t count, do
   while (pending_.size() - used >= kFrameSamples) {
     reference_frame(cap_next_ - to_index(lead_ms_), ref_frame_.data());
     engine_->process(ref_frame_.data(), pending_.data() + used, out_frame_.data());
+    if (!std::all_of(out_frame_.begin(), out_frame_.end(), [](float x) { return std::isfinite(x); })) {
+      // The engine's state went bad (WebRTC's canceller can, e.g. after digital silence): nothing non-finite
+      // may reach the VAD or the model. The frame passes uncancelled and the engine starts afresh.
+      std::copy(pending_.data() + used, pending_.data() + used + kFrameSamples, out_frame_.begin());
+      engine_ = make_engine(params_);
+      converged_ = false;
+      ++engine_resets_;
+    }
     reference_frame(cap_next_, now_frame_.data());
     const int changes = lead_changes_;
     follow_delay(pending_.data() + used, now_frame_.data());
@@ -365,12 +376,13 @@ CancelledRecording cancel_recording(const std::vector<float>& mic, const std::ve
   result.lead_ms = canceller.lead_ms();
   result.cleaned.resize(mic.size());
   result.estimated_delay_ms = canceller.estimated_delay_ms();
-  result.vad_segments = vad_segments(result.cleaned, vad, &echo_frames);
+  result.vad_segments = vad_segments(result.cleaned, vad, &echo_frames, &result.vad_confirmed_ms);
   return result;
 }
 
 std::vector<std::pair<double, double>> vad_segments(const std::vector<float>& samples, const VadParams& vad,
-                                                    const std::vector<bool>* echo_frames) {
+                                                    const std::vector<bool>* echo_frames,
+                                                    std::vector<double>* confirmed_ms) {
   std::vector<std::pair<double, double>> segments;
   VoiceDetector detector(vad.aggressiveness);
   size_t frame = 0;
@@ -380,8 +392,13 @@ std::vector<std::pair<double, double>> vad_segments(const std::vector<float>& sa
     ++frame;
     return voiced && !echo;
   };
+  Endpointer* self = nullptr;
   Endpointer endpointer(vad, classify,
-                        {nullptr, [&](Utterance&& u) { segments.emplace_back(u.start_ms, u.end_ms); }});
+                        {[&](double) {
+                           if (confirmed_ms) confirmed_ms->push_back(self->stream_ms());
+                         },
+                         [&](Utterance&& u) { segments.emplace_back(u.start_ms, u.end_ms); }});
+  self = &endpointer;
   endpointer.push(samples.data(), samples.size());
   if (endpointer.in_speech()) {
     // Close the open utterance with silence; its end is the end of the recording at most.

@@ -35,7 +35,7 @@ namespace omni::audio {
 struct EchoCancelParams {
   bool enabled = false;
   std::string engine = "webrtc";      // webrtc | speex
-  std::string suppression = "high";   // webrtc non-linear suppression: low | moderate | high
+  std::string suppression = "moderate";  // webrtc non-linear suppression: low | moderate | high
   bool noise_suppression = false;     // webrtc: also suppress stationary noise
   int delay_ms = 0;                   // acoustic + unreported delay to start from (webrtc then follows its estimate)
   int filter_ms = 500;                // speex: echo tail the adaptive filter covers
@@ -72,6 +72,8 @@ class EchoCanceller {
   uint64_t frames_processed() const { return frames_; }
   int reference_resyncs() const { return ref_resyncs_; }
   int capture_resyncs() const { return cap_resyncs_; }
+  // How often the engine produced non-finite samples and was started afresh (that frame passed uncancelled).
+  int engine_resets() const { return engine_resets_; }
   // The latest delay measured between the reference and its echo's direct path (ms); -1 before the first.
   int estimated_delay_ms();
   const EchoCancelParams& params() const { return params_; }
@@ -87,6 +89,7 @@ class EchoCanceller {
   struct Engine;
 
  private:
+  static std::unique_ptr<Engine> make_engine(const EchoCancelParams& params);
   void reference_frame(int64_t start, float* out);
   void drop_reference_before(int64_t index);
   void follow_delay(const float* mic_frame, const float* ref_frame);
@@ -95,8 +98,8 @@ class EchoCanceller {
   // Convergence: the engine has converged once it removed kConvergedErleDb of the microphone's energy over
   // the last kConvergeFrames frames in which omnid played. Until then (at the start, after a new alignment)
   // the output is muted while omnid's voice may still ring (kEchoTailFrames after the reference falls silent).
-  static constexpr size_t kConvergeFrames = 50;
-  static constexpr double kConvergedErleDb = 25.0;
+  static constexpr size_t kConvergeFrames = 100;
+  static constexpr double kConvergedErleDb = 30.0;
   static constexpr int kEchoTailFrames = 80;
   bool converged_ = false;
   int convergences_ = 0, echo_tail_frames_ = 0;
@@ -130,6 +133,7 @@ class EchoCanceller {
   std::vector<float> pending_;      // microphone samples not yet forming a frame
   int64_t cap_next_ = INT64_MIN;    // absolute index of the next microphone sample
   int cap_resyncs_ = 0;
+  int engine_resets_ = 0;
   std::vector<float> ref_frame_, now_frame_, out_frame_;
   uint64_t frames_ = 0;
 };
@@ -141,6 +145,7 @@ class EchoCanceller {
 struct CancelledRecording {
   std::vector<float> cleaned;                         // mic.size() samples
   std::vector<std::pair<double, double>> vad_segments;  // [start_ms, end_ms] of each utterance found in it
+  std::vector<double> vad_confirmed_ms;                 // when each was confirmed (the daemon's barge-in moment)
   int estimated_delay_ms = -1;
   double converged_ms = -1;  // when the canceller first converged (the output stops being muted); -1: never
   double gated_ms = 0;       // microphone time marked as possibly echo while it had not
@@ -150,8 +155,10 @@ CancelledRecording cancel_recording(const std::vector<float>& mic, const std::ve
                                     const EchoCancelParams& params, const VadParams& vad = VadParams{});
 // The utterances the daemon's endpointer finds in 16 kHz `samples`; one still open at the end is closed there.
 // Frames flagged in `echo_frames` (EchoCanceller::process) never count as voiced.
+// `confirmed_ms`, when given, gets the stream time at which each was confirmed (Endpointer's on_start).
 std::vector<std::pair<double, double>> vad_segments(const std::vector<float>& samples, const VadParams& vad,
-                                                    const std::vector<bool>* echo_frames = nullptr);
+                                                    const std::vector<bool>* echo_frames = nullptr,
+                                                    std::vector<double>* confirmed_ms = nullptr);
 
 // Echo return loss enhancement of `out` against `mic` (equal lengths) over [begin, end) samples:
 // 10·log10(Σ mic² / Σ out²). Returns 0 for an empty or silent range.

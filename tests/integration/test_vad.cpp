@@ -26,7 +26,10 @@ struct Recorder {
   std::vector<double> starts;
   std::vector<Utterance> utterances;
   Endpointer::Callbacks callbacks() {
-    return {[this](double ms) { starts.push_back(ms); }, [this](Utterance&& u) { utterances.push_back(std::move(u)); }};
+    Endpointer::Callbacks cb;
+    cb.on_start = [this](double ms) { starts.push_back(ms); };
+    cb.on_end = [this](Utterance&& u) { utterances.push_back(std::move(u)); };
+    return cb;
   }
 };
 

@@ -17,7 +17,7 @@ base_rootfs() {
     echo "base rootfs $tarball (cached)"
   else
     echo "making the base rootfs ($suite: $packages) with mmdebstrap"
-    mmdebstrap --quiet --variant=minbase --include="$packages" "$suite" "$tarball.tmp" "$mirror"
+    mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" "$suite" "$tarball.tmp" "$mirror"
     mv "$tarball.tmp" "$tarball"
   fi
   rm -rf "$dest" && mkdir -p "$dest" && tar -C "$dest" -xf "$tarball"

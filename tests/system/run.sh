@@ -48,7 +48,7 @@ cp "$PREV" "$IN/omnid-prev.deb"
 cp "$NEW" "$ROOT/root/omnid-new.deb"
 cp -rL "$MODEL" "$IN/tiny-a"
 cp "$SRC/tests/integration/data/one_question.wav" "$IN/"
-install -m 0755 "$SRC/tests/system/checks.sh" "$ROOT/usr/local/sbin/omnid-system-checks"
+install -m 0755 "$SRC/tests/system/checks.sh" "$ROOT/usr/local/sbin/package-checks"
 
 nspawn=(systemd-nspawn --quiet --register=no --keep-unit -D "$ROOT")
 export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1
@@ -75,18 +75,18 @@ export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1
          -e "s|^    path: \"\" .*|    path: /var/lib/omnid/answer-{turn}.wav|" /etc/omnid/omnid.yaml
   omnid --check-config /etc/omnid/omnid.yaml
   mkdir -p /var/log/journal
-  cat > /etc/systemd/system/omnid-system-checks.service <<UNIT
+  cat > /etc/systemd/system/package-checks.service <<UNIT
 [Unit]
-Description=omnid system test checks
+Description=checks of the installed omnid package (tests/system/checks.sh)
 After=multi-user.target
 [Service]
 Type=oneshot
-ExecStart=/usr/local/sbin/omnid-system-checks
+ExecStart=/usr/local/sbin/package-checks
 StandardOutput=journal
 [Install]
 WantedBy=default.target
 UNIT
-  systemctl enable omnid-system-checks.service
+  systemctl enable package-checks.service
   systemctl set-default multi-user.target
   rm -rf /root/omnid-test
 '

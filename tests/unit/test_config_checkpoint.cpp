@@ -82,6 +82,42 @@ TEST(ModelConfig, ReadsReleaseConfigWithRopeScalingKeys) {
   EXPECT_EQ(c.code2wav.sliding_window, 72);
 }
 
+TEST(ModelConfig, ReadsTheReleaseVisionTower) {
+  const ModelConfig c = ModelConfig::load(release_config_path());
+  ASSERT_TRUE(c.has_vision);
+  EXPECT_EQ(c.vision.depth, 27);
+  EXPECT_EQ(c.vision.hidden_size, 1152);
+  EXPECT_EQ(c.vision.head_dim(), 72);
+  EXPECT_EQ(c.vision.intermediate_size, 4304);
+  EXPECT_EQ(c.vision.position_side(), 48);
+  EXPECT_EQ(c.vision.deepstack_visual_indexes, (std::vector<int>{8, 16, 24}));
+  EXPECT_EQ(c.vision.out_hidden_size, 2048);
+  EXPECT_EQ(c.vision.patch_row_size(), 1536);
+  EXPECT_DOUBLE_EQ(c.vision.rope_theta, 10000.0);
+  EXPECT_EQ(c.ids.vision_start, 151652);
+  EXPECT_EQ(c.ids.vision_end, 151653);
+}
+
+TEST(ModelConfig, VisionConfigErrorsNameTheKey) {
+  const nlohmann::json j = nlohmann::json::parse(read_file(release_config_path()));
+  auto expect_key = [&](const char* key, const nlohmann::json& value) {
+    nlohmann::json bad = j;
+    bad["thinker_config"]["vision_config"][key] = value;
+    try {
+      ModelConfig::parse(bad.dump(), "v.json");
+      ADD_FAILURE() << "expected ConfigError for " << key;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("thinker_config.vision_config.") + key), std::string::npos)
+          << e.what();
+    }
+  };
+  expect_key("num_position_embeddings", 2300);  // not a square
+  expect_key("deepstack_visual_indexes", {8, 16, 27});  // a block past the depth
+  expect_key("out_hidden_size", 1024);  // not the thinker's width
+  expect_key("hidden_act", "relu");
+  expect_key("num_heads", 7);  // 1152 / 7 is not whole
+}
+
 TEST(ModelConfig, RopeParametersStyleAndErrorsNameTheKey) {
   std::string path = release_config_path();
   ASSERT_TRUE(fs::exists(path)) << path;

@@ -2,6 +2,7 @@
 // path equals full causal attention, window/block masks, MoE routing, and sampling rules.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
