@@ -34,10 +34,10 @@ void Daemon::drain_requests() {
 nlohmann::json Daemon::status_fields() const {
   nlohmann::json turn_id = nullptr;
   if (turn_) turn_id = turn_->id;
-  return {{"state", state_},
+  return {{"state", to_string(state_)},
           {"listening", listening_},
           {"speaker", speaker_},
-          {"volume", volume_},
+          {"volume", speech_.volume()},
           {"turn_id", turn_id},
           {"seq", server_->events().last_seq()},
           {"uptime_s", static_cast<double>(monotonic_ms() - started_ms_) / 1000.0},
@@ -102,7 +102,7 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
             listening_ = r.enabled;
             // The microphone opens before the pipeline plays, so the VAD hears a recording from its first sample.
             update_state();
-            if (capture_) capture_->set_playing(r.enabled);
+            capture_.set_playing(r.enabled);
             server.reply_ok(h, {{"listening", listening_}});
           },
           [&](const omni::ipc::ResetRequest&) {
@@ -125,10 +125,11 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
                                           "no speaker '" + *r.speaker + "' (this model has: " + list + ")");
               }
               speaker_ = *it;
+              if (spec_) drop_speculation("the speaker changed");  // it speaks with the old voice
             }
-            if (r.volume) set_volume(*r.volume);
+            if (r.volume) speech_.set_volume(*r.volume);
             if (r.system_prompt) change_system_prompt(*r.system_prompt);
-            server.reply_ok(h, {{"speaker", speaker_}, {"volume", volume_}, {"system_prompt", system_prompt_}});
+            server.reply_ok(h, {{"speaker", speaker_}, {"volume", speech_.volume()}, {"system_prompt", system_prompt_}});
           },
           [&](const omni::ipc::ReloadRequest&) {
             std::string error;
@@ -142,6 +143,8 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
 
 void Daemon::apply_then_reply(const omni::ipc::ReplyHandle& h, std::function<void(omni::Session&)> job,
                               const std::string& what) {
+  // A speculation runs on the conversation as it was; take it back before changing the conversation.
+  if (spec_) drop_speculation(what);
   worker_->submit_control(
       std::move(job),
       [this, h, what](const std::string& e) {
@@ -162,6 +165,7 @@ void Daemon::apply_then_reply(const omni::ipc::ReplyHandle& h, std::function<voi
 void Daemon::change_system_prompt(const std::string& prompt) {
   const std::string old_prompt = system_prompt_;
   system_prompt_ = prompt;
+  if (spec_) drop_speculation("the system prompt changed");
   worker_->submit_control([prompt](omni::Session& s) { s.set_system_prompt(prompt); },
                           [this, old_prompt, prompt](const std::string& e) {
                             loop_.post([this, old_prompt, prompt, e] {
@@ -169,12 +173,6 @@ void Daemon::change_system_prompt(const std::string& prompt) {
                               publish_error("internal", "set system_prompt failed: " + e);
                             });
                           });
-}
-
-void Daemon::set_volume(double volume) {
-  volume_ = volume;
-  std::lock_guard lock(output_mu_);
-  if (output_) output_->set_volume(volume_);
 }
 
 bool Daemon::reload(std::string& error, nlohmann::json& details) {
@@ -186,7 +184,7 @@ bool Daemon::reload(std::string& error, nlohmann::json& details) {
     error = std::string("the configuration was not reloaded; the running one stays: ") + e.what();
     log_error("%s", error.c_str());
     publish_error("unavailable", error);
-    notifier_.ready(state_ + "; reload failed, running configuration kept");
+    notifier_.ready(std::string(to_string(state_)) + "; reload failed, running configuration kept");
     return false;
   }
   const auto restart = restart_required_changes(config_, next);
@@ -197,12 +195,12 @@ bool Daemon::reload(std::string& error, nlohmann::json& details) {
     error = std::string("reload could not apply the new audio settings: ") + e.what();
     log_error("%s", error.c_str());
     publish_error("unavailable", error);
-    notifier_.ready(state_ + "; reload failed");
+    notifier_.ready(std::string(to_string(state_)) + "; reload failed");
     return false;
   }
   details["restart_required"] = restart;
   log_info("configuration reloaded from %s", config_path_.c_str());
-  notifier_.ready(state_ + "; configuration reloaded");
+  notifier_.ready(std::string(to_string(state_)) + "; configuration reloaded");
   return true;
 }
 
@@ -219,27 +217,23 @@ void Daemon::apply_live_settings(const Config& next) {
   const bool output_changed = previous.audio.output.backend != applied.audio.output.backend ||
                               previous.audio.output.device != applied.audio.output.device ||
                               previous.audio.output.path != applied.audio.output.path;
-  const bool input_changed = previous.audio.input.pipeline != applied.audio.input.pipeline;
   config_ = applied;
   try {
     if (output_changed && ready_) {
       if (turn_) cancel_turn("reload");
-      open_output();
+      speech_.open(config_.audio.output);
     }
     if (ready_) rebuild_endpointer();
-    if (input_changed && ready_) {
-      if (capture_) capture_->stop();
-      capture_.reset();
-      start_capture();
-    }
+    if (ready_) capture_.apply(capture_settings());
   } catch (...) {
     config_ = previous;
-    if (ready_ && output_changed) open_output();
-    if (ready_ && input_changed && !capture_) start_capture();
+    if (ready_ && output_changed) speech_.open(config_.audio.output);
+    if (ready_ && !capture_.running()) capture_.start(capture_settings(), listening_);
+    else if (ready_) capture_.apply(capture_settings());
     throw;
   }
   speaker_ = applied.model.speaker;
-  set_volume(applied.audio.output.volume);
+  speech_.set_volume(applied.audio.output.volume);
   // The file's prompt wins over one `set` at run time; the engine hears of it only when it differs from the
   // prompt in effect (a new prompt starts a new conversation).
   if (worker_ && system_prompt_ != applied.model.system_prompt) change_system_prompt(applied.model.system_prompt);

@@ -1,4 +1,5 @@
-// Daemon start-up, the watchdog, signals and shutdown. Requests: commands.cpp; turns: turns.cpp.
+// Daemon start-up, device loss and recovery reports, the watchdog, signals and shutdown. Requests: commands.cpp;
+// turns: turns.cpp.
 #include "daemon/daemon.h"
 
 #include <signal.h>
@@ -28,9 +29,13 @@ std::string load_rate(const omni::Model& m) {
 using omni::audio::monotonic_ms;
 
 Daemon::Daemon(Config config, std::string config_path, ModelLoader loader)
-    : config_(std::move(config)), config_path_(std::move(config_path)), loader_(std::move(loader)) {
+    : config_(std::move(config)),
+      config_path_(std::move(config_path)),
+      loader_(std::move(loader)),
+      capture_(loop_, capture_listener()),
+      speech_(config_.audio.output.volume,
+              [this](uint64_t turn_id) { loop_.post([this, turn_id] { on_playback_drained(turn_id); }); }) {
   listening_ = config_.audio.input.listen;
-  volume_ = config_.audio.output.volume;
   speaker_ = config_.model.speaker;
   system_prompt_ = config_.model.system_prompt;
 }
@@ -69,11 +74,13 @@ int Daemon::run() {
   loop_.on_signal([this](int signo) { on_signal(signo); });
   loop_.watch_fd(server_->fd(), [this] { drain_requests(); });
   loop_.after_each([this] { drain_requests(); });
-  loop_.every(std::chrono::milliseconds(config_.ipc.heartbeat_ms), [this] { publish("heartbeat", {{"state", state_}}); });
+  loop_.every(std::chrono::milliseconds(config_.ipc.heartbeat_ms), [this] { publish("heartbeat", {{"state", to_string(state_)}}); });
   const uint64_t wd = notifier_.watchdog_usec();
   // Ping at a third of WatchdogSec; with no watchdog, still check health (it feeds the logs).
   loop_.every(std::chrono::milliseconds(wd ? std::max<uint64_t>(wd / 3000, 50) : 1000), [this] { watchdog_tick(); });
-  loop_.every(std::chrono::milliseconds(100), [this] { capture_recovery_tick(); });
+  loop_.every(std::chrono::milliseconds(100), [this] {
+    if (ready_ && !stopping_) capture_.tick();
+  });
   loop_.every(std::chrono::seconds(5), [this] {
     if (ready_ || stopping_) return;
     // Keep extending the start timeout while the loader shows signs of life (progress in the last minute).
@@ -158,29 +165,78 @@ void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
       loop_.post([this, id, e, device_lost] { on_engine_failed(id, e, device_lost); });
     };
     worker_ = std::make_unique<EngineWorker>(std::move(session), std::move(l));
-    open_output();
+    speech_.open(config_.audio.output);
     rebuild_endpointer();
-    start_capture();
+    capture_.start(capture_settings(), listening_);
   } catch (const std::exception& e) {
     return fail(e.what());
   }
   ready_ = true;
   update_state();
-  const std::string status = std::string(state_) + "; model " + config_.model.path + " on " + model_->device_name() +
+  const std::string status = std::string(to_string(state_)) + "; model " + config_.model.path + " on " + model_->device_name() +
                              "; speech to " + config_.audio.output.backend;
   notifier_.ready(status);
   log_info("ready: %s", status.c_str());
 }
 
-void Daemon::open_output() {
-  omni::audio::OutputParams p{config_.audio.output.backend, config_.audio.output.device, config_.audio.output.path,
-                              volume_};
-  auto out = omni::audio::make_audio_output(p, [this](const std::string& label) {
-    const uint64_t id = std::strtoull(label.c_str(), nullptr, 10);
-    loop_.post([this, id] { on_playback_drained(id); });
-  });
-  std::lock_guard lock(output_mu_);
-  output_ = std::move(out);
+CaptureSupervisor::Listener Daemon::capture_listener() {
+  CaptureSupervisor::Listener l;
+  l.on_samples = [this](const float* p, size_t n) {
+    if (!mic_open_) return;
+    std::lock_guard lock(endpointer_mu_);
+    if (endpointer_) endpointer_->push(p, n);
+  };
+  l.on_lost = [this](const std::string& reason, int retry_in_ms, bool first) {
+    on_capture_lost(reason, retry_in_ms, first);
+  };
+  l.on_restored = [this](int64_t down_ms, int attempts) { on_capture_restored(down_ms, attempts); };
+  l.on_closed = [this] { update_state(); };
+  return l;
+}
+
+CaptureSupervisor::Settings Daemon::capture_settings() const {
+  return {config_.audio.input.pipeline, config_.audio.input.restart_on_end};
+}
+
+void Daemon::on_capture_lost(const std::string& reason, int retry_in_ms, bool first) {
+  if (stopping_) return;
+  if (first) {
+    publish("device.lost", {{"device", "input"}, {"reason", reason}, {"retry_in_ms", retry_in_ms}});
+    publish_error("unavailable", reason);
+  }
+  notifier_.status("audio input lost (" + reason + "); retrying in " + std::to_string(retry_in_ms) + " ms");
+  update_state();
+}
+
+void Daemon::on_capture_restored(int64_t down_ms, int attempts) {
+  publish("device.restored", {{"device", "input"}, {"down_ms", down_ms}, {"attempts", attempts}});
+  notifier_.status(std::string(to_string(current_state())) + "; audio input restored");
+  update_state();
+}
+
+void Daemon::on_output_failed(uint64_t job, const std::string& error) {
+  const uint64_t turn_id = turn_ && turn_->job == job ? turn_->id : job;
+  log_error("speech output failed: %s; it is reopened before the next turn", error.c_str());
+  publish_error("unavailable", "speech output failed: " + error, turn_id);
+  if (speech_.mark_lost()) {
+    publish("device.lost", {{"device", "output"}, {"reason", error}});
+    notifier_.status(std::string(to_string(current_state())) + "; speech output lost (" + error + ")");
+  }
+  // The turn's speech cannot finish playing (no speech.end would come): end the turn now, so that it is
+  // not left running forever and the next request is not answered `busy`.
+  if (turn_ && turn_->job == job) cancel_turn("error");
+}
+
+void Daemon::reopen_output_if_lost() {
+  if (!speech_.lost()) return;
+  std::string error;
+  if (!speech_.reopen_if_lost(error)) {
+    log_error("speech output cannot be reopened: %s", error.c_str());
+    return;  // still lost; the turn's audio will fail and say why
+  }
+  log_info("speech output reopened");
+  publish("device.restored", {{"device", "output"}});
+  notifier_.status(std::string(to_string(current_state())) + "; speech output reopened");
 }
 
 void Daemon::watchdog_tick() {
@@ -195,9 +251,7 @@ void Daemon::watchdog_tick() {
   } else {
     if (worker_ && now - worker_->last_progress_ms() > stall_ms)
       problem = "engine made no progress for " + std::to_string((now - worker_->last_progress_ms()) / 1000) + " s";
-    // A lost audio input is being rebuilt (audio_recovery.cpp); restarting omnid would not bring it back sooner.
-    if (capture_ && !capture_failed_ && (!capture_->thread_running() || now - capture_->last_alive_ms() > 2000))
-      problem = "audio capture thread is not running";
+    if (auto p = capture_.health_problem(now); !p.empty()) problem = p;
   }
   if (problem.empty()) {
     if (wd_ms) notifier_.watchdog_ping();
@@ -228,12 +282,8 @@ void Daemon::shutdown(int exit_code) {
   exit_code_ = exit_code;
   notifier_.stopping(exit_code ? "stopping after a failure" : "stopping");
   if (turn_) cancel_turn("shutdown");
-  {
-    std::lock_guard lock(output_mu_);
-    output_turn_ = 0;
-    if (output_) output_->abort();
-  }
-  if (capture_) capture_->stop();
+  speech_.abort();
+  capture_.stop();
   if (worker_ && !worker_->shutdown(std::chrono::milliseconds(3000))) {
     // The engine did not return from a step within 3 s: leave without it rather than hang past
     // systemd's stop timeout.
@@ -249,11 +299,7 @@ void Daemon::shutdown(int exit_code) {
     std::_Exit(exit_code);
   }
   worker_.reset();
-  {
-    std::lock_guard lock(output_mu_);
-    output_.reset();
-  }
-  capture_.reset();
+  speech_.close();
   loop_.stop();
 }
 

@@ -10,8 +10,9 @@
 //  - with audio.vad.speculate_after_ms, a pause in the user's speech starts the answer early on the
 //    engine (speculation.cpp); nothing of it is published or played until the endpoint commits it, and
 //    speech resuming takes it back (KV rollback) as if it never ran;
-//  - state: loading -> idle|listening (no turn; microphone off|on) -> thinking (turn running,
-//    no audio yet) -> speaking (audio playing) -> back.
+//  - state: DaemonState (daemon_state.h).
+// Capture supervision lives in CaptureSupervisor, speech output in SpeechOutput; this class owns the
+// dialog and the requests.
 #pragma once
 #include <omni/engine.h>
 
@@ -26,12 +27,13 @@
 
 #include "daemon/config.h"
 #include "ipc/control_server.h"
-#include "audio/device/capture.h"
-#include "audio/device/playback.h"
 #include "audio/device/vad.h"
+#include "daemon/capture_supervisor.h"
+#include "daemon/daemon_state.h"
 #include "daemon/engine_worker.h"
 #include "daemon/event_loop.h"
 #include "daemon/notify.h"
+#include "daemon/speech_output.h"
 
 namespace omnid {
 
@@ -75,14 +77,14 @@ class Daemon {
   void start_loading();
   void on_model_loaded(std::unique_ptr<omni::Model> model);
   void fail(const std::string& message);
-  void start_capture();
-  // audio_recovery.cpp: a failed or ended input is rebuilt with backoff (device.lost / device.restored).
-  void on_capture_lost(uint64_t generation, const std::string& reason);
-  void capture_recovery_tick();
+  CaptureSupervisor::Listener capture_listener();
+  CaptureSupervisor::Settings capture_settings() const;
+  // A failed or ended input is rebuilt by the supervisor (device.lost / device.restored events here).
+  void on_capture_lost(const std::string& reason, int retry_in_ms, bool first);
+  void on_capture_restored(int64_t down_ms, int attempts);
   // A failed speech output (device error, full disk) is reopened before the next turn.
   void on_output_failed(uint64_t job, const std::string& error);  // job: ActiveTurn::job
   void reopen_output_if_lost();
-  void open_output();
   void watchdog_tick();
   void on_signal(int signo);
   void shutdown(int exit_code);
@@ -98,7 +100,6 @@ class Daemon {
   // with an error event.
   void apply_then_reply(const omni::ipc::ReplyHandle& h, std::function<void(omni::Session&)> job,
                         const std::string& what);
-  void set_volume(double volume);  // the setting and the open output
   void change_system_prompt(const std::string& prompt);
 
   // turns and audio (turns.cpp)
@@ -114,9 +115,6 @@ class Daemon {
   // `speech_end_ms`: monotonic ms of the utterance's last voiced frame.
   void on_utterance(omni::audio::Utterance utterance, int64_t speech_end_ms);
   void engine_audio(uint64_t turn_id, const float* samples, size_t count);  // worker thread
-  // With output_mu_ held: writes for job `turn_id` if it owns the output (false: it does not), opening the
-  // output's utterance first (`first`); a failure is put in `error` and releases the output.
-  bool write_output_locked(uint64_t turn_id, const float* samples, size_t count, bool& first, std::string& error);
   omni::GenerateOptions generate_options(bool speak) const;
   omni::audio::VadParams vad_params() const;
   // speculation.cpp
@@ -131,7 +129,7 @@ class Daemon {
   void rebuild_endpointer();
 
   // state
-  std::string state_name() const;
+  DaemonState current_state() const;
   void update_state();
   void publish(std::string_view name, nlohmann::json fields = nlohmann::json::object());
   void publish_error(const std::string& code, const std::string& message, uint64_t turn_id = 0);
@@ -153,34 +151,14 @@ class Daemon {
   bool ready_ = false;
 
   // audio
-  std::unique_ptr<omni::audio::AudioCapture> capture_;
+  CaptureSupervisor capture_;
   std::mutex endpointer_mu_;  // the capture thread feeds it, the loop rebuilds/resets it
   std::unique_ptr<omni::audio::VoiceDetector> detector_;
   std::unique_ptr<omni::audio::Endpointer> endpointer_;
   std::atomic<bool> mic_open_{false};
   bool listening_ = true;
-  bool capture_failed_ = false;          // lost; being rebuilt
-  uint64_t capture_generation_ = 0;      // callbacks of an older pipeline are ignored
-  std::atomic<bool> capture_heard_{false};  // the current pipeline delivered samples
-  bool capture_restoring_ = false;       // rebuilt after a loss; restored once it delivers samples
-  int64_t capture_started_ms_ = 0;
-  int64_t capture_lost_ms_ = 0;
-  int64_t capture_retry_at_ms_ = 0;
-  int capture_backoff_ms_ = 0;
-  int capture_attempts_ = 0;
-  std::string capture_lost_reason_;
 
-  std::mutex output_mu_;  // guards output_ and output_turn_ between the loop and the worker
-  std::unique_ptr<omni::audio::AudioOutput> output_;
-  uint64_t output_turn_ = 0;       // the turn allowed to write audio; 0: none
-  uint64_t output_begun_turn_ = 0; // the turn whose utterance is open on the output
-  // Output and output_turn_ hold engine job ids (ActiveTurn::job). The running speculation's audio is
-  // held here until it is committed.
-  uint64_t output_turn_id_ = 0;    // the public id of output_turn_'s turn (the output's label)
-  uint64_t held_audio_job_ = 0;
-  std::vector<float> held_audio_;
-  bool output_lost_ = false;
-  double volume_ = 1.0;
+  SpeechOutput speech_;
   std::string speaker_;
   std::string system_prompt_;
 
@@ -190,7 +168,7 @@ class Daemon {
   std::optional<Speculation> spec_;
   uint64_t next_speculation_job_ = kSpeculationJobBase;
   std::deque<double> first_audio_latencies_;  // recent voice turns' since_speech_end_ms
-  std::string state_ = "loading";
+  DaemonState state_ = DaemonState::loading;
   int64_t started_ms_ = 0;
   int exit_code_ = 0;
   bool stopping_ = false;

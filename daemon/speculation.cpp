@@ -3,7 +3,7 @@
 // The endpointer reports a pause (audio.vad.speculate_after_ms of silence) with the utterance as it will
 // be handed out if the silence lasts to end_silence_ms. The turn starts on the engine at once, under a
 // job id of its own, with the session marked before it. Until the endpoint, nothing of it leaves omnid:
-// its text and result are held in spec_, its audio in held_audio_. At the endpoint the utterance is
+// its text and result are held in spec_, its audio is held by SpeechOutput (hold/commit_held). At the endpoint the utterance is
 // compared with the speculated one; if equal, the speculation becomes the turn: turn.start, the held
 // deltas, the held audio handed to the output at once (speech.start, speech.first_audio) and, if the
 // engine already finished, response.done, in the usual order; the rest streams as in any turn. If speech
@@ -37,11 +37,7 @@ void Daemon::on_vad_pause(omni::audio::Utterance u) {
   job.speculative = true;
   job.input.audio_16k = std::move(u.samples);
   job.options = generate_options(true);
-  {
-    std::lock_guard lock(output_mu_);
-    held_audio_job_ = sp.job;
-    held_audio_.clear();
-  }
+  speech_.hold(sp.job);
   spec_ = std::move(sp);
   worker_->submit(std::move(job));
 }
@@ -49,11 +45,7 @@ void Daemon::on_vad_pause(omni::audio::Utterance u) {
 void Daemon::drop_speculation(const std::string& why) {
   if (!spec_) return;
   const uint64_t job = spec_->job;
-  {
-    std::lock_guard lock(output_mu_);
-    if (held_audio_job_ == job) held_audio_job_ = 0;
-    held_audio_.clear();
-  }
+  speech_.drop_held(job);
   spec_.reset();
   worker_->drop_speculation(job, [this](const std::string& error) {
     loop_.post([this, error] {
@@ -95,21 +87,12 @@ bool Daemon::commit_speculation(const omni::audio::Utterance& u, int64_t speech_
                          {"source", "voice"},
                          {"audio_ms", static_cast<int64_t>(u.samples.size() / 16)}});
   for (std::string& piece : sp.text) publish("response.delta", {{"turn_id", t.id}, {"text", std::move(piece)}});
-  // The audio made so far goes to the output in one piece, then the engine writes to it directly; both
-  // under output_mu_, so no chunk of the engine's can come between.
-  bool first = false;
-  std::string error;
+  // The audio made so far goes to the output in one piece, then the engine writes to it directly
+  // (SpeechOutput::commit_held: no chunk of the engine's can come between).
   size_t held = 0;
-  {
-    std::lock_guard lock(output_mu_);
-    output_turn_ = t.job;
-    output_turn_id_ = t.id;
-    held_audio_job_ = 0;
-    std::vector<float> audio = std::move(held_audio_);
-    held_audio_.clear();
-    held = audio.size();
-    if (!audio.empty()) write_output_locked(t.job, audio.data(), audio.size(), first, error);
-  }
+  const SpeechOutput::WriteResult w = speech_.commit_held(t.job, t.id, model_->speech_sample_rate(), held);
+  const bool first = w.first;
+  const std::string& error = w.error;
   const int64_t at = monotonic_ms();
   log_info("turn %llu committed from a speculation started %lld ms before the endpoint (%zu samples ready)",
            static_cast<unsigned long long>(t.id), static_cast<long long>(t.started_ms - sp.started_ms), held);

@@ -38,11 +38,7 @@ std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, Tu
   job.turn_id = t.id;
   reopen_output_if_lost();
   turn_ = t;
-  {
-    std::lock_guard lock(output_mu_);
-    output_turn_ = t.job;
-    output_turn_id_ = t.id;
-  }
+  speech_.allow(t.job, t.id);
   nlohmann::json fields = {{"turn_id", t.id}, {"source", source}};
   if (!job.input.text.empty()) fields["text"] = job.input.text;
   if (job.audio_ms >= 0) fields["audio_ms"] = job.audio_ms;
@@ -58,11 +54,7 @@ void Daemon::cancel_turn(const std::string& reason) {
   if (!turn_) return;
   const uint64_t id = turn_->id;
   worker_->cancel(turn_->job);
-  {
-    std::lock_guard lock(output_mu_);
-    output_turn_ = 0;
-    if (output_) output_->abort();
-  }
+  speech_.abort();
   turn_.reset();
   log_info("turn %llu cancelled (%s)", static_cast<unsigned long long>(id), reason.c_str());
   publish("turn.cancelled", {{"turn_id", id}, {"reason", reason}});
@@ -72,21 +64,13 @@ void Daemon::cancel_turn(const std::string& reason) {
 // Worker thread: audio goes straight to the output (latency); the loop only hears about the first chunk.
 // `turn_id` is the engine job's id (ActiveTurn::job). A running speculation's audio is held back.
 void Daemon::engine_audio(uint64_t turn_id, const float* samples, size_t count) {
-  bool first = false;
-  std::string error;
-  {
-    std::lock_guard lock(output_mu_);
-    if (held_audio_job_ == turn_id) {
-      held_audio_.insert(held_audio_.end(), samples, samples + count);
-      return;
-    }
-    if (!write_output_locked(turn_id, samples, count, first, error)) return;
-  }
-  if (!error.empty()) {
-    loop_.post([this, turn_id, error] { on_output_failed(turn_id, error); });
+  const auto r = speech_.write(turn_id, model_->speech_sample_rate(), samples, count);
+  if (r.dropped || r.held) return;
+  if (!r.error.empty()) {
+    loop_.post([this, turn_id, error = r.error] { on_output_failed(turn_id, error); });
     return;
   }
-  if (first) {
+  if (r.first) {
     const int64_t at = monotonic_ms();
     loop_.post([this, turn_id, at] { on_engine_first_audio(turn_id, at); });
   }
@@ -94,30 +78,6 @@ void Daemon::engine_audio(uint64_t turn_id, const float* samples, size_t count) 
   loop_.post([this, turn_id, n] {
     if (turn_ && turn_->job == turn_id) turn_->speech_samples += n;
   });
-}
-
-bool Daemon::write_output_locked(uint64_t turn_id, const float* samples, size_t count, bool& first,
-                                 std::string& error) {
-  if (output_turn_ != turn_id || !output_) return false;  // cancelled: drop the rest of its audio
-  if (output_begun_turn_ != turn_id) {
-    output_begun_turn_ = turn_id;
-    first = true;
-    try {
-      output_->begin(model_->speech_sample_rate(), std::to_string(output_turn_id_));
-    } catch (const std::exception& e) {
-      error = e.what();
-      output_turn_ = 0;
-    }
-  }
-  if (error.empty()) {
-    try {
-      output_->write(samples, count);
-    } catch (const std::exception& e) {
-      error = e.what();
-      output_turn_ = 0;
-    }
-  }
-  return true;
 }
 
 // The engine's callbacks name the job (ActiveTurn::job); events name the turn.
@@ -164,18 +124,8 @@ void Daemon::on_engine_done(uint64_t job, omni::TurnResult result) {
                               {"prefill_ms", result.timings.prefill_ms},
                               {"decode_tok_s", result.timings.decode_tok_s}});
   }
-  std::string output_error;
-  {
-    std::lock_guard lock(output_mu_);
-    // end() reports on_playback_drained once the device has played everything queued.
-    if (output_ && output_begun_turn_ == job && output_turn_ == job) {
-      try {
-        output_->end();
-      } catch (const std::exception& e) {
-        output_error = e.what();
-      }
-    }
-  }
+  // finish() reports on_playback_drained once the device has played everything queued.
+  const std::string output_error = speech_.finish(job);
   if (!output_error.empty()) return on_output_failed(job, output_error);  // ends the turn
   finish_turn_if_complete();
 }
@@ -204,12 +154,8 @@ void Daemon::on_engine_failed(uint64_t job, const std::string& error, bool devic
 
 void Daemon::on_playback_drained(uint64_t turn_id) {
   if (!turn_ || turn_->id != turn_id || !turn_->speech_started) return;
-  std::string where;
-  {
-    std::lock_guard lock(output_mu_);
-    output_turn_ = 0;
-    if (output_) where = output_->destination();
-  }
+  speech_.release();
+  const std::string where = speech_.destination();
   const int rate = model_ ? model_->speech_sample_rate() : 24000;
   publish("speech.end", {{"turn_id", turn_id},
                          {"duration_ms", static_cast<int64_t>(turn_->speech_samples * 1000 / rate)},
@@ -223,10 +169,7 @@ void Daemon::finish_turn_if_complete() {
   if (!turn_ || !turn_->engine_done) return;
   // A turn with audio ends when playback has drained (speech.end); one without audio ends now.
   if (turn_->speech_started) return;
-  {
-    std::lock_guard lock(output_mu_);
-    output_turn_ = 0;
-  }
+  speech_.release();
   turn_.reset();
   update_state();
 }
@@ -294,11 +237,10 @@ void Daemon::rebuild_endpointer() {
   detector_ = std::move(detector);
 }
 
-std::string Daemon::state_name() const {
-  if (!ready_) return "loading";
-  if (turn_) return turn_->speech_started ? "speaking" : "thinking";
-  const bool mic = listening_ && capture_ && !capture_failed_ && !capture_->end_of_stream();
-  return mic ? "listening" : "idle";
+DaemonState Daemon::current_state() const {
+  if (!ready_) return DaemonState::loading;
+  if (turn_) return turn_->speech_started ? DaemonState::speaking : DaemonState::thinking;
+  return listening_ && capture_.open() ? DaemonState::listening : DaemonState::idle;
 }
 
 void Daemon::update_state() {
@@ -310,12 +252,12 @@ void Daemon::update_state() {
   }
   if (!open && spec_) drop_speculation("the microphone closed");
   mic_open_ = open;
-  const std::string next = state_name();
+  const DaemonState next = current_state();
   if (next == state_) return;
-  const std::string previous = state_;
+  const DaemonState previous = state_;
   state_ = next;
-  publish("state", {{"state", next}, {"previous", previous}});
-  if (ready_ && !stopping_) notifier_.status(next);
+  publish("state", {{"state", to_string(next)}, {"previous", to_string(previous)}});
+  if (ready_ && !stopping_) notifier_.status(std::string(to_string(next)));
 }
 
 void Daemon::publish(std::string_view name, nlohmann::json fields) {

@@ -11,12 +11,14 @@
 #   BENCH_RECORDING  the microphone (default tests/integration/data/one_question.wav)
 #   BENCH_SPECULATE  the speculate_after_ms values to compare (default "0 300"; 0 = off)
 #   BENCH_RUNS       runs per value (default 3), each a fresh daemon
+#   OMNID_BIN        another daemon binary, e.g. BUILD_DIR/tests/integration/omnid_scripted with
+#                    BENCH_MODEL=scripted:step_ms=300,words=3 (an engine of fixed speed, to see the daemon alone)
 # Everything stays in BUILD_DIR/bench-latency (omnid.yaml, omnid-*.log, events-*.jsonl).
 set -euo pipefail
 build=$(cd "${1:?usage: tools/bench_latency.sh BUILD_DIR}" && pwd)
 src=$(cd "$(dirname "$0")/.." && pwd)
-omnid=$build/daemon/omnid
-omnictl=$build/ipc/omnictl
+omnid=${OMNID_BIN:-$build/daemon/omnid}   # OMNID_BIN/OMNICTL_BIN: other binaries
+omnictl=${OMNICTL_BIN:-$build/ipc/omnictl}
 model=${BENCH_MODEL:-$build/bench-model/models/full-width}
 device=${BENCH_DEVICE:-cpu}
 mic=${BENCH_RECORDING:-$src/tests/integration/data/one_question.wav}
@@ -25,7 +27,7 @@ runs=${BENCH_RUNS:-3}
 end_silence=700
 run=$build/bench-latency
 for f in "$omnid" "$omnictl"; do [[ -x $f ]] || { echo "bench-latency: $f is missing; build first" >&2; exit 1; }; done
-if [[ ! -f $model/config.json ]]; then
+if [[ $model != scripted:* && ! -f $model/config.json ]]; then
   cat >&2 <<EOF
 bench-latency: no model at $model. Make one with release widths and few layers (slow enough on a CPU to matter):
   python3 tools/make_fixtures.py --full-width --layers 1 --talker-layers 1 --audio-layers 1 \\
@@ -35,7 +37,7 @@ EOF
   exit 1
 fi
 # The fixture tool writes no tokenizer; the committed test tokenizer is the release's vocabulary.
-[[ -f $model/tokenizer.json ]] || cp "$build/models/tiny-a/tokenizer.json" "$model/"
+[[ $model == scripted:* || -f $model/tokenizer.json ]] || cp "$build/models/tiny-a/tokenizer.json" "$model/"
 
 mkdir -p "$run"
 export OMNID_CONTROL="ipc://$run/control.sock" OMNID_EVENTS="ipc://$run/events.sock"

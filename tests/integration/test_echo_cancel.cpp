@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <complex>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <sys/wait.h>
 #include <vector>
 
 #include "audio/device/echo_canceller.h"
@@ -130,7 +132,9 @@ void check_set(const std::string& set, bool check_vad_on_echo) {
     const double user_start = user.empty() ? 1e12 : user[0][0].get<double>();
     for (double confirmed : s.run.vad_confirmed_ms) {
       if (confirmed < user_start) std::printf(", VAD FIRED ON ECHO ALONE at %.0f ms", confirmed);
-      if (check_vad_on_echo) EXPECT_GE(confirmed, user_start) << "the VAD fired on echo alone at " << confirmed << " ms";
+      if (check_vad_on_echo) {
+        EXPECT_GE(confirmed, user_start) << "the VAD fired on echo alone at " << confirmed << " ms";
+      }
     }
     if (user.empty() && check_vad_on_echo) {
       EXPECT_TRUE(s.run.vad_segments.empty()) << "the VAD found speech in echo alone";
@@ -229,4 +233,55 @@ TEST(EchoCancel, BadSettingsAreRefusedByName) {
   p = EchoCancelParams{};
   p.suppression = "max";
   EXPECT_THROW(omni::audio::validate(p), std::runtime_error);
+}
+
+namespace {
+struct CommandResult {
+  int status = -1;
+  std::string output;
+};
+CommandResult run_command(const std::string& command) {
+  CommandResult r;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) r.output.append(buf, n);
+  const int st = pclose(pipe);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+}  // namespace
+
+TEST(EchoCancel, OmniAecWritesTheCleanedFileAndReportsSpeechAndErle) {
+  SKIP_WITHOUT_WEBRTC_AEC();
+  const std::string out = ::testing::TempDir() + "omni_aec_clean.wav";
+  const CommandResult r = run_command(std::string(OMNI_AEC_BIN) + " --mic " + kDir + "lin_d120.mic.wav --ref " + kDir +
+                                      "lin_d120.ref.wav --out " + out + " --json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const nlohmann::json report = nlohmann::json::parse(r.output);
+  const std::vector<float> mic = omni::audio::load_wav_mono(kDir + "lin_d120.mic.wav", 16000);
+  EXPECT_EQ(omni::audio::load_wav_mono(out, 16000).size(), mic.size());
+  // The user speaks from 3.0 s: one utterance there, none before.
+  ASSERT_EQ(report.at("vad_segments").size(), 1u) << r.output;
+  const double start = report["vad_segments"][0][0], end = report["vad_segments"][0][1];
+  EXPECT_GE(start, 2900.0);
+  EXPECT_GT(end, 4000.0);
+  EXPECT_GE(report.at("erle_db").get<double>(), 20.0);
+  EXPECT_EQ(report.at("estimated_delay_ms").get<int>(), 120);
+  EXPECT_GT(report.at("converged_ms").get<double>(), 0.0);
+}
+
+TEST(EchoCancel, OmniAecNamesWhatIsWrong) {
+  const std::string out = ::testing::TempDir() + "omni_aec_bad.wav";
+  CommandResult r = run_command(std::string(OMNI_AEC_BIN) + " --mic /nonexistent/mic.wav --ref " + kDir +
+                                "lin_d20.ref.wav --out " + out);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("/nonexistent/mic.wav"), std::string::npos) << r.output;
+  r = run_command(std::string(OMNI_AEC_BIN) + " --mic a.wav --ref b.wav --out c.wav --suppression extreme");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("audio.echo_cancel.suppression"), std::string::npos) << r.output;
+  r = run_command(std::string(OMNI_AEC_BIN) + " --mic a.wav");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("--ref"), std::string::npos) << r.output;
 }

@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -113,6 +115,40 @@ Outcome run_bounded(size_t headroom_mb, const std::function<void()>& f) {
   return {out.substr(nl + 1), std::stod(out.substr(0, nl))};
 }
 
+// The GPT-2 byte-level alphabet: the vocab string of byte `b`.
+std::string byte_char(int b) {
+  std::vector<int> bytes, chars;
+  for (int c = 0; c < 256; ++c)
+    if ((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF)) bytes.push_back(c);
+  chars = bytes;
+  for (int c = 0, n = 0; c < 256; ++c)
+    if (std::find(bytes.begin(), bytes.end(), c) == bytes.end()) bytes.push_back(c), chars.push_back(256 + n++);
+  const int cp = chars[size_t(std::find(bytes.begin(), bytes.end(), b) - bytes.begin())];
+  std::string out;
+  if (cp < 0x80) out += char(cp);
+  else out += char(0xC0 | (cp >> 6)), out += char(0x80 | (cp & 0x3F));
+  return out;
+}
+
+// The finding made valid again: its mutated entry removed and the byte tokens the fuzzer's mutations
+// took away given back (at the lowest free ids), plus, when `extra_id` >= 0, an entry "extra" at that id.
+nlohmann::json finding_repaired(int64_t extra_id = -1) {
+  nlohmann::json j = nlohmann::json::parse(read(kFinding));
+  nlohmann::json& v = j["model"]["vocab"];
+  v.erase("\u00a0a5");
+  std::set<int64_t> used;
+  for (auto& [k, id] : v.items()) used.insert(id.get<int64_t>());
+  int64_t next = 0;
+  for (int b = 0; b < 256; ++b) {
+    if (v.contains(byte_char(b))) continue;
+    while (used.count(next)) ++next;
+    v[byte_char(b)] = next;
+    used.insert(next);
+  }
+  if (extra_id >= 0) v["extra"] = extra_id;
+  return j;
+}
+
 // A model directory holding `tokenizer` as tokenizer.json, with the tiny model's config.json beside it.
 std::string model_dir_with_tokenizer(const TempDir& dir, const std::string& tokenizer) {
   dir.write("tokenizer.json", tokenizer);
@@ -168,12 +204,12 @@ TEST(Bounds, TokenizerWithAnIdOf200MillionIsRefusedFastWithoutALargeAllocation) 
 TEST(Bounds, TokenizerIdsUpToTheVocabularyAreAcceptedAndOneMoreIsNot) {
   TempDir dir("edge");
   // 258 entries (ids 0..256 and the one below); the two added tokens are numbered after the vocab.
-  const std::string ok = dir.write("ok.json", replace_all(read(kFinding), "1652222222", "4095"));
+  const std::string ok = dir.write("ok.json", finding_repaired(4095).dump());
   auto tok = Tokenizer::load(ok, 4096, "test");
   EXPECT_EQ(tok->vocab_size(), 4096u);
-  const std::string off = dir.write("off.json", replace_all(read(kFinding), "1652222222", "4096"));
+  const std::string off = dir.write("off.json", finding_repaired(4096).dump());
   const Outcome o = run_bounded(256, [&] { Tokenizer::load(off, 4096, "test"); });
-  EXPECT_NE(o.error.find("off.json': model.vocab[\""), std::string::npos) << o.error;
+  EXPECT_NE(o.error.find("off.json': model.vocab[\"extra\"]"), std::string::npos) << o.error;
   EXPECT_NE(o.error.find("id 4096 is outside the model's vocabulary of 4096 ids (test)"), std::string::npos) << o.error;
 }
 
@@ -181,12 +217,17 @@ TEST(Bounds, TokenizerIdsUpToTheVocabularyAreAcceptedAndOneMoreIsNot) {
 // must fit the model too.
 TEST(Bounds, AddedTokensNumberedPastTheVocabularyAreRefused) {
   TempDir dir("added");
-  const std::string path = dir.write("tokenizer.json", replace_all(read(kFinding), "1652222222", "257"));
-  // The vocab has 258 entries (ids 0..257): <|im_start|> gets 258, <think> 259.
-  EXPECT_EQ(Tokenizer::load(path, 260, "test")->token_id("<think>"), 259);
-  const Outcome o = run_bounded(256, [&] { Tokenizer::load(path, 259, "test"); });
+  const nlohmann::json j = finding_repaired();
+  const std::string path = dir.write("tokenizer.json", j.dump());
+  // Neither added token's content is in the vocab: <|im_start|> gets id N, <think> N + 1 (N vocab entries).
+  const int64_t n = int64_t(j["model"]["vocab"].size());
+  EXPECT_EQ(Tokenizer::load(path, n + 2, "test")->token_id("<think>"), n + 1);
+  const Outcome o = run_bounded(256, [&] { Tokenizer::load(path, n + 1, "test"); });
   EXPECT_NE(o.error.find("added_tokens[1]"), std::string::npos) << o.error;
-  EXPECT_NE(o.error.find("id 259 is outside the model's vocabulary of 259 ids"), std::string::npos) << o.error;
+  EXPECT_NE(o.error.find("id " + std::to_string(n + 1) + " is outside the model's vocabulary of " +
+                         std::to_string(n + 1) + " ids"),
+            std::string::npos)
+      << o.error;
 }
 
 // The engine loads the tokenizer with the checkpoint's thinker vocab_size as the bound, before it maps

@@ -1,0 +1,116 @@
+#include "daemon/capture_supervisor.h"
+
+#include <algorithm>
+
+#include "daemon/log.h"
+
+namespace omnid {
+
+using omni::audio::monotonic_ms;
+
+namespace {
+constexpr int kFirstBackoffMs = 500;
+constexpr int kMaxBackoffMs = 30000;
+constexpr int64_t kHealthyRunMs = 10000;
+}  // namespace
+
+void CaptureSupervisor::start(const Settings& settings, bool playing) {
+  settings_ = settings;
+  playing_ = playing;
+  build();
+}
+
+void CaptureSupervisor::build() {
+  const uint64_t generation = ++generation_;
+  heard_ = false;
+  omni::audio::AudioCapture::Callbacks cb;
+  cb.on_samples = [this](const float* p, size_t n) {
+    heard_ = true;
+    if (listener_.on_samples) listener_.on_samples(p, n);
+  };
+  cb.on_error = [this, generation](const std::string& msg) {
+    loop_.post([this, generation, msg] { on_lost(generation, "audio input failed: " + msg); });
+  };
+  cb.on_end_of_stream = [this, generation] {
+    loop_.post([this, generation] {
+      if (generation != generation_) return;
+      if (settings_.restart_on_end) return on_lost(generation, "audio input ended");
+      log_info("audio input reached its end; audio.input.restart_on_end is off, the microphone stays closed");
+      if (listener_.on_closed) listener_.on_closed();
+    });
+  };
+  auto capture = std::make_unique<omni::audio::AudioCapture>(settings_.pipeline, std::move(cb));
+  capture->start(playing_);
+  capture_ = std::move(capture);
+  failed_ = false;
+  started_ms_ = monotonic_ms();
+  log_info("audio input: %s", capture_->pipeline_description().c_str());
+}
+
+void CaptureSupervisor::apply(const Settings& settings) {
+  const bool rebuild = settings.pipeline != settings_.pipeline;
+  settings_ = settings;
+  if (!rebuild || !capture_) return;
+  stop();
+  build();
+}
+
+void CaptureSupervisor::set_playing(bool playing) {
+  playing_ = playing;
+  if (capture_) capture_->set_playing(playing);
+}
+
+void CaptureSupervisor::stop() {
+  ++generation_;  // whatever the old pipeline posted is stale now
+  if (capture_) capture_->stop();
+  capture_.reset();
+  failed_ = false;
+  restoring_ = false;
+}
+
+void CaptureSupervisor::on_lost(uint64_t generation, const std::string& reason) {
+  if (generation != generation_ || failed_) return;  // stale or already handled
+  const int64_t now = monotonic_ms();
+  const bool first = !restoring_;  // a new loss (not a failed rebuild)
+  if (first) {
+    lost_ms_ = now;
+    attempts_ = 0;
+  }
+  const bool ran_well = now - started_ms_ >= kHealthyRunMs;
+  backoff_ms_ = (backoff_ms_ == 0 || ran_well) ? kFirstBackoffMs : std::min(backoff_ms_ * 2, kMaxBackoffMs);
+  failed_ = true;
+  retry_at_ms_ = now + backoff_ms_;
+  log_error("%s; rebuilding the pipeline in %d ms", reason.c_str(), backoff_ms_);
+  if (listener_.on_lost) listener_.on_lost(reason, backoff_ms_, first);
+}
+
+void CaptureSupervisor::tick() {
+  const int64_t now = monotonic_ms();
+  if (restoring_ && !failed_ && heard_) {
+    restoring_ = false;
+    const int64_t down_ms = now - lost_ms_;
+    log_info("audio input restored after %lld ms (%d attempts)", static_cast<long long>(down_ms), attempts_);
+    if (listener_.on_restored) listener_.on_restored(down_ms, attempts_);
+    return;
+  }
+  if (!failed_ || now < retry_at_ms_) return;
+  ++attempts_;
+  restoring_ = true;
+  if (capture_) capture_->stop();
+  capture_.reset();
+  try {
+    build();
+  } catch (const std::exception& e) {
+    failed_ = false;  // let on_lost schedule the next attempt with a longer backoff
+    on_lost(generation_, std::string("audio input cannot be rebuilt: ") + e.what());
+  }
+}
+
+std::string CaptureSupervisor::health_problem(int64_t now_ms) const {
+  if (!capture_ || failed_) return "";
+  if (!capture_->thread_running() || now_ms - capture_->last_alive_ms() > 2000)
+    return "audio capture thread is not running";
+  return "";
+}
+
+}  // namespace omnid

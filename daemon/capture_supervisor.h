@@ -1,0 +1,81 @@
+// Capture supervision: the microphone pipeline survives its device. When the GStreamer pipeline fails
+// (device unplugged, sound server gone) or ends (a source that stops delivering), the supervisor reports the
+// loss and rebuilds the pipeline with exponential backoff (0.5 s doubling to 30 s; back to 0.5 s after a
+// pipeline that ran 10 s). It reports the input restored once a rebuilt pipeline delivers samples.
+//
+// Threads: samples arrive on the capture thread and go straight to `on_samples`; everything else runs on
+// the daemon's event loop (the pipeline's errors are posted there) and its listener is called there.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "audio/device/capture.h"
+#include "daemon/event_loop.h"
+
+namespace omnid {
+
+class CaptureSupervisor {
+ public:
+  struct Listener {
+    std::function<void(const float* samples, size_t count)> on_samples;  // capture thread
+    // The input was lost (`first`: a new loss, not a failed rebuild); the next rebuild is in `retry_in_ms`.
+    std::function<void(const std::string& reason, int retry_in_ms, bool first)> on_lost;
+    // A rebuilt pipeline delivers samples again, `down_ms` after the loss, after `attempts` rebuilds.
+    std::function<void(int64_t down_ms, int attempts)> on_restored;
+    // The input ended and stays closed (restart_on_end off): the microphone state changed.
+    std::function<void()> on_closed;
+  };
+  struct Settings {
+    std::string pipeline = "autoaudiosrc";  // GStreamer source description
+    bool restart_on_end = true;             // an input that ends is lost like one that fails: rebuilt
+  };
+
+  CaptureSupervisor(EventLoop& loop, Listener listener) : loop_(loop), listener_(std::move(listener)) {}
+  ~CaptureSupervisor() { stop(); }
+  CaptureSupervisor(const CaptureSupervisor&) = delete;
+  CaptureSupervisor& operator=(const CaptureSupervisor&) = delete;
+
+  // Builds and starts the pipeline (paused unless `playing`). Throws std::runtime_error when GStreamer
+  // rejects it; nothing is supervised then.
+  void start(const Settings& settings, bool playing);
+  // New settings: a changed pipeline is rebuilt now (throws as start does); restart_on_end applies at once.
+  void apply(const Settings& settings);
+  void set_playing(bool playing);
+  // Stops the pipeline; no listener call follows until the next start().
+  void stop();
+  // Every 100 ms from the loop while omnid runs: rebuilds a lost input when its backoff has passed and
+  // reports a restored one.
+  void tick();
+
+  bool running() const { return capture_ != nullptr; }
+  bool lost() const { return failed_; }
+  // The microphone delivers (or will deliver) samples: a pipeline runs, not lost, not at its end.
+  bool open() const { return capture_ && !failed_ && !capture_->end_of_stream(); }
+  // Empty when healthy, else what the watchdog reports. A lost input is being rebuilt: restarting omnid
+  // would not bring it back sooner, so that is healthy.
+  std::string health_problem(int64_t now_ms) const;
+
+ private:
+  void build();
+  void on_lost(uint64_t generation, const std::string& reason);
+
+  EventLoop& loop_;
+  Listener listener_;
+  Settings settings_;
+  bool playing_ = true;
+  std::unique_ptr<omni::audio::AudioCapture> capture_;
+  uint64_t generation_ = 0;          // callbacks of an older pipeline are ignored
+  bool failed_ = false;              // lost; being rebuilt
+  std::atomic<bool> heard_{false};   // the current pipeline delivered samples
+  bool restoring_ = false;           // rebuilt after a loss; restored once it delivers samples
+  int64_t started_ms_ = 0;
+  int64_t lost_ms_ = 0;
+  int64_t retry_at_ms_ = 0;
+  int backoff_ms_ = 0;
+  int attempts_ = 0;
+};
+
+}  // namespace omnid
