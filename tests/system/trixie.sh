@@ -49,7 +49,8 @@ for step in "${steps[@]}"; do
     run_in /bin/bash -euo pipefail -c '
       dpkg --add-architecture arm64 && apt-get update -qq
       apt-get install -y -qq --no-install-recommends g++-aarch64-linux-gnu cmake pkg-config xz-utils \
-        nlohmann-json3-dev libutf8proc-dev:arm64 libfftw3-dev:arm64 libsoxr-dev:arm64 libgtest-dev:arm64 >/dev/null
+        nlohmann-json3-dev libutf8proc-dev:arm64 libfftw3-dev:arm64 libsoxr-dev:arm64 libgtest-dev:arm64 \
+        libpng-dev:arm64 libjpeg62-turbo-dev:arm64 libstdc++6:arm64 libgomp1:arm64 >/dev/null
       cmake -S . -B build-arm64 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_CUDA=OFF >build-arm64.log 2>&1 || { tail -20 build-arm64.log; exit 1; }
       cmake --build build-arm64 -j '"$JOBS"' --target omni_unit_tests omni_golden_tests >>build-arm64.log 2>&1 ||
