@@ -221,9 +221,16 @@ c_segv() {
   echo "restarted by Restart=on-failure (pid $pid -> $(main_pid))"
 }
 c_stop_mid_answer() {
-  as alice omnictl ask "Tell me everything you know, at length." >/dev/null || { echo "ask failed"; return 1; }
-  sleep 0.5
-  local state; state=$(as alice omnictl --json status | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p')
+  # A long text spoken verbatim keeps the turn running for seconds (an ask to the random tiny model can end
+  # within half a second); stop as soon as it is seen running.
+  local text; text=$(printf 'The robot reads this long sentence aloud, word by word. %.0s' $(seq 1 40))
+  as alice omnictl say "$text" >/dev/null || { echo "say failed"; return 1; }
+  local state="" i
+  for i in $(seq 1 100); do
+    state=$(as alice omnictl --json status | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p')
+    case "$state" in thinking|speaking) break;; esac
+    sleep 0.02
+  done
   case "$state" in thinking|speaking) ;; *) echo "no answer running when stopping (state '$state')"; return 1;; esac
   local start; start=$(date +%s%N)
   systemctl stop omnid
