@@ -175,8 +175,7 @@ int run(const Args& a) {
     out["prompt_tokens"] = r.prompt_tokens;
     out["tokens"] = r.tokens;
     out["text"] = r.text;
-    const char* stops[] = {"end_of_turn", "max_tokens", "cancelled", "context_full"};
-    out["stop"] = stops[int(r.stop)];
+    out["stop"] = std::string(omni::to_string(r.stop));
     if (a.gen.speak)
       out["speech"] = {{"samples", r.speech_samples}, {"sample_rate", model->speech_sample_rate()},
                        {"frames", r.speech_frames}};

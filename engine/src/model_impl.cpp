@@ -52,6 +52,10 @@ ModelImpl::ModelImpl(const LoadOptions& opt) {
   const std::string tok_path = opt.model_dir + "/tokenizer.json";
   if (::stat(tok_path.c_str(), &st) != 0) throw CheckpointError(tok_path + ": missing (the model's tokenizer)");
   tokenizer_ = Tokenizer::load(tok_path);
+  cfg_.ids.newline = tokenizer_->token_id("\n");
+  if (cfg_.ids.newline < 0)
+    throw CheckpointError(tok_path + ": no token for \"\\n\" (the chat template needs it after each role name)");
+  default_sampling_ = load_generation_config(opt.model_dir + "/generation_config.json");
   progress(0.05, "mapping checkpoint");
   checkpoint_ = std::make_unique<Checkpoint>(opt.model_dir);
   backend_ = make_backend(opt);

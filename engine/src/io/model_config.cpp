@@ -1,5 +1,10 @@
 #include "io/model_config.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -249,6 +254,50 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
     if (w.num_quantizers != t.num_code_groups) cw.fail("num_quantizers", "equal to talker num_code_groups");
   }
   return c;
+}
+
+Sampling parse_generation_config(const std::string& json_text, const std::string& origin) {
+  json j;
+  try {
+    j = json::parse(json_text);
+  } catch (const json::exception& e) {
+    throw ConfigError(origin + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw ConfigError(origin + ": expected a JSON object");
+  const Reader r(j, "", origin);
+  // transformers' GenerationConfig defaults for what the file leaves out.
+  Sampling s;
+  s.greedy = !r.boolean("do_sample", false);
+  s.temperature = float(r.number("temperature", 1.0));
+  if (!(s.temperature > 0) || !std::isfinite(s.temperature)) r.fail("temperature", "a number > 0");
+  if (r.has("top_k")) {
+    const json& v = j.at("top_k");
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX)
+      r.fail("top_k", "an integer in [0, 2147483647] (0: off)");
+    s.top_k = int(v.get<int64_t>());
+  } else {
+    s.top_k = 50;
+  }
+  s.top_p = float(r.number("top_p", 1.0));
+  if (!(s.top_p > 0 && s.top_p <= 1)) r.fail("top_p", "a number in (0, 1]");
+  s.repetition_penalty = float(r.number("repetition_penalty", 1.0));
+  if (!(s.repetition_penalty > 0) || !std::isfinite(s.repetition_penalty))
+    r.fail("repetition_penalty", "a number > 0");
+  return s;
+}
+
+Sampling load_generation_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    struct stat st {};
+    // No file: transformers' defaults (greedy), exactly as a file that sets nothing.
+    if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return parse_generation_config("{}", path);
+    throw ConfigError(path + ": cannot be read");
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": read error");
+  return parse_generation_config(text.str(), path);
 }
 
 }  // namespace omni
