@@ -53,6 +53,7 @@ class Daemon {
     bool speech_started = false;
     bool engine_done = false;
     size_t speech_samples = 0;
+    std::string text;  // the answer so far (response.delta pieces)
   };
 
   // start-up (daemon.cpp)
@@ -80,13 +81,19 @@ class Daemon {
   nlohmann::json sampling_fields() const;
   void apply_sampling(const omni::ipc::SamplingUpdate& update);
   // Re-reads the config file. false: kept the running configuration, `error` says why.
-  bool reload(std::string& error, nlohmann::json& details);
+  bool reload(std::string& error, nlohmann::json& details,
+              omni::ipc::ErrorCode* code = nullptr);  // `code`: what to answer a reload request
   void apply_live_settings(const Config& next);
   // Runs `job` on the engine thread and answers `h` once it has run: {} , or `internal` "<what> failed: …"
   // with an error event.
   void apply_then_reply(const omni::ipc::ReplyHandle& h, std::function<void(omni::Session&)> job,
                         const std::string& what);
   void change_system_prompt(const std::string& prompt);
+  // Limits said up front. A system prompt must leave room for a turn: its prompt tokens plus max_new_tokens
+  // within context_tokens (else bad_request with the count); a turn's prompt must fit with the system prompt
+  // (else context_full). nullopt: fits (or no model to count with yet).
+  std::optional<omni::ipc::Error> check_system_prompt(const std::string& prompt, int max_new_tokens) const;
+  std::optional<omni::ipc::Error> check_turn_fits(const omni::UserTurn& input) const;
 
   // turns and audio (turns.cpp)
   std::optional<omni::ipc::Error> start_turn(const std::string& source, TurnJob job, uint64_t& turn_id);
@@ -97,8 +104,15 @@ class Daemon {
   void on_engine_failed(uint64_t turn_id, const std::string& error, bool device_lost);
   void on_playback_drained(uint64_t turn_id);
   void finish_turn_if_complete();
-  void on_vad_start(double stream_ms);
-  void on_utterance(omni::audio::Utterance utterance);
+  // Stream positions on both clocks: `at` is when the capture stream was at that position (monotonic and
+  // Unix ms), from the moment the VAD decided, when the endpointer had seen the stream up to its stream_ms().
+  struct StreamTime {
+    int64_t mono_ms = 0;
+    int64_t ts_ms = 0;
+  };
+  StreamTime stream_time(double stream_ms) const;  // capture thread, endpointer_mu_ held
+  void on_vad_start(double stream_ms, StreamTime at);
+  void on_utterance(omni::audio::Utterance utterance, double stream_ms, StreamTime at);
   void engine_audio(uint64_t turn_id, const float* samples, size_t count);  // worker thread
   omni::GenerateOptions generate_options(bool speak);  // draws the turn's seed
   omni::audio::VadParams vad_params() const;
@@ -142,7 +156,8 @@ class Daemon {
 
   // dialog
   std::optional<ActiveTurn> turn_;
-  uint64_t next_turn_id_ = 1;
+  uint64_t next_turn_id_ = 1;  // from the start's Unix time in ms: turn ids stay unique across restarts
+  std::string instance_;       // this process's id, in every reply and daemon.* event
   DaemonState state_ = DaemonState::loading;
   int64_t started_ms_ = 0;
   int exit_code_ = 0;
