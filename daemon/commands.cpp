@@ -45,7 +45,33 @@ nlohmann::json Daemon::status_fields() const {
           {"context_tokens_used", worker_ ? worker_->context_used() : 0},
           {"context_tokens", config_.model.context_tokens},
           {"first_audio", {{"since_speech_end_ms", latency_status()}}},
+          {"sampling", sampling_fields()},
           {"protocol", omni::ipc::kProtocolVersion}};
+}
+
+nlohmann::json Daemon::sampling_fields() const {
+  const omni::Sampling s = effective_sampling(model_ ? model_->default_sampling() : omni::Sampling{}, sampling_, 0);
+  nlohmann::json seed = nullptr;
+  if (sampling_.seed) seed = *sampling_.seed;
+  return {{"temperature", s.greedy ? 0.0 : double(s.temperature)},
+          {"top_k", s.top_k},
+          {"top_p", double(s.top_p)},
+          {"repetition_penalty", double(s.repetition_penalty)},
+          {"seed", seed}};
+}
+
+void Daemon::apply_sampling(const omni::ipc::SamplingUpdate& u) {
+  auto put = [](const std::optional<std::optional<double>>& in, auto& out) {
+    using T = typename std::decay_t<decltype(out)>::value_type;
+    if (!in) return;
+    if (*in) out = static_cast<T>(**in);
+    else out.reset();
+  };
+  put(u.temperature, sampling_.temperature);
+  put(u.top_k, sampling_.top_k);
+  put(u.top_p, sampling_.top_p);
+  put(u.repetition_penalty, sampling_.repetition_penalty);
+  put(u.seed, sampling_.seed);
 }
 
 static bool same_name(const std::string& a, const std::string& b) {
@@ -128,8 +154,15 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
               if (spec_) drop_speculation("the speaker changed");  // it speaks with the old voice
             }
             if (r.volume) speech_.set_volume(*r.volume);
+            if (r.sampling) {
+              apply_sampling(*r.sampling);
+              if (spec_) drop_speculation("the sampling changed");  // it was drawn with the old settings
+            }
             if (r.system_prompt) change_system_prompt(*r.system_prompt);
-            server.reply_ok(h, {{"speaker", speaker_}, {"volume", speech_.volume()}, {"system_prompt", system_prompt_}});
+            server.reply_ok(h, {{"speaker", speaker_},
+                                {"volume", speech_.volume()},
+                                {"system_prompt", system_prompt_},
+                                {"sampling", sampling_fields()}});
           },
           [&](const omni::ipc::ReloadRequest&) {
             std::string error;
@@ -233,6 +266,7 @@ void Daemon::apply_live_settings(const Config& next) {
     throw;
   }
   speaker_ = applied.model.speaker;
+  sampling_ = applied.model.sampling;
   speech_.set_volume(applied.audio.output.volume);
   // The file's prompt wins over one `set` at run time; the engine hears of it only when it differs from the
   // prompt in effect (a new prompt starts a new conversation).

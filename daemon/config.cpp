@@ -1,6 +1,7 @@
 #include "daemon/config.h"
 
 #include "omni/engine.h"
+#include "ipc/protocol.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -111,6 +112,22 @@ class SchemaReader {
     out = v;
   }
 
+  // A model.sampling value: a number checked by omni::ipc::sampling_problem (the rule `set` uses too), or null
+  // for unset (the checkpoint's value).
+  template <typename T>
+  void sampling_value(const YAML::Node& parent, const std::string& prefix, const char* name, std::optional<T>& out) {
+    const YAML::Node n = parent[name];
+    if (!n) return;
+    if (n.IsNull()) return out.reset();
+    const std::string key = join(prefix, name);
+    double v = 0;
+    if (!n.IsScalar() || !YAML::convert<double>::decode(n, v))
+      return error(n.Mark(), key, "expected a number or null, got " + shown(n));
+    if (const std::string problem = omni::ipc::sampling_problem(name, v); !problem.empty())
+      return error(n.Mark(), key, n.Scalar() + ": " + problem);
+    out = static_cast<T>(v);
+  }
+
   void boolean(const YAML::Node& parent, const std::string& prefix, const char* name, bool& out) {
     const YAML::Node n = parent[name];
     if (!n) return;
@@ -140,7 +157,7 @@ class SchemaReader {
 void read_model(SchemaReader& r, const YAML::Node& root, ModelConfig& m) {
   r.section(root, "", "model",
             {"path", "device", "dtype", "weights", "speaker", "system_prompt", "max_new_tokens", "context_tokens",
-             "max_speech_frames"},
+             "max_speech_frames", "sampling"},
             [&](const YAML::Node& n, const std::string& k) {
               r.text(n, k, "path", m.path);
               if (n["path"] && m.path.empty()) r.error(n["path"].Mark(), k + ".path", "must not be empty");
@@ -157,6 +174,14 @@ void read_model(SchemaReader& r, const YAML::Node& root, ModelConfig& m) {
               r.integer(n, k, "max_new_tokens", m.max_new_tokens, 1, 32768);
               r.integer(n, k, "context_tokens", m.context_tokens, 256, 1 << 20);
               r.integer(n, k, "max_speech_frames", m.max_speech_frames, 1, 1 << 16);
+              r.section(n, k, "sampling", {"temperature", "top_k", "top_p", "repetition_penalty", "seed"},
+                        [&](const YAML::Node& s, const std::string& sk) {
+                          r.sampling_value(s, sk, "temperature", m.sampling.temperature);
+                          r.sampling_value(s, sk, "top_k", m.sampling.top_k);
+                          r.sampling_value(s, sk, "top_p", m.sampling.top_p);
+                          r.sampling_value(s, sk, "repetition_penalty", m.sampling.repetition_penalty);
+                          r.sampling_value(s, sk, "seed", m.sampling.seed);
+                        });
             });
 }
 
@@ -320,6 +345,19 @@ Config load_config_file(const std::string& path) {
   text << in.rdbuf();
   if (in.bad()) throw ConfigError(path + ": read error");
   return parse_config(text.str(), path);
+}
+
+omni::Sampling effective_sampling(const omni::Sampling& checkpoint, const SamplingConfig& c, uint64_t fresh_seed) {
+  omni::Sampling s = checkpoint;
+  if (c.temperature) {
+    s.greedy = *c.temperature == 0;
+    if (!s.greedy) s.temperature = static_cast<float>(*c.temperature);
+  }
+  if (c.top_k) s.top_k = *c.top_k;
+  if (c.top_p) s.top_p = static_cast<float>(*c.top_p);
+  if (c.repetition_penalty) s.repetition_penalty = static_cast<float>(*c.repetition_penalty);
+  s.seed = c.seed ? *c.seed : fresh_seed;
+  return s;
 }
 
 std::vector<std::string> restart_required_changes(const Config& a, const Config& b) {

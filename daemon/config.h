@@ -4,6 +4,10 @@
 // that names the file, the line and the dotted key, so one log line tells an operator what to fix.
 // docs/config.md documents each field; config/omnid.yaml is the documented default.
 #pragma once
+#include <omni/engine.h>
+
+#include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -13,6 +17,17 @@ namespace omnid {
 class ConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// model.sampling: how answers are sampled, over the checkpoint's generation_config.json. Unset keys keep the
+// checkpoint's value (transformers' defaults when the file does not set them: greedy).
+struct SamplingConfig {
+  std::optional<double> temperature;         // 0: greedy; > 0: sample at this temperature
+  std::optional<int> top_k;                  // 0: off
+  std::optional<double> top_p;               // (0, 1]; 1: off
+  std::optional<double> repetition_penalty;  // > 0; 1: off
+  std::optional<uint64_t> seed;              // unset: a fresh seed for each turn
+  bool operator==(const SamplingConfig&) const = default;
 };
 
 struct ModelConfig {
@@ -25,12 +40,15 @@ struct ModelConfig {
   int max_new_tokens = 256;
   int context_tokens = 8192;
   int max_speech_frames = 4096;
+  SamplingConfig sampling;
+  bool operator==(const ModelConfig&) const = default;
 };
 
 struct InputConfig {
   std::string pipeline = "autoaudiosrc";  // GStreamer source description
   bool listen = true;                      // start with the microphone open
   bool restart_on_end = true;              // a source that ends is lost like one that fails: rebuilt
+  bool operator==(const InputConfig&) const = default;
 };
 
 struct OutputConfig {
@@ -38,6 +56,7 @@ struct OutputConfig {
   std::string device = "default";     // PortAudio device name
   std::string path;                   // wav-file: file to write; "{turn}" is replaced by the turn id
   double volume = 1.0;                // linear gain, 0 (mute) .. 1 (full scale)
+  bool operator==(const OutputConfig&) const = default;
 };
 
 struct VadConfig {
@@ -52,13 +71,15 @@ struct VadConfig {
   // unplayed until end_silence_ms commits it (or speech resumes and it is dropped). 0: off; else in
   // [200, end_silence_ms). The default is off by itself when end_silence_ms <= it. docs/config.md.
   int speculate_after_ms = 300;
+  bool operator==(const VadConfig&) const = default;
 };
 
 struct AudioConfig {
   InputConfig input;
   OutputConfig output;
   VadConfig vad;
-  bool barge_in = true;  // user speech while omnid answers cancels the answer
+  bool barge_in = false;  // user speech while omnid answers cancels the answer (needs a headset or echo cancellation)
+  bool operator==(const AudioConfig&) const = default;
 };
 
 struct IpcConfig {
@@ -75,6 +96,7 @@ struct IpcConfig {
   std::string curve_secret_key_file;
   std::string curve_secret_key;  // read from curve_secret_key_file
   std::vector<std::string> curve_client_keys;
+  bool operator==(const IpcConfig&) const = default;
 };
 
 struct Config {
@@ -82,6 +104,7 @@ struct Config {
   AudioConfig audio;
   IpcConfig ipc;
   std::string source;  // file it came from ("" for built-in defaults)
+  bool operator==(const Config&) const = default;
 };
 
 // Parses YAML text; `source_name` is used in error messages. Throws ConfigError listing every
@@ -89,6 +112,10 @@ struct Config {
 Config parse_config(const std::string& yaml_text, const std::string& source_name);
 // Reads and parses a file; an unreadable file is a ConfigError too.
 Config load_config_file(const std::string& path);
+
+// The sampling a turn uses: the checkpoint's defaults with the configured keys over them (temperature 0: greedy).
+// The seed is the configured one, else `fresh_seed`.
+omni::Sampling effective_sampling(const omni::Sampling& checkpoint, const SamplingConfig& c, uint64_t fresh_seed);
 
 // Dotted keys whose new value cannot be applied without restarting omnid.
 std::vector<std::string> restart_required_changes(const Config& running, const Config& next);

@@ -38,6 +38,7 @@ Daemon::Daemon(Config config, std::string config_path, ModelLoader loader)
   listening_ = config_.audio.input.listen;
   speaker_ = config_.model.speaker;
   system_prompt_ = config_.model.system_prompt;
+  sampling_ = config_.model.sampling;
 }
 
 Daemon::~Daemon() {

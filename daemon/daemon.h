@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -93,6 +94,10 @@ class Daemon {
   void drain_requests();
   void handle(const omni::ipc::IncomingRequest& in);
   nlohmann::json status_fields() const;
+  // The sampling in effect for the next turn (the checkpoint's defaults under model.sampling and `set`);
+  // seed null: a fresh one each turn.
+  nlohmann::json sampling_fields() const;
+  void apply_sampling(const omni::ipc::SamplingUpdate& update);
   // Re-reads the config file. false: kept the running configuration, `error` says why.
   bool reload(std::string& error, nlohmann::json& details);
   void apply_live_settings(const Config& next);
@@ -115,7 +120,7 @@ class Daemon {
   // `speech_end_ms`: monotonic ms of the utterance's last voiced frame.
   void on_utterance(omni::audio::Utterance utterance, int64_t speech_end_ms);
   void engine_audio(uint64_t turn_id, const float* samples, size_t count);  // worker thread
-  omni::GenerateOptions generate_options(bool speak) const;
+  omni::GenerateOptions generate_options(bool speak);  // draws the turn's seed
   omni::audio::VadParams vad_params() const;
   // speculation.cpp
   void on_vad_pause(omni::audio::Utterance utterance);
@@ -161,6 +166,8 @@ class Daemon {
   SpeechOutput speech_;
   std::string speaker_;
   std::string system_prompt_;
+  SamplingConfig sampling_;        // model.sampling, changed by `set`
+  std::mt19937_64 seed_source_{std::random_device{}()};  // a turn's seed when none is configured
 
   // dialog
   std::optional<ActiveTurn> turn_;

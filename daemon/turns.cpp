@@ -8,12 +8,13 @@ namespace omnid {
 
 using omni::audio::monotonic_ms;
 
-omni::GenerateOptions Daemon::generate_options(bool speak) const {
+omni::GenerateOptions Daemon::generate_options(bool speak) {
   omni::GenerateOptions o;
   o.max_new_tokens = config_.model.max_new_tokens;
   o.speak = speak && model_ && model_->has_talker();
   o.speaker = speaker_;
   o.max_speech_frames = config_.model.max_speech_frames;
+  o.sampling = effective_sampling(model_ ? model_->default_sampling() : omni::Sampling{}, sampling_, seed_source_());
   return o;
 }
 
@@ -113,14 +114,10 @@ void Daemon::on_engine_done(uint64_t job, omni::TurnResult result) {
   const uint64_t turn_id = turn_->id;
   turn_->engine_done = true;
   if (!turn_->say) {
-    const char* stop = result.stop == omni::StopReason::EndOfTurn    ? "end_of_turn"
-                       : result.stop == omni::StopReason::MaxTokens  ? "max_tokens"
-                       : result.stop == omni::StopReason::ContextFull ? "context_full"
-                                                                       : "cancelled";
     publish("response.done", {{"turn_id", turn_id},
                               {"text", result.text},
                               {"tokens", result.tokens.size()},
-                              {"stop", stop},
+                              {"stop", std::string(omni::to_string(result.stop))},
                               {"prefill_ms", result.timings.prefill_ms},
                               {"decode_tok_s", result.timings.decode_tok_s}});
   }

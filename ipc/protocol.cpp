@@ -120,6 +120,34 @@ class Fields {
   std::string_view cmd_;
 };
 
+SamplingUpdate parse_sampling(const json& v) {
+  if (!v.is_object()) reject_bad("field 'sampling' must be an object, not " + std::string(json_type_name(v)));
+  if (v.empty()) reject_bad("field 'sampling' needs at least one of temperature, top_k, top_p, repetition_penalty, seed");
+  SamplingUpdate u;
+  for (const auto& [key, value] : v.items()) {
+    std::optional<std::optional<double>>* slot = key == "temperature"          ? &u.temperature
+                                                 : key == "top_k"              ? &u.top_k
+                                                 : key == "top_p"              ? &u.top_p
+                                                 : key == "repetition_penalty" ? &u.repetition_penalty
+                                                 : key == "seed"               ? &u.seed
+                                                                               : nullptr;
+    if (!slot)
+      reject_bad("unknown field " + field_quote("sampling." + key) +
+                 " (allowed: temperature, top_k, top_p, repetition_penalty, seed)");
+    if (value.is_null()) {
+      *slot = std::optional<double>();
+      continue;
+    }
+    if (!value.is_number())
+      reject_bad("field 'sampling." + key + "' must be a number or null, not " + std::string(json_type_name(value)));
+    const double d = value.get<double>();
+    if (const std::string problem = sampling_problem(key, d); !problem.empty())
+      reject_bad("field 'sampling." + key + "' " + problem + ", got " + value.dump());
+    *slot = d;
+  }
+  return u;
+}
+
 void require_no_binary(const std::optional<std::string>& binary, std::string_view cmd) {
   if (binary) reject_bad("command '" + std::string(cmd) + "' takes no binary frame (only 'ask' accepts WAV bytes)");
 }
@@ -174,7 +202,7 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
     return ListenRequest{*f.boolean("enabled", true)};
   }
   if (cmd == "set") {
-    f.only({"speaker", "volume", "system_prompt"});
+    f.only({"speaker", "volume", "system_prompt", "sampling"});
     require_no_binary(binary, cmd);
     SetRequest set;
     set.speaker = f.string("speaker", false, false);
@@ -187,8 +215,9 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
         reject_bad("field 'volume' must be in [0, 1], got " + v->dump());
       set.volume = volume;
     }
-    if (!set.speaker && !set.volume && !set.system_prompt)
-      reject_bad("command 'set' needs at least one of 'speaker', 'volume', 'system_prompt'");
+    if (const json* v = f.find("sampling")) set.sampling = parse_sampling(*v);
+    if (!set.speaker && !set.volume && !set.system_prompt && !set.sampling)
+      reject_bad("command 'set' needs at least one of 'speaker', 'volume', 'system_prompt', 'sampling'");
     return set;
   }
   std::string known;
@@ -284,6 +313,16 @@ EventFrames build_event(std::string_view name, const json& fields, std::uint64_t
   body["seq"] = seq;
   body["ts_ms"] = ts_ms;
   return EventFrames{std::string(name), serialize(body)};
+}
+
+std::string sampling_problem(std::string_view key, double v) {
+  const bool integral = std::isfinite(v) && v == std::floor(v);
+  if (key == "temperature") return std::isfinite(v) && v >= 0 && v <= 100 ? "" : "must be 0 (greedy) or in (0, 100]";
+  if (key == "top_k") return integral && v >= 0 && v <= 1e6 ? "" : "must be an integer in [0, 1000000] (0: off)";
+  if (key == "top_p") return v > 0 && v <= 1 ? "" : "must be in (0, 1] (1: off)";
+  if (key == "repetition_penalty") return v > 0 && v <= 10 ? "" : "must be in (0, 10] (1: off)";
+  if (key == "seed") return integral && v >= 0 && v <= 9007199254740992.0 ? "" : "must be an integer in [0, 2^53]";
+  return "is not a sampling key (temperature, top_k, top_p, repetition_penalty, seed)";
 }
 
 }  // namespace omni::ipc

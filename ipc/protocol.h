@@ -28,11 +28,14 @@
 //                                 turn_id is a positive integer; not_found when it names a turn that is not running
 //   listen {enabled}           -> {"listening": bool}
 //   reset                      -> {} (cancels a running turn, forgets the conversation)
-//   set {speaker?, volume?, system_prompt?} (one or more)
-//                              -> {"speaker": str, "volume": num, "system_prompt": str} (the values now in effect);
+//   set {speaker?, volume?, system_prompt?, sampling?} (one or more)
+//                              -> {"speaker": str, "volume": num, "system_prompt": str, "sampling": {...}} (the
+//                                 values now in effect);
 //                                 not_found for an unknown speaker. volume is a number in [0, 1] (0 mute,
 //                                 1 full scale, linear gain); speaker a non-empty string; system_prompt any
-//                                 string ("" = no system prompt).
+//                                 string ("" = no system prompt). sampling: an object of temperature, top_k,
+//                                 top_p, repetition_penalty, seed (each a number in the range of
+//                                 sampling_problem, or null: back to the checkpoint's value).
 //   reload                     -> an object describing what was applied; a bad config file -> unavailable (message
 //                                 names key and line), the running configuration is kept.
 // Replies and events may carry more fields than listed; clients ignore unknown ones.
@@ -86,11 +89,24 @@ struct ListenRequest {
   bool enabled = false;
 };
 struct ResetRequest {};
+// `set`'s sampling: each key present replaces the running value; a present null (an empty inner optional)
+// makes it unset again, so that the checkpoint's value applies. Values are checked by sampling_problem.
+struct SamplingUpdate {
+  std::optional<std::optional<double>> temperature, top_k, top_p, repetition_penalty, seed;
+};
 struct SetRequest {  // at least one member is set
   std::optional<std::string> speaker;        // non-empty
   std::optional<double> volume;              // in [0, 1]
   std::optional<std::string> system_prompt;  // may be empty
+  std::optional<SamplingUpdate> sampling;    // at least one key
 };
+
+// The keys of a sampling setting (model.sampling in the configuration, `set`'s sampling) and the one rule for
+// their values: "" when `value` is valid for `key`, else what is wrong ("must be in (0, 1] (1: off)").
+//   temperature 0 (greedy) or (0, 100]; top_k an integer in [0, 1000000] (0: off); top_p in (0, 1];
+//   repetition_penalty in (0, 10]; seed an integer in [0, 2^53].
+inline constexpr std::string_view kSamplingKeys[] = {"temperature", "top_k", "top_p", "repetition_penalty", "seed"};
+std::string sampling_problem(std::string_view key, double value);
 struct ReloadRequest {};
 
 using Command = std::variant<PingRequest, StatusRequest, AskRequest, SayRequest, CancelRequest, ListenRequest,

@@ -203,8 +203,7 @@ int run(const Args& a) {
       for (const auto& c : r.tool_calls)
         out["tool_calls"].push_back({{"name", c.name}, {"arguments", nlohmann::ordered_json::parse(c.arguments)}});
     }
-    const char* stops[] = {"end_of_turn", "max_tokens", "cancelled", "context_full"};
-    out["stop"] = stops[int(r.stop)];
+    out["stop"] = std::string(omni::to_string(r.stop));
     if (a.gen.speak)
       out["speech"] = {{"samples", r.speech_samples}, {"sample_rate", model->speech_sample_rate()},
                        {"frames", r.speech_frames}};

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "omni/engine.h"
 #include "tensor.h"
 
 namespace omni {
@@ -76,12 +77,9 @@ struct DecoderLayerWeights {
   MlpWeights mlp;  // otherwise
 };
 
-struct SamplingParams {
-  bool greedy = true;
-  float temperature = 1.0f;
-  int top_k = 0;                    // 0: off
-  float top_p = 1.0f;               // 1: off
-  float repetition_penalty = 1.0f;  // 1: off; HF semantics (divide positive, multiply negative)
+// omni::Sampling (greedy, temperature, top-k, top-p, repetition penalty with HF semantics: divide positive,
+// multiply negative; `seed` is the caller's, the backend takes one uniform draw per call) plus:
+struct SamplingParams : Sampling {
   // Token suppression (HF SuppressTokensLogitsProcessor, applied after the penalty): ids in
   // [suppress_begin, suppress_end) get -inf, except `suppress_except` (talker: the codec EOS).
   int suppress_begin = 0, suppress_end = 0;

@@ -54,6 +54,10 @@ ModelImpl::ModelImpl(const LoadOptions& opt) {
   // Every token id must have a row in the thinker's embedding.
   tokenizer_ = Tokenizer::load(tok_path, cfg_.thinker.vocab_size,
                                "thinker_config.text_config.vocab_size in " + opt.model_dir + "/config.json");
+  cfg_.ids.newline = tokenizer_->token_id("\n");
+  if (cfg_.ids.newline < 0)
+    throw CheckpointError(tok_path + ": no token for \"\\n\" (the chat template needs it after each role name)");
+  default_sampling_ = load_generation_config(opt.model_dir + "/generation_config.json");
   progress(0.05, "mapping checkpoint");
   checkpoint_ = std::make_unique<Checkpoint>(opt.model_dir);
   backend_ = make_backend(opt);

@@ -33,6 +33,7 @@ class ModelImpl : public Model {
   int speech_sample_rate() const override { return 24000; }
   std::string device_name() const override { return backend_->name(); }
   double load_ms() const override { return load_ms_; }
+  Sampling default_sampling() const override { return default_sampling_; }
   uint64_t load_bytes() const override { return load_bytes_; }
 
   // For sessions.
@@ -58,6 +59,7 @@ class ModelImpl : public Model {
   std::unique_ptr<SpeechModel> speech_;
   int context_tokens_ = 0;
   double load_ms_ = 0;
+  Sampling default_sampling_;
   uint64_t load_bytes_ = 0;
   std::mutex token_table_mu_;
   std::shared_ptr<const TokenTable> token_table_;

@@ -14,8 +14,6 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-constexpr int32_t kNewline = 198;  // "\n" after <|im_end|> in ChatML (Qwen vocabulary)
-
 }  // namespace
 
 SessionImpl::SessionImpl(ModelImpl& model, const SessionOptions& opt)
@@ -123,11 +121,7 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
                               DecodeConstraint* con) {
   const Sampling& s = opt.sampling;
   SamplingParams sp;
-  sp.greedy = s.greedy;
-  sp.temperature = s.temperature;
-  sp.top_k = s.top_k;
-  sp.top_p = s.top_p;
-  sp.repetition_penalty = s.repetition_penalty;
+  static_cast<Sampling&>(sp) = s;
   std::mt19937_64 rng(s.seed);
   std::uniform_real_distribution<float> uniform(0.f, 1.f);
   // HF applies the repetition penalty to the whole input sequence, prompt included.
@@ -218,7 +212,7 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
   pending_.clear();
   if (!r.tokens.empty()) pending_.push_back(r.tokens.back());
   if (pending_.empty() || pending_.back() != im_end) pending_.push_back(im_end);
-  pending_.push_back(kNewline);
+  pending_.push_back(model_.config().ids.newline);
 }
 
 void SessionImpl::make_room(int needed, bool drop) {
@@ -258,8 +252,8 @@ void SessionImpl::make_room(int needed, bool drop) {
 SpeechOptions SessionImpl::speech_options(const GenerateOptions& opt) const {
   SpeechOptions so;
   so.speaker = opt.speaker;
-  so.greedy = opt.sampling.greedy;  // greedy text → greedy talker and code predictor (HF 5.17)
-  so.seed = opt.sampling.seed;
+  so.sampling.greedy = opt.sampling.greedy;  // greedy text → greedy talker and code predictor (HF 5.17)
+  so.sampling.seed = opt.sampling.seed;
   so.max_frames = std::min(opt.max_speech_frames, model_.speech()->max_frames());
   return so;
 }
@@ -434,7 +428,7 @@ TurnResult SessionImpl::say(const std::string& text, const GenerateOptions& opt,
   r.text = text;
   auto speech = make_speech(cb);
   SpeechPipeline& sp = *speech;
-  sp.start({}, Tensor(), {ids.im_start, ids.assistant, kNewline}, speech_options(opt));
+  sp.start({}, Tensor(), {ids.im_start, ids.assistant, ids.newline}, speech_options(opt));
   active_speech_.store(&sp);
   first_token_time_ = Clock::now();
   for (int32_t t : r.tokens) {

@@ -101,19 +101,15 @@ void SpeechPipeline::start(const std::vector<int32_t>& user_ids, const Tensor& u
   samples_ = 0;
   first_audio_ = {};
   cancelled_.store(false);
-  rng_.seed(opt.seed);
+  rng_.seed(opt.sampling.seed);
 
   talker_sp_ = SamplingParams();
-  talker_sp_.greedy = opt.greedy;
-  talker_sp_.temperature = opt.temperature;
-  talker_sp_.top_k = opt.top_k;
-  talker_sp_.top_p = opt.top_p;
-  talker_sp_.repetition_penalty = opt.repetition_penalty;
+  static_cast<Sampling&>(talker_sp_) = opt.sampling;
   talker_sp_.suppress_begin = tc.text.vocab_size - 1024;  // HF: all codec specials but EOS
   talker_sp_.suppress_end = tc.text.vocab_size;
   talker_sp_.suppress_except = tc.codec_eos_id;
   predictor_sp_ = SamplingParams();  // 5.17: the code predictor samples iff the talker does
-  predictor_sp_.greedy = opt.greedy;
+  predictor_sp_.greedy = opt.sampling.greedy;
   predictor_sp_.top_k = 50;
   predictor_sp_.top_p = 0.8f;
   stream_ = std::make_unique<Code2WavStream>(m_.code2wav_decoder(), kHfChunkFrames, kHfLeftContext, m_.push_frames());

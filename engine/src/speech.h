@@ -72,12 +72,9 @@ class SpeechModel {
 
 struct SpeechOptions {
   std::string speaker = "ethan";
-  bool greedy = false;  // HF default talker_do_sample=True; greedy makes the code predictor greedy too
-  float temperature = 0.9f;
-  int top_k = 50;
-  float top_p = 1.0f;
-  float repetition_penalty = 1.05f;
-  uint64_t seed = 0;
+  // The talker's sampling; HF's defaults (talker_do_sample=True, temperature 0.9, top-k 50, penalty 1.05).
+  // Greedy makes the code predictor greedy too.
+  Sampling sampling{.greedy = false, .temperature = 0.9f, .top_k = 50, .top_p = 1.0f, .repetition_penalty = 1.05f};
   int max_frames = 4096;  // stop after this many frames (HF talker_max_new_tokens = max_frames + 1)
 };
 

@@ -202,7 +202,7 @@ SpeechRun run_case(Tiny& m, SpeechModel& speech, const Case& c, const std::strin
   r.sp->keep_inputs_for_tests(true);
   SpeechOptions opt;
   opt.speaker = speaker;
-  opt.greedy = true;
+  opt.sampling.greedy = true;
   opt.max_frames = c.talker_max_new_tokens - 1;  // HF's limit counts the final (code-less) token
   r.sp->start(user_ids, hidden, header, opt);
   for (size_t i = 0; i < feed; ++i) r.sp->on_thinker_token(int32_t(c.thinker.i64[i]));
@@ -328,7 +328,7 @@ TEST(SpeechGolden, MultiTurnPrefillHoldsEveryUserTurn) {
     sp.keep_inputs_for_tests(true);
     SpeechOptions opt;
     opt.speaker = "Chelsie";
-    opt.greedy = true;
+    opt.sampling.greedy = true;
     opt.max_frames = meta.at("talker_max_new_tokens").get<int>() - 1;
     sp.start(user_ids, Tensor(), std::vector<int32_t>(prompt.end() - 3, prompt.end()), opt);
     // HF speaks every token but the last generated one (the <|im_end|> when the thinker stopped).

@@ -13,11 +13,15 @@
 //   fail     1: Model::load throws a CheckpointError
 //   device_error_at  word index at which respond() throws omni::DeviceError (-1: never)
 //   reset_fails  1: Session::reset (and so set_system_prompt) throws; the conversation stays
+//   sample   1: the checkpoint's generation_config samples (temperature 0.6, top_k 20, top_p 0.95, penalty 1.1);
+//            0: it is absent (greedy, transformers' defaults)
+//   show_sampling  1: each answer starts with "[greedy r=R]" or "[t=T k=K p=P r=R seed=S]", the sampling it got
 #include <omni/engine.h>
 
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -36,6 +40,8 @@ struct Script {
   bool fail = false;
   int device_error_at = -1;
   bool reset_fails = false;
+  bool sample = false;
+  bool show_sampling = false;
 };
 
 Script parse_script(const std::string& dir) {
@@ -57,6 +63,8 @@ Script parse_script(const std::string& dir) {
     else if (key == "fail") s.fail = v != 0;
     else if (key == "device_error_at") s.device_error_at = v;
     else if (key == "reset_fails") s.reset_fails = v != 0;
+    else if (key == "sample") s.sample = v != 0;
+    else if (key == "show_sampling") s.show_sampling = v != 0;
     else throw omni::CheckpointError(dir + ": unknown script key '" + key + "'");
   }
   return s;
@@ -69,6 +77,15 @@ class ScriptedSession final : public omni::Session {
   omni::TurnResult respond(const omni::UserTurn& turn, const omni::GenerateOptions& opt,
                            const omni::Callbacks& cb) override {
     std::vector<std::string> words;
+    if (script_.show_sampling) {
+      const omni::Sampling& s = opt.sampling;
+      char buf[160];
+      if (s.greedy) std::snprintf(buf, sizeof buf, "[greedy r=%g]", s.repetition_penalty);
+      else
+        std::snprintf(buf, sizeof buf, "[t=%g k=%d p=%g r=%g seed=%llu]", s.temperature, s.top_k, s.top_p,
+                      s.repetition_penalty, static_cast<unsigned long long>(s.seed));
+      words.push_back(buf);
+    }
     if (!turn.audio_16k.empty()) words.push_back("(heard " + std::to_string(turn.audio_16k.size() / 16) + " ms)");
     if (!turn.text.empty()) words.push_back("You said: " + turn.text + ".");
     for (int i = 0; i < script_.words; ++i) words.push_back("word" + std::to_string(i));
@@ -182,6 +199,11 @@ class ScriptedModel final : public omni::Model {
   int speech_sample_rate() const override { return 24000; }
   std::string device_name() const override { return "scripted"; }
   double load_ms() const override { return script_.load_ms; }
+  omni::Sampling default_sampling() const override {
+    omni::Sampling s{.greedy = true, .temperature = 1.0f, .top_k = 50, .top_p = 1.0f, .repetition_penalty = 1.0f};
+    if (script_.sample) s = {.greedy = false, .temperature = 0.6f, .top_k = 20, .top_p = 0.95f, .repetition_penalty = 1.1f};
+    return s;
+  }
 
  private:
   Script script_;

@@ -34,7 +34,7 @@ const std::vector<int32_t> kText = {9707, 11, 1879, 13, 3555, 374, 279, 9104, 33
 
 SpeechOptions greedy(int max_frames = 40) {
   SpeechOptions o;
-  o.greedy = true;
+  o.sampling.greedy = true;
   o.max_frames = max_frames;
   return o;
 }
@@ -100,12 +100,12 @@ TEST(SpeechPipeline, MaxFramesCancelAndEmptyText) {
 TEST(SpeechPipeline, SeededSamplingIsReproducibleAndNeverPicksCodecSpecials) {
   Tiny& m = tiny();
   SpeechOptions o;  // HF defaults: sampling, temperature 0.9, top-k 50, penalty 1.05
-  o.seed = 7;
+  o.sampling.seed = 7;
   o.max_frames = 12;
   SpeechPipeline a(m.speech, m.embed, nullptr), b(m.speech, m.embed, nullptr), c(m.speech, m.embed, nullptr);
   a.say(kText, m.header(), o);
   b.say(kText, m.header(), o);
-  o.seed = 8;
+  o.sampling.seed = 8;
   c.say(kText, m.header(), o);
   EXPECT_EQ(a.frames(), b.frames());
   EXPECT_NE(a.frames(), c.frames());

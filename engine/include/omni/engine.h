@@ -39,13 +39,16 @@ struct LoadOptions {
   std::function<void(double fraction, const std::string& what)> on_progress;
 };
 
+// How the next token is chosen from the logits; the one description of sampling in the engine (the backends'
+// SamplingParams extend it with token suppression, the talker's SpeechOptions hold one). The values here are
+// "off": greedy, no top-k / top-p / penalty. A checkpoint's own defaults: Model::default_sampling().
 struct Sampling {
   bool greedy = true;
-  float temperature = 1.0f;
-  int top_k = 0;
-  float top_p = 1.0f;
-  float repetition_penalty = 1.0f;
-  uint64_t seed = 0;
+  float temperature = 1.0f;         // > 0; used when sampling
+  int top_k = 0;                    // 0: off
+  float top_p = 1.0f;               // in (0, 1]; 1: off
+  float repetition_penalty = 1.0f;  // > 0; 1: off; applied when greedy too (as transformers does)
+  uint64_t seed = 0;                // the random stream of one turn
 };
 
 struct GenerateOptions {
@@ -100,6 +103,17 @@ struct Timings {
 };
 
 enum class StopReason { EndOfTurn, MaxTokens, Cancelled, ContextFull };
+
+// The wire and log name: "end_of_turn", "max_tokens", "cancelled", "context_full".
+constexpr std::string_view to_string(StopReason s) {
+  switch (s) {
+    case StopReason::EndOfTurn: return "end_of_turn";
+    case StopReason::MaxTokens: return "max_tokens";
+    case StopReason::Cancelled: return "cancelled";
+    case StopReason::ContextFull: return "context_full";
+  }
+  return "unknown";
+}
 
 struct ToolCall {
   std::string name;
@@ -199,6 +213,9 @@ class Model {
   virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
   virtual bool has_talker() const = 0;
   virtual std::vector<std::string> speakers() const = 0;
+  // The checkpoint's sampling defaults from its generation_config.json, read as transformers reads them:
+  // no file, or no `do_sample: true`, means greedy (docs/config.md "model.sampling").
+  virtual Sampling default_sampling() const = 0;
   virtual int speech_sample_rate() const = 0;  // 24000
   virtual std::string device_name() const = 0;
   virtual double load_ms() const = 0;

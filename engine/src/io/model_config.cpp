@@ -1,5 +1,10 @@
 #include "io/model_config.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -329,6 +334,67 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
     if (w.num_quantizers != t.num_code_groups) cw.fail("num_quantizers", "equal to talker num_code_groups");
   }
   return c;
+}
+
+Sampling parse_generation_config(const std::string& json_text, const std::string& origin) {
+  json j;
+  try {
+    j = json::parse(json_text);
+  } catch (const json::exception& e) {
+    throw ConfigError(origin + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw ConfigError(origin + ": expected a JSON object");
+  const Reader r(j, "", origin);
+  const auto got = [&](const char* key) { return " (got " + j.at(key).dump() + ")"; };
+  if (r.has("do_sample") && !j.at("do_sample").is_boolean()) r.fail("do_sample", "true or false" + got("do_sample"));
+  for (const char* key : {"temperature", "top_p", "repetition_penalty"})
+    if (r.has(key) && !j.at(key).is_number()) r.fail(key, "a number" + got(key));
+  // transformers' GenerationConfig defaults for what the file leaves out.
+  Sampling s;
+  s.greedy = !r.boolean("do_sample", false);
+  // Each number is checked as the double the file holds, before it narrows to float (1e300 is no temperature).
+  const double temperature = r.number("temperature", 1.0);
+  if (!(temperature > 0) || !std::isfinite(float(temperature)))
+    r.fail("temperature", "a finite number > 0" + got("temperature"));
+  s.temperature = float(temperature);
+  if (r.has("top_k")) {
+    const json& v = j.at("top_k");
+    const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(INT32_MAX)
+                          : v.is_number_integer() ? v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX
+                                                  : false;
+    if (!in_range) r.fail("top_k", "an integer in [0, 2147483647] (0: off)" + got("top_k"));
+    s.top_k = int(v.get<int64_t>());
+  } else {
+    s.top_k = 50;
+  }
+  const double top_p = r.number("top_p", 1.0);
+  if (!(top_p > 0 && top_p <= 1)) r.fail("top_p", "a number in (0, 1]" + got("top_p"));
+  s.top_p = float(top_p);
+  const double penalty = r.number("repetition_penalty", 1.0);
+  if (!(penalty > 0) || !std::isfinite(float(penalty)))
+    r.fail("repetition_penalty", "a finite number > 0" + got("repetition_penalty"));
+  s.repetition_penalty = float(penalty);
+  return s;
+}
+
+Sampling load_generation_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) {
+    struct stat st {};
+    // No file: transformers' defaults (greedy), exactly as a file that sets nothing.
+    if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return parse_generation_config("{}", path);
+    throw ConfigError(path + ": cannot be read");
+  }
+  const std::streamoff size = in.tellg();
+  if (size < 0) throw ConfigError(path + ": cannot be read (not a regular file?)");
+  if (size > limits::kMaxConfigJsonBytes)
+    throw ConfigError(path + ": the file is " + std::to_string(size) + " bytes, more than the " +
+                      std::to_string(limits::kMaxConfigJsonBytes) + " a generation_config.json may have");
+  in.seekg(0);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": read error");
+  return parse_generation_config(text.str(), path);
 }
 
 }  // namespace omni

@@ -2,6 +2,7 @@
 // 4.57 (`rope_scaling` + `rope_theta`, as the release writes it) or 5.x (`rope_parameters`).
 // Nothing about the release's sizes is assumed: every dimension and id comes from the file.
 #pragma once
+#include "omni/engine.h"
 #include <map>
 #include <string>
 #include <vector>
@@ -102,6 +103,7 @@ struct TokenIds {
   int audio_pad = 151675, audio_start = 151669, audio_end = 151670;
   int image_pad = 151655, video_pad = 151656;
   int vision_start = 151652, vision_end = 151653;
+  int newline = -1;  // "\n" (after <|im_end|> and each role name in ChatML): from the tokenizer when it loads
 };
 
 struct ModelConfig {
@@ -118,5 +120,13 @@ struct ModelConfig {
   static ModelConfig load(const std::string& path);
   static ModelConfig parse(const std::string& json_text, const std::string& origin);
 };
+
+// <dir>/generation_config.json: the checkpoint's sampling defaults, read as transformers reads them. A missing
+// file, or one without `do_sample: true`, means greedy (transformers' default); absent values take transformers'
+// defaults (temperature 1, top_k 50, top_p 1, repetition_penalty 1). Checked: do_sample a bool, temperature > 0,
+// top_k an integer in [0, 2^31), top_p in (0, 1], repetition_penalty > 0; a bad value throws ConfigError naming
+// the file and the key. Keys this engine does not use are ignored, as transformers ignores unknown ones.
+Sampling load_generation_config(const std::string& path);
+Sampling parse_generation_config(const std::string& json_text, const std::string& origin);
 
 }  // namespace omni
