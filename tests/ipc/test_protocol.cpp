@@ -106,7 +106,7 @@ TEST(Protocol, Set) {
   EXPECT_EQ(command_of<SetRequest>(parse({{"id", 1}, {"cmd", "set"}, {"volume", 0}})).volume, 0.0);
   EXPECT_EQ(command_of<SetRequest>(parse({{"id", 1}, {"cmd", "set"}, {"volume", 1}})).volume, 1.0);
   expect_error(parse({{"id", 1}, {"cmd", "set"}}), ErrorCode::bad_request,
-               "needs at least one of 'speaker', 'volume', 'system_prompt'");
+               "needs at least one of 'speaker', 'volume', 'system_prompt', 'sampling'");
   expect_error(parse({{"id", 1}, {"cmd", "set"}, {"volume", 1.01}}), ErrorCode::bad_request,
                "'volume' must be in [0, 1], got 1.01");
   expect_error(parse({{"id", 1}, {"cmd", "set"}, {"volume", -0.1}}), ErrorCode::bad_request, "got -0.1");
@@ -117,7 +117,34 @@ TEST(Protocol, Set) {
   expect_error(parse({{"id", 1}, {"cmd", "set"}, {"speaker", ""}}), ErrorCode::bad_request,
                "'speaker' must not be empty");
   expect_error(parse({{"id", 1}, {"cmd", "set"}, {"speaker", "x"}, {"pitch", 2}}), ErrorCode::bad_request,
-               "unknown field 'pitch' for command 'set' (allowed: speaker, volume, system_prompt)");
+               "unknown field 'pitch' for command 'set' (allowed: speaker, volume, system_prompt, sampling)");
+}
+
+TEST(Protocol, SetSamplingTakesNumbersOrNullAndNamesTheBadKey) {
+  const auto s = command_of<SetRequest>(
+      parse({{"id", 1}, {"cmd", "set"}, {"sampling", {{"temperature", 0.7}, {"top_k", 20}, {"seed", nullptr}}}}));
+  ASSERT_TRUE(s.sampling);
+  EXPECT_EQ(s.sampling->temperature, std::optional<double>(0.7));
+  EXPECT_EQ(s.sampling->top_k, std::optional<double>(20));
+  ASSERT_TRUE(s.sampling->seed);           // present ...
+  EXPECT_FALSE(*s.sampling->seed);         // ... and null: back to the checkpoint's value
+  EXPECT_FALSE(s.sampling->top_p);         // absent: unchanged
+  expect_error(parse({{"id", 1}, {"cmd", "set"}, {"sampling", {{"top_p", 0}}}}), ErrorCode::bad_request,
+               "field 'sampling.top_p' must be in (0, 1] (1: off), got 0");
+  expect_error(parse({{"id", 1}, {"cmd", "set"}, {"sampling", {{"top_k", 2.5}}}}), ErrorCode::bad_request,
+               "field 'sampling.top_k' must be an integer in [0, 1000000] (0: off), got 2.5");
+  expect_error(parse({{"id", 1}, {"cmd", "set"}, {"sampling", {{"temperature", 101}}}}), ErrorCode::bad_request,
+               "'sampling.temperature' must be 0 (greedy) or in (0, 100], got 101");
+  expect_error(parse({{"id", 1}, {"cmd", "set"}, {"sampling", {{"seed", -1}}}}), ErrorCode::bad_request,
+               "'sampling.seed' must be an integer in [0, 2^53], got -1");
+  expect_error(parse({{"id", 1}, {"cmd", "set"}, {"sampling", {{"top_k", "many"}}}}), ErrorCode::bad_request,
+               "'sampling.top_k' must be a number or null, not a string");
+  expect_error(parse({{"id", 1}, {"cmd", "set"}, {"sampling", {{"warmth", 1}}}}), ErrorCode::bad_request,
+               "unknown field 'sampling.warmth'");
+  expect_error(parse({{"id", 1}, {"cmd", "set"}, {"sampling", json::object()}}), ErrorCode::bad_request,
+               "field 'sampling' needs at least one of");
+  expect_error(parse({{"id", 1}, {"cmd", "set"}, {"sampling", 1}}), ErrorCode::bad_request,
+               "field 'sampling' must be an object");
 }
 
 TEST(Protocol, EnvelopeErrors) {
