@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/json_file.h"
 #include "omni/errors.h"
 #include "omni/limits.h"
 
@@ -75,19 +76,7 @@ int positive_int(const nlohmann::json& j, const char* key, const std::string& pa
 }  // namespace
 
 MelConfig MelConfig::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw ConfigError(path + ": cannot open the preprocessor config");
-  if (in.tellg() > limits::kMaxConfigJsonBytes)
-    throw ConfigError(path + ": the file is " + std::to_string(in.tellg()) + " bytes, more than the " +
-                      std::to_string(limits::kMaxConfigJsonBytes) + " a preprocessor config may have");
-  in.seekg(0);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw ConfigError(path + ": invalid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw ConfigError(path + ": expected a JSON object");
+  const nlohmann::json j = read_json_object(path, "the preprocessor config");
   MelConfig c;
   c.feature_size = positive_int(j, "feature_size", path, 1024);
   c.sampling_rate = positive_int(j, "sampling_rate", path, limits::kMaxInputSampleRate);

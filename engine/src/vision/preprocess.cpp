@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/json_file.h"
+
 namespace omni {
 namespace {
 
@@ -222,15 +224,7 @@ ResizeTarget target_for(const VisionPreprocessConfig& cfg, int height, int width
 }  // namespace
 
 VisionPreprocessConfig VisionPreprocessConfig::load(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open the preprocessor config");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw ConfigError(path + ": invalid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw ConfigError(path + ": expected a JSON object");
+  const nlohmann::json j = read_json_object(path, "the preprocessor config");
   VisionPreprocessConfig c;
   const int64_t big = int64_t(1) << 40;
   if (j.contains("patch_size")) c.patch_size = int(json_int(j, "patch_size", path, 1, 1024));
