@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "io/json_file.h"
 #include "omni/errors.h"
 #include "omni/limits.h"
 
@@ -336,14 +337,10 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   return c;
 }
 
-Sampling parse_generation_config(const std::string& json_text, const std::string& origin) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::exception& e) {
-    throw ConfigError(origin + ": not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw ConfigError(origin + ": expected a JSON object");
+namespace {
+
+// generation_config.json's sampling keys from its parsed object `j` (file `origin`).
+Sampling sampling_from(const json& j, const std::string& origin) {
   const Reader r(j, "", origin);
   const auto got = [&](const char* key) { return " (got " + j.at(key).dump() + ")"; };
   if (r.has("do_sample") && !j.at("do_sample").is_boolean()) r.fail("do_sample", "true or false" + got("do_sample"));
@@ -377,24 +374,24 @@ Sampling parse_generation_config(const std::string& json_text, const std::string
   return s;
 }
 
-Sampling load_generation_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) {
-    struct stat st {};
-    // No file: transformers' defaults (greedy), exactly as a file that sets nothing.
-    if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return parse_generation_config("{}", path);
-    throw ConfigError(path + ": cannot be read");
+}  // namespace
+
+Sampling parse_generation_config(const std::string& json_text, const std::string& origin) {
+  json j;
+  try {
+    j = json::parse(json_text);
+  } catch (const json::exception& e) {
+    throw ConfigError(origin + ": not valid JSON: " + e.what());
   }
-  const std::streamoff size = in.tellg();
-  if (size < 0) throw ConfigError(path + ": cannot be read (not a regular file?)");
-  if (size > limits::kMaxConfigJsonBytes)
-    throw ConfigError(path + ": the file is " + std::to_string(size) + " bytes, more than the " +
-                      std::to_string(limits::kMaxConfigJsonBytes) + " a generation_config.json may have");
-  in.seekg(0);
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw ConfigError(path + ": read error");
-  return parse_generation_config(text.str(), path);
+  if (!j.is_object()) throw ConfigError(origin + ": expected a JSON object");
+  return sampling_from(j, origin);
+}
+
+Sampling load_generation_config(const std::string& path) {
+  struct stat st {};
+  // No file: transformers' defaults (greedy), exactly as a file that sets nothing.
+  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return sampling_from(json::object(), path);
+  return sampling_from(read_json_object(path, "a generation_config.json"), path);
 }
 
 }  // namespace omni
