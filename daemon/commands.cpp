@@ -46,6 +46,8 @@ nlohmann::json Daemon::status_fields() const {
           {"context_tokens", config_.model.context_tokens},
           {"first_audio", {{"since_speech_end_ms", latency_status()}}},
           {"sampling", sampling_fields()},
+          {"voices", model_ ? nlohmann::json(model_->speakers()) : nlohmann::json::array()},
+          {"protocols", {omni::ipc::kOldestProtocolVersion, omni::ipc::kProtocolVersion}},
           {"protocol", omni::ipc::kProtocolVersion}};
 }
 
@@ -140,6 +142,8 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
           [&](const omni::ipc::SetRequest& r) {
             if (r.system_prompt && !worker_)
               return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
+            if (r.system_prompt)
+              if (auto err = check_system_prompt(*r.system_prompt, config_.model.max_new_tokens)) return server.reply_error(h, err->code, err->message);
             if (r.speaker) {
               if (!model_) return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
               const auto names = model_->speakers();
@@ -164,10 +168,14 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
                                 {"system_prompt", system_prompt_},
                                 {"sampling", sampling_fields()}});
           },
+          [&](const omni::ipc::EventsRequest&) {  // the control server answers these from its buffer
+            server.reply_error(h, ErrorCode::internal, "events reached the daemon instead of the control server");
+          },
           [&](const omni::ipc::ReloadRequest&) {
             std::string error;
             nlohmann::json details = nlohmann::json::object();
-            if (!reload(error, details)) return server.reply_error(h, ErrorCode::unavailable, error);
+            ErrorCode code = ErrorCode::unavailable;
+            if (!reload(error, details, &code)) return server.reply_error(h, code, error);
             server.reply_ok(h, details);
           },
       },
@@ -208,7 +216,32 @@ void Daemon::change_system_prompt(const std::string& prompt) {
                           });
 }
 
-bool Daemon::reload(std::string& error, nlohmann::json& details) {
+std::optional<omni::ipc::Error> Daemon::check_system_prompt(const std::string& prompt, int max_new_tokens) const {
+  if (!model_) return std::nullopt;
+  const size_t tokens = model_->render_prompt(prompt, omni::UserTurn{}).size();
+  const size_t context = static_cast<size_t>(config_.model.context_tokens);
+  const size_t answer = static_cast<size_t>(max_new_tokens);
+  if (tokens + answer <= context) return std::nullopt;
+  return omni::ipc::Error{ErrorCode::bad_request,
+                          "the system prompt takes " + std::to_string(tokens) + " tokens (with an empty turn's " +
+                              "prompt); with model.max_new_tokens " + std::to_string(answer) +
+                              " for the answer that leaves no room in model.context_tokens " +
+                              std::to_string(context) + "; shorten it to at most " +
+                              std::to_string(context > answer ? context - answer : 0) + " tokens"};
+}
+
+std::optional<omni::ipc::Error> Daemon::check_turn_fits(const omni::UserTurn& input) const {
+  if (!model_) return std::nullopt;
+  const size_t tokens = model_->render_prompt(system_prompt_, input).size();
+  const size_t context = static_cast<size_t>(config_.model.context_tokens);
+  if (tokens < context) return std::nullopt;  // at least one token of answer
+  return omni::ipc::Error{ErrorCode::context_full,
+                          "this turn's prompt is " + std::to_string(tokens) +
+                              " tokens with the system prompt; model.context_tokens is " + std::to_string(context) +
+                              " (older turns are dropped to make room, but this one alone does not fit)"};
+}
+
+bool Daemon::reload(std::string& error, nlohmann::json& details, ErrorCode* code) {
   notifier_.reloading("reloading " + config_path_);
   Config next;
   try {
@@ -219,6 +252,18 @@ bool Daemon::reload(std::string& error, nlohmann::json& details) {
     publish_error("unavailable", error);
     notifier_.ready(std::string(to_string(state_)) + "; reload failed, running configuration kept");
     return false;
+  }
+  {
+    // Against the running context_tokens (a restart key) and the file's max_new_tokens.
+    const auto err = check_system_prompt(next.model.system_prompt, next.model.max_new_tokens);
+    if (err) {
+      error = "the configuration was not reloaded; the running one stays: model.system_prompt: " + err->message;
+      if (code) *code = err->code;
+      log_error("%s", error.c_str());
+      publish_error(std::string(omni::ipc::to_string(err->code)), error);
+      notifier_.ready(std::string(to_string(state_)) + "; reload refused, running configuration kept");
+      return false;
+    }
   }
   const auto restart = restart_required_changes(config_, next);
   for (const auto& key : restart) log_warning("reload: %s changed; it takes effect at the next restart", key.c_str());

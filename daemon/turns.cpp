@@ -1,5 +1,6 @@
 // The dialog: turns from voice and requests, engine results, speech playback, barge-in, state.
 #include <algorithm>
+#include <chrono>
 
 #include "daemon/daemon.h"
 #include "daemon/log.h"
@@ -27,6 +28,8 @@ std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, Tu
                                                  " is running; cancel it or wait for turn.cancelled/speech.end"};
   if (job.say && !(model_ && model_->has_talker()))
     return omni::ipc::Error{ErrorCode::unavailable, "the model has no talker; it cannot speak"};
+  if (!job.say)
+    if (auto err = check_turn_fits(job.input)) return err;
   // A request goes before an answer the user has not finished asking for.
   if (spec_) drop_speculation("a request started a turn");
   ActiveTurn t;
@@ -51,13 +54,20 @@ std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, Tu
   return std::nullopt;
 }
 
-void Daemon::cancel_turn(const std::string& reason) {
+void Daemon::cancel_turn(const std::string& reason, omni::StopReason stop) {
   if (!turn_) return;
   const uint64_t id = turn_->id;
   worker_->cancel(turn_->job);
   speech_.abort();
-  turn_.reset();
   log_info("turn %llu cancelled (%s)", static_cast<unsigned long long>(id), reason.c_str());
+  // An answer that had not finished ends as documented: response.done with what was said so far, then
+  // turn.cancelled. (A finished answer already had its response.done; `say` has none.)
+  if (!turn_->say && !turn_->engine_done)
+    publish("response.done", {{"turn_id", id},
+                              {"text", turn_->text},
+                              {"tokens", worker_->tokens_of(turn_->job)},
+                              {"stop", std::string(omni::to_string(stop))}});
+  turn_.reset();
   publish("turn.cancelled", {{"turn_id", id}, {"reason", reason}});
   update_state();
 }
@@ -85,6 +95,7 @@ void Daemon::engine_audio(uint64_t turn_id, const float* samples, size_t count) 
 void Daemon::on_engine_text(uint64_t job, std::string text) {
   if (spec_ && spec_->job == job) return spec_->text.push_back(std::move(text));
   if (!turn_ || turn_->job != job || turn_->say) return;
+  turn_->text += text;
   publish("response.delta", {{"turn_id", turn_->id}, {"text", text}});
 }
 
@@ -149,6 +160,14 @@ void Daemon::on_engine_failed(uint64_t job, const std::string& error, bool devic
   cancel_turn("error");
 }
 
+void Daemon::on_engine_context_full(uint64_t job, const std::string& error) {
+  if (spec_ && spec_->job == job) return on_engine_failed(job, error, false);
+  if (!turn_ || turn_->job != job) return;
+  log_info("turn %llu does not fit in the context: %s", static_cast<unsigned long long>(turn_->id), error.c_str());
+  publish_error("context_full", "the turn does not fit in the context: " + error, turn_->id);
+  cancel_turn("error", omni::StopReason::ContextFull);
+}
+
 void Daemon::on_playback_drained(uint64_t turn_id) {
   if (!turn_ || turn_->id != turn_id || !turn_->speech_started) return;
   speech_.release();
@@ -171,14 +190,27 @@ void Daemon::finish_turn_if_complete() {
   update_state();
 }
 
-void Daemon::on_vad_start(double stream_ms) {
-  publish("vad.start", {{"stream_ms", static_cast<int64_t>(stream_ms)}});
+Daemon::StreamTime Daemon::stream_time(double stream_ms) const {
+  const int64_t behind = endpointer_ ? static_cast<int64_t>(endpointer_->stream_ms() - stream_ms) : 0;
+  const int64_t unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+  return {monotonic_ms() - behind, unix_ms - behind};
+}
+
+void Daemon::on_vad_start(double stream_ms, StreamTime at) {
+  publish("vad.start",
+          {{"stream_ms", static_cast<int64_t>(stream_ms)}, {"at_mono_ms", at.mono_ms}, {"at_ts_ms", at.ts_ms}});
   if (turn_ && config_.audio.barge_in) cancel_turn("barge_in");
 }
 
-void Daemon::on_utterance(omni::audio::Utterance u, int64_t speech_end_ms) {
+void Daemon::on_utterance(omni::audio::Utterance u, int64_t speech_end_ms, double stream_ms, StreamTime at) {
   const auto duration_ms = static_cast<int64_t>(u.samples.size() * 1000 / omni::audio::kVadSampleRate);
-  publish("vad.end", {{"duration_ms", duration_ms}, {"truncated", u.truncated}});
+  publish("vad.end", {{"duration_ms", duration_ms},
+                      {"truncated", u.truncated},
+                      {"stream_ms", static_cast<int64_t>(stream_ms)},
+                      {"at_mono_ms", at.mono_ms},
+                      {"at_ts_ms", at.ts_ms}});
   if (turn_) {
     if (!config_.audio.barge_in) return drop_speculation("the microphone is not ours during a turn");
     cancel_turn("barge_in");
@@ -212,11 +244,15 @@ void Daemon::rebuild_endpointer() {
   auto detector = std::make_unique<omni::audio::VoiceDetector>(config_.audio.vad.aggressiveness);
   auto* d = detector.get();
   omni::audio::Endpointer::Callbacks cb;
-  cb.on_start = [this](double ms) { loop_.post([this, ms] { on_vad_start(ms); }); };
+  // Both run inside Endpointer::push on the capture thread, endpointer_mu_ held.
+  cb.on_start = [this](double ms) { loop_.post([this, ms, at = stream_time(ms)] { on_vad_start(ms, at); }); };
   cb.on_end = [this](omni::audio::Utterance&& u) {
     const int64_t speech_end = speech_end_monotonic(u);
     auto holder = std::make_shared<omni::audio::Utterance>(std::move(u));
-    loop_.post([this, holder, speech_end] { on_utterance(std::move(*holder), speech_end); });
+    const double end_ms = endpointer_ ? endpointer_->stream_ms() : 0;
+    loop_.post([this, holder, speech_end, end_ms, at = stream_time(end_ms)] {
+      on_utterance(std::move(*holder), speech_end, end_ms, at);
+    });
   };
   cb.on_pause = [this](omni::audio::Utterance&& u) {
     auto holder = std::make_shared<omni::audio::Utterance>(std::move(u));

@@ -26,6 +26,7 @@ const char* kUsage = R"(usage: omnictl [--endpoint E] [--events E] [--timeout MS
 commands:
   ping                                  check that omnid answers
   status                                show the daemon's state
+  voices                                list the model's voices (what 'set speaker' takes)
   ask [TEXT] [--wav FILE] [--no-speak] [--wait]
                                         start a turn from text and/or a WAV file; --wait follows the events
                                         and prints the answer
@@ -34,12 +35,15 @@ commands:
   listen on|off                         enable or disable the microphone
   reset                                 forget the conversation
   set speaker NAME | set volume V | set system-prompt TEXT
+  set temperature|top-k|top-p|repetition-penalty|seed V|default
+                                        sampling (docs/config.md model.sampling); 'default': the checkpoint's
   reload                                re-read the configuration file
   events [TOPIC...]                     print events (one JSON line each) until interrupted
 
 options:
   --endpoint E   control endpoint (default $OMNID_CONTROL or ipc:///run/omnid/control.sock)
-  --events E     event endpoint (default $OMNID_EVENTS or ipc:///run/omnid/events.sock)
+  --events E     event endpoint (default $OMNID_EVENTS or ipc:///run/omnid/events.sock; with --endpoint
+                 ipc://DIR/control.sock and neither, ipc://DIR/events.sock: the same daemon's)
   --timeout MS   how long to wait for a reply (default 5000)
   --json         print replies as JSON
 environment:
@@ -64,6 +68,7 @@ struct Options {
   std::string wav_path;
   bool no_speak = false;
   bool wait = false;
+  bool events_given = false;  // --events or $OMNID_EVENTS
   std::vector<std::string> args;  // the command and its positional arguments
 };
 
@@ -84,6 +89,7 @@ Options parse_args(int argc, char** argv) {
       o.control = value(i, a);
     } else if (a == "--events") {
       o.events = value(i, a);
+      o.events_given = true;
     } else if (a == "--timeout") {
       std::string v = value(i, a);
       char* end = nullptr;
@@ -105,6 +111,12 @@ Options parse_args(int argc, char** argv) {
     }
   }
   if (o.args.empty()) throw UsageError{"no command given"};
+  // Both sockets of one daemon: an --endpoint ipc://DIR/control.sock without --events means DIR's events.sock.
+  const char* env_events = std::getenv("OMNID_EVENTS");
+  const std::string suffix = "/control.sock";
+  if (!o.events_given && !(env_events && *env_events) && o.control.rfind("ipc://", 0) == 0 &&
+      o.control.size() > suffix.size() && o.control.compare(o.control.size() - suffix.size(), suffix.size(), suffix) == 0)
+    o.events = o.control.substr(0, o.control.size() - suffix.size()) + "/events.sock";
   if ((!o.wav_path.empty() || o.no_speak || o.wait) && o.args[0] != "ask")
     throw UsageError{"--wav, --no-speak and --wait belong to 'ask'"};
   return o;
@@ -121,6 +133,10 @@ json build_request(const Options& o, std::optional<std::string>& binary) {
   if (cmd == "ping" || cmd == "status" || cmd == "reset" || cmd == "reload") {
     expect_args(o, 0, 0);
     return {{"cmd", cmd}};
+  }
+  if (cmd == "voices") {
+    expect_args(o, 0, 0);
+    return {{"cmd", "status"}};
   }
   if (cmd == "ask") {
     expect_args(o, 0, 1);
@@ -167,7 +183,21 @@ json build_request(const Options& o, std::optional<std::string>& binary) {
       if (o.args[2].empty() || *end != '\0') throw UsageError{"volume must be a number in [0, 1]"};
       return {{"cmd", "set"}, {"volume", v}};  // the range is checked by omnid, which names the rule
     }
-    throw UsageError{"set takes speaker, volume or system-prompt, not '" + key + "'"};
+    for (const char* name : {"temperature", "top-k", "top-p", "repetition-penalty", "seed"}) {
+      if (key != name) continue;
+      std::string field = key;
+      for (char& c : field) c = c == '-' ? '_' : c;
+      if (o.args[2] == "default") return {{"cmd", "set"}, {"sampling", {{field, nullptr}}}};
+      char* end = nullptr;
+      double v = std::strtod(o.args[2].c_str(), &end);
+      if (o.args[2].empty() || *end != '\0') throw UsageError{key + " must be a number or 'default'"};
+      json value = v;  // omnid checks the range and that top_k / seed are whole, and names the rule
+      if ((field == "top_k" || field == "seed") && v == static_cast<double>(static_cast<long long>(v)))
+        value = static_cast<long long>(v);
+      return {{"cmd", "set"}, {"sampling", {{field, value}}}};  // ranges are checked by omnid, which names them
+    }
+    throw UsageError{"set takes speaker, volume, system-prompt, temperature, top-k, top-p, repetition-penalty or "
+                     "seed, not '" + key + "'"};
   }
   throw UsageError{"unknown command '" + cmd + "'"};
 }
@@ -176,7 +206,9 @@ void print_human(const std::string& cmd, const json& reply) {
   json fields = reply;
   fields.erase("id");
   fields.erase("ok");
-  if (cmd == "ask" || cmd == "say") {
+  if (cmd == "voices") {
+    for (const auto& v : fields.value("voices", json::array())) std::cout << v.get<std::string>() << "\n";
+  } else if (cmd == "ask" || cmd == "say") {
     std::cout << "turn " << fields.value("turn_id", json(nullptr)).dump() << "\n";
   } else if (cmd == "ping") {
     std::cout << "omnid is up (protocol " << fields.value("protocol", json(nullptr)).dump() << ")\n";
@@ -200,7 +232,8 @@ std::optional<omni::ipc::ClientCurveKeys> curve_from_env() {
   return omni::ipc::ClientCurveKeys{server, pub, sec};
 }
 
-int follow_turn(const Options& o, omni::ipc::EventSubscriber& events, const json& turn_id) {
+int follow_turn(const Options& o, omni::ipc::EventSubscriber& events, const json& turn_id,
+                const std::string& instance) {
   milliseconds silence(std::max(o.timeout_ms, 5000L));
   bool printed = false;
   while (!g_interrupted) {
@@ -209,6 +242,14 @@ int follow_turn(const Options& o, omni::ipc::EventSubscriber& events, const json
       if (g_interrupted) break;
       std::cerr << "omnictl: no events from omnid for " << silence.count() << " ms (is it still running?)\n";
       return kExitUnreachable;
+    }
+    // The events socket must be the same daemon's as the control socket (heartbeats name their instance).
+    if (e->name == "heartbeat" && !instance.empty() && e->body.contains("instance") &&
+        e->body["instance"] != instance) {
+      std::cerr << "omnictl: the events endpoint " << o.events << " belongs to another omnid (instance "
+                << e->body["instance"].get<std::string>() << ") than the control endpoint " << o.control
+                << " (instance " << instance << "); give both --endpoint and --events\n";
+      return kExitUsage;
     }
     if (!e->body.contains("turn_id") || e->body["turn_id"] != turn_id) continue;
     if (o.json_output) {
@@ -220,6 +261,8 @@ int follow_turn(const Options& o, omni::ipc::EventSubscriber& events, const json
       std::cout << e->body.value("text", "") << std::flush;
       printed = true;
     } else if (e->name == "response.done") {
+      // A cancelled answer's response.done (its partial text) comes before its turn.cancelled: go on to that.
+      if (e->body.value("stop", "") == "cancelled") continue;
       if (!o.json_output) std::cout << (printed ? "" : e->body.value("text", "")) << std::endl;
       return kExitOk;
     } else if (e->name == "turn.cancelled") {
@@ -278,7 +321,7 @@ int run(const Options& o) {
       std::cerr << "omnictl: omnid's ask reply has no turn_id\n";
       return kExitErrorReply;
     }
-    return follow_turn(o, *events, reply["turn_id"]);
+    return follow_turn(o, *events, reply["turn_id"], reply.value("instance", ""));
   }
   if (o.json_output) std::cout << omni::ipc::serialize(reply) << std::endl;
   else print_human(o.args[0], reply);

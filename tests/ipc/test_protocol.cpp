@@ -156,7 +156,7 @@ TEST(Protocol, EnvelopeErrors) {
   expect_error(parse_request(R"({"id":1})"), ErrorCode::bad_request, "missing field 'cmd'");
   expect_error(parse_request(R"({"id":1,"cmd":7})"), ErrorCode::bad_request, "'cmd' must be a string, not an integer");
   expect_error(parse_request(R"({"id":1,"cmd":"fly"})"), ErrorCode::unknown_command,
-               "unknown command 'fly' (known: ping, status, ask, say, cancel, listen, reset, set, reload)");
+               "unknown command 'fly' (known: ping, status, ask, say, cancel, listen, reset, set, reload, events)");
   expect_error(parse_request("{\"id\":1,\"cmd\":\"say\",\"text\":\"\xff\xfe\"}"), ErrorCode::bad_request,
                "not valid UTF-8 JSON");
   std::string deep = "{\"id\":1,\"cmd\":\"ping\",\"x\":" + std::string(100, '[') + std::string(100, ']') + "}";
