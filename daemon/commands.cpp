@@ -62,23 +62,39 @@ nlohmann::json Daemon::sampling_fields() const {
           {"seed", seed}};
 }
 
-void Daemon::apply_sampling(const omni::ipc::SamplingUpdate& u) {
+void Daemon::apply_sampling(const omni::ipc::SamplingUpdate& u) { update_sampling(u, sampling_); }
+
+void Daemon::update_sampling(const omni::ipc::SamplingUpdate& u, SamplingConfig& sampling) {
   auto put = [](const std::optional<std::optional<double>>& in, auto& out) {
     using T = typename std::decay_t<decltype(out)>::value_type;
     if (!in) return;
     if (*in) out = static_cast<T>(**in);
     else out.reset();
   };
-  put(u.temperature, sampling_.temperature);
-  put(u.top_k, sampling_.top_k);
-  put(u.top_p, sampling_.top_p);
-  put(u.repetition_penalty, sampling_.repetition_penalty);
-  put(u.seed, sampling_.seed);
+  put(u.temperature, sampling.temperature);
+  put(u.top_k, sampling.top_k);
+  put(u.top_p, sampling.top_p);
+  put(u.repetition_penalty, sampling.repetition_penalty);
+  put(u.seed, sampling.seed);
 }
 
 static bool same_name(const std::string& a, const std::string& b) {
   return a.size() == b.size() &&
          std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
+}
+
+std::optional<std::string> Daemon::find_speaker(const std::string& name) const {
+  if (!model_) return std::nullopt;
+  for (const std::string& n : model_->speakers())
+    if (same_name(n, name)) return n;
+  return std::nullopt;
+}
+
+std::string Daemon::unknown_speaker_message(const std::string& name) const {
+  std::string list;
+  if (model_)
+    for (const auto& n : model_->speakers()) list += (list.empty() ? "" : ", ") + n;
+  return "no speaker '" + name + "' (this model has: " + list + ")";
 }
 
 void Daemon::handle(const omni::ipc::IncomingRequest& in) {
@@ -104,6 +120,20 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
               };
             }
             job.options = generate_options(r.speak);
+            // This turn's own settings (protocol 2); the daemon's stay as they are.
+            if (r.max_new_tokens) job.options.max_new_tokens = *r.max_new_tokens;
+            if (r.sampling) {
+              SamplingConfig s = sampling_;
+              update_sampling(*r.sampling, s);
+              job.options.sampling =
+                  effective_sampling(model_ ? model_->default_sampling() : omni::Sampling{}, s, seed_source_());
+            }
+            if (r.speaker) {
+              if (!model_) return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
+              const auto voice = find_speaker(*r.speaker);
+              if (!voice) return server.reply_error(h, ErrorCode::not_found, unknown_speaker_message(*r.speaker));
+              job.options.speaker = *voice;
+            }
             uint64_t id = 0;
             if (auto err = start_turn("ask", std::move(job), id)) return server.reply_error(h, err->code, err->message);
             server.reply_ok(h, {{"turn_id", id}});
@@ -146,15 +176,9 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
               if (auto err = check_system_prompt(*r.system_prompt, config_.model.max_new_tokens)) return server.reply_error(h, err->code, err->message);
             if (r.speaker) {
               if (!model_) return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
-              const auto names = model_->speakers();
-              auto it = std::find_if(names.begin(), names.end(), [&](const std::string& n) { return same_name(n, *r.speaker); });
-              if (it == names.end()) {
-                std::string list;
-                for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-                return server.reply_error(h, ErrorCode::not_found,
-                                          "no speaker '" + *r.speaker + "' (this model has: " + list + ")");
-              }
-              speaker_ = *it;
+              const auto voice = find_speaker(*r.speaker);
+              if (!voice) return server.reply_error(h, ErrorCode::not_found, unknown_speaker_message(*r.speaker));
+              speaker_ = *voice;
               if (spec_) drop_speculation("the speaker changed");  // it speaks with the old voice
             }
             if (r.volume) speech_.set_volume(*r.volume);

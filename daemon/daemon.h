@@ -99,6 +99,10 @@ class Daemon {
   // seed null: a fresh one each turn.
   nlohmann::json sampling_fields() const;
   void apply_sampling(const omni::ipc::SamplingUpdate& update);
+  static void update_sampling(const omni::ipc::SamplingUpdate& update, SamplingConfig& sampling);
+  // The voice of the model named `name` (case-insensitive); nullopt when it has none such.
+  std::optional<std::string> find_speaker(const std::string& name) const;
+  std::string unknown_speaker_message(const std::string& name) const;  // not_found's message, with the voices
   // Re-reads the config file. false: kept the running configuration, `error` says why.
   bool reload(std::string& error, nlohmann::json& details,
               omni::ipc::ErrorCode* code = nullptr);  // `code`: what to answer a reload request
@@ -141,6 +145,10 @@ class Daemon {
   void engine_audio(uint64_t turn_id, const float* samples, size_t count);  // worker thread
   omni::GenerateOptions generate_options(bool speak);  // draws the turn's seed
   omni::audio::VadParams vad_params() const;
+  // user.transcript: the model's transcription of a voice turn's utterance (turns.cpp). Queued on the engine
+  // behind the turn, so it runs once the answer is generated and never delays it; the session is marked before
+  // it and rolled back after (the conversation does not keep it). Off with model.user_transcript false.
+  void transcribe_user(uint64_t turn_id, const std::vector<float>& audio_16k);
   // speculation.cpp
   void on_vad_pause(omni::audio::Utterance utterance);
   void drop_speculation(const std::string& why);

@@ -90,6 +90,7 @@ bool Daemon::commit_speculation(const omni::audio::Utterance& u, int64_t speech_
     turn_->text += piece;
     publish("response.delta", {{"turn_id", t.id}, {"text", std::move(piece)}});
   }
+  transcribe_user(t.id, u.samples);  // queued on the engine behind the committed job
   // The audio made so far goes to the output in one piece, then the engine writes to it directly
   // (SpeechOutput::commit_held: no chunk of the engine's can come between).
   size_t held = 0;

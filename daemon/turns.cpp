@@ -9,6 +9,10 @@ namespace omnid {
 
 using omni::audio::monotonic_ms;
 
+// The user turn that asks for the transcript (with the utterance's audio before it).
+constexpr const char* kUserTranscriptPrompt =
+    "Transcribe the audio exactly, in the language spoken. Reply with the transcription only.";
+
 omni::GenerateOptions Daemon::generate_options(bool speak) {
   omni::GenerateOptions o;
   o.max_new_tokens = config_.model.max_new_tokens;
@@ -204,6 +208,61 @@ void Daemon::on_vad_start(double stream_ms, StreamTime at) {
   if (turn_ && config_.audio.barge_in) cancel_turn("barge_in");
 }
 
+void Daemon::transcribe_user(uint64_t turn_id, const std::vector<float>& audio_16k) {
+  if (!config_.model.user_transcript || !worker_ || audio_16k.empty()) return;
+  auto input = std::make_shared<omni::UserTurn>();
+  input->audio_16k = audio_16k;
+  input->text = kUserTranscriptPrompt;
+  omni::GenerateOptions o;
+  o.speak = false;
+  o.sampling = omni::Sampling{};  // greedy: a transcript is not a creative answer
+  o.drop_oldest_turns = false;    // a transcript that does not fit fails; it never drops the user's turns
+  // Speech runs at about 3 words (4 to 5 tokens) a second; twice that and a margin bounds a runaway transcript.
+  const int64_t audio_ms = static_cast<int64_t>(audio_16k.size() / 16);
+  o.max_new_tokens = static_cast<int>(std::min<int64_t>(config_.model.max_new_tokens, 16 + audio_ms * 10 / 1000));
+  struct Outcome {
+    std::string text;
+    std::string context_full;  // the engine's message when the transcript did not fit
+  };
+  auto out = std::make_shared<Outcome>();
+  worker_->submit_control(
+      [input, o, out](omni::Session& s) {
+        const omni::SessionMark mark = s.mark();
+        omni::TurnResult r;
+        try {
+          r = s.respond(*input, o, omni::Callbacks{});
+        } catch (const omni::ContextFullError& e) {
+          out->context_full = e.what();
+        } catch (...) {
+          try {
+            s.rollback(mark);
+          } catch (const std::exception&) {
+          }
+          throw;
+        }
+        s.rollback(mark);
+        out->text = r.text;
+      },
+      [this, turn_id](const std::string& error) {
+        loop_.post([this, turn_id, error] {
+          log_error("turn %llu: the user's transcript failed: %s", static_cast<unsigned long long>(turn_id),
+                    error.c_str());
+          publish_error("internal", "the user's transcript failed: " + error, turn_id);
+        });
+      },
+      [this, turn_id, out] {
+        loop_.post([this, turn_id, out] {
+          if (!out->context_full.empty())
+            return publish_error("context_full", "the user's transcript does not fit: " + out->context_full, turn_id);
+          const std::string* text = &out->text;
+          const auto b = text->find_first_not_of(" \t\n");
+          const auto e = text->find_last_not_of(" \t\n");
+          publish("user.transcript",
+                  {{"turn_id", turn_id}, {"text", b == std::string::npos ? "" : text->substr(b, e - b + 1)}});
+        });
+      });
+}
+
 void Daemon::on_utterance(omni::audio::Utterance u, int64_t speech_end_ms, double stream_ms, StreamTime at) {
   const auto duration_ms = static_cast<int64_t>(u.samples.size() * 1000 / omni::audio::kVadSampleRate);
   publish("vad.end", {{"duration_ms", duration_ms},
@@ -217,13 +276,14 @@ void Daemon::on_utterance(omni::audio::Utterance u, int64_t speech_end_ms, doubl
   }
   if (commit_speculation(u, speech_end_ms)) return;
   TurnJob job;
-  job.input.audio_16k = std::move(u.samples);
+  job.input.audio_16k = u.samples;
   job.options = generate_options(true);
   uint64_t id = 0;
   if (auto err = start_turn("voice", std::move(job), id)) {
     publish_error(std::string(omni::ipc::to_string(err->code)), err->message);
-  } else if (turn_ && turn_->id == id) {
-    turn_->speech_end_ms = speech_end_ms;
+  } else {
+    if (turn_ && turn_->id == id) turn_->speech_end_ms = speech_end_ms;
+    transcribe_user(id, u.samples);
   }
 }
 

@@ -163,10 +163,20 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
     return ReloadRequest{};
   }
   if (cmd == "ask") {
-    f.only({"text", "speak"});
+    f.only({"text", "speak", "max_new_tokens", "sampling", "speaker"});
     AskRequest ask;
     ask.text = f.string("text", false, false);
     ask.speak = f.boolean("speak", false).value_or(true);
+    if (const json* v = f.find("max_new_tokens")) {
+      const bool in_range = (v->is_number_unsigned() || v->is_number_integer()) && v->get<std::int64_t>() >= 1 &&
+                            v->get<std::int64_t>() <= kMaxNewTokensLimit;
+      if (!in_range)
+        reject_bad("field 'max_new_tokens' must be an integer in 1.." + std::to_string(kMaxNewTokensLimit) +
+                   ", not " + (v->is_number() ? v->dump() : std::string(json_type_name(*v))));
+      ask.max_new_tokens = v->get<int>();
+    }
+    if (const json* v = f.find("sampling")) ask.sampling = parse_sampling(*v);
+    ask.speaker = f.string("speaker", false, false);
     if (binary) {
       const std::string& b = *binary;
       if (b.size() < 12 || b.compare(0, 4, "RIFF") != 0 || b.compare(8, 4, "WAVE") != 0)
@@ -305,8 +315,10 @@ ParseResult parse_request(std::string_view json_frame, std::optional<std::string
     result.request->id = result.id;
     result.request->command = std::move(command);
     if (auto d = object.find("deadline_ms"); d != object.end()) {
-      if (!d->is_number_integer() && !d->is_number_unsigned())
-        reject_bad("field 'deadline_ms' must be an integer (Unix time in ms), not " + std::string(json_type_name(*d)));
+      if ((!d->is_number_integer() && !d->is_number_unsigned()) ||
+          (d->is_number_unsigned() && d->get<std::uint64_t>() > std::uint64_t(INT64_MAX)))
+        reject_bad("field 'deadline_ms' must be an integer (Unix time in ms), not " +
+                   (d->is_number() ? d->dump() : std::string(json_type_name(*d))));
       result.request->deadline_ms = d->get<std::int64_t>();
     }
     if (auto p = object.find("protocol"); p != object.end()) {
@@ -342,7 +354,7 @@ bool is_known_event(std::string_view name) {
   for (auto known : {event::kState, event::kVadStart, event::kVadEnd, event::kTurnStart, event::kResponseDelta,
                      event::kResponseDone, event::kSpeechStart, event::kSpeechFirstAudio, event::kSpeechEnd,
                      event::kTurnCancelled, event::kError, event::kHeartbeat, event::kDaemonLoading,
-                     event::kDaemonReady, event::kDaemonStopping})
+                     event::kDaemonReady, event::kDaemonStopping, event::kUserTranscript})
     if (name == known) return true;
   return false;
 }

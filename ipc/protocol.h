@@ -29,7 +29,8 @@
 //                                  seq published), "uptime_s": num, "model": {"path": str, "device": str,
 //                                  "loaded": bool}, "context_tokens_used": int, "context_tokens": int,
 //                                  "protocol": 1}
-//   ask {text?, speak?=true} + optional WAV frame (at least one of text / WAV)
+//   ask {text?, speak?=true, max_new_tokens?, sampling?, speaker?} + optional WAV frame (at least one of text /
+//                                WAV; max_new_tokens, sampling and speaker apply to this turn only)
 //                              -> {"turn_id": int} at once; the answer follows as events.
 //                                 errors: busy (a turn is running and cannot be queued), unavailable (model not
 //                                 loaded), bad_request (WAV cannot be decoded; message says why)
@@ -88,10 +89,21 @@ struct Error {
 
 struct PingRequest {};
 struct StatusRequest {};
+// `set`'s and `ask`'s sampling: each key present replaces the running value; a present null (an empty inner
+// optional) makes it unset again, so that the checkpoint's value applies. Values are checked by sampling_problem.
+struct SamplingUpdate {
+  std::optional<std::optional<double>> temperature, top_k, top_p, repetition_penalty, seed;
+};
+inline constexpr int kMaxNewTokensLimit = 32768;  // the largest max_new_tokens a request (or model.max_new_tokens) takes
 struct AskRequest {
   std::optional<std::string> text;  // non-empty when present
   bool speak = true;
   std::optional<std::string> wav;   // raw bytes of the binary frame; starts with a RIFF/WAVE header
+  // This turn only (protocol 2): the answer's length bound in 1..kMaxNewTokensLimit, sampling over the
+  // daemon's (each key present replaces it, null: the checkpoint's value), and the voice (non-empty).
+  std::optional<int> max_new_tokens;
+  std::optional<SamplingUpdate> sampling;
+  std::optional<std::string> speaker;
 };
 struct SayRequest {
   std::string text;  // non-empty
@@ -103,11 +115,6 @@ struct ListenRequest {
   bool enabled = false;
 };
 struct ResetRequest {};
-// `set`'s sampling: each key present replaces the running value; a present null (an empty inner optional)
-// makes it unset again, so that the checkpoint's value applies. Values are checked by sampling_problem.
-struct SamplingUpdate {
-  std::optional<std::optional<double>> temperature, top_k, top_p, repetition_penalty, seed;
-};
 struct SetRequest {  // at least one member is set
   std::optional<std::string> speaker;        // non-empty
   std::optional<double> volume;              // in [0, 1]
@@ -176,6 +183,7 @@ inline constexpr std::string_view kTurnCancelled = "turn.cancelled";  // {turn_i
                                                                       //   barge_in|shutdown|error}
 inline constexpr std::string_view kError = "error";                   // {code, message, turn_id?}
 inline constexpr std::string_view kHeartbeat = "heartbeat";           // {state}; every 1 s
+inline constexpr std::string_view kUserTranscript = "user.transcript";  // {turn_id, text}: after a voice turn
 inline constexpr std::string_view kDaemonLoading = "daemon.loading";  // {fraction, what}: model load progress
 inline constexpr std::string_view kDaemonReady = "daemon.ready";      // {instance, load_ms, device}
 inline constexpr std::string_view kDaemonStopping = "daemon.stopping";  // {instance, exit_code}

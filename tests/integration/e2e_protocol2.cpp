@@ -348,3 +348,171 @@ with omnid_client.Client() as omnid:
   EXPECT_EQ(rc, 0) << out;
   EXPECT_EQ(out, "cancelled True\nturn.start response.done turn.cancelled\nnot_found\n");
 }
+
+// ------------------------------------------------------------------------------------------- user.transcript
+
+namespace {
+
+// The microphone plays one recorded question once (it opens with `listen`, after the subscription).
+DaemonOptions with_recorded_question(DaemonOptions o) {
+  o.input_pipeline = "filesrc location=" + data_file("one_question.wav") + " ! wavparse";
+  return o;
+}
+
+struct VoiceTurn {
+  uint64_t turn_id = 0;
+  int64_t audio_ms = 0;
+  json done;                      // its response.done
+  std::optional<json> transcript;  // its user.transcript, when one came
+  int context_after = -1;          // status context_tokens_used once everything for the turn came
+};
+
+// Opens the microphone, follows the voice turn of the recorded question to its speech.end and (when
+// `transcript`) its user.transcript, then reads the context used.
+VoiceTurn run_voice_turn(DaemonProcess& d, bool transcript, std::chrono::milliseconds timeout) {
+  VoiceTurn v;
+  EventLog events(d.events());
+  EXPECT_EQ(d.request({{"cmd", "listen"}, {"enabled", true}})["listening"], true);
+  auto start = events.wait_for("turn.start", timeout);
+  if (!start) return v;
+  EXPECT_EQ(start->body["source"], "voice");
+  v.turn_id = start->body["turn_id"];
+  v.audio_ms = start->body["audio_ms"];
+  const auto mine = [&](const omni::ipc::Event& e) { return e.body["turn_id"] == v.turn_id; };
+  auto done = events.wait_for("response.done", timeout, mine);
+  if (!done) return v;
+  v.done = done->body;
+  if (transcript) {
+    auto t = events.wait_for("user.transcript", timeout, mine);
+    if (t) {
+      v.transcript = t->body;
+      EXPECT_GT(t->body["seq"].get<uint64_t>(), done->body["seq"].get<uint64_t>()) << "after the answer";
+    }
+  }
+  events.pump(transcript ? 300ms : 2s);
+  for (const auto& e : events.seen())
+    if (!transcript) EXPECT_NE(e.name, "user.transcript") << e.body;
+  // The engine runs one job at a time: a reset queued now runs after the transcript; status reads the
+  // context the conversation kept once `listen off` answered (it does not wait), so poll until it settles.
+  EXPECT_EQ(d.request({{"cmd", "listen"}, {"enabled", false}})["listening"], false);
+  int last = -1;
+  for (int i = 0; i < 50; ++i) {
+    const int used = d.request({{"cmd", "status"}})["context_tokens_used"];
+    if (used == last) break;
+    last = used;
+    std::this_thread::sleep_for(100ms);
+  }
+  v.context_after = last;
+  return v;
+}
+
+}  // namespace
+
+TEST(UserTranscript, AVoiceTurnGetsTheModelsGreedyTranscriptOfItsUtteranceAfterTheAnswer) {
+  // sample=1: answers are sampled; show_sampling=1: every answer says how it was decoded, the transcript too.
+  const auto script = "step_ms=5,words=2,sample=1,show_sampling=1";
+  VoiceTurn on, off;
+  {
+    auto d = start_ready(with_recorded_question(scripted_options(script)), 30s);
+    on = run_voice_turn(*d, true, 30s);
+  }
+  ASSERT_TRUE(on.transcript) << "no user.transcript";
+  EXPECT_EQ((*on.transcript)["turn_id"], on.turn_id);
+  // The scripted engine answers the transcription request as any turn: what it heard (the utterance: the
+  // turn's audio length), the request's text, its filler words; greedy, without the answer's penalty.
+  EXPECT_EQ((*on.transcript)["text"], "[greedy r=1] (heard " + std::to_string(on.audio_ms) +
+                                          " ms) You said: Transcribe the audio exactly, in the language spoken. "
+                                          "Reply with the transcription only.. word0 word1");
+  EXPECT_EQ(on.done["text"].get<std::string>().rfind("[t=0.6 ", 0), 0u) << on.done;
+  {
+    auto o = with_recorded_question(scripted_options(script));
+    o.extra_model_yaml = "  user_transcript: false\n";
+    auto d = start_ready(o, 30s);
+    off = run_voice_turn(*d, false, 30s);
+  }
+  ASSERT_GT(off.turn_id, 0u);
+  // The conversation does not keep the transcription: the context after it is the context without it.
+  EXPECT_EQ(on.context_after, off.context_after);
+  EXPECT_GT(on.context_after, 0);
+}
+
+TEST(UserTranscript, TheTinyModelTranscribesAVoiceTurnAndTheConversationDoesNotKeepIt) {
+  DaemonOptions o;
+  o.binary = OMNID_BINARY;
+  o.model_path = std::string(OMNI_BUILD_DIR) + "/models/tiny-a";
+  VoiceTurn on, off;
+  {
+    auto d = start_ready(with_recorded_question(o), 60s);
+    on = run_voice_turn(*d, true, 90s);
+  }
+  ASSERT_TRUE(on.transcript) << "no user.transcript";
+  EXPECT_EQ((*on.transcript)["turn_id"], on.turn_id);
+  EXPECT_TRUE((*on.transcript)["text"].is_string());
+  {
+    auto o2 = with_recorded_question(o);
+    o2.extra_model_yaml = "  user_transcript: false\n";
+    auto d = start_ready(o2, 60s);
+    off = run_voice_turn(*d, false, 90s);
+  }
+  ASSERT_GT(off.turn_id, 0u);
+  EXPECT_EQ(on.context_after, off.context_after);
+  EXPECT_GT(on.context_after, 0);
+}
+
+// ------------------------------------------------------------------------------- ask: this turn's settings
+
+TEST(AskOverrides, MaxNewTokensSamplingAndSpeakerApplyToThatTurnOnly) {
+  auto d = start_ready(scripted_options("step_ms=2,words=6,sample=1,show_sampling=1"), 30s);
+  EventLog events(d->events());
+  const json status_before = d->request({{"cmd", "status"}});
+  auto ask = [&](json req) -> json {
+    req["cmd"] = "ask";
+    req["speak"] = false;
+    const auto r = d->request(req);
+    EXPECT_TRUE(r["ok"].get<bool>()) << r;
+    if (!r["ok"].get<bool>()) return json::object();
+    auto done = events.wait_for("response.done", 10s, [&](const auto& e) { return e.body["turn_id"] == r["turn_id"]; });
+    return done ? done->body : json::object();
+  };
+  auto starts = [](const json& done, const std::string& prefix) {
+    return done.value("text", std::string()).rfind(prefix, 0) == 0;
+  };
+  EXPECT_PRED2(starts, ask({{"text", "a"}, {"sampling", {{"temperature", 0}}}}), "[greedy r=1.1] You said: a.");
+  EXPECT_PRED2(starts, ask({{"text", "b"}}), "[t=0.6 k=20 p=0.95 r=1.1 seed=");
+  EXPECT_PRED2(starts, ask({{"text", "c"}, {"sampling", {{"seed", 7}, {"top_k", 3}, {"repetition_penalty", nullptr}}}}),
+               "[t=0.6 k=3 p=0.95 r=1.1 seed=7] You said: c.");
+  const json cut = ask({{"text", "d"}, {"max_new_tokens", 2}});
+  EXPECT_EQ(cut["tokens"], 2) << cut;
+  EXPECT_EQ(cut["stop"], "max_tokens") << cut;
+  const json full = ask({{"text", "e"}, {"speaker", "CHELSIE"}});
+  EXPECT_EQ(full["stop"], "end_of_turn") << full;
+  EXPECT_EQ(full["tokens"], 8) << full;
+  // The daemon's own settings did not move.
+  const json status_after = d->request({{"cmd", "status"}});
+  EXPECT_EQ(status_after["sampling"], status_before["sampling"]);
+  EXPECT_EQ(status_after["speaker"], status_before["speaker"]);
+
+  // Bad values are refused before anything runs, naming the field.
+  auto refused = [&](const json& fields, const std::string& code_, const std::string& names) {
+    json req = fields;
+    req["cmd"] = "ask";
+    req["text"] = "x";
+    const auto r = d->request(req);
+    EXPECT_EQ(code(r), code_) << req << " -> " << r;
+    EXPECT_NE(r.value("/error/message"_json_pointer, std::string()).find(names), std::string::npos) << r;
+  };
+  const uint64_t seq = d->request({{"cmd", "ping"}})["seq"];
+  refused({{"max_new_tokens", 0}}, "bad_request", "'max_new_tokens'");
+  refused({{"max_new_tokens", 40000}}, "bad_request", "'max_new_tokens'");
+  refused({{"max_new_tokens", -5}}, "bad_request", "'max_new_tokens'");
+  refused({{"max_new_tokens", 2.5}}, "bad_request", "'max_new_tokens'");
+  refused({{"max_new_tokens", "many"}}, "bad_request", "'max_new_tokens'");
+  refused({{"max_new_tokens", 1e300}}, "bad_request", "'max_new_tokens'");
+  refused({{"sampling", {{"top_p", 2}}}}, "bad_request", "'sampling.top_p'");
+  refused({{"sampling", {{"nope", 1}}}}, "bad_request", "'sampling.nope'");
+  refused({{"sampling", json::array()}}, "bad_request", "'sampling'");
+  refused({{"speaker", ""}}, "bad_request", "'speaker'");
+  refused({{"speaker", 3}}, "bad_request", "'speaker'");
+  refused({{"speaker", "nobody"}}, "not_found", "Ethan, Chelsie");
+  EXPECT_TRUE(d->request({{"cmd", "events"}, {"since", seq}, {"topics", {"turn."}}})["events"].empty());
+}
