@@ -47,6 +47,11 @@ nlohmann::json Daemon::status_fields() const {
           {"first_audio", {{"since_speech_end_ms", latency_status()}}},
           {"sampling", sampling_fields()},
           {"voices", model_ ? nlohmann::json(model_->speakers()) : nlohmann::json::array()},
+          {"queued", [this] {
+             nlohmann::json ids = nlohmann::json::array();
+             for (const auto& q : queued_asks_) ids.push_back(q.turn_id);
+             return ids;
+           }()},
           {"protocols", {omni::ipc::kOldestProtocolVersion, omni::ipc::kProtocolVersion}},
           {"protocol", omni::ipc::kProtocolVersion}};
 }
@@ -134,6 +139,22 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
               if (!voice) return server.reply_error(h, ErrorCode::not_found, unknown_speaker_message(*r.speaker));
               job.options.speaker = *voice;
             }
+            if (turn_ && r.queue && ready_ && !stopping_) {
+              if (queued_asks_.size() >= kMaxQueuedAsks)
+                return server.reply_error(h, ErrorCode::busy,
+                                          "turn " + std::to_string(turn_->id) + " is running and " +
+                                              std::to_string(kMaxQueuedAsks) +
+                                              " asks already wait (the queue is full); try again later");
+              if (!job.prepare)
+                if (auto err = check_turn_fits(job.input)) return server.reply_error(h, err->code, err->message);
+              const uint64_t queued_id = next_turn_id_++;
+              job.turn_id = queued_id;
+              queued_asks_.push_back({queued_id, std::move(job)});
+              const auto position = static_cast<int64_t>(queued_asks_.size());
+              publish("turn.queued", {{"turn_id", queued_id}, {"position", position}});
+              return server.reply_ok(h, {{"turn_id", queued_id}, {"queued", true}, {"position", position}});
+            }
+            if (turn_ && r.preempt) cancel_turn("preempt");
             uint64_t id = 0;
             if (auto err = start_turn("ask", std::move(job), id)) return server.reply_error(h, err->code, err->message);
             server.reply_ok(h, {{"turn_id", id}});
@@ -148,6 +169,7 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
             server.reply_ok(h, {{"turn_id", id}});
           },
           [&](const omni::ipc::CancelRequest& r) {
+            if (r.turn_id && cancel_queued(*r.turn_id, "request")) return server.reply_ok(h, {{"turn_id", *r.turn_id}});
             if (r.turn_id && (!turn_ || turn_->id != *r.turn_id))
               return server.reply_error(h, ErrorCode::not_found,
                                         "turn " + std::to_string(*r.turn_id) + " is not running");

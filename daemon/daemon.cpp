@@ -311,6 +311,7 @@ void Daemon::shutdown(int exit_code) {
   exit_code_ = exit_code;
   notifier_.stopping(exit_code ? "stopping after a failure" : "stopping");
   publish("daemon.stopping", {{"instance", instance_}, {"exit_code", exit_code}});
+  while (!queued_asks_.empty()) cancel_queued(queued_asks_.front().turn_id, "shutdown");
   if (turn_) cancel_turn("shutdown");
   speech_.abort();
   capture_.stop();

@@ -122,6 +122,11 @@ class Daemon {
   std::optional<omni::ipc::Error> start_turn(const std::string& source, TurnJob job, uint64_t& turn_id);
   // `stop`: the stop of the response.done sent for an unfinished answer.
   void cancel_turn(const std::string& reason, omni::StopReason stop = omni::StopReason::Cancelled);
+  // The queue of asks (turns.cpp): the oldest starts once no turn runs. Posted to the loop after a turn ends, so
+  // that what ended it (a barge-in's utterance) starts first.
+  void start_queued_soon();
+  void start_queued();
+  bool cancel_queued(uint64_t turn_id, const std::string& reason);  // false: no such queued ask
   void on_engine_text(uint64_t turn_id, std::string text);
   void on_engine_first_audio(uint64_t turn_id, int64_t at_ms);
   void on_engine_done(uint64_t turn_id, omni::TurnResult result);
@@ -198,6 +203,13 @@ class Daemon {
 
   // dialog
   std::optional<ActiveTurn> turn_;
+  // asks with "queue": true that wait for the running turn, oldest first; their turn ids are given when queued.
+  static constexpr size_t kMaxQueuedAsks = 8;
+  struct QueuedAsk {
+    uint64_t turn_id = 0;
+    TurnJob job;
+  };
+  std::deque<QueuedAsk> queued_asks_;
   uint64_t next_turn_id_ = 1;  // from the start's Unix time in ms: turn ids stay unique across restarts
   std::string instance_;       // this process's id, in every reply and daemon.* event
   std::optional<Speculation> spec_;

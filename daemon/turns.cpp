@@ -37,7 +37,7 @@ std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, Tu
   // A request goes before an answer the user has not finished asking for.
   if (spec_) drop_speculation("a request started a turn");
   ActiveTurn t;
-  t.id = next_turn_id_++;
+  t.id = job.turn_id ? job.turn_id : next_turn_id_++;  // a queued ask got its id when it was queued
   t.job = t.id;
   t.source = source;
   t.say = job.say;
@@ -74,6 +74,33 @@ void Daemon::cancel_turn(const std::string& reason, omni::StopReason stop) {
   turn_.reset();
   publish("turn.cancelled", {{"turn_id", id}, {"reason", reason}});
   update_state();
+  start_queued_soon();
+}
+
+void Daemon::start_queued_soon() {
+  if (!queued_asks_.empty()) loop_.post([this] { start_queued(); });
+}
+
+void Daemon::start_queued() {
+  while (!turn_ && !queued_asks_.empty() && !stopping_) {
+    QueuedAsk next = std::move(queued_asks_.front());
+    queued_asks_.pop_front();
+    uint64_t id = 0;
+    if (auto err = start_turn("ask", std::move(next.job), id)) {
+      publish_error(std::string(omni::ipc::to_string(err->code)), err->message, next.turn_id);
+      publish("turn.cancelled", {{"turn_id", next.turn_id}, {"reason", "error"}});
+    }
+  }
+}
+
+bool Daemon::cancel_queued(uint64_t turn_id, const std::string& reason) {
+  for (auto it = queued_asks_.begin(); it != queued_asks_.end(); ++it) {
+    if (it->turn_id != turn_id) continue;
+    queued_asks_.erase(it);
+    publish("turn.cancelled", {{"turn_id", turn_id}, {"reason", reason}});
+    return true;
+  }
+  return false;
 }
 
 // Worker thread: audio goes straight to the output (latency); the loop only hears about the first chunk.
@@ -192,6 +219,7 @@ void Daemon::finish_turn_if_complete() {
   speech_.release();
   turn_.reset();
   update_state();
+  start_queued_soon();
 }
 
 Daemon::StreamTime Daemon::stream_time(double stream_ms) const {

@@ -163,7 +163,7 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
     return ReloadRequest{};
   }
   if (cmd == "ask") {
-    f.only({"text", "speak", "max_new_tokens", "sampling", "speaker"});
+    f.only({"text", "speak", "max_new_tokens", "sampling", "speaker", "queue", "preempt"});
     AskRequest ask;
     ask.text = f.string("text", false, false);
     ask.speak = f.boolean("speak", false).value_or(true);
@@ -177,6 +177,10 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
     }
     if (const json* v = f.find("sampling")) ask.sampling = parse_sampling(*v);
     ask.speaker = f.string("speaker", false, false);
+    ask.queue = f.boolean("queue", false).value_or(false);
+    ask.preempt = f.boolean("preempt", false).value_or(false);
+    if (ask.queue && ask.preempt)
+      reject_bad("fields 'queue' and 'preempt' exclude each other (queue: wait for the running turn; preempt: cancel it)");
     if (binary) {
       const std::string& b = *binary;
       if (b.size() < 12 || b.compare(0, 4, "RIFF") != 0 || b.compare(8, 4, "WAVE") != 0)
@@ -354,7 +358,8 @@ bool is_known_event(std::string_view name) {
   for (auto known : {event::kState, event::kVadStart, event::kVadEnd, event::kTurnStart, event::kResponseDelta,
                      event::kResponseDone, event::kSpeechStart, event::kSpeechFirstAudio, event::kSpeechEnd,
                      event::kTurnCancelled, event::kError, event::kHeartbeat, event::kDaemonLoading,
-                     event::kDaemonReady, event::kDaemonStopping, event::kUserTranscript})
+                     event::kDaemonReady, event::kDaemonStopping, event::kUserTranscript,
+                     event::kTurnQueued})
     if (name == known) return true;
   return false;
 }

@@ -29,8 +29,9 @@
 //                                  seq published), "uptime_s": num, "model": {"path": str, "device": str,
 //                                  "loaded": bool}, "context_tokens_used": int, "context_tokens": int,
 //                                  "protocol": 1}
-//   ask {text?, speak?=true, max_new_tokens?, sampling?, speaker?} + optional WAV frame (at least one of text /
-//                                WAV; max_new_tokens, sampling and speaker apply to this turn only)
+//   ask {text?, speak?=true, max_new_tokens?, sampling?, speaker?, queue?, preempt?} + optional WAV frame (at
+//                                least one of text / WAV; max_new_tokens, sampling and speaker apply to this turn
+//                                only) -> {"turn_id": int} at once, or {"turn_id", "queued": true, "position"}
 //                              -> {"turn_id": int} at once; the answer follows as events.
 //                                 errors: busy (a turn is running and cannot be queued), unavailable (model not
 //                                 loaded), bad_request (WAV cannot be decoded; message says why)
@@ -102,6 +103,8 @@ struct AskRequest {
   // This turn only (protocol 2): the answer's length bound in 1..kMaxNewTokensLimit, sampling over the
   // daemon's (each key present replaces it, null: the checkpoint's value), and the voice (non-empty).
   std::optional<int> max_new_tokens;
+  bool queue = false;    // while a turn runs: wait in the daemon's bounded queue instead of `busy`
+  bool preempt = false;  // while a turn runs: cancel it (reason preempt) and start this one; not with queue
   std::optional<SamplingUpdate> sampling;
   std::optional<std::string> speaker;
 };
@@ -183,6 +186,7 @@ inline constexpr std::string_view kTurnCancelled = "turn.cancelled";  // {turn_i
                                                                       //   barge_in|shutdown|error}
 inline constexpr std::string_view kError = "error";                   // {code, message, turn_id?}
 inline constexpr std::string_view kHeartbeat = "heartbeat";           // {state}; every 1 s
+inline constexpr std::string_view kTurnQueued = "turn.queued";  // {turn_id, position}: an ask waits its turn
 inline constexpr std::string_view kUserTranscript = "user.transcript";  // {turn_id, text}: after a voice turn
 inline constexpr std::string_view kDaemonLoading = "daemon.loading";  // {fraction, what}: model load progress
 inline constexpr std::string_view kDaemonReady = "daemon.ready";      // {instance, load_ms, device}

@@ -516,3 +516,78 @@ TEST(AskOverrides, MaxNewTokensSamplingAndSpeakerApplyToThatTurnOnly) {
   refused({{"speaker", "nobody"}}, "not_found", "Ethan, Chelsie");
   EXPECT_TRUE(d->request({{"cmd", "events"}, {"since", seq}, {"topics", {"turn."}}})["events"].empty());
 }
+
+// ------------------------------------------------------------------------------------ ask: queue and preempt
+
+TEST(AskQueue, QueuedAsksWaitTheirTurnInOrderAndPreemptCancelsTheRunningOne) {
+  auto d = start_ready(scripted_options("step_ms=20,words=100"), 30s);
+  EventLog events(d->events());
+  auto ask = [&](const std::string& text, json extra = json::object()) {
+    json req = {{"cmd", "ask"}, {"text", text}, {"speak", false}};
+    req.update(extra);
+    return d->request(req);
+  };
+  // `a` takes 25 tokens (0.5 s or more), b and c 5, `long` 100 (2 s or more).
+  const json brief = {{"max_new_tokens", 25}};
+  const auto a = ask("a", brief);
+  ASSERT_TRUE(a["ok"].get<bool>()) << a;
+  EXPECT_EQ(code(ask("plain")), "busy");  // without queue: as in v1
+  const auto b = ask("b", {{"queue", true}, {"max_new_tokens", 5}});
+  const auto c = ask("c", {{"queue", true}, {"max_new_tokens", 5}});
+  ASSERT_TRUE(b["ok"].get<bool>()) << b;
+  EXPECT_EQ(b["queued"], true);
+  EXPECT_EQ(b["position"], 1);
+  EXPECT_EQ(c["position"], 2);
+  EXPECT_GT(c["turn_id"].get<uint64_t>(), b["turn_id"].get<uint64_t>());
+  EXPECT_EQ(d->request({{"cmd", "status"}})["queued"], json::array({b["turn_id"], c["turn_id"]}));
+  // c leaves the queue; b runs after a, then nothing more.
+  EXPECT_EQ(d->request({{"cmd", "cancel"}, {"turn_id", c["turn_id"]}})["turn_id"], c["turn_id"]);
+  auto done_b = events.wait_for("response.done", 10s, [&](const auto& e) { return e.body["turn_id"] == b["turn_id"]; });
+  ASSERT_TRUE(done_b);
+  EXPECT_EQ(done_b->body["text"].get<std::string>().rfind("You said: b.", 0), 0u) << done_b->body;
+  events.pump(300ms);
+  std::vector<std::string> order;
+  for (const auto& e : events.seen())
+    if (e.name == "turn.start" || e.name == "turn.queued" || e.name == "turn.cancelled" ||
+        (e.name == "response.done"))
+      order.push_back(e.name + " " + e.body["turn_id"].dump());
+  const std::string A = a["turn_id"].dump(), B = b["turn_id"].dump(), C = c["turn_id"].dump();
+  EXPECT_EQ(order, (std::vector<std::string>{"turn.start " + A, "turn.queued " + B, "turn.queued " + C, "turn.cancelled " + C,
+                                             "response.done " + A, "turn.start " + B, "response.done " + B}));
+  EXPECT_TRUE(d->request({{"cmd", "status"}})["queued"].empty());
+
+  // The queue is bounded: the ninth waiting ask is busy, and says why.
+  const auto running = ask("long");
+  ASSERT_TRUE(running["ok"].get<bool>()) << running;
+  std::vector<uint64_t> waiting;
+  for (int i = 0; i < 8; ++i) {
+    const auto q = ask("q" + std::to_string(i), {{"queue", true}});
+    ASSERT_TRUE(q["ok"].get<bool>()) << q;
+    waiting.push_back(q["turn_id"]);
+  }
+  const auto full = ask("one too many", {{"queue", true}});
+  EXPECT_EQ(code(full), "busy") << full;
+  EXPECT_NE(full["error"]["message"].get<std::string>().find("queue is full"), std::string::npos) << full;
+  for (uint64_t id : waiting) EXPECT_EQ(d->request({{"cmd", "cancel"}, {"turn_id", id}})["turn_id"], id);
+
+  // preempt: the running answer ends as a cancel ends it (reason preempt) and the new one starts at once.
+  const auto p = ask("now", {{"preempt", true}, {"max_new_tokens", 5}});
+  ASSERT_TRUE(p["ok"].get<bool>()) << p;
+  EXPECT_FALSE(p.contains("queued"));
+  auto cancelled = events.wait_for("turn.cancelled", 5s, [&](const auto& e) { return e.body["turn_id"] == running["turn_id"]; });
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(cancelled->body["reason"], "preempt");
+  auto done_p = events.wait_for("response.done", 10s, [&](const auto& e) { return e.body["turn_id"] == p["turn_id"]; });
+  ASSERT_TRUE(done_p);
+  EXPECT_EQ(done_p->body["stop"], "max_tokens");
+  for (const auto& e : events.seen())
+    if (e.name == "response.done" && e.body["turn_id"] == running["turn_id"]) EXPECT_EQ(e.body["stop"], "cancelled");
+
+  // Bad values name the field.
+  const auto both = ask("x", {{"queue", true}, {"preempt", true}});
+  EXPECT_EQ(code(both), "bad_request");
+  EXPECT_NE(both["error"]["message"].get<std::string>().find("'queue' and 'preempt'"), std::string::npos) << both;
+  const auto bad = ask("x", {{"queue", "yes"}});
+  EXPECT_EQ(code(bad), "bad_request");
+  EXPECT_NE(bad["error"]["message"].get<std::string>().find("'queue'"), std::string::npos) << bad;
+}
