@@ -1,11 +1,14 @@
 // omnictl: command-line client for omnid's control protocol v1 (docs/protocol.md).
 // Exit codes: 0 ok, 1 omnid answered with an error, 2 usage, 3 omnid not reachable / timed out.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -27,9 +30,10 @@ commands:
   ping                                  check that omnid answers
   status                                show the daemon's state
   voices                                list the model's voices (what 'set speaker' takes)
-  ask [TEXT] [--wav FILE] [--no-speak] [--wait]
+  ask [TEXT] [--wav FILE] [--no-speak] [--wait] [--queue|--preempt] [--max-new-tokens N] [--speaker NAME]
                                         start a turn from text and/or a WAV file; --wait follows the events
-                                        and prints the answer
+                                        and prints the answer; --queue waits for a running turn instead of
+                                        'busy', --preempt cancels it; --max-new-tokens and --speaker: this turn's
   say TEXT                              speak TEXT verbatim
   cancel [TURN_ID]                      cancel the running turn (or the given one)
   listen on|off                         enable or disable the microphone
@@ -68,6 +72,10 @@ struct Options {
   std::string wav_path;
   bool no_speak = false;
   bool wait = false;
+  bool queue = false;
+  bool preempt = false;
+  long max_new_tokens = 0;  // 0: the daemon's
+  std::string speaker;
   bool events_given = false;  // --events or $OMNID_EVENTS
   std::vector<std::string> args;  // the command and its positional arguments
 };
@@ -103,6 +111,18 @@ Options parse_args(int argc, char** argv) {
       o.no_speak = true;
     } else if (a == "--wait") {
       o.wait = true;
+    } else if (a == "--queue") {
+      o.queue = true;
+    } else if (a == "--preempt") {
+      o.preempt = true;
+    } else if (a == "--max-new-tokens") {
+      std::string v = value(i, a);
+      char* end = nullptr;
+      o.max_new_tokens = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || o.max_new_tokens <= 0)
+        throw UsageError{"--max-new-tokens needs a positive number, not '" + v + "'"};  // omnid checks the range
+    } else if (a == "--speaker") {
+      o.speaker = value(i, a);
     } else if (a == "--help") {
       std::cout << kUsage;
       std::exit(kExitOk);
@@ -117,8 +137,10 @@ Options parse_args(int argc, char** argv) {
   if (!o.events_given && !(env_events && *env_events) && o.control.rfind("ipc://", 0) == 0 &&
       o.control.size() > suffix.size() && o.control.compare(o.control.size() - suffix.size(), suffix.size(), suffix) == 0)
     o.events = o.control.substr(0, o.control.size() - suffix.size()) + "/events.sock";
-  if ((!o.wav_path.empty() || o.no_speak || o.wait) && o.args[0] != "ask")
-    throw UsageError{"--wav, --no-speak and --wait belong to 'ask'"};
+  if ((!o.wav_path.empty() || o.no_speak || o.wait || o.queue || o.preempt || o.max_new_tokens ||
+       !o.speaker.empty()) &&
+      o.args[0] != "ask")
+    throw UsageError{"--wav, --no-speak, --wait, --queue, --preempt, --max-new-tokens and --speaker belong to 'ask'"};
   return o;
 }
 
@@ -143,6 +165,10 @@ json build_request(const Options& o, std::optional<std::string>& binary) {
     json r{{"cmd", "ask"}};
     if (o.args.size() == 2) r["text"] = o.args[1];
     if (o.no_speak) r["speak"] = false;
+    if (o.queue) r["queue"] = true;
+    if (o.preempt) r["preempt"] = true;
+    if (o.max_new_tokens) r["max_new_tokens"] = o.max_new_tokens;
+    if (!o.speaker.empty()) r["speaker"] = o.speaker;
     if (!o.wav_path.empty()) {
       std::ifstream in(o.wav_path, std::ios::binary);
       if (!in) throw UsageError{"cannot read WAV file " + o.wav_path};
@@ -209,7 +235,10 @@ void print_human(const std::string& cmd, const json& reply) {
   if (cmd == "voices") {
     for (const auto& v : fields.value("voices", json::array())) std::cout << v.get<std::string>() << "\n";
   } else if (cmd == "ask" || cmd == "say") {
-    std::cout << "turn " << fields.value("turn_id", json(nullptr)).dump() << "\n";
+    std::cout << "turn " << fields.value("turn_id", json(nullptr)).dump();
+    if (fields.value("queued", false))
+      std::cout << " (queued, position " << fields.value("position", json(nullptr)).dump() << ")";
+    std::cout << "\n";
   } else if (cmd == "ping") {
     std::cout << "omnid is up (protocol " << fields.value("protocol", json(nullptr)).dump() << ")\n";
   } else if (fields.empty()) {
@@ -232,16 +261,25 @@ std::optional<omni::ipc::ClientCurveKeys> curve_from_env() {
   return omni::ipc::ClientCurveKeys{server, pub, sec};
 }
 
+// `backlog`: the turn's events that omnid published before the subscription was sure to be active (from
+// `events since`); live events up to `last_seq` are those again and are skipped.
 int follow_turn(const Options& o, omni::ipc::EventSubscriber& events, const json& turn_id,
-                const std::string& instance) {
+                const std::string& instance, std::deque<omni::ipc::Event> backlog, std::uint64_t last_seq) {
   milliseconds silence(std::max(o.timeout_ms, 5000L));
   bool printed = false;
   while (!g_interrupted) {
-    auto e = events.next(silence);
-    if (!e) {
-      if (g_interrupted) break;
-      std::cerr << "omnictl: no events from omnid for " << silence.count() << " ms (is it still running?)\n";
-      return kExitUnreachable;
+    std::optional<omni::ipc::Event> e;
+    if (!backlog.empty()) {
+      e = std::move(backlog.front());
+      backlog.pop_front();
+    } else {
+      e = events.next(silence);
+      if (!e) {
+        if (g_interrupted) break;
+        std::cerr << "omnictl: no events from omnid for " << silence.count() << " ms (is it still running?)\n";
+        return kExitUnreachable;
+      }
+      if (e->body.value("seq", std::uint64_t(0)) <= last_seq) continue;  // in the backlog already
     }
     // The events socket must be the same daemon's as the control socket (heartbeats name their instance).
     if (e->name == "heartbeat" && !instance.empty() && e->body.contains("instance") &&
@@ -309,6 +347,11 @@ int run(const Options& o) {
                                                         " ms connecting to the event socket " + o.events);
   }
   omni::ipc::ControlClient client(o.control, curve_from_env());
+  // Where the turn's events will begin: a subscription may still be joining when they are published, so
+  // whatever it misses comes from `events since` this seq.
+  const std::uint64_t before =
+      o.wait ? client.request({{"cmd", "ping"}}, std::nullopt, milliseconds(o.timeout_ms)).value("seq", std::uint64_t(0))
+             : 0;
   json reply = client.request(request, binary, milliseconds(o.timeout_ms));
   if (!reply.value("ok", false)) {
     const json& err = reply.contains("error") ? reply["error"] : json::object();
@@ -321,7 +364,17 @@ int run(const Options& o) {
       std::cerr << "omnictl: omnid's ask reply has no turn_id\n";
       return kExitErrorReply;
     }
-    return follow_turn(o, *events, reply["turn_id"], reply.value("instance", ""));
+    json missed = client.request({{"cmd", "events"}, {"since", before}, {"topics", {"response.", "turn.", "error"}}},
+                                 std::nullopt, milliseconds(o.timeout_ms));
+    std::deque<omni::ipc::Event> backlog;
+    std::uint64_t last_seq = before;
+    for (json& e : missed.value("events", json::array())) {
+      last_seq = std::max(last_seq, e.value("seq", std::uint64_t(0)));
+      std::string name = e.value("event", "");
+      e.erase("event");
+      backlog.push_back({std::move(name), std::move(e)});
+    }
+    return follow_turn(o, *events, reply["turn_id"], reply.value("instance", ""), std::move(backlog), last_seq);
   }
   if (o.json_output) std::cout << omni::ipc::serialize(reply) << std::endl;
   else print_human(o.args[0], reply);

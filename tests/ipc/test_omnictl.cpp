@@ -49,7 +49,12 @@ struct FakeDaemon {
       if (ask->text) record["text"] = *ask->text;
       record["speak"] = ask->speak;
       record["wav_bytes"] = ask->wav ? ask->wav->size() : 0;
-      s.reply_ok(in.handle, {{"turn_id", 7}});
+      if (ask->queue) record["queue"] = true;
+      if (ask->preempt) record["preempt"] = true;
+      if (ask->max_new_tokens) record["max_new_tokens"] = *ask->max_new_tokens;
+      if (ask->speaker) record["speaker"] = *ask->speaker;
+      if (ask->queue) s.reply_ok(in.handle, {{"turn_id", 9}, {"queued", true}, {"position", 1}});
+      else s.reply_ok(in.handle, {{"turn_id", 7}});
       // The answer streams as events after the reply.
       s.events().publish("turn.start", {{"turn_id", 7}, {"source", "ask"}});
       s.events().publish("response.delta", {{"turn_id", 6}, {"text", "not mine "}});
@@ -215,6 +220,26 @@ TEST(Omnictl, AskWaitPrintsTheStreamedAnswer) {
   EXPECT_EQ(lines[0]["event"], "turn.start");
   EXPECT_EQ(lines[3]["event"], "response.done");
   EXPECT_EQ(lines[3]["tokens"], 3);
+}
+
+TEST(Omnictl, AskTakesQueuePreemptMaxNewTokensAndSpeaker) {
+  TempDir dir;
+  ServerConfig cfg = config_in(dir);
+  FakeDaemon daemon(cfg);
+  CliRun r = omnictl(cfg, "ask hi --queue --max-new-tokens 12 --speaker chelsie");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, "turn 9 (queued, position 1)\n");
+  EXPECT_EQ(daemon.last(), (json{{"cmd", "ask"}, {"text", "hi"}, {"speak", true}, {"wav_bytes", 0}, {"queue", true},
+                                 {"max_new_tokens", 12}, {"speaker", "chelsie"}}));
+  r = omnictl(cfg, "ask hi --preempt");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(daemon.last(), (json{{"cmd", "ask"}, {"text", "hi"}, {"speak", true}, {"wav_bytes", 0}, {"preempt", true}}));
+  r = omnictl(cfg, "say hi --queue");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("belong to 'ask'"), std::string::npos) << r.out;
+  r = omnictl(cfg, "ask hi --max-new-tokens lots");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("--max-new-tokens needs a positive number"), std::string::npos) << r.out;
 }
 
 TEST(Omnictl, VoicesSamplingAndOneEndpointForBothSockets) {

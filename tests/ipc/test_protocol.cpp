@@ -87,7 +87,7 @@ TEST(Protocol, Ask) {
   expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"text", "x"}, {"speak", "yes"}}), ErrorCode::bad_request,
                "field 'speak' must be true or false, not a string");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"txt", "x"}}), ErrorCode::bad_request,
-               "unknown field 'txt' for command 'ask' (allowed: text, speak, max_new_tokens, sampling, speaker)");
+               "unknown field 'txt' for command 'ask' (allowed: text, speak, max_new_tokens, sampling, speaker, queue, preempt)");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}}, "not a wav file"), ErrorCode::bad_request,
                "binary frame is not a WAV file (14 bytes");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}}, ""), ErrorCode::bad_request, "not a WAV file (0 bytes");
