@@ -39,6 +39,7 @@ struct EchoCancelParams {
   bool noise_suppression = false;     // webrtc: also suppress stationary noise
   int delay_ms = 0;                   // acoustic + unreported delay to start from (webrtc then follows its estimate)
   int filter_ms = 500;                // speex: echo tail the adaptive filter covers
+  bool operator==(const EchoCancelParams&) const = default;
 };
 
 // Throws std::runtime_error naming the field when a value is out of range.
