@@ -32,6 +32,7 @@ void CaptureSupervisor::set_echo_canceller(const omni::audio::EchoCancelParams& 
     std::lock_guard lock(echo_mu_);
     echo_ = next;
     echo_frames_.clear();
+    audible_frames_.clear();
   }
   if (listener_.on_echo_canceller) listener_.on_echo_canceller(next);
 }
@@ -46,12 +47,13 @@ void CaptureSupervisor::deliver(const float* samples, size_t count, double captu
   std::unique_lock lock(echo_mu_);
   if (!echo_) {
     lock.unlock();
-    return listener_.on_samples(samples, count, nullptr);
+    return listener_.on_samples(samples, count, nullptr, nullptr);
   }
   // Every sample goes through the canceller, listening or not, so that it keeps converging.
   echo_frames_.clear();
-  const std::vector<float> cleaned = echo_->process(samples, count, capture_time_ms, &echo_frames_);
-  if (!cleaned.empty()) listener_.on_samples(cleaned.data(), cleaned.size(), &echo_frames_);
+  audible_frames_.clear();
+  const std::vector<float> cleaned = echo_->process(samples, count, capture_time_ms, &echo_frames_, &audible_frames_);
+  if (!cleaned.empty()) listener_.on_samples(cleaned.data(), cleaned.size(), &echo_frames_, &audible_frames_);
 }
 
 void CaptureSupervisor::build() {

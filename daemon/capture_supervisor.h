@@ -29,9 +29,11 @@ namespace omnid {
 class CaptureSupervisor {
  public:
   struct Listener {
-    // Capture thread. `echo_frames`: null without echo cancellation, else one flag per 10 ms frame of
-    // `samples` (EchoCanceller::process).
-    std::function<void(const float* samples, size_t count, const std::vector<bool>* echo_frames)> on_samples;
+    // Capture thread. `echo_frames`, `audible_frames`: null without echo cancellation, else one flag per 10 ms
+    // frame of `samples` each (EchoCanceller::process).
+    std::function<void(const float* samples, size_t count, const std::vector<bool>* echo_frames,
+                       const std::vector<bool>* audible_frames)>
+        on_samples;
     // The echo canceller was made, replaced or removed (null: echo cancellation off). Event loop.
     std::function<void(std::shared_ptr<omni::audio::EchoCanceller> canceller)> on_echo_canceller;
     // The input was lost (`first`: a new loss, not a failed rebuild); the next rebuild is in `retry_in_ms`.
@@ -99,7 +101,7 @@ class CaptureSupervisor {
 
   mutable std::mutex echo_mu_;  // the capture thread runs the canceller, the loop replaces it
   std::shared_ptr<omni::audio::EchoCanceller> echo_;
-  std::vector<bool> echo_frames_;  // capture thread
+  std::vector<bool> echo_frames_, audible_frames_;  // capture thread
 };
 
 }  // namespace omnid

@@ -183,19 +183,22 @@ void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
 
 CaptureSupervisor::Listener Daemon::capture_listener() {
   CaptureSupervisor::Listener l;
-  l.on_samples = [this](const float* p, size_t n, const std::vector<bool>* echo_frames) {
+  l.on_samples = [this](const float* p, size_t n, const std::vector<bool>* echo_frames,
+                        const std::vector<bool>* audible_frames) {
     if (!mic_open_) return;
     std::lock_guard lock(endpointer_mu_);
     if (!endpointer_) return;
-    if (!echo_frames) return endpointer_->push(p, n);
-    // Echo-cancelled: whole 10 ms frames, each flagged when it may still hold omnid's voice; the VAD
-    // classifier (rebuild_endpointer) reads the flag of the frame it is given.
+    if (!echo_frames || !audible_frames) return endpointer_->push(p, n);
+    // Echo-cancelled: whole 10 ms frames, each flagged when it may hold only omnid's voice (the VAD classifier,
+    // rebuild_endpointer, reads the flag of the frame it is given) and when omnid's voice may ring in it.
     const size_t frame = omni::audio::kVadFrameSamples;
     for (size_t i = 0; i * frame < n; ++i) {
       mic_frame_is_echo_ = i < echo_frames->size() && (*echo_frames)[i];
+      endpointer_->set_echo_audible(i < audible_frames->size() && (*audible_frames)[i]);
       endpointer_->push(p + i * frame, std::min(frame, n - i * frame));
     }
     mic_frame_is_echo_ = false;
+    endpointer_->set_echo_audible(false);
   };
   l.on_echo_canceller = [this](std::shared_ptr<omni::audio::EchoCanceller> canceller) {
     speech_.set_echo_reference(std::move(canceller));

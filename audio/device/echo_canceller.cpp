@@ -265,7 +265,7 @@ bool EchoCanceller::echo_may_remain(const float* mic, const float* ref, const fl
 }
 
 std::vector<float> EchoCanceller::process(const float* samples, size_t count, double capture_time_ms,
-                                          std::vector<bool>* echo_frames) {
+                                          std::vector<bool>* echo_frames, std::vector<bool>* audible_frames) {
   std::vector<float> out;
   if (count == 0) return out;
   const int64_t at = to_index(capture_time_ms);
@@ -300,6 +300,7 @@ std::vector<float> EchoCanceller::process(const float* samples, size_t count, do
     if (lead_changes_ != changes) converged_ = false;  // a new alignment: the filter starts over
     const bool unsafe = echo_may_remain(pending_.data() + used, ref_frame_.data(), out_frame_.data());
     if (echo_frames) echo_frames->push_back(unsafe);
+    if (audible_frames) audible_frames->push_back(echo_tail_frames_ > 0);
     // The next frame needs nothing older than its own time less the longest lead.
     drop_reference_before(cap_next_ + static_cast<int64_t>(kFrameSamples) - to_index(kMaxLeadMs));
     out.insert(out.end(), out_frame_.begin(), out_frame_.end());
@@ -318,7 +319,7 @@ CancelledRecording cancel_recording(const std::vector<float>& mic, const std::ve
   result.cleaned.reserve(mic.size() + EchoCanceller::kFrameSamples);
   constexpr size_t kChunk = EchoCanceller::kFrameSamples;
   std::vector<float> ref_chunk(kChunk), mic_chunk(kChunk);
-  std::vector<bool> echo_frames;
+  std::vector<bool> echo_frames, audible_frames;
   for (size_t at = 0; at < mic.size(); at += kChunk) {
     // The last chunk is padded with silence so that every microphone sample goes through the canceller.
     for (size_t i = 0; i < kChunk; ++i) {
@@ -327,7 +328,7 @@ CancelledRecording cancel_recording(const std::vector<float>& mic, const std::ve
     }
     const double t_ms = static_cast<double>(at) * 1000.0 / EchoCanceller::kSampleRate;
     canceller.push_reference(ref_chunk.data(), kChunk, t_ms);
-    const std::vector<float> out = canceller.process(mic_chunk.data(), kChunk, t_ms, &echo_frames);
+    const std::vector<float> out = canceller.process(mic_chunk.data(), kChunk, t_ms, &echo_frames, &audible_frames);
     result.cleaned.insert(result.cleaned.end(), out.begin(), out.end());
     if (result.converged_ms < 0 && canceller.converged()) result.converged_ms = t_ms + 10.0;
   }
@@ -335,13 +336,15 @@ CancelledRecording cancel_recording(const std::vector<float>& mic, const std::ve
   result.lead_ms = canceller.lead_ms();
   result.cleaned.resize(mic.size());
   result.estimated_delay_ms = canceller.estimated_delay_ms();
-  result.vad_segments = vad_segments(result.cleaned, vad, &echo_frames, &result.vad_confirmed_ms);
+  result.vad_segments =
+      vad_segments(result.cleaned, vad, &echo_frames, &result.vad_confirmed_ms, &audible_frames);
   return result;
 }
 
 std::vector<std::pair<double, double>> vad_segments(const std::vector<float>& samples, const VadParams& vad,
                                                     const std::vector<bool>* echo_frames,
-                                                    std::vector<double>* confirmed_ms) {
+                                                    std::vector<double>* confirmed_ms,
+                                                    const std::vector<bool>* audible_frames) {
   std::vector<std::pair<double, double>> segments;
   VoiceDetector detector(vad.aggressiveness);
   size_t frame = 0;
@@ -358,7 +361,15 @@ std::vector<std::pair<double, double>> vad_segments(const std::vector<float>& sa
                          },
                          [&](Utterance&& u) { segments.emplace_back(u.start_ms, u.end_ms); }});
   self = &endpointer;
-  endpointer.push(samples.data(), samples.size());
+  if (!audible_frames) {
+    endpointer.push(samples.data(), samples.size());
+  } else {
+    for (size_t i = 0; i * kVadFrameSamples < samples.size(); ++i) {
+      endpointer.set_echo_audible(i < audible_frames->size() && (*audible_frames)[i]);
+      endpointer.push(samples.data() + i * kVadFrameSamples, std::min(kVadFrameSamples, samples.size() - i * kVadFrameSamples));
+    }
+    endpointer.set_echo_audible(false);
+  }
   if (endpointer.in_speech()) {
     // Close the open utterance with silence; its end is the end of the recording at most.
     const double end_ms = static_cast<double>(samples.size()) * 1000.0 / kVadSampleRate;
