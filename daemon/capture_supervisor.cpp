@@ -33,6 +33,7 @@ void CaptureSupervisor::set_echo_canceller(const omni::audio::EchoCancelParams& 
     echo_ = next;
     echo_frames_.clear();
     audible_frames_.clear();
+    echo_state_ = {};
   }
   if (listener_.on_echo_canceller) listener_.on_echo_canceller(next);
 }
@@ -54,6 +55,16 @@ void CaptureSupervisor::deliver(const float* samples, size_t count, double captu
   audible_frames_.clear();
   const std::vector<float> cleaned = echo_->process(samples, count, capture_time_ms, &echo_frames_, &audible_frames_);
   if (!cleaned.empty()) listener_.on_samples(cleaned.data(), cleaned.size(), &echo_frames_, &audible_frames_);
+  // The canceller's state changes go to the journal: an operator sees when omnid became full duplex, and why it
+  // went back to half duplex for a while (a new alignment, an engine reset).
+  const EchoState now{echo_->converged(), echo_->lead_changes(), echo_->engine_resets()};
+  if (now.converged != echo_state_.converged || now.lead_changes != echo_state_.lead_changes ||
+      now.engine_resets != echo_state_.engine_resets) {
+    log_info("echo cancellation: %s; echo delay %d ms, reference lead %.0f ms, %d realignments, %d engine resets",
+             now.converged ? "converged (full duplex)" : "converging (half duplex while omnid talks)",
+             echo_->estimated_delay_ms(), echo_->lead_ms(), now.lead_changes, now.engine_resets);
+    echo_state_ = now;
+  }
 }
 
 void CaptureSupervisor::build() {

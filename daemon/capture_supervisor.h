@@ -102,6 +102,10 @@ class CaptureSupervisor {
   mutable std::mutex echo_mu_;  // the capture thread runs the canceller, the loop replaces it
   std::shared_ptr<omni::audio::EchoCanceller> echo_;
   std::vector<bool> echo_frames_, audible_frames_;  // capture thread
+  struct EchoState {
+    bool converged = false;
+    int lead_changes = 0, engine_resets = 0;
+  } echo_state_;  // as last logged
 };
 
 }  // namespace omnid
