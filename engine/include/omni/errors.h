@@ -23,6 +23,13 @@ class ConfigError : public Error {
   using Error::Error;
 };
 
+// An image the engine cannot use: undecodable, empty, of an unknown format or over a limit. The message
+// names the image (its path, or "images[2]" for bytes) and what is wrong with it.
+class ImageError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A device failure (CUDA error). The context may be unusable; callers should restart.
 class DeviceError : public Error {
  public:
