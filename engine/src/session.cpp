@@ -125,6 +125,7 @@ void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio, bool imag
       mp.h[i] += float(start);
       mp.w[i] += float(start);
     }
+    mp.next += float(start);
   } else if (rope_delta_ != 0) {
     for (size_t i = 0; i < ids.size(); ++i) {
       const float p = float(start + int(i));

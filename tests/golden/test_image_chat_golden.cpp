@@ -3,7 +3,8 @@
 // tools/make_vision_fixtures.py). The engine reads the image file itself (decoding, resizing and normalising
 // as the processor does), expands the placeholder, replaces the pad rows with the tower's rows, adds the
 // DeepStack rows after layers 0-2 and rotates with the 3-row positions (docs/model.md §3.4, §3.5); the
-// fixture is transformers' thinker.generate over the same conversation. Logits within 1e-4 relative per
+// fixture is transformers' thinker.generate over the same conversation (one case puts a clip before the image:
+// audio and image spans in one turn). Logits within 1e-4 relative per
 // step and identical greedy tokens; an earlier turn's answer equal to transformers' too.
 #include <gtest/gtest.h>
 
@@ -13,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "audio/io/wav.h"
 #include "golden_util.h"
 #include "omni/engine.h"
 #include "omni/npy.h"
@@ -39,6 +41,8 @@ omni::UserTurn user_turn(const nlohmann::json& t) {
   omni::UserTurn turn;
   turn.text = t.at("text").get<std::string>();
   for (const auto& f : t.at("images")) turn.images.push_back({golden::fixtures() + "/" + f.get<std::string>(), {}, {}});
+  if (t.contains("audio") && !t.at("audio").is_null())
+    turn.audio_16k = audio::load_wav_mono(golden::fixtures() + "/" + t.at("audio").get<std::string>());
   return turn;
 }
 
@@ -102,7 +106,7 @@ TEST(ImageChatGolden, LogitsAndGreedyTokensMatchTransformersForImagePrompts) {
   auto model = load_tiny_v();
   ASSERT_TRUE(model->has_vision());
   const auto cases = golden::subdirs(golden::fixtures() + "/golden/tiny-v/image_chat");
-  ASSERT_GE(cases.size(), 3u);
+  ASSERT_GE(cases.size(), 4u);
   for (const std::string& dir : cases) check_case(*model, dir);
 }
 

@@ -195,8 +195,8 @@ void mrope_rotary_tables(const RopeConfig& rope, int head_dim, const float* t, c
     throw Error("positions: the thinker's mrope_section must be 3 numbers summing to head_dim/2 = " +
                 std::to_string(half) + " for 3-row positions");
   const float theta = float(rope.theta);
-  std::vector<float> inv_freq(size_t(half));
-  std::vector<int> row(size_t(half));  // 0 = t, 1 = h, 2 = w
+  std::vector<float> inv_freq(static_cast<size_t>(half));
+  std::vector<int> row(static_cast<size_t>(half));  // 0 = t, 1 = h, 2 = w
   for (int i = 0; i < half; ++i) {
     // As the 1-D RoPE computes it (cpu_attention.cpp), so text rows get bit-identical angles either way.
     inv_freq[size_t(i)] = 1.0f / std::pow(theta, float(2 * i) / float(head_dim));
