@@ -42,7 +42,7 @@ omni::UserTurn user_turn(const nlohmann::json& t) {
   turn.text = t.at("text").get<std::string>();
   for (const auto& f : t.at("images")) turn.images.push_back({golden::fixtures() + "/" + f.get<std::string>(), {}, {}});
   if (t.contains("audio") && !t.at("audio").is_null())
-    turn.audio_16k = audio::load_wav_mono(golden::fixtures() + "/" + t.at("audio").get<std::string>());
+    turn.audio_16k = omni::audio::load_wav_mono(golden::fixtures() + "/" + t.at("audio").get<std::string>());
   return turn;
 }
 
