@@ -108,7 +108,7 @@ void SessionImpl::encode_images(const std::vector<std::shared_ptr<const VisualPa
 void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio, bool images) {
   const int rows = thinker_.max_rows();
   if (used_ + int(ids.size()) > model_.context_tokens())
-    throw Error("context full: " + std::to_string(used_ + ids.size()) + " tokens exceed context_tokens " +
+    throw ContextFullError("context full: " + std::to_string(used_ + ids.size()) + " tokens exceed context_tokens " +
                 std::to_string(model_.context_tokens()));
   // Rotary positions (docs/model.md §3.5). Text and audio continue at slot + rope_delta_ on all three rows;
   // image spans take their grids' positions. Where every position is its slot the plain 1-D RoPE applies.
@@ -304,7 +304,7 @@ void SessionImpl::make_room(int needed, bool drop) {
   }
   while (!history_.empty() && total() + needed > capacity) history_.erase(history_.begin());
   if (total() + needed > capacity)
-    throw Error("context full: this turn needs " + std::to_string(needed) + " tokens but context_tokens is " +
+    throw ContextFullError("context full: this turn needs " + std::to_string(needed) + " tokens but context_tokens is " +
                 std::to_string(capacity));
   // Rebuild: the system turn, then each kept turn (a spoken turn's clip is encoded again).
   ++epoch_;
