@@ -207,6 +207,7 @@ def make_tiny_v():
         json.dump(mrope_cases(model.thinker), f)
         f.write("\n")
     print("tiny-v mrope_positions.json")
+    chat_cases(model)
 
 
 def mrope_cases(thinker):
@@ -280,9 +281,106 @@ def mrope_cases(thinker):
     return cases
 
 
+CHAT_CASES = {  # case -> turns: (image files under tests/fixtures/images, text[, clip under tests/fixtures/audio])
+    "garden_identity": [(["garden_224x160.png"], "What is in this picture?")],
+    "street_resized": [(["street_250x190.jpg"], "Describe the street.")],
+    "image_then_text": [(["garden_224x160.png"], "What is in this picture?"), ([], "And what colour is it?")],
+    "audio_and_image": [(["street_250x190.jpg"], "Answer the question about the picture.", "short_0p73s")],
+}
+CHAT_STEPS = 12  # greedy steps recorded per turn
+
+
+def chat_cases(model):
+    """Images in the thinker's prompt, end to end (tests/golden/test_image_chat_golden.cpp).
+
+    Each user turn is rendered as the engine renders it: <|im_start|>user\n, the audio span (the clip's
+    <|audio_pad|> count from its mel frames) when the turn has a clip, per image <|vision_start|> +
+    <|image_pad|> x (t*h*w/4) + <|vision_end|>, the text, <|im_end|>\n<|im_start|>assistant\n. An earlier turn's
+    answer is the engine's: greedy up to CHAT_STEPS tokens, cut after <|im_end|>, then <|im_end|> (when the answer
+    did not end) and \n. The last turn is recorded like the text goldens: thinker.generate over the whole
+    conversation with every image's pixel_values (the processor's, from the same files the engine reads), greedy,
+    never stopped at <|im_end|>, with an uncached forward as a cross-check.
+    Per case directory golden/tiny-v/image_chat/<case>/:
+      meta.json         turns (images, text), image grids, steps, answers of the earlier turns
+      turn_K_ids.npy    the ids turn K adds (K = 0..), earlier answers' closing tokens included
+      greedy.npy, logit_cols.npy, logits_sub.npy, logits_full0.npy   the last turn, as golden.text_case writes
+    """
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from fixturelib import golden, tokenizer_file
+    from fixturelib.prompts import PromptBuilder
+    from fixturelib import audio_clips
+    from transformers import WhisperFeatureExtractor
+    from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import _get_feat_extract_output_lengths
+    builder = PromptBuilder(os.path.join(tokenizer_file.committed_tokenizer_dir(), "tokenizer.json"))
+    proc = Qwen2VLImageProcessor(**PREPROC)
+    fe = WhisperFeatureExtractor.from_pretrained(os.path.join(REPO, "tests", "fixtures", "models", "tiny-v"))
+    waves = audio_clips.load_clips(os.path.join(REPO, "tests", "fixtures", "audio"))
+    IM_END, NEWLINE = 151645, 198
+    root = os.path.join(REPO, "tests", "fixtures", "golden", "tiny-v", "image_chat")
+    if os.path.isdir(root):
+        shutil.rmtree(root)
+    for case, turns in CHAT_CASES.items():
+        out_dir = os.path.join(root, case)
+        os.makedirs(out_dir)
+        conv, pixels, grids, turn_ids, answers, audio_mm = [], [], [], [], [], {}
+        for k, (files, text, *clip) in enumerate(turns):
+            ids = []
+            if k > 0:  # the previous answer as the engine closes it
+                ans = answers[-1]
+                ids += ([] if ans and ans[-1] == IM_END else [IM_END]) + [NEWLINE]
+            rendered = "<|im_start|>user\n"
+            if clip:  # one clip per conversation here: the audio span comes first in the turn
+                assert not audio_mm, "one clip per conversation"
+                features, mask = golden.audio_features(fe, waves[clip[0]])
+                n_audio = int(_get_feat_extract_output_lengths(torch.tensor(features.shape[-1])))
+                audio_mm = dict(input_features=features[None], feature_attention_mask=mask)
+                rendered += "<|audio_start|>" + "<|audio_pad|>" * n_audio + "<|audio_end|>"
+            for name in files:
+                rgb = to_rgb(Image.open(os.path.join(IMAGES, name)))
+                o = proc(images=[rgb], return_tensors="pt")
+                pixels.append(o["pixel_values"])
+                g = o["image_grid_thw"][0].tolist()
+                grids.append(g)
+                rendered += "<|vision_start|>" + "<|image_pad|>" * (g[0] * g[1] * g[2] // 4) + "<|vision_end|>"
+            rendered += text + "<|im_end|>\n<|im_start|>assistant\n"
+            ids += builder.encode(rendered)
+            turn_ids.append(ids)
+            conv += ids
+            mm = dict(audio_mm)
+            if pixels:
+                mm.update(pixel_values=torch.cat(pixels), image_grid_thw=torch.tensor(grids, dtype=torch.long))
+            tokens, logits, recompute = golden.thinker_greedy(model, conv, CHAT_STEPS, mm)
+            tokens = tokens.tolist()
+            if k + 1 < len(turns):
+                if IM_END in tokens:
+                    tokens = tokens[:tokens.index(IM_END) + 1]
+                answers.append(tokens)
+                conv += tokens
+        for k, ids in enumerate(turn_ids):
+            golden.save_i64(os.path.join(out_dir, "turn_%d_ids.npy" % k), ids)
+        golden.save_i64(os.path.join(out_dir, "greedy.npy"), tokens)
+        golden.write_greedy_logits(out_dir, case, logits)
+        golden.save_f32(os.path.join(out_dir, "logits_full0.npy"), logits[0])
+        gaps = golden.top2_gaps(logits)
+        first_end = tokens.index(IM_END) if IM_END in tokens else None
+        golden.save_json(os.path.join(out_dir, "meta.json"), dict(
+            turns=[dict(images=[os.path.join("images", f) for f in t[0]], text=t[1],
+                        audio=os.path.join("audio", t[2] + ".wav") if len(t) > 2 else None) for t in turns],
+            image_grids=grids, steps=CHAT_STEPS, earlier_answers=answers, first_im_end_step=first_end,
+            min_top2_gap=round(gaps.min().item(), 6), recompute_max_abs_diff=recompute,
+            transformers=transformers.__version__))
+        print("tiny-v image_chat", case, "grids", grids, "first <|im_end|> at", first_end,
+              "min gap %.3g" % gaps.min().item(), "recompute diff %.2g" % recompute)
+
+
 def main():
     if "--tiny-v" in sys.argv[1:]:
         make_tiny_v()
+        return
+    if "--tiny-v-chat" in sys.argv[1:]:  # the chat goldens only, from the committed tiny-v
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from fixturelib import checkpoint
+        chat_cases(checkpoint.load_float32(os.path.join(REPO, "tests", "fixtures", "models", "tiny-v")))
         return
     torch.manual_seed(0)
     os.makedirs(IMAGES, exist_ok=True)

@@ -21,6 +21,7 @@ namespace {
 struct Args {
   std::string model, device = "cpu", dtype, weights = "bf16";
   std::string ids, system, prompt, audio, tokenize;
+  std::vector<std::string> images;  // --image, repeatable: in order after the audio, before the text
   bool have_ids = false, have_prompt = false, have_tokenize = false;
   omni::GenerateOptions gen;
   std::string speech_out;
@@ -36,7 +37,8 @@ struct Args {
                "omni-run: %s\n"
                "usage: omni-run --model DIR [--device cpu|cuda] [--dtype f32|bf16]\n"
                "  [--weights bf16|int8|int4|experts=int4,attention=int8,lm_head=bf16,talker=int4]\n"
-               "  (--ids 1,2,3 | [--system TEXT] [--prompt TEXT] [--audio FILE.wav] | --tokenize TEXT)\n"
+               "  (--ids 1,2,3 | [--system TEXT] [--prompt TEXT] [--audio FILE.wav] [--image FILE.png|jpg ...]\n"
+               "   | --tokenize TEXT)\n"
                "  [--max-new-tokens N] [--greedy | --temperature T --top-k K --top-p P] [--repetition-penalty R]\n"
                "  [--seed S] [--speech OUT.wav --speaker NAME --max-speech-frames N] [--json]\n"
                "  [--logits-out FILE.npy] [--context N] [--force-ids 1,2,3 (feed these instead of the picks)]\n"
@@ -77,6 +79,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--system") a.system = value(), a.have_prompt = true;
     else if (f == "--prompt") a.prompt = value(), a.have_prompt = true;
     else if (f == "--audio") a.audio = value(), a.have_prompt = true;
+    else if (f == "--image") a.images.push_back(value()), a.have_prompt = true;
     else if (f == "--tokenize") a.tokenize = value(), a.have_tokenize = true;
     else if (f == "--max-new-tokens") a.gen.max_new_tokens = int(parse_int(f, value()));
     else if (f == "--greedy") greedy_flag = true;
@@ -104,7 +107,7 @@ Args parse(int argc, char** argv) {
     usage(std::string("--weights: ") + e.what());
   }
   if (int(a.have_ids) + int(a.have_prompt) + int(a.have_tokenize) != 1)
-    usage("give exactly one input: --ids, --system/--prompt/--audio, or --tokenize");
+    usage("give exactly one input: --ids, --system/--prompt/--audio/--image, or --tokenize");
   if (greedy_flag && sampling_flag) usage("--greedy cannot be combined with --temperature/--top-k/--top-p");
   a.gen.sampling.greedy = !sampling_flag;
   if (a.gen.max_new_tokens < 1) usage("--max-new-tokens must be at least 1");
@@ -187,6 +190,7 @@ int run(const Args& a) {
     omni::UserTurn turn;
     turn.text = a.prompt;
     if (!a.audio.empty()) turn.audio_16k = read_audio_16k(a.audio);
+    for (const std::string& path : a.images) turn.images.push_back({.path = path});
     r = session->respond(turn, gen, cb);
   }
   if (a.gen.speak) speech.close();

@@ -27,13 +27,24 @@ std::vector<int32_t> render_user_turn(const Tokenizer& tok, const TokenIds& ids,
     throw Error("chat prompt: audio_tokens is " + std::to_string(turn.audio_tokens) +
                 " (expected -1 for no audio, or a count >= 0)");
   }
+  for (size_t i = 0; i < turn.image_tokens.size(); ++i)
+    if (turn.image_tokens[i] <= 0)
+      throw Error("chat prompt: image " + std::to_string(i + 1) + " has " + std::to_string(turn.image_tokens[i]) +
+                  " tokens (expected > 0)");
   std::vector<int32_t> out;
   out.push_back(ids.im_start);
-  if (turn.audio_tokens >= 0) {
+  if (turn.audio_tokens >= 0 || !turn.image_tokens.empty()) {
     append_text(out, tok, "user\n");
-    out.push_back(ids.audio_start);
-    out.insert(out.end(), static_cast<size_t>(turn.audio_tokens), ids.audio_pad);
-    out.push_back(ids.audio_end);
+    if (turn.audio_tokens >= 0) {
+      out.push_back(ids.audio_start);
+      out.insert(out.end(), static_cast<size_t>(turn.audio_tokens), ids.audio_pad);
+      out.push_back(ids.audio_end);
+    }
+    for (int n : turn.image_tokens) {
+      out.push_back(ids.vision_start);
+      out.insert(out.end(), static_cast<size_t>(n), ids.image_pad);
+      out.push_back(ids.vision_end);
+    }
     append_text(out, tok, turn.text);
   } else {
     append_text(out, tok, "user\n" + turn.text);

@@ -1,6 +1,7 @@
 // The Qwen3-Omni ChatML prompt (docs/model.md §5.4), built as token ids:
 //   <|im_start|>system\n{system}<|im_end|>\n                     (only with a system prompt)
-//   <|im_start|>user\n<|audio_start|><|audio_pad|>×N<|audio_end|>{text}<|im_end|>\n
+//   <|im_start|>user\n<|audio_start|><|audio_pad|>×N<|audio_end|>{images}{text}<|im_end|>\n
+//     (each image <|vision_start|><|image_pad|>×N<|vision_end|>)
 //   <|im_start|>assistant\n
 // Special ids come from TokenIds; the text between them ("system\n{system}", "user\n{text}" or, with
 // audio, "user\n" and "{text}", "\n", "assistant\n") is tokenized as one piece each, which gives the
@@ -22,6 +23,7 @@ namespace omni {
 struct ChatTurnInput {
   std::string text;         // may be empty
   int audio_tokens = -1;    // -1: no audio; else the number of <|audio_pad|> tokens (< -1 is an error)
+  std::vector<int> image_tokens;  // per image, in order after the audio: its <|image_pad|> count (> 0)
 };
 
 // System turn ids (empty when `system` is empty).

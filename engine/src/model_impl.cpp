@@ -47,6 +47,7 @@ ModelImpl::ModelImpl(const LoadOptions& opt) {
   if (opt.context_tokens < 16) throw Error("context_tokens must be at least 16");
   const WeightPlan plan = parse_weight_plan(opt.weights);
   context_tokens_ = opt.context_tokens;
+  model_dir_ = opt.model_dir;
   progress(0.0, "reading config");
   cfg_ = ModelConfig::load(opt.model_dir + "/config.json");
   const std::string tok_path = opt.model_dir + "/tokenizer.json";
@@ -92,7 +93,52 @@ std::vector<int32_t> ModelImpl::render_prompt(const std::string& system, const U
   ChatTurnInput in;
   in.text = turn.text;
   in.audio_tokens = turn.audio_16k.empty() ? -1 : audio_tokens_for(turn.audio_16k.size());
+  if (!turn.images.empty()) {
+    auto& self = const_cast<ModelImpl&>(*this);  // the vision input loads on first use
+    const int m = self.vision().merge_size();
+    for (const auto& p : self.prepare_images(turn.images)) in.image_tokens.push_back(int(p->tokens(m)));
+  }
   return omni::render_prompt(*tokenizer_, cfg_.ids, system, in);
+}
+
+VisionInput& ModelImpl::vision() {
+  std::lock_guard<std::mutex> l(vision_mu_);
+  if (!vision_) {
+    if (!cfg_.has_vision) throw Error(model_dir_ + ": this model has no vision tower: it cannot take images");
+    vision_ = std::make_unique<VisionInput>(*backend_, *checkpoint_, cfg_, model_dir_, context_tokens_);
+  }
+  return *vision_;
+}
+
+std::vector<std::shared_ptr<const VisualPatches>> ModelImpl::prepare_images(const std::vector<ImageInput>& images) {
+  VisionInput& v = vision();
+  std::vector<std::shared_ptr<const VisualPatches>> out;
+  for (size_t i = 0; i < images.size(); ++i) {
+    const ImageInput& im = images[i];
+    const std::string what = im.bytes.empty() ? im.path : "images[" + std::to_string(i) + "]";
+    if (im.bytes.empty() && im.path.empty()) throw ImageError(what + ": neither a path nor bytes given");
+    try {
+      RgbImage rgb;
+      if (!im.bytes.empty()) {
+        rgb = im.format.empty() ? decode_image(im.bytes.data(), im.bytes.size(), what)
+                                : decode_image_as(parse_image_format(im.format), im.bytes.data(), im.bytes.size(),
+                                                  what);
+      } else {
+        rgb = load_image_file(im.path);
+      }
+      auto p = std::make_shared<VisualPatches>(v.prepare(rgb));
+      if (p->tokens(v.merge_size()) > v.max_tokens())
+        throw ImageError(what + ": " + std::to_string(rgb.width) + "x" + std::to_string(rgb.height) + " needs " +
+                         std::to_string(p->tokens(v.merge_size())) + " image tokens; the context holds " +
+                         std::to_string(v.max_tokens()));
+      out.push_back(std::move(p));
+    } catch (const ImageError& e) {
+      const std::string msg = e.what();
+      if (msg.rfind(what + ":", 0) == 0) throw;
+      throw ImageError(what + ": " + msg);  // preprocessing errors (size, aspect ratio) do not know the name
+    }
+  }
+  return out;
 }
 
 std::vector<std::string> ModelImpl::speakers() const {

@@ -18,6 +18,7 @@
 #include "omni/engine.h"
 #include "omni/tokenizer.h"
 #include "speech.h"
+#include "vision/vision_input.h"
 
 namespace omni {
 
@@ -29,6 +30,7 @@ class ModelImpl : public Model {
   std::vector<int32_t> render_prompt(const std::string& system, const UserTurn& turn) const override;
   std::string decode(const std::vector<int32_t>& ids) const override { return tokenizer_->decode(ids); }
   bool has_talker() const override { return speech_ != nullptr; }
+  bool has_vision() const override { return cfg_.has_vision; }
   std::vector<std::string> speakers() const override;
   int speech_sample_rate() const override { return 24000; }
   std::string device_name() const override { return backend_->name(); }
@@ -46,6 +48,12 @@ class ModelImpl : public Model {
   int audio_tokens_for(size_t samples_16k) const { return audio_->token_count(samples_16k); }
   AudioInput& audio() { return *audio_; }
   SpeechModel* speech() { return speech_.get(); }  // null when the talker is not loaded
+  // The vision tower and its buffers, loaded on first use (a deployment that never sees an image does not pay
+  // for them); throws omni::Error when the checkpoint has no vision tower or its preprocessor does not fit it.
+  VisionInput& vision();
+  // Decodes and preprocesses a turn's images, in order; an ImageError names the image (its path, or
+  // "images[i]"). Nothing of a session changes, so a bad image leaves the conversation as it was.
+  std::vector<std::shared_ptr<const VisualPatches>> prepare_images(const std::vector<ImageInput>& images);
   // The vocabulary's byte strings for constrained decoding, built on first use (thread-safe).
   std::shared_ptr<const TokenTable> token_table();
 
@@ -57,6 +65,9 @@ class ModelImpl : public Model {
   std::unique_ptr<Thinker> thinker_;
   std::unique_ptr<AudioInput> audio_;
   std::unique_ptr<SpeechModel> speech_;
+  std::mutex vision_mu_;
+  std::unique_ptr<VisionInput> vision_;
+  std::string model_dir_;
   int context_tokens_ = 0;
   double load_ms_ = 0;
   Sampling default_sampling_;
@@ -74,6 +85,7 @@ struct SessionImplMark : SessionMarkState {
   std::vector<int32_t> pending;
   size_t history_turns = 0;
   size_t last_turn_ids = 0;   // ids of the last history turn (respond() appends pending_ to it)
+  int rope_delta = 0;
   bool system_in_cache = false;
 };
 
@@ -103,11 +115,16 @@ class SessionImpl : public Session {
   struct HistoryTurn {
     std::vector<int32_t> ids;
     std::vector<float> audio_16k;  // the clip behind the turn's <|audio_pad|> rows, if any
+    std::vector<std::shared_ptr<const VisualPatches>> images;  // the images behind its <|image_pad|> rows
   };
-  // Feeds `ids` at positions used_.. into the cache in chunks; leaves the logits of the last
-  // row in logits_. With `audio`, the clip encoded last fills the <|audio_pad|> rows.
-  // Throws if the context is full.
-  void prefill(const std::vector<int32_t>& ids, bool audio = false);
+  // Feeds `ids` into cache slots used_.. in chunks; leaves the logits of the last row in logits_. With
+  // `audio`, the clip encoded last fills the <|audio_pad|> rows; with `images`, the images the vision input
+  // holds fill the <|image_pad|> rows and add their DeepStack rows. Rotary positions follow docs/model.md §3.5:
+  // text continues at used_ + rope_delta_, image spans take their grid's 3-row positions, and rope_delta_
+  // becomes the next position less the next slot. Throws if the context is full.
+  void prefill(const std::vector<int32_t>& ids, bool audio = false, bool images = false);
+  // Encodes `images` into the vision input (replacing what it held).
+  void encode_images(const std::vector<std::shared_ptr<const VisualPatches>>& images);
   // Generates after a prefill; fills result.tokens/text/stop. With `speech`, every token is
   // handed to the speech pipeline as it is made (the talker runs interleaved).
   // With `con`, every step's logits are masked to the tokens it allows (computed while the step runs).
@@ -124,14 +141,17 @@ class SessionImpl : public Session {
   std::vector<int32_t> system_ids() const;
   // Generates the answer to a user turn (its ids, the system turn first when the cache is new).
   TurnResult run_turn(std::vector<int32_t> turn_ids, const std::vector<float>& audio_16k, const GenerateOptions& opt,
-                      const Callbacks& cb);
+                      const Callbacks& cb, const std::vector<std::shared_ptr<const VisualPatches>>& images = {});
   // The constraint for this turn's options (null: unconstrained).
   std::unique_ptr<DecodeConstraint> make_constraint(const GenerateOptions& opt);
   // Drops the oldest history turns until `needed` more tokens fit, then rebuilds the cache.
   // With `drop` false, throws instead (before changing anything).
   void make_room(int needed, bool drop);
-  // One decode step for the token in ids_dev_[0] at pos_dev_[0]: embed, decoder, lm_head.
-  void decode_step();
+  // One decode step for the token in ids_dev_[0] at slot pos_dev_[0]: embed, decoder, lm_head. With `table`,
+  // the rotary comes from rope_cos_/rope_sin_ row 0 (a position other than the slot, after an image).
+  void decode_step(bool table);
+  // Writes the rotary tables of rows [0, n) for 3-row positions (docs/model.md §3.1) into rope_cos_/rope_sin_.
+  void upload_rope(const float* t, const float* h, const float* w, int n);
 
   ModelImpl& model_;
   Backend& be_;
@@ -141,6 +161,7 @@ class SessionImpl : public Session {
   std::vector<JsonGrammar::Tool> tools_;      // compiled, for constrained calls
   std::vector<KVCache> caches_;
   Tensor ids_dev_, pos_dev_, x_, logits_;
+  Tensor rope_cos_, rope_sin_;  // F32 [rows, head_dim/2]: per-row rotary where positions are not the slots
   // Speech: hidden_states[accept_hidden_layer] of every cache slot, and room to gather the
   // user-part rows of it for the talker.
   Tensor accept_hidden_, talker_rows_;
@@ -150,6 +171,12 @@ class SessionImpl : public Session {
   std::vector<int32_t> pos_host_;
   int used_ = 0;                   // tokens in the cache
   int decode_graph_ = -1;          // the captured decode step (backends with graphs)
+  int decode_graph_table_ = -1;    // the same with the rotary from rope_cos_/rope_sin_
+  // Rotary position of the next slot less the slot (docs/model.md §3.5): 0 for text and audio, the span's
+  // max + 1 less its end after an image (negative: an image of h×w patches takes h·w/4 slots but advances
+  // the positions by max(h, w)/2).
+  int rope_delta_ = 0;
+  std::vector<float> rope_host_;  // scratch for upload_rope
   std::vector<int32_t> pending_;   // ids to feed before the next turn (end of the last answer)
   std::vector<HistoryTurn> history_;
   bool system_in_cache_ = false;

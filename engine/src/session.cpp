@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "grammar/mask_worker.h"
+#include "model/mrope_positions.h"
 #include "model_impl.h"
 #include "omni/errors.h"
 
@@ -25,6 +26,8 @@ SessionImpl::SessionImpl(ModelImpl& model, const SessionOptions& opt)
   pos_dev_ = be_.alloc({rows}, DType::I32);
   x_ = be_.alloc({rows, c.hidden_size});
   logits_ = be_.alloc({1, c.vocab_size}, DType::F32);
+  rope_cos_ = be_.alloc({rows, c.head_dim / 2}, DType::F32);
+  rope_sin_ = be_.alloc({rows, c.head_dim / 2}, DType::F32);
   pos_host_.resize(size_t(rows));
   if (!opt.tools.empty()) set_tools(opt.tools);
   if (model.speech()) {
@@ -36,6 +39,7 @@ SessionImpl::SessionImpl(ModelImpl& model, const SessionOptions& opt)
 void SessionImpl::reset() {
   ++epoch_;
   used_ = 0;
+  rope_delta_ = 0;
   context_ids_.clear();
   pending_.clear();
   history_.clear();
@@ -86,11 +90,52 @@ std::unique_ptr<DecodeConstraint> SessionImpl::make_constraint(const GenerateOpt
   return DecodeConstraint::for_tools(model_.token_table(), ids, tools_, choice, opt.max_tool_calls);
 }
 
-void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio) {
+void SessionImpl::upload_rope(const float* t, const float* h, const float* w, int n) {
+  const int half = thinker_.config().head_dim / 2;
+  rope_host_.resize(size_t(2 * n * half));
+  mrope_rotary_tables(thinker_.config().rope, thinker_.config().head_dim, t, h, w, size_t(n), rope_host_.data(),
+                      rope_host_.data() + size_t(n * half));
+  be_.upload(rope_cos_.rows(0, n), rope_host_.data());
+  be_.upload(rope_sin_.rows(0, n), rope_host_.data() + size_t(n * half));
+}
+
+void SessionImpl::encode_images(const std::vector<std::shared_ptr<const VisualPatches>>& images) {
+  VisionInput& v = model_.vision();
+  v.clear();
+  for (const auto& p : images) v.append(*p);
+}
+
+void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio, bool images) {
   const int rows = thinker_.max_rows();
   if (used_ + int(ids.size()) > model_.context_tokens())
     throw ContextFullError("context full: " + std::to_string(used_ + ids.size()) + " tokens exceed context_tokens " +
                 std::to_string(model_.context_tokens()));
+  // Rotary positions (docs/model.md §3.5). Text and audio continue at slot + rope_delta_ on all three rows;
+  // image spans take their grids' positions. Where every position is its slot the plain 1-D RoPE applies.
+  const int start = used_ + rope_delta_;
+  MropePositions mp;
+  if (images) {
+    MropeInput in;
+    in.images = model_.vision().spans();
+    in.spatial_merge_size = model_.vision().merge_size();
+    if (audio) in.audio_tokens.push_back(model_.audio().encoded_tokens());
+    mp = mrope_positions(ids, model_.config().ids, in);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      mp.t[i] += float(start);
+      mp.h[i] += float(start);
+      mp.w[i] += float(start);
+    }
+    mp.next += float(start);
+  } else if (rope_delta_ != 0) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const float p = float(start + int(i));
+      mp.t.push_back(p);
+      mp.h.push_back(p);
+      mp.w.push_back(p);
+    }
+    mp.next = float(start + int(ids.size()));
+  }
+  const bool table = !mp.t.empty();
   for (size_t begin = 0; begin < ids.size(); begin += size_t(rows)) {
     const int n = int(std::min<size_t>(size_t(rows), ids.size() - begin));
     for (int i = 0; i < n; ++i) pos_host_[size_t(i)] = used_ + i;
@@ -99,21 +144,38 @@ void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio) {
     be_.upload(pos_t, pos_host_.data());
     thinker_.embed(ids_t, x);
     if (audio) model_.audio().fill_prefill_chunk(ids, begin, x);
+    DecoderExtras extras;
+    if (images) {
+      model_.vision().fill_prefill_chunk(ids, begin, x);
+      extras.adds = model_.vision().deepstack_adds(ids, begin, size_t(n));
+    }
+    if (table) {
+      upload_rope(mp.t.data() + begin, mp.h.data() + begin, mp.w.data() + begin, n);
+      extras.rope_cos = rope_cos_.rows(0, n);
+      extras.rope_sin = rope_sin_.rows(0, n);
+    }
+    const DecoderExtras* ex = table || !extras.adds.empty() ? &extras : nullptr;
     if (accept_hidden_.empty()) {
-      thinker_.forward(x, pos_t, caches_);
+      thinker_.forward(x, pos_t, caches_, Tensor(), -1, ex);
     } else {
-      thinker_.forward(x, pos_t, caches_, accept_hidden_.rows(used_, n), model_.config().talker.accept_hidden_layer);
+      thinker_.forward(x, pos_t, caches_, accept_hidden_.rows(used_, n), model_.config().talker.accept_hidden_layer,
+                       ex);
     }
     context_ids_.insert(context_ids_.end(), ids.begin() + long(begin), ids.begin() + long(begin) + n);
     used_ += n;
     if (begin + size_t(n) == ids.size()) thinker_.logits(x.rows(n - 1, 1), logits_);
   }
+  // Positions are whole numbers for text and images (a clip's time row may not be; videos do not come here).
+  if (table) rope_delta_ = int(mp.next) - used_;
 }
 
-void SessionImpl::decode_step() {
+void SessionImpl::decode_step(bool table) {
   Tensor x = x_.rows(0, 1);
   thinker_.embed(ids_dev_.rows(0, 1), x);
-  thinker_.forward(x, pos_dev_.rows(0, 1), caches_);
+  DecoderExtras extras;
+  extras.rope_cos = rope_cos_.rows(0, 1);
+  extras.rope_sin = rope_sin_.rows(0, 1);
+  thinker_.forward(x, pos_dev_.rows(0, 1), caches_, Tensor(), -1, table ? &extras : nullptr);
   thinker_.logits(x, logits_);
 }
 
@@ -180,16 +242,23 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
     pos_host_[0] = used_;
     be_.upload(ids_dev_.rows(0, 1), &tok);
     be_.upload(pos_dev_.rows(0, 1), pos_host_.data());
+    // After an image the rotary position is the slot + rope_delta_ (docs/model.md §3.5): given as a table row.
+    const bool table = rope_delta_ != 0;
+    if (table) {
+      const float p = float(used_ + rope_delta_);
+      upload_rope(&p, &p, &p, 1);
+    }
     if (masker) masker->start(*con);
     if (be_.supports_graphs()) {
-      if (decode_graph_ < 0) {
+      int& graph = table ? decode_graph_table_ : decode_graph_;
+      if (graph < 0) {
         be_.begin_capture();
-        decode_step();
-        decode_graph_ = be_.end_capture();
+        decode_step(table);
+        graph = be_.end_capture();
       }
-      be_.replay(decode_graph_);
+      be_.replay(graph);
     } else {
-      decode_step();
+      decode_step(table);
     }
     context_ids_.push_back(tok);
     ++used_;
@@ -240,12 +309,14 @@ void SessionImpl::make_room(int needed, bool drop) {
   // Rebuild: the system turn, then each kept turn (a spoken turn's clip is encoded again).
   ++epoch_;
   used_ = 0;
+  rope_delta_ = 0;
   context_ids_.clear();
   system_in_cache_ = true;
   if (!sys.empty()) prefill(sys);
   for (const HistoryTurn& h : history_) {
     if (!h.audio_16k.empty()) model_.audio().encode(h.audio_16k.data(), h.audio_16k.size());
-    prefill(h.ids, !h.audio_16k.empty());
+    if (!h.images.empty()) encode_images(h.images);
+    prefill(h.ids, !h.audio_16k.empty(), !h.images.empty());
   }
 }
 
@@ -306,7 +377,25 @@ TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt
   ChatTurnInput in;
   in.text = turn.text;
   in.audio_tokens = turn.audio_16k.empty() ? -1 : model_.audio_tokens_for(turn.audio_16k.size());
-  return run_turn(render_user_turn(model_.tokenizer(), model_.config().ids, in), turn.audio_16k, opt, cb);
+  // Images are decoded and prepared before anything changes: a bad one leaves the conversation as it was.
+  std::vector<std::shared_ptr<const VisualPatches>> images;
+  if (!turn.images.empty()) {
+    images = model_.prepare_images(turn.images);
+    int64_t tokens = 0;
+    for (const auto& p : images) {
+      tokens += p->tokens(model_.vision().merge_size());
+      in.image_tokens.push_back(int(p->tokens(model_.vision().merge_size())));
+    }
+    if (tokens > model_.vision().max_tokens())
+      throw Error("images: the turn's " + std::to_string(images.size()) + " images need " + std::to_string(tokens) +
+                  " tokens; the context holds " + std::to_string(model_.vision().max_tokens()));
+  }
+  if (opt.speak && (!images.empty() || std::any_of(history_.begin(), history_.end(), [](const HistoryTurn& h) {
+                      return !h.images.empty();
+                    })))
+    throw Error("speech about images is not supported yet: the talker's positions for image turns are not "
+                "implemented (ask without speak)");
+  return run_turn(render_user_turn(model_.tokenizer(), model_.config().ids, in), turn.audio_16k, opt, cb, images);
 }
 
 TurnResult SessionImpl::respond_tool_results(const std::vector<ToolResult>& results, const GenerateOptions& opt,
@@ -323,7 +412,8 @@ TurnResult SessionImpl::respond_tool_results(const std::vector<ToolResult>& resu
 }
 
 TurnResult SessionImpl::run_turn(std::vector<int32_t> turn_ids, const std::vector<float>& audio_16k,
-                                 const GenerateOptions& opt, const Callbacks& cb) {
+                                 const GenerateOptions& opt, const Callbacks& cb,
+                                 const std::vector<std::shared_ptr<const VisualPatches>>& images) {
   TurnResult r;
   const std::unique_ptr<DecodeConstraint> con = make_constraint(opt);  // checks the options before anything changes
   const bool add_system = !system_in_cache_ && used_ == 0;
@@ -346,7 +436,8 @@ TurnResult SessionImpl::run_turn(std::vector<int32_t> turn_ids, const std::vecto
     model_.audio().encode(audio_16k.data(), audio_16k.size());
     r.timings.audio_encode_ms = ms_between(ta, Clock::now());
   }
-  prefill(feed, spoken);
+  if (!images.empty()) encode_images(images);
+  prefill(feed, spoken, !images.empty());
   r.timings.prefill_ms = ms_between(t0, Clock::now());
   std::unique_ptr<SpeechPipeline> speech;
   if (opt.speak) speech = start_speech(opt, cb, std::vector<int32_t>(turn_ids.end() - 3, turn_ids.end()));
@@ -355,6 +446,7 @@ TurnResult SessionImpl::run_turn(std::vector<int32_t> turn_ids, const std::vecto
   HistoryTurn h;
   h.ids = turn_ids;
   h.audio_16k = audio_16k;
+  h.images = images;
   // Tokens fed during decoding (all generated but the last; the last is in pending_).
   if (r.tokens.size() > 1) h.ids.insert(h.ids.end(), r.tokens.begin(), r.tokens.end() - 1);
   history_.push_back(std::move(h));
@@ -370,6 +462,7 @@ SessionMark SessionImpl::mark() const {
   m->history_turns = history_.size();
   m->last_turn_ids = history_.empty() ? 0 : history_.back().ids.size();
   m->system_in_cache = system_in_cache_;
+  m->rope_delta = rope_delta_;
   return SessionMark{std::move(m)};
 }
 
@@ -391,6 +484,7 @@ void SessionImpl::rollback(const SessionMark& mark) {
   if (!history_.empty()) history_.back().ids.resize(m->last_turn_ids);
   pending_ = m->pending;
   system_in_cache_ = m->system_in_cache;
+  rope_delta_ = m->rope_delta;
 }
 
 TurnResult SessionImpl::generate_from_ids(const std::vector<int32_t>& ids, const GenerateOptions& opt,

@@ -291,3 +291,24 @@ TEST(OmniRun, ResponseSchemaGivesJsonValidUnderIt) {
   EXPECT_GE(v["confidence"].get<double>(), 0.0);
   EXPECT_LE(v["confidence"].get<double>(), 1.0);
 }
+
+TEST(OmniRun, ImageFlagGivesTheGoldenAnswerAndBadImagesAreOneLineErrorsNamingTheFile) {
+  // The same prompt as golden/tiny-v/image_chat/garden_identity: transformers' greedy tokens.
+  const std::string tiny_v = std::string(OMNI_BUILD_DIR) + "/models/tiny-v";
+  const std::string fixtures = std::string(OMNI_SOURCE_DIR) + "/tests/fixtures";
+  const std::string image = fixtures + "/images/garden_224x160.png";
+  RunResult r = run("--model " + tiny_v + " --image " + image +
+                    " --prompt 'What is in this picture?' --greedy --max-new-tokens 12 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  const omni::NpyArray ids = omni::read_npy(fixtures + "/golden/tiny-v/image_chat/garden_identity/turn_0_ids.npy");
+  const omni::NpyArray greedy = omni::read_npy(fixtures + "/golden/tiny-v/image_chat/garden_identity/greedy.npy");
+  EXPECT_EQ(j["prompt_tokens"].get<std::vector<int64_t>>(), ids.i64);
+  EXPECT_EQ(j["tokens"].get<std::vector<int64_t>>(), greedy.i64);
+
+  const std::string missing = fixtures + "/images/missing.png";
+  expect_one_line_error(run("--model " + tiny_v + " --image " + missing + " --prompt x"), missing);
+  const std::string not_image = fixtures + "/golden/tiny-v/image_chat/garden_identity/meta.json";
+  expect_one_line_error(run("--model " + tiny_v + " --image " + not_image + " --prompt x"),
+                        not_image + ": not a PNG or JPEG image");
+}

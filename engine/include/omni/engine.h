@@ -2,7 +2,7 @@
 //
 //   auto model = omni::Model::load({.model_dir = dir, .device = "cuda"});
 //   auto session = model->new_session({.system_prompt = "You are ..."});
-//   omni::UserTurn turn{.text = "Hello"};
+//   omni::UserTurn turn{.text = "What is on the table?", .images = {{.path = "table.jpg"}}};
 //   omni::GenerateOptions opt; opt.speak = true;
 //   omni::Callbacks cb{.on_text = [](std::string_view s){...}, .on_audio = [](const float* p, size_t n){...}};
 //   omni::TurnResult r = session->respond(turn, opt, cb);
@@ -86,9 +86,18 @@ struct Callbacks {
   std::function<void(const float* logits, size_t vocab)> on_logits;
 };
 
+// An image in a user turn: a PNG or JPEG file, or its encoded bytes (decoded, resized and normalised as
+// transformers' Qwen2-VL processor does, docs/model.md §5.5). A bad image throws ImageError naming it.
+struct ImageInput {
+  std::string path;            // read when `bytes` is empty
+  std::vector<uint8_t> bytes;  // the encoded file
+  std::string format;          // with bytes: "png" | "jpeg"; empty: from the bytes' signature
+};
+
 struct UserTurn {
-  std::string text;                // may be empty when audio is given
+  std::string text;                // may be empty when audio or images are given
   std::vector<float> audio_16k;    // mono float32 at 16 kHz; empty: no audio
+  std::vector<ImageInput> images;  // in order; the prompt holds the audio, then the images, then the text
 };
 
 struct Timings {
@@ -208,10 +217,11 @@ class Model {
   virtual std::unique_ptr<Session> new_session(const SessionOptions& opt = {}) = 0;
   virtual std::vector<int32_t> tokenize(std::string_view text) const = 0;
   // The prompt ids that respond() would add for `turn` as the first turn of a session with this
-  // system prompt (audio_pad count from the audio length).
+  // system prompt (audio_pad count from the audio length, image_pad counts from the images' sizes).
   virtual std::vector<int32_t> render_prompt(const std::string& system, const UserTurn& turn) const = 0;
   virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
   virtual bool has_talker() const = 0;
+  virtual bool has_vision() const { return false; }  // takes images (UserTurn::images)
   virtual std::vector<std::string> speakers() const = 0;
   // The checkpoint's sampling defaults from its generation_config.json, read as transformers reads them:
   // no file, or no `do_sample: true`, means greedy (docs/config.md "model.sampling").

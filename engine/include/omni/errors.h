@@ -23,6 +23,13 @@ class ConfigError : public Error {
   using Error::Error;
 };
 
+// An image the engine cannot use: undecodable, empty, of an unknown format or over a limit. The message
+// names the image (its path, or "images[2]" for bytes) and what is wrong with it.
+class ImageError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A turn that does not fit in the session's context (LoadOptions::context_tokens) even with every older turn
 // dropped: the system prompt and the turn's prompt leave no room. The session stays usable.
 class ContextFullError : public Error {

@@ -201,12 +201,13 @@ void CudaBackend::decoder_layer(const DecoderLayerWeights& L, float eps, const T
   const KVCache* c = args.cache;
   // The six kernels cover the thinker's decode step (head_dim 128, the only shape tested; top_k * I within
   // kStageFloats as measured); everything else (prefill rows, dense or shared-expert layers, biases, other
-  // head shapes) runs the separate ops.
+  // head shapes, per-row rotary tables after an image) runs the separate ops.
   const bool fused =
       exec_.tuning.decode_layer == 2 && M && M->decode_counters && x.dtype == DType::F32 && x.numel() == H &&
       branch.numel() == H && normed.numel() == H && L.moe.shared.gate.empty() && c &&
       (c->k.dtype == DType::BF16 || c->k.dtype == DType::F32) && c->v.dtype == c->k.dtype && c->k.ndim == 3 &&
-      c->k.dim(1) == hkv && c->k.dim(2) == hd && !args.positions.empty() && args.block == 0 && hq > 0 && hkv > 0 &&
+      c->k.dim(1) == hkv && c->k.dim(2) == hd && !args.positions.empty() && args.rope_cos.empty() &&
+      args.block == 0 && hq > 0 && hkv > 0 &&
       hq % hkv == 0 && hq / hkv <= kDecMaxG && hd == 128 && hq <= kCudaMaxHeads && H == M->hidden && H % 8 == 0 &&
       H <= kStageFloats && w.wq.dim(1) == H && int64_t(hq) * hd <= 4096 && w.wo.dim(1) == int64_t(hq) * hd &&
       M->inter % 8 == 0 && int64_t(L.moe.top_k) * M->inter <= kStageFloats && w.bq.empty() && w.bk.empty() &&

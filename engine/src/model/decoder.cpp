@@ -87,7 +87,7 @@ DecoderStack::DecoderStack(Backend& be, const DecoderConfig& cfg, DecoderWeights
 }
 
 void DecoderStack::forward(const Tensor& x, const Tensor& positions, std::vector<KVCache>& caches,
-                           const Tensor& capture, int capture_layer) {
+                           const Tensor& capture, int capture_layer, const DecoderExtras* extras) {
   const int64_t S = x.dim(0);
   if (S > max_rows_) throw Error("decoder: " + std::to_string(S) + " rows exceed the " + std::to_string(max_rows_) +
                                  " this stack was sized for");
@@ -95,6 +95,14 @@ void DecoderStack::forward(const Tensor& x, const Tensor& positions, std::vector
   const float eps = float(cfg_.rms_norm_eps);
   const size_t n_layers = w_.layers.size();
   if (!capture.empty() && capture_layer == 0) be_.copy(x, capture);
+  if (extras) {
+    for (const DecoderExtras::RowAdd& a : extras->adds)
+      if (a.layer < 0 || a.layer >= int(n_layers) || a.row < 0 || a.row + a.add.dim(0) > S ||
+          a.add.dim(-1) != x.dim(-1))
+        throw Error("decoder: an addition of " + a.add.shape_str() + " at row " + std::to_string(a.row) +
+                    " after layer " + std::to_string(a.layer) + " does not fit " + x.shape_str() + " and " +
+                    std::to_string(n_layers) + " layers");
+  }
   // Each layer starts with the residual add of the previous layer's feed-forward (folded into
   // decoder_layer) and leaves its own feed-forward output in `branch`; x stays the pre-norm
   // residual stream.
@@ -102,7 +110,18 @@ void DecoderStack::forward(const Tensor& x, const Tensor& positions, std::vector
     AttentionArgs args;
     args.positions = positions;
     args.cache = &caches[l];
+    if (extras) {
+      args.rope_cos = extras->rope_cos;
+      args.rope_sin = extras->rope_sin;
+    }
     be_.decoder_layer(w_.layers[l], eps, x, branch, /*add_branch=*/l > 0, args, normed);
+    // The layer's output is x + branch: an addition to some rows of it goes into branch.
+    if (extras)
+      for (const DecoderExtras::RowAdd& a : extras->adds)
+        if (a.layer == int(l)) {
+          const Tensor b = branch.rows(a.row, a.add.dim(0));
+          be_.add(b, a.add, b);
+        }
     // hidden_states[l + 1] is the residual after layer l: x + branch.
     if (!capture.empty() && capture_layer == int(l) + 1 && l + 1 < n_layers) be_.add(x, branch, capture);
   }

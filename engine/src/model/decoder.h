@@ -28,6 +28,22 @@ DecoderWeights load_decoder_weights(const Checkpoint& ck, Backend& be, const std
 // KV caches of one sequence for every layer of a stack.
 std::vector<KVCache> alloc_kv_caches(Backend& be, const DecoderConfig& cfg, int capacity);
 
+// What a forward() call may add beyond token rows at plain positions (the thinker's vision path,
+// docs/model.md §3.4-3.5).
+struct DecoderExtras {
+  // F32 [S, head_dim/2] each, when given: per-row rotary cosines and sines (AttentionArgs::rope_cos);
+  // positions then only name the cache slots. The thinker's 3-row MRoPE comes this way.
+  Tensor rope_cos, rope_sin;
+  // rows [row, row + add.dim(0)) of the hidden state get `add` after decoder layer `layer` (0-based),
+  // i.e. before hidden_states[layer + 1] is taken (DeepStack).
+  struct RowAdd {
+    int layer = 0;
+    int64_t row = 0;
+    Tensor add;
+  };
+  std::vector<RowAdd> adds;
+};
+
 class DecoderStack {
  public:
   // Scratch for up to `max_rows` rows per forward() call is allocated here, once.
@@ -38,7 +54,7 @@ class DecoderStack {
   // receives hidden_states[capture_layer] in HF's numbering (0 = the inputs, i = output of
   // layer i-1, pre-norm).
   void forward(const Tensor& x, const Tensor& positions, std::vector<KVCache>& caches,
-               const Tensor& capture = Tensor(), int capture_layer = -1);
+               const Tensor& capture = Tensor(), int capture_layer = -1, const DecoderExtras* extras = nullptr);
 
   const DecoderConfig& config() const { return cfg_; }
   const DecoderWeights& weights() const { return w_; }

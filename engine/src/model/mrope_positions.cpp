@@ -187,4 +187,29 @@ MropePositions mrope_positions(const std::vector<int32_t>& ids, const TokenIds& 
   return out;
 }
 
+void mrope_rotary_tables(const RopeConfig& rope, int head_dim, const float* t, const float* h, const float* w,
+                         size_t n, float* cos, float* sin) {
+  const int half = head_dim / 2;
+  const std::vector<int>& sec = rope.mrope_section;
+  if (sec.size() != 3 || sec[0] + sec[1] + sec[2] != half)
+    throw Error("positions: the thinker's mrope_section must be 3 numbers summing to head_dim/2 = " +
+                std::to_string(half) + " for 3-row positions");
+  const float theta = float(rope.theta);
+  std::vector<float> inv_freq(static_cast<size_t>(half));
+  std::vector<int> row(static_cast<size_t>(half));  // 0 = t, 1 = h, 2 = w
+  for (int i = 0; i < half; ++i) {
+    // As the 1-D RoPE computes it (cpu_attention.cpp), so text rows get bit-identical angles either way.
+    inv_freq[size_t(i)] = 1.0f / std::pow(theta, float(2 * i) / float(head_dim));
+    row[size_t(i)] = (i % 3 == 1 && i < 3 * sec[1]) ? 1 : (i % 3 == 2 && i < 3 * sec[2]) ? 2 : 0;
+  }
+  for (size_t r = 0; r < n; ++r) {
+    const float p[3] = {t[r], h[r], w[r]};
+    for (int i = 0; i < half; ++i) {
+      const float angle = p[row[size_t(i)]] * inv_freq[size_t(i)];
+      cos[r * size_t(half) + size_t(i)] = std::cos(angle);
+      sin[r * size_t(half) + size_t(i)] = std::sin(angle);
+    }
+  }
+}
+
 }  // namespace omni

@@ -37,4 +37,13 @@ struct MropePositions {
 // (a placeholder count that does not match its grid, a missing span, a leftover one).
 MropePositions mrope_positions(const std::vector<int32_t>& ids, const TokenIds& tok, const MropeInput& in);
 
+// The thinker's rotary for rows with 3-row positions (docs/model.md §3.1, interleaved MRoPE): for row r and
+// frequency i < head_dim/2 the angle is p·inv_freq[i] in float32, p taken from row h where i % 3 == 1 and
+// i < 3·mrope_section[1], from row w where i % 3 == 2 and i < 3·mrope_section[2], else from row t (transformers
+// recomposes the thinker's frequencies this way whatever the config's `interleaved` says). Writes cos and sin
+// [n, head_dim/2] (AttentionArgs::rope_cos / rope_sin). Throws omni::Error when mrope_section does not cover
+// head_dim/2.
+void mrope_rotary_tables(const RopeConfig& rope, int head_dim, const float* t, const float* h, const float* w,
+                         size_t n, float* cos, float* sin);
+
 }  // namespace omni

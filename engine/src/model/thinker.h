@@ -21,8 +21,8 @@ class Thinker {
   // The decoder over x ([S, hidden], overwritten with the final-norm output). `capture` receives
   // hidden_states[capture_layer] (the talker's accept layer).
   void forward(const Tensor& x, const Tensor& positions, std::vector<KVCache>& caches,
-               const Tensor& capture = Tensor(), int capture_layer = -1) {
-    stack_.forward(x, positions, caches, capture, capture_layer);
+               const Tensor& capture = Tensor(), int capture_layer = -1, const DecoderExtras* extras = nullptr) {
+    stack_.forward(x, positions, caches, capture, capture_layer, extras);
   }
   // logits [S, vocab] for the normed rows h [S, hidden].
   void logits(const Tensor& h, const Tensor& out) { be_.linear(h, lm_head_, Tensor(), out); }

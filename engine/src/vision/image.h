@@ -13,12 +13,7 @@
 
 namespace omni {
 
-// An image the engine cannot use: undecodable, empty, of an unknown format or over a limit.
-// The message names the image (its path or "image 2") and what is wrong with it.
-class ImageError : public Error {
- public:
-  using Error::Error;
-};
+// ImageError (omni/errors.h) names the image and what is wrong with it.
 
 struct RgbImage {
   int width = 0;
