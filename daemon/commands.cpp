@@ -46,6 +46,7 @@ nlohmann::json Daemon::status_fields() const {
           {"context_tokens", config_.model.context_tokens},
           {"first_audio", {{"since_speech_end_ms", latency_status()}}},
           {"sampling", sampling_fields()},
+          {"tools", tools_.status()},
           {"protocol", omni::ipc::kProtocolVersion}};
 }
 
@@ -102,6 +103,7 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
               };
             }
             job.options = generate_options(r.speak);
+            if (auto err = ask_tool_options(r, job.options)) return server.reply_error(h, err->code, err->message);
             uint64_t id = 0;
             if (auto err = start_turn("ask", std::move(job), id)) return server.reply_error(h, err->code, err->message);
             server.reply_ok(h, {{"turn_id", id}});
@@ -170,6 +172,9 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
             if (!reload(error, details)) return server.reply_error(h, ErrorCode::unavailable, error);
             server.reply_ok(h, details);
           },
+          [&](const omni::ipc::RegisterToolsRequest& r) { register_tools(h, r); },
+          [&](const omni::ipc::UnregisterToolsRequest&) { unregister_tools(h); },
+          [&](const omni::ipc::ToolResultRequest& r) { tool_result(h, r); },
       },
       in.request.command);
 }

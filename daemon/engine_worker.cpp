@@ -160,8 +160,9 @@ void EngineWorker::run_turn(const TurnJob& job) {
       job.prepare(prepared);
       input = &prepared;
     }
-    omni::TurnResult result =
-        job.say ? session_->say(input->text, options, cb) : session_->respond(*input, options, cb);
+    omni::TurnResult result = job.say            ? session_->say(input->text, options, cb)
+                              : job.tool_results ? session_->respond_tool_results(*job.tool_results, options, cb)
+                                                 : session_->respond(*input, options, cb);
     context_used_ = session_->context_used();
     if (listener_.on_done) listener_.on_done(id, std::move(result));
   } catch (const omni::DeviceError& e) {

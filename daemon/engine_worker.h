@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -31,6 +32,8 @@ struct TurnJob {
   // (on_failed), as an engine error does. The loop has already checked the input's bounds.
   std::function<void(omni::UserTurn&)> prepare;
   int64_t audio_ms = -1;  // the input's audio duration when `prepare` makes the audio (turn.start's audio_ms)
+  // Set: the job continues the turn after tool calls (Session::respond_tool_results); `input` is unused.
+  std::optional<std::vector<omni::ToolResult>> tool_results;
 };
 
 struct EngineListener {

@@ -63,7 +63,7 @@ TEST(Protocol, Ask) {
   expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"text", "x"}, {"speak", "yes"}}), ErrorCode::bad_request,
                "field 'speak' must be true or false, not a string");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"txt", "x"}}), ErrorCode::bad_request,
-               "unknown field 'txt' for command 'ask' (allowed: text, speak)");
+               "unknown field 'txt' for command 'ask' (allowed: text, speak, tool_choice, response_format)");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}}, "not a wav file"), ErrorCode::bad_request,
                "binary frame is not a WAV file (14 bytes");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}}, ""), ErrorCode::bad_request, "not a WAV file (0 bytes");
@@ -156,7 +156,7 @@ TEST(Protocol, EnvelopeErrors) {
   expect_error(parse_request(R"({"id":1})"), ErrorCode::bad_request, "missing field 'cmd'");
   expect_error(parse_request(R"({"id":1,"cmd":7})"), ErrorCode::bad_request, "'cmd' must be a string, not an integer");
   expect_error(parse_request(R"({"id":1,"cmd":"fly"})"), ErrorCode::unknown_command,
-               "unknown command 'fly' (known: ping, status, ask, say, cancel, listen, reset, set, reload)");
+               "unknown command 'fly' (known: ping, status, ask, say, cancel, listen, reset, set, reload, register_tools, unregister_tools, tool_result)");
   expect_error(parse_request("{\"id\":1,\"cmd\":\"say\",\"text\":\"\xff\xfe\"}"), ErrorCode::bad_request,
                "not valid UTF-8 JSON");
   std::string deep = "{\"id\":1,\"cmd\":\"ping\",\"x\":" + std::string(100, '[') + std::string(100, ']') + "}";
