@@ -275,6 +275,30 @@ TEST(Tools, CancelAndResetCancelPendingCallsWithToolCancelled) {
   }
 }
 
+TEST(Tools, ANewSystemPromptWaitsUntilTheTurnWithCallsHasFinished) {
+  auto d = start_ready(scripted_tools(), 30s);
+  EventLog events(d->events());
+  App arm(*d);
+  ASSERT_TRUE(arm.request({{"cmd", "register_tools"}, {"tools", tools_json()}})["ok"].get<bool>());
+  const uint64_t id = turn_of(d->request({{"cmd", "ask"}, {"text", "call set_gripper"}, {"speak", false}}));
+  const auto call = events.wait_for("tool.call", 5s, for_turn(id));
+  ASSERT_TRUE(call);
+  // As for any running answer: the prompt applies (a new conversation) once the whole answer has finished,
+  // not between the call and its result.
+  ASSERT_TRUE(d->request({{"cmd", "set"}, {"system_prompt", "Be terse."}})["ok"].get<bool>());
+  events.pump(200ms);
+  ASSERT_TRUE(arm.request({{"cmd", "tool_result"}, {"call_id", call->body["call_id"]}, {"content", "closed"}})["ok"]
+                  .get<bool>());
+  const auto done = events.wait_for("response.done", 10s, for_turn(id));
+  ASSERT_TRUE(done);
+  EXPECT_NE(done->body["text"].get<std::string>().find("Result: closed."), std::string::npos) << done->body;
+  EXPECT_EQ(count_named(events.seen(), "error", id), 0u);
+  int used = -1;
+  for (int i = 0; i < 50 && used != 0; ++i, std::this_thread::sleep_for(20ms))
+    used = d->request({{"cmd", "status"}})["context_tokens_used"];
+  EXPECT_EQ(used, 0);  // the new prompt started a new conversation after the turn
+}
+
 TEST(Tools, MaxRoundsEndsTheTurnInText) {
   auto d = start_ready(scripted_tools("step_ms=10,words=2,repeat_calls=1", "tools:\n  max_rounds: 2\n"), 30s);
   EventLog events(d->events());

@@ -203,6 +203,7 @@ class ScriptedSession final : public omni::Session {
     if (script_.reset_fails) throw std::runtime_error("scripted reset failure");
     context_ = 0;
     ++epoch_;
+    last_calls_.clear();  // the conversation, and with it the calls of its last answer, is forgotten
   }
   void set_system_prompt(const std::string& p) override {  // as the engine: a new conversation
     reset();
