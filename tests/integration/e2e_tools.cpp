@@ -299,6 +299,38 @@ TEST(Tools, ANewSystemPromptWaitsUntilTheTurnWithCallsHasFinished) {
   EXPECT_EQ(used, 0);  // the new prompt started a new conversation after the turn
 }
 
+TEST(Tools, VoiceTurnsCallToolsAndBargeInCancelsTheWaitingCall) {
+  // two_questions.wav: question A at 2.0-3.8 s, question B at 6.3-8.5 s. A's answer calls a tool that is
+  // never answered (the timeout, 10 s, is later than B), so B barges in while the call waits.
+  auto o = scripted_tools("step_ms=20,words=4,call_on_audio=1");
+  o.input_pipeline = "filesrc location=" + data_file("two_questions.wav") + " ! wavparse";
+  o.barge_in = true;
+  auto d = start_ready(o, 30s);
+  EventLog events(d->events());
+  App arm(*d);
+  ASSERT_TRUE(arm.request({{"cmd", "register_tools"}, {"tools", tools_json()}})["ok"].get<bool>());
+  d->request({{"cmd", "listen"}, {"enabled", true}});
+  const auto first = events.wait_for("turn.start", 10s);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->body["source"], "voice");
+  const uint64_t a = first->body["turn_id"];
+  const auto call = events.wait_for("tool.call", 5s, for_turn(a));
+  ASSERT_TRUE(call);
+  EXPECT_EQ(call->body["name"], "move_arm");
+  EXPECT_TRUE(valid_arguments("move_arm", call->body["arguments"]));
+  const auto cancelled = events.wait_for("tool.cancelled", 10s, for_turn(a));
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(cancelled->body["call_id"], call->body["call_id"]);
+  EXPECT_EQ(cancelled->body["reason"], "barge_in");
+  const auto turn_cancelled = events.wait_for("turn.cancelled", 5s, for_turn(a));
+  ASSERT_TRUE(turn_cancelled);
+  EXPECT_EQ(turn_cancelled->body["reason"], "barge_in");
+  const auto second = events.wait_for("turn.start", 10s);
+  ASSERT_TRUE(second);
+  EXPECT_GT(second->body["turn_id"].get<uint64_t>(), a);
+  EXPECT_EQ(count_named(events.seen(), "tool.timeout", a), 0u);
+}
+
 TEST(Tools, MaxRoundsEndsTheTurnInText) {
   auto d = start_ready(scripted_tools("step_ms=10,words=2,repeat_calls=1", "tools:\n  max_rounds: 2\n"), 30s);
   EventLog events(d->events());

@@ -18,6 +18,7 @@
 //   show_sampling  1: each answer starts with "[greedy r=R]" or "[t=T k=K p=P r=R seed=S]", the sampling it got
 //   bad_args  1: tool calls carry "{}" as arguments (a required argument missing), as a broken engine would
 //   repeat_calls  1: after tool results, with tool_choice "auto", the answer calls the same tools again
+//   call_on_audio  1: a spoken question (audio, no text) with tool_choice "auto" calls the first tool
 //
 // Tools (docs/protocol.md "Tools"): with tool_choice "required" the answer calls the first tool, with a name
 // that tool; with "auto" it calls the tools named by a question "call NAME [NAME...]" (any names, registered
@@ -54,6 +55,7 @@ struct Script {
   bool show_sampling = false;
   bool bad_args = false;
   bool repeat_calls = false;
+  bool call_on_audio = false;
 };
 
 // The simplest value that `schema` (the tool-parameter subset) accepts.
@@ -126,6 +128,7 @@ Script parse_script(const std::string& dir) {
     else if (key == "show_sampling") s.show_sampling = v != 0;
     else if (key == "bad_args") s.bad_args = v != 0;
     else if (key == "repeat_calls") s.repeat_calls = v != 0;
+    else if (key == "call_on_audio") s.call_on_audio = v != 0;
     else throw omni::CheckpointError(dir + ": unknown script key '" + key + "'");
   }
   return s;
@@ -153,6 +156,9 @@ class ScriptedSession final : public omni::Session {
     if (opt.tool_choice == "required" && !tools_.empty()) calls.push_back(tools_.front()["function"]["name"]);
     else if (opt.tool_choice != "auto" && opt.tool_choice != "none" && opt.tool_choice != "required")
       calls.push_back(opt.tool_choice);
+    else if (opt.tool_choice == "auto" && script_.call_on_audio && turn.text.empty() && !turn.audio_16k.empty() &&
+             !tools_.empty())
+      calls.push_back(tools_.front()["function"]["name"]);
     else if (opt.tool_choice == "auto" && turn.text.rfind("call ", 0) == 0) {
       std::stringstream names(turn.text.substr(5));
       for (std::string n; names >> n;) calls.push_back(n);
