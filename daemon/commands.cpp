@@ -47,6 +47,13 @@ nlohmann::json Daemon::status_fields() const {
           {"first_audio", {{"since_speech_end_ms", latency_status()}}},
           {"sampling", sampling_fields()},
           {"tools", tools_.status()},
+          {"voices", model_ ? nlohmann::json(model_->speakers()) : nlohmann::json::array()},
+          {"queued", [this] {
+             nlohmann::json ids = nlohmann::json::array();
+             for (const auto& q : queued_asks_) ids.push_back(q.turn_id);
+             return ids;
+           }()},
+          {"protocols", {omni::ipc::kOldestProtocolVersion, omni::ipc::kProtocolVersion}},
           {"protocol", omni::ipc::kProtocolVersion}};
 }
 
@@ -61,23 +68,39 @@ nlohmann::json Daemon::sampling_fields() const {
           {"seed", seed}};
 }
 
-void Daemon::apply_sampling(const omni::ipc::SamplingUpdate& u) {
+void Daemon::apply_sampling(const omni::ipc::SamplingUpdate& u) { update_sampling(u, sampling_); }
+
+void Daemon::update_sampling(const omni::ipc::SamplingUpdate& u, SamplingConfig& sampling) {
   auto put = [](const std::optional<std::optional<double>>& in, auto& out) {
     using T = typename std::decay_t<decltype(out)>::value_type;
     if (!in) return;
     if (*in) out = static_cast<T>(**in);
     else out.reset();
   };
-  put(u.temperature, sampling_.temperature);
-  put(u.top_k, sampling_.top_k);
-  put(u.top_p, sampling_.top_p);
-  put(u.repetition_penalty, sampling_.repetition_penalty);
-  put(u.seed, sampling_.seed);
+  put(u.temperature, sampling.temperature);
+  put(u.top_k, sampling.top_k);
+  put(u.top_p, sampling.top_p);
+  put(u.repetition_penalty, sampling.repetition_penalty);
+  put(u.seed, sampling.seed);
 }
 
 static bool same_name(const std::string& a, const std::string& b) {
   return a.size() == b.size() &&
          std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
+}
+
+std::optional<std::string> Daemon::find_speaker(const std::string& name) const {
+  if (!model_) return std::nullopt;
+  for (const std::string& n : model_->speakers())
+    if (same_name(n, name)) return n;
+  return std::nullopt;
+}
+
+std::string Daemon::unknown_speaker_message(const std::string& name) const {
+  std::string list;
+  if (model_)
+    for (const auto& n : model_->speakers()) list += (list.empty() ? "" : ", ") + n;
+  return "no speaker '" + name + "' (this model has: " + list + ")";
 }
 
 void Daemon::handle(const omni::ipc::IncomingRequest& in) {
@@ -104,6 +127,36 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
             }
             job.options = generate_options(r.speak);
             if (auto err = ask_tool_options(r, job.options)) return server.reply_error(h, err->code, err->message);
+            // This turn's own settings (protocol 2); the daemon's stay as they are.
+            if (r.max_new_tokens) job.options.max_new_tokens = *r.max_new_tokens;
+            if (r.sampling) {
+              SamplingConfig s = sampling_;
+              update_sampling(*r.sampling, s);
+              job.options.sampling =
+                  effective_sampling(model_ ? model_->default_sampling() : omni::Sampling{}, s, seed_source_());
+            }
+            if (r.speaker) {
+              if (!model_) return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
+              const auto voice = find_speaker(*r.speaker);
+              if (!voice) return server.reply_error(h, ErrorCode::not_found, unknown_speaker_message(*r.speaker));
+              job.options.speaker = *voice;
+            }
+            if (turn_ && r.queue && ready_ && !stopping_) {
+              if (queued_asks_.size() >= kMaxQueuedAsks)
+                return server.reply_error(h, ErrorCode::busy,
+                                          "turn " + std::to_string(turn_->id) + " is running and " +
+                                              std::to_string(kMaxQueuedAsks) +
+                                              " asks already wait (the queue is full); try again later");
+              if (!job.prepare)
+                if (auto err = check_turn_fits(job.input)) return server.reply_error(h, err->code, err->message);
+              const uint64_t queued_id = next_turn_id_++;
+              job.turn_id = queued_id;
+              queued_asks_.push_back({queued_id, std::move(job)});
+              const auto position = static_cast<int64_t>(queued_asks_.size());
+              publish("turn.queued", {{"turn_id", queued_id}, {"position", position}});
+              return server.reply_ok(h, {{"turn_id", queued_id}, {"queued", true}, {"position", position}});
+            }
+            if (turn_ && r.preempt) cancel_turn("preempt");
             uint64_t id = 0;
             if (auto err = start_turn("ask", std::move(job), id)) return server.reply_error(h, err->code, err->message);
             server.reply_ok(h, {{"turn_id", id}});
@@ -118,6 +171,7 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
             server.reply_ok(h, {{"turn_id", id}});
           },
           [&](const omni::ipc::CancelRequest& r) {
+            if (r.turn_id && cancel_queued(*r.turn_id, "request")) return server.reply_ok(h, {{"turn_id", *r.turn_id}});
             if (r.turn_id && (!turn_ || turn_->id != *r.turn_id))
               return server.reply_error(h, ErrorCode::not_found,
                                         "turn " + std::to_string(*r.turn_id) + " is not running");
@@ -142,17 +196,13 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
           [&](const omni::ipc::SetRequest& r) {
             if (r.system_prompt && !worker_)
               return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
+            if (r.system_prompt)
+              if (auto err = check_system_prompt(*r.system_prompt, config_.model.max_new_tokens)) return server.reply_error(h, err->code, err->message);
             if (r.speaker) {
               if (!model_) return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
-              const auto names = model_->speakers();
-              auto it = std::find_if(names.begin(), names.end(), [&](const std::string& n) { return same_name(n, *r.speaker); });
-              if (it == names.end()) {
-                std::string list;
-                for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-                return server.reply_error(h, ErrorCode::not_found,
-                                          "no speaker '" + *r.speaker + "' (this model has: " + list + ")");
-              }
-              speaker_ = *it;
+              const auto voice = find_speaker(*r.speaker);
+              if (!voice) return server.reply_error(h, ErrorCode::not_found, unknown_speaker_message(*r.speaker));
+              speaker_ = *voice;
               if (spec_) drop_speculation("the speaker changed");  // it speaks with the old voice
             }
             if (r.volume) speech_.set_volume(*r.volume);
@@ -166,10 +216,14 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
                                 {"system_prompt", system_prompt_},
                                 {"sampling", sampling_fields()}});
           },
+          [&](const omni::ipc::EventsRequest&) {  // the control server answers these from its buffer
+            server.reply_error(h, ErrorCode::internal, "events reached the daemon instead of the control server");
+          },
           [&](const omni::ipc::ReloadRequest&) {
             std::string error;
             nlohmann::json details = nlohmann::json::object();
-            if (!reload(error, details)) return server.reply_error(h, ErrorCode::unavailable, error);
+            ErrorCode code = ErrorCode::unavailable;
+            if (!reload(error, details, &code)) return server.reply_error(h, code, error);
             server.reply_ok(h, details);
           },
           [&](const omni::ipc::RegisterToolsRequest& r) { register_tools(h, r); },
@@ -213,7 +267,32 @@ void Daemon::change_system_prompt(const std::string& prompt) {
                           });
 }
 
-bool Daemon::reload(std::string& error, nlohmann::json& details) {
+std::optional<omni::ipc::Error> Daemon::check_system_prompt(const std::string& prompt, int max_new_tokens) const {
+  if (!model_) return std::nullopt;
+  const size_t tokens = model_->render_prompt(prompt, omni::UserTurn{}).size();
+  const size_t context = static_cast<size_t>(config_.model.context_tokens);
+  const size_t answer = static_cast<size_t>(max_new_tokens);
+  if (tokens + answer <= context) return std::nullopt;
+  return omni::ipc::Error{ErrorCode::bad_request,
+                          "the system prompt takes " + std::to_string(tokens) + " tokens (with an empty turn's " +
+                              "prompt); with model.max_new_tokens " + std::to_string(answer) +
+                              " for the answer that leaves no room in model.context_tokens " +
+                              std::to_string(context) + "; shorten it to at most " +
+                              std::to_string(context > answer ? context - answer : 0) + " tokens"};
+}
+
+std::optional<omni::ipc::Error> Daemon::check_turn_fits(const omni::UserTurn& input) const {
+  if (!model_) return std::nullopt;
+  const size_t tokens = model_->render_prompt(system_prompt_, input).size();
+  const size_t context = static_cast<size_t>(config_.model.context_tokens);
+  if (tokens < context) return std::nullopt;  // at least one token of answer
+  return omni::ipc::Error{ErrorCode::context_full,
+                          "this turn's prompt is " + std::to_string(tokens) +
+                              " tokens with the system prompt; model.context_tokens is " + std::to_string(context) +
+                              " (older turns are dropped to make room, but this one alone does not fit)"};
+}
+
+bool Daemon::reload(std::string& error, nlohmann::json& details, ErrorCode* code) {
   notifier_.reloading("reloading " + config_path_);
   Config next;
   try {
@@ -224,6 +303,18 @@ bool Daemon::reload(std::string& error, nlohmann::json& details) {
     publish_error("unavailable", error);
     notifier_.ready(std::string(to_string(state_)) + "; reload failed, running configuration kept");
     return false;
+  }
+  {
+    // Against the running context_tokens (a restart key) and the file's max_new_tokens.
+    const auto err = check_system_prompt(next.model.system_prompt, next.model.max_new_tokens);
+    if (err) {
+      error = "the configuration was not reloaded; the running one stays: model.system_prompt: " + err->message;
+      if (code) *code = err->code;
+      log_error("%s", error.c_str());
+      publish_error(std::string(omni::ipc::to_string(err->code)), error);
+      notifier_.ready(std::string(to_string(state_)) + "; reload refused, running configuration kept");
+      return false;
+    }
   }
   const auto restart = restart_required_changes(config_, next);
   for (const auto& key : restart) log_warning("reload: %s changed; it takes effect at the next restart", key.c_str());

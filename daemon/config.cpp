@@ -157,7 +157,7 @@ class SchemaReader {
 void read_model(SchemaReader& r, const YAML::Node& root, ModelConfig& m) {
   r.section(root, "", "model",
             {"path", "device", "dtype", "weights", "speaker", "system_prompt", "max_new_tokens", "context_tokens",
-             "max_speech_frames", "sampling"},
+             "max_speech_frames", "sampling", "user_transcript"},
             [&](const YAML::Node& n, const std::string& k) {
               r.text(n, k, "path", m.path);
               if (n["path"] && m.path.empty()) r.error(n["path"].Mark(), k + ".path", "must not be empty");
@@ -174,6 +174,7 @@ void read_model(SchemaReader& r, const YAML::Node& root, ModelConfig& m) {
               r.integer(n, k, "max_new_tokens", m.max_new_tokens, 1, 32768);
               r.integer(n, k, "context_tokens", m.context_tokens, 256, 1 << 20);
               r.integer(n, k, "max_speech_frames", m.max_speech_frames, 1, 1 << 16);
+              r.boolean(n, k, "user_transcript", m.user_transcript);
               r.section(n, k, "sampling", {"temperature", "top_k", "top_p", "repetition_penalty", "seed"},
                         [&](const YAML::Node& s, const std::string& sk) {
                           r.sampling_value(s, sk, "temperature", m.sampling.temperature);

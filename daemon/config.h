@@ -40,6 +40,7 @@ struct ModelConfig {
   int max_new_tokens = 256;
   int context_tokens = 8192;
   int max_speech_frames = 4096;
+  bool user_transcript = true;  // user.transcript: the model transcribes each voice turn after its answer
   SamplingConfig sampling;
   bool operator==(const ModelConfig&) const = default;
 };

@@ -6,8 +6,10 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 
 #include "daemon/log.h"
 
@@ -47,7 +49,19 @@ Daemon::~Daemon() {
 
 int Daemon::run() {
   started_ms_ = monotonic_ms();
+  {
+    std::random_device rd;
+    char id[17];
+    std::snprintf(id, sizeof id, "%08x%08x", rd(), rd());
+    instance_ = id;
+  }
+  // Turn ids begin at the start's Unix time in ms: a restarted omnid never reuses an id its predecessor gave
+  // (that would take more than one turn per millisecond of its life), and ids stay below 2^53 (exact in JSON).
+  next_turn_id_ = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
   omni::ipc::ServerConfig sc;
+  sc.instance = instance_;
   sc.control_endpoint = config_.ipc.control;
   sc.events_endpoint = config_.ipc.events;
   sc.max_message_bytes = static_cast<size_t>(config_.ipc.max_message_bytes);
@@ -75,7 +89,7 @@ int Daemon::run() {
   loop_.on_signal([this](int signo) { on_signal(signo); });
   loop_.watch_fd(server_->fd(), [this] { drain_requests(); });
   loop_.after_each([this] { drain_requests(); });
-  loop_.every(std::chrono::milliseconds(config_.ipc.heartbeat_ms), [this] { publish("heartbeat", {{"state", to_string(state_)}}); });
+  loop_.every(std::chrono::milliseconds(config_.ipc.heartbeat_ms), [this] { publish("heartbeat", {{"state", to_string(state_)}, {"instance", instance_}}); });
   const uint64_t wd = notifier_.watchdog_usec();
   // Ping at a third of WatchdogSec; with no watchdog, still check health (it feeds the logs).
   loop_.every(std::chrono::milliseconds(wd ? std::max<uint64_t>(wd / 3000, 50) : 1000), [this] { watchdog_tick(); });
@@ -106,9 +120,16 @@ void Daemon::start_loading() {
   opt.weights = config_.model.weights;
   opt.context_tokens = config_.model.context_tokens;
   opt.load_talker = true;
-  opt.on_progress = [this](double fraction, const std::string&) {
+  // Published from the start (fraction 0), so that `events since 0` always begins with the load.
+  publish("daemon.loading", {{"fraction", 0.0}, {"what", "loading " + config_.model.path}, {"instance", instance_}});
+  opt.on_progress = [this, published = 0.0](double fraction, const std::string& what) mutable {
     load_fraction_ = fraction;
     load_progress_ms_ = monotonic_ms();
+    // Loader thread; publish() is thread-safe. One event per percent at most.
+    if (fraction - published >= 0.01 || fraction >= 1.0) {
+      published = fraction;
+      publish("daemon.loading", {{"fraction", fraction}, {"what", what}, {"instance", instance_}});
+    }
   };
   load_progress_ms_ = monotonic_ms();
   notifier_.extend_timeout(30'000'000, "loading model " + config_.model.path);
@@ -163,6 +184,9 @@ void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
       auto holder = std::make_shared<omni::TurnResult>(std::move(r));
       loop_.post([this, id, holder] { on_engine_done(id, std::move(*holder)); });
     };
+    l.on_context_full = [this](uint64_t id, const std::string& e) {
+      loop_.post([this, id, e] { on_engine_context_full(id, e); });
+    };
     l.on_failed = [this](uint64_t id, const std::string& e, bool device_lost) {
       loop_.post([this, id, e, device_lost] { on_engine_failed(id, e, device_lost); });
     };
@@ -178,6 +202,10 @@ void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
   const std::string status = std::string(to_string(state_)) + "; model " + config_.model.path + " on " + model_->device_name() +
                              "; speech to " + config_.audio.output.backend;
   notifier_.ready(status);
+  publish("daemon.ready", {{"instance", instance_},
+                           {"load_ms", model_->load_ms()},
+                           {"device", model_->device_name()},
+                           {"state", std::string(to_string(state_))}});
   log_info("ready: %s", status.c_str());
 }
 
@@ -283,6 +311,8 @@ void Daemon::shutdown(int exit_code) {
   stopping_ = true;
   exit_code_ = exit_code;
   notifier_.stopping(exit_code ? "stopping after a failure" : "stopping");
+  publish("daemon.stopping", {{"instance", instance_}, {"exit_code", exit_code}});
+  while (!queued_asks_.empty()) cancel_queued(queued_asks_.front().turn_id, "shutdown");
   if (turn_) cancel_turn("shutdown");
   speech_.abort();
   capture_.stop();

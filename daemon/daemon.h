@@ -61,6 +61,7 @@ class Daemon {
     size_t speech_samples = 0;
     int64_t speech_end_ms = -1;  // voice turns: monotonic ms of the utterance's last voiced frame
     bool speculated = false;     // committed from a speculation
+    std::string text;            // the answer so far (response.delta pieces)
     TurnTools tools;             // tool-call rounds (tool_turns.cpp)
   };
   // A turn started on a pause in the user's speech (speculation.cpp). It runs on the engine under a
@@ -100,30 +101,61 @@ class Daemon {
   // seed null: a fresh one each turn.
   nlohmann::json sampling_fields() const;
   void apply_sampling(const omni::ipc::SamplingUpdate& update);
+  static void update_sampling(const omni::ipc::SamplingUpdate& update, SamplingConfig& sampling);
+  // The voice of the model named `name` (case-insensitive); nullopt when it has none such.
+  std::optional<std::string> find_speaker(const std::string& name) const;
+  std::string unknown_speaker_message(const std::string& name) const;  // not_found's message, with the voices
   // Re-reads the config file. false: kept the running configuration, `error` says why.
-  bool reload(std::string& error, nlohmann::json& details);
+  bool reload(std::string& error, nlohmann::json& details,
+              omni::ipc::ErrorCode* code = nullptr);  // `code`: what to answer a reload request
   void apply_live_settings(const Config& next);
   // Runs `job` on the engine thread and answers `h` once it has run: {} , or `internal` "<what> failed: …"
   // with an error event.
   void apply_then_reply(const omni::ipc::ReplyHandle& h, std::function<void(omni::Session&)> job,
                         const std::string& what);
   void change_system_prompt(const std::string& prompt);
+  // Limits said up front. A system prompt must leave room for a turn: its prompt tokens plus max_new_tokens
+  // within context_tokens (else bad_request with the count); a turn's prompt must fit with the system prompt
+  // (else context_full). nullopt: fits (or no model to count with yet).
+  std::optional<omni::ipc::Error> check_system_prompt(const std::string& prompt, int max_new_tokens) const;
+  std::optional<omni::ipc::Error> check_turn_fits(const omni::UserTurn& input) const;
 
   // turns and audio (turns.cpp)
   std::optional<omni::ipc::Error> start_turn(const std::string& source, TurnJob job, uint64_t& turn_id);
-  void cancel_turn(const std::string& reason);
+  // `stop`: the stop of the response.done sent for an unfinished answer.
+  void cancel_turn(const std::string& reason, omni::StopReason stop = omni::StopReason::Cancelled);
+  // The queue of asks (turns.cpp): the oldest starts once no turn runs. Posted to the loop after a turn ends, so
+  // that what ended it (a barge-in's utterance) starts first.
+  void start_queued_soon();
+  void start_queued();
+  bool cancel_queued(uint64_t turn_id, const std::string& reason);  // false: no such queued ask
   void on_engine_text(uint64_t turn_id, std::string text);
   void on_engine_first_audio(uint64_t turn_id, int64_t at_ms);
   void on_engine_done(uint64_t turn_id, omni::TurnResult result);
   void on_engine_failed(uint64_t turn_id, const std::string& error, bool device_lost);
+  // The turn did not fit in the context (the engine's ContextFullError): error `context_full`, response.done
+  // with stop context_full, turn.cancelled (reason error). A speculation's is a failure like any other.
+  void on_engine_context_full(uint64_t job, const std::string& error);
   void on_playback_drained(uint64_t turn_id);
   void finish_turn_if_complete();
-  void on_vad_start(double stream_ms);
-  // `speech_end_ms`: monotonic ms of the utterance's last voiced frame.
-  void on_utterance(omni::audio::Utterance utterance, int64_t speech_end_ms);
+  // Stream positions on both clocks: `at` is when the capture stream was at that position (monotonic and
+  // Unix ms), from the moment the VAD decided, when the endpointer had seen the stream up to its stream_ms().
+  struct StreamTime {
+    int64_t mono_ms = 0;
+    int64_t ts_ms = 0;
+  };
+  StreamTime stream_time(double stream_ms) const;  // capture thread, endpointer_mu_ held
+  void on_vad_start(double stream_ms, StreamTime at);
+  // `speech_end_ms`: monotonic ms of the utterance's last voiced frame; `stream_ms`/`at`: where the stream was
+  // when the endpointer ended the utterance.
+  void on_utterance(omni::audio::Utterance utterance, int64_t speech_end_ms, double stream_ms, StreamTime at);
   void engine_audio(uint64_t turn_id, const float* samples, size_t count);  // worker thread
   omni::GenerateOptions generate_options(bool speak);  // draws the turn's seed
   omni::audio::VadParams vad_params() const;
+  // user.transcript: the model's transcription of a voice turn's utterance (turns.cpp). Queued on the engine
+  // behind the turn, so it runs once the answer is generated and never delays it; the session is marked before
+  // it and rolled back after (the conversation does not keep it). Off with model.user_transcript false.
+  void transcribe_user(uint64_t turn_id, const std::vector<float>& audio_16k);
   // speculation.cpp
   void on_vad_pause(omni::audio::Utterance utterance);
   void drop_speculation(const std::string& why);
@@ -188,7 +220,15 @@ class Daemon {
 
   // dialog
   std::optional<ActiveTurn> turn_;
-  uint64_t next_turn_id_ = 1;
+  // asks with "queue": true that wait for the running turn, oldest first; their turn ids are given when queued.
+  static constexpr size_t kMaxQueuedAsks = 8;
+  struct QueuedAsk {
+    uint64_t turn_id = 0;
+    TurnJob job;
+  };
+  std::deque<QueuedAsk> queued_asks_;
+  uint64_t next_turn_id_ = 1;  // from the start's Unix time in ms: turn ids stay unique across restarts
+  std::string instance_;       // this process's id, in every reply and daemon.* event
   std::optional<Speculation> spec_;
   uint64_t next_speculation_job_ = kSpeculationJobBase;
   std::deque<double> first_audio_latencies_;  // recent voice turns' since_speech_end_ms

@@ -138,6 +138,8 @@ void EngineWorker::thread_main() {
 void EngineWorker::run_turn(const TurnJob& job) {
   const uint64_t id = job.turn_id;
   const bool inject_device_error = fault_device_error_at_turn_ > 0 && ++turns_run_ == fault_device_error_at_turn_;
+  tokens_ = 0;
+  counted_turn_ = id;
   if (listener_.on_begin) listener_.on_begin(id);
   omni::Callbacks cb;
   cb.on_text = [&](std::string_view text) {
@@ -146,6 +148,7 @@ void EngineWorker::run_turn(const TurnJob& job) {
   };
   cb.on_token = [&](int32_t) {
     touch();
+    ++tokens_;
     if (inject_device_error)
       throw omni::DeviceError(std::string("CUDA error: an illegal memory access was encountered (injected by ") +
                               kFaultDeviceErrorEnv + ")");
@@ -184,6 +187,9 @@ void EngineWorker::run_turn(const TurnJob& job) {
   } catch (const omni::DeviceError& e) {
     end_tool_wait(id);
     if (listener_.on_failed) listener_.on_failed(id, e.what(), true);
+  } catch (const omni::ContextFullError& e) {
+    context_used_ = session_->context_used();
+    if (listener_.on_context_full) listener_.on_context_full(id, e.what());
   } catch (const std::exception& e) {
     end_tool_wait(id);
     context_used_ = session_->context_used();

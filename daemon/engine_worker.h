@@ -43,6 +43,8 @@ struct EngineListener {
   std::function<void(uint64_t turn_id, omni::TurnResult&& result)> on_done;
   // `device_lost`: an omni::DeviceError; the engine's context may be unusable.
   std::function<void(uint64_t turn_id, const std::string& error, bool device_lost)> on_failed;
+  // The turn did not fit in the context (omni::ContextFullError); the session is usable.
+  std::function<void(uint64_t turn_id, const std::string& error)> on_context_full;
 };
 
 // Test-only fault injection, compiled in and inert unless the environment variable is set (docs/reliability.md):
@@ -79,6 +81,10 @@ class EngineWorker {
   // Monotonic ms of the last sign of life: a token, an audio chunk, a finished job, or idling.
   int64_t last_progress_ms() const { return last_progress_ms_.load(); }
   int context_used() const { return context_used_.load(); }
+  // Tokens generated so far by `turn_id` when it is the turn running (or the last one run); else 0.
+  size_t tokens_of(uint64_t turn_id) const {
+    return counted_turn_.load() == turn_id ? tokens_.load() : 0;
+  }
 
  private:
   struct Job {
@@ -106,6 +112,8 @@ class EngineWorker {
   std::atomic<bool> busy_{false};
   std::atomic<int64_t> last_progress_ms_{0};
   std::atomic<int> context_used_{0};
+  std::atomic<uint64_t> counted_turn_{0};  // tokens_ counts this turn's tokens
+  std::atomic<size_t> tokens_{0};
   std::atomic<bool> finished_{false};
   long fault_device_error_at_turn_ = 0;  // kFaultDeviceErrorEnv; 0: off
   long turns_run_ = 0;

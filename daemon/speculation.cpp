@@ -86,7 +86,11 @@ bool Daemon::commit_speculation(const omni::audio::Utterance& u, int64_t speech_
   publish("turn.start", {{"turn_id", t.id},
                          {"source", "voice"},
                          {"audio_ms", static_cast<int64_t>(u.samples.size() / 16)}});
-  for (std::string& piece : sp.text) publish("response.delta", {{"turn_id", t.id}, {"text", std::move(piece)}});
+  for (std::string& piece : sp.text) {
+    turn_->text += piece;
+    publish("response.delta", {{"turn_id", t.id}, {"text", std::move(piece)}});
+  }
+  transcribe_user(t.id, u.samples);  // queued on the engine behind the committed job
   // The audio made so far goes to the output in one piece, then the engine writes to it directly
   // (SpeechOutput::commit_held: no chunk of the engine's can come between).
   size_t held = 0;

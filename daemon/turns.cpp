@@ -1,5 +1,6 @@
 // The dialog: turns from voice and requests, engine results, speech playback, barge-in, state.
 #include <algorithm>
+#include <chrono>
 
 #include "daemon/daemon.h"
 #include "daemon/log.h"
@@ -7,6 +8,10 @@
 namespace omnid {
 
 using omni::audio::monotonic_ms;
+
+// The user turn that asks for the transcript (with the utterance's audio before it).
+constexpr const char* kUserTranscriptPrompt =
+    "Transcribe the audio exactly, in the language spoken. Reply with the transcription only.";
 
 omni::GenerateOptions Daemon::generate_options(bool speak) {
   omni::GenerateOptions o;
@@ -27,10 +32,12 @@ std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, Tu
                                                  " is running; cancel it or wait for turn.cancelled/speech.end"};
   if (job.say && !(model_ && model_->has_talker()))
     return omni::ipc::Error{ErrorCode::unavailable, "the model has no talker; it cannot speak"};
+  if (!job.say)
+    if (auto err = check_turn_fits(job.input)) return err;
   // A request goes before an answer the user has not finished asking for.
   if (spec_) drop_speculation("a request started a turn");
   ActiveTurn t;
-  t.id = next_turn_id_++;
+  t.id = job.turn_id ? job.turn_id : next_turn_id_++;  // a queued ask got its id when it was queued
   t.job = t.id;
   t.source = source;
   t.say = job.say;
@@ -51,16 +58,50 @@ std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, Tu
   return std::nullopt;
 }
 
-void Daemon::cancel_turn(const std::string& reason) {
+void Daemon::cancel_turn(const std::string& reason, omni::StopReason stop) {
   if (!turn_) return;
   const uint64_t id = turn_->id;
   worker_->cancel(turn_->job);
   speech_.abort();
   cancel_tool_calls(reason);
-  turn_.reset();
   log_info("turn %llu cancelled (%s)", static_cast<unsigned long long>(id), reason.c_str());
+  // An answer that had not finished ends as documented: response.done with what was said so far, then
+  // turn.cancelled. (A finished answer already had its response.done; `say` has none.)
+  if (!turn_->say && !turn_->engine_done)
+    publish("response.done", {{"turn_id", id},
+                              {"text", turn_->text},
+                              {"tokens", worker_->tokens_of(turn_->job)},
+                              {"stop", std::string(omni::to_string(stop))}});
+  turn_.reset();
   publish("turn.cancelled", {{"turn_id", id}, {"reason", reason}});
   update_state();
+  start_queued_soon();
+}
+
+void Daemon::start_queued_soon() {
+  if (!queued_asks_.empty()) loop_.post([this] { start_queued(); });
+}
+
+void Daemon::start_queued() {
+  while (!turn_ && !queued_asks_.empty() && !stopping_) {
+    QueuedAsk next = std::move(queued_asks_.front());
+    queued_asks_.pop_front();
+    uint64_t id = 0;
+    if (auto err = start_turn("ask", std::move(next.job), id)) {
+      publish_error(std::string(omni::ipc::to_string(err->code)), err->message, next.turn_id);
+      publish("turn.cancelled", {{"turn_id", next.turn_id}, {"reason", "error"}});
+    }
+  }
+}
+
+bool Daemon::cancel_queued(uint64_t turn_id, const std::string& reason) {
+  for (auto it = queued_asks_.begin(); it != queued_asks_.end(); ++it) {
+    if (it->turn_id != turn_id) continue;
+    queued_asks_.erase(it);
+    publish("turn.cancelled", {{"turn_id", turn_id}, {"reason", reason}});
+    return true;
+  }
+  return false;
 }
 
 // Worker thread: audio goes straight to the output (latency); the loop only hears about the first chunk.
@@ -86,6 +127,7 @@ void Daemon::engine_audio(uint64_t turn_id, const float* samples, size_t count) 
 void Daemon::on_engine_text(uint64_t job, std::string text) {
   if (spec_ && spec_->job == job) return spec_->text.push_back(std::move(text));
   if (!turn_ || turn_->job != job || turn_->say) return;
+  turn_->text += text;
   publish("response.delta", {{"turn_id", turn_->id}, {"text", text}});
 }
 
@@ -151,6 +193,14 @@ void Daemon::on_engine_failed(uint64_t job, const std::string& error, bool devic
   cancel_turn("error");
 }
 
+void Daemon::on_engine_context_full(uint64_t job, const std::string& error) {
+  if (spec_ && spec_->job == job) return on_engine_failed(job, error, false);
+  if (!turn_ || turn_->job != job) return;
+  log_info("turn %llu does not fit in the context: %s", static_cast<unsigned long long>(turn_->id), error.c_str());
+  publish_error("context_full", "the turn does not fit in the context: " + error, turn_->id);
+  cancel_turn("error", omni::StopReason::ContextFull);
+}
+
 void Daemon::on_playback_drained(uint64_t turn_id) {
   if (!turn_ || turn_->id != turn_id || !turn_->speech_started) return;
   speech_.release();
@@ -171,29 +221,99 @@ void Daemon::finish_turn_if_complete() {
   speech_.release();
   turn_.reset();
   update_state();
+  start_queued_soon();
 }
 
-void Daemon::on_vad_start(double stream_ms) {
-  publish("vad.start", {{"stream_ms", static_cast<int64_t>(stream_ms)}});
+Daemon::StreamTime Daemon::stream_time(double stream_ms) const {
+  const int64_t behind = endpointer_ ? static_cast<int64_t>(endpointer_->stream_ms() - stream_ms) : 0;
+  const int64_t unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+  return {monotonic_ms() - behind, unix_ms - behind};
+}
+
+void Daemon::on_vad_start(double stream_ms, StreamTime at) {
+  publish("vad.start",
+          {{"stream_ms", static_cast<int64_t>(stream_ms)}, {"at_mono_ms", at.mono_ms}, {"at_ts_ms", at.ts_ms}});
   if (turn_ && config_.audio.barge_in) cancel_turn("barge_in");
 }
 
-void Daemon::on_utterance(omni::audio::Utterance u, int64_t speech_end_ms) {
+void Daemon::transcribe_user(uint64_t turn_id, const std::vector<float>& audio_16k) {
+  if (!config_.model.user_transcript || !worker_ || audio_16k.empty()) return;
+  auto input = std::make_shared<omni::UserTurn>();
+  input->audio_16k = audio_16k;
+  input->text = kUserTranscriptPrompt;
+  omni::GenerateOptions o;
+  o.speak = false;
+  o.sampling = omni::Sampling{};  // greedy: a transcript is not a creative answer
+  o.drop_oldest_turns = false;    // a transcript that does not fit fails; it never drops the user's turns
+  // Speech runs at about 3 words (4 to 5 tokens) a second; twice that and a margin bounds a runaway transcript.
+  const int64_t audio_ms = static_cast<int64_t>(audio_16k.size() / 16);
+  o.max_new_tokens = static_cast<int>(std::min<int64_t>(config_.model.max_new_tokens, 16 + audio_ms * 10 / 1000));
+  struct Outcome {
+    std::string text;
+    std::string context_full;  // the engine's message when the transcript did not fit
+  };
+  auto out = std::make_shared<Outcome>();
+  worker_->submit_control(
+      [input, o, out](omni::Session& s) {
+        const omni::SessionMark mark = s.mark();
+        omni::TurnResult r;
+        try {
+          r = s.respond(*input, o, omni::Callbacks{});
+        } catch (const omni::ContextFullError& e) {
+          out->context_full = e.what();
+        } catch (...) {
+          try {
+            s.rollback(mark);
+          } catch (const std::exception&) {
+          }
+          throw;
+        }
+        s.rollback(mark);
+        out->text = r.text;
+      },
+      [this, turn_id](const std::string& error) {
+        loop_.post([this, turn_id, error] {
+          log_error("turn %llu: the user's transcript failed: %s", static_cast<unsigned long long>(turn_id),
+                    error.c_str());
+          publish_error("internal", "the user's transcript failed: " + error, turn_id);
+        });
+      },
+      [this, turn_id, out] {
+        loop_.post([this, turn_id, out] {
+          if (!out->context_full.empty())
+            return publish_error("context_full", "the user's transcript does not fit: " + out->context_full, turn_id);
+          const std::string* text = &out->text;
+          const auto b = text->find_first_not_of(" \t\n");
+          const auto e = text->find_last_not_of(" \t\n");
+          publish("user.transcript",
+                  {{"turn_id", turn_id}, {"text", b == std::string::npos ? "" : text->substr(b, e - b + 1)}});
+        });
+      });
+}
+
+void Daemon::on_utterance(omni::audio::Utterance u, int64_t speech_end_ms, double stream_ms, StreamTime at) {
   const auto duration_ms = static_cast<int64_t>(u.samples.size() * 1000 / omni::audio::kVadSampleRate);
-  publish("vad.end", {{"duration_ms", duration_ms}, {"truncated", u.truncated}});
+  publish("vad.end", {{"duration_ms", duration_ms},
+                      {"truncated", u.truncated},
+                      {"stream_ms", static_cast<int64_t>(stream_ms)},
+                      {"at_mono_ms", at.mono_ms},
+                      {"at_ts_ms", at.ts_ms}});
   if (turn_) {
     if (!config_.audio.barge_in) return drop_speculation("the microphone is not ours during a turn");
     cancel_turn("barge_in");
   }
   if (commit_speculation(u, speech_end_ms)) return;
   TurnJob job;
-  job.input.audio_16k = std::move(u.samples);
+  job.input.audio_16k = u.samples;
   job.options = generate_options(true);
   uint64_t id = 0;
   if (auto err = start_turn("voice", std::move(job), id)) {
     publish_error(std::string(omni::ipc::to_string(err->code)), err->message);
-  } else if (turn_ && turn_->id == id) {
-    turn_->speech_end_ms = speech_end_ms;
+  } else {
+    if (turn_ && turn_->id == id) turn_->speech_end_ms = speech_end_ms;
+    transcribe_user(id, u.samples);
   }
 }
 
@@ -214,11 +334,15 @@ void Daemon::rebuild_endpointer() {
   auto detector = std::make_unique<omni::audio::VoiceDetector>(config_.audio.vad.aggressiveness);
   auto* d = detector.get();
   omni::audio::Endpointer::Callbacks cb;
-  cb.on_start = [this](double ms) { loop_.post([this, ms] { on_vad_start(ms); }); };
+  // Both run inside Endpointer::push on the capture thread, endpointer_mu_ held.
+  cb.on_start = [this](double ms) { loop_.post([this, ms, at = stream_time(ms)] { on_vad_start(ms, at); }); };
   cb.on_end = [this](omni::audio::Utterance&& u) {
     const int64_t speech_end = speech_end_monotonic(u);
     auto holder = std::make_shared<omni::audio::Utterance>(std::move(u));
-    loop_.post([this, holder, speech_end] { on_utterance(std::move(*holder), speech_end); });
+    const double end_ms = endpointer_ ? endpointer_->stream_ms() : 0;
+    loop_.post([this, holder, speech_end, end_ms, at = stream_time(end_ms)] {
+      on_utterance(std::move(*holder), speech_end, end_ms, at);
+    });
   };
   cb.on_pause = [this](omni::audio::Utterance&& u) {
     auto holder = std::make_shared<omni::audio::Utterance>(std::move(u));

@@ -117,6 +117,9 @@ ControlClient::ControlClient(std::string endpoint, std::optional<ClientCurveKeys
   dealer_ = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
   dealer_->set(zmq::sockopt::linger, 0);
   monitor_ = monitor_socket(*context_, *dealer_, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
+  // A request is only ever queued on a connection that is up: a daemon that is not there never receives it
+  // later (the next omnid to start would otherwise run it).
+  dealer_->set(zmq::sockopt::immediate, 1);
   try {
     apply_curve(*dealer_, curve);
     dealer_->connect(endpoint_);
@@ -138,7 +141,7 @@ json ControlClient::request(json request, const std::optional<std::string>& bina
   json id = request["id"];
   std::vector<std::string> frames{serialize(request)};
   if (binary_frame) frames.push_back(*binary_frame);
-  send_frames(frames);
+  send_frames(frames, timeout);
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     json reply = receive_reply(deadline, timeout);
@@ -148,11 +151,34 @@ json ControlClient::request(json request, const std::optional<std::string>& bina
 }
 
 json ControlClient::request_raw(const std::vector<std::string>& frames, std::chrono::milliseconds timeout) {
-  send_frames(frames);
+  send_frames(frames, timeout);
   return receive_reply(std::chrono::steady_clock::now() + timeout, timeout);
 }
 
-void ControlClient::send_frames(const std::vector<std::string>& frames) {
+void ControlClient::send_frames(const std::vector<std::string>& frames, std::chrono::milliseconds timeout) {
+  // With ZMQ_IMMEDIATE the socket is writable only once the connection is up (handshake done); wait for that,
+  // not longer. A refused handshake never makes it writable: the monitor says so.
+  zmq::pollitem_t items[2] = {{dealer_->handle(), 0, ZMQ_POLLOUT, 0}, {monitor_->handle(), 0, ZMQ_POLLIN, 0}};
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() < 0) left = std::chrono::milliseconds(0);
+    int ready = 0;
+    try {
+      ready = zmq::poll(items, 2, left);
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
+    if (ready > 0 && (items[1].revents & ZMQ_POLLIN)) {
+      auto [event, value] = read_monitor_event(*monitor_);
+      if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) throw access_denied(endpoint_, value);
+    }
+    if (ready > 0 && (items[0].revents & ZMQ_POLLOUT)) break;
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw ClientError(ClientError::Kind::not_running,
+                        "no connection to omnid at " + endpoint_ + " within " + std::to_string(timeout.count()) +
+                            " ms (is it running?); the request was not sent");
+  }
   for (std::size_t i = 0; i < frames.size(); ++i) {
     auto flags = (i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none) | zmq::send_flags::dontwait;
     // DEALER queues messages while (re)connecting; it refuses only at its high-water mark.

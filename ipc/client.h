@@ -64,7 +64,7 @@ class ControlClient {
   const std::string& endpoint() const { return endpoint_; }
 
  private:
-  void send_frames(const std::vector<std::string>& frames);
+  void send_frames(const std::vector<std::string>& frames, std::chrono::milliseconds timeout);
   nlohmann::json receive_reply(std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds timeout);
 
   std::string endpoint_;

@@ -15,6 +15,11 @@ namespace {
 
 using nlohmann::json;
 
+std::int64_t mono_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -73,13 +78,22 @@ json salvage_id(const zmq::message_t& first_frame, std::size_t max_bytes) {
 
 // ---------------------------------------------------------------------------------------------- EventPublisher
 
-EventPublisher::EventPublisher(std::unique_ptr<zmq::socket_t> pub) : pub_(std::move(pub)) {}
+EventPublisher::EventPublisher(std::unique_ptr<zmq::socket_t> pub, std::size_t history)
+    : history_limit_(history), pub_(std::move(pub)) {}
 EventPublisher::~EventPublisher() = default;
 
 std::uint64_t EventPublisher::publish(std::string_view name, const json& fields) {
   std::lock_guard<std::mutex> lock(mutex_);
   std::uint64_t seq = last_seq_.load() + 1;
-  EventFrames frames = build_event(name, fields, seq, now_ms());
+  json body = fields.is_object() ? fields : json::object();
+  body["seq"] = seq;
+  body["ts_ms"] = now_ms();
+  body["mono_ms"] = mono_ms();
+  EventFrames frames{std::string(name), serialize(body)};
+  if (history_limit_ > 0) {
+    if (history_.size() == history_limit_) history_.pop_front();
+    history_.push_back(Kept{std::string(name), std::move(body)});
+  }
   try {
     // PUB never blocks: a subscriber at its high-water mark just misses this event.
     pub_->send(zmq::buffer(frames.topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
@@ -89,6 +103,27 @@ std::uint64_t EventPublisher::publish(std::string_view name, const json& fields)
   }
   last_seq_.store(seq);
   return seq;
+}
+
+json EventPublisher::since(std::uint64_t since, const std::vector<std::string>& topics, bool& complete,
+                           std::uint64_t& oldest_seq) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const std::uint64_t last = last_seq_.load();
+  oldest_seq = history_.empty() ? last + 1 : history_.front().body["seq"].get<std::uint64_t>();
+  complete = since + 1 >= oldest_seq || since >= last;
+  json out = json::array();
+  // Seqs in the history are consecutive: start at the first one after `since`.
+  std::size_t first = since + 1 > oldest_seq ? static_cast<std::size_t>(since + 1 - oldest_seq) : 0;
+  for (std::size_t i = first; i < history_.size(); ++i) {
+    const Kept& k = history_[i];
+    bool wanted = topics.empty();
+    for (const auto& t : topics) wanted = wanted || k.name.rfind(t, 0) == 0;
+    if (!wanted) continue;
+    json e = k.body;
+    e["event"] = k.name;
+    out.push_back(std::move(e));
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------- ControlServer
@@ -128,7 +163,7 @@ ControlServer::ControlServer(ServerConfig config) : config_(std::move(config)) {
     pub->set(zmq::sockopt::maxmsgsize, int64_t{1} << 16);  // subscribers only send subscriptions
     path = bind_secured(*pub, config_.events_endpoint, config_, use_zap);
     if (!path.empty()) socket_files_.push_back(path);
-    events_.reset(new EventPublisher(std::move(pub)));
+    events_.reset(new EventPublisher(std::move(pub), config_.event_history));
   } catch (...) {
     for (const auto& f : socket_files_) ::unlink(f.c_str());
     events_.reset();
@@ -225,8 +260,22 @@ bool ControlServer::receive_one(std::optional<IncomingRequest>& out) {
   if (payload_frames == 2) binary = frames[first + 1].to_string();
   ParseResult parsed = parse_request(frames[first].to_string_view(), std::move(binary));
   if (!parsed.ok()) return reject(parsed.id, parsed.error->code, parsed.error->message);
+  if (parsed.request->deadline_ms && now_ms() > *parsed.request->deadline_ms)
+    return reject(parsed.id, ErrorCode::expired,
+                  "the request's deadline_ms (" + std::to_string(*parsed.request->deadline_ms) + ") passed " +
+                      std::to_string(now_ms() - *parsed.request->deadline_ms) + " ms before omnid read it; not run");
   if (std::holds_alternative<PingRequest>(parsed.request->command)) {
-    send_reply(routing_id, req_envelope, ok_reply(parsed.id, {{"protocol", kProtocolVersion}}));
+    send_reply(routing_id, req_envelope,
+               ok_reply(parsed.id, {{"protocol", kProtocolVersion},
+                                    {"protocols", json::array({kOldestProtocolVersion, kProtocolVersion})}}));
+    return true;
+  }
+  if (const auto* ev = std::get_if<EventsRequest>(&parsed.request->command)) {
+    bool complete = false;
+    std::uint64_t oldest = 0;
+    json events = events_->since(ev->since, ev->topics, complete, oldest);
+    send_reply(routing_id, req_envelope,
+               ok_reply(parsed.id, {{"events", std::move(events)}, {"complete", complete}, {"oldest_seq", oldest}}));
     return true;
   }
   IncomingRequest incoming;
@@ -238,7 +287,9 @@ bool ControlServer::receive_one(std::optional<IncomingRequest>& out) {
   return true;
 }
 
-void ControlServer::send_reply(const std::string& routing_id, bool req_envelope, const json& reply) {
+void ControlServer::send_reply(const std::string& routing_id, bool req_envelope, json reply) {
+  if (!config_.instance.empty()) reply["instance"] = config_.instance;
+  if (events_) reply["seq"] = events_->last_seq();
   std::string body = serialize(reply);
   try {
     // dontwait: a client that stopped reading (its queue is full) or went away loses its reply; the daemon

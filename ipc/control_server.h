@@ -1,4 +1,4 @@
-// ControlServer: the daemon's end of control protocol v1 (docs/protocol.md).
+// ControlServer: the daemon's end of control protocol 2 (docs/protocol.md).
 //
 // Usage from the daemon's single event loop thread:
 //
@@ -18,7 +18,9 @@
 //   server.events().publish("response.delta", {{"turn_id", 7}, {"text", "Hel"}});   // from any thread
 //
 // poll() answers malformed requests itself (bad_request / unknown_command / too_large, with the request id when
-// it could be read) and answers `ping` itself, so the daemon only ever sees valid requests of the other commands.
+// it could be read), requests past their deadline_ms (`expired`), `ping` and `events` (from the publisher's
+// buffer), so the daemon only ever sees valid, timely requests of the other commands. Every reply carries the
+// server's `instance` and the last event `seq`.
 // Every request returned by poll() must be answered exactly once with reply()/reply_ok()/reply_error() (from the
 // thread that calls poll(); the ROUTER socket is not thread-safe). A handle may be kept and answered later.
 //
@@ -37,6 +39,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -73,6 +76,8 @@ struct ServerConfig {
   std::string events_endpoint = "ipc:///run/omnid/events.sock";
   std::size_t max_message_bytes = 16u << 20;  // total bytes of a request's frames
   int events_send_hwm = 10000;                 // per-subscriber queue; events beyond it are dropped for that one
+  std::size_t event_history = 4096;            // events kept for `events {"since": N}`
+  std::string instance;                        // this daemon process's id, in every reply
   std::optional<CurveServerKeys> curve;        // required for tcp:// endpoints
   std::vector<uid_t> allowed_uids;             // ipc peer filter (see above); empty + empty gids: no filter
   std::vector<gid_t> allowed_gids;
@@ -86,11 +91,16 @@ struct ServerConfig {
 // in seq); nobody else is affected.
 class EventPublisher {
  public:
-  // Adds "seq" (1, 2, 3, ...) and "ts_ms" (Unix time in ms) to fields (an object) and sends [name, json].
+  // Adds "seq" (1, 2, 3, ...), "ts_ms" (Unix time in ms) and "mono_ms" (CLOCK_MONOTONIC in ms, the clock of
+  // stream positions; never jumps) to fields (an object), sends [name, json] and keeps it in the history.
   // Returns the seq given to the event.
   std::uint64_t publish(std::string_view name, const nlohmann::json& fields = nlohmann::json::object());
   // The seq of the last event published (0 before the first); what `status` reports as "seq".
   std::uint64_t last_seq() const { return last_seq_.load(); }
+  // The kept events after `since` whose name starts with one of `topics` (all when empty), oldest first, each
+  // {"event": name, ...body}. `complete`: no event after `since` has left the history.
+  nlohmann::json since(std::uint64_t since, const std::vector<std::string>& topics, bool& complete,
+                       std::uint64_t& oldest_seq);
 
   EventPublisher(const EventPublisher&) = delete;
   EventPublisher& operator=(const EventPublisher&) = delete;
@@ -98,8 +108,14 @@ class EventPublisher {
 
  private:
   friend class ControlServer;
-  explicit EventPublisher(std::unique_ptr<zmq::socket_t> pub);
+  EventPublisher(std::unique_ptr<zmq::socket_t> pub, std::size_t history);
+  struct Kept {
+    std::string name;
+    nlohmann::json body;
+  };
   std::mutex mutex_;
+  std::size_t history_limit_;
+  std::deque<Kept> history_;  // the last history_limit_ events, by seq
   std::unique_ptr<zmq::socket_t> pub_;
   std::atomic<std::uint64_t> last_seq_{0};
 };
@@ -155,7 +171,7 @@ class ControlServer {
 
  private:
   bool receive_one(std::optional<IncomingRequest>& out);
-  void send_reply(const std::string& routing_id, bool req_envelope, const nlohmann::json& reply);
+  void send_reply(const std::string& routing_id, bool req_envelope, nlohmann::json reply);
   void start_zap_handler();
 
   ServerConfig config_;

@@ -10,9 +10,9 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::string_view, 12> kCommandNames = {"ping",   "status", "ask",   "say",   "cancel",
-                                                            "listen", "reset",  "set",   "reload",
-                                                            "register_tools", "unregister_tools", "tool_result"};
+constexpr std::array<std::string_view, 13> kCommandNames = {
+    "ping", "status", "ask", "say", "cancel", "listen", "reset", "set", "reload", "events",
+    "register_tools", "unregister_tools", "tool_result"};
 
 // Field names come from the client; keep them short inside messages.
 std::string field_quote(std::string_view s) {
@@ -73,7 +73,7 @@ class Fields {
   // Rejects fields other than id, cmd and `allowed`.
   void only(std::initializer_list<std::string_view> allowed) const {
     for (const auto& [key, value] : object_.items()) {
-      if (key == "id" || key == "cmd") continue;
+      if (key == "id" || key == "cmd" || key == "deadline_ms" || key == "protocol") continue;
       bool known = false;
       for (auto a : allowed) known = known || key == a;
       if (!known) {
@@ -197,9 +197,24 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
     return ReloadRequest{};
   }
   if (cmd == "ask") {
-    f.only({"text", "speak", "tool_choice", "response_format"});
+    f.only({"text", "speak", "max_new_tokens", "sampling", "speaker", "queue", "preempt", "tool_choice",
+            "response_format"});
     AskRequest ask;
     ask.text = f.string("text", false, false);
+    if (const json* v = f.find("max_new_tokens")) {
+      const bool in_range = (v->is_number_unsigned() || v->is_number_integer()) && v->get<std::int64_t>() >= 1 &&
+                            v->get<std::int64_t>() <= kMaxNewTokensLimit;
+      if (!in_range)
+        reject_bad("field 'max_new_tokens' must be an integer in 1.." + std::to_string(kMaxNewTokensLimit) +
+                   ", not " + (v->is_number() ? v->dump() : std::string(json_type_name(*v))));
+      ask.max_new_tokens = v->get<int>();
+    }
+    if (const json* v = f.find("sampling")) ask.sampling = parse_sampling(*v);
+    ask.speaker = f.string("speaker", false, false);
+    ask.queue = f.boolean("queue", false).value_or(false);
+    ask.preempt = f.boolean("preempt", false).value_or(false);
+    if (ask.queue && ask.preempt)
+      reject_bad("fields 'queue' and 'preempt' exclude each other (queue: wait for the running turn; preempt: cancel it)");
     if (const json* v = f.find("tool_choice")) parse_tool_choice(*v, ask);
     if (const json* v = f.find("response_format")) {
       check_response_format(*v);
@@ -296,6 +311,26 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
     r.is_error = f.boolean("is_error", false).value_or(false);
     return r;
   }
+  if (cmd == "events") {
+    f.only({"since", "topics"});
+    require_no_binary(binary, cmd);
+    EventsRequest events;
+    const json* since = f.find("since");
+    if (!since) reject_bad("missing field 'since' (the last seq the client has; 0: everything buffered)");
+    if (!since->is_number_unsigned() && !(since->is_number_integer() && since->get<std::int64_t>() >= 0))
+      reject_bad("field 'since' must be an integer >= 0, not " +
+                 (since->is_number() ? since->dump() : std::string(json_type_name(*since))));
+    events.since = since->get<std::uint64_t>();
+    if (const json* topics = f.find("topics")) {
+      if (!topics->is_array()) reject_bad("field 'topics' must be a list of strings");
+      for (const json& t : *topics) {
+        if (!t.is_string()) reject_bad("field 'topics' must be a list of strings, not " +
+                                       std::string(json_type_name(t)) + " inside it");
+        events.topics.push_back(t.get<std::string>());
+      }
+    }
+    return events;
+  }
   std::string known;
   for (auto n : kCommandNames) known += (known.empty() ? "" : ", ") + std::string(n);
   throw Reject{ErrorCode::unknown_command, "unknown command " + field_quote(cmd) + " (known: " + known + ")"};
@@ -325,13 +360,16 @@ std::string_view to_string(ErrorCode code) {
     case ErrorCode::not_found: return "not_found";
     case ErrorCode::unavailable: return "unavailable";
     case ErrorCode::internal: return "internal";
+    case ErrorCode::expired: return "expired";
+    case ErrorCode::context_full: return "context_full";
   }
   return "internal";
 }
 
 std::optional<ErrorCode> error_code_from_string(std::string_view name) {
   for (auto c : {ErrorCode::bad_request, ErrorCode::unknown_command, ErrorCode::busy, ErrorCode::too_large,
-                 ErrorCode::not_found, ErrorCode::unavailable, ErrorCode::internal})
+                 ErrorCode::not_found, ErrorCode::unavailable, ErrorCode::internal, ErrorCode::expired,
+                 ErrorCode::context_full})
     if (to_string(c) == name) return c;
   return std::nullopt;
 }
@@ -367,9 +405,26 @@ ParseResult parse_request(std::string_view json_frame, std::optional<std::string
     if (cmd == object.end()) reject_bad("missing field 'cmd' (a string)");
     if (!cmd->is_string()) reject_bad("field 'cmd' must be a string, not " + std::string(json_type_name(*cmd)));
     Command command = parse_command(cmd->get<std::string>(), object, binary_frame);
-    keep_key_order(command, json_frame);
-    result.request = Request{result.id, std::move(command)};
+    result.request.emplace();
+    result.request->id = result.id;
+    result.request->command = std::move(command);
+    if (auto d = object.find("deadline_ms"); d != object.end()) {
+      if ((!d->is_number_integer() && !d->is_number_unsigned()) ||
+          (d->is_number_unsigned() && d->get<std::uint64_t>() > std::uint64_t(INT64_MAX)))
+        reject_bad("field 'deadline_ms' must be an integer (Unix time in ms), not " +
+                   (d->is_number() ? d->dump() : std::string(json_type_name(*d))));
+      result.request->deadline_ms = d->get<std::int64_t>();
+    }
+    if (auto p = object.find("protocol"); p != object.end()) {
+      if (!p->is_number_integer() || p->get<std::int64_t>() < kOldestProtocolVersion ||
+          p->get<std::int64_t>() > kProtocolVersion)
+        reject_bad("field 'protocol' must be " + std::to_string(kOldestProtocolVersion) + " or " +
+                   std::to_string(kProtocolVersion) + " (the versions this omnid speaks), not " + p->dump());
+      result.request->protocol = p->get<int>();
+    }
+    keep_key_order(result.request->command, json_frame);
   } catch (const Reject& r) {
+    result.request.reset();
     result.error = Error{r.code, r.message};
   } catch (const json::exception& e) {  // not expected: every access above is type-checked
     result.error = Error{ErrorCode::internal, std::string("request validation failed: ") + e.what()};
@@ -393,8 +448,9 @@ std::string serialize(const json& value) { return value.dump(-1, ' ', false, jso
 bool is_known_event(std::string_view name) {
   for (auto known : {event::kState, event::kVadStart, event::kVadEnd, event::kTurnStart, event::kResponseDelta,
                      event::kResponseDone, event::kSpeechStart, event::kSpeechFirstAudio, event::kSpeechEnd,
-                     event::kTurnCancelled, event::kError, event::kHeartbeat, event::kToolCall,
-                     event::kToolTimeout, event::kToolCancelled})
+                     event::kTurnCancelled, event::kError, event::kHeartbeat, event::kDaemonLoading,
+                     event::kDaemonReady, event::kDaemonStopping, event::kUserTranscript,
+                     event::kTurnQueued, event::kToolCall, event::kToolTimeout, event::kToolCancelled})
     if (name == known) return true;
   return false;
 }

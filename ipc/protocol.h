@@ -1,9 +1,12 @@
-// omnid control protocol v1: request parsing/validation, reply and event builders.
+// omnid control protocol 2 (v1 clients keep working): request parsing/validation, reply and event builders.
 // The full wire contract (every command, reply field and event) is docs/protocol.md; this header is its C++ face.
 //
 // Framing
 //   request : frame 1 = UTF-8 JSON object {"id": <any JSON>, "cmd": "<name>", ...fields}
 //             frame 2 = optional binary frame (WAV bytes; only `ask` accepts it)
+//   request fields every command accepts (protocol 2): "protocol": the version the client speaks (1 or 2; a
+//             higher one is bad_request), "deadline_ms": Unix time in ms after which the request must not run
+//             (it is answered `expired` instead: a request queued while omnid was down never runs late)
 //   reply   : one UTF-8 JSON frame, {"id": <same>, "ok": true, ...fields}
 //             or {"id": <same>, "ok": false, "error": {"code": "<code>", "message": "<text>"}}
 //             "id" is null when the request's id could not be read (not JSON, not an object, no "id").
@@ -13,13 +16,22 @@
 // with a message that names the field. Requests nested deeper than kMaxJsonDepth are refused before parsing.
 //
 // Commands and their typed requests (what the daemon must reply is in docs/protocol.md and repeated here):
-//   ping                       -> answered by ControlServer itself: {"protocol": 1}
+//   every reply (protocol 2) also carries "instance" (this daemon process's id; it changes at each start) and
+//   "seq" (the last event seq published when the reply was sent)
+//   ping                       -> answered by ControlServer itself: {"protocol": 2, "protocols": [1, 2]}
+//   events {since, topics?}    -> answered by ControlServer itself: {"events": [{"event": NAME, "seq", ...}, ...],
+//                                 "oldest_seq": int, "complete": bool}: the buffered events after seq `since`
+//                                 (the last ServerConfig::event_history), only those whose name starts with one
+//                                 of `topics` when given; complete is false when some after `since` have left
+//                                 the buffer
 //   status                     -> {"state": "loading|idle|listening|thinking|speaking", "listening": bool,
 //                                  "speaker": str, "volume": num, "turn_id": int|null, "seq": int (last event
 //                                  seq published), "uptime_s": num, "model": {"path": str, "device": str,
 //                                  "loaded": bool}, "context_tokens_used": int, "context_tokens": int,
 //                                  "protocol": 1}
-//   ask {text?, speak?=true} + optional WAV frame (at least one of text / WAV)
+//   ask {text?, speak?=true, max_new_tokens?, sampling?, speaker?, queue?, preempt?} + optional WAV frame (at
+//                                least one of text / WAV; max_new_tokens, sampling and speaker apply to this turn
+//                                only) -> {"turn_id": int} at once, or {"turn_id", "queued": true, "position"}
 //                              -> {"turn_id": int} at once; the answer follows as events.
 //                                 errors: busy (a turn is running and cannot be queued), unavailable (model not
 //                                 loaded), bad_request (WAV cannot be decoded; message says why)
@@ -55,12 +67,14 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 namespace omni::ipc {
 
-inline constexpr int kProtocolVersion = 1;
+inline constexpr int kProtocolVersion = 2;
+inline constexpr int kOldestProtocolVersion = 1;
 inline constexpr int kMaxJsonDepth = 64;  // arrays/objects nested deeper than this are bad_request
 
 enum class ErrorCode {
@@ -71,6 +85,8 @@ enum class ErrorCode {
   not_found,        // a named thing does not exist (turn_id, speaker)
   unavailable,      // the daemon cannot serve this at all now (model not loaded, reload failed, ...)
   internal,         // a bug or an unexpected failure inside omnid
+  expired,          // the request's deadline_ms passed before it could run; it was not run
+  context_full,     // the turn does not fit in the context (model.context_tokens), even with older turns dropped
 };
 
 std::string_view to_string(ErrorCode code);
@@ -83,10 +99,23 @@ struct Error {
 
 struct PingRequest {};
 struct StatusRequest {};
+// `set`'s and `ask`'s sampling: each key present replaces the running value; a present null (an empty inner
+// optional) makes it unset again, so that the checkpoint's value applies. Values are checked by sampling_problem.
+struct SamplingUpdate {
+  std::optional<std::optional<double>> temperature, top_k, top_p, repetition_penalty, seed;
+};
+inline constexpr int kMaxNewTokensLimit = 32768;  // the largest max_new_tokens a request (or model.max_new_tokens) takes
 struct AskRequest {
   std::optional<std::string> text;  // non-empty when present
   bool speak = true;
   std::optional<std::string> wav;   // raw bytes of the binary frame; starts with a RIFF/WAVE header
+  // This turn only (protocol 2): the answer's length bound in 1..kMaxNewTokensLimit, sampling over the
+  // daemon's (each key present replaces it, null: the checkpoint's value), and the voice (non-empty).
+  std::optional<int> max_new_tokens;
+  bool queue = false;    // while a turn runs: wait in the daemon's bounded queue instead of `busy`
+  bool preempt = false;  // while a turn runs: cancel it (reason preempt) and start this one; not with queue
+  std::optional<SamplingUpdate> sampling;
+  std::optional<std::string> speaker;
   // Tool calls (docs/protocol.md "Tools"): "auto" | "none" | "required", or tool_name set ({"name": TOOL}).
   std::optional<std::string> tool_choice;
   std::optional<std::string> tool_name;  // non-empty
@@ -103,11 +132,6 @@ struct ListenRequest {
   bool enabled = false;
 };
 struct ResetRequest {};
-// `set`'s sampling: each key present replaces the running value; a present null (an empty inner optional)
-// makes it unset again, so that the checkpoint's value applies. Values are checked by sampling_problem.
-struct SamplingUpdate {
-  std::optional<std::optional<double>> temperature, top_k, top_p, repetition_penalty, seed;
-};
 struct SetRequest {  // at least one member is set
   std::optional<std::string> speaker;        // non-empty
   std::optional<double> volume;              // in [0, 1]
@@ -122,6 +146,10 @@ struct SetRequest {  // at least one member is set
 inline constexpr std::string_view kSamplingKeys[] = {"temperature", "top_k", "top_p", "repetition_penalty", "seed"};
 std::string sampling_problem(std::string_view key, double value);
 struct ReloadRequest {};
+struct EventsRequest {
+  std::uint64_t since = 0;          // events with a larger seq
+  std::vector<std::string> topics;  // name prefixes; empty: all
+};
 
 // Tools (docs/protocol.md "Tools"). The schemas inside are checked by the daemon (the engine's compiler).
 inline constexpr std::size_t kMaxToolsPerRequest = 64;
@@ -138,8 +166,8 @@ struct ToolResultRequest {
 };
 
 using Command = std::variant<PingRequest, StatusRequest, AskRequest, SayRequest, CancelRequest, ListenRequest,
-                             ResetRequest, SetRequest, ReloadRequest, RegisterToolsRequest, UnregisterToolsRequest,
-                             ToolResultRequest>;
+                             ResetRequest, SetRequest, ReloadRequest, EventsRequest, RegisterToolsRequest,
+                             UnregisterToolsRequest, ToolResultRequest>;
 
 // The wire name of a command ("ping", "ask", ...).
 std::string_view command_name(const Command& command);
@@ -147,6 +175,8 @@ std::string_view command_name(const Command& command);
 struct Request {
   nlohmann::json id;  // echoed in the reply; any JSON value
   Command command;
+  std::optional<std::int64_t> deadline_ms;  // Unix ms; past it the request is answered `expired`
+  int protocol = kOldestProtocolVersion;    // the version the client says it speaks
 };
 
 // Result of parse_request: exactly one of `request` / `error` is set.
@@ -185,6 +215,11 @@ inline constexpr std::string_view kTurnCancelled = "turn.cancelled";  // {turn_i
                                                                       //   barge_in|shutdown|error}
 inline constexpr std::string_view kError = "error";                   // {code, message, turn_id?}
 inline constexpr std::string_view kHeartbeat = "heartbeat";           // {state}; every 1 s
+inline constexpr std::string_view kTurnQueued = "turn.queued";  // {turn_id, position}: an ask waits its turn
+inline constexpr std::string_view kUserTranscript = "user.transcript";  // {turn_id, text}: after a voice turn
+inline constexpr std::string_view kDaemonLoading = "daemon.loading";  // {fraction, what}: model load progress
+inline constexpr std::string_view kDaemonReady = "daemon.ready";      // {instance, load_ms, device}
+inline constexpr std::string_view kDaemonStopping = "daemon.stopping";  // {instance, exit_code}
 inline constexpr std::string_view kToolCall = "tool.call";            // {turn_id, call_id, name, arguments}
 inline constexpr std::string_view kToolTimeout = "tool.timeout";      // {turn_id, call_id, name, timeout_ms}
 inline constexpr std::string_view kToolCancelled = "tool.cancelled";  // {turn_id, call_id, name, reason}

@@ -21,6 +21,7 @@
 #include "omni/errors.h"
 #include "omni_bench_mask.h"
 #include "omni_bench_speech.h"
+#include "omni_bench_vision.h"
 #include "quant.h"
 #include "synthetic_weights.h"
 
@@ -38,6 +39,7 @@ struct Options {
   int steps = 100;
   bool graphs = true;
   bool speech = true;
+  bool vision = true;
   int copy_mib = 1024;
   WeightPlan weights;  // --weights: storage of the thinker's and talker's matrices
   std::string dtype = "f32";  // CUDA activations: f32 (fp32 KV cache, split GEMM inputs) or bf16
@@ -48,11 +50,13 @@ struct Options {
 void usage() {
   std::puts(
       "omni-bench [--config FILE] [--device cuda|cpu] [--dtype f32|bf16] [--contexts 64,2048] [--prefill 512]\n"
-      "           [--layers N] [--steps N] [--copy-mib N] [--no-graphs] [--no-speech]\n"
+      "           [--layers N] [--steps N] [--copy-mib N] [--no-graphs] [--no-speech] [--no-vision]\n"
       "           [--weights bf16|int8|int4|experts=int4,attention=int8,lm_head=bf16,talker=int4]\n"
       "  Synthetic bf16 weights of the config's shapes (thinker and talker), made on the device and\n"
       "  quantized there as --weights asks.\n"
-      "  --layers N overrides the layer counts (smoke runs on the CPU).\n"
+      "  --layers N overrides the layer counts, the vision tower's depth too (smoke runs on the CPU).\n"
+      "  Vision: one 640x480 camera frame and a 2 s clip at 2 fps (4 frames of 640x480): host preprocessing,\n"
+      "  the tower with its DeepStack mergers, and the thinker's prefill of the visual tokens + a short prompt.\n"
       "omni-bench --mask [TOKENIZER.json] [--mask-runs N]\n"
       "  Only the constrained-decoding token mask (CPU, no model): its cost per token on the vocabulary of\n"
       "  the tokenizer (default: the committed Qwen3-Omni tokenizer, unpacked in the build).");
@@ -78,6 +82,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--copy-mib") o.copy_mib = std::stoi(next());
     else if (a == "--no-graphs") o.graphs = false;
     else if (a == "--no-speech") o.speech = false;
+    else if (a == "--no-vision") o.vision = false;
     else if (a == "--mask") o.mask_tokenizer = (i + 1 < argc && argv[i + 1][0] != '-') ? next() : OMNI_BENCH_TOKENIZER;
     else if (a == "--mask-runs") o.mask_runs = std::stoi(next());
     else if (a == "--weights") o.weights = parse_weight_plan(next());
@@ -342,12 +347,22 @@ int main(int argc, char** argv) {
 
     DecoderConfig tc = mc.thinker;
     if (o.layers > 0) tc.num_layers = o.layers;
-    const int capacity = std::max(o.prefill, *std::max_element(o.contexts.begin(), o.contexts.end())) + 1;
+    // The visual inputs: a camera frame, and a 2 s clip sampled at 2 fps (4 frames), each with a short prompt.
+    constexpr int kFrameW = 640, kFrameH = 480, kClipFrames = 4;
+    constexpr int kTemplateTokens = 32;  // the chat template around a spoken question or a picture
+    const bool vision = o.vision && mc.has_vision && o.prefill > 0;
+    VisionConfig vc = mc.vision;
+    if (o.layers > 0) vc.depth = o.layers;
+    int vision_rows = 0;
+    if (vision)
+      vision_rows = int(std::max(vision_tokens(vc, 1, kFrameW, kFrameH), vision_tokens(vc, kClipFrames, kFrameW, kFrameH)));
+    const int max_rows = std::max(o.prefill, vision_rows + kTemplateTokens);
+    const int capacity = std::max(max_rows, *std::max_element(o.contexts.begin(), o.contexts.end())) + 1;
     Lm thinker;
     auto t0 = Clock::now();
     const LmFormats tf{o.weights.attention, o.weights.experts, o.weights.lm_head};
     const size_t resident0 = be->resident_bytes();
-    make_lm(*be, thinker, tc, capacity, std::max(o.prefill, 1), 1, tf);
+    make_lm(*be, thinker, tc, capacity, std::max(max_rows, 1), 1, tf);
     be->synchronize();
     const size_t thinker_resident = be->resident_bytes() - resident0;
     std::printf("thinker: %d layers, weights %s, synthetic weights made in %.2f s, %.2f GB resident (with its "
@@ -373,7 +388,6 @@ int main(int argc, char** argv) {
     if (o.prefill > 0) std::printf("thinker prefill %d tokens: %.1f ms\n", o.prefill, prefill_ms);
     // A spoken question: its audio tokens plus the chat template around them.
     constexpr double kQuestionSeconds = 5.0;
-    constexpr int kTemplateTokens = 32;
     EncoderTiming enc;
     int question_rows = 0;
     double question_prefill_ms = 0;
@@ -385,6 +399,29 @@ int main(int argc, char** argv) {
                   "thinker prefill of %d rows: %.2f ms\n",
                   kQuestionSeconds, enc.mel_frames, enc.tokens, enc.mel_ms, enc.encode_ms, question_rows,
                   question_prefill_ms);
+    }
+    // Vision: host preprocessing, the tower, then the thinker's prefill over the visual tokens and the
+    // template around them (1-row positions here; the 3-row positions of docs/model.md cost the same).
+    struct VisionRow {
+      VisionTiming t;
+      double prefill_ms = 0;
+      int rows = 0;
+    };
+    std::vector<VisionRow> vis;
+    if (vision) {
+      for (const auto& [what, frames] : {std::pair<std::string, int>{"640x480 frame", 1},
+                                         std::pair<std::string, int>{"2 s clip at 2 fps (4 frames of 640x480)",
+                                                                     kClipFrames}}) {
+        VisionRow r;
+        r.t = bench_vision(*be, vc, what, frames, kFrameW, kFrameH);
+        r.rows = int(r.t.tokens) + kTemplateTokens;
+        r.prefill_ms = bench_prefill(*be, thinker, r.rows);
+        std::printf("vision, %s: grid %dx%dx%d -> %lld tokens; preprocess %.2f ms (host), tower %.2f ms; thinker "
+                    "prefill of %d rows: %.2f ms\n",
+                    what.c_str(), r.t.grid_t, r.t.grid_h, r.t.grid_w, static_cast<long long>(r.t.tokens),
+                    r.t.preprocess_ms, r.t.tower_ms, r.rows, r.prefill_ms);
+        vis.push_back(r);
+      }
     }
     thinker.stack.reset();
 
@@ -442,6 +479,12 @@ int main(int argc, char** argv) {
     for (const auto& [name, us] : breakdown)
       std::printf("| decode @%d: %s | %.0f us/token |\n", o.contexts.back(), name.c_str(), us);
     if (o.prefill > 0) std::printf("| thinker prefill %d | %.1f ms |\n", o.prefill, prefill_ms);
+    for (const VisionRow& r : vis)
+      std::printf("| vision, %s | %lld tokens: preprocess %.1f ms (host) + tower %.1f ms + thinker prefill of %d rows "
+                  "%.1f ms = %.1f ms |\n",
+                  r.t.what.c_str(), static_cast<long long>(r.t.tokens), r.t.preprocess_ms, r.t.tower_ms, r.rows,
+                  r.prefill_ms, r.t.preprocess_ms + r.t.tower_ms + r.prefill_ms);
+    if (vis.empty()) std::printf("| vision | not measured: %s |\n", !o.vision ? "--no-vision" : !mc.has_vision ? "the config has no vision tower" : "needs --prefill > 0");
     if (frames_s > 0) std::printf("| talker + code predictor | %.1f frames/s |\n", frames_s);
     else std::printf("| talker + code predictor | not measured: %s |\n", speech_note.c_str());
     for (const Code2WavTiming& c : c2w)

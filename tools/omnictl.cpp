@@ -1,11 +1,14 @@
 // omnictl: command-line client for omnid's control protocol v1 (docs/protocol.md).
 // Exit codes: 0 ok, 1 omnid answered with an error, 2 usage, 3 omnid not reachable / timed out.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -26,20 +29,25 @@ const char* kUsage = R"(usage: omnictl [--endpoint E] [--events E] [--timeout MS
 commands:
   ping                                  check that omnid answers
   status                                show the daemon's state
-  ask [TEXT] [--wav FILE] [--no-speak] [--wait]
+  voices                                list the model's voices (what 'set speaker' takes)
+  ask [TEXT] [--wav FILE] [--no-speak] [--wait] [--queue|--preempt] [--max-new-tokens N] [--speaker NAME]
                                         start a turn from text and/or a WAV file; --wait follows the events
-                                        and prints the answer
+                                        and prints the answer; --queue waits for a running turn instead of
+                                        'busy', --preempt cancels it; --max-new-tokens and --speaker: this turn's
   say TEXT                              speak TEXT verbatim
   cancel [TURN_ID]                      cancel the running turn (or the given one)
   listen on|off                         enable or disable the microphone
   reset                                 forget the conversation
   set speaker NAME | set volume V | set system-prompt TEXT
+  set temperature|top-k|top-p|repetition-penalty|seed V|default
+                                        sampling (docs/config.md model.sampling); 'default': the checkpoint's
   reload                                re-read the configuration file
   events [TOPIC...]                     print events (one JSON line each) until interrupted
 
 options:
   --endpoint E   control endpoint (default $OMNID_CONTROL or ipc:///run/omnid/control.sock)
-  --events E     event endpoint (default $OMNID_EVENTS or ipc:///run/omnid/events.sock)
+  --events E     event endpoint (default $OMNID_EVENTS or ipc:///run/omnid/events.sock; with --endpoint
+                 ipc://DIR/control.sock and neither, ipc://DIR/events.sock: the same daemon's)
   --timeout MS   how long to wait for a reply (default 5000)
   --json         print replies as JSON
 environment:
@@ -64,6 +72,11 @@ struct Options {
   std::string wav_path;
   bool no_speak = false;
   bool wait = false;
+  bool queue = false;
+  bool preempt = false;
+  long max_new_tokens = 0;  // 0: the daemon's
+  std::string speaker;
+  bool events_given = false;  // --events or $OMNID_EVENTS
   std::vector<std::string> args;  // the command and its positional arguments
 };
 
@@ -84,6 +97,7 @@ Options parse_args(int argc, char** argv) {
       o.control = value(i, a);
     } else if (a == "--events") {
       o.events = value(i, a);
+      o.events_given = true;
     } else if (a == "--timeout") {
       std::string v = value(i, a);
       char* end = nullptr;
@@ -97,6 +111,18 @@ Options parse_args(int argc, char** argv) {
       o.no_speak = true;
     } else if (a == "--wait") {
       o.wait = true;
+    } else if (a == "--queue") {
+      o.queue = true;
+    } else if (a == "--preempt") {
+      o.preempt = true;
+    } else if (a == "--max-new-tokens") {
+      std::string v = value(i, a);
+      char* end = nullptr;
+      o.max_new_tokens = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || o.max_new_tokens <= 0)
+        throw UsageError{"--max-new-tokens needs a positive number, not '" + v + "'"};  // omnid checks the range
+    } else if (a == "--speaker") {
+      o.speaker = value(i, a);
     } else if (a == "--help") {
       std::cout << kUsage;
       std::exit(kExitOk);
@@ -105,8 +131,16 @@ Options parse_args(int argc, char** argv) {
     }
   }
   if (o.args.empty()) throw UsageError{"no command given"};
-  if ((!o.wav_path.empty() || o.no_speak || o.wait) && o.args[0] != "ask")
-    throw UsageError{"--wav, --no-speak and --wait belong to 'ask'"};
+  // Both sockets of one daemon: an --endpoint ipc://DIR/control.sock without --events means DIR's events.sock.
+  const char* env_events = std::getenv("OMNID_EVENTS");
+  const std::string suffix = "/control.sock";
+  if (!o.events_given && !(env_events && *env_events) && o.control.rfind("ipc://", 0) == 0 &&
+      o.control.size() > suffix.size() && o.control.compare(o.control.size() - suffix.size(), suffix.size(), suffix) == 0)
+    o.events = o.control.substr(0, o.control.size() - suffix.size()) + "/events.sock";
+  if ((!o.wav_path.empty() || o.no_speak || o.wait || o.queue || o.preempt || o.max_new_tokens ||
+       !o.speaker.empty()) &&
+      o.args[0] != "ask")
+    throw UsageError{"--wav, --no-speak, --wait, --queue, --preempt, --max-new-tokens and --speaker belong to 'ask'"};
   return o;
 }
 
@@ -122,11 +156,19 @@ json build_request(const Options& o, std::optional<std::string>& binary) {
     expect_args(o, 0, 0);
     return {{"cmd", cmd}};
   }
+  if (cmd == "voices") {
+    expect_args(o, 0, 0);
+    return {{"cmd", "status"}};
+  }
   if (cmd == "ask") {
     expect_args(o, 0, 1);
     json r{{"cmd", "ask"}};
     if (o.args.size() == 2) r["text"] = o.args[1];
     if (o.no_speak) r["speak"] = false;
+    if (o.queue) r["queue"] = true;
+    if (o.preempt) r["preempt"] = true;
+    if (o.max_new_tokens) r["max_new_tokens"] = o.max_new_tokens;
+    if (!o.speaker.empty()) r["speaker"] = o.speaker;
     if (!o.wav_path.empty()) {
       std::ifstream in(o.wav_path, std::ios::binary);
       if (!in) throw UsageError{"cannot read WAV file " + o.wav_path};
@@ -167,7 +209,21 @@ json build_request(const Options& o, std::optional<std::string>& binary) {
       if (o.args[2].empty() || *end != '\0') throw UsageError{"volume must be a number in [0, 1]"};
       return {{"cmd", "set"}, {"volume", v}};  // the range is checked by omnid, which names the rule
     }
-    throw UsageError{"set takes speaker, volume or system-prompt, not '" + key + "'"};
+    for (const char* name : {"temperature", "top-k", "top-p", "repetition-penalty", "seed"}) {
+      if (key != name) continue;
+      std::string field = key;
+      for (char& c : field) c = c == '-' ? '_' : c;
+      if (o.args[2] == "default") return {{"cmd", "set"}, {"sampling", {{field, nullptr}}}};
+      char* end = nullptr;
+      double v = std::strtod(o.args[2].c_str(), &end);
+      if (o.args[2].empty() || *end != '\0') throw UsageError{key + " must be a number or 'default'"};
+      json value = v;  // omnid checks the range and that top_k / seed are whole, and names the rule
+      if ((field == "top_k" || field == "seed") && v == static_cast<double>(static_cast<long long>(v)))
+        value = static_cast<long long>(v);
+      return {{"cmd", "set"}, {"sampling", {{field, value}}}};  // ranges are checked by omnid, which names them
+    }
+    throw UsageError{"set takes speaker, volume, system-prompt, temperature, top-k, top-p, repetition-penalty or "
+                     "seed, not '" + key + "'"};
   }
   throw UsageError{"unknown command '" + cmd + "'"};
 }
@@ -176,8 +232,13 @@ void print_human(const std::string& cmd, const json& reply) {
   json fields = reply;
   fields.erase("id");
   fields.erase("ok");
-  if (cmd == "ask" || cmd == "say") {
-    std::cout << "turn " << fields.value("turn_id", json(nullptr)).dump() << "\n";
+  if (cmd == "voices") {
+    for (const auto& v : fields.value("voices", json::array())) std::cout << v.get<std::string>() << "\n";
+  } else if (cmd == "ask" || cmd == "say") {
+    std::cout << "turn " << fields.value("turn_id", json(nullptr)).dump();
+    if (fields.value("queued", false))
+      std::cout << " (queued, position " << fields.value("position", json(nullptr)).dump() << ")";
+    std::cout << "\n";
   } else if (cmd == "ping") {
     std::cout << "omnid is up (protocol " << fields.value("protocol", json(nullptr)).dump() << ")\n";
   } else if (fields.empty()) {
@@ -200,15 +261,33 @@ std::optional<omni::ipc::ClientCurveKeys> curve_from_env() {
   return omni::ipc::ClientCurveKeys{server, pub, sec};
 }
 
-int follow_turn(const Options& o, omni::ipc::EventSubscriber& events, const json& turn_id) {
+// `backlog`: the turn's events that omnid published before the subscription was sure to be active (from
+// `events since`); live events up to `last_seq` are those again and are skipped.
+int follow_turn(const Options& o, omni::ipc::EventSubscriber& events, const json& turn_id,
+                const std::string& instance, std::deque<omni::ipc::Event> backlog, std::uint64_t last_seq) {
   milliseconds silence(std::max(o.timeout_ms, 5000L));
   bool printed = false;
   while (!g_interrupted) {
-    auto e = events.next(silence);
-    if (!e) {
-      if (g_interrupted) break;
-      std::cerr << "omnictl: no events from omnid for " << silence.count() << " ms (is it still running?)\n";
-      return kExitUnreachable;
+    std::optional<omni::ipc::Event> e;
+    if (!backlog.empty()) {
+      e = std::move(backlog.front());
+      backlog.pop_front();
+    } else {
+      e = events.next(silence);
+      if (!e) {
+        if (g_interrupted) break;
+        std::cerr << "omnictl: no events from omnid for " << silence.count() << " ms (is it still running?)\n";
+        return kExitUnreachable;
+      }
+      if (e->body.value("seq", std::uint64_t(0)) <= last_seq) continue;  // in the backlog already
+    }
+    // The events socket must be the same daemon's as the control socket (heartbeats name their instance).
+    if (e->name == "heartbeat" && !instance.empty() && e->body.contains("instance") &&
+        e->body["instance"] != instance) {
+      std::cerr << "omnictl: the events endpoint " << o.events << " belongs to another omnid (instance "
+                << e->body["instance"].get<std::string>() << ") than the control endpoint " << o.control
+                << " (instance " << instance << "); give both --endpoint and --events\n";
+      return kExitUsage;
     }
     if (!e->body.contains("turn_id") || e->body["turn_id"] != turn_id) continue;
     if (o.json_output) {
@@ -220,6 +299,8 @@ int follow_turn(const Options& o, omni::ipc::EventSubscriber& events, const json
       std::cout << e->body.value("text", "") << std::flush;
       printed = true;
     } else if (e->name == "response.done") {
+      // A cancelled answer's response.done (its partial text) comes before its turn.cancelled: go on to that.
+      if (e->body.value("stop", "") == "cancelled") continue;
       if (!o.json_output) std::cout << (printed ? "" : e->body.value("text", "")) << std::endl;
       return kExitOk;
     } else if (e->name == "turn.cancelled") {
@@ -266,6 +347,11 @@ int run(const Options& o) {
                                                         " ms connecting to the event socket " + o.events);
   }
   omni::ipc::ControlClient client(o.control, curve_from_env());
+  // Where the turn's events will begin: a subscription may still be joining when they are published, so
+  // whatever it misses comes from `events since` this seq.
+  const std::uint64_t before =
+      o.wait ? client.request({{"cmd", "ping"}}, std::nullopt, milliseconds(o.timeout_ms)).value("seq", std::uint64_t(0))
+             : 0;
   json reply = client.request(request, binary, milliseconds(o.timeout_ms));
   if (!reply.value("ok", false)) {
     const json& err = reply.contains("error") ? reply["error"] : json::object();
@@ -278,7 +364,17 @@ int run(const Options& o) {
       std::cerr << "omnictl: omnid's ask reply has no turn_id\n";
       return kExitErrorReply;
     }
-    return follow_turn(o, *events, reply["turn_id"]);
+    json missed = client.request({{"cmd", "events"}, {"since", before}, {"topics", {"response.", "turn.", "error"}}},
+                                 std::nullopt, milliseconds(o.timeout_ms));
+    std::deque<omni::ipc::Event> backlog;
+    std::uint64_t last_seq = before;
+    for (json& e : missed.value("events", json::array())) {
+      last_seq = std::max(last_seq, e.value("seq", std::uint64_t(0)));
+      std::string name = e.value("event", "");
+      e.erase("event");
+      backlog.push_back({std::move(name), std::move(e)});
+    }
+    return follow_turn(o, *events, reply["turn_id"], reply.value("instance", ""), std::move(backlog), last_seq);
   }
   if (o.json_output) std::cout << omni::ipc::serialize(reply) << std::endl;
   else print_human(o.args[0], reply);

@@ -89,7 +89,7 @@ std::unique_ptr<DecodeConstraint> SessionImpl::make_constraint(const GenerateOpt
 void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio) {
   const int rows = thinker_.max_rows();
   if (used_ + int(ids.size()) > model_.context_tokens())
-    throw Error("context full: " + std::to_string(used_ + ids.size()) + " tokens exceed context_tokens " +
+    throw ContextFullError("context full: " + std::to_string(used_ + ids.size()) + " tokens exceed context_tokens " +
                 std::to_string(model_.context_tokens()));
   for (size_t begin = 0; begin < ids.size(); begin += size_t(rows)) {
     const int n = int(std::min<size_t>(size_t(rows), ids.size() - begin));
@@ -235,7 +235,7 @@ void SessionImpl::make_room(int needed, bool drop) {
   }
   while (!history_.empty() && total() + needed > capacity) history_.erase(history_.begin());
   if (total() + needed > capacity)
-    throw Error("context full: this turn needs " + std::to_string(needed) + " tokens but context_tokens is " +
+    throw ContextFullError("context full: this turn needs " + std::to_string(needed) + " tokens but context_tokens is " +
                 std::to_string(capacity));
   // Rebuild: the system turn, then each kept turn (a spoken turn's clip is encoded again).
   ++epoch_;

@@ -85,6 +85,16 @@ TEST_P(DaemonE2E, SpokenTurnEventsInOrderWithGapFreeSeq) {
   auto pos = [&](const std::string& n) { return std::find(order.begin(), order.end(), n) - order.begin(); };
   ASSERT_LT(pos("vad.start"), pos("vad.end"));
   ASSERT_LT(pos("vad.end"), pos("turn.start"));
+  // Stream positions map to both clocks: a file source plays in real time, so the time between the mapped
+  // moments equals the stream time between them; each mapped moment precedes its event.
+  const auto& vs = *std::find_if(seen.begin(), seen.end(), [](const auto& e) { return e.name == "vad.start"; });
+  const auto& ve = *std::find_if(seen.begin(), seen.end(), [](const auto& e) { return e.name == "vad.end"; });
+  const int64_t stream_span = ve.body["stream_ms"].get<int64_t>() - vs.body["stream_ms"].get<int64_t>();
+  EXPECT_NEAR(ve.body["at_mono_ms"].get<int64_t>() - vs.body["at_mono_ms"].get<int64_t>(), stream_span, 250);
+  EXPECT_NEAR(ve.body["at_ts_ms"].get<int64_t>() - vs.body["at_ts_ms"].get<int64_t>(), stream_span, 250);
+  EXPECT_LE(vs.body["at_mono_ms"].get<int64_t>(), vs.body["mono_ms"].get<int64_t>());
+  EXPECT_LE(ve.body["at_mono_ms"].get<int64_t>(), ve.body["mono_ms"].get<int64_t>());
+  EXPECT_GT(vs.body["at_mono_ms"].get<int64_t>(), vs.body["mono_ms"].get<int64_t>() - 2000);
   ASSERT_LT(pos("turn.start"), pos("response.delta"));
   ASSERT_LT(pos("response.delta"), pos("response.done"));
   ASSERT_LT(pos("speech.start"), pos("speech.first_audio"));

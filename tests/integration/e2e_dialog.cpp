@@ -41,10 +41,23 @@ TEST(Dialog, AskWhileBusyCancelMidAnswerThenAskAgain) {
   EXPECT_EQ(cancelled->body["turn_id"], id);
   EXPECT_EQ(cancelled->body["reason"], "request");
   events.pump(500ms);
-  // Nothing more for the cancelled turn: no done, no speech.end.
+  // The cancelled answer ends with response.done (stop "cancelled", the text so far), then turn.cancelled;
+  // nothing after it (no speech.end).
   const auto names = names_for_turn(events.seen(), id);
+  ASSERT_GE(names.size(), 2u);
   EXPECT_EQ(names.back(), "turn.cancelled");
-  EXPECT_EQ(std::count(names.begin(), names.end(), "response.done"), 0);
+  EXPECT_EQ(names[names.size() - 2], "response.done");
+  EXPECT_EQ(std::count(names.begin(), names.end(), "response.done"), 1);
+  std::string deltas;
+  for (const auto& e : events.seen())
+    if (e.name == "response.delta" && e.body["turn_id"] == id) deltas += e.body["text"].get<std::string>();
+  for (const auto& e : events.seen())
+    if (e.name == "response.done" && e.body["turn_id"] == id) {
+      EXPECT_EQ(e.body["stop"], "cancelled");
+      EXPECT_EQ(e.body["text"], deltas);
+      EXPECT_EQ(e.body["text"].get<std::string>().rfind("You said: long one.", 0), 0u) << e.body;
+      EXPECT_GE(e.body["tokens"].get<int>(), 1);
+    }
   EXPECT_EQ(d->request({{"cmd", "status"}})["state"], "idle");
   EXPECT_TRUE(d->request({{"cmd", "cancel"}})["turn_id"].is_null());
   // The next question runs normally.
@@ -213,13 +226,17 @@ TEST(Dialog, BargeInCancelsTheAnswerAndTheNewUtteranceIsTheNextTurn) {
   ASSERT_TRUE(second);
   EXPECT_EQ(second->body["source"], "voice");
   EXPECT_GT(second->body["turn_id"].get<uint64_t>(), a);
-  // The barge-in came from a vad.start while the first turn ran.
+  // The barge-in came from a vad.start while the first turn ran; the unfinished answer ended with its
+  // response.done (stop cancelled) right before turn.cancelled.
   std::vector<std::string> names;
   for (const auto& e : events.seen())
     if (e.name != "heartbeat" && e.name != "state") names.push_back(e.name);
   auto it = std::find(names.begin(), names.end(), "turn.cancelled");
-  ASSERT_NE(it, names.begin());
-  EXPECT_EQ(*(it - 1), "vad.start");
+  ASSERT_GE(it - names.begin(), 2);
+  EXPECT_EQ(*(it - 1), "response.done");
+  EXPECT_EQ(*(it - 2), "vad.start");
+  for (const auto& e : events.seen())
+    if (e.name == "response.done" && e.body["turn_id"] == a) EXPECT_EQ(e.body["stop"], "cancelled") << e.body;
 }
 
 TEST(Dialog, WithoutBargeInTheMicrophoneIsIgnoredDuringATurn) {

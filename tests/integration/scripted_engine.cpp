@@ -13,6 +13,8 @@
 //   fail     1: Model::load throws a CheckpointError
 //   device_error_at  word index at which respond() throws omni::DeviceError (-1: never)
 //   reset_fails  1: Session::reset (and so set_system_prompt) throws; the conversation stays
+//   context_full  1: respond() throws omni::ContextFullError (the engine's "turn does not fit")
+//   Prompts count one token per word (render_prompt: the system prompt's words, the text's, one per 40 ms of audio).
 //   sample   1: the checkpoint's generation_config samples (temperature 0.6, top_k 20, top_p 0.95, penalty 1.1);
 //            0: it is absent (greedy, transformers' defaults)
 //   show_sampling  1: each answer starts with "[greedy r=R]" or "[t=T k=K p=P r=R seed=S]", the sampling it got
@@ -52,6 +54,7 @@ struct Script {
   int device_error_at = -1;
   bool reset_fails = false;
   bool sample = false;
+  bool context_full = false;
   bool show_sampling = false;
   bool bad_args = false;
   bool repeat_calls = false;
@@ -125,6 +128,7 @@ Script parse_script(const std::string& dir) {
     else if (key == "device_error_at") s.device_error_at = v;
     else if (key == "reset_fails") s.reset_fails = v != 0;
     else if (key == "sample") s.sample = v != 0;
+    else if (key == "context_full") s.context_full = v != 0;
     else if (key == "show_sampling") s.show_sampling = v != 0;
     else if (key == "bad_args") s.bad_args = v != 0;
     else if (key == "repeat_calls") s.repeat_calls = v != 0;
@@ -140,6 +144,8 @@ class ScriptedSession final : public omni::Session {
 
   omni::TurnResult respond(const omni::UserTurn& turn, const omni::GenerateOptions& opt,
                            const omni::Callbacks& cb) override {
+    if (script_.context_full)
+      throw omni::ContextFullError("context full: this turn needs 9999 tokens but context_tokens is 256 (scripted)");
     std::vector<std::string> words;
     if (script_.show_sampling) {
       const omni::Sampling& s = opt.sampling;
@@ -310,7 +316,14 @@ class ScriptedModel final : public omni::Model {
     return s;
   }
   std::vector<int32_t> tokenize(std::string_view) const override { return {}; }
-  std::vector<int32_t> render_prompt(const std::string&, const omni::UserTurn&) const override { return {}; }
+  std::vector<int32_t> render_prompt(const std::string& system, const omni::UserTurn& turn) const override {
+    size_t n = turn.audio_16k.size() / 640;
+    for (const std::string* text : {&system, &turn.text}) {
+      std::stringstream in(*text);
+      for (std::string w; in >> w;) ++n;
+    }
+    return std::vector<int32_t>(n, 1);
+  }
   std::string decode(const std::vector<int32_t>&) const override { return {}; }
   bool has_talker() const override { return script_.talker; }
   std::vector<std::string> speakers() const override {

@@ -109,7 +109,8 @@ TEST(ControlServer, ServesRequestsAndAnswersPingItself) {
   ServerLoop loop(cfg, echo_handler);
   ControlClient client(cfg.control_endpoint);
   json pong = client.request({{"cmd", "ping"}, {"id", "p1"}}, std::nullopt, milliseconds(2000));
-  EXPECT_EQ(pong, (json{{"id", "p1"}, {"ok", true}, {"protocol", 1}}));
+  // Every reply carries the last event seq (0: none yet; this server was given no instance id).
+  EXPECT_EQ(pong, (json{{"id", "p1"}, {"ok", true}, {"protocol", 2}, {"protocols", {1, 2}}, {"seq", 0}}));
   json status = client.request({{"cmd", "status"}}, std::nullopt, milliseconds(2000));
   EXPECT_EQ(status["ok"], true);
   EXPECT_EQ(status["cmd"], "status");
@@ -244,7 +245,7 @@ TEST(ControlServer, FdSignalsIncomingRequests) {
   EXPECT_TRUE(std::holds_alternative<ResetRequest>(in->request.command));
   server.reply_error(in->handle, ErrorCode::busy, "a turn is running");
   json r = error_of(dealer.receive(milliseconds(2000)));
-  EXPECT_EQ(r, (json{{"id", 1}, {"ok", false}, {"error", {{"code", "busy"}, {"message", "a turn is running"}}}}));
+  EXPECT_EQ(r, (json{{"id", 1}, {"ok", false}, {"error", {{"code", "busy"}, {"message", "a turn is running"}}}, {"seq", 0}}));
 }
 
 TEST(ControlClient, ClearErrorsWhenDaemonIsAbsent) {

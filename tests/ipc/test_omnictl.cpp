@@ -49,7 +49,12 @@ struct FakeDaemon {
       if (ask->text) record["text"] = *ask->text;
       record["speak"] = ask->speak;
       record["wav_bytes"] = ask->wav ? ask->wav->size() : 0;
-      s.reply_ok(in.handle, {{"turn_id", 7}});
+      if (ask->queue) record["queue"] = true;
+      if (ask->preempt) record["preempt"] = true;
+      if (ask->max_new_tokens) record["max_new_tokens"] = *ask->max_new_tokens;
+      if (ask->speaker) record["speaker"] = *ask->speaker;
+      if (ask->queue) s.reply_ok(in.handle, {{"turn_id", 9}, {"queued", true}, {"position", 1}});
+      else s.reply_ok(in.handle, {{"turn_id", 7}});
       // The answer streams as events after the reply.
       s.events().publish("turn.start", {{"turn_id", 7}, {"source", "ask"}});
       s.events().publish("response.delta", {{"turn_id", 6}, {"text", "not mine "}});
@@ -60,6 +65,18 @@ struct FakeDaemon {
       if (set->speaker) record["speaker"] = *set->speaker;
       if (set->volume) record["volume"] = *set->volume;
       if (set->system_prompt) record["system_prompt"] = *set->system_prompt;
+      if (set->sampling) {
+        json sampling = json::object();
+        auto put = [&](const char* key, const std::optional<std::optional<double>>& v) {
+          if (v) sampling[key] = *v ? json(**v) : json(nullptr);
+        };
+        put("temperature", set->sampling->temperature);
+        put("top_k", set->sampling->top_k);
+        put("top_p", set->sampling->top_p);
+        put("repetition_penalty", set->sampling->repetition_penalty);
+        put("seed", set->sampling->seed);
+        record["sampling"] = sampling;
+      }
       if (set->speaker == "nobody") s.reply_error(in.handle, ErrorCode::not_found, "no speaker 'nobody'");
       else s.reply_ok(in.handle, {{"speaker", "ethan"}, {"volume", 1.0}, {"system_prompt", ""}});
     } else if (auto* cancel = std::get_if<CancelRequest>(&in.request.command)) {
@@ -72,7 +89,7 @@ struct FakeDaemon {
       record["text"] = std::get<SayRequest>(in.request.command).text;
       s.reply_ok(in.handle, {{"turn_id", 8}});
     } else if (std::holds_alternative<StatusRequest>(in.request.command)) {
-      s.reply_ok(in.handle, {{"state", "idle"}, {"seq", s.events().last_seq()}});
+      s.reply_ok(in.handle, {{"state", "idle"}, {"seq", s.events().last_seq()}, {"voices", {"Ethan", "Chelsie"}}});
     } else {
       s.reply_ok(in.handle);
     }
@@ -95,7 +112,7 @@ TEST(Omnictl, CommandsBuildTheDocumentedRequests) {
 
   CliRun r = omnictl(cfg, "ping");
   EXPECT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_EQ(r.out, "omnid is up (protocol 1)\n");
+  EXPECT_EQ(r.out, "omnid is up (protocol 2)\n");
   r = omnictl(cfg, "status");
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("state: idle"), std::string::npos) << r.out;
@@ -203,6 +220,57 @@ TEST(Omnictl, AskWaitPrintsTheStreamedAnswer) {
   EXPECT_EQ(lines[0]["event"], "turn.start");
   EXPECT_EQ(lines[3]["event"], "response.done");
   EXPECT_EQ(lines[3]["tokens"], 3);
+}
+
+TEST(Omnictl, AskTakesQueuePreemptMaxNewTokensAndSpeaker) {
+  TempDir dir;
+  ServerConfig cfg = config_in(dir);
+  FakeDaemon daemon(cfg);
+  CliRun r = omnictl(cfg, "ask hi --queue --max-new-tokens 12 --speaker chelsie");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, "turn 9 (queued, position 1)\n");
+  EXPECT_EQ(daemon.last(), (json{{"cmd", "ask"}, {"text", "hi"}, {"speak", true}, {"wav_bytes", 0}, {"queue", true},
+                                 {"max_new_tokens", 12}, {"speaker", "chelsie"}}));
+  r = omnictl(cfg, "ask hi --preempt");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(daemon.last(), (json{{"cmd", "ask"}, {"text", "hi"}, {"speak", true}, {"wav_bytes", 0}, {"preempt", true}}));
+  r = omnictl(cfg, "say hi --queue");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("belong to 'ask'"), std::string::npos) << r.out;
+  r = omnictl(cfg, "ask hi --max-new-tokens lots");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("--max-new-tokens needs a positive number"), std::string::npos) << r.out;
+}
+
+TEST(Omnictl, VoicesSamplingAndOneEndpointForBothSockets) {
+  TempDir dir;
+  ServerConfig cfg = config_in(dir);
+  FakeDaemon daemon(cfg);
+  CliRun r = omnictl(cfg, "voices");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, "Ethan\nChelsie\n");
+  EXPECT_EQ(omnictl(cfg, "set temperature 0.7").exit_code, 0);
+  EXPECT_EQ(daemon.last(), (json{{"cmd", "set"}, {"sampling", {{"temperature", 0.7}}}}));
+  EXPECT_EQ(omnictl(cfg, "set top-k 40").exit_code, 0);
+  EXPECT_EQ(daemon.last(), (json{{"cmd", "set"}, {"sampling", {{"top_k", 40.0}}}}));
+  EXPECT_EQ(omnictl(cfg, "set seed default").exit_code, 0);
+  EXPECT_EQ(daemon.last(), (json{{"cmd", "set"}, {"sampling", {{"seed", nullptr}}}}));
+  r = omnictl(cfg, "set top-p lots");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("top-p must be a number or 'default'"), std::string::npos) << r.out;
+
+  // --endpoint ipc://DIR/control.sock alone: the events socket is DIR/events.sock, the same daemon's (no
+  // environment variable says otherwise), so ask --wait follows the answer there.
+  const std::string cmd = std::string("env -u OMNID_CONTROL -u OMNID_EVENTS ") + OMNICTL_PATH + " --endpoint '" +
+                          cfg.control_endpoint + "' ask hi --wait 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  ASSERT_TRUE(pipe);
+  std::string out;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof(buf), pipe)) > 0;) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  EXPECT_EQ(out, "Hello world\n");
 }
 
 // The example clients of docs/protocol.md against the same stand-in daemon.

@@ -43,6 +43,30 @@ TEST(Protocol, SimpleCommands) {
   expect_error(parse({{"id", 1}, {"cmd", "ping"}}, kWav), ErrorCode::bad_request, "takes no binary frame");
 }
 
+TEST(Protocol, AskTakesMaxNewTokensSamplingAndSpeakerForItsTurnAndNamesABadOne) {
+  auto a = command_of<AskRequest>(parse({{"id", 1}, {"cmd", "ask"}, {"text", "hi"}, {"max_new_tokens", 32768},
+                                         {"sampling", {{"temperature", 0}, {"seed", nullptr}}}, {"speaker", "chelsie"}}));
+  EXPECT_EQ(a.max_new_tokens, 32768);
+  ASSERT_TRUE(a.sampling);
+  EXPECT_EQ(a.sampling->temperature, std::optional<double>(0.0));
+  ASSERT_TRUE(a.sampling->seed);
+  EXPECT_FALSE(*a.sampling->seed);  // null: the checkpoint's
+  EXPECT_FALSE(a.sampling->top_k);
+  EXPECT_EQ(a.speaker, "chelsie");
+  auto plain = command_of<AskRequest>(parse({{"id", 1}, {"cmd", "ask"}, {"text", "hi"}}));
+  EXPECT_FALSE(plain.max_new_tokens || plain.sampling || plain.speaker);
+  for (const json& bad : {json(0), json(32769), json(-1), json(1.5), json("8"), json(nullptr), json(1e300),
+                          json(std::uint64_t(1) << 63)})
+    expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"text", "hi"}, {"max_new_tokens", bad}}), ErrorCode::bad_request,
+                 "field 'max_new_tokens' must be an integer in 1..32768");
+  expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"text", "hi"}, {"sampling", {{"top_k", -1}}}}),
+               ErrorCode::bad_request, "field 'sampling.top_k'");
+  expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"text", "hi"}, {"sampling", json::object()}}),
+               ErrorCode::bad_request, "field 'sampling' needs at least one");
+  expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"text", "hi"}, {"speaker", ""}}), ErrorCode::bad_request,
+               "field 'speaker' must not be empty");
+}
+
 TEST(Protocol, Ask) {
   auto text = command_of<AskRequest>(parse({{"id", 1}, {"cmd", "ask"}, {"text", "hi"}}));
   EXPECT_EQ(text.text, "hi");
@@ -63,7 +87,7 @@ TEST(Protocol, Ask) {
   expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"text", "x"}, {"speak", "yes"}}), ErrorCode::bad_request,
                "field 'speak' must be true or false, not a string");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"txt", "x"}}), ErrorCode::bad_request,
-               "unknown field 'txt' for command 'ask' (allowed: text, speak, tool_choice, response_format)");
+               "unknown field 'txt' for command 'ask' (allowed: text, speak, max_new_tokens, sampling, speaker, queue, preempt, tool_choice, response_format)");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}}, "not a wav file"), ErrorCode::bad_request,
                "binary frame is not a WAV file (14 bytes");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}}, ""), ErrorCode::bad_request, "not a WAV file (0 bytes");
@@ -156,7 +180,7 @@ TEST(Protocol, EnvelopeErrors) {
   expect_error(parse_request(R"({"id":1})"), ErrorCode::bad_request, "missing field 'cmd'");
   expect_error(parse_request(R"({"id":1,"cmd":7})"), ErrorCode::bad_request, "'cmd' must be a string, not an integer");
   expect_error(parse_request(R"({"id":1,"cmd":"fly"})"), ErrorCode::unknown_command,
-               "unknown command 'fly' (known: ping, status, ask, say, cancel, listen, reset, set, reload, register_tools, unregister_tools, tool_result)");
+               "unknown command 'fly' (known: ping, status, ask, say, cancel, listen, reset, set, reload, events, register_tools, unregister_tools, tool_result)");
   expect_error(parse_request("{\"id\":1,\"cmd\":\"say\",\"text\":\"\xff\xfe\"}"), ErrorCode::bad_request,
                "not valid UTF-8 JSON");
   std::string deep = "{\"id\":1,\"cmd\":\"ping\",\"x\":" + std::string(100, '[') + std::string(100, ']') + "}";
@@ -168,7 +192,7 @@ TEST(Protocol, EnvelopeErrors) {
   auto r = parse({{"id", 1}, {"cmd", std::string(1000, 'z')}});
   expect_error(r, ErrorCode::unknown_command, "zzz...'");
   EXPECT_EQ(r.error->message.find(std::string(65, 'z')), std::string::npos);  // 64 characters of the name at most
-  EXPECT_LT(r.error->message.size(), 300u);  // the clipped name and the list of the 12 commands
+  EXPECT_LT(r.error->message.size(), 300u);  // the clipped name and the list of the 13 commands
 }
 
 TEST(Protocol, IdOfEveryJsonTypeIsEchoed) {

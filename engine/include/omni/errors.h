@@ -23,6 +23,13 @@ class ConfigError : public Error {
   using Error::Error;
 };
 
+// A turn that does not fit in the session's context (LoadOptions::context_tokens) even with every older turn
+// dropped: the system prompt and the turn's prompt leave no room. The session stays usable.
+class ContextFullError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A device failure (CUDA error). The context may be unusable; callers should restart.
 class DeviceError : public Error {
  public:
