@@ -15,18 +15,65 @@ constexpr int64_t kHealthyRunMs = 10000;
 }  // namespace
 
 void CaptureSupervisor::start(const Settings& settings, bool playing) {
+  set_echo_canceller(settings.echo_cancel);
   settings_ = settings;
   playing_ = playing;
   build();
+}
+
+void CaptureSupervisor::set_echo_canceller(const omni::audio::EchoCancelParams& params) {
+  std::shared_ptr<omni::audio::EchoCanceller> next;
+  if (params.enabled) {
+    next = std::make_shared<omni::audio::EchoCanceller>(params);
+    log_info("echo cancellation: %s, suppression %s%s, starting delay %d ms", params.engine.c_str(),
+             params.suppression.c_str(), params.noise_suppression ? ", noise suppression" : "", params.delay_ms);
+  }
+  {
+    std::lock_guard lock(echo_mu_);
+    echo_ = next;
+    echo_frames_.clear();
+    audible_frames_.clear();
+    echo_state_ = {};
+  }
+  if (listener_.on_echo_canceller) listener_.on_echo_canceller(next);
+}
+
+std::shared_ptr<omni::audio::EchoCanceller> CaptureSupervisor::echo_canceller() const {
+  std::lock_guard lock(echo_mu_);
+  return echo_;
+}
+
+void CaptureSupervisor::deliver(const float* samples, size_t count, double capture_time_ms) {
+  if (!listener_.on_samples) return;
+  std::unique_lock lock(echo_mu_);
+  if (!echo_) {
+    lock.unlock();
+    return listener_.on_samples(samples, count, nullptr, nullptr);
+  }
+  // Every sample goes through the canceller, listening or not, so that it keeps converging.
+  echo_frames_.clear();
+  audible_frames_.clear();
+  const std::vector<float> cleaned = echo_->process(samples, count, capture_time_ms, &echo_frames_, &audible_frames_);
+  if (!cleaned.empty()) listener_.on_samples(cleaned.data(), cleaned.size(), &echo_frames_, &audible_frames_);
+  // The canceller's state changes go to the journal: an operator sees when omnid became full duplex, and why it
+  // went back to half duplex for a while (a new alignment, an engine reset).
+  const EchoState now{echo_->converged(), echo_->lead_changes(), echo_->engine_resets()};
+  if (now.converged != echo_state_.converged || now.lead_changes != echo_state_.lead_changes ||
+      now.engine_resets != echo_state_.engine_resets) {
+    log_info("echo cancellation: %s; echo delay %d ms, reference lead %.0f ms, %d realignments, %d engine resets",
+             now.converged ? "converged (full duplex)" : "converging (half duplex while omnid talks)",
+             echo_->estimated_delay_ms(), echo_->lead_ms(), now.lead_changes, now.engine_resets);
+    echo_state_ = now;
+  }
 }
 
 void CaptureSupervisor::build() {
   const uint64_t generation = ++generation_;
   heard_ = false;
   omni::audio::AudioCapture::Callbacks cb;
-  cb.on_samples = [this](const float* p, size_t n) {
+  cb.on_samples = [this](const float* p, size_t n, double capture_time_ms) {
     heard_ = true;
-    if (listener_.on_samples) listener_.on_samples(p, n);
+    deliver(p, n, capture_time_ms);
   };
   cb.on_error = [this, generation](const std::string& msg) {
     loop_.post([this, generation, msg] { on_lost(generation, "audio input failed: " + msg); });
@@ -49,6 +96,7 @@ void CaptureSupervisor::build() {
 
 void CaptureSupervisor::apply(const Settings& settings) {
   const bool rebuild = settings.pipeline != settings_.pipeline;
+  if (settings.echo_cancel != settings_.echo_cancel) set_echo_canceller(settings.echo_cancel);
   settings_ = settings;
   if (!rebuild || !capture_) return;
   stop();

@@ -3,16 +3,25 @@
 // loss and rebuilds the pipeline with exponential backoff (0.5 s doubling to 30 s; back to 0.5 s after a
 // pipeline that ran 10 s). It reports the input restored once a rebuilt pipeline delivers samples.
 //
-// Threads: samples arrive on the capture thread and go straight to `on_samples`; everything else runs on
-// the daemon's event loop (the pipeline's errors are posted there) and its listener is called there.
+// Echo cancellation (audio.echo_cancel): the supervisor owns the echo canceller, so that it outlives the
+// pipelines it rebuilds and keeps converging across device restarts. With it on, the microphone's samples go
+// through it (with their capture timestamps) before `on_samples`, which then gets whole 10 ms frames and one
+// flag per frame for frames that may still hold omnid's own voice (the canceller has not converged yet); the
+// far end is fed by the speech output's tap (on_echo_canceller hands the canceller out whenever it changes).
+//
+// Threads: samples arrive on the capture thread and go to `on_samples` there; everything else runs on the
+// daemon's event loop (the pipeline's errors are posted there) and its listener is called there.
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "audio/device/capture.h"
+#include "audio/device/echo_canceller.h"
 #include "daemon/event_loop.h"
 
 namespace omnid {
@@ -20,7 +29,13 @@ namespace omnid {
 class CaptureSupervisor {
  public:
   struct Listener {
-    std::function<void(const float* samples, size_t count)> on_samples;  // capture thread
+    // Capture thread. `echo_frames`, `audible_frames`: null without echo cancellation, else one flag per 10 ms
+    // frame of `samples` each (EchoCanceller::process).
+    std::function<void(const float* samples, size_t count, const std::vector<bool>* echo_frames,
+                       const std::vector<bool>* audible_frames)>
+        on_samples;
+    // The echo canceller was made, replaced or removed (null: echo cancellation off). Event loop.
+    std::function<void(std::shared_ptr<omni::audio::EchoCanceller> canceller)> on_echo_canceller;
     // The input was lost (`first`: a new loss, not a failed rebuild); the next rebuild is in `retry_in_ms`.
     std::function<void(const std::string& reason, int retry_in_ms, bool first)> on_lost;
     // A rebuilt pipeline delivers samples again, `down_ms` after the loss, after `attempts` rebuilds.
@@ -31,6 +46,7 @@ class CaptureSupervisor {
   struct Settings {
     std::string pipeline = "autoaudiosrc";  // GStreamer source description
     bool restart_on_end = true;             // an input that ends is lost like one that fails: rebuilt
+    omni::audio::EchoCancelParams echo_cancel;  // audio.echo_cancel
   };
 
   CaptureSupervisor(EventLoop& loop, Listener listener) : loop_(loop), listener_(std::move(listener)) {}
@@ -39,10 +55,14 @@ class CaptureSupervisor {
   CaptureSupervisor& operator=(const CaptureSupervisor&) = delete;
 
   // Builds and starts the pipeline (paused unless `playing`). Throws std::runtime_error when GStreamer
-  // rejects it; nothing is supervised then.
+  // rejects it or the echo canceller cannot be made; nothing is supervised then.
   void start(const Settings& settings, bool playing);
-  // New settings: a changed pipeline is rebuilt now (throws as start does); restart_on_end applies at once.
+  // New settings: a changed pipeline is rebuilt now (throws as start does); restart_on_end applies at once;
+  // changed echo-cancellation settings make a new canceller (throws, keeping the old one, when it cannot be
+  // made).
   void apply(const Settings& settings);
+  // The canceller in use; null when echo cancellation is off.
+  std::shared_ptr<omni::audio::EchoCanceller> echo_canceller() const;
   void set_playing(bool playing);
   // Stops the pipeline; no listener call follows until the next start().
   void stop();
@@ -61,6 +81,8 @@ class CaptureSupervisor {
  private:
   void build();
   void on_lost(uint64_t generation, const std::string& reason);
+  void set_echo_canceller(const omni::audio::EchoCancelParams& params);  // throws as EchoCanceller does
+  void deliver(const float* samples, size_t count, double capture_time_ms);  // capture thread
 
   EventLoop& loop_;
   Listener listener_;
@@ -76,6 +98,14 @@ class CaptureSupervisor {
   int64_t retry_at_ms_ = 0;
   int backoff_ms_ = 0;
   int attempts_ = 0;
+
+  mutable std::mutex echo_mu_;  // the capture thread runs the canceller, the loop replaces it
+  std::shared_ptr<omni::audio::EchoCanceller> echo_;
+  std::vector<bool> echo_frames_, audible_frames_;  // capture thread
+  struct EchoState {
+    bool converged = false;
+    int lead_changes = 0, engine_resets = 0;
+  } echo_state_;  // as last logged
 };
 
 }  // namespace omnid

@@ -187,8 +187,18 @@ void read_model(SchemaReader& r, const YAML::Node& root, ModelConfig& m) {
 }
 
 void read_audio(SchemaReader& r, const YAML::Node& root, AudioConfig& a) {
-  r.section(root, "", "audio", {"input", "output", "vad", "barge_in"}, [&](const YAML::Node& n, const std::string& k) {
+  r.section(root, "", "audio", {"input", "output", "vad", "barge_in", "echo_cancel"}, [&](const YAML::Node& n, const std::string& k) {
     r.boolean(n, k, "barge_in", a.barge_in);
+    r.section(n, k, "echo_cancel", {"enabled", "engine", "suppression", "noise_suppression", "delay_ms", "filter_ms"},
+              [&](const YAML::Node& e, const std::string& ek) {
+                omni::audio::EchoCancelParams& c = a.echo_cancel;
+                r.boolean(e, ek, "enabled", c.enabled);
+                r.text(e, ek, "engine", c.engine, {"webrtc", "speex"});
+                r.text(e, ek, "suppression", c.suppression, {"low", "moderate", "high"});
+                r.boolean(e, ek, "noise_suppression", c.noise_suppression);
+                r.integer(e, ek, "delay_ms", c.delay_ms, 0, 500);
+                r.integer(e, ek, "filter_ms", c.filter_ms, 20, 2000);
+              });
     r.section(n, k, "input", {"pipeline", "listen", "restart_on_end"}, [&](const YAML::Node& in, const std::string& ik) {
       r.text(in, ik, "pipeline", a.input.pipeline);
       if (in["pipeline"] && a.input.pipeline.empty())

@@ -6,6 +6,8 @@
 #pragma once
 #include <omni/engine.h>
 
+#include "audio/device/echo_canceller.h"
+
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -80,6 +82,9 @@ struct AudioConfig {
   OutputConfig output;
   VadConfig vad;
   bool barge_in = false;  // user speech while omnid answers cancels the answer (needs a headset or echo cancellation)
+  // Acoustic echo cancellation of what omnid plays from what the microphone hears (docs/config.md,
+  // audio.echo_cancel); off by default.
+  omni::audio::EchoCancelParams echo_cancel;
   bool operator==(const AudioConfig&) const = default;
 };
 

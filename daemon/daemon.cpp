@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -211,10 +212,25 @@ void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
 
 CaptureSupervisor::Listener Daemon::capture_listener() {
   CaptureSupervisor::Listener l;
-  l.on_samples = [this](const float* p, size_t n) {
+  l.on_samples = [this](const float* p, size_t n, const std::vector<bool>* echo_frames,
+                        const std::vector<bool>* audible_frames) {
     if (!mic_open_) return;
     std::lock_guard lock(endpointer_mu_);
-    if (endpointer_) endpointer_->push(p, n);
+    if (!endpointer_) return;
+    if (!echo_frames || !audible_frames) return endpointer_->push(p, n);
+    // Echo-cancelled: whole 10 ms frames, each flagged when it may hold only omnid's voice (the VAD classifier,
+    // rebuild_endpointer, reads the flag of the frame it is given) and when omnid's voice may ring in it.
+    const size_t frame = omni::audio::kVadFrameSamples;
+    for (size_t i = 0; i * frame < n; ++i) {
+      mic_frame_is_echo_ = i < echo_frames->size() && (*echo_frames)[i];
+      endpointer_->set_echo_audible(i < audible_frames->size() && (*audible_frames)[i]);
+      endpointer_->push(p + i * frame, std::min(frame, n - i * frame));
+    }
+    mic_frame_is_echo_ = false;
+    endpointer_->set_echo_audible(false);
+  };
+  l.on_echo_canceller = [this](std::shared_ptr<omni::audio::EchoCanceller> canceller) {
+    speech_.set_echo_reference(std::move(canceller));
   };
   l.on_lost = [this](const std::string& reason, int retry_in_ms, bool first) {
     on_capture_lost(reason, retry_in_ms, first);
@@ -225,7 +241,7 @@ CaptureSupervisor::Listener Daemon::capture_listener() {
 }
 
 CaptureSupervisor::Settings Daemon::capture_settings() const {
-  return {config_.audio.input.pipeline, config_.audio.input.restart_on_end};
+  return {config_.audio.input.pipeline, config_.audio.input.restart_on_end, config_.audio.echo_cancel};
 }
 
 void Daemon::on_capture_lost(const std::string& reason, int retry_in_ms, bool first) {

@@ -209,6 +209,7 @@ class Daemon {
   std::unique_ptr<omni::audio::VoiceDetector> detector_;
   std::unique_ptr<omni::audio::Endpointer> endpointer_;
   std::atomic<bool> mic_open_{false};
+  bool mic_frame_is_echo_ = false;  // endpointer_mu_: the frame being pushed may hold omnid's own voice
   bool listening_ = true;
 
   SpeechOutput speech_;

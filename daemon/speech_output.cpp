@@ -1,5 +1,6 @@
 #include "daemon/speech_output.h"
 
+#include <cmath>
 #include <cstdlib>
 
 namespace omnid {
@@ -8,6 +9,9 @@ void SpeechOutput::open(const OutputConfig& config) {
   omni::audio::OutputParams p{config.backend, config.device, config.path, volume_};
   auto out = omni::audio::make_audio_output(p, [this](const std::string& label) {
     if (on_drained_) on_drained_(std::strtoull(label.c_str(), nullptr, 10));
+  });
+  out->set_tap([this](const float* samples, size_t count, int rate, double play_time_ms) {
+    on_played(samples, count, rate, play_time_ms);
   });
   std::lock_guard lock(mu_);
   output_ = std::move(out);
@@ -36,6 +40,40 @@ bool SpeechOutput::mark_lost() {
   const bool first = !lost_;
   lost_ = true;
   return first;
+}
+
+void SpeechOutput::set_echo_reference(std::shared_ptr<omni::audio::EchoCanceller> canceller) {
+  std::lock_guard lock(echo_mu_);
+  echo_ = std::move(canceller);
+  echo_rate_ = 0;  // the next played chunk starts a new stream
+}
+
+void SpeechOutput::on_played(const float* samples, size_t count, int rate, double play_time_ms) {
+  using omni::audio::EchoCanceller;
+  std::lock_guard lock(echo_mu_);
+  if (!echo_ || count == 0 || rate <= 0) return;
+  // A chunk that does not continue the stream (another rate, a gap or jump beyond the canceller's resync
+  // tolerance: a new answer, a restarted device) starts a new one, with a fresh resampler.
+  const double expected = echo_start_ms_ + static_cast<double>(echo_in_) * 1000.0 / echo_rate_;
+  if (rate != echo_rate_ || std::fabs(play_time_ms - expected) > EchoCanceller::kResyncMs) {
+    echo_rate_ = rate;
+    echo_start_ms_ = play_time_ms;
+    echo_in_ = echo_out_ = 0;
+    echo_resampler_.reset();
+    if (rate != EchoCanceller::kSampleRate)
+      echo_resampler_ = std::make_unique<omni::audio::StreamResampler>(rate, EchoCanceller::kSampleRate);
+  }
+  echo_in_ += count;
+  // The resampler's output is aligned with its input: output sample k plays at start + k / 16 kHz.
+  const double at = echo_start_ms_ + static_cast<double>(echo_out_) * 1000.0 / EchoCanceller::kSampleRate;
+  if (!echo_resampler_) {
+    echo_->push_reference(samples, count, at);
+    echo_out_ += count;
+    return;
+  }
+  const std::vector<float> resampled = echo_resampler_->process(samples, count);
+  echo_->push_reference(resampled.data(), resampled.size(), at);
+  echo_out_ += resampled.size();
 }
 
 void SpeechOutput::set_volume(double volume) {

@@ -4,6 +4,11 @@
 // Threads: write() runs on the engine worker (audio goes straight to the device, for latency); everything
 // else runs on the daemon's event loop. One mutex guards the device and the turn between them.
 // `on_drained(turn_id)` runs on a backend thread (or inside finish()) once a turn's audio has played.
+//
+// Far-end tap for echo cancellation: exactly what the output plays, after volume, with the time it is heard
+// (AudioOutput::TapFn: PortAudio's reported latency, or the file/null outputs' real-time clock), resampled to
+// 16 kHz as one continuous stream per run of playback and pushed into the echo canceller given to
+// set_echo_reference(). The tap runs on the thread that plays (PortAudio's callback) or writes.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -12,7 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "audio/device/echo_canceller.h"
 #include "audio/device/playback.h"
+#include "audio/io/resample.h"
 #include "daemon/config.h"
 
 namespace omnid {
@@ -32,6 +39,9 @@ class SpeechOutput {
   // Marks the output lost after a failure; true when it was not lost before (a new loss to report).
   bool mark_lost();
   bool lost() const { return lost_; }
+
+  // The canceller that hears what is played from now on; null: none (echo cancellation off). Any thread.
+  void set_echo_reference(std::shared_ptr<omni::audio::EchoCanceller> canceller);
 
   void set_volume(double volume);
   double volume() const { return volume_; }
@@ -70,6 +80,16 @@ class SpeechOutput {
   std::unique_ptr<omni::audio::AudioOutput> output_;
   OutputConfig config_;
   WriteResult write_locked(uint64_t job, int sample_rate, const float* samples, size_t count);
+  void on_played(const float* samples, size_t count, int sample_rate, double play_time_ms);  // the tap
+
+  // The far end (echo_mu_): the stream being resampled started at echo_start_ms_; so far echo_in_ samples
+  // went in at its rate and echo_out_ came out at 16 kHz.
+  std::mutex echo_mu_;
+  std::shared_ptr<omni::audio::EchoCanceller> echo_;
+  std::unique_ptr<omni::audio::StreamResampler> echo_resampler_;
+  int echo_rate_ = 0;
+  double echo_start_ms_ = 0;
+  uint64_t echo_in_ = 0, echo_out_ = 0;
 
   uint64_t turn_ = 0;         // the job allowed to write audio; 0: none
   uint64_t label_ = 0;        // its public turn id

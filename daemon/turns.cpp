@@ -354,7 +354,8 @@ void Daemon::rebuild_endpointer() {
     });
   };
   auto endpointer = std::make_unique<omni::audio::Endpointer>(
-      vad_params(), [d](const float* frame) { return d->is_voiced(frame); }, std::move(cb));
+      vad_params(), [this, d](const float* frame) { return d->is_voiced(frame) && !mic_frame_is_echo_; },
+      std::move(cb));
   std::lock_guard lock(endpointer_mu_);
   endpointer_ = std::move(endpointer);
   detector_ = std::move(detector);

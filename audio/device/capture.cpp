@@ -13,6 +13,10 @@ int64_t monotonic_ms() {
       .count();
 }
 
+double monotonic_ms_precise() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 struct AudioCapture::Gst {
   GstElement* pipeline = nullptr;
   GstAppSink* sink = nullptr;
@@ -93,6 +97,22 @@ void AudioCapture::stop() {
   if (gst_ && gst_->pipeline) gst_element_set_state(gst_->pipeline, GST_STATE_NULL);
 }
 
+// The buffer's first sample was captured at running time PTS, i.e. at base_time + PTS on the pipeline clock;
+// that clock's distance from now, taken on both clocks, puts it on the monotonic clock. A buffer without a
+// timestamp (or a pipeline without a clock yet) was captured just before it arrived: now less its duration.
+double AudioCapture::capture_time_ms(GstBuffer* buffer, size_t count) {
+  const double now = monotonic_ms_precise();
+  const double fallback = now - static_cast<double>(count) * 1000.0 / 16000.0;
+  if (!GST_BUFFER_PTS_IS_VALID(buffer)) return fallback;
+  GstClock* clock = gst_element_get_clock(gst_->pipeline);
+  if (!clock) return fallback;
+  const GstClockTime clock_now = gst_clock_get_time(clock);
+  gst_object_unref(clock);
+  const GstClockTime base = gst_element_get_base_time(gst_->pipeline);
+  const double captured_ns = static_cast<double>(base) + static_cast<double>(GST_BUFFER_PTS(buffer));
+  return now - (static_cast<double>(clock_now) - captured_ns) / 1e6;
+}
+
 void AudioCapture::run() {
   bool eos_reported = false;
   while (!stop_requested_) {
@@ -117,8 +137,10 @@ void AudioCapture::run() {
     GstBuffer* buffer = gst_sample_get_buffer(sample);
     GstMapInfo map;
     if (buffer && gst_buffer_map(buffer, &map, GST_MAP_READ)) {
-      if (callbacks_.on_samples)
-        callbacks_.on_samples(reinterpret_cast<const float*>(map.data), map.size / sizeof(float));
+      if (callbacks_.on_samples) {
+        const size_t count = map.size / sizeof(float);
+        callbacks_.on_samples(reinterpret_cast<const float*>(map.data), count, capture_time_ms(buffer, count));
+      }
       gst_buffer_unmap(buffer, &map);
     }
     gst_sample_unref(sample);

@@ -10,12 +10,16 @@
 #include <string>
 #include <thread>
 
+struct _GstBuffer;  // GstBuffer
+
 namespace omni::audio {
 
 class AudioCapture {
  public:
   struct Callbacks {
-    std::function<void(const float* samples, size_t count)> on_samples;  // capture thread
+    // `capture_time_ms`: when the first sample was captured (monotonic_ms_precise's clock), from the buffer's
+    // timestamp on the pipeline clock; a buffer without one is taken as just captured.
+    std::function<void(const float* samples, size_t count, double capture_time_ms)> on_samples;  // capture thread
     std::function<void(const std::string& message)> on_error;          // capture thread
     std::function<void()> on_end_of_stream;                            // capture thread, once
   };
@@ -43,6 +47,7 @@ class AudioCapture {
  private:
   void run();
   std::string take_bus_error(int timeout_ms);
+  double capture_time_ms(::_GstBuffer* buffer, size_t count);
 
   struct Gst;
   std::unique_ptr<Gst> gst_;
@@ -56,5 +61,7 @@ class AudioCapture {
 };
 
 int64_t monotonic_ms();
+// The same clock with sub-millisecond resolution (echo-cancellation timestamps).
+double monotonic_ms_precise();
 
 }  // namespace omni::audio

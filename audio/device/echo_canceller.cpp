@@ -32,62 +32,26 @@ struct EchoCanceller::Engine {
 
 namespace {
 
-#if OMNI_WEBRTC_APM_MAJOR == 0
+// Either WebRTC generation through webrtc_compat.h (AEC2 on 0.3, AEC3 on 1.x).
 class WebRtcEngine final : public EchoCanceller::Engine {
  public:
-  explicit WebRtcEngine(const EchoCancelParams& p) {
-    webrtc::Config config;
-    // The extended filter covers a longer echo tail (reverberant rooms); delay-agnostic mode estimates the
-    // acoustic delay itself instead of trusting the reported one.
-    config.Set<webrtc::ExtendedFilter>(new webrtc::ExtendedFilter(true));
-    config.Set<webrtc::DelayAgnostic>(new webrtc::DelayAgnostic(true));
-    apm_.reset(webrtc::AudioProcessing::Create(config));
-    if (!apm_) throw std::runtime_error("cannot create the WebRTC audio processing module for echo cancellation");
-    apm_->SetExtraOptions(config);
-    webrtc::EchoCancellation* aec = apm_->echo_cancellation();
-    const auto level = p.suppression == "low"        ? webrtc::EchoCancellation::kLowSuppression
-                       : p.suppression == "moderate" ? webrtc::EchoCancellation::kModerateSuppression
-                                                     : webrtc::EchoCancellation::kHighSuppression;
-    if (aec->enable_drift_compensation(false) != 0 || aec->set_suppression_level(level) != 0 ||
-        aec->enable_delay_logging(true) != 0 || aec->Enable(true) != 0)
-      throw std::runtime_error("cannot configure the WebRTC echo canceller");
-    if (apm_->high_pass_filter()->Enable(true) != 0)
-      throw std::runtime_error("cannot enable the WebRTC high-pass filter");
-    if (p.noise_suppression &&
-        (apm_->noise_suppression()->set_level(webrtc::NoiseSuppression::kModerate) != 0 ||
-         apm_->noise_suppression()->Enable(true) != 0))
-      throw std::runtime_error("cannot enable the WebRTC noise suppressor");
-  }
+  explicit WebRtcEngine(const EchoCancelParams& p) : apm_(settings(p)) {}
 
-  void process(const float* ref, const float* mic, float* out) override {
-    const float* far[1] = {ref};
-    int rc = apm_->AnalyzeReverseStream(far, kFrame, kRate, webrtc::AudioProcessing::kMono);
-    if (rc != 0) throw std::runtime_error("WebRTC echo canceller rejected a reference frame (error " + std::to_string(rc) + ")");
-    // The reference frame is already aligned with this microphone frame (EchoCanceller's lead), so the
-    // buffering delay between AnalyzeReverseStream and ProcessStream is nil.
-    apm_->set_stream_delay_ms(0);
-    const float* src[1] = {mic};
-    float* dst[1] = {out};
-    rc = apm_->ProcessStream(src, kFrame, kRate, webrtc::AudioProcessing::kMono, kRate,
-                             webrtc::AudioProcessing::kMono, dst);
-    // kBadStreamParameterWarning (-13) reports a delay it clamped; the frame is processed.
-    if (rc != 0 && rc != webrtc::AudioProcessing::kBadStreamParameterWarning)
-      throw std::runtime_error("WebRTC echo canceller failed on a frame (error " + std::to_string(rc) + ")");
-  }
-
-  int estimated_delay_ms() override {
-    int median = -1, std_dev = -1;
-    float poor = 0;
-    if (apm_->echo_cancellation()->GetDelayMetrics(&median, &std_dev, &poor) != 0) return -1;
-    return median;
-  }
+  void process(const float* ref, const float* mic, float* out) override { apm_.process(ref, mic, out); }
+  int estimated_delay_ms() override { return apm_.delay_ms(); }
 
  private:
-  static constexpr int kRate = EchoCanceller::kSampleRate;
-  static constexpr size_t kFrame = EchoCanceller::kFrameSamples;
-  std::unique_ptr<webrtc::AudioProcessing> apm_;
+  static webrtc_compat::EchoSettings settings(const EchoCancelParams& p) {
+    using S = webrtc_compat::EchoSettings::Suppression;
+    webrtc_compat::EchoSettings s;
+    s.suppression = p.suppression == "low" ? S::low : p.suppression == "moderate" ? S::moderate : S::high;
+    s.noise_suppression = p.noise_suppression;
+    return s;
+  }
+  static_assert(webrtc_compat::EchoProcessing::kEchoRate == EchoCanceller::kSampleRate &&
+                webrtc_compat::EchoProcessing::kEchoFrame == EchoCanceller::kFrameSamples);
+  webrtc_compat::EchoProcessing apm_;
 };
-#endif
 
 #ifdef OMNI_HAVE_SPEEXDSP
 class SpeexEngine final : public EchoCanceller::Engine {
@@ -131,12 +95,7 @@ int64_t to_index(double ms) { return std::llround(ms * EchoCanceller::kSampleRat
 
 std::unique_ptr<EchoCanceller::Engine> EchoCanceller::make_engine(const EchoCancelParams& params) {
   if (params.engine == "webrtc") {
-#if OMNI_WEBRTC_APM_MAJOR == 0
     return std::make_unique<WebRtcEngine>(params);
-#else
-    throw std::runtime_error("audio.echo_cancel.engine webrtc: this omnid is built against webrtc-audio-processing 1.x, "
-                             "whose echo canceller it does not drive yet; use engine: speex");
-#endif
   }
 #ifdef OMNI_HAVE_SPEEXDSP
   return std::make_unique<SpeexEngine>(params);
@@ -306,7 +265,7 @@ bool EchoCanceller::echo_may_remain(const float* mic, const float* ref, const fl
 }
 
 std::vector<float> EchoCanceller::process(const float* samples, size_t count, double capture_time_ms,
-                                          std::vector<bool>* echo_frames) {
+                                          std::vector<bool>* echo_frames, std::vector<bool>* audible_frames) {
   std::vector<float> out;
   if (count == 0) return out;
   const int64_t at = to_index(capture_time_ms);
@@ -341,6 +300,7 @@ std::vector<float> EchoCanceller::process(const float* samples, size_t count, do
     if (lead_changes_ != changes) converged_ = false;  // a new alignment: the filter starts over
     const bool unsafe = echo_may_remain(pending_.data() + used, ref_frame_.data(), out_frame_.data());
     if (echo_frames) echo_frames->push_back(unsafe);
+    if (audible_frames) audible_frames->push_back(echo_tail_frames_ > 0);
     // The next frame needs nothing older than its own time less the longest lead.
     drop_reference_before(cap_next_ + static_cast<int64_t>(kFrameSamples) - to_index(kMaxLeadMs));
     out.insert(out.end(), out_frame_.begin(), out_frame_.end());
@@ -359,7 +319,7 @@ CancelledRecording cancel_recording(const std::vector<float>& mic, const std::ve
   result.cleaned.reserve(mic.size() + EchoCanceller::kFrameSamples);
   constexpr size_t kChunk = EchoCanceller::kFrameSamples;
   std::vector<float> ref_chunk(kChunk), mic_chunk(kChunk);
-  std::vector<bool> echo_frames;
+  std::vector<bool> echo_frames, audible_frames;
   for (size_t at = 0; at < mic.size(); at += kChunk) {
     // The last chunk is padded with silence so that every microphone sample goes through the canceller.
     for (size_t i = 0; i < kChunk; ++i) {
@@ -368,7 +328,7 @@ CancelledRecording cancel_recording(const std::vector<float>& mic, const std::ve
     }
     const double t_ms = static_cast<double>(at) * 1000.0 / EchoCanceller::kSampleRate;
     canceller.push_reference(ref_chunk.data(), kChunk, t_ms);
-    const std::vector<float> out = canceller.process(mic_chunk.data(), kChunk, t_ms, &echo_frames);
+    const std::vector<float> out = canceller.process(mic_chunk.data(), kChunk, t_ms, &echo_frames, &audible_frames);
     result.cleaned.insert(result.cleaned.end(), out.begin(), out.end());
     if (result.converged_ms < 0 && canceller.converged()) result.converged_ms = t_ms + 10.0;
   }
@@ -376,13 +336,15 @@ CancelledRecording cancel_recording(const std::vector<float>& mic, const std::ve
   result.lead_ms = canceller.lead_ms();
   result.cleaned.resize(mic.size());
   result.estimated_delay_ms = canceller.estimated_delay_ms();
-  result.vad_segments = vad_segments(result.cleaned, vad, &echo_frames, &result.vad_confirmed_ms);
+  result.vad_segments =
+      vad_segments(result.cleaned, vad, &echo_frames, &result.vad_confirmed_ms, &audible_frames);
   return result;
 }
 
 std::vector<std::pair<double, double>> vad_segments(const std::vector<float>& samples, const VadParams& vad,
                                                     const std::vector<bool>* echo_frames,
-                                                    std::vector<double>* confirmed_ms) {
+                                                    std::vector<double>* confirmed_ms,
+                                                    const std::vector<bool>* audible_frames) {
   std::vector<std::pair<double, double>> segments;
   VoiceDetector detector(vad.aggressiveness);
   size_t frame = 0;
@@ -399,7 +361,15 @@ std::vector<std::pair<double, double>> vad_segments(const std::vector<float>& sa
                          },
                          [&](Utterance&& u) { segments.emplace_back(u.start_ms, u.end_ms); }});
   self = &endpointer;
-  endpointer.push(samples.data(), samples.size());
+  if (!audible_frames) {
+    endpointer.push(samples.data(), samples.size());
+  } else {
+    for (size_t i = 0; i * kVadFrameSamples < samples.size(); ++i) {
+      endpointer.set_echo_audible(i < audible_frames->size() && (*audible_frames)[i]);
+      endpointer.push(samples.data() + i * kVadFrameSamples, std::min(kVadFrameSamples, samples.size() - i * kVadFrameSamples));
+    }
+    endpointer.set_echo_audible(false);
+  }
   if (endpointer.in_speech()) {
     // Close the open utterance with silence; its end is the end of the recording at most.
     const double end_ms = static_cast<double>(samples.size()) * 1000.0 / kVadSampleRate;

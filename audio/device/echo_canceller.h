@@ -39,6 +39,7 @@ struct EchoCancelParams {
   bool noise_suppression = false;     // webrtc: also suppress stationary noise
   int delay_ms = 0;                   // acoustic + unreported delay to start from (webrtc then follows its estimate)
   int filter_ms = 500;                // speex: echo tail the adaptive filter covers
+  bool operator==(const EchoCancelParams&) const = default;
 };
 
 // Throws std::runtime_error naming the field when a value is out of range.
@@ -64,8 +65,10 @@ class EchoCanceller {
   // cleaned samples that are ready: whole 10 ms frames, so up to 159 samples are held back until the next call.
   // `echo_frames`, when given, gets one flag per returned frame: true while the canceller has not converged
   // and omnid's voice may still ring, i.e. the frame may hold echo; the VAD must not count it as speech.
+  // `audible_frames`, when given, gets one flag per returned frame: omnid's voice may ring in it (it played in
+  // the frame's reference or less than kEchoTailFrames before), for Endpointer::set_echo_audible.
   std::vector<float> process(const float* samples, size_t count, double capture_time_ms,
-                             std::vector<bool>* echo_frames = nullptr);
+                             std::vector<bool>* echo_frames = nullptr, std::vector<bool>* audible_frames = nullptr);
 
   // The reference frames handed to the engine so far (for measurements and tests), and the number of times
   // either stream was restarted at a new time.
@@ -154,11 +157,13 @@ struct CancelledRecording {
 CancelledRecording cancel_recording(const std::vector<float>& mic, const std::vector<float>& ref,
                                     const EchoCancelParams& params, const VadParams& vad = VadParams{});
 // The utterances the daemon's endpointer finds in 16 kHz `samples`; one still open at the end is closed there.
-// Frames flagged in `echo_frames` (EchoCanceller::process) never count as voiced.
+// Frames flagged in `echo_frames` (EchoCanceller::process) never count as voiced; frames flagged in
+// `audible_frames` are pushed with Endpointer::set_echo_audible, as the daemon pushes them.
 // `confirmed_ms`, when given, gets the stream time at which each was confirmed (Endpointer's on_start).
 std::vector<std::pair<double, double>> vad_segments(const std::vector<float>& samples, const VadParams& vad,
                                                     const std::vector<bool>* echo_frames = nullptr,
-                                                    std::vector<double>* confirmed_ms = nullptr);
+                                                    std::vector<double>* confirmed_ms = nullptr,
+                                                    const std::vector<bool>* audible_frames = nullptr);
 
 // Echo return loss enhancement of `out` against `mic` (equal lengths) over [begin, end) samples:
 // 10·log10(Σ mic² / Σ out²). Returns 0 for an empty or silent range.

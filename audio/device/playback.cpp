@@ -1,8 +1,10 @@
 // The file and null speech outputs, and the backend factory. PortAudio: playback_portaudio.cpp.
 #include "audio/device/playback.h"
 
+#include "audio/device/capture.h"
 #include "audio/io/wav.h"
 
+#include <algorithm>
 #include <mutex>
 #include <stdexcept>
 
@@ -11,6 +13,23 @@ namespace omni::audio {
 std::unique_ptr<AudioOutput> make_portaudio_output(const OutputParams& params, AudioOutput::DrainedFn on_drained);
 
 namespace {
+
+// The play times of an output without a device clock (file, null): a chunk plays when it is written, or when
+// the previous one would have finished, whichever is later.
+class VirtualPlayClock {
+ public:
+  void begin(int sample_rate) { rate_ = sample_rate, next_ms_ = -1; }
+  double play(size_t count) {
+    const double at = std::max(monotonic_ms_precise(), next_ms_);
+    next_ms_ = at + static_cast<double>(count) * 1000.0 / rate_;
+    return at;
+  }
+  int rate() const { return rate_; }
+
+ private:
+  int rate_ = 16000;
+  double next_ms_ = -1;
+};
 
 // Writes one 16-bit WAV file per utterance (audio/io's WavWriter); the header's sizes are final
 // when the utterance ends (end() or abort()).
@@ -30,6 +49,7 @@ class WavFileOutput final : public AudioOutput {
       throw std::runtime_error("audio.output.path: " + std::string(e.what()));
     }
     label_ = label;
+    clock_.begin(sample_rate);
   }
 
   void write(const float* samples, size_t count) override {
@@ -38,6 +58,7 @@ class WavFileOutput final : public AudioOutput {
     scaled_.resize(count);
     for (size_t i = 0; i < count; ++i) scaled_[i] = samples[i] * static_cast<float>(volume_);
     writer_.append(scaled_.data(), count);
+    tap(scaled_.data(), count, clock_.rate(), clock_.play(count));
   }
 
   void end() override {
@@ -82,17 +103,26 @@ class WavFileOutput final : public AudioOutput {
   std::vector<float> scaled_;
   std::string path_, label_;
   double volume_;
+  VirtualPlayClock clock_;
 };
 
 class NullOutput final : public AudioOutput {
  public:
-  explicit NullOutput(DrainedFn on_drained) : on_drained_(std::move(on_drained)) {}
-  void begin(int, const std::string& label) override {
+  NullOutput(DrainedFn on_drained, double volume) : on_drained_(std::move(on_drained)), volume_(volume) {}
+  void begin(int sample_rate, const std::string& label) override {
     std::lock_guard lock(mu_);
     label_ = label;
     open_ = true;
+    clock_.begin(sample_rate);
   }
-  void write(const float*, size_t) override {}
+  // Nothing is kept; the tap still hears what a loudspeaker would have played.
+  void write(const float* samples, size_t count) override {
+    std::lock_guard lock(mu_);
+    if (!open_) return;
+    scaled_.resize(count);
+    for (size_t i = 0; i < count; ++i) scaled_[i] = samples[i] * static_cast<float>(volume_);
+    tap(scaled_.data(), count, clock_.rate(), clock_.play(count));
+  }
   void end() override {
     std::string label;
     {
@@ -107,7 +137,10 @@ class NullOutput final : public AudioOutput {
     std::lock_guard lock(mu_);
     open_ = false;
   }
-  void set_volume(double) override {}
+  void set_volume(double volume) override {
+    std::lock_guard lock(mu_);
+    volume_ = volume;
+  }
   std::string destination() const override { return "null"; }
 
  private:
@@ -115,12 +148,15 @@ class NullOutput final : public AudioOutput {
   std::mutex mu_;
   std::string label_;
   bool open_ = false;
+  double volume_;
+  std::vector<float> scaled_;
+  VirtualPlayClock clock_;
 };
 
 }  // namespace
 
 std::unique_ptr<AudioOutput> make_audio_output(const OutputParams& params, AudioOutput::DrainedFn on_drained) {
-  if (params.backend == "null") return std::make_unique<NullOutput>(std::move(on_drained));
+  if (params.backend == "null") return std::make_unique<NullOutput>(std::move(on_drained), params.volume);
   if (params.backend == "wav-file") {
     if (params.path.empty()) throw std::runtime_error("audio.output: backend wav-file needs a path");
     return std::make_unique<WavFileOutput>(params, std::move(on_drained));

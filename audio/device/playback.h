@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,18 @@ class AudioOutput {
  public:
   // `label`: the utterance that finished playing (as given to begin).
   using DrainedFn = std::function<void(const std::string& label)>;
+  // The far-end tap: what goes to the loudspeaker, after volume, as it is played: `count` samples at
+  // `sample_rate`, the first heard at monotonic `play_time_ms` (monotonic_ms_precise's clock). PortAudio
+  // calls it from its callback with the output latency it reports; the file and null outputs play each chunk
+  // when it is written or when the previous one would have finished playing, whichever is later, as a device
+  // without latency would. Runs on the thread that plays or writes.
+  using TapFn = std::function<void(const float* samples, size_t count, int sample_rate, double play_time_ms)>;
   virtual ~AudioOutput() = default;
+  // Installs (or, with an empty function, removes) the tap; any thread.
+  void set_tap(TapFn tap) {
+    std::lock_guard lock(tap_mu_);
+    tap_ = std::move(tap);
+  }
   // Starts an utterance of mono float audio at `sample_rate`. Throws std::runtime_error when the
   // device or file cannot be opened.
   virtual void begin(int sample_rate, const std::string& label) = 0;
@@ -39,6 +51,16 @@ class AudioOutput {
   virtual void set_volume(double volume) = 0;
   // Where the latest utterance went: a device name or a file path.
   virtual std::string destination() const = 0;
+
+ protected:
+  void tap(const float* samples, size_t count, int sample_rate, double play_time_ms) {
+    std::lock_guard lock(tap_mu_);
+    if (tap_ && count > 0) tap_(samples, count, sample_rate, play_time_ms);
+  }
+
+ private:
+  std::mutex tap_mu_;
+  TapFn tap_;
 };
 
 // Throws std::runtime_error naming the backend or device when it is not usable; for portaudio

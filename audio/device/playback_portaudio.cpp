@@ -7,6 +7,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "audio/device/capture.h"
 #include "audio/device/playback.h"
 
 namespace omni::audio {
@@ -67,6 +68,7 @@ class PortAudioOutput final : public AudioOutput {
     queue_.clear();
     ended_ = false;
     label_ = label;
+    rate_ = sample_rate;
     PaStreamParameters out{};
     out.device = device_;
     out.channelCount = 1;
@@ -129,7 +131,7 @@ class PortAudioOutput final : public AudioOutput {
     aborted_ = false;
   }
 
-  static int callback(const void*, void* output, unsigned long frames, const PaStreamCallbackTimeInfo*,
+  static int callback(const void*, void* output, unsigned long frames, const PaStreamCallbackTimeInfo* time,
                       PaStreamCallbackFlags, void* user) {
     auto* self = static_cast<PortAudioOutput*>(user);
     auto* out = static_cast<float*>(output);
@@ -140,6 +142,15 @@ class PortAudioOutput final : public AudioOutput {
     self->queue_.erase(self->queue_.begin(), self->queue_.begin() + static_cast<std::ptrdiff_t>(n));
     // An underrun (the engine is behind real time) plays silence and keeps the stream open.
     std::fill(out + n, out + frames, 0.0f);
+    // This buffer reaches the DAC at outputBufferDacTime (PortAudio's stream clock); its distance from the
+    // callback's currentTime is the output latency, which puts it on the monotonic clock. Hosts that report no
+    // DAC time get the stream's reported output latency.
+    double latency_s = time && time->outputBufferDacTime > 0 ? time->outputBufferDacTime - time->currentTime : -1;
+    if (latency_s < 0 || latency_s > 2.0) {
+      const PaStreamInfo* info = self->stream_ ? Pa_GetStreamInfo(self->stream_) : nullptr;
+      latency_s = info ? info->outputLatency : 0.0;
+    }
+    self->tap(out, frames, self->rate_, monotonic_ms_precise() + latency_s * 1000.0);
     return (self->ended_ && self->queue_.empty()) ? paComplete : paContinue;
   }
 
@@ -165,6 +176,7 @@ class PortAudioOutput final : public AudioOutput {
   bool ended_ = false;
   bool aborted_ = false;
   double volume_;
+  int rate_ = 24000;
   std::string label_;
 };
 

@@ -109,6 +109,14 @@ void Endpointer::process_frame(const float* frame) {
     }
   }
 
+  if (echo_audible_ && in_candidate_ && !confirmed_ && silence_frames_ * 10 >= kEchoCandidateSilenceMs) {
+    // A burst of residual echo, not the start of an utterance: dropped without a callback.
+    utterance_.clear();
+    in_candidate_ = false;
+    voiced_frames_ = silence_frames_ = 0;
+    last_voiced_end_ = 0;
+    return;
+  }
   if (!confirmed_ && voiced_frames_ * 10 >= params_.min_speech_ms) {
     confirmed_ = true;
     if (callbacks_.on_start) callbacks_.on_start(start_ms_);

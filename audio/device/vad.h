@@ -73,6 +73,12 @@ class Endpointer {
   void push(const float* samples, size_t count);
   // Drops a partial utterance (no callbacks), e.g. when the microphone is switched off.
   void reset();
+  // Whether omnid's own voice may be ringing in the frames pushed from now on (echo cancellation on: what is
+  // left of its echo comes in short bursts). While it is, a candidate not yet confirmed ends after
+  // kEchoCandidateSilenceMs without speech instead of end_silence_ms, so that scattered bursts of residual echo
+  // never add up to min_speech_ms; speech confirms as before.
+  void set_echo_audible(bool audible) { echo_audible_ = audible; }
+  static constexpr int kEchoCandidateSilenceMs = 100;
   bool in_speech() const { return confirmed_; }
   double stream_ms() const { return frames_seen_ * 10.0; }
 
@@ -95,6 +101,7 @@ class Endpointer {
   int silence_frames_ = 0;            // current run of non-speech windows
   size_t last_voiced_end_ = 0;        // utterance_ size after the last speech window
   bool paused_ = false;               // on_pause was called for the current run of silence
+  bool echo_audible_ = false;         // set_echo_audible
   long long frames_seen_ = 0;
   double start_ms_ = 0;
 };

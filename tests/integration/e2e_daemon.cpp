@@ -53,7 +53,7 @@ TEST_P(DaemonE2E, ReadyOnNotifySocketThenStatus) {
   ASSERT_TRUE(r["ok"].get<bool>()) << r;
   EXPECT_EQ(r["state"], "idle");  // listen: false in the test config
   EXPECT_EQ(r["model"]["loaded"], true);
-  EXPECT_EQ(r["protocol"], 1);
+  EXPECT_EQ(r["protocol"], 2);
   EXPECT_EQ(d->stop(SIGTERM, 5s), 0);
 }
 
@@ -78,10 +78,17 @@ TEST_P(DaemonE2E, SpokenTurnEventsInOrderWithGapFreeSeq) {
 
   // Order: vad.start < vad.end < turn.start < response.delta... < response.done, and
   // speech.start < speech.first_audio < speech.end, with speech.end last (playback drains after the text).
+  // user.transcript runs on the engine after the answer and may come before or after speech.end: it is checked
+  // apart (after response.done).
   std::vector<std::string> order;
-  for (const auto& e : seen)
-    if (e.name == "vad.start" || e.name == "vad.end" || (e.body.contains("turn_id") && e.body["turn_id"] == id))
-      order.push_back(e.name);
+  uint64_t done_seq = 0, transcript_seq = 0;
+  for (const auto& e : seen) {
+    const bool mine = e.body.contains("turn_id") && e.body["turn_id"] == id;
+    if (mine && e.name == "response.done") done_seq = e.body["seq"];
+    if (mine && e.name == "user.transcript") transcript_seq = e.body["seq"];
+    if (e.name == "vad.start" || e.name == "vad.end" || (mine && e.name != "user.transcript")) order.push_back(e.name);
+  }
+  if (transcript_seq) EXPECT_GT(transcript_seq, done_seq);
   auto pos = [&](const std::string& n) { return std::find(order.begin(), order.end(), n) - order.begin(); };
   ASSERT_LT(pos("vad.start"), pos("vad.end"));
   ASSERT_LT(pos("vad.end"), pos("turn.start"));

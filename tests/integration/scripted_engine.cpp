@@ -18,6 +18,9 @@
 //   sample   1: the checkpoint's generation_config samples (temperature 0.6, top_k 20, top_p 0.95, penalty 1.1);
 //            0: it is absent (greedy, transformers' defaults)
 //   show_sampling  1: each answer starts with "[greedy r=R]" or "[t=T k=K p=P r=R seed=S]", the sampling it got
+//   answer_wav  a WAV file (any rate, resampled to 24 kHz): every spoken answer is this recording, one 80 ms chunk
+//            per word ("word0", "word1", ...), the chunks paced by the clock in real time from 200 ms ahead of
+//            it (as a streaming talker keeps the loudspeaker fed), step_ms unused; "answer" for the echo tests
 //   bad_args  1: tool calls carry "{}" as arguments (a required argument missing), as a broken engine would
 //   repeat_calls  1: after tool results, with tool_choice "auto", the answer calls the same tools again
 //   call_on_audio  1: a spoken question (audio, no text) with tool_choice "auto" calls the first tool
@@ -26,8 +29,8 @@
 // that tool; with "auto" it calls the tools named by a question "call NAME [NAME...]" (any names, registered
 // or not); "none" never calls. A call says "Calling." first, then ends the answer; its arguments are the
 // simplest valid value of the tool's parameters (required properties only, minimum-or-zero numbers, the
-// first enum value). The answer after results is " Result: CONTENT." for each result, then the words. A response_format
-// answer is the simplest valid value of its schema.
+// first enum value). The answer after results is " Result: CONTENT." for each result, then the words. A
+// response_format answer is the simplest valid value of its schema.
 #include <omni/engine.h>
 
 #include <atomic>
@@ -39,6 +42,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "audio/io/wav.h"
 #include "daemon/cli.h"
 #include "grammar/json_text.h"
 
@@ -56,6 +60,8 @@ struct Script {
   bool sample = false;
   bool context_full = false;
   bool show_sampling = false;
+  std::string answer_wav;
+  std::vector<float> answer;  // answer_wav at 24 kHz
   bool bad_args = false;
   bool repeat_calls = false;
   bool call_on_audio = false;
@@ -118,6 +124,11 @@ Script parse_script(const std::string& dir) {
     const auto eq = item.find('=');
     if (eq == std::string::npos) continue;
     const std::string key = item.substr(0, eq);
+    if (key == "answer_wav") {
+      s.answer_wav = item.substr(eq + 1);
+      s.answer = omni::audio::load_wav_mono(s.answer_wav, 24000);
+      continue;
+    }
     const int v = std::stoi(item.substr(eq + 1));
     if (key == "step_ms") s.step_ms = v;
     else if (key == "words") s.words = v;
@@ -172,7 +183,9 @@ class ScriptedSession final : public omni::Session {
     if (!calls.empty()) return call(calls, opt, cb);
     if (!turn.audio_16k.empty()) words.push_back("(heard " + std::to_string(turn.audio_16k.size() / 16) + " ms)");
     if (!turn.text.empty()) words.push_back("You said: " + turn.text + ".");
-    for (int i = 0; i < script_.words; ++i) words.push_back("word" + std::to_string(i));
+    const int fillers = script_.answer.empty() || !opt.speak ? script_.words
+                                                            : static_cast<int>((script_.answer.size() + 1919) / 1920);
+    for (int i = 0; i < fillers; ++i) words.push_back("word" + std::to_string(i));
     return run(words, opt, cb, true);
   }
 
@@ -266,6 +279,8 @@ class ScriptedSession final : public omni::Session {
     cancelled_ = false;  // as the real engine does: a cancel() before the turn starts is forgotten
     omni::TurnResult r;
     std::vector<float> chunk(1920);
+    const auto started = std::chrono::steady_clock::now();
+    size_t answer_at = 0;  // answer_wav: the next sample to speak
     for (size_t i = 0; i < words.size(); ++i) {
       if (script_.hang_at >= 0 && static_cast<int>(i) == script_.hang_at)
         for (;;) std::this_thread::sleep_for(std::chrono::hours(1));  // a stuck device
@@ -279,7 +294,12 @@ class ScriptedSession final : public omni::Session {
         r.stop = omni::StopReason::MaxTokens;
         return r;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(script_.step_ms));
+      if (!script_.answer.empty()) {
+        std::this_thread::sleep_until(started + std::chrono::milliseconds(80 * static_cast<int64_t>(i)) -
+                                      std::chrono::milliseconds(200));
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(script_.step_ms));
+      }
       const std::string piece = (i ? " " : "") + words[i];
       r.tokens.push_back(static_cast<int32_t>(1000 + i));
       r.text += piece;
@@ -287,8 +307,12 @@ class ScriptedSession final : public omni::Session {
       if (cb.on_token) cb.on_token(r.tokens.back());
       if (emit_text && cb.on_text) cb.on_text(piece);
       if (opt.speak && script_.talker && cb.on_audio) {
-        for (size_t k = 0; k < chunk.size(); ++k)
-          chunk[k] = 0.3f * static_cast<float>(std::sin(2 * M_PI * (220 + 20 * (i % 8)) * k / 24000.0));
+        for (size_t k = 0; k < chunk.size(); ++k) {
+          if (!script_.answer.empty())
+            chunk[k] = answer_at < script_.answer.size() ? script_.answer[answer_at++] : 0.0f;
+          else
+            chunk[k] = 0.3f * static_cast<float>(std::sin(2 * M_PI * (220 + 20 * (i % 8)) * k / 24000.0));
+        }
         cb.on_audio(chunk.data(), chunk.size());
         r.speech_samples += chunk.size();
         ++r.speech_frames;

@@ -148,3 +148,29 @@ TEST(Config, RestartRequiredKeys) {
   const auto keys = omnid::restart_required_changes(a, b);
   EXPECT_EQ(keys, (std::vector<std::string>{"model.path", "ipc.events"}));
 }
+
+TEST(Config, EchoCancelIsOffByDefaultAndEachBadValueNamesItsKey) {
+  const auto d = parse_config("", "empty.yaml");
+  EXPECT_FALSE(d.audio.echo_cancel.enabled);
+  EXPECT_EQ(d.audio.echo_cancel.engine, "webrtc");
+  EXPECT_EQ(d.audio.echo_cancel.suppression, "moderate");
+  const auto c = parse_config("audio:\n  echo_cancel:\n    enabled: true\n    suppression: high\n    delay_ms: 120\n",
+                              "test.yaml");
+  EXPECT_TRUE(c.audio.echo_cancel.enabled);
+  EXPECT_EQ(c.audio.echo_cancel.suppression, "high");
+  EXPECT_EQ(c.audio.echo_cancel.delay_ms, 120);
+  EXPECT_NE(error_of("audio:\n  echo_cancel: true\n").find("test.yaml:2: audio.echo_cancel: expected a mapping"),
+            std::string::npos)
+      << error_of("audio:\n  echo_cancel: true\n");
+  EXPECT_NE(error_of("audio:\n  echo_cancel:\n    enabled: yes please\n").find("test.yaml:3: audio.echo_cancel.enabled: expected true or false"),
+            std::string::npos);
+  EXPECT_NE(error_of("audio:\n  echo_cancel:\n    engine: dsp\n").find("test.yaml:3: audio.echo_cancel.engine: 'dsp' is not one of webrtc | speex"),
+            std::string::npos);
+  EXPECT_NE(error_of("audio:\n  echo_cancel:\n    suppression: loud\n").find("audio.echo_cancel.suppression: 'loud' is not one of low | moderate | high"),
+            std::string::npos);
+  EXPECT_NE(error_of("audio:\n  echo_cancel:\n    delay_ms: 900\n").find("audio.echo_cancel.delay_ms: 900 is out of range [0, 500]"),
+            std::string::npos);
+  EXPECT_NE(error_of("audio:\n  echo_cancel:\n    tail_ms: 9\n").find("test.yaml:3: audio.echo_cancel.tail_ms: unknown key"),
+            std::string::npos)
+      << error_of("audio:\n  echo_cancel:\n    tail_ms: 9\n");
+}

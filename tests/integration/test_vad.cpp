@@ -217,3 +217,38 @@ TEST(Endpointer, SpeechAfterAPauseResumesTheUtterance) {
   EXPECT_EQ(pauses, 0);
   EXPECT_EQ(r2.utterances.size(), 1u);
 }
+
+// Residual echo comes in short bursts: while omnid's voice may ring, bursts that each fall short of
+// min_speech_ms never add up to an utterance (a candidate dies after 100 ms without speech); the same bursts
+// without echo do (the candidate lives through end_silence_ms), and continuous speech confirms either way.
+TEST(Endpointer, BurstsOfResidualEchoNeverAddUpToAnUtteranceWhileOmnidIsAudible) {
+  Script bursts;
+  bursts.add(false, 500);
+  for (int i = 0; i < 6; ++i) bursts.add(true, 100), bursts.add(false, 200);  // 600 ms voiced over 1.8 s
+  bursts.add(false, 1000);
+  {
+    Recorder r;
+    Endpointer ep(params(), scripted(), r.callbacks());
+    ep.set_echo_audible(true);
+    ep.push(bursts.samples.data(), bursts.samples.size());
+    EXPECT_TRUE(r.starts.empty());
+    EXPECT_TRUE(r.utterances.empty());
+  }
+  {
+    Recorder r;
+    Endpointer ep(params(), scripted(), r.callbacks());
+    ep.push(bursts.samples.data(), bursts.samples.size());
+    EXPECT_EQ(r.starts.size(), 1u);
+  }
+  Script speech;
+  speech.add(false, 500);
+  speech.add(true, 600);
+  speech.add(false, 1000);
+  Recorder r;
+  Endpointer ep(params(), scripted(), r.callbacks());
+  ep.set_echo_audible(true);
+  ep.push(speech.samples.data(), speech.samples.size());
+  ASSERT_EQ(r.starts.size(), 1u);
+  EXPECT_NEAR(r.starts[0], 460, 60);
+  EXPECT_EQ(r.utterances.size(), 1u);
+}
