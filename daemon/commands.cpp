@@ -46,6 +46,7 @@ nlohmann::json Daemon::status_fields() const {
           {"context_tokens", config_.model.context_tokens},
           {"first_audio", {{"since_speech_end_ms", latency_status()}}},
           {"sampling", sampling_fields()},
+          {"tools", tools_.status()},
           {"voices", model_ ? nlohmann::json(model_->speakers()) : nlohmann::json::array()},
           {"queued", [this] {
              nlohmann::json ids = nlohmann::json::array();
@@ -125,6 +126,7 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
               };
             }
             job.options = generate_options(r.speak);
+            if (auto err = ask_tool_options(r, job.options)) return server.reply_error(h, err->code, err->message);
             // This turn's own settings (protocol 2); the daemon's stay as they are.
             if (r.max_new_tokens) job.options.max_new_tokens = *r.max_new_tokens;
             if (r.sampling) {
@@ -224,6 +226,9 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
             if (!reload(error, details, &code)) return server.reply_error(h, code, error);
             server.reply_ok(h, details);
           },
+          [&](const omni::ipc::RegisterToolsRequest& r) { register_tools(h, r); },
+          [&](const omni::ipc::UnregisterToolsRequest&) { unregister_tools(h); },
+          [&](const omni::ipc::ToolResultRequest& r) { tool_result(h, r); },
       },
       in.request.command);
 }

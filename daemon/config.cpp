@@ -323,6 +323,13 @@ void read_ipc(SchemaReader& r, const YAML::Node& root, IpcConfig& c) {
             });
 }
 
+void read_tools(SchemaReader& r, const YAML::Node& root, ToolsConfig& t) {
+  r.section(root, "", "tools", {"call_timeout_ms", "max_rounds"}, [&](const YAML::Node& n, const std::string& k) {
+    r.integer(n, k, "call_timeout_ms", t.call_timeout_ms, 100, 600000);
+    r.integer(n, k, "max_rounds", t.max_rounds, 1, 16);
+  });
+}
+
 }  // namespace
 
 Config parse_config(const std::string& yaml_text, const std::string& source_name) {
@@ -336,10 +343,11 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
   cfg.source = source_name;
   if (!root || root.IsNull()) return cfg;  // an empty file means all defaults
   SchemaReader r(source_name);
-  if (r.mapping(root, "", {"model", "audio", "ipc"})) {
+  if (r.mapping(root, "", {"model", "audio", "ipc", "tools"})) {
     read_model(r, root, cfg.model);
     read_audio(r, root, cfg.audio);
     read_ipc(r, root, cfg.ipc);
+    read_tools(r, root, cfg.tools);
   }
   if (!r.errors().empty()) {
     std::string all;

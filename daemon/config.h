@@ -105,10 +105,19 @@ struct IpcConfig {
   bool operator==(const IpcConfig&) const = default;
 };
 
+// tools: how long omnid waits for a tool's result and how many call rounds one turn may make
+// (docs/protocol.md "Tools").
+struct ToolsConfig {
+  int call_timeout_ms = 10000;  // a call unanswered this long gets an error result and a tool.timeout event
+  int max_rounds = 4;           // call rounds per turn; the round after the last answers in text
+  bool operator==(const ToolsConfig&) const = default;
+};
+
 struct Config {
   ModelConfig model;
   AudioConfig audio;
   IpcConfig ipc;
+  ToolsConfig tools;
   std::string source;  // file it came from ("" for built-in defaults)
   bool operator==(const Config&) const = default;
 };

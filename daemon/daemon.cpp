@@ -97,6 +97,7 @@ int Daemon::run() {
   loop_.every(std::chrono::milliseconds(100), [this] {
     if (ready_ && !stopping_) capture_.tick();
   });
+  loop_.every(std::chrono::milliseconds(50), [this] { tools_tick(); });
   loop_.every(std::chrono::seconds(5), [this] {
     if (ready_ || stopping_) return;
     // Keep extending the start timeout while the loader shows signs of life (progress in the last minute).
@@ -174,7 +175,7 @@ void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
     if (!known) return fail("model.speaker '" + speaker_ + "' is not a voice of this model (it has: " + list + ")");
   }
   try {
-    auto session = model_->new_session({.system_prompt = system_prompt_});
+    auto session = model_->new_session({.system_prompt = system_prompt_, .tools = tools_.engine_json()});
     EngineListener l;
     l.on_text = [this](uint64_t id, std::string_view t) {
       loop_.post([this, id, t = std::string(t)] { on_engine_text(id, t); });

@@ -35,6 +35,7 @@
 #include "daemon/event_loop.h"
 #include "daemon/notify.h"
 #include "daemon/speech_output.h"
+#include "daemon/tools.h"
 
 namespace omnid {
 
@@ -61,6 +62,7 @@ class Daemon {
     int64_t speech_end_ms = -1;  // voice turns: monotonic ms of the utterance's last voiced frame
     bool speculated = false;     // committed from a speculation
     std::string text;            // the answer so far (response.delta pieces)
+    TurnTools tools;             // tool-call rounds (tool_turns.cpp)
   };
   // A turn started on a pause in the user's speech (speculation.cpp). It runs on the engine under a
   // job id of its own (kSpeculationJobBase + n, never a turn id); its text, audio and result are held
@@ -165,6 +167,20 @@ class Daemon {
   nlohmann::json latency_status() const;
   void rebuild_endpointer();
 
+  // tools (tool_turns.cpp)
+  void register_tools(const omni::ipc::ReplyHandle& h, const omni::ipc::RegisterToolsRequest& r);
+  void unregister_tools(const omni::ipc::ReplyHandle& h);
+  void apply_tools(const omni::ipc::ReplyHandle& h, ToolRegistry next, nlohmann::json reply);
+  void tool_result(const omni::ipc::ReplyHandle& h, const omni::ipc::ToolResultRequest& r);
+  // ask's tool_choice and response_format into the turn's options; an error names the field.
+  std::optional<omni::ipc::Error> ask_tool_options(const omni::ipc::AskRequest& r, omni::GenerateOptions& o) const;
+  // The engine's answer ended with calls: publishes them and waits for their results (true), or there
+  // were none (false: the turn finishes as usual).
+  bool on_tool_calls(omni::TurnResult& result);
+  void continue_after_tools();  // every call of the round has its result: the model goes on
+  void tools_tick();            // times out calls (tools.call_timeout_ms)
+  void cancel_tool_calls(const std::string& reason);
+
   // state
   DaemonState current_state() const;
   void update_state();
@@ -200,6 +216,7 @@ class Daemon {
   std::string speaker_;
   std::string system_prompt_;
   SamplingConfig sampling_;        // model.sampling, changed by `set`
+  ToolRegistry tools_;             // register_tools
   std::mt19937_64 seed_source_{std::random_device{}()};  // a turn's seed when none is configured
 
   // dialog

@@ -52,6 +52,10 @@ void EngineWorker::submit_control(std::function<void(omni::Session&)> fn,
 
 void EngineWorker::cancel(uint64_t turn_id) {
   std::lock_guard lock(mu_);
+  if (tool_wait_turn_ == turn_id) {
+    tool_wait_turn_ = 0;
+    cv_.notify_one();
+  }
   // Only a queued or running turn is remembered (a finished one has nothing to cancel).
   const bool queued = std::any_of(queue_.begin(), queue_.end(), [&](const Job& j) { return j.turn_id == turn_id; });
   if (!queued && running_turn_ != turn_id) return;
@@ -100,14 +104,20 @@ void EngineWorker::thread_main() {
     Job job;
     {
       std::unique_lock lock(mu_);
-      while (queue_.empty() && !stopping_) {
+      // The next job: the first in the queue, or while a turn waits for tool results, its continuation.
+      auto next = [&] {
+        if (!tool_wait_turn_) return queue_.begin();
+        return std::find_if(queue_.begin(), queue_.end(), [&](const Job& j) { return j.turn_id == tool_wait_turn_; });
+      };
+      while (next() == queue_.end() && !stopping_) {
         // Idle counts as progress; wake up now and then so the watchdog sees the thread alive.
         cv_.wait_for(lock, std::chrono::milliseconds(500));
         touch();
       }
       if (stopping_) break;
-      job = std::move(queue_.front());
-      queue_.pop_front();
+      const auto it = next();
+      job = std::move(*it);
+      queue_.erase(it);
       if (job.turn_id && cancelled_.erase(job.turn_id)) continue;  // cancelled while queued
       running_turn_ = job.turn_id;
       busy_ = true;
@@ -163,19 +173,33 @@ void EngineWorker::run_turn(const TurnJob& job) {
       job.prepare(prepared);
       input = &prepared;
     }
-    omni::TurnResult result =
-        job.say ? session_->say(input->text, options, cb) : session_->respond(*input, options, cb);
+    omni::TurnResult result = job.say            ? session_->say(input->text, options, cb)
+                              : job.tool_results ? session_->respond_tool_results(*job.tool_results, options, cb)
+                                                 : session_->respond(*input, options, cb);
     context_used_ = session_->context_used();
+    {
+      // An answer that ends with calls continues once the daemon has the results (or cancels the turn).
+      std::lock_guard lock(mu_);
+      const bool calls = !job.say && !result.tool_calls.empty() && result.stop == omni::StopReason::EndOfTurn;
+      tool_wait_turn_ = calls && !cancelled_.count(id) ? id : 0;
+    }
     if (listener_.on_done) listener_.on_done(id, std::move(result));
   } catch (const omni::DeviceError& e) {
+    end_tool_wait(id);
     if (listener_.on_failed) listener_.on_failed(id, e.what(), true);
   } catch (const omni::ContextFullError& e) {
     context_used_ = session_->context_used();
     if (listener_.on_context_full) listener_.on_context_full(id, e.what());
   } catch (const std::exception& e) {
+    end_tool_wait(id);
     context_used_ = session_->context_used();
     if (listener_.on_failed) listener_.on_failed(id, e.what(), false);
   }
+}
+
+void EngineWorker::end_tool_wait(uint64_t turn_id) {
+  std::lock_guard lock(mu_);
+  if (tool_wait_turn_ == turn_id) tool_wait_turn_ = 0;
 }
 
 }  // namespace omnid

@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -31,6 +32,8 @@ struct TurnJob {
   // (on_failed), as an engine error does. The loop has already checked the input's bounds.
   std::function<void(omni::UserTurn&)> prepare;
   int64_t audio_ms = -1;  // the input's audio duration when `prepare` makes the audio (turn.start's audio_ms)
+  // Set: the job continues the turn after tool calls (Session::respond_tool_results); `input` is unused.
+  std::optional<std::vector<omni::ToolResult>> tool_results;
 };
 
 struct EngineListener {
@@ -64,7 +67,8 @@ class EngineWorker {
   void submit_control(std::function<void(omni::Session&)> fn,
                       std::function<void(const std::string&)> on_error = nullptr,
                       std::function<void()> on_applied = nullptr);
-  // Cancels the turn if it is queued or running; harmless when it already finished.
+  // Cancels the turn if it is queued or running, or if it waits for tool results; harmless when it already
+  // finished.
   void cancel(uint64_t turn_id);
   // Takes a speculative turn back without a trace: cancels it and, once it has stopped, rolls the
   // session back to the mark made before it ran (Session::rollback: nothing is recomputed).
@@ -90,6 +94,7 @@ class EngineWorker {
   void thread_main();
   void run_turn(const TurnJob& job);
   bool is_cancelled(uint64_t turn_id);
+  void end_tool_wait(uint64_t turn_id);  // the turn failed: nothing continues it
   void touch();
 
   std::unique_ptr<omni::Session> session_;
@@ -99,6 +104,10 @@ class EngineWorker {
   std::deque<Job> queue_;
   std::set<uint64_t> cancelled_;
   uint64_t running_turn_ = 0;
+  // A turn whose answer ended with tool calls: until its continuation (a job with the same id) has run
+  // without calls, or it is cancelled, only that job runs; control jobs (reset, a new system prompt) wait,
+  // so that they apply once the whole answer has finished, as they do for a turn without calls.
+  uint64_t tool_wait_turn_ = 0;
   bool stopping_ = false;
   std::atomic<bool> busy_{false};
   std::atomic<int64_t> last_progress_ms_{0};

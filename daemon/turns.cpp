@@ -63,6 +63,7 @@ void Daemon::cancel_turn(const std::string& reason, omni::StopReason stop) {
   const uint64_t id = turn_->id;
   worker_->cancel(turn_->job);
   speech_.abort();
+  cancel_tool_calls(reason);
   log_info("turn %llu cancelled (%s)", static_cast<unsigned long long>(id), reason.c_str());
   // An answer that had not finished ends as documented: response.done with what was said so far, then
   // turn.cancelled. (A finished answer already had its response.done; `say` has none.)
@@ -153,12 +154,13 @@ void Daemon::on_engine_done(uint64_t job, omni::TurnResult result) {
     return;
   }
   if (!turn_ || turn_->job != job) return;  // cancelled earlier; already reported
+  if (!turn_->say && on_tool_calls(result)) return;  // waits for tool results (tool_turns.cpp)
   const uint64_t turn_id = turn_->id;
   turn_->engine_done = true;
   if (!turn_->say) {
     publish("response.done", {{"turn_id", turn_id},
-                              {"text", result.text},
-                              {"tokens", result.tokens.size()},
+                              {"text", turn_->tools.text + result.text},
+                              {"tokens", turn_->tools.tokens + result.tokens.size()},
                               {"stop", std::string(omni::to_string(result.stop))},
                               {"prefill_ms", result.timings.prefill_ms},
                               {"decode_tok_s", result.timings.decode_tok_s}});

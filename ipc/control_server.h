@@ -124,6 +124,8 @@ class EventPublisher {
 class ReplyHandle {
  public:
   const nlohmann::json& request_id() const { return id_; }
+  // The client's ZeroMQ routing id: the same for every request on one connection (tools' owner).
+  const std::string& client_id() const { return routing_id_; }
 
  private:
   friend class ControlServer;

@@ -10,8 +10,9 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::string_view, 10> kCommandNames = {"ping",   "status", "ask", "say",    "cancel",
-                                                            "listen", "reset",  "set", "reload", "events"};
+constexpr std::array<std::string_view, 13> kCommandNames = {
+    "ping", "status", "ask", "say", "cancel", "listen", "reset", "set", "reload", "events",
+    "register_tools", "unregister_tools", "tool_result"};
 
 // Field names come from the client; keep them short inside messages.
 std::string field_quote(std::string_view s) {
@@ -148,6 +149,39 @@ SamplingUpdate parse_sampling(const json& v) {
   return u;
 }
 
+// ask's tool_choice: "auto" | "none" | "required" | {"name": TOOL}.
+void parse_tool_choice(const json& v, AskRequest& ask) {
+  const std::string rule = "field 'tool_choice' must be \"auto\", \"none\", \"required\" or {\"name\": TOOL}";
+  if (v.is_string()) {
+    const auto& s = v.get_ref<const std::string&>();
+    if (s != "auto" && s != "none" && s != "required") reject_bad(rule + ", got " + field_quote(s));
+    ask.tool_choice = s;
+    return;
+  }
+  if (!v.is_object()) reject_bad(rule + ", not " + std::string(json_type_name(v)));
+  for (const auto& [key, value] : v.items())
+    if (key != "name") reject_bad("unknown field " + field_quote("tool_choice." + key) + " (allowed: name)");
+  const auto name = v.find("name");
+  if (name == v.end() || !name->is_string() || name->get_ref<const std::string&>().empty())
+    reject_bad("field 'tool_choice.name' must be a non-empty string (a registered tool)");
+  ask.tool_name = name->get<std::string>();
+}
+
+// ask's response_format: {"type": "json_schema", "schema": {...}}; the schema's text is taken from the
+// ordered parse (parse_request), so only its shape is checked here.
+void check_response_format(const json& v) {
+  if (!v.is_object()) reject_bad("field 'response_format' must be an object, not " + std::string(json_type_name(v)));
+  for (const auto& [key, value] : v.items())
+    if (key != "type" && key != "schema")
+      reject_bad("unknown field " + field_quote("response_format." + key) + " (allowed: type, schema)");
+  const auto type = v.find("type");
+  if (type == v.end() || !type->is_string() || type->get<std::string>() != "json_schema")
+    reject_bad("field 'response_format.type' must be \"json_schema\"");
+  const auto schema = v.find("schema");
+  if (schema == v.end() || !schema->is_object())
+    reject_bad("field 'response_format.schema' must be an object (a JSON Schema)");
+}
+
 void require_no_binary(const std::optional<std::string>& binary, std::string_view cmd) {
   if (binary) reject_bad("command '" + std::string(cmd) + "' takes no binary frame (only 'ask' accepts WAV bytes)");
 }
@@ -163,10 +197,10 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
     return ReloadRequest{};
   }
   if (cmd == "ask") {
-    f.only({"text", "speak", "max_new_tokens", "sampling", "speaker", "queue", "preempt"});
+    f.only({"text", "speak", "max_new_tokens", "sampling", "speaker", "queue", "preempt", "tool_choice",
+            "response_format"});
     AskRequest ask;
     ask.text = f.string("text", false, false);
-    ask.speak = f.boolean("speak", false).value_or(true);
     if (const json* v = f.find("max_new_tokens")) {
       const bool in_range = (v->is_number_unsigned() || v->is_number_integer()) && v->get<std::int64_t>() >= 1 &&
                             v->get<std::int64_t>() <= kMaxNewTokensLimit;
@@ -181,6 +215,15 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
     ask.preempt = f.boolean("preempt", false).value_or(false);
     if (ask.queue && ask.preempt)
       reject_bad("fields 'queue' and 'preempt' exclude each other (queue: wait for the running turn; preempt: cancel it)");
+    if (const json* v = f.find("tool_choice")) parse_tool_choice(*v, ask);
+    if (const json* v = f.find("response_format")) {
+      check_response_format(*v);
+      if (ask.tool_name || (ask.tool_choice && *ask.tool_choice != "none"))
+        reject_bad("fields 'tool_choice' and 'response_format' cannot be combined (a structured answer makes no calls)");
+      ask.response_schema = v->at("schema").dump();  // replaced by the ordered text in parse_request
+    }
+    // A structured answer is data for an app: not spoken unless asked.
+    ask.speak = f.boolean("speak", false).value_or(!ask.response_schema);
     if (binary) {
       const std::string& b = *binary;
       if (b.size() < 12 || b.compare(0, 4, "RIFF") != 0 || b.compare(8, 4, "WAVE") != 0)
@@ -234,6 +277,40 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
       reject_bad("command 'set' needs at least one of 'speaker', 'volume', 'system_prompt', 'sampling'");
     return set;
   }
+  if (cmd == "register_tools") {
+    f.only({"tools"});
+    require_no_binary(binary, cmd);
+    const json* v = f.find("tools");
+    if (!v) reject_bad("missing field 'tools' (an array of function tools) for command 'register_tools'");
+    if (!v->is_array()) reject_bad("field 'tools' must be an array, not " + std::string(json_type_name(*v)));
+    if (v->size() > kMaxToolsPerRequest)
+      reject_bad("field 'tools' has " + std::to_string(v->size()) + " tools; at most " +
+                 std::to_string(kMaxToolsPerRequest));
+    for (std::size_t i = 0; i < v->size(); ++i)
+      if (!(*v)[i].is_object())
+        reject_bad("tools[" + std::to_string(i) + "] must be an object, not " + std::string(json_type_name((*v)[i])));
+    return RegisterToolsRequest{v->dump()};  // replaced by the ordered text in parse_request
+  }
+  if (cmd == "unregister_tools") {
+    f.only({});
+    require_no_binary(binary, cmd);
+    return UnregisterToolsRequest{};
+  }
+  if (cmd == "tool_result") {
+    f.only({"call_id", "content", "is_error"});
+    require_no_binary(binary, cmd);
+    ToolResultRequest r;
+    r.call_id = *f.string("call_id", true, false);
+    if (r.call_id.size() > kMaxCallIdBytes)
+      reject_bad("field 'call_id' is " + std::to_string(r.call_id.size()) + " bytes; call ids are at most " +
+                 std::to_string(kMaxCallIdBytes));
+    r.content = *f.string("content", true, true);
+    if (r.content.size() > kMaxToolResultBytes)
+      reject_bad("field 'content' is " + std::to_string(r.content.size()) + " bytes; at most " +
+                 std::to_string(kMaxToolResultBytes));
+    r.is_error = f.boolean("is_error", false).value_or(false);
+    return r;
+  }
   if (cmd == "events") {
     f.only({"since", "topics"});
     require_no_binary(binary, cmd);
@@ -257,6 +334,19 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
   std::string known;
   for (auto n : kCommandNames) known += (known.empty() ? "" : ", ") + std::string(n);
   throw Reject{ErrorCode::unknown_command, "unknown command " + field_quote(cmd) + " (known: " + known + ")"};
+}
+
+// Tool definitions and schemas are rendered into the prompt and generated in their own key order (the
+// order of "properties" is the order arguments are written in); `json` sorts keys, so these fields are
+// taken from an order-keeping parse of the same, already validated, frame.
+void keep_key_order(Command& command, std::string_view json_frame) {
+  auto* tools = std::get_if<RegisterToolsRequest>(&command);
+  auto* ask = std::get_if<AskRequest>(&command);
+  if (!tools && !(ask && ask->response_schema)) return;
+  const auto ordered = nlohmann::ordered_json::parse(json_frame, nullptr, false);
+  if (ordered.is_discarded() || !ordered.is_object()) return;  // not reached: the frame parsed above
+  if (tools) tools->tools_json = ordered.at("tools").dump();
+  else ask->response_schema = ordered.at("response_format").at("schema").dump();
 }
 
 }  // namespace
@@ -332,6 +422,7 @@ ParseResult parse_request(std::string_view json_frame, std::optional<std::string
                    std::to_string(kProtocolVersion) + " (the versions this omnid speaks), not " + p->dump());
       result.request->protocol = p->get<int>();
     }
+    keep_key_order(result.request->command, json_frame);
   } catch (const Reject& r) {
     result.request.reset();
     result.error = Error{r.code, r.message};
@@ -359,7 +450,7 @@ bool is_known_event(std::string_view name) {
                      event::kResponseDone, event::kSpeechStart, event::kSpeechFirstAudio, event::kSpeechEnd,
                      event::kTurnCancelled, event::kError, event::kHeartbeat, event::kDaemonLoading,
                      event::kDaemonReady, event::kDaemonStopping, event::kUserTranscript,
-                     event::kTurnQueued})
+                     event::kTurnQueued, event::kToolCall, event::kToolTimeout, event::kToolCancelled})
     if (name == known) return true;
   return false;
 }

@@ -50,6 +50,15 @@
 //                                 sampling_problem, or null: back to the checkpoint's value).
 //   reload                     -> an object describing what was applied; a bad config file -> unavailable (message
 //                                 names key and line), the running configuration is kept.
+//   register_tools {tools}     -> {"tools": [names], "owner": str}; the client's tools (OpenAI-style function tools)
+//                                 replace its earlier set. bad_request names the field of a tool outside the
+//                                 supported schema subset or a name another client holds; busy during a turn.
+//   unregister_tools           -> {"removed": int}
+//   tool_result {call_id, content, is_error?=false}
+//                              -> {"call_id", "turn_id", "waiting": int (calls of the round still unanswered)};
+//                                 not_found for an unknown, answered or expired call id.
+//   ask also takes tool_choice ("auto"|"none"|"required"|{"name": TOOL}) and response_format
+//   ({"type": "json_schema", "schema": {...}}; speak then defaults to false).
 // Replies and events may carry more fields than listed; clients ignore unknown ones.
 #pragma once
 
@@ -107,6 +116,11 @@ struct AskRequest {
   bool preempt = false;  // while a turn runs: cancel it (reason preempt) and start this one; not with queue
   std::optional<SamplingUpdate> sampling;
   std::optional<std::string> speaker;
+  // Tool calls (docs/protocol.md "Tools"): "auto" | "none" | "required", or tool_name set ({"name": TOOL}).
+  std::optional<std::string> tool_choice;
+  std::optional<std::string> tool_name;  // non-empty
+  // response_format {"type": "json_schema", "schema": S}: S as JSON text, key order as sent.
+  std::optional<std::string> response_schema;
 };
 struct SayRequest {
   std::string text;  // non-empty
@@ -137,8 +151,23 @@ struct EventsRequest {
   std::vector<std::string> topics;  // name prefixes; empty: all
 };
 
+// Tools (docs/protocol.md "Tools"). The schemas inside are checked by the daemon (the engine's compiler).
+inline constexpr std::size_t kMaxToolsPerRequest = 64;
+inline constexpr std::size_t kMaxToolResultBytes = 65536;  // a result's content, as the model will read it
+inline constexpr std::size_t kMaxCallIdBytes = 64;
+struct RegisterToolsRequest {
+  std::string tools_json;  // the "tools" array (at most kMaxToolsPerRequest objects), key order as sent
+};
+struct UnregisterToolsRequest {};
+struct ToolResultRequest {
+  std::string call_id;  // non-empty, at most kMaxCallIdBytes
+  std::string content;  // at most kMaxToolResultBytes
+  bool is_error = false;
+};
+
 using Command = std::variant<PingRequest, StatusRequest, AskRequest, SayRequest, CancelRequest, ListenRequest,
-                             ResetRequest, SetRequest, ReloadRequest, EventsRequest>;
+                             ResetRequest, SetRequest, ReloadRequest, EventsRequest, RegisterToolsRequest,
+                             UnregisterToolsRequest, ToolResultRequest>;
 
 // The wire name of a command ("ping", "ask", ...).
 std::string_view command_name(const Command& command);
@@ -191,6 +220,9 @@ inline constexpr std::string_view kUserTranscript = "user.transcript";  // {turn
 inline constexpr std::string_view kDaemonLoading = "daemon.loading";  // {fraction, what}: model load progress
 inline constexpr std::string_view kDaemonReady = "daemon.ready";      // {instance, load_ms, device}
 inline constexpr std::string_view kDaemonStopping = "daemon.stopping";  // {instance, exit_code}
+inline constexpr std::string_view kToolCall = "tool.call";            // {turn_id, call_id, name, arguments}
+inline constexpr std::string_view kToolTimeout = "tool.timeout";      // {turn_id, call_id, name, timeout_ms}
+inline constexpr std::string_view kToolCancelled = "tool.cancelled";  // {turn_id, call_id, name, reason}
 }  // namespace event
 
 bool is_known_event(std::string_view name);

@@ -21,6 +21,16 @@
 //   answer_wav  a WAV file (any rate, resampled to 24 kHz): every spoken answer is this recording, one 80 ms chunk
 //            per word ("word0", "word1", ...), the chunks paced by the clock in real time from 200 ms ahead of
 //            it (as a streaming talker keeps the loudspeaker fed), step_ms unused; "answer" for the echo tests
+//   bad_args  1: tool calls carry "{}" as arguments (a required argument missing), as a broken engine would
+//   repeat_calls  1: after tool results, with tool_choice "auto", the answer calls the same tools again
+//   call_on_audio  1: a spoken question (audio, no text) with tool_choice "auto" calls the first tool
+//
+// Tools (docs/protocol.md "Tools"): with tool_choice "required" the answer calls the first tool, with a name
+// that tool; with "auto" it calls the tools named by a question "call NAME [NAME...]" (any names, registered
+// or not); "none" never calls. A call says "Calling." first, then ends the answer; its arguments are the
+// simplest valid value of the tool's parameters (required properties only, minimum-or-zero numbers, the
+// first enum value). The answer after results is " Result: CONTENT." for each result, then the words. A
+// response_format answer is the simplest valid value of its schema.
 #include <omni/engine.h>
 
 #include <atomic>
@@ -34,6 +44,7 @@
 
 #include "audio/io/wav.h"
 #include "daemon/cli.h"
+#include "grammar/json_text.h"
 
 namespace {
 
@@ -51,7 +62,57 @@ struct Script {
   bool show_sampling = false;
   std::string answer_wav;
   std::vector<float> answer;  // answer_wav at 24 kHz
+  bool bad_args = false;
+  bool repeat_calls = false;
+  bool call_on_audio = false;
 };
+
+// The simplest value that `schema` (the tool-parameter subset) accepts.
+omni::ojson simplest_value(const omni::ojson& schema) {
+  if (!schema.is_object()) return omni::ojson::object();
+  if (auto e = schema.find("enum"); e != schema.end() && e->is_array() && !e->empty()) return e->front();
+  std::string type = "object";
+  if (auto t = schema.find("type"); t != schema.end()) {
+    if (t->is_string()) type = t->get<std::string>();
+    else if (t->is_array() && !t->empty()) type = t->front().get<std::string>();
+  }
+  auto num = [&](const char* key) -> std::optional<double> {
+    auto it = schema.find(key);
+    return it != schema.end() && it->is_number() ? std::optional<double>(it->get<double>()) : std::nullopt;
+  };
+  if (type == "string") {
+    const int min_len = static_cast<int>(num("minLength").value_or(1));
+    return std::string(static_cast<size_t>(std::max(min_len, 1)), 'a').substr(0, num("maxLength") ? size_t(*num("maxLength")) : size_t(-1));
+  }
+  if (type == "integer" || type == "number") {
+    const auto lo = num("minimum") ? num("minimum") : num("exclusiveMinimum");
+    const auto hi = num("maximum") ? num("maximum") : num("exclusiveMaximum");
+    double v = 0;
+    if (lo && hi) v = (*lo + *hi) / 2;
+    else if (lo) v = *lo + 1;
+    else if (hi) v = *hi - 1;
+    if (type == "integer") {
+      v = std::ceil(v);
+      if (hi && v > *hi) v = std::floor(*hi);
+      return static_cast<long long>(v);
+    }
+    return v;
+  }
+  if (type == "boolean") return true;
+  if (type == "null") return nullptr;
+  if (type == "array") {
+    omni::ojson a = omni::ojson::array();
+    const int n = static_cast<int>(num("minItems").value_or(0));
+    for (int i = 0; i < n; ++i) a.push_back(simplest_value(schema.value("items", omni::ojson::object())));
+    return a;
+  }
+  omni::ojson o = omni::ojson::object();
+  const omni::ojson props = schema.value("properties", omni::ojson::object());
+  for (const auto& req : schema.value("required", omni::ojson::array()))
+    if (req.is_string() && props.contains(req.get<std::string>()))
+      o[req.get<std::string>()] = simplest_value(props[req.get<std::string>()]);
+  return o;
+}
 
 Script parse_script(const std::string& dir) {
   if (dir.rfind("scripted:", 0) != 0)
@@ -80,6 +141,9 @@ Script parse_script(const std::string& dir) {
     else if (key == "sample") s.sample = v != 0;
     else if (key == "context_full") s.context_full = v != 0;
     else if (key == "show_sampling") s.show_sampling = v != 0;
+    else if (key == "bad_args") s.bad_args = v != 0;
+    else if (key == "repeat_calls") s.repeat_calls = v != 0;
+    else if (key == "call_on_audio") s.call_on_audio = v != 0;
     else throw omni::CheckpointError(dir + ": unknown script key '" + key + "'");
   }
   return s;
@@ -103,11 +167,45 @@ class ScriptedSession final : public omni::Session {
                       s.repetition_penalty, static_cast<unsigned long long>(s.seed));
       words.push_back(buf);
     }
+    if (!opt.response_schema.empty())
+      return run({omni::json_dumps_py(simplest_value(omni::ojson::parse(opt.response_schema)))}, opt, cb, true);
+    std::vector<std::string> calls;
+    if (opt.tool_choice == "required" && !tools_.empty()) calls.push_back(tools_.front()["function"]["name"]);
+    else if (opt.tool_choice != "auto" && opt.tool_choice != "none" && opt.tool_choice != "required")
+      calls.push_back(opt.tool_choice);
+    else if (opt.tool_choice == "auto" && script_.call_on_audio && turn.text.empty() && !turn.audio_16k.empty() &&
+             !tools_.empty())
+      calls.push_back(tools_.front()["function"]["name"]);
+    else if (opt.tool_choice == "auto" && turn.text.rfind("call ", 0) == 0) {
+      std::stringstream names(turn.text.substr(5));
+      for (std::string n; names >> n;) calls.push_back(n);
+    }
+    if (!calls.empty()) return call(calls, opt, cb);
     if (!turn.audio_16k.empty()) words.push_back("(heard " + std::to_string(turn.audio_16k.size() / 16) + " ms)");
     if (!turn.text.empty()) words.push_back("You said: " + turn.text + ".");
     const int fillers = script_.answer.empty() || !opt.speak ? script_.words
                                                             : static_cast<int>((script_.answer.size() + 1919) / 1920);
     for (int i = 0; i < fillers; ++i) words.push_back("word" + std::to_string(i));
+    return run(words, opt, cb, true);
+  }
+
+  void set_tools(const std::string& tools_json) override {
+    tools_ = tools_json.empty() ? omni::ojson::array() : omni::ojson::parse(tools_json);
+    reset();  // as the engine: the tools are in the system turn
+  }
+
+  omni::TurnResult respond_tool_results(const std::vector<omni::ToolResult>& results, const omni::GenerateOptions& opt,
+                                        const omni::Callbacks& cb) override {
+    if (last_calls_.empty()) throw omni::Error("tool results: no answer in this conversation called a tool");
+    if (results.size() != last_calls_.size())
+      throw omni::Error("tool results: " + std::to_string(results.size()) + " results for " +
+                        std::to_string(last_calls_.size()) + " calls");
+    if (opt.tool_choice == "auto" && script_.repeat_calls) return call(last_calls_, opt, cb);
+    last_calls_.clear();
+    std::vector<std::string> words;
+    // The answer after the results goes on from the text before the calls: " Result: ..." (a new word).
+    for (const auto& r : results) words.push_back((words.empty() ? " " : "") + std::string("Result: ") + r.content + ".");
+    for (int i = 0; i < script_.words; ++i) words.push_back("word" + std::to_string(i));
     return run(words, opt, cb, true);
   }
 
@@ -130,6 +228,7 @@ class ScriptedSession final : public omni::Session {
     if (script_.reset_fails) throw std::runtime_error("scripted reset failure");
     context_ = 0;
     ++epoch_;
+    last_calls_.clear();  // the conversation, and with it the calls of its last answer, is forgotten
   }
   void set_system_prompt(const std::string& p) override {  // as the engine: a new conversation
     reset();
@@ -152,6 +251,23 @@ class ScriptedSession final : public omni::Session {
   }
 
  private:
+  // "Calling." then the calls (markup: not text, not spoken), as the engine ends an answer with calls.
+  omni::TurnResult call(const std::vector<std::string>& names, const omni::GenerateOptions& opt,
+                        const omni::Callbacks& cb) {
+    omni::TurnResult r = run({"Calling."}, opt, cb, true);
+    if (r.stop != omni::StopReason::EndOfTurn) return r;
+    for (const std::string& name : names) {
+      omni::ojson params = omni::ojson::object();
+      for (const auto& t : tools_)
+        if (t["function"]["name"] == name) params = t["function"].value("parameters", omni::ojson::object());
+      r.tool_calls.push_back({name, script_.bad_args ? "{}" : omni::json_dumps_py(simplest_value(params))});
+      r.tokens.push_back(151657);  // <tool_call>
+      ++context_;
+    }
+    last_calls_ = names;
+    return r;
+  }
+
   struct Mark : omni::SessionMarkState {
     const void* session = nullptr;
     int epoch = 0;
@@ -211,13 +327,17 @@ class ScriptedSession final : public omni::Session {
   std::atomic<bool> cancelled_{false};
   std::atomic<int> context_{0};
   int epoch_ = 0;
+  omni::ojson tools_ = omni::ojson::array();
+  std::vector<std::string> last_calls_;  // the calls the last answer ended with
 };
 
 class ScriptedModel final : public omni::Model {
  public:
   explicit ScriptedModel(Script s) : script_(s) {}
   std::unique_ptr<omni::Session> new_session(const omni::SessionOptions& opt) override {
-    return std::make_unique<ScriptedSession>(script_, opt.system_prompt);
+    auto s = std::make_unique<ScriptedSession>(script_, opt.system_prompt);
+    if (!opt.tools.empty()) s->set_tools(opt.tools);
+    return s;
   }
   std::vector<int32_t> tokenize(std::string_view) const override { return {}; }
   std::vector<int32_t> render_prompt(const std::string& system, const omni::UserTurn& turn) const override {
