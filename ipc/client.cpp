@@ -155,11 +155,10 @@ json ControlClient::request_raw(const std::vector<std::string>& frames, std::chr
   return receive_reply(std::chrono::steady_clock::now() + timeout, timeout);
 }
 
-void ControlClient::send_frames(const std::vector<std::string>& frames, std::chrono::milliseconds timeout) {
-  // With ZMQ_IMMEDIATE the socket is writable only once the connection is up (handshake done); wait for that,
-  // not longer. A refused handshake never makes it writable: the monitor says so.
-  zmq::pollitem_t items[2] = {{dealer_->handle(), 0, ZMQ_POLLOUT, 0}, {monitor_->handle(), 0, ZMQ_POLLIN, 0}};
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+// Polls the dealer until it is ready for `events` (true) or `deadline` passes (false). A handshake that omnid's
+// access check refuses throws access_denied at once: such a connection never becomes ready.
+bool ControlClient::wait_for_dealer(short events, std::chrono::steady_clock::time_point deadline) {
+  zmq::pollitem_t items[2] = {{dealer_->handle(), 0, events, 0}, {monitor_->handle(), 0, ZMQ_POLLIN, 0}};
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() < 0) left = std::chrono::milliseconds(0);
@@ -173,12 +172,18 @@ void ControlClient::send_frames(const std::vector<std::string>& frames, std::chr
       auto [event, value] = read_monitor_event(*monitor_);
       if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) throw access_denied(endpoint_, value);
     }
-    if (ready > 0 && (items[0].revents & ZMQ_POLLOUT)) break;
-    if (std::chrono::steady_clock::now() >= deadline)
-      throw ClientError(ClientError::Kind::not_running,
-                        "no connection to omnid at " + endpoint_ + " within " + std::to_string(timeout.count()) +
-                            " ms (is it running?); the request was not sent");
+    if (ready > 0 && (items[0].revents & events)) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
   }
+}
+
+void ControlClient::send_frames(const std::vector<std::string>& frames, std::chrono::milliseconds timeout) {
+  // With ZMQ_IMMEDIATE the socket is writable only once the connection is up (handshake done); wait for that,
+  // not longer. A refused handshake never makes it writable: the monitor says so.
+  if (!wait_for_dealer(ZMQ_POLLOUT, std::chrono::steady_clock::now() + timeout))
+    throw ClientError(ClientError::Kind::not_running,
+                      "no connection to omnid at " + endpoint_ + " within " + std::to_string(timeout.count()) +
+                          " ms (is it running?); the request was not sent");
   for (std::size_t i = 0; i < frames.size(); ++i) {
     auto flags = (i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none) | zmq::send_flags::dontwait;
     // DEALER queues messages while (re)connecting; it refuses only at its high-water mark.
@@ -188,25 +193,9 @@ void ControlClient::send_frames(const std::vector<std::string>& frames, std::chr
 }
 
 json ControlClient::receive_reply(std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds timeout) {
-  zmq::pollitem_t items[2] = {{dealer_->handle(), 0, ZMQ_POLLIN, 0}, {monitor_->handle(), 0, ZMQ_POLLIN, 0}};
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() < 0) left = std::chrono::milliseconds(0);
-    int ready = 0;
-    try {
-      ready = zmq::poll(items, 2, left);
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) throw;
-    }
-    if (ready > 0 && (items[1].revents & ZMQ_POLLIN)) {
-      auto [event, value] = read_monitor_event(*monitor_);
-      if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) throw access_denied(endpoint_, value);
-    }
-    if (ready > 0 && (items[0].revents & ZMQ_POLLIN)) break;
-    if (std::chrono::steady_clock::now() >= deadline)
-      throw ClientError(ClientError::Kind::timeout, "timed out after " + std::to_string(timeout.count()) +
-                                                        " ms waiting for omnid at " + endpoint_);
-  }
+  if (!wait_for_dealer(ZMQ_POLLIN, deadline))
+    throw ClientError(ClientError::Kind::timeout, "timed out after " + std::to_string(timeout.count()) +
+                                                      " ms waiting for omnid at " + endpoint_);
   std::vector<std::string> reply;
   zmq::message_t msg;
   do {

@@ -65,6 +65,7 @@ class ControlClient {
 
  private:
   void send_frames(const std::vector<std::string>& frames, std::chrono::milliseconds timeout);
+  bool wait_for_dealer(short events, std::chrono::steady_clock::time_point deadline);
   nlohmann::json receive_reply(std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds timeout);
 
   std::string endpoint_;

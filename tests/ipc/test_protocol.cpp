@@ -5,8 +5,10 @@
 #include <random>
 
 #include "ipc/protocol.h"
+#include "protocol_expect.h"
 
 using namespace omni::ipc;
+using namespace omni::ipc::test_util;
 using nlohmann::json;
 
 namespace {
@@ -15,20 +17,6 @@ const std::string kWav = std::string("RIFF\x24\x00\x00\x00WAVEfmt ", 16) + std::
 
 ParseResult parse(const json& j, std::optional<std::string> binary = std::nullopt) {
   return parse_request(j.dump(), std::move(binary));
-}
-
-// Asserts a bad_request (or other code) whose message contains `needle`.
-void expect_error(const ParseResult& r, ErrorCode code, const std::string& needle) {
-  ASSERT_FALSE(r.ok());
-  ASSERT_TRUE(r.error.has_value());
-  EXPECT_EQ(to_string(r.error->code), to_string(code)) << r.error->message;
-  EXPECT_NE(r.error->message.find(needle), std::string::npos) << "message: " << r.error->message;
-}
-
-template <typename T>
-const T& command_of(const ParseResult& r) {
-  EXPECT_TRUE(r.ok()) << (r.error ? r.error->message : "");
-  return std::get<T>(r.request->command);
 }
 
 }  // namespace

@@ -4,26 +4,16 @@
 #include <gtest/gtest.h>
 
 #include "ipc/protocol.h"
+#include "protocol_expect.h"
 
 using namespace omni::ipc;
+using namespace omni::ipc::test_util;
 using nlohmann::json;
 
 namespace {
 
 ParseResult parse_text(const std::string& text) { return parse_request(text); }
 ParseResult parse(const json& j) { return parse_request(j.dump()); }
-
-void expect_error(const ParseResult& r, ErrorCode code, const std::string& needle) {
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(to_string(r.error->code), to_string(code)) << r.error->message;
-  EXPECT_NE(r.error->message.find(needle), std::string::npos) << "message: " << r.error->message;
-}
-
-template <typename T>
-const T& command_of(const ParseResult& r) {
-  EXPECT_TRUE(r.ok()) << (r.error ? r.error->message : "");
-  return std::get<T>(r.request->command);
-}
 
 }  // namespace
 
