@@ -296,6 +296,10 @@ void Daemon::check_images_then_take_ask(const omni::ipc::ReplyHandle& h, TurnJob
   if (!ready_ || !model_) return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
   if (stopping_) return server.reply_error(h, ErrorCode::unavailable, "omnid is stopping");
   if (!vision_refusal_.empty()) return server.reply_error(h, ErrorCode::bad_request, "images: " + vision_refusal_);
+  // Busy now is busy: no decoding for an ask that could not start (the check runs again when it is taken).
+  if (turn_ && !queue && !preempt)
+    return server.reply_error(h, ErrorCode::busy, "turn " + std::to_string(turn_->id) +
+                                                      " is running; cancel it or wait for turn.cancelled/speech.end");
   if (!image_checker_) image_checker_ = std::make_unique<ImageChecker>();
   // What the check needs travels with it: the model outlives the checker (daemon.h), the rest is copied.
   auto pending = std::make_shared<TurnJob>(std::move(job));
