@@ -146,6 +146,7 @@ void Daemon::start_loading() {
         vision_refusal = "the model " + opt.model_dir + " has no vision tower: it cannot take images";
       } else {
         try {
+          if (opt.on_progress) opt.on_progress(1.0, "loading the vision tower");  // progress for the watchdog too
           model->load_vision();
         } catch (const std::exception& e) {
           vision_refusal = std::string("the model's vision tower could not be loaded, so images are refused: ") +
