@@ -341,3 +341,28 @@ TEST_F(ImagesE2E, ASpokenAnswerFailsWhileAnImageTurnIsInTheConversationAndWorksA
   EXPECT_TRUE(events.wait_for("speech.end", 60s, [&](const auto& e) { return e.body["turn_id"] == spoken_id; }));
   EXPECT_EQ(d->stop(SIGTERM, 5s), 0);
 }
+
+// While a (spoken, so slower) turn runs: an ask with images is busy at once, before anything is decoded; with
+// `queue` it is decoded, then waits in the queue and is answered after the running turn.
+TEST_F(ImagesE2E, WhileATurnRunsAnImageAskIsBusyAtOnceOrWaitsInTheQueue) {
+  auto d = start_ready(options());
+  EventLog events(d->events());
+  const auto t0 = Clock::now();
+  const json running = d->request({{"cmd", "ask"}, {"text", "Tell me a long story."}, {"max_new_tokens", 64}});
+  ASSERT_EQ(running.value("ok", false), true) << running;
+  const json image = {{"path", kImages + "/street_250x190.jpg"}};
+  const json busy = d->request({{"cmd", "ask"}, {"text", kQuestion}, {"images", {image}}});
+  EXPECT_EQ(busy["error"]["code"], "busy") << busy;
+  const json queued = d->request({{"cmd", "ask"}, {"text", kQuestion}, {"images", {image}}, {"queue", true}}, 30s);
+  const double queued_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  ASSERT_EQ(queued.value("ok", false), true) << queued;
+  EXPECT_EQ(queued["queued"], true) << queued << " (the running turn ended " << queued_ms << " ms after it began?)";
+  const uint64_t id = queued["turn_id"];
+  // In this order: the running turn's speech ends, then the queued turn starts and is answered.
+  EXPECT_TRUE(events.wait_for("speech.end", 60s, [&](const auto& e) { return e.body["turn_id"] == running["turn_id"]; }));
+  EXPECT_TRUE(events.wait_for("turn.start", 10s, [&](const auto& e) { return e.body["turn_id"] == id; }));
+  const auto done = events.wait_for("response.done", 60s, [&](const auto& e) { return e.body["turn_id"] == id; });
+  ASSERT_TRUE(done);
+  EXPECT_GE(done->body.value("tokens", 0), 1) << done->body;
+  EXPECT_EQ(d->stop(SIGTERM, 5s), 0);
+}
