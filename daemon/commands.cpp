@@ -141,25 +141,12 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
               if (!voice) return server.reply_error(h, ErrorCode::not_found, unknown_speaker_message(*r.speaker));
               job.options.speaker = *voice;
             }
-            if (turn_ && r.queue && ready_ && !stopping_) {
-              if (queued_asks_.size() >= kMaxQueuedAsks)
-                return server.reply_error(h, ErrorCode::busy,
-                                          "turn " + std::to_string(turn_->id) + " is running and " +
-                                              std::to_string(kMaxQueuedAsks) +
-                                              " asks already wait (the queue is full); try again later");
-              if (!job.prepare)
-                if (auto err = check_turn_fits(job.input)) return server.reply_error(h, err->code, err->message);
-              const uint64_t queued_id = next_turn_id_++;
-              job.turn_id = queued_id;
-              queued_asks_.push_back({queued_id, std::move(job)});
-              const auto position = static_cast<int64_t>(queued_asks_.size());
-              publish("turn.queued", {{"turn_id", queued_id}, {"position", position}});
-              return server.reply_ok(h, {{"turn_id", queued_id}, {"queued", true}, {"position", position}});
+            if (!r.images.empty()) {
+              for (const omni::ipc::AskImage& image : r.images)
+                job.input.images.push_back({.path = image.path, .bytes = image.bytes, .format = image.format});
+              return check_images_then_take_ask(h, std::move(job), r.queue, r.preempt);
             }
-            if (turn_ && r.preempt) cancel_turn("preempt");
-            uint64_t id = 0;
-            if (auto err = start_turn("ask", std::move(job), id)) return server.reply_error(h, err->code, err->message);
-            server.reply_ok(h, {{"turn_id", id}});
+            take_ask(h, std::move(job), r.queue, r.preempt);
           },
           [&](const omni::ipc::SayRequest& r) {
             TurnJob job;
@@ -281,8 +268,61 @@ std::optional<omni::ipc::Error> Daemon::check_system_prompt(const std::string& p
                               std::to_string(context > answer ? context - answer : 0) + " tokens"};
 }
 
+void Daemon::take_ask(const omni::ipc::ReplyHandle& h, TurnJob job, bool queue, bool preempt) {
+  auto& server = *server_;
+  if (turn_ && queue && ready_ && !stopping_) {
+    if (queued_asks_.size() >= kMaxQueuedAsks)
+      return server.reply_error(h, ErrorCode::busy,
+                                "turn " + std::to_string(turn_->id) + " is running and " +
+                                    std::to_string(kMaxQueuedAsks) +
+                                    " asks already wait (the queue is full); try again later");
+    if (!job.prepare)
+      if (auto err = check_turn_fits(job.input)) return server.reply_error(h, err->code, err->message);
+    const uint64_t queued_id = next_turn_id_++;
+    job.turn_id = queued_id;
+    queued_asks_.push_back({queued_id, std::move(job)});
+    const auto position = static_cast<int64_t>(queued_asks_.size());
+    publish("turn.queued", {{"turn_id", queued_id}, {"position", position}});
+    return server.reply_ok(h, {{"turn_id", queued_id}, {"queued", true}, {"position", position}});
+  }
+  if (turn_ && preempt) cancel_turn("preempt");
+  uint64_t id = 0;
+  if (auto err = start_turn("ask", std::move(job), id)) return server.reply_error(h, err->code, err->message);
+  server.reply_ok(h, {{"turn_id", id}});
+}
+
+void Daemon::check_images_then_take_ask(const omni::ipc::ReplyHandle& h, TurnJob job, bool queue, bool preempt) {
+  auto& server = *server_;
+  if (!ready_ || !model_) return server.reply_error(h, ErrorCode::unavailable, "the model is still loading");
+  if (stopping_) return server.reply_error(h, ErrorCode::unavailable, "omnid is stopping");
+  if (!vision_refusal_.empty()) return server.reply_error(h, ErrorCode::bad_request, "images: " + vision_refusal_);
+  // Busy now is busy: no decoding for an ask that could not start (the check runs again when it is taken).
+  if (turn_ && !queue && !preempt)
+    return server.reply_error(h, ErrorCode::busy, "turn " + std::to_string(turn_->id) +
+                                                      " is running; cancel it or wait for turn.cancelled/speech.end");
+  if (!image_checker_) image_checker_ = std::make_unique<ImageChecker>();
+  // What the check needs travels with it: the model outlives the checker (daemon.h), the rest is copied.
+  auto pending = std::make_shared<TurnJob>(std::move(job));
+  const bool taken = image_checker_->submit([this, h, pending, queue, preempt, model = model_.get(),
+                                             system = system_prompt_, context = config_.model.context_tokens] {
+    auto error = check_turn_images(*model, system, pending->input, context);
+    loop_.post([this, h, pending, queue, preempt, error = std::move(error)] {
+      if (!server_) return;
+      if (error) return server_->reply_error(h, error->code, error->message);
+      // The ask is taken now, as if it had just arrived: a turn that started meanwhile makes it busy (or queued).
+      take_ask(h, std::move(*pending), queue, preempt);
+    });
+  });
+  if (!taken)
+    server.reply_error(h, ErrorCode::busy,
+                       std::to_string(ImageChecker::kMaxPending) +
+                           " asks with images are already being decoded; try again when one has been answered");
+}
+
 std::optional<omni::ipc::Error> Daemon::check_turn_fits(const omni::UserTurn& input) const {
   if (!model_) return std::nullopt;
+  // A turn with images was counted by check_turn_images off the loop; counting it here would decode them on it.
+  if (!input.images.empty()) return std::nullopt;
   const size_t tokens = model_->render_prompt(system_prompt_, input).size();
   const size_t context = static_cast<size_t>(config_.model.context_tokens);
   if (tokens < context) return std::nullopt;  // at least one token of answer

@@ -138,9 +138,27 @@ void Daemon::start_loading() {
   loader_thread_ = std::thread([this, opt] {
     try {
       auto model = loader_(opt);
+      // The vision tower loads now, beside nothing: later it would load inside the first ask with images, on the
+      // thread that checks them, while a turn may run. A tower that cannot load makes images refused, not the
+      // daemon fail: voice and text work without it.
+      std::string vision_refusal;
+      if (!model->has_vision()) {
+        vision_refusal = "the model " + opt.model_dir + " has no vision tower: it cannot take images";
+      } else {
+        try {
+          if (opt.on_progress) opt.on_progress(1.0, "loading the vision tower");  // progress for the watchdog too
+          model->load_vision();
+        } catch (const std::exception& e) {
+          vision_refusal = std::string("the model's vision tower could not be loaded, so images are refused: ") +
+                           e.what();
+        }
+      }
       // The loop owns the model from here; shared_ptr only to carry it through std::function.
       auto holder = std::make_shared<std::unique_ptr<omni::Model>>(std::move(model));
-      loop_.post([this, holder] { on_model_loaded(std::move(*holder)); });
+      loop_.post([this, holder, vision_refusal] {
+        vision_refusal_ = vision_refusal;
+        on_model_loaded(std::move(*holder));
+      });
     } catch (const std::exception& e) {
       std::string msg = e.what();
       loop_.post([this, msg] {
@@ -164,6 +182,8 @@ void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
   log_info("model loaded in %.0f ms%s on %s (talker: %s)", model_->load_ms(), load_rate(*model_).c_str(),
            model_->device_name().c_str(),
            model_->has_talker() ? "yes" : "no");
+  if (vision_refusal_.empty()) log_info("vision tower loaded: asks may carry images");
+  else if (model_->has_vision()) log_warning("%s", vision_refusal_.c_str());
   if (model_->has_talker()) {
     const auto names = model_->speakers();
     bool known = false;
@@ -332,6 +352,7 @@ void Daemon::shutdown(int exit_code) {
   if (turn_) cancel_turn("shutdown");
   speech_.abort();
   capture_.stop();
+  if (image_checker_) image_checker_->stop();  // an image check under way ends first; those waiting are dropped
   if (worker_ && !worker_->shutdown(std::chrono::milliseconds(3000))) {
     // The engine did not return from a step within 3 s: leave without it rather than hang past
     // systemd's stop timeout.

@@ -32,6 +32,7 @@
 #include "daemon/capture_supervisor.h"
 #include "daemon/daemon_state.h"
 #include "daemon/engine_worker.h"
+#include "daemon/image_check.h"
 #include "daemon/event_loop.h"
 #include "daemon/notify.h"
 #include "daemon/speech_output.h"
@@ -119,6 +120,12 @@ class Daemon {
   // (else context_full). nullopt: fits (or no model to count with yet).
   std::optional<omni::ipc::Error> check_system_prompt(const std::string& prompt, int max_new_tokens) const;
   std::optional<omni::ipc::Error> check_turn_fits(const omni::UserTurn& input) const;
+  // An ask, its input ready: starts it, queues it (queue) or cancels the running turn first (preempt), and
+  // answers `h` (commands.cpp).
+  void take_ask(const omni::ipc::ReplyHandle& h, TurnJob job, bool queue, bool preempt);
+  // An ask with images: they are decoded and counted on image_checker_ (check_turn_images), then the ask is
+  // taken as any other, or `h` gets the check's error (commands.cpp).
+  void check_images_then_take_ask(const omni::ipc::ReplyHandle& h, TurnJob job, bool queue, bool preempt);
 
   // turns and audio (turns.cpp)
   std::optional<omni::ipc::Error> start_turn(const std::string& source, TurnJob job, uint64_t& turn_id);
@@ -201,6 +208,12 @@ class Daemon {
   std::string load_what_;
   std::unique_ptr<omni::Model> model_;
   std::unique_ptr<EngineWorker> worker_;
+  // Why this model takes no images ("": it does): it has no vision tower, or loading the tower failed (the vision
+  // tower loads with the model, so that no ask pays for it and it never loads beside a turn).
+  std::string vision_refusal_;
+  // Checks asks' images off the loop (image_check.h); made at the first ask with images. Declared after model_:
+  // it is destroyed, its thread joined, before the model its checks use.
+  std::unique_ptr<ImageChecker> image_checker_;
   bool ready_ = false;
 
   // audio

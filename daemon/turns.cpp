@@ -49,6 +49,7 @@ std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, Tu
   speech_.allow(t.job, t.id);
   nlohmann::json fields = {{"turn_id", t.id}, {"source", source}};
   if (!job.input.text.empty()) fields["text"] = job.input.text;
+  if (!job.input.images.empty()) fields["images"] = job.input.images.size();
   if (job.audio_ms >= 0) fields["audio_ms"] = job.audio_ms;
   else if (!job.input.audio_16k.empty()) fields["audio_ms"] = static_cast<int64_t>(job.input.audio_16k.size() / 16);
   publish("turn.start", fields);

@@ -1,6 +1,7 @@
 // Request validation for control protocol v1. Every failure names the field or the rule that was broken.
 #include "ipc/protocol.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <set>
@@ -182,6 +183,63 @@ void check_response_format(const json& v) {
     reject_bad("field 'response_format.schema' must be an object (a JSON Schema)");
 }
 
+// ask's images: the array's size is checked before anything is taken from it.
+std::vector<AskImage> parse_images(const json& v) {
+  if (!v.is_array())
+    reject_bad("field 'images' must be an array of {\"path\": ...} or {\"base64\": ..., \"format\": ...}, not " +
+               std::string(json_type_name(v)));
+  if (v.empty()) reject_bad("field 'images' is empty (leave it out for a turn without images)");
+  if (v.size() > kMaxAskImages)
+    reject_bad("field 'images' has " + std::to_string(v.size()) + " images; an ask takes at most " +
+               std::to_string(kMaxAskImages));
+  std::vector<AskImage> images(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    const json& item = v[i];
+    const std::string where = "images[" + std::to_string(i) + "]";
+    if (!item.is_object()) reject_bad(where + " must be an object, not " + std::string(json_type_name(item)));
+    for (const auto& [key, value] : item.items())
+      if (key != "path" && key != "base64" && key != "format")
+        reject_bad("unknown field " + field_quote(where + "." + key) + " (allowed: path, or base64 and format)");
+    const auto path = item.find("path");
+    const auto b64 = item.find("base64");
+    const auto format = item.find("format");
+    if ((path == item.end()) == (b64 == item.end()))
+      reject_bad(where + " needs exactly one of 'path' (an absolute file name) and 'base64' (the file's bytes)");
+    AskImage& image = images[i];
+    if (path != item.end()) {
+      if (format != item.end())
+        reject_bad(where + ".format is only for base64 images (a file's format is read from its first bytes)");
+      if (!path->is_string()) reject_bad(where + ".path must be a string, not " + std::string(json_type_name(*path)));
+      const auto& p = path->get_ref<const std::string&>();
+      if (p.empty()) reject_bad(where + ".path must not be empty");
+      if (p.size() > kMaxImagePathBytes)
+        reject_bad(where + ".path is " + std::to_string(p.size()) + " bytes; at most " +
+                   std::to_string(kMaxImagePathBytes));
+      if (p.find('\0') != std::string::npos) reject_bad(where + ".path contains a NUL character");
+      if (p[0] != '/')
+        reject_bad(where + ".path " + field_quote(p) +
+                   " is not absolute (omnid does not share the client's working directory)");
+      image.path = p;
+      continue;
+    }
+    if (!b64->is_string()) reject_bad(where + ".base64 must be a string, not " + std::string(json_type_name(*b64)));
+    if (format == item.end()) reject_bad(where + " needs 'format' (\"png\" or \"jpeg\") next to 'base64'");
+    if (!format->is_string() || (*format != "png" && *format != "jpeg"))
+      reject_bad(where + ".format must be \"png\" or \"jpeg\", not " +
+                 (format->is_string() ? field_quote(format->get<std::string>()) : std::string(json_type_name(*format))));
+    const auto& text = b64->get_ref<const std::string&>();
+    if (text.empty()) reject_bad(where + ".base64 is empty (an image needs its file's bytes)");
+    if (text.size() > kMaxImageBase64Bytes)
+      reject_bad(where + ".base64 is " + std::to_string(text.size()) + " characters; at most " +
+                 std::to_string(kMaxImageBase64Bytes) + " (" + std::to_string(kMaxImageBase64Bytes / 4 * 3) +
+                 " bytes of file)");
+    std::string error;
+    if (!decode_base64(text, image.bytes, error)) reject_bad(where + ".base64 is not valid base64: " + error);
+    image.format = format->get<std::string>();
+  }
+  return images;
+}
+
 void require_no_binary(const std::optional<std::string>& binary, std::string_view cmd) {
   if (binary) reject_bad("command '" + std::string(cmd) + "' takes no binary frame (only 'ask' accepts WAV bytes)");
 }
@@ -198,9 +256,10 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
   }
   if (cmd == "ask") {
     f.only({"text", "speak", "max_new_tokens", "sampling", "speaker", "queue", "preempt", "tool_choice",
-            "response_format"});
+            "response_format", "images"});
     AskRequest ask;
     ask.text = f.string("text", false, false);
+    if (const json* v = f.find("images")) ask.images = parse_images(*v);
     if (const json* v = f.find("max_new_tokens")) {
       const bool in_range = (v->is_number_unsigned() || v->is_number_integer()) && v->get<std::int64_t>() >= 1 &&
                             v->get<std::int64_t>() <= kMaxNewTokensLimit;
@@ -222,8 +281,12 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
         reject_bad("fields 'tool_choice' and 'response_format' cannot be combined (a structured answer makes no calls)");
       ask.response_schema = v->at("schema").dump();  // replaced by the ordered text in parse_request
     }
-    // A structured answer is data for an app: not spoken unless asked.
-    ask.speak = f.boolean("speak", false).value_or(!ask.response_schema);
+    // A structured answer is data for an app: not spoken unless asked. Answers about images are not spoken: the
+    // engine's talker does not take image turns yet.
+    ask.speak = f.boolean("speak", false).value_or(!ask.response_schema && ask.images.empty());
+    if (ask.speak && !ask.images.empty())
+      reject_bad("field 'speak' cannot be true with 'images': answers about images are not spoken yet (the "
+                 "talker does not take image turns); leave 'speak' out or set it false");
     if (binary) {
       const std::string& b = *binary;
       if (b.size() < 12 || b.compare(0, 4, "RIFF") != 0 || b.compare(8, 4, "WAVE") != 0)
@@ -231,7 +294,8 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
                    " bytes without a RIFF....WAVE header)");
       ask.wav = std::move(binary);
     }
-    if (!ask.text && !ask.wav) reject_bad("command 'ask' needs field 'text' or a WAV binary frame");
+    if (!ask.text && !ask.wav && ask.images.empty())
+      reject_bad("command 'ask' needs field 'text', 'images' or a WAV binary frame");
     return ask;
   }
   if (cmd == "say") {
@@ -460,6 +524,72 @@ EventFrames build_event(std::string_view name, const json& fields, std::uint64_t
   body["seq"] = seq;
   body["ts_ms"] = ts_ms;
   return EventFrames{std::string(name), serialize(body)};
+}
+
+std::string encode_base64(const std::uint8_t* data, std::size_t size) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((size + 2) / 3 * 4);
+  for (std::size_t i = 0; i < size; i += 3) {
+    const std::size_t n = std::min<std::size_t>(3, size - i);
+    std::uint32_t v = std::uint32_t(data[i]) << 16;
+    if (n > 1) v |= std::uint32_t(data[i + 1]) << 8;
+    if (n > 2) v |= data[i + 2];
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += n > 1 ? kAlphabet[(v >> 6) & 63] : '=';
+    out += n > 2 ? kAlphabet[v & 63] : '=';
+  }
+  return out;
+}
+
+bool decode_base64(std::string_view text, std::vector<std::uint8_t>& out, std::string& error) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  out.clear();
+  if (text.size() % 4 != 0) {
+    error = std::to_string(text.size()) + " characters is not a multiple of 4 (padded base64 is expected)";
+    return false;
+  }
+  std::size_t pad = 0;
+  if (!text.empty() && text.back() == '=') pad = text.size() >= 2 && text[text.size() - 2] == '=' ? 2 : 1;
+  for (std::size_t i = 0; i < text.size() - pad; ++i) {
+    if (value(text[i]) < 0) {
+      const unsigned char c = static_cast<unsigned char>(text[i]);
+      error = "character " + std::to_string(i) + " is " +
+              (c == '=' ? std::string("'=' before the end")
+               : c > 32 && c < 127 ? "'" + std::string(1, char(c)) + "'"
+                                   : "byte " + std::to_string(unsigned(c))) +
+              " (the standard alphabet A-Z a-z 0-9 + /, no whitespace)";
+      return false;
+    }
+  }
+  out.reserve(text.size() / 4 * 3);
+  for (std::size_t i = 0; i < text.size(); i += 4) {
+    const int a = value(text[i]), b = value(text[i + 1]);
+    const int c = text[i + 2] == '=' ? 0 : value(text[i + 2]);
+    const int d = text[i + 3] == '=' ? 0 : value(text[i + 3]);
+    const std::uint32_t n = std::uint32_t(a) << 18 | std::uint32_t(b) << 12 | std::uint32_t(c) << 6 | std::uint32_t(d);
+    out.push_back(std::uint8_t(n >> 16));
+    if (text[i + 2] != '=') out.push_back(std::uint8_t(n >> 8));
+    if (text[i + 3] != '=') out.push_back(std::uint8_t(n));
+  }
+  // Bits the last character carries past the data must be zero (a canonical encoding).
+  if (pad > 0) {
+    const int last = value(text[text.size() - pad - 1]);
+    if ((pad == 1 && (last & 0x3)) || (pad == 2 && (last & 0xF))) {
+      error = "the character before the padding has bits set past the data (not a canonical encoding)";
+      out.clear();
+      return false;
+    }
+  }
+  return true;
 }
 
 std::string sampling_problem(std::string_view key, double v) {

@@ -57,7 +57,9 @@
 //   tool_result {call_id, content, is_error?=false}
 //                              -> {"call_id", "turn_id", "waiting": int (calls of the round still unanswered)};
 //                                 not_found for an unknown, answered or expired call id.
-//   ask also takes tool_choice ("auto"|"none"|"required"|{"name": TOOL}) and response_format
+//   ask also takes images ([{"path": ABS} | {"base64": B64, "format": "png"|"jpeg"}], at most kMaxAskImages; the
+//   reply then comes once the daemon has decoded them: bad_request names images[i] and the problem, context_full
+//   when they do not fit) and tool_choice ("auto"|"none"|"required"|{"name": TOOL}) and response_format
 //   ({"type": "json_schema", "schema": {...}}; speak then defaults to false).
 // Replies and events may carry more fields than listed; clients ignore unknown ones.
 #pragma once
@@ -105,6 +107,17 @@ struct SamplingUpdate {
   std::optional<std::optional<double>> temperature, top_k, top_p, repetition_penalty, seed;
 };
 inline constexpr int kMaxNewTokensLimit = 32768;  // the largest max_new_tokens a request (or model.max_new_tokens) takes
+// ask's images (docs/protocol.md "ask"): at most kMaxAskImages per ask; a base64 image's text is at most
+// kMaxImageBase64Bytes (16 MiB, the default ipc.max_message_bytes: ~12 MiB of file); a path at most
+// kMaxImagePathBytes.
+inline constexpr std::size_t kMaxAskImages = 8;
+inline constexpr std::size_t kMaxImageBase64Bytes = std::size_t(16) << 20;
+inline constexpr std::size_t kMaxImagePathBytes = 4096;
+struct AskImage {
+  std::string path;                // {"path": "/abs/file.png"}: absolute, no NUL byte; the daemon reads the file
+  std::vector<std::uint8_t> bytes;  // {"base64": ..., "format": ...}: the decoded file, non-empty
+  std::string format;              // with bytes: "png" | "jpeg"
+};
 struct AskRequest {
   std::optional<std::string> text;  // non-empty when present
   bool speak = true;
@@ -121,7 +134,16 @@ struct AskRequest {
   std::optional<std::string> tool_name;  // non-empty
   // response_format {"type": "json_schema", "schema": S}: S as JSON text, key order as sent.
   std::optional<std::string> response_schema;
+  // In the user turn after the audio, before the text, in this order. An ask with images is not spoken (speak
+  // defaults to false; true is bad_request: the engine's talker does not take image turns yet).
+  std::vector<AskImage> images;
 };
+
+// Strict RFC 4648 base64 (the standard alphabet, '=' padding to a multiple of 4, no whitespace). false:
+// `error` says what is wrong and where (the offset of the first bad character).
+bool decode_base64(std::string_view text, std::vector<std::uint8_t>& out, std::string& error);
+// The padded standard encoding decode_base64 takes (omnictl ask --image --inline).
+std::string encode_base64(const std::uint8_t* data, std::size_t size);
 struct SayRequest {
   std::string text;  // non-empty
 };

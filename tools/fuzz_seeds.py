@@ -162,6 +162,10 @@ def main():
         put("fuzz_protocol", "request_%d" % i, b"\x00" + json.dumps(r).encode())
     put("fuzz_protocol", "ask_with_wav", b"\x01" + json.dumps({"id": 9, "cmd": "ask"}).encode() + b"\x00" +
         wav(1, 16, 1, 16000, 8))
+    put("fuzz_protocol", "ask_with_images", b"\x00" + json.dumps(
+        {"id": 10, "cmd": "ask", "text": "What is this?",
+         "images": [{"path": "/srv/a.png"}, {"base64": "iVBORw0KGgo=", "format": "png"},
+                    {"base64": "/9j/4A==", "format": "jpeg"}]}).encode())
 
 
 if __name__ == "__main__":

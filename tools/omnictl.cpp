@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -30,10 +31,15 @@ commands:
   ping                                  check that omnid answers
   status                                show the daemon's state
   voices                                list the model's voices (what 'set speaker' takes)
-  ask [TEXT] [--wav FILE] [--no-speak] [--wait] [--queue|--preempt] [--max-new-tokens N] [--speaker NAME]
-                                        start a turn from text and/or a WAV file; --wait follows the events
-                                        and prints the answer; --queue waits for a running turn instead of
-                                        'busy', --preempt cancels it; --max-new-tokens and --speaker: this turn's
+  ask [TEXT] [--wav FILE] [--image FILE]... [--inline] [--no-speak] [--wait] [--queue|--preempt]
+      [--max-new-tokens N] [--speaker NAME]
+                                        start a turn from text, a WAV file and/or images; --wait follows the
+                                        events and prints the answer; --queue waits for a running turn instead
+                                        of 'busy', --preempt cancels it; --max-new-tokens and --speaker: this
+                                        turn's. --image (PNG or JPEG, repeatable, in order) sends the file's
+                                        absolute path for omnid to read; with --inline, its bytes (base64)
+                                        instead, for an omnid that cannot read the file. An answer about images
+                                        is not spoken
   say TEXT                              speak TEXT verbatim
   cancel [TURN_ID]                      cancel the running turn (or the given one)
   listen on|off                         enable or disable the microphone
@@ -70,6 +76,8 @@ struct Options {
   long timeout_ms = 5000;
   bool json_output = false;
   std::string wav_path;
+  std::vector<std::string> images;  // --image, in order
+  bool inline_images = false;       // --inline: send the images' bytes instead of their paths
   bool no_speak = false;
   bool wait = false;
   bool queue = false;
@@ -107,6 +115,10 @@ Options parse_args(int argc, char** argv) {
       o.json_output = true;
     } else if (a == "--wav") {
       o.wav_path = value(i, a);
+    } else if (a == "--image") {
+      o.images.push_back(value(i, a));
+    } else if (a == "--inline") {
+      o.inline_images = true;
     } else if (a == "--no-speak") {
       o.no_speak = true;
     } else if (a == "--wait") {
@@ -137,16 +149,39 @@ Options parse_args(int argc, char** argv) {
   if (!o.events_given && !(env_events && *env_events) && o.control.rfind("ipc://", 0) == 0 &&
       o.control.size() > suffix.size() && o.control.compare(o.control.size() - suffix.size(), suffix.size(), suffix) == 0)
     o.events = o.control.substr(0, o.control.size() - suffix.size()) + "/events.sock";
-  if ((!o.wav_path.empty() || o.no_speak || o.wait || o.queue || o.preempt || o.max_new_tokens ||
-       !o.speaker.empty()) &&
+  if ((!o.wav_path.empty() || !o.images.empty() || o.inline_images || o.no_speak || o.wait || o.queue ||
+       o.preempt || o.max_new_tokens || !o.speaker.empty()) &&
       o.args[0] != "ask")
-    throw UsageError{"--wav, --no-speak, --wait, --queue, --preempt, --max-new-tokens and --speaker belong to 'ask'"};
+    throw UsageError{
+        "--wav, --image, --inline, --no-speak, --wait, --queue, --preempt, --max-new-tokens and --speaker belong to "
+        "'ask'"};
+  if (o.inline_images && o.images.empty()) throw UsageError{"--inline sends the --image files; give at least one"};
   return o;
 }
 
 void expect_args(const Options& o, std::size_t min, std::size_t max) {
   std::size_t n = o.args.size() - 1;
   if (n < min || n > max) throw UsageError{"wrong number of arguments for '" + o.args[0] + "'"};
+}
+
+// One entry of ask's images: {"path": absolute} or, inline, {"base64", "format"} (the format from the file's
+// first bytes; omnid checks the rest).
+json image_item(const std::string& file, bool inline_bytes) {
+  if (!inline_bytes) {
+    std::error_code ec;
+    const std::filesystem::path abs = std::filesystem::absolute(file, ec);
+    if (ec) throw UsageError{"--image " + file + ": cannot make the path absolute: " + ec.message()};
+    return {{"path", abs.lexically_normal().string()}};
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw UsageError{"cannot read image file " + file};
+  const std::string bytes(std::istreambuf_iterator<char>(in), {});
+  const char* format = bytes.rfind("\x89PNG\r\n\x1a\n", 0) == 0 ? "png"
+                       : bytes.rfind("\xff\xd8\xff", 0) == 0     ? "jpeg"
+                                                                 : nullptr;
+  if (!format) throw UsageError{"--image " + file + " is not a PNG or JPEG file (--inline sends only those)"};
+  return {{"base64", omni::ipc::encode_base64(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size())},
+          {"format", format}};
 }
 
 // Builds the request for the command line. `binary` receives the WAV bytes for ask --wav.
@@ -174,7 +209,8 @@ json build_request(const Options& o, std::optional<std::string>& binary) {
       if (!in) throw UsageError{"cannot read WAV file " + o.wav_path};
       binary = std::string(std::istreambuf_iterator<char>(in), {});
     }
-    if (o.args.size() == 1 && !binary) throw UsageError{"ask needs TEXT or --wav FILE"};
+    for (const std::string& file : o.images) r["images"].push_back(image_item(file, o.inline_images));
+    if (o.args.size() == 1 && !binary && o.images.empty()) throw UsageError{"ask needs TEXT, --wav FILE or --image FILE"};
     return r;
   }
   if (cmd == "say") {

@@ -128,7 +128,7 @@ std::vector<std::shared_ptr<const VisualPatches>> ModelImpl::prepare_images(cons
       }
       auto p = std::make_shared<VisualPatches>(v.prepare(rgb));
       if (p->tokens(v.merge_size()) > v.max_tokens())
-        throw ImageError(what + ": " + std::to_string(rgb.width) + "x" + std::to_string(rgb.height) + " needs " +
+        throw ContextFullError(what + ": " + std::to_string(rgb.width) + "x" + std::to_string(rgb.height) + " needs " +
                          std::to_string(p->tokens(v.merge_size())) + " image tokens; the context holds " +
                          std::to_string(v.max_tokens()));
       out.push_back(std::move(p));

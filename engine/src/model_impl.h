@@ -31,6 +31,7 @@ class ModelImpl : public Model {
   std::string decode(const std::vector<int32_t>& ids) const override { return tokenizer_->decode(ids); }
   bool has_talker() const override { return speech_ != nullptr; }
   bool has_vision() const override { return cfg_.has_vision; }
+  void load_vision() override { vision(); }
   std::vector<std::string> speakers() const override;
   int speech_sample_rate() const override { return 24000; }
   std::string device_name() const override { return backend_->name(); }

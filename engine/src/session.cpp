@@ -387,7 +387,8 @@ TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt
       in.image_tokens.push_back(int(p->tokens(model_.vision().merge_size())));
     }
     if (tokens > model_.vision().max_tokens())
-      throw Error("images: the turn's " + std::to_string(images.size()) + " images need " + std::to_string(tokens) +
+      throw ContextFullError("images: the turn's " + std::to_string(images.size()) + " images need " +
+                             std::to_string(tokens) +
                   " tokens; the context holds " + std::to_string(model_.vision().max_tokens()));
   }
   if (opt.speak && (!images.empty() || std::any_of(history_.begin(), history_.end(), [](const HistoryTurn& h) {

@@ -2,6 +2,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <zmq.h>
 
@@ -53,6 +54,9 @@ struct FakeDaemon {
       if (ask->preempt) record["preempt"] = true;
       if (ask->max_new_tokens) record["max_new_tokens"] = *ask->max_new_tokens;
       if (ask->speaker) record["speaker"] = *ask->speaker;
+      for (const AskImage& image : ask->images)
+        record["images"].push_back(image.path.empty() ? json{{"bytes", image.bytes.size()}, {"format", image.format}}
+                                                      : json{{"path", image.path}});
       if (ask->queue) s.reply_ok(in.handle, {{"turn_id", 9}, {"queued", true}, {"position", 1}});
       else s.reply_ok(in.handle, {{"turn_id", 7}});
       // The answer streams as events after the reply.
@@ -240,6 +244,35 @@ TEST(Omnictl, AskTakesQueuePreemptMaxNewTokensAndSpeaker) {
   r = omnictl(cfg, "ask hi --max-new-tokens lots");
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_NE(r.out.find("--max-new-tokens needs a positive number"), std::string::npos) << r.out;
+}
+
+TEST(Omnictl, AskImageSendsAbsolutePathsInOrderOrInlineBase64) {
+  TempDir dir;
+  ServerConfig cfg = config_in(dir);
+  FakeDaemon daemon(cfg);
+  const std::string png = std::string(OMNI_SOURCE_DIR) + "/tests/fixtures/images/garden_224x160.png";
+  const std::string jpeg = std::string(OMNI_SOURCE_DIR) + "/tests/fixtures/images/street_250x190.jpg";
+  CliRun r = omnictl(cfg, "ask 'What is this?' --image " + png + " --image relative/pic.jpg");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  const std::string cwd = std::filesystem::current_path().string();
+  EXPECT_EQ(daemon.last(), (json{{"cmd", "ask"}, {"text", "What is this?"}, {"speak", false}, {"wav_bytes", 0},
+                                 {"images", {{{"path", png}}, {{"path", cwd + "/relative/pic.jpg"}}}}}));
+  // --inline: the files' bytes, each with the format its first bytes announce; images alone make a question.
+  r = omnictl(cfg, "ask --image " + jpeg + " --image " + png + " --inline");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(daemon.last(), (json{{"cmd", "ask"}, {"speak", false}, {"wav_bytes", 0},
+                                 {"images", {{{"bytes", std::filesystem::file_size(jpeg)}, {"format", "jpeg"}},
+                                             {{"bytes", std::filesystem::file_size(png)}, {"format", "png"}}}}}));
+  const std::string not_image = std::string(OMNI_SOURCE_DIR) + "/docs/protocol.md";
+  r = omnictl(cfg, "ask --image " + not_image + " --inline");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find(not_image + " is not a PNG or JPEG file"), std::string::npos) << r.out;
+  r = omnictl(cfg, "ask hi --inline");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("--inline sends the --image files"), std::string::npos) << r.out;
+  r = omnictl(cfg, "say hi --image " + png);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("belong to 'ask'"), std::string::npos) << r.out;
 }
 
 TEST(Omnictl, VoicesSamplingAndOneEndpointForBothSockets) {

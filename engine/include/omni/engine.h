@@ -87,7 +87,8 @@ struct Callbacks {
 };
 
 // An image in a user turn: a PNG or JPEG file, or its encoded bytes (decoded, resized and normalised as
-// transformers' Qwen2-VL processor does, docs/model.md §5.5). A bad image throws ImageError naming it.
+// transformers' Qwen2-VL processor does, docs/model.md §5.5). A bad image throws ImageError naming it; images
+// that need more tokens than the context holds throw ContextFullError.
 struct ImageInput {
   std::string path;            // read when `bytes` is empty
   std::vector<uint8_t> bytes;  // the encoded file
@@ -222,6 +223,10 @@ class Model {
   virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
   virtual bool has_talker() const = 0;
   virtual bool has_vision() const { return false; }  // takes images (UserTurn::images)
+  // Loads the vision tower and its buffers now; otherwise the first image loads them. A server calls it at start,
+  // so that no request pays for the load and the load never runs beside a turn. Throws omni::Error when the
+  // model has no vision tower.
+  virtual void load_vision() { throw Error("this model has no vision tower: it cannot take images"); }
   virtual std::vector<std::string> speakers() const = 0;
   // The checkpoint's sampling defaults from its generation_config.json, read as transformers reads them:
   // no file, or no `do_sample: true`, means greedy (docs/config.md "model.sampling").
