@@ -3,6 +3,7 @@
 // trace; the endpoint commits the speculation, whose audio then plays at once.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 
@@ -18,6 +19,7 @@ struct Heard {
   std::vector<uint64_t> turns;  // turn.start ids
   int64_t audio_ms = -1;        // turn.start's audio_ms of the first turn
   std::string text;             // response.done of the (first) turn
+  std::vector<std::string> transcripts;  // user.transcript texts
   std::vector<char> wav;        // the speech output of the first turn, as written
   omni::ipc::Event first_audio;
   std::string log;
@@ -39,6 +41,11 @@ Heard hear(DaemonOptions o, const std::string& recording, int speculate_after_ms
   auto end = events.wait_for("speech.end", 120s);
   EXPECT_TRUE(end) << d->log();
   if (!end) return r;
+  // user.transcript (model.user_transcript, on by default) runs on the engine after the answer: it may come
+  // before or after speech.end, so wait for it when it has not come yet.
+  const auto& so_far = events.seen();
+  if (std::none_of(so_far.begin(), so_far.end(), [](const omni::ipc::Event& e) { return e.name == "user.transcript"; }))
+    EXPECT_TRUE(events.wait_for("user.transcript", 60s)) << d->log();
   events.pump(1500ms);  // the recording's tail: no second turn may come
   r.events = events.seen();
   for (const auto& e : r.events) {
@@ -47,6 +54,7 @@ Heard hear(DaemonOptions o, const std::string& recording, int speculate_after_ms
       r.turns.push_back(e.body["turn_id"]);
     }
     if (e.name == "response.done" && r.text.empty()) r.text = e.body["text"];
+    if (e.name == "user.transcript") r.transcripts.push_back(e.body["text"]);
     if (e.name == "speech.first_audio" && r.first_audio.name.empty()) r.first_audio = e;
   }
   std::ifstream in(end->body["output"].get<std::string>(), std::ios::binary);
@@ -57,11 +65,12 @@ Heard hear(DaemonOptions o, const std::string& recording, int speculate_after_ms
 }
 
 // Names of the events from the first vad.start on, heartbeats, states and deltas left out (how many
-// deltas come before speech.start depends on timing), and the deltas' text.
+// deltas come before speech.start depends on timing), and user.transcript too (it comes after the answer, before
+// or after speech.end: Heard::transcripts holds it); and the deltas' text.
 std::vector<std::string> dialog(const Heard& r) {
   std::vector<std::string> names;
   for (const auto& e : r.events)
-    if (e.name != "heartbeat" && e.name != "state" && e.name != "response.delta" &&
+    if (e.name != "heartbeat" && e.name != "state" && e.name != "response.delta" && e.name != "user.transcript" &&
         (!names.empty() || e.name == "vad.start"))
       names.push_back(e.name);
   return names;
@@ -116,6 +125,8 @@ TEST(Speculation, PauseInsideAnUtteranceGivesOneTurnWithTheSameAnswerAsWithout) 
   EXPECT_EQ(names[1], "vad.end");
   EXPECT_EQ(names[2], "turn.start");
   EXPECT_EQ(names, dialog(off));
+  EXPECT_EQ(on.transcripts.size(), 1u);
+  EXPECT_EQ(on.transcripts, off.transcripts);
 
   // The same answer: text and the speech, byte for byte (greedy, the same audio, the same conversation).
   EXPECT_FALSE(on.text.empty());
@@ -150,6 +161,8 @@ TEST(Speculation, CleanEndPlaysTheFirstAudioAtTheEndpoint) {
   EXPECT_EQ(on.text, off.text);
   EXPECT_EQ(deltas(on), deltas(off));
   EXPECT_EQ(dialog(on), dialog(off));
+  EXPECT_EQ(on.transcripts.size(), 1u);
+  EXPECT_EQ(on.transcripts, off.transcripts);
 }
 
 // status reports recent end-of-speech -> first-audio percentiles for voice turns.
