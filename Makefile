@@ -75,12 +75,13 @@ demo: build
 bench-latency: build
 	./tools/bench_latency.sh $(BUILD)
 
-# The Debian package (CPack, packaging/package.cmake) from a CPU-only build of the installed programs:
+# The Debian package (CPack, packaging/package.cmake) from a CPU-only build of the installed programs and the
+# client library:
 # $(PKG_BUILD)/omnid_<version>_<arch>.deb. docs/operations.md "Packaging".
 PKG_BUILD ?= build-pkg
 package: deps
 	cmake -S . -B $(PKG_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_CUDA=OFF -DCMAKE_INSTALL_PREFIX=/usr
-	cmake --build $(PKG_BUILD) -j $(JOBS) --target omnid omnictl omni-run omni-bench
+	cmake --build $(PKG_BUILD) -j $(JOBS) --target omnid omnictl omni-run omni-bench omnid_client
 	rm -f $(PKG_BUILD)/omnid_*.deb
 	cd $(PKG_BUILD) && cpack -G DEB
 	@ls $(PKG_BUILD)/omnid_*.deb

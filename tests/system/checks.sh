@@ -91,6 +91,18 @@ check "omnictl status works for alice (usermod -aG omnid)" c_alice_status
 check "omnictl ask --wait works for alice" c_alice_ask
 check "bob (not in the group) is refused with 'access denied', the refusal in the journal" c_bob_refused
 
+# --- the client library for apps: in the linker cache (the package's ldconfig trigger), with its header and CMake file --
+c_client_library() {
+  local line; line=$(ldconfig -p | grep 'libomnid-client\.so\.2 ')
+  [ -n "$line" ] || { echo "libomnid-client.so.2 is not in the linker cache (ldconfig -p)"; return 1; }
+  local f
+  for f in /usr/include/omnid/client.h /usr/lib/*/cmake/omnid-client/omnid-client-config.cmake /usr/lib/*/pkgconfig/omnid-client.pc; do
+    [ -f "$f" ] || { echo "missing: $f"; return 1; }
+  done
+  echo "$(echo "$line" | sed 's/^[[:space:]]*//')"
+}
+check "the client library is in the linker cache, with its header, CMake package and pkg-config file" c_client_library
+
 # --- reload ------------------------------------------------------------------------------------------------------
 c_reload_good() {
   local pid t; pid=$(main_pid); t=$(cursor_time); sleep 1
