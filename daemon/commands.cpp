@@ -404,6 +404,7 @@ void Daemon::apply_live_settings(const Config& next) {
   speaker_ = applied.model.speaker;
   sampling_ = applied.model.sampling;
   speech_.set_volume(applied.audio.output.volume);
+  install_speech_publisher();
   // The file's prompt wins over one `set` at run time; the engine hears of it only when it differs from the
   // prompt in effect (a new prompt starts a new conversation).
   if (worker_ && system_prompt_ != applied.model.system_prompt) change_system_prompt(applied.model.system_prompt);

@@ -511,7 +511,7 @@ std::string serialize(const json& value) { return value.dump(-1, ' ', false, jso
 
 bool is_known_event(std::string_view name) {
   for (auto known : {event::kState, event::kVadStart, event::kVadEnd, event::kTurnStart, event::kResponseDelta,
-                     event::kResponseDone, event::kSpeechStart, event::kSpeechFirstAudio, event::kSpeechEnd,
+                     event::kResponseDone, event::kSpeechStart, event::kSpeechFirstAudio, event::kSpeechAudio, event::kSpeechEnd,
                      event::kTurnCancelled, event::kError, event::kHeartbeat, event::kDaemonLoading,
                      event::kDaemonReady, event::kDaemonStopping, event::kUserTranscript,
                      event::kTurnQueued, event::kToolCall, event::kToolTimeout, event::kToolCancelled})

@@ -232,6 +232,7 @@ inline constexpr std::string_view kResponseDone = "response.done";    // {turn_i
                                                                       //   decode_tok_s}
 inline constexpr std::string_view kSpeechStart = "speech.start";      // {turn_id}
 inline constexpr std::string_view kSpeechFirstAudio = "speech.first_audio";  // {turn_id, latency_ms}
+inline constexpr std::string_view kSpeechAudio = "speech.audio";      // {turn_id, sample_rate, format, offset} + PCM frame; no seq
 inline constexpr std::string_view kSpeechEnd = "speech.end";          // {turn_id, duration_ms, output}
 inline constexpr std::string_view kTurnCancelled = "turn.cancelled";  // {turn_id, reason: request|reset|reload|
                                                                       //   barge_in|shutdown|error}
