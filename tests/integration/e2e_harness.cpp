@@ -78,6 +78,7 @@ std::string DaemonProcess::default_config() const {
     << "\n    restart_on_end: " << (options_.restart_input_on_end ? "true" : "false") << "\n  output:\n"
     << (options_.output_yaml.empty() ? "    backend: wav-file\n    path: \"" + dir_ + "/answer-{turn}.wav\"\n"
                                      : options_.output_yaml)
+    << options_.extra_output_yaml
     << "  barge_in: " << (options_.barge_in ? "true" : "false") << "\n"
     << options_.extra_audio_yaml << "ipc:\n  control: \"" << control() << "\"\n  events: \"" << events()
     << "\"\n  max_message_bytes: " << options_.max_message_bytes << "\n" << options_.extra_ipc_yaml;

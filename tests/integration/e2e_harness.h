@@ -68,6 +68,7 @@ struct DaemonOptions {
   int max_new_tokens = 64;
   uint64_t watchdog_usec = 0;
   std::string output_yaml;       // replaces the wav-file output (the lines under audio.output:)
+  std::string extra_output_yaml;  // more lines under audio.output: (after the wav-file output or output_yaml)
   std::vector<std::pair<std::string, std::string>> env;  // extra environment of the daemon    // sets WATCHDOG_USEC/WATCHDOG_PID like systemd's WatchdogSec=
 };
 
