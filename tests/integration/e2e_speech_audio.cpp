@@ -313,3 +313,30 @@ TEST(SpeechAudio, OmnictlEventsPrintsSpeechAudioAsJsonWithTheByteCount) {
     EXPECT_EQ(audio[i]["format"], "f32le") << audio[i];
   }
 }
+
+// audio.output.publish is live: a reload turns it on (and off) for the next turn without a restart.
+TEST(SpeechAudio, AReloadTurnsPublishingOnAndOff) {
+  auto d = start_ready(scripted_options("step_ms=5,words=4"), 30s);
+  EventLog events(d->events());
+  const uint64_t quiet = spoken_turn(*d, events);
+  size_t chunks = 0;
+  published_pcm(events.seen(), quiet, "s16le", chunks);
+  EXPECT_EQ(chunks, 0u);
+
+  std::string yaml = d->default_config();
+  yaml.replace(yaml.find("  barge_in:"), 0, "    publish: true\n");
+  d->write_config(yaml);
+  const auto r = d->request({{"cmd", "reload"}});
+  ASSERT_TRUE(r["ok"].get<bool>()) << r;
+  const uint64_t loud = spoken_turn(*d, events);
+  const std::string pcm = published_pcm(events.seen(), loud, "s16le", chunks);
+  EXPECT_EQ(chunks, answer_tokens(events.seen(), loud));
+  EXPECT_GT(chunks, 0u);
+  EXPECT_TRUE(pcm == wav_data(d->dir() + "/answer-" + std::to_string(loud) + ".wav"));
+
+  d->write_config(d->default_config());
+  ASSERT_TRUE(d->request({{"cmd", "reload"}})["ok"].get<bool>());
+  const uint64_t again = spoken_turn(*d, events);
+  published_pcm(events.seen(), again, "s16le", chunks);
+  EXPECT_EQ(chunks, 0u);
+}
