@@ -22,6 +22,7 @@
 
 #include "audio/device/capture.h"
 #include "audio/device/echo_canceller.h"
+#include "audio/io/resample.h"
 #include "daemon/event_loop.h"
 
 namespace omnid {
@@ -44,6 +45,9 @@ class CaptureSupervisor {
     std::function<void()> on_closed;
   };
   struct Settings {
+    // ipc: no pipeline; the samples come from push() (push_audio requests), through the same echo canceller and
+    // listener as a pipeline's. Nothing to lose or rebuild then.
+    bool ipc = false;
     std::string pipeline = "autoaudiosrc";  // GStreamer source description
     bool restart_on_end = true;             // an input that ends is lost like one that fails: rebuilt
     omni::audio::EchoCancelParams echo_cancel;  // audio.echo_cancel
@@ -64,16 +68,20 @@ class CaptureSupervisor {
   // The canceller in use; null when echo cancellation is off.
   std::shared_ptr<omni::audio::EchoCanceller> echo_canceller() const;
   void set_playing(bool playing);
+  // Source ipc (event loop): `count` samples at `sample_rate`, resampled to 16 kHz as one continuous stream (a new
+  // rate starts a new one) and delivered as a pipeline's would be, stamped as captured just now. Dropped while not
+  // playing (the microphone is off), as a paused pipeline delivers nothing. Returns the 16 kHz samples delivered.
+  size_t push(const float* samples, size_t count, int sample_rate);
   // Stops the pipeline; no listener call follows until the next start().
   void stop();
   // Every 100 ms from the loop while omnid runs: rebuilds a lost input when its backoff has passed and
   // reports a restored one.
   void tick();
 
-  bool running() const { return capture_ != nullptr; }
+  bool running() const { return capture_ != nullptr || ipc_started_; }
   bool lost() const { return failed_; }
-  // The microphone delivers (or will deliver) samples: a pipeline runs, not lost, not at its end.
-  bool open() const { return capture_ && !failed_ && !capture_->end_of_stream(); }
+  // The microphone delivers (or will deliver) samples: a pipeline runs, not lost, not at its end; or source ipc.
+  bool open() const { return ipc_started_ || (capture_ && !failed_ && !capture_->end_of_stream()); }
   // Empty when healthy, else what the watchdog reports. A lost input is being rebuilt: restarting omnid
   // would not bring it back sooner, so that is healthy.
   std::string health_problem(int64_t now_ms) const;
@@ -89,6 +97,9 @@ class CaptureSupervisor {
   Settings settings_;
   bool playing_ = true;
   std::unique_ptr<omni::audio::AudioCapture> capture_;
+  bool ipc_started_ = false;  // source ipc: started (push() delivers)
+  std::unique_ptr<omni::audio::StreamResampler> push_resampler_;  // source ipc: push_rate_ -> 16 kHz
+  int push_rate_ = 0;
   uint64_t generation_ = 0;          // callbacks of an older pipeline are ignored
   bool failed_ = false;              // lost; being rebuilt
   std::atomic<bool> heard_{false};   // the current pipeline delivered samples

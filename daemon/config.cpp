@@ -199,7 +199,8 @@ void read_audio(SchemaReader& r, const YAML::Node& root, AudioConfig& a) {
                 r.integer(e, ek, "delay_ms", c.delay_ms, 0, 500);
                 r.integer(e, ek, "filter_ms", c.filter_ms, 20, 2000);
               });
-    r.section(n, k, "input", {"pipeline", "listen", "restart_on_end"}, [&](const YAML::Node& in, const std::string& ik) {
+    r.section(n, k, "input", {"source", "pipeline", "listen", "restart_on_end"}, [&](const YAML::Node& in, const std::string& ik) {
+      r.text(in, ik, "source", a.input.source, {"gstreamer", "ipc"});
       r.text(in, ik, "pipeline", a.input.pipeline);
       if (in["pipeline"] && a.input.pipeline.empty())
         r.error(in["pipeline"].Mark(), ik + ".pipeline", "must not be empty (e.g. autoaudiosrc)");

@@ -48,6 +48,7 @@ struct ModelConfig {
 };
 
 struct InputConfig {
+  std::string source = "gstreamer";       // gstreamer: `pipeline`; ipc: `push_audio` requests (docs/protocol.md)
   std::string pipeline = "autoaudiosrc";  // GStreamer source description
   bool listen = true;                      // start with the microphone open
   bool restart_on_end = true;              // a source that ends is lost like one that fails: rebuilt

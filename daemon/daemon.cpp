@@ -263,7 +263,8 @@ CaptureSupervisor::Listener Daemon::capture_listener() {
 }
 
 CaptureSupervisor::Settings Daemon::capture_settings() const {
-  return {config_.audio.input.pipeline, config_.audio.input.restart_on_end, config_.audio.echo_cancel};
+  return {config_.audio.input.source == "ipc", config_.audio.input.pipeline, config_.audio.input.restart_on_end,
+          config_.audio.echo_cancel};
 }
 
 void Daemon::on_capture_lost(const std::string& reason, int retry_in_ms, bool first) {

@@ -58,6 +58,7 @@ struct DaemonOptions {
   std::string model_path;
   std::string device = "cpu";
   std::string input_pipeline;  // default: the quiet recording
+  std::string input_source;    // audio.input.source when set (gstreamer | ipc)
   bool listen = false;
   bool restart_input_on_end = false;  // audio.input.restart_on_end (off: a recording is played once)
   std::string extra_ipc_yaml;         // more keys under ipc:
