@@ -122,6 +122,13 @@ TEST(Config, SpeechPublishingKeysAreReadAndBadValuesNameTheKey) {
   EXPECT_NE(e.find("audio.output.publish_rate: unknown key"), std::string::npos) << e;
 }
 
+TEST(Config, TheInputSourceIsGStreamerOrIpcAndABadOneNamesTheKey) {
+  EXPECT_EQ(parse_config("", "t.yaml").audio.input.source, "gstreamer");
+  EXPECT_EQ(parse_config("audio:\n  input:\n    source: ipc\n", "t.yaml").audio.input.source, "ipc");
+  const std::string e = error_of("audio:\n  input:\n    source: alsa\n");
+  EXPECT_NE(e.find("test.yaml:3: audio.input.source: 'alsa' is not one of gstreamer | ipc"), std::string::npos) << e;
+}
+
 TEST(Config, WeightsFormats) {
   EXPECT_EQ(parse_config("", "t.yaml").model.weights, "bf16");
   EXPECT_EQ(parse_config("model:\n  weights: int4\n", "t.yaml").model.weights, "int4");
