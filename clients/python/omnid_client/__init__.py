@@ -8,6 +8,9 @@
             if name == "response.delta":
                 print(event["text"], end="")
 
+The microphone from the app (daemon config `audio.input.source: ipc`):
+    omnid.request("push_audio", binary=pcm, sample_rate=16000, format="s16le")   # chunks as they are recorded
+
 Speech as PCM (daemon config `audio.output.publish: true`): `speech.audio` events come as (name, body) with the
 PCM bytes in body["pcm"] (body: turn_id, sample_rate, format s16le|f32le, offset, samples). They are outside the
 numbered stream (no seq, not in the `events since` buffer): delivered as they arrive, only when `topics` asks for
