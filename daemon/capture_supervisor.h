@@ -9,7 +9,10 @@
 // flag per frame for frames that may still hold omnid's own voice (the canceller has not converged yet); the
 // far end is fed by the speech output's tap (on_echo_canceller hands the canceller out whenever it changes).
 //
-// Threads: samples arrive on the capture thread and go to `on_samples` there; everything else runs on the
+// Source ipc (audio.input.source): no pipeline; push() brings the samples of push_audio requests, on the event
+// loop, through the same canceller to `on_samples`.
+//
+// Threads: samples arrive on the capture thread (source ipc: the event loop) and go to `on_samples` there; everything else runs on the
 // daemon's event loop (the pipeline's errors are posted there) and its listener is called there.
 #pragma once
 #include <atomic>
@@ -90,7 +93,7 @@ class CaptureSupervisor {
   void build();
   void on_lost(uint64_t generation, const std::string& reason);
   void set_echo_canceller(const omni::audio::EchoCancelParams& params);  // throws as EchoCanceller does
-  void deliver(const float* samples, size_t count, double capture_time_ms);  // capture thread
+  void deliver(const float* samples, size_t count, double capture_time_ms);  // capture thread (ipc: loop)
 
   EventLoop& loop_;
   Listener listener_;
