@@ -70,6 +70,15 @@ void CaptureSupervisor::deliver(const float* samples, size_t count, double captu
 void CaptureSupervisor::build() {
   const uint64_t generation = ++generation_;
   heard_ = false;
+  if (settings_.ipc) {
+    ipc_started_ = true;
+    push_resampler_.reset();
+    push_rate_ = 0;
+    failed_ = false;
+    started_ms_ = monotonic_ms();
+    log_info("audio input: push_audio requests (audio.input.source: ipc)");
+    return;
+  }
   omni::audio::AudioCapture::Callbacks cb;
   cb.on_samples = [this](const float* p, size_t n, double capture_time_ms) {
     heard_ = true;
@@ -94,11 +103,32 @@ void CaptureSupervisor::build() {
   log_info("audio input: %s", capture_->pipeline_description().c_str());
 }
 
+size_t CaptureSupervisor::push(const float* samples, size_t count, int sample_rate) {
+  if (!ipc_started_ || !playing_ || count == 0) return 0;
+  if (sample_rate != push_rate_) {
+    push_rate_ = sample_rate;
+    push_resampler_.reset();
+    if (sample_rate != 16000) push_resampler_ = std::make_unique<omni::audio::StreamResampler>(sample_rate, 16000);
+  }
+  std::vector<float> resampled;
+  const float* p = samples;
+  size_t n = count;
+  if (push_resampler_) {
+    resampled = push_resampler_->process(samples, count);
+    p = resampled.data();
+    n = resampled.size();
+  }
+  if (n == 0) return 0;
+  const double now = omni::audio::monotonic_ms_precise();
+  deliver(p, n, now - static_cast<double>(n) * 1000.0 / 16000.0);
+  return n;
+}
+
 void CaptureSupervisor::apply(const Settings& settings) {
-  const bool rebuild = settings.pipeline != settings_.pipeline;
+  const bool rebuild = settings.pipeline != settings_.pipeline || settings.ipc != settings_.ipc;
   if (settings.echo_cancel != settings_.echo_cancel) set_echo_canceller(settings.echo_cancel);
   settings_ = settings;
-  if (!rebuild || !capture_) return;
+  if (!rebuild || !running()) return;
   stop();
   build();
 }
@@ -112,6 +142,7 @@ void CaptureSupervisor::stop() {
   ++generation_;  // whatever the old pipeline posted is stale now
   if (capture_) capture_->stop();
   capture_.reset();
+  ipc_started_ = false;
   failed_ = false;
   restoring_ = false;
 }

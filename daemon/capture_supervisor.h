@@ -9,7 +9,10 @@
 // flag per frame for frames that may still hold omnid's own voice (the canceller has not converged yet); the
 // far end is fed by the speech output's tap (on_echo_canceller hands the canceller out whenever it changes).
 //
-// Threads: samples arrive on the capture thread and go to `on_samples` there; everything else runs on the
+// Source ipc (audio.input.source): no pipeline; push() brings the samples of push_audio requests, on the event
+// loop, through the same canceller to `on_samples`.
+//
+// Threads: samples arrive on the capture thread (source ipc: the event loop) and go to `on_samples` there; everything else runs on the
 // daemon's event loop (the pipeline's errors are posted there) and its listener is called there.
 #pragma once
 #include <atomic>
@@ -22,6 +25,7 @@
 
 #include "audio/device/capture.h"
 #include "audio/device/echo_canceller.h"
+#include "audio/io/resample.h"
 #include "daemon/event_loop.h"
 
 namespace omnid {
@@ -44,6 +48,9 @@ class CaptureSupervisor {
     std::function<void()> on_closed;
   };
   struct Settings {
+    // ipc: no pipeline; the samples come from push() (push_audio requests), through the same echo canceller and
+    // listener as a pipeline's. Nothing to lose or rebuild then.
+    bool ipc = false;
     std::string pipeline = "autoaudiosrc";  // GStreamer source description
     bool restart_on_end = true;             // an input that ends is lost like one that fails: rebuilt
     omni::audio::EchoCancelParams echo_cancel;  // audio.echo_cancel
@@ -64,16 +71,20 @@ class CaptureSupervisor {
   // The canceller in use; null when echo cancellation is off.
   std::shared_ptr<omni::audio::EchoCanceller> echo_canceller() const;
   void set_playing(bool playing);
+  // Source ipc (event loop): `count` samples at `sample_rate`, resampled to 16 kHz as one continuous stream (a new
+  // rate starts a new one) and delivered as a pipeline's would be, stamped as captured just now. Dropped while not
+  // playing (the microphone is off), as a paused pipeline delivers nothing. Returns the 16 kHz samples delivered.
+  size_t push(const float* samples, size_t count, int sample_rate);
   // Stops the pipeline; no listener call follows until the next start().
   void stop();
   // Every 100 ms from the loop while omnid runs: rebuilds a lost input when its backoff has passed and
   // reports a restored one.
   void tick();
 
-  bool running() const { return capture_ != nullptr; }
+  bool running() const { return capture_ != nullptr || ipc_started_; }
   bool lost() const { return failed_; }
-  // The microphone delivers (or will deliver) samples: a pipeline runs, not lost, not at its end.
-  bool open() const { return capture_ && !failed_ && !capture_->end_of_stream(); }
+  // The microphone delivers (or will deliver) samples: a pipeline runs, not lost, not at its end; or source ipc.
+  bool open() const { return ipc_started_ || (capture_ && !failed_ && !capture_->end_of_stream()); }
   // Empty when healthy, else what the watchdog reports. A lost input is being rebuilt: restarting omnid
   // would not bring it back sooner, so that is healthy.
   std::string health_problem(int64_t now_ms) const;
@@ -82,13 +93,16 @@ class CaptureSupervisor {
   void build();
   void on_lost(uint64_t generation, const std::string& reason);
   void set_echo_canceller(const omni::audio::EchoCancelParams& params);  // throws as EchoCanceller does
-  void deliver(const float* samples, size_t count, double capture_time_ms);  // capture thread
+  void deliver(const float* samples, size_t count, double capture_time_ms);  // capture thread (ipc: loop)
 
   EventLoop& loop_;
   Listener listener_;
   Settings settings_;
   bool playing_ = true;
   std::unique_ptr<omni::audio::AudioCapture> capture_;
+  bool ipc_started_ = false;  // source ipc: started (push() delivers)
+  std::unique_ptr<omni::audio::StreamResampler> push_resampler_;  // source ipc: push_rate_ -> 16 kHz
+  int push_rate_ = 0;
   uint64_t generation_ = 0;          // callbacks of an older pipeline are ignored
   bool failed_ = false;              // lost; being rebuilt
   std::atomic<bool> heard_{false};   // the current pipeline delivered samples

@@ -1,6 +1,8 @@
 // Control requests (protocol v1, docs/protocol.md) and reload.
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <cstring>
 #include <memory>
 
 #include "daemon/daemon.h"
@@ -216,6 +218,29 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
           [&](const omni::ipc::RegisterToolsRequest& r) { register_tools(h, r); },
           [&](const omni::ipc::UnregisterToolsRequest&) { unregister_tools(h); },
           [&](const omni::ipc::ToolResultRequest& r) { tool_result(h, r); },
+          [&](const omni::ipc::PushAudioRequest& r) {
+            if (config_.audio.input.source != "ipc")
+              return server.reply_error(h, ErrorCode::bad_request,
+                                        "push_audio needs audio.input.source: ipc (the microphone is the "
+                                        "GStreamer pipeline)");
+            // The size was checked when the request was parsed (kMaxPushAudioBytes, whole samples).
+            const size_t width = r.f32 ? 4 : 2;
+            const size_t count = r.pcm.size() / width;
+            std::vector<float> samples(count);
+            if (r.f32) {
+              std::memcpy(samples.data(), r.pcm.data(), count * 4);
+              for (float& x : samples)
+                if (!std::isfinite(x)) x = 0.0f;
+            } else {
+              for (size_t i = 0; i < count; ++i) {
+                const auto lo = static_cast<uint8_t>(r.pcm[2 * i]), hi = static_cast<uint8_t>(r.pcm[2 * i + 1]);
+                samples[i] = static_cast<float>(static_cast<int16_t>(static_cast<uint16_t>(lo | (hi << 8)))) / 32768.0f;
+              }
+            }
+            // Not listening: dropped, as a paused microphone hears nothing (`listening` says so).
+            const size_t delivered = ready_ ? capture_.push(samples.data(), samples.size(), r.sample_rate) : 0;
+            server.reply_ok(h, {{"listening", listening_ && ready_}, {"samples_16k", delivered}});
+          },
       },
       in.request.command);
 }
@@ -404,6 +429,7 @@ void Daemon::apply_live_settings(const Config& next) {
   speaker_ = applied.model.speaker;
   sampling_ = applied.model.sampling;
   speech_.set_volume(applied.audio.output.volume);
+  install_speech_publisher();
   // The file's prompt wins over one `set` at run time; the engine hears of it only when it differs from the
   // prompt in effect (a new prompt starts a new conversation).
   if (worker_ && system_prompt_ != applied.model.system_prompt) change_system_prompt(applied.model.system_prompt);

@@ -199,18 +199,22 @@ void read_audio(SchemaReader& r, const YAML::Node& root, AudioConfig& a) {
                 r.integer(e, ek, "delay_ms", c.delay_ms, 0, 500);
                 r.integer(e, ek, "filter_ms", c.filter_ms, 20, 2000);
               });
-    r.section(n, k, "input", {"pipeline", "listen", "restart_on_end"}, [&](const YAML::Node& in, const std::string& ik) {
+    r.section(n, k, "input", {"source", "pipeline", "listen", "restart_on_end"}, [&](const YAML::Node& in, const std::string& ik) {
+      r.text(in, ik, "source", a.input.source, {"gstreamer", "ipc"});
       r.text(in, ik, "pipeline", a.input.pipeline);
       if (in["pipeline"] && a.input.pipeline.empty())
         r.error(in["pipeline"].Mark(), ik + ".pipeline", "must not be empty (e.g. autoaudiosrc)");
       r.boolean(in, ik, "listen", a.input.listen);
       r.boolean(in, ik, "restart_on_end", a.input.restart_on_end);
     });
-    r.section(n, k, "output", {"backend", "device", "path", "volume"}, [&](const YAML::Node& out, const std::string& ok) {
+    r.section(n, k, "output", {"backend", "device", "path", "volume", "publish", "publish_format"},
+              [&](const YAML::Node& out, const std::string& ok) {
       r.text(out, ok, "backend", a.output.backend, {"portaudio", "wav-file", "null"});
       r.text(out, ok, "device", a.output.device);
       r.text(out, ok, "path", a.output.path);
       r.number(out, ok, "volume", a.output.volume, 0.0, 1.0);
+      r.boolean(out, ok, "publish", a.output.publish);
+      r.text(out, ok, "publish_format", a.output.publish_format, {"s16le", "f32le"});
       if (a.output.backend == "wav-file" && a.output.path.empty())
         r.error(out.Mark(), ok + ".path", "backend wav-file needs a path");
       if (a.output.backend == "portaudio" && a.output.device.empty())

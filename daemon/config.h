@@ -48,6 +48,7 @@ struct ModelConfig {
 };
 
 struct InputConfig {
+  std::string source = "gstreamer";       // gstreamer: `pipeline`; ipc: `push_audio` requests (docs/protocol.md)
   std::string pipeline = "autoaudiosrc";  // GStreamer source description
   bool listen = true;                      // start with the microphone open
   bool restart_on_end = true;              // a source that ends is lost like one that fails: rebuilt
@@ -59,6 +60,9 @@ struct OutputConfig {
   std::string device = "default";     // PortAudio device name
   std::string path;                   // wav-file: file to write; "{turn}" is replaced by the turn id
   double volume = 1.0;                // linear gain, 0 (mute) .. 1 (full scale)
+  // Speech also goes out as speech.audio events on the event socket (docs/protocol.md), as the model makes it.
+  bool publish = false;
+  std::string publish_format = "s16le";  // s16le | f32le: the PCM of the events' binary frames
   bool operator==(const OutputConfig&) const = default;
 };
 

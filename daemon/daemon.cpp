@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "audio/io/wav.h"
 #include "daemon/log.h"
 
 namespace omnid {
@@ -213,6 +214,7 @@ void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
     };
     worker_ = std::make_unique<EngineWorker>(std::move(session), std::move(l));
     speech_.open(config_.audio.output);
+    install_speech_publisher();
     rebuild_endpointer();
     capture_.start(capture_settings(), listening_);
   } catch (const std::exception& e) {
@@ -261,7 +263,8 @@ CaptureSupervisor::Listener Daemon::capture_listener() {
 }
 
 CaptureSupervisor::Settings Daemon::capture_settings() const {
-  return {config_.audio.input.pipeline, config_.audio.input.restart_on_end, config_.audio.echo_cancel};
+  return {config_.audio.input.source == "ipc", config_.audio.input.pipeline, config_.audio.input.restart_on_end,
+          config_.audio.echo_cancel};
 }
 
 void Daemon::on_capture_lost(const std::string& reason, int retry_in_ms, bool first) {
@@ -291,6 +294,23 @@ void Daemon::on_output_failed(uint64_t job, const std::string& error) {
   // The turn's speech cannot finish playing (no speech.end would come): end the turn now, so that it is
   // not left running forever and the next request is not answered `busy`.
   if (turn_ && turn_->job == job) cancel_turn("error");
+}
+
+void Daemon::install_speech_publisher() {
+  const OutputConfig& out = config_.audio.output;
+  if (!out.publish) return speech_.set_publisher(nullptr);
+  const std::string format = out.publish_format;
+  const auto encoding = format == "f32le" ? omni::audio::WavSampleFormat::Float32 : omni::audio::WavSampleFormat::Int16;
+  // Runs on the engine worker (or the loop, for a committed speculation) under the output's lock; server_
+  // outlives every write (shutdown aborts the output before it resets the server).
+  speech_.set_publisher([this, format, encoding](uint64_t turn_id, int rate, uint64_t offset, const float* samples,
+                                                 size_t count) {
+    if (!server_) return;
+    server_->events().publish_binary(
+        omni::ipc::event::kSpeechAudio,
+        {{"turn_id", turn_id}, {"sample_rate", rate}, {"format", format}, {"offset", offset}, {"samples", count}},
+        omni::audio::encode_pcm(samples, count, encoding));
+  });
 }
 
 void Daemon::reopen_output_if_lost() {

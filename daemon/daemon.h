@@ -90,6 +90,8 @@ class Daemon {
   // A failed speech output (device error, full disk) is reopened before the next turn.
   void on_output_failed(uint64_t job, const std::string& error);  // job: ActiveTurn::job
   void reopen_output_if_lost();
+  // Points the speech output's publisher at the event socket (audio.output.publish) or removes it.
+  void install_speech_publisher();
   void watchdog_tick();
   void on_signal(int signo);
   void shutdown(int exit_code);

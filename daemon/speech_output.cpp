@@ -76,6 +76,11 @@ void SpeechOutput::on_played(const float* samples, size_t count, int rate, doubl
   echo_out_ += resampled.size();
 }
 
+void SpeechOutput::set_publisher(PublishFn publish) {
+  std::lock_guard lock(mu_);
+  publish_ = std::move(publish);
+}
+
 void SpeechOutput::set_volume(double volume) {
   volume_ = volume;
   std::lock_guard lock(mu_);
@@ -145,10 +150,13 @@ SpeechOutput::WriteResult SpeechOutput::write_locked(uint64_t job, int sample_ra
   try {
     if (begun_turn_ != job) {
       begun_turn_ = job;
+      begun_samples_ = 0;
       r.first = true;
       output_->begin(sample_rate, std::to_string(label_));
     }
     output_->write(samples, count);
+    if (publish_ && count > 0) publish_(label_, sample_rate, begun_samples_, samples, count);
+    begun_samples_ += count;
   } catch (const std::exception& e) {
     r.error = e.what();
     turn_ = 0;

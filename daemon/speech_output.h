@@ -43,6 +43,14 @@ class SpeechOutput {
   // The canceller that hears what is played from now on; null: none (echo cancellation off). Any thread.
   void set_echo_reference(std::shared_ptr<omni::audio::EchoCanceller> canceller);
 
+  // Speech published as it is written (audio.output.publish): called under the output's lock for every chunk the
+  // output accepted (so never for a cancelled turn's, and never after abort() returns), with the turn's public id,
+  // the rate, the chunk's first sample's offset since the start of the turn's utterance, and the samples as the
+  // model made them (before volume). Null: not published. Any thread.
+  using PublishFn = std::function<void(uint64_t turn_id, int sample_rate, uint64_t offset, const float* samples,
+                                       size_t count)>;
+  void set_publisher(PublishFn publish);
+
   void set_volume(double volume);
   double volume() const { return volume_; }
 
@@ -96,6 +104,8 @@ class SpeechOutput {
   uint64_t begun_turn_ = 0;   // the job whose utterance is open on the output
   uint64_t held_job_ = 0;     // the speculative job whose audio is held; 0: none
   std::vector<float> held_;
+  uint64_t begun_samples_ = 0;  // samples written to the open utterance (the next chunk's offset)
+  PublishFn publish_;
   bool lost_ = false;
   double volume_ = 1.0;
   DrainedFn on_drained_;

@@ -268,13 +268,15 @@ std::optional<Event> EventSubscriber::next(std::chrono::milliseconds timeout) {
     if (!sub_->recv(msg, zmq::recv_flags::none)) break;
     frames.push_back(msg.to_string());
   } while (msg.more());
-  if (frames.size() != 2)
-    throw ClientError(ClientError::Kind::protocol,
-                      "event with " + std::to_string(frames.size()) + " frames from " + endpoint_ + " (expected 2)");
+  if (frames.size() != 2 && frames.size() != 3)
+    throw ClientError(ClientError::Kind::protocol, "event with " + std::to_string(frames.size()) + " frames from " +
+                                                       endpoint_ + " (expected 2, or 3 with a binary frame)");
   json body = json::parse(frames[1], nullptr, false);
   if (!body.is_object())
     throw ClientError(ClientError::Kind::protocol, "event '" + frames[0] + "' has a body that is not a JSON object");
-  return Event{std::move(frames[0]), std::move(body)};
+  Event e{std::move(frames[0]), std::move(body), std::nullopt};
+  if (frames.size() == 3) e.binary = std::move(frames[2]);
+  return e;
 }
 
 }  // namespace omni::ipc

@@ -77,7 +77,8 @@ class ControlClient {
 
 struct Event {
   std::string name;     // topic frame
-  nlohmann::json body;  // {"seq", "ts_ms", ...}
+  nlohmann::json body;  // {"seq", "ts_ms", ...}; speech.audio has no "seq" (docs/protocol.md)
+  std::optional<std::string> binary;  // the third frame of an event that has one (speech.audio: the PCM)
 };
 
 class EventSubscriber {
@@ -94,7 +95,8 @@ class EventSubscriber {
   // ClientError(permission_denied) when omnid refused the connection.
   bool wait_connected(std::chrono::milliseconds timeout);
 
-  // The next event, or nullopt when none came within timeout. Throws ClientError(protocol) on a malformed event.
+  // The next event, or nullopt when none came within timeout. Throws ClientError(protocol) on a malformed event
+  // (not 2 or 3 frames, a body that is not a JSON object).
   std::optional<Event> next(std::chrono::milliseconds timeout);
 
  private:

@@ -105,6 +105,21 @@ std::uint64_t EventPublisher::publish(std::string_view name, const json& fields)
   return seq;
 }
 
+void EventPublisher::publish_binary(std::string_view name, const json& fields, std::string_view binary) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  json body = fields.is_object() ? fields : json::object();
+  body["ts_ms"] = now_ms();
+  body["mono_ms"] = mono_ms();
+  const std::string text = serialize(body);
+  try {
+    pub_->send(zmq::buffer(name), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    pub_->send(zmq::buffer(text), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    pub_->send(zmq::buffer(binary), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t&) {
+    // Only ETERM (shutting down) is possible here.
+  }
+}
+
 json EventPublisher::since(std::uint64_t since, const std::vector<std::string>& topics, bool& complete,
                            std::uint64_t& oldest_seq) {
   std::lock_guard<std::mutex> lock(mutex_);

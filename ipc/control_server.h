@@ -95,6 +95,11 @@ class EventPublisher {
   // stream positions; never jumps) to fields (an object), sends [name, json] and keeps it in the history.
   // Returns the seq given to the event.
   std::uint64_t publish(std::string_view name, const nlohmann::json& fields = nlohmann::json::object());
+  // A stream event with a binary frame (speech.audio): sends [name, json, binary], the json being fields plus
+  // "ts_ms" and "mono_ms". It takes no seq (last_seq() does not move, so subscribers see no gap) and is not kept
+  // in the history: `events since` never returns it. Same mutex as publish(): on the wire it sits in publish
+  // order among the numbered events.
+  void publish_binary(std::string_view name, const nlohmann::json& fields, std::string_view binary);
   // The seq of the last event published (0 before the first); what `status` reports as "seq".
   std::uint64_t last_seq() const { return last_seq_.load(); }
   // The kept events after `since` whose name starts with one of `topics` (all when empty), oldest first, each

@@ -11,9 +11,9 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::string_view, 13> kCommandNames = {
+constexpr std::array<std::string_view, 14> kCommandNames = {
     "ping", "status", "ask", "say", "cancel", "listen", "reset", "set", "reload", "events",
-    "register_tools", "unregister_tools", "tool_result"};
+    "register_tools", "unregister_tools", "tool_result", "push_audio"};
 
 // Field names come from the client; keep them short inside messages.
 std::string field_quote(std::string_view s) {
@@ -241,7 +241,9 @@ std::vector<AskImage> parse_images(const json& v) {
 }
 
 void require_no_binary(const std::optional<std::string>& binary, std::string_view cmd) {
-  if (binary) reject_bad("command '" + std::string(cmd) + "' takes no binary frame (only 'ask' accepts WAV bytes)");
+  if (binary)
+    reject_bad("command '" + std::string(cmd) +
+               "' takes no binary frame (only 'ask' accepts WAV bytes, and 'push_audio' PCM)");
 }
 
 Command parse_command(const std::string& cmd, const json& object, std::optional<std::string>& binary) {
@@ -297,6 +299,32 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
     if (!ask.text && !ask.wav && ask.images.empty())
       reject_bad("command 'ask' needs field 'text', 'images' or a WAV binary frame");
     return ask;
+  }
+  if (cmd == "push_audio") {
+    f.only({"sample_rate", "format"});
+    PushAudioRequest push;
+    const json* rate = f.find("sample_rate");
+    if (!rate) reject_bad("command 'push_audio' needs field 'sample_rate'");
+    const bool rate_ok = (rate->is_number_unsigned() || rate->is_number_integer()) &&
+                         rate->get<std::int64_t>() >= kMinPushAudioRate && rate->get<std::int64_t>() <= kMaxPushAudioRate;
+    if (!rate_ok)
+      reject_bad("field 'sample_rate' must be an integer in " + std::to_string(kMinPushAudioRate) + ".." +
+                 std::to_string(kMaxPushAudioRate) + ", not " +
+                 (rate->is_number() ? rate->dump() : std::string(json_type_name(*rate))));
+    push.sample_rate = rate->get<int>();
+    const std::string format = *f.string("format", true, false);
+    if (format != "s16le" && format != "f32le")
+      reject_bad("field 'format' must be \"s16le\" or \"f32le\", not " + field_quote(format));
+    push.f32 = format == "f32le";
+    if (!binary) reject_bad("command 'push_audio' needs a binary frame with the PCM");
+    const std::size_t width = push.f32 ? 4 : 2;
+    if (binary->empty() || binary->size() > kMaxPushAudioBytes || binary->size() % width != 0)
+      reject_bad("binary frame of 'push_audio' must be 1.." + std::to_string(kMaxPushAudioBytes) +
+                 " bytes of whole " + format + " samples (" + std::to_string(width) + " bytes each), not " +
+                 std::to_string(binary->size()) + " bytes");
+    push.pcm = std::move(*binary);
+    binary.reset();
+    return push;
   }
   if (cmd == "say") {
     f.only({"text"});
@@ -511,7 +539,7 @@ std::string serialize(const json& value) { return value.dump(-1, ' ', false, jso
 
 bool is_known_event(std::string_view name) {
   for (auto known : {event::kState, event::kVadStart, event::kVadEnd, event::kTurnStart, event::kResponseDelta,
-                     event::kResponseDone, event::kSpeechStart, event::kSpeechFirstAudio, event::kSpeechEnd,
+                     event::kResponseDone, event::kSpeechStart, event::kSpeechFirstAudio, event::kSpeechAudio, event::kSpeechEnd,
                      event::kTurnCancelled, event::kError, event::kHeartbeat, event::kDaemonLoading,
                      event::kDaemonReady, event::kDaemonStopping, event::kUserTranscript,
                      event::kTurnQueued, event::kToolCall, event::kToolTimeout, event::kToolCancelled})

@@ -168,6 +168,14 @@ struct SetRequest {  // at least one member is set
 inline constexpr std::string_view kSamplingKeys[] = {"temperature", "top_k", "top_p", "repetition_penalty", "seed"};
 std::string sampling_problem(std::string_view key, double value);
 struct ReloadRequest {};
+// Microphone audio from the client (audio.input.source: ipc): mono PCM in the binary frame.
+inline constexpr std::size_t kMaxPushAudioBytes = std::size_t(1) << 20;  // one request's PCM frame
+inline constexpr int kMinPushAudioRate = 8000, kMaxPushAudioRate = 48000;
+struct PushAudioRequest {
+  int sample_rate = 16000;  // kMinPushAudioRate..kMaxPushAudioRate
+  bool f32 = false;         // format: f32le (true) or s16le
+  std::string pcm;          // 1..kMaxPushAudioBytes bytes, whole samples
+};
 struct EventsRequest {
   std::uint64_t since = 0;          // events with a larger seq
   std::vector<std::string> topics;  // name prefixes; empty: all
@@ -189,7 +197,7 @@ struct ToolResultRequest {
 
 using Command = std::variant<PingRequest, StatusRequest, AskRequest, SayRequest, CancelRequest, ListenRequest,
                              ResetRequest, SetRequest, ReloadRequest, EventsRequest, RegisterToolsRequest,
-                             UnregisterToolsRequest, ToolResultRequest>;
+                             UnregisterToolsRequest, ToolResultRequest, PushAudioRequest>;
 
 // The wire name of a command ("ping", "ask", ...).
 std::string_view command_name(const Command& command);
@@ -232,6 +240,7 @@ inline constexpr std::string_view kResponseDone = "response.done";    // {turn_i
                                                                       //   decode_tok_s}
 inline constexpr std::string_view kSpeechStart = "speech.start";      // {turn_id}
 inline constexpr std::string_view kSpeechFirstAudio = "speech.first_audio";  // {turn_id, latency_ms}
+inline constexpr std::string_view kSpeechAudio = "speech.audio";      // {turn_id, sample_rate, format, offset} + PCM frame; no seq
 inline constexpr std::string_view kSpeechEnd = "speech.end";          // {turn_id, duration_ms, output}
 inline constexpr std::string_view kTurnCancelled = "turn.cancelled";  // {turn_id, reason: request|reset|reload|
                                                                       //   barge_in|shutdown|error}

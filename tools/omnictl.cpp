@@ -364,6 +364,8 @@ int follow_events(const Options& o) {
     if (!e) continue;
     json line = e->body;
     line["event"] = e->name;
+    // An event's binary frame (speech.audio's PCM) is not printed: only its size.
+    if (e->binary) line["binary_bytes"] = e->binary->size();
     std::cout << omni::ipc::serialize(line) << std::endl;
   }
   return kExitOk;
@@ -408,7 +410,7 @@ int run(const Options& o) {
       last_seq = std::max(last_seq, e.value("seq", std::uint64_t(0)));
       std::string name = e.value("event", "");
       e.erase("event");
-      backlog.push_back({std::move(name), std::move(e)});
+      backlog.push_back({std::move(name), std::move(e), std::nullopt});
     }
     return follow_turn(o, *events, reply["turn_id"], reply.value("instance", ""), std::move(backlog), last_seq);
   }

@@ -101,6 +101,10 @@ class WavWriter {
   size_t samples_ = 0;
 };
 
+// Raw little-endian PCM bytes of float samples (what the WAV writer puts in its data chunk): Int16 clamps to
+// [-1, 1] and rounds to nearest (NaN becomes 0) exactly as WavWriter does, Float32 copies the floats.
+std::string encode_pcm(const float* samples, size_t count, WavSampleFormat format);
+
 // One-shot helpers over WavWriter.
 void write_wav(const std::string& path, const float* samples, size_t count, int sample_rate,
                WavSampleFormat format = WavSampleFormat::Float32);

@@ -68,6 +68,12 @@ void convert(const float* in, size_t n, WavSampleFormat format, std::vector<uint
 
 }  // namespace
 
+std::string encode_pcm(const float* samples, size_t count, WavSampleFormat format) {
+  std::vector<uint8_t> bytes;
+  convert(samples, count, format, bytes);
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
 WavWriter::WavWriter(const std::string& path, int sample_rate, WavSampleFormat format) {
   open(path, sample_rate, format);
 }

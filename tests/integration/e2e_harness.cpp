@@ -73,11 +73,14 @@ std::string DaemonProcess::default_config() const {
   std::ostringstream y;
   y << "model:\n  path: \"" << options_.model_path << "\"\n  device: " << options_.device
     << "\n  max_new_tokens: " << options_.max_new_tokens << "\n"
-    << options_.extra_model_yaml << "audio:\n  input:\n    pipeline: \"" << options_.input_pipeline
+    << options_.extra_model_yaml << "audio:\n  input:\n"
+    << (options_.input_source.empty() ? "" : "    source: " + options_.input_source + "\n")
+    << "    pipeline: \"" << options_.input_pipeline
     << "\"\n    listen: " << (options_.listen ? "true" : "false")
     << "\n    restart_on_end: " << (options_.restart_input_on_end ? "true" : "false") << "\n  output:\n"
     << (options_.output_yaml.empty() ? "    backend: wav-file\n    path: \"" + dir_ + "/answer-{turn}.wav\"\n"
                                      : options_.output_yaml)
+    << options_.extra_output_yaml
     << "  barge_in: " << (options_.barge_in ? "true" : "false") << "\n"
     << options_.extra_audio_yaml << "ipc:\n  control: \"" << control() << "\"\n  events: \"" << events()
     << "\"\n  max_message_bytes: " << options_.max_message_bytes << "\n" << options_.extra_ipc_yaml;

@@ -58,6 +58,7 @@ struct DaemonOptions {
   std::string model_path;
   std::string device = "cpu";
   std::string input_pipeline;  // default: the quiet recording
+  std::string input_source;    // audio.input.source when set (gstreamer | ipc)
   bool listen = false;
   bool restart_input_on_end = false;  // audio.input.restart_on_end (off: a recording is played once)
   std::string extra_ipc_yaml;         // more keys under ipc:
@@ -68,6 +69,7 @@ struct DaemonOptions {
   int max_new_tokens = 64;
   uint64_t watchdog_usec = 0;
   std::string output_yaml;       // replaces the wav-file output (the lines under audio.output:)
+  std::string extra_output_yaml;  // more lines under audio.output: (after the wav-file output or output_yaml)
   std::vector<std::pair<std::string, std::string>> env;  // extra environment of the daemon    // sets WATCHDOG_USEC/WATCHDOG_PID like systemd's WatchdogSec=
 };
 

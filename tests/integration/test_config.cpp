@@ -105,6 +105,30 @@ TEST(Config, BadValues) {
   EXPECT_NE(error_of("model:\n  path: \"\"\n").find("model.path: must not be empty"), std::string::npos);
 }
 
+TEST(Config, SpeechPublishingKeysAreReadAndBadValuesNameTheKey) {
+  const auto defaults = parse_config("", "t.yaml");
+  EXPECT_FALSE(defaults.audio.output.publish);
+  EXPECT_EQ(defaults.audio.output.publish_format, "s16le");
+  const auto c = parse_config("audio:\n  output:\n    backend: \"null\"\n    publish: true\n    publish_format: f32le\n",
+                              "t.yaml");
+  EXPECT_TRUE(c.audio.output.publish);
+  EXPECT_EQ(c.audio.output.publish_format, "f32le");
+  std::string e = error_of("audio:\n  output:\n    publish_format: wav\n");
+  EXPECT_NE(e.find("test.yaml:3: audio.output.publish_format: 'wav' is not one of s16le | f32le"), std::string::npos)
+      << e;
+  e = error_of("audio:\n  output:\n    publish: sometimes\n");
+  EXPECT_NE(e.find("test.yaml:3: audio.output.publish: expected true or false"), std::string::npos) << e;
+  e = error_of("audio:\n  output:\n    publish_rate: 16000\n");
+  EXPECT_NE(e.find("audio.output.publish_rate: unknown key"), std::string::npos) << e;
+}
+
+TEST(Config, TheInputSourceIsGStreamerOrIpcAndABadOneNamesTheKey) {
+  EXPECT_EQ(parse_config("", "t.yaml").audio.input.source, "gstreamer");
+  EXPECT_EQ(parse_config("audio:\n  input:\n    source: ipc\n", "t.yaml").audio.input.source, "ipc");
+  const std::string e = error_of("audio:\n  input:\n    source: alsa\n");
+  EXPECT_NE(e.find("test.yaml:3: audio.input.source: 'alsa' is not one of gstreamer | ipc"), std::string::npos) << e;
+}
+
 TEST(Config, WeightsFormats) {
   EXPECT_EQ(parse_config("", "t.yaml").model.weights, "bf16");
   EXPECT_EQ(parse_config("model:\n  weights: int4\n", "t.yaml").model.weights, "int4");

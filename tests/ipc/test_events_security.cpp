@@ -68,6 +68,39 @@ TEST(Events, TopicFilterAndEventShape) {
   EXPECT_FALSE(sub.next(milliseconds(200)));
 }
 
+TEST(Events, ABinaryEventComesWithItsThirdFrameTakesNoSeqAndIsNotKeptForEventsSince) {
+  TempDir dir;
+  ServerConfig cfg = config_in(dir);
+  ControlServer server(cfg);
+  EventSubscriber sub(cfg.events_endpoint, {"speech.", "turn."});
+  const std::uint64_t base = sync_subscriber(server, sub, "turn.probe");
+  server.events().publish("speech.start", {{"turn_id", 3}});
+  const std::string pcm("\x01\x00\xff\x7f\x00\x80", 6);  // binary, with NULs
+  server.events().publish_binary("speech.audio", {{"turn_id", 3}, {"offset", 0}}, pcm);
+  server.events().publish("turn.cancelled", {{"turn_id", 3}, {"reason", "request"}});
+  EXPECT_EQ(server.events().last_seq(), base + 2);  // the audio took none
+  auto a = sub.next(milliseconds(2000));
+  auto b = sub.next(milliseconds(2000));
+  auto c = sub.next(milliseconds(2000));
+  ASSERT_TRUE(a && b && c);
+  EXPECT_EQ(a->name, "speech.start");
+  EXPECT_FALSE(a->binary);
+  EXPECT_EQ(b->name, "speech.audio");
+  ASSERT_TRUE(b->binary);
+  EXPECT_EQ(*b->binary, pcm);
+  EXPECT_FALSE(b->body.contains("seq")) << b->body;
+  EXPECT_TRUE(b->body["mono_ms"].is_number_integer());
+  EXPECT_EQ(b->body["offset"], 0);
+  EXPECT_EQ(c->name, "turn.cancelled");
+  EXPECT_EQ(c->body["seq"], base + 2);  // consecutive with speech.start's: no gap for the audio
+  bool complete = false;
+  std::uint64_t oldest = 0;
+  const json kept = server.events().since(base, {}, complete, oldest);
+  ASSERT_EQ(kept.size(), 2u) << kept;
+  EXPECT_EQ(kept[0]["event"], "speech.start");
+  EXPECT_EQ(kept[1]["event"], "turn.cancelled");
+}
+
 TEST(Events, SlowSubscriberNeverBlocksPublish) {
   TempDir dir;
   ServerConfig cfg = config_in(dir);

@@ -168,7 +168,7 @@ TEST(Protocol, EnvelopeErrors) {
   expect_error(parse_request(R"({"id":1})"), ErrorCode::bad_request, "missing field 'cmd'");
   expect_error(parse_request(R"({"id":1,"cmd":7})"), ErrorCode::bad_request, "'cmd' must be a string, not an integer");
   expect_error(parse_request(R"({"id":1,"cmd":"fly"})"), ErrorCode::unknown_command,
-               "unknown command 'fly' (known: ping, status, ask, say, cancel, listen, reset, set, reload, events, register_tools, unregister_tools, tool_result)");
+               "unknown command 'fly' (known: ping, status, ask, say, cancel, listen, reset, set, reload, events, register_tools, unregister_tools, tool_result, push_audio)");
   expect_error(parse_request("{\"id\":1,\"cmd\":\"say\",\"text\":\"\xff\xfe\"}"), ErrorCode::bad_request,
                "not valid UTF-8 JSON");
   std::string deep = "{\"id\":1,\"cmd\":\"ping\",\"x\":" + std::string(100, '[') + std::string(100, ']') + "}";
@@ -261,4 +261,28 @@ TEST(Protocol, RandomGarbageNeverThrows) {
   // The mutations must exercise both outcomes, or this test proves nothing.
   EXPECT_GT(ok, 100);
   EXPECT_GT(errors, 10000);
+}
+
+TEST(Protocol, PushAudioTakesARateInRangeAFormatAndWholeSamplesUpToTheLimit) {
+  const std::string req = R"({"id":1,"cmd":"push_audio","sample_rate":8000,"format":"s16le"})";
+  const auto ok = parse_request(req, std::string(kMaxPushAudioBytes, '\0'));
+  ASSERT_TRUE(ok.ok()) << ok.error->message;
+  const auto& p = std::get<PushAudioRequest>(ok.request->command);
+  EXPECT_EQ(p.sample_rate, 8000);
+  EXPECT_FALSE(p.f32);
+  EXPECT_EQ(p.pcm.size(), kMaxPushAudioBytes);
+  const auto f = parse_request(R"({"id":1,"cmd":"push_audio","sample_rate":48000,"format":"f32le"})", std::string(8, '\0'));
+  ASSERT_TRUE(f.ok()) << f.error->message;
+  EXPECT_TRUE(std::get<PushAudioRequest>(f.request->command).f32);
+  expect_error(parse_request(req, std::string(kMaxPushAudioBytes + 2, '\0')), ErrorCode::bad_request,
+               "binary frame of 'push_audio' must be 1..1048576 bytes of whole s16le samples (2 bytes each), not 1048578 bytes");
+  expect_error(parse_request(req), ErrorCode::bad_request, "command 'push_audio' needs a binary frame with the PCM");
+  expect_error(parse_request(R"({"id":1,"cmd":"push_audio","sample_rate":48001,"format":"s16le"})", std::string(2, '\0')),
+               ErrorCode::bad_request, "field 'sample_rate' must be an integer in 8000..48000, not 48001");
+  expect_error(parse_request(R"({"id":1,"cmd":"push_audio","sample_rate":16000.5,"format":"s16le"})", std::string(2, '\0')),
+               ErrorCode::bad_request, "field 'sample_rate' must be an integer");
+  expect_error(parse_request(R"({"id":1,"cmd":"push_audio","sample_rate":16000})", std::string(2, '\0')),
+               ErrorCode::bad_request, "'format'");
+  expect_error(parse_request(R"({"id":1,"cmd":"say","text":"hi"})", std::string(2, '\0')), ErrorCode::bad_request,
+               "takes no binary frame (only 'ask' accepts WAV bytes, and 'push_audio' PCM)");
 }

@@ -8,7 +8,15 @@
             if name == "response.delta":
                 print(event["text"], end="")
 
-Nothing is missed: the event stream reads the PUB socket and fills every gap (a subscriber still connecting,
+The microphone from the app (daemon config `audio.input.source: ipc`):
+    omnid.request("push_audio", binary=pcm, sample_rate=16000, format="s16le")   # chunks as they are recorded
+
+Speech as PCM (daemon config `audio.output.publish: true`): `speech.audio` events come as (name, body) with the
+PCM bytes in body["pcm"] (body: turn_id, sample_rate, format s16le|f32le, offset, samples). They are outside the
+numbered stream (no seq, not in the `events since` buffer): delivered as they arrive, only when `topics` asks for
+them (e.g. omnid.events(["speech."])), and a chunk lost to a full queue is seen as a jump in `offset`.
+
+Nothing else is missed: the event stream reads the PUB socket and fills every gap (a subscriber still connecting,
 a queue that overflowed) from the daemon's `events {"since": N}` buffer, in seq order, each event once.
 A request is never queued for a daemon that is not there: the control socket sends only on an established
 connection (ZMQ_IMMEDIATE) and raises NotRunning when none comes within the timeout.
@@ -143,7 +151,7 @@ class EventStream:
         while True:
             while self._pending:
                 name, body = self._pending.pop(0)
-                if name != "omnid.missed":
+                if name != "omnid.missed" and "seq" in body:
                     if body["seq"] <= self.last_seq:
                         continue
                     self.last_seq = body["seq"]
@@ -151,8 +159,15 @@ class EventStream:
                     return name, body
             wait = 100 if deadline is None else max(0, min(100, int((deadline - time.monotonic()) * 1000)))
             if self._sub.poll(wait):
-                topic, raw = self._sub.recv_multipart()
+                frames = self._sub.recv_multipart()
+                topic, raw = frames[0], frames[1]
                 body = json.loads(raw)
+                if "seq" not in body:  # a stream event with a binary frame (speech.audio): never replayed
+                    name = topic.decode()
+                    if len(frames) == 3 and self.topics and self._wanted(name):
+                        body["pcm"] = frames[2]
+                        self._pending.append((name, body))
+                    continue
                 if body["seq"] <= self.last_seq:
                     continue
                 if body["seq"] > self.last_seq + 1:
