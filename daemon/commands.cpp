@@ -324,7 +324,7 @@ void Daemon::check_images_then_take_ask(const omni::ipc::ReplyHandle& h, TurnJob
   // Busy now is busy: no decoding for an ask that could not start (the check runs again when it is taken).
   if (turn_ && !queue && !preempt)
     return server.reply_error(h, ErrorCode::busy, "turn " + std::to_string(turn_->id) +
-                                                      " is running; cancel it or wait for turn.cancelled/speech.end");
+                                                      " is running; cancel it, wait for its end, or ask with queue: true");
   if (!image_checker_) image_checker_ = std::make_unique<ImageChecker>();
   // What the check needs travels with it: the model outlives the checker (daemon.h), the rest is copied.
   auto pending = std::make_shared<TurnJob>(std::move(job));

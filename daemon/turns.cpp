@@ -28,8 +28,8 @@ std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, Tu
   if (!ready_ || !worker_) return omni::ipc::Error{ErrorCode::unavailable, "the model is still loading"};
   if (stopping_) return omni::ipc::Error{ErrorCode::unavailable, "omnid is stopping"};
   if (turn_)
-    return omni::ipc::Error{ErrorCode::busy, "turn " + std::to_string(turn_->id) +
-                                                 " is running; cancel it or wait for turn.cancelled/speech.end"};
+    return omni::ipc::Error{ErrorCode::busy, "turn " + std::to_string(turn_->id) + " is running; cancel it" +
+                                                 (job.say ? " or wait for its end" : ", wait for its end, or ask with queue: true")};
   if (job.say && !(model_ && model_->has_talker()))
     return omni::ipc::Error{ErrorCode::unavailable, "the model has no talker; it cannot speak"};
   if (!job.say)

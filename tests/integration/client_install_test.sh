@@ -1,9 +1,11 @@
 #!/bin/sh
 # The C++ client library installs and is usable the two documented ways: find_package(omnid-client) and
-# pkg-config omnid-client. Args: BUILD_DIR. A consumer program asks a daemon that is not there and must get
-# ClientError::Kind::not_running from the installed library.
+# pkg-config omnid-client. A consumer program asks a daemon that is not there and must get
+# ClientError::Kind::not_running from the installed library. Args: BUILD_DIR [FLAGS]: FLAGS (the sanitizer flags of
+# a sanitizer build) go to the consumers' compile and link lines.
 set -eu
 build=$1
+flags=${2:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --component client --prefix "$tmp/prefix" >/dev/null
@@ -30,12 +32,13 @@ find_package(omnid-client 2 REQUIRED)
 add_executable(consumer main.cpp)
 target_link_libraries(consumer PRIVATE omnid::client)
 CMAKE
-cmake -S "$tmp/consumer" -B "$tmp/consumer/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake -S "$tmp/consumer" -B "$tmp/consumer/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_CXX_FLAGS="$flags" \
+  -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null
 cmake --build "$tmp/consumer/build" >/dev/null
 out=$("$tmp/consumer/build/consumer")
 test "$out" = "not running" || { echo "find_package consumer printed '$out'"; exit 1; }
 libdir=$(dirname "$(find "$tmp/prefix" -name 'omnid-client.pc')")
-PKG_CONFIG_PATH=$libdir c++ -std=c++20 "$tmp/consumer/main.cpp" -o "$tmp/pc-consumer" \
+PKG_CONFIG_PATH=$libdir c++ -std=c++20 $flags "$tmp/consumer/main.cpp" -o "$tmp/pc-consumer" \
   $(PKG_CONFIG_PATH=$libdir pkg-config --cflags --libs omnid-client)
 out=$(LD_LIBRARY_PATH="$libdir/.." "$tmp/pc-consumer")
 test "$out" = "not running" || { echo "pkg-config consumer printed '$out'"; exit 1; }
