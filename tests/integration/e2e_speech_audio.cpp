@@ -124,6 +124,25 @@ TEST(SpeechAudio, TheS16lePcmOfASpokenTurnInOffsetOrderIsByteForByteTheWavTheFil
   for (const auto& e : r["events"]) EXPECT_NE(e["event"], "speech.audio") << e;
 }
 
+// The same with the real engine: the tiny model's talker and code2wav (chunks of their own sizes).
+TEST(SpeechAudio, TheTinyModelsPublishedPcmInOffsetOrderIsByteForByteTheWavTheFileSpeakerWrote) {
+  DaemonOptions o;
+  o.binary = OMNID_BINARY;
+  o.model_path = std::string(OMNI_BUILD_DIR) + "/models/tiny-a";
+  o.max_new_tokens = 8;
+  o.extra_output_yaml = "    publish: true\n    publish_format: s16le\n";
+  auto d = start_ready(o, 60s);
+  EventLog events(d->events());
+  const uint64_t id = spoken_turn(*d, events);
+  size_t chunks = 0;
+  const std::string pcm = published_pcm(events.seen(), id, "s16le", chunks);
+  const std::string wav = wav_data(d->dir() + "/answer-" + std::to_string(id) + ".wav");
+  EXPECT_GE(chunks, 1u);
+  EXPECT_GT(wav.size(), 0u);
+  EXPECT_EQ(pcm.size(), wav.size());
+  EXPECT_TRUE(pcm == wav) << "the published PCM differs from the WAV file's samples";
+}
+
 TEST(SpeechAudio, TheF32lePcmOfASpokenTurnIsTheModelsSamplesThatTheWavFileHoldsAs16Bit) {
   auto d = start_publishing("step_ms=5,words=12", "f32le");
   EventLog events(d->events());
