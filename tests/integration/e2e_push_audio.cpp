@@ -33,11 +33,11 @@ std::string wav_pcm(const std::string& path) {
 // decided (stream positions), the turn's input, its answer and speech. user.transcript comes last whatever its
 // place (it may come before or after speech.end, docs/protocol.md).
 std::vector<std::string> voice_turn(EventLog& events) {
-  auto start = events.wait_for("turn.start", 30s);
+  auto start = events.wait_for("turn.start", 60s);
   if (!start) return {};
   const uint64_t id = start->body["turn_id"];
-  EXPECT_TRUE(events.wait_for("speech.end", 30s, [&](const auto& e) { return e.body["turn_id"] == id; }));
-  EXPECT_TRUE(events.wait_for("user.transcript", 30s, [&](const auto& e) { return e.body["turn_id"] == id; }));
+  EXPECT_TRUE(events.wait_for("speech.end", 60s, [&](const auto& e) { return e.body["turn_id"] == id; }));
+  EXPECT_TRUE(events.wait_for("user.transcript", 60s, [&](const auto& e) { return e.body["turn_id"] == id; }));
   events.pump(300ms);
   std::vector<std::string> out;
   std::string transcript = "(no user.transcript)";
@@ -57,27 +57,26 @@ std::vector<std::string> voice_turn(EventLog& events) {
   return out;
 }
 
-}  // namespace
-
-TEST(PushAudio, ARecordingPushedInChunksGivesTheSameVoiceTurnAsTheGStreamerFileSource) {
+// one_question.wav through the GStreamer file source and pushed in 100 ms chunks at a microphone's pace to a
+// daemon started from `base` (audio.input.source ipc): the two voice turns, as voice_turn() sees them.
+void expect_pushed_turn_equals_file_turn(const DaemonOptions& base) {
   const std::string recording = data_file("one_question.wav");
   std::vector<std::string> from_file, from_push;
   {
-    auto o = scripted_options("step_ms=5,words=6");
+    auto o = base;
     o.input_pipeline = "filesrc location=" + recording + " ! wavparse";
-    auto d = start_ready(o, 30s);
+    auto d = start_ready(o, 60s);
     EventLog events(d->events());
     ASSERT_EQ(d->request({{"cmd", "listen"}, {"enabled", true}})["listening"], true);
     from_file = voice_turn(events);
   }
   {
-    auto o = scripted_options("step_ms=5,words=6");
+    auto o = base;
     o.input_source = "ipc";
-    auto d = start_ready(o, 30s);
+    auto d = start_ready(o, 60s);
     EventLog events(d->events());
     ASSERT_EQ(d->request({{"cmd", "listen"}, {"enabled", true}})["listening"], true);
     EXPECT_EQ(d->request({{"cmd", "status"}})["state"], "listening");
-    // 100 ms chunks, at the pace of a microphone.
     const std::string pcm = wav_pcm(recording);
     const size_t chunk = 3200;
     auto next = Clock::now();
@@ -94,6 +93,23 @@ TEST(PushAudio, ARecordingPushedInChunksGivesTheSameVoiceTurnAsTheGStreamerFileS
   ASSERT_FALSE(from_file.empty());
   EXPECT_EQ(from_push, from_file);
   EXPECT_EQ(from_file.front().rfind("vad.start", 0), 0u) << from_file.front();
+}
+
+}  // namespace
+
+TEST(PushAudio, ARecordingPushedInChunksGivesTheSameVoiceTurnAsTheGStreamerFileSource) {
+  expect_pushed_turn_equals_file_turn(scripted_options("step_ms=5,words=6"));
+}
+
+// The same with the real engine (greedy, so both turns answer alike): the tiny model hears the pushed audio as
+// it hears the file source's.
+TEST(PushAudio, TheTinyModelAnswersARecordingPushedInChunksAsItAnswersTheFileSource) {
+  DaemonOptions o;
+  o.binary = OMNID_BINARY;
+  o.model_path = std::string(OMNI_BUILD_DIR) + "/models/tiny-a";
+  o.max_new_tokens = 8;
+  o.extra_model_yaml = "  sampling:\n    temperature: 0\n";
+  expect_pushed_turn_equals_file_turn(o);
 }
 
 TEST(PushAudio, BadRequestsAreRefusedNamingWhatIsWrongAndTheDaemonGoesOn) {
