@@ -4,12 +4,33 @@
 #include <poll.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 namespace e2e {
 
 std::string data_file(const std::string& name) { return std::string(OMNID_TEST_DATA) + "/" + name; }
+
+std::string wav_data(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  const std::string b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (b.size() < 12 || b.compare(0, 4, "RIFF") != 0 || b.compare(8, 4, "WAVE") != 0) {
+    ADD_FAILURE() << path << " is not a RIFF/WAVE file";
+    return {};
+  }
+  for (size_t at = 12; at + 8 <= b.size();) {
+    uint32_t size = 0;
+    std::memcpy(&size, b.data() + at + 4, 4);
+    if (b.compare(at, 4, "data") == 0) return b.substr(at + 8, std::min<size_t>(size, b.size() - at - 8));
+    at += 8 + size + (size & 1);
+  }
+  ADD_FAILURE() << path << " has no data chunk";
+  return {};
+}
 
 NotifySocket::NotifySocket(const std::string& path) : path_(path) {
   fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);

@@ -133,6 +133,8 @@ class EventLog {
 };
 
 std::string data_file(const std::string& name);
+// The data chunk of a PCM WAV file, as bytes; fails the test (and returns "") when the file is not one.
+std::string wav_data(const std::string& path);
 // Names of the non-heartbeat events for one turn, in arrival order.
 std::vector<std::string> names_for_turn(const std::vector<omni::ipc::Event>& events, uint64_t turn_id);
 // Checks seq increases by exactly one across `events` (heartbeats included).

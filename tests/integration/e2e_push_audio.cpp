@@ -15,20 +15,6 @@ namespace {
 std::string code(const json& r) { return r.value("/error/code"_json_pointer, std::string("(ok)")); }
 std::string message(const json& r) { return r.value("/error/message"_json_pointer, std::string()); }
 
-// The samples of a 16-bit mono PCM WAV file (the data chunk's bytes, s16le).
-std::string wav_pcm(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  const std::string b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  for (size_t at = 12; at + 8 <= b.size();) {
-    uint32_t size = 0;
-    std::memcpy(&size, b.data() + at + 4, 4);
-    if (b.compare(at, 4, "data") == 0) return b.substr(at + 8, std::min<size_t>(size, b.size() - at - 8));
-    at += 8 + size + (size & 1);
-  }
-  ADD_FAILURE() << path << " has no data chunk";
-  return {};
-}
-
 // The voice turn's events in order, each as its name and the fields that do not depend on timing: what the VAD
 // decided (stream positions), the turn's input, its answer and speech. user.transcript comes last whatever its
 // place (it may come before or after speech.end, docs/protocol.md).
@@ -77,7 +63,7 @@ void expect_pushed_turn_equals_file_turn(const DaemonOptions& base) {
     EventLog events(d->events());
     ASSERT_EQ(d->request({{"cmd", "listen"}, {"enabled", true}})["listening"], true);
     EXPECT_EQ(d->request({{"cmd", "status"}})["state"], "listening");
-    const std::string pcm = wav_pcm(recording);
+    const std::string pcm = wav_data(recording);  // 16-bit mono: s16le
     const size_t chunk = 3200;
     auto next = Clock::now();
     for (size_t at = 0; at < pcm.size(); at += chunk) {

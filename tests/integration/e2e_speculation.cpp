@@ -44,8 +44,9 @@ Heard hear(DaemonOptions o, const std::string& recording, int speculate_after_ms
   // user.transcript (model.user_transcript, on by default) runs on the engine after the answer: it may come
   // before or after speech.end, so wait for it when it has not come yet.
   const auto& so_far = events.seen();
-  if (std::none_of(so_far.begin(), so_far.end(), [](const omni::ipc::Event& e) { return e.name == "user.transcript"; }))
+  if (std::none_of(so_far.begin(), so_far.end(), [](const omni::ipc::Event& e) { return e.name == "user.transcript"; })) {
     EXPECT_TRUE(events.wait_for("user.transcript", 60s)) << d->log();
+  }
   events.pump(1500ms);  // the recording's tail: no second turn may come
   r.events = events.seen();
   for (const auto& e : r.events) {

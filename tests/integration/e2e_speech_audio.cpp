@@ -19,25 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-// The data chunk of a PCM WAV file, as bytes; fails the test when the file is not one.
-std::string wav_data(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::string b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  EXPECT_GE(b.size(), 12u) << path;
-  if (b.size() < 12 || b.compare(0, 4, "RIFF") != 0 || b.compare(8, 4, "WAVE") != 0) {
-    ADD_FAILURE() << path << " is not a RIFF/WAVE file";
-    return {};
-  }
-  for (size_t at = 12; at + 8 <= b.size();) {
-    uint32_t size = 0;
-    std::memcpy(&size, b.data() + at + 4, 4);
-    if (b.compare(at, 4, "data") == 0) return b.substr(at + 8, std::min<size_t>(size, b.size() - at - 8));
-    at += 8 + size + (size & 1);
-  }
-  ADD_FAILURE() << path << " has no data chunk";
-  return {};
-}
-
 // The speech.audio events of `turn_id` that `events` received, checked to be contiguous: each at the offset where
 // the one before ended, the first at 0, with the rate and format given and a binary frame of `samples` samples.
 // Returns their PCM concatenated.
