@@ -114,6 +114,53 @@ class DaemonProcess {
   std::unique_ptr<omni::ipc::ControlClient> client_;
 };
 
+// Pings the daemon (`endpoint`) from its own connection every 10 ms until stopped; records the slowest round trip.
+class Pinger {
+ public:
+  explicit Pinger(const std::string& endpoint) : client_(endpoint) {
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        const auto t0 = Clock::now();
+        try {
+          const auto r = client_.request({{"cmd", "ping"}}, std::nullopt, 2000ms);
+          if (!r.value("ok", false)) fail(r.dump());
+        } catch (const std::exception& e) {
+          fail(e.what());
+        }
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        worst_ms_ = std::max(worst_ms_.load(), ms);
+        ++pings_;
+        std::this_thread::sleep_for(10ms);
+      }
+    });
+  }
+  ~Pinger() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int pings() const { return pings_; }
+  int failures() const { return failures_; }
+  std::string first_failure() {
+    std::lock_guard lock(mu_);
+    return first_failure_;
+  }
+  double worst_ms() const { return worst_ms_; }
+
+ private:
+  void fail(const std::string& what) {
+    std::lock_guard lock(mu_);
+    if (failures_++ == 0) first_failure_ = what;
+  }
+  std::mutex mu_;
+  std::string first_failure_;
+  omni::ipc::ControlClient client_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> pings_{0}, failures_{0};
+  std::atomic<double> worst_ms_{0};
+  std::thread thread_;
+};
+
 // Collects events from the daemon's PUB socket.
 class EventLog {
  public:

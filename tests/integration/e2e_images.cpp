@@ -134,41 +134,6 @@ void expect_refused(DaemonProcess& d, const json& images, const std::string& cod
       << "message: " << r["error"]["message"] << "\nexpected to contain: " << needle;
 }
 
-// Pings the daemon from its own connection every 10 ms until stopped; records the slowest round trip.
-class Pinger {
- public:
-  explicit Pinger(const std::string& endpoint) : client_(endpoint) {
-    thread_ = std::thread([this] {
-      while (!stop_) {
-        const auto t0 = Clock::now();
-        try {
-          if (!client_.request({{"cmd", "ping"}}, std::nullopt, 2000ms).value("ok", false)) ++failures_;
-        } catch (const std::exception&) {
-          ++failures_;
-        }
-        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-        worst_ms_ = std::max(worst_ms_.load(), ms);
-        ++pings_;
-        std::this_thread::sleep_for(10ms);
-      }
-    });
-  }
-  ~Pinger() { stop(); }
-  void stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-  int pings() const { return pings_; }
-  int failures() const { return failures_; }
-  double worst_ms() const { return worst_ms_; }
-
- private:
-  omni::ipc::ControlClient client_;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> pings_{0}, failures_{0};
-  std::atomic<double> worst_ms_{0};
-  std::thread thread_;
-};
 
 }  // namespace
 
