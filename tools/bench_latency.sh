@@ -18,7 +18,7 @@ set -euo pipefail
 build=$(cd "${1:?usage: tools/bench_latency.sh BUILD_DIR}" && pwd)
 src=$(cd "$(dirname "$0")/.." && pwd)
 omnid=${OMNID_BIN:-$build/daemon/omnid}   # OMNID_BIN/OMNICTL_BIN: other binaries
-omnictl=${OMNICTL_BIN:-$build/ipc/omnictl}
+omnictl=${OMNICTL_BIN:-$build/tools/omnictl}
 model=${BENCH_MODEL:-$build/bench-model/models/full-width}
 device=${BENCH_DEVICE:-cpu}
 mic=${BENCH_RECORDING:-$src/tests/integration/data/one_question.wav}

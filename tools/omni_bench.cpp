@@ -127,6 +127,9 @@ struct Lm {
   std::vector<KVCache> caches;
   Tensor ids, pos, x, logits;  // decode-step tensors
   int graph = -1;
+  // When set, every step passes per-row rotary tables, as a conversation with an image does (the thinker's
+  // 3-row positions, docs/model.md §3.5); the CUDA backend then runs the separate ops, not the fused layer.
+  const DecoderExtras* extras = nullptr;
 };
 
 // Storage formats of one decoder's matrices (quant.h).
@@ -165,7 +168,7 @@ void make_lm(Backend& be, Lm& lm, const DecoderConfig& cfg, int capacity, int ma
 
 void step_ops(Backend& be, Lm& lm) {
   be.embed(lm.embed, lm.ids, lm.x);
-  lm.stack->forward(lm.x, lm.pos, lm.caches);
+  lm.stack->forward(lm.x, lm.pos, lm.caches, Tensor(), -1, lm.extras);
   be.linear(lm.x, lm.head, Tensor(), lm.logits, Activation::None);
 }
 
@@ -379,6 +382,32 @@ int main(int argc, char** argv) {
     const auto breakdown = op_breakdown(*be, thinker, o.contexts.back());
     for (const auto& [name, us] : breakdown)
       std::printf("thinker decode @%d, %s alone: %.0f us/token\n", o.contexts.back(), name.c_str(), us);
+    // The same step after an image: per-row rotary tables (one row, the plain angles of the position, so the
+    // work is that of a real turn) instead of the positions' own rotary.
+    DecodeResult after_image{};
+    {
+      const int ctx = o.contexts.front(), half = tc.head_dim / 2;
+      std::vector<float> cos_row(static_cast<size_t>(half)), sin_row(static_cast<size_t>(half));
+      for (int i = 0; i < half; ++i) {
+        const double angle = double(ctx - 1) * std::pow(tc.rope.theta, -2.0 * i / tc.head_dim);
+        cos_row[size_t(i)] = float(std::cos(angle));
+        sin_row[size_t(i)] = float(std::sin(angle));
+      }
+      DecoderExtras rows;
+      rows.rope_cos = be->alloc({1, half});
+      rows.rope_sin = be->alloc({1, half});
+      be->upload(rows.rope_cos, cos_row.data());
+      be->upload(rows.rope_sin, sin_row.data());
+      const int plain_graph = thinker.graph;
+      thinker.graph = -1;
+      thinker.extras = &rows;
+      after_image = bench_decode(*be, thinker, ctx, o.steps, o.graphs, copy_bw, tf);
+      thinker.extras = nullptr;
+      thinker.graph = plain_graph;
+      std::printf("thinker decode @%d with per-row rotary tables (a conversation with an image): %.1f tokens/s, "
+                  "%.1f%% of copy bandwidth\n",
+                  ctx, after_image.tok_s, 100 * after_image.share);
+    }
     double eager_tok_s = 0;
     if (o.graphs && be->supports_graphs()) {
       eager_tok_s = bench_decode(*be, thinker, o.contexts.front(), o.steps / 2 + 1, false, copy_bw, tf).tok_s;
@@ -475,6 +504,8 @@ int main(int argc, char** argv) {
     for (const DecodeResult& d : dec)
       std::printf("| thinker decode @%d | %.1f tok/s, %.1f GB/s, %.1f%% of copy |\n", d.ctx, d.tok_s, d.gbs,
                   100 * d.share);
+    std::printf("| thinker decode @%d after an image (per-row rotary tables) | %.1f tok/s, %.1f%% of copy |\n",
+                after_image.ctx, after_image.tok_s, 100 * after_image.share);
     if (eager_tok_s > 0) std::printf("| thinker decode @%d, no graphs | %.1f tok/s |\n", o.contexts.front(), eager_tok_s);
     for (const auto& [name, us] : breakdown)
       std::printf("| decode @%d: %s | %.0f us/token |\n", o.contexts.back(), name.c_str(), us);
