@@ -283,12 +283,8 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
         reject_bad("fields 'tool_choice' and 'response_format' cannot be combined (a structured answer makes no calls)");
       ask.response_schema = v->at("schema").dump();  // replaced by the ordered text in parse_request
     }
-    // A structured answer is data for an app: not spoken unless asked. Answers about images are not spoken: the
-    // engine's talker does not take image turns yet.
-    ask.speak = f.boolean("speak", false).value_or(!ask.response_schema && ask.images.empty());
-    if (ask.speak && !ask.images.empty())
-      reject_bad("field 'speak' cannot be true with 'images': answers about images are not spoken yet (the "
-                 "talker does not take image turns); leave 'speak' out or set it false");
+    // A structured answer is data for an app: not spoken unless asked.
+    ask.speak = f.boolean("speak", false).value_or(!ask.response_schema);
     if (binary) {
       const std::string& b = *binary;
       if (b.size() < 12 || b.compare(0, 4, "RIFF") != 0 || b.compare(8, 4, "WAVE") != 0)

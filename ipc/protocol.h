@@ -134,8 +134,7 @@ struct AskRequest {
   std::optional<std::string> tool_name;  // non-empty
   // response_format {"type": "json_schema", "schema": S}: S as JSON text, key order as sent.
   std::optional<std::string> response_schema;
-  // In the user turn after the audio, before the text, in this order. An ask with images is not spoken (speak
-  // defaults to false; true is bad_request: the engine's talker does not take image turns yet).
+  // In the user turn after the audio, before the text, in this order.
   std::vector<AskImage> images;
 };
 

@@ -36,12 +36,15 @@ from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoP
 from transformers.video_utils import VideoMetadata
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixturelib import checkpoint, configs  # noqa: E402
+
 IMAGES = os.path.join(REPO, "tests", "fixtures", "images")
 GOLDEN = os.path.join(REPO, "tests", "fixtures", "golden", "vision_preprocess")
 
 # The checkpoint's preprocessor settings (patch 16, merge 2, temporal 2, 3136..12845056 pixels, CLIP mean/std as
 # class defaults) and the Qwen3-Omni processor's video size defaults.
-PREPROC = dict(patch_size=16, temporal_patch_size=2, merge_size=2, min_pixels=3136, max_pixels=12845056)
+PREPROC = checkpoint.IMAGE_PREPROCESSOR
 VIDEO_SIZE = {"shortest_edge": 128 * 32 * 32, "longest_edge": 768 * 32 * 32}
 
 
@@ -160,22 +163,12 @@ TOWER_CASES = {  # golden case -> (preprocessing case, pixel key, grid key)
 
 
 def make_tiny_v():
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from fixturelib import checkpoint, configs
     model_dir = os.path.join(REPO, "tests", "fixtures", "models", "tiny-v")
     built = checkpoint.build_random_model(configs.TINY_V, 4004, 0.08, (6.5, 3.3))
     checkpoint.save_checkpoint(built, model_dir, sharded=True, style_457=False)
     for fname in os.listdir(model_dir):
         if os.path.getsize(os.path.join(model_dir, fname)) >= 5_000_000:
             raise RuntimeError(f"tiny-v/{fname} is 5 MB or larger")
-    # The release's preprocessor_config.json holds the image processor's keys next to the Whisper ones.
-    pre_path = os.path.join(model_dir, "preprocessor_config.json")
-    with open(pre_path) as f:
-        pre = json.load(f)
-    pre.update(dict(PREPROC, image_processor_type="Qwen2VLImageProcessor"))
-    with open(pre_path, "w") as f:
-        json.dump(pre, f, indent=2, sort_keys=True)
-        f.write("\n")
     model = checkpoint.load_float32(model_dir)
     checkpoint.check_reload(built, model)
     del built
@@ -208,6 +201,7 @@ def make_tiny_v():
         f.write("\n")
     print("tiny-v mrope_positions.json")
     chat_cases(model)
+    speech_chat_cases(model)
 
 
 def mrope_cases(thinker):
@@ -290,6 +284,88 @@ CHAT_CASES = {  # case -> turns: (image files under tests/fixtures/images, text[
 CHAT_STEPS = 12  # greedy steps recorded per turn
 
 
+SPEECH_CASES = {  # case -> turns, as CHAT_CASES; the last turn's answer is spoken
+    "garden_spoken": [(["garden_224x160.png"], "What is in this picture?")],
+    "image_then_spoken_text": [(["garden_224x160.png"], "What is in this picture?"), ([], "And what colour is it?")],
+}
+SPEECH_THINKER_TOKENS, SPEECH_TALKER_TOKENS = 8, 12  # the spoken turn's limits (frames = talker tokens - 1)
+
+
+class Conversation:
+    """Builds a conversation turn by turn as the engine renders it (see chat_cases) and answers each earlier
+    turn as the engine does: greedy up to CHAT_STEPS tokens, cut after <|im_end|>."""
+    IM_END, NEWLINE = 151645, 198
+
+    def __init__(self, model):
+        from fixturelib import audio_clips, tokenizer_file
+        from fixturelib.prompts import PromptBuilder
+        from transformers import WhisperFeatureExtractor
+        self.model = model
+        self.builder = PromptBuilder(os.path.join(tokenizer_file.committed_tokenizer_dir(), "tokenizer.json"))
+        self.proc = Qwen2VLImageProcessor(**PREPROC)
+        self.fe = WhisperFeatureExtractor.from_pretrained(os.path.join(REPO, "tests", "fixtures", "models", "tiny-v"))
+        self.waves = audio_clips.load_clips(os.path.join(REPO, "tests", "fixtures", "audio"))
+        self.conv, self.pixels, self.grids, self.turn_ids, self.answers, self.audio_mm = [], [], [], [], [], {}
+
+    def add_turn(self, files, text, *clip):
+        """Appends one user turn (and the previous answer's closing tokens); returns its ids."""
+        from fixturelib import golden
+        from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import _get_feat_extract_output_lengths
+        ids = []
+        if self.turn_ids:  # the previous answer as the engine closes it
+            ans = self.answers[-1]
+            ids += ([] if ans and ans[-1] == self.IM_END else [self.IM_END]) + [self.NEWLINE]
+        rendered = "<|im_start|>user\n"
+        if clip:  # one clip per conversation here: the audio span comes first in the turn
+            assert not self.audio_mm, "one clip per conversation"
+            features, mask = golden.audio_features(self.fe, self.waves[clip[0]])
+            n_audio = int(_get_feat_extract_output_lengths(torch.tensor(features.shape[-1])))
+            self.audio_mm = dict(input_features=features[None], feature_attention_mask=mask)
+            rendered += "<|audio_start|>" + "<|audio_pad|>" * n_audio + "<|audio_end|>"
+        for name in files:
+            rgb = to_rgb(Image.open(os.path.join(IMAGES, name)))
+            o = self.proc(images=[rgb], return_tensors="pt")
+            self.pixels.append(o["pixel_values"])
+            g = o["image_grid_thw"][0].tolist()
+            self.grids.append(g)
+            rendered += "<|vision_start|>" + "<|image_pad|>" * (g[0] * g[1] * g[2] // 4) + "<|vision_end|>"
+        rendered += text + "<|im_end|>\n<|im_start|>assistant\n"
+        ids += self.builder.encode(rendered)
+        self.turn_ids.append(ids)
+        self.conv += ids
+        return ids
+
+    def mm(self):
+        mm = dict(self.audio_mm)
+        if self.pixels:
+            mm.update(pixel_values=torch.cat(self.pixels), image_grid_thw=torch.tensor(self.grids, dtype=torch.long))
+        return mm
+
+    def greedy(self):
+        """CHAT_STEPS greedy tokens for the conversation so far: (tokens, logits, recompute diff)."""
+        from fixturelib import golden
+        tokens, logits, recompute = golden.thinker_greedy(self.model, self.conv, CHAT_STEPS, self.mm())
+        return tokens.tolist(), logits, recompute
+
+    def answer(self):
+        """The engine's answer to the last turn, appended to the conversation."""
+        tokens = self.greedy()[0]
+        if self.IM_END in tokens:
+            tokens = tokens[:tokens.index(self.IM_END) + 1]
+        self.answers.append(tokens)
+        self.conv += tokens
+
+    def save_turns(self, out_dir):
+        from fixturelib import golden
+        for k, ids in enumerate(self.turn_ids):
+            golden.save_i64(os.path.join(out_dir, "turn_%d_ids.npy" % k), ids)
+
+
+def turns_meta(turns):
+    return [dict(images=[os.path.join("images", f) for f in t[0]], text=t[1],
+                 audio=os.path.join("audio", t[2] + ".wav") if len(t) > 2 else None) for t in turns]
+
+
 def chat_cases(model):
     """Images in the thinker's prompt, end to end (tests/golden/test_image_chat_golden.cpp).
 
@@ -305,72 +381,58 @@ def chat_cases(model):
       turn_K_ids.npy    the ids turn K adds (K = 0..), earlier answers' closing tokens included
       greedy.npy, logit_cols.npy, logits_sub.npy, logits_full0.npy   the last turn, as golden.text_case writes
     """
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from fixturelib import golden, tokenizer_file
-    from fixturelib.prompts import PromptBuilder
-    from fixturelib import audio_clips
-    from transformers import WhisperFeatureExtractor
-    from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import _get_feat_extract_output_lengths
-    builder = PromptBuilder(os.path.join(tokenizer_file.committed_tokenizer_dir(), "tokenizer.json"))
-    proc = Qwen2VLImageProcessor(**PREPROC)
-    fe = WhisperFeatureExtractor.from_pretrained(os.path.join(REPO, "tests", "fixtures", "models", "tiny-v"))
-    waves = audio_clips.load_clips(os.path.join(REPO, "tests", "fixtures", "audio"))
-    IM_END, NEWLINE = 151645, 198
+    from fixturelib import golden
     root = os.path.join(REPO, "tests", "fixtures", "golden", "tiny-v", "image_chat")
     if os.path.isdir(root):
         shutil.rmtree(root)
     for case, turns in CHAT_CASES.items():
         out_dir = os.path.join(root, case)
         os.makedirs(out_dir)
-        conv, pixels, grids, turn_ids, answers, audio_mm = [], [], [], [], [], {}
-        for k, (files, text, *clip) in enumerate(turns):
-            ids = []
-            if k > 0:  # the previous answer as the engine closes it
-                ans = answers[-1]
-                ids += ([] if ans and ans[-1] == IM_END else [IM_END]) + [NEWLINE]
-            rendered = "<|im_start|>user\n"
-            if clip:  # one clip per conversation here: the audio span comes first in the turn
-                assert not audio_mm, "one clip per conversation"
-                features, mask = golden.audio_features(fe, waves[clip[0]])
-                n_audio = int(_get_feat_extract_output_lengths(torch.tensor(features.shape[-1])))
-                audio_mm = dict(input_features=features[None], feature_attention_mask=mask)
-                rendered += "<|audio_start|>" + "<|audio_pad|>" * n_audio + "<|audio_end|>"
-            for name in files:
-                rgb = to_rgb(Image.open(os.path.join(IMAGES, name)))
-                o = proc(images=[rgb], return_tensors="pt")
-                pixels.append(o["pixel_values"])
-                g = o["image_grid_thw"][0].tolist()
-                grids.append(g)
-                rendered += "<|vision_start|>" + "<|image_pad|>" * (g[0] * g[1] * g[2] // 4) + "<|vision_end|>"
-            rendered += text + "<|im_end|>\n<|im_start|>assistant\n"
-            ids += builder.encode(rendered)
-            turn_ids.append(ids)
-            conv += ids
-            mm = dict(audio_mm)
-            if pixels:
-                mm.update(pixel_values=torch.cat(pixels), image_grid_thw=torch.tensor(grids, dtype=torch.long))
-            tokens, logits, recompute = golden.thinker_greedy(model, conv, CHAT_STEPS, mm)
-            tokens = tokens.tolist()
+        c = Conversation(model)
+        for k, turn in enumerate(turns):
+            c.add_turn(*turn)
             if k + 1 < len(turns):
-                if IM_END in tokens:
-                    tokens = tokens[:tokens.index(IM_END) + 1]
-                answers.append(tokens)
-                conv += tokens
-        for k, ids in enumerate(turn_ids):
-            golden.save_i64(os.path.join(out_dir, "turn_%d_ids.npy" % k), ids)
+                c.answer()
+        tokens, logits, recompute = c.greedy()
+        c.save_turns(out_dir)
         golden.save_i64(os.path.join(out_dir, "greedy.npy"), tokens)
         golden.write_greedy_logits(out_dir, case, logits)
         golden.save_f32(os.path.join(out_dir, "logits_full0.npy"), logits[0])
         gaps = golden.top2_gaps(logits)
-        first_end = tokens.index(IM_END) if IM_END in tokens else None
+        first_end = tokens.index(c.IM_END) if c.IM_END in tokens else None
         golden.save_json(os.path.join(out_dir, "meta.json"), dict(
-            turns=[dict(images=[os.path.join("images", f) for f in t[0]], text=t[1],
-                        audio=os.path.join("audio", t[2] + ".wav") if len(t) > 2 else None) for t in turns],
-            image_grids=grids, steps=CHAT_STEPS, earlier_answers=answers, first_im_end_step=first_end,
-            min_top2_gap=round(gaps.min().item(), 6), recompute_max_abs_diff=recompute,
+            turns=turns_meta(turns), image_grids=c.grids, steps=CHAT_STEPS, earlier_answers=c.answers,
+            first_im_end_step=first_end, min_top2_gap=round(gaps.min().item(), 6), recompute_max_abs_diff=recompute,
             transformers=transformers.__version__))
-        print("tiny-v image_chat", case, "grids", grids, "first <|im_end|> at", first_end,
+        print("tiny-v image_chat", case, "grids", c.grids, "first <|im_end|> at", first_end,
               "min gap %.3g" % gaps.min().item(), "recompute diff %.2g" % recompute)
+
+
+def speech_chat_cases(model):
+    """Spoken answers in conversations with images (tests/golden/test_image_chat_golden.cpp): the talker hears
+    every user turn, image placeholders through its hidden projection, with the 3-row positions of the image
+    spans (docs/model.md §3.7). Earlier turns as chat_cases answers them; the last turn through transformers'
+    greedy generate(return_audio=True) (fixturelib.speech.speech_case: talker prefill, codes, waveform).
+    Per case directory golden/tiny-v/image_speech/<case>/: turn_K_ids.npy, meta.json (turns, grids, earlier
+    answers) and speech_case's files.
+    """
+    from fixturelib import speech
+    root = os.path.join(REPO, "tests", "fixtures", "golden", "tiny-v", "image_speech")
+    if os.path.isdir(root):
+        shutil.rmtree(root)
+    for case, turns in SPEECH_CASES.items():
+        out_dir = os.path.join(root, case)
+        c = Conversation(model)
+        for k, turn in enumerate(turns):
+            c.add_turn(*turn)
+            if k + 1 < len(turns):
+                c.answer()
+        meta = speech.speech_case(model, out_dir, c.conv, "Ethan", SPEECH_THINKER_TOKENS, SPEECH_TALKER_TOKENS,
+                                  c.mm(), dict(turns=turns_meta(turns), image_grids=c.grids, steps=CHAT_STEPS,
+                                               earlier_answers=c.answers, transformers=transformers.__version__))
+        c.save_turns(out_dir)
+        print("tiny-v image_speech", case, {k: meta[k] for k in ("frames", "prefill_rows", "thinker_eos_reached",
+                                                                  "min_codec_top2_gap")})
 
 
 def main():
@@ -378,9 +440,9 @@ def main():
         make_tiny_v()
         return
     if "--tiny-v-chat" in sys.argv[1:]:  # the chat goldens only, from the committed tiny-v
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from fixturelib import checkpoint
-        chat_cases(checkpoint.load_float32(os.path.join(REPO, "tests", "fixtures", "models", "tiny-v")))
+        model = checkpoint.load_float32(os.path.join(REPO, "tests", "fixtures", "models", "tiny-v"))
+        chat_cases(model)
+        speech_chat_cases(model)
         return
     torch.manual_seed(0)
     os.makedirs(IMAGES, exist_ok=True)

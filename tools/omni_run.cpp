@@ -190,7 +190,7 @@ int run(const Args& a) {
     omni::UserTurn turn;
     turn.text = a.prompt;
     if (!a.audio.empty()) turn.audio_16k = read_audio_16k(a.audio);
-    for (const std::string& path : a.images) turn.images.push_back({.path = path});
+    for (const std::string& path : a.images) turn.images.push_back({.path = path, .bytes = {}, .format = {}});
     r = session->respond(turn, gen, cb);
   }
   if (a.gen.speak) speech.close();

@@ -38,8 +38,7 @@ commands:
                                         of 'busy', --preempt cancels it; --max-new-tokens and --speaker: this
                                         turn's. --image (PNG or JPEG, repeatable, in order) sends the file's
                                         absolute path for omnid to read; with --inline, its bytes (base64)
-                                        instead, for an omnid that cannot read the file. An answer about images
-                                        is not spoken
+                                        instead, for an omnid that cannot read the file
   say TEXT                              speak TEXT verbatim
   cancel [TURN_ID]                      cancel the running turn (or the given one)
   listen on|off                         enable or disable the microphone

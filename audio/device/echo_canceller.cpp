@@ -359,7 +359,9 @@ std::vector<std::pair<double, double>> vad_segments(const std::vector<float>& sa
                         {[&](double) {
                            if (confirmed_ms) confirmed_ms->push_back(self->stream_ms());
                          },
-                         [&](Utterance&& u) { segments.emplace_back(u.start_ms, u.end_ms); }});
+                         [&](Utterance&& u) { segments.emplace_back(u.start_ms, u.end_ms); },
+                         {},
+                         {}});
   self = &endpointer;
   if (!audible_frames) {
     endpointer.push(samples.data(), samples.size());

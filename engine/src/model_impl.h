@@ -132,9 +132,11 @@ class SessionImpl : public Session {
   void decode_loop(const GenerateOptions& opt, const Callbacks& cb, TurnResult& result,
                    SpeechPipeline* speech = nullptr, DecodeConstraint* con = nullptr);
   // A speech pipeline started for the turn whose prompt ends the context (user part of every
-  // user turn with its accept-layer hidden rows, docs/model.md §3.7). Null when opt.speak is false.
+  // user turn with its accept-layer hidden rows, docs/model.md §3.7); `turn_images` are the images of that
+  // turn (the earlier turns' come from history_). Null when opt.speak is false.
   std::unique_ptr<SpeechPipeline> start_speech(const GenerateOptions& opt, const Callbacks& cb,
-                                               const std::vector<int32_t>& header);
+                                               const std::vector<int32_t>& header,
+                                               const std::vector<std::shared_ptr<const VisualPatches>>& turn_images);
   void finish_speech(SpeechPipeline& sp, TurnResult& r);
   SpeechOptions speech_options(const GenerateOptions& opt) const;
   std::unique_ptr<SpeechPipeline> make_speech(const Callbacks& cb);

@@ -335,8 +335,9 @@ std::unique_ptr<SpeechPipeline> SessionImpl::make_speech(const Callbacks& cb) {
   });
 }
 
-std::unique_ptr<SpeechPipeline> SessionImpl::start_speech(const GenerateOptions& opt, const Callbacks& cb,
-                                                          const std::vector<int32_t>& header) {
+std::unique_ptr<SpeechPipeline> SessionImpl::start_speech(
+    const GenerateOptions& opt, const Callbacks& cb, const std::vector<int32_t>& header,
+    const std::vector<std::shared_ptr<const VisualPatches>>& turn_images) {
   auto sp = make_speech(cb);
   // The talker hears every user turn in the cache (docs/model.md §3.7): their ids, and the accept-layer
   // hidden rows of those slots, gathered into one block.
@@ -353,7 +354,14 @@ std::unique_ptr<SpeechPipeline> SessionImpl::start_speech(const GenerateOptions&
     be_.copy(accept_hidden_.rows(positions[i], int64_t(j - i)), rows.rows(int64_t(i), int64_t(j - i)));
     i = j;
   }
-  sp->start(user_ids, rows, header, speech_options(opt));
+  // The grids of every image in those user turns, in order: the talker's 3-row positions need them.
+  std::vector<VisualSpan> spans;
+  auto add = [&](const std::vector<std::shared_ptr<const VisualPatches>>& images) {
+    for (const auto& p : images) spans.push_back(VisualSpan{p->grid_t, p->grid_h, p->grid_w, 1.0});
+  };
+  for (const HistoryTurn& h : history_) add(h.images);
+  add(turn_images);
+  sp->start(user_ids, rows, header, speech_options(opt), spans);
   active_speech_.store(sp.get());
   if (cancelled_.load()) sp->cancel();
   return sp;
@@ -391,11 +399,6 @@ TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt
                              std::to_string(tokens) +
                   " tokens; the context holds " + std::to_string(model_.vision().max_tokens()));
   }
-  if (opt.speak && (!images.empty() || std::any_of(history_.begin(), history_.end(), [](const HistoryTurn& h) {
-                      return !h.images.empty();
-                    })))
-    throw Error("speech about images is not supported yet: the talker's positions for image turns are not "
-                "implemented (ask without speak)");
   return run_turn(render_user_turn(model_.tokenizer(), model_.config().ids, in), turn.audio_16k, opt, cb, images);
 }
 
@@ -441,7 +444,7 @@ TurnResult SessionImpl::run_turn(std::vector<int32_t> turn_ids, const std::vecto
   prefill(feed, spoken, !images.empty());
   r.timings.prefill_ms = ms_between(t0, Clock::now());
   std::unique_ptr<SpeechPipeline> speech;
-  if (opt.speak) speech = start_speech(opt, cb, std::vector<int32_t>(turn_ids.end() - 3, turn_ids.end()));
+  if (opt.speak) speech = start_speech(opt, cb, std::vector<int32_t>(turn_ids.end() - 3, turn_ids.end()), images);
   decode_loop(opt, cb, r, speech.get(), con.get());
   if (speech) finish_speech(*speech, r);
   HistoryTurn h;

@@ -26,6 +26,7 @@
 
 #include "model/code2wav.h"
 #include "model/code_predictor.h"
+#include "model/mrope_positions.h"
 #include "model/talker.h"
 
 namespace omni {
@@ -51,6 +52,7 @@ class SpeechModel {
   // Device buffers of one speaking turn, allocated here once.
   struct Scratch {
     Tensor ids, positions;      // I32 [max_rows]
+    Tensor rope_cos, rope_sin;  // F32 [max_rows, talker head_dim / 2]: rotary tables for 3-row positions
     Tensor thinker_rows;        // [max_rows, thinker_hidden]
     Tensor x, tmp;              // [max_rows, hidden]
     Tensor tts;                 // [3, hidden]: TP(E[tts_pad, tts_bos, tts_eos])
@@ -92,8 +94,12 @@ class SpeechPipeline {
   // user_hidden: [P, thinker_hidden] accept-layer hidden states for those ids; only rows of
   // audio/image/video placeholders are read, so it may be empty when there are none.
   // assistant_header: the 3 ids <|im_start|> assistant "\n".
+  // images: the grids of the image spans in user_ids, in order (empty when there are none). With images the
+  // talker's rows take 3-row positions as transformers' get_rope_index gives them over the user part and the
+  // assistant rows (docs/model.md §3.7), and each decode step continues at its slot + that prompt's delta.
   void start(const std::vector<int32_t>& user_ids, const Tensor& user_hidden,
-             const std::vector<int32_t>& assistant_header, const SpeechOptions& opt);
+             const std::vector<int32_t>& assistant_header, const SpeechOptions& opt,
+             const std::vector<VisualSpan>& images = {});
   // Each generated thinker token, in order. <|im_end|> ends the text (same as finish_text()).
   void on_thinker_token(int32_t id);
   // The thinker stopped: speaks the remaining text and runs until codec EOS or max_frames.
@@ -124,6 +130,8 @@ class SpeechPipeline {
   bool text_input(size_t step, Tensor row);  // trailing text row for `step`; false: not known yet
   void emit(const std::vector<float>& samples);
   int32_t draw(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history);
+  // Rotary tables for n rows at 3-row positions into the scratch tables; returns extras that name them.
+  DecoderExtras rope_rows(const float* t, const float* h, const float* w, int n);
 
   SpeechModel& m_;
   Backend& be_;
@@ -142,6 +150,10 @@ class SpeechPipeline {
   int32_t c0_ = 0;
   size_t step_ = 0;  // talker decode steps done (= index into the trailing text)
   int prefill_rows_ = 0;
+  // With image spans: the prefill rows' 3-row positions, and the decode steps' offset from their slot.
+  std::vector<float> rope_t_, rope_h_, rope_w_;
+  int rope_delta_ = 0;
+  std::vector<float> rope_host_;
   std::atomic<bool> cancelled_{false};
   std::vector<std::vector<int32_t>> frames_;
   std::vector<int32_t> talker_tokens_;

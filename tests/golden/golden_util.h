@@ -6,7 +6,12 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
 #include "omni/engine.h"
+#include "omni/npy.h"
 
 namespace golden {
 
@@ -31,6 +36,35 @@ inline double rel_err(const float* a, const float* b, size_t n) {
     den += double(b[i]) * double(b[i]);
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// A spoken answer against transformers' generate(return_audio=True) (fixturelib.speech.speech_case's meta.json and
+// waveform.npy): the frame count and length when the thinker ended with <|im_end|>, and the waveform over the
+// frames where omnid and transformers get the same inputs. When the thinker stops on its token limit transformers
+// never speaks the last text token (docs/model.md §9.12) and omnid does: talker step k reads trailing text
+// k = g_{k+2}, which first differs at k = N-2, so frames from N-1 on differ by design. Each call's last 555
+// samples look one frame ahead. Returns the relative error; prints `what`.
+inline double expect_speech_like(const nlohmann::json& meta, const omni::TurnResult& r, const std::vector<float>& audio,
+                                 const omni::NpyArray& wave, const std::string& what) {
+  const int spf = 1920;
+  const int hf_frames = meta.at("frames").get<int>();
+  int same_frames = hf_frames;
+  if (meta.at("thinker_hit_token_limit").get<bool>()) {
+    same_frames = std::min(hf_frames, int(r.tokens.size()) - 1);
+  } else {
+    EXPECT_EQ(r.speech_frames, hf_frames);
+    EXPECT_EQ(audio.size(), wave.f32.size());
+  }
+  const size_t n = size_t(std::max(0, same_frames * spf - 555));
+  EXPECT_GT(n, 0u);
+  EXPECT_GE(audio.size(), n);
+  EXPECT_GE(wave.f32.size(), n);
+  if (n == 0 || audio.size() < n || wave.f32.size() < n) return 1.0;
+  const double e = rel_err(audio.data(), wave.f32.data(), n);
+  EXPECT_LT(e, 1e-3) << "waveform over the first " << same_frames << " frames";
+  std::printf("[ speech ] %s: %d/%d frames compared, waveform rel err %.3g, first audio %.1f ms\n", what.c_str(),
+              same_frames, hf_frames, e, r.timings.first_audio_ms);
+  return e;
 }
 
 inline const std::vector<std::string>& models() {

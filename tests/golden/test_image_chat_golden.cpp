@@ -110,6 +110,53 @@ TEST(ImageChatGolden, LogitsAndGreedyTokensMatchTransformersForImagePrompts) {
   for (const std::string& dir : cases) check_case(*model, dir);
 }
 
+// Spoken answers with images in the conversation (golden/tiny-v/image_speech): the talker hears every user turn,
+// the image placeholders through its hidden projection, at the image spans' 3-row positions, and continues at
+// its slot + the prompt's delta (docs/model.md §3.7). Earlier turns answered in text as check_case does.
+void check_speech_case(omni::Model& model, const std::string& dir) {
+  SCOPED_TRACE(dir);
+  const auto meta = read_json(dir + "/meta.json");
+  const auto& turns = meta.at("turns");
+  auto session = model.new_session();
+  std::vector<int32_t> previous_answer;
+  std::vector<float> audio;
+  omni::TurnResult r;
+  for (size_t k = 0; k < turns.size(); ++k) {
+    std::vector<int32_t> expected = ids_of(omni::read_npy(dir + "/turn_" + std::to_string(k) + "_ids.npy"));
+    if (k > 0) {
+      const size_t closing = (!previous_answer.empty() && previous_answer.back() == kImEnd) ? 1 : 2;
+      expected.erase(expected.begin(), expected.begin() + long(closing));
+    }
+    const bool last = k + 1 == turns.size();
+    omni::GenerateOptions opt;
+    opt.max_new_tokens = last ? meta.at("thinker_max_new_tokens").get<int>() : meta.at("steps").get<int>();
+    omni::Callbacks cb;
+    if (last) {
+      opt.speak = true;
+      opt.speaker = meta.at("speaker").get<std::string>();
+      opt.max_speech_frames = meta.at("talker_max_new_tokens").get<int>() - 1;  // HF counts the EOS step
+      cb.on_audio = [&](const float* s, size_t n) { audio.insert(audio.end(), s, s + n); };
+    }
+    r = session->respond(user_turn(turns[k]), opt, cb);
+    EXPECT_EQ(r.prompt_tokens, expected) << "turn " << k << " prompt ids";
+    if (!last) {
+      EXPECT_EQ(r.tokens, meta.at("earlier_answers").at(k).get<std::vector<int32_t>>()) << "answer of turn " << k;
+      previous_answer = r.tokens;
+    }
+  }
+  ASSERT_EQ(r.tokens, ids_of(omni::read_npy(dir + "/thinker_tokens.npy")));
+  ASSERT_EQ(audio.size(), r.speech_samples);
+  golden::expect_speech_like(meta, r, audio, omni::read_npy(dir + "/waveform.npy"), dir.substr(dir.rfind('/') + 1));
+}
+
+TEST(ImageChatGolden, SpokenAnswersInConversationsWithImagesMatchTransformers) {
+  auto model = load_tiny_v();
+  ASSERT_TRUE(model->has_talker());
+  const auto cases = golden::subdirs(golden::fixtures() + "/golden/tiny-v/image_speech");
+  ASSERT_GE(cases.size(), 2u);
+  for (const std::string& dir : cases) check_speech_case(*model, dir);
+}
+
 TEST(ImageChatGolden, RenderPromptExpandsTheImageToItsTokenCount) {
   auto model = load_tiny_v();
   const std::string dir = golden::fixtures() + "/golden/tiny-v/image_chat/street_resized";

@@ -23,7 +23,6 @@ void check_speech_case(omni::Model& model, const std::string& dir) {
   const omni::NpyArray prompt = omni::read_npy(dir + "/prompt_ids.npy");
   const omni::NpyArray thinker = omni::read_npy(dir + "/thinker_tokens.npy");
   const omni::NpyArray wave = omni::read_npy(dir + "/waveform.npy");
-  const int spf = 1920;
 
   omni::SessionOptions so;
   if (meta["system"].is_string()) so.system_prompt = meta["system"].get<std::string>();
@@ -50,26 +49,7 @@ void check_speech_case(omni::Model& model, const std::string& dir) {
   ASSERT_EQ(audio.size(), r.speech_samples);
   EXPECT_GE(r.timings.first_audio_ms, 0.0);
 
-  const int hf_frames = meta["frames"].get<int>();
-  int same_frames = hf_frames;
-  const bool hit_limit = meta["thinker_hit_token_limit"].get<bool>();
-  if (hit_limit) {
-    // Talker step k reads trailing text k = g_{k+2}; omnid's trailing text first differs at
-    // k = N-2 (g_N instead of tts_eos), which makes frame N-1.
-    same_frames = std::min(hf_frames, int(want_tokens.size()) - 1);
-  } else {
-    EXPECT_EQ(r.speech_frames, hf_frames);
-    EXPECT_EQ(audio.size(), wave.f32.size());
-  }
-  // Samples that depend only on those frames (each call's last 555 samples look one frame ahead).
-  const size_t n = size_t(std::max(0, same_frames * spf - 555));
-  ASSERT_GT(n, 0u);
-  ASSERT_GE(audio.size(), n);
-  ASSERT_GE(wave.f32.size(), n);
-  const double e = golden::rel_err(audio.data(), wave.f32.data(), n);
-  EXPECT_LT(e, 1e-3) << "waveform over the first " << same_frames << " frames";
-  std::printf("[ speech ] %s: %d/%d frames compared, waveform rel err %.3g, first audio %.1f ms\n", dir.c_str(),
-              same_frames, hf_frames, e, r.timings.first_audio_ms);
+  golden::expect_speech_like(meta, r, audio, wave, dir);
 }
 
 }  // namespace

@@ -160,7 +160,7 @@ TEST(VisionPreprocess, VideoPixelValuesMatchTheProcessor) {
     EXPECT_EQ(t.width, meta.at("resized")[1].get<int>()) << c;
     int worst = 0;
     for (size_t i = 0; i < frames.size(); ++i) {
-      char name[32];
+      char name[48];
       std::snprintf(name, sizeof name, "/resized_%02zu.png", i);
       const LevelDiff d = compare(omni::resize_bicubic_aa(frames[i], t.height, t.width),
                                   omni::load_image_file(c + name));

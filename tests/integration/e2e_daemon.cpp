@@ -88,7 +88,9 @@ TEST_P(DaemonE2E, SpokenTurnEventsInOrderWithGapFreeSeq) {
     if (mine && e.name == "user.transcript") transcript_seq = e.body["seq"];
     if (e.name == "vad.start" || e.name == "vad.end" || (mine && e.name != "user.transcript")) order.push_back(e.name);
   }
-  if (transcript_seq) EXPECT_GT(transcript_seq, done_seq);
+  if (transcript_seq) {
+    EXPECT_GT(transcript_seq, done_seq);
+  }
   auto pos = [&](const std::string& n) { return std::find(order.begin(), order.end(), n) - order.begin(); };
   ASSERT_LT(pos("vad.start"), pos("vad.end"));
   ASSERT_LT(pos("vad.end"), pos("turn.start"));

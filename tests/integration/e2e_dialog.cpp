@@ -236,7 +236,9 @@ TEST(Dialog, BargeInCancelsTheAnswerAndTheNewUtteranceIsTheNextTurn) {
   EXPECT_EQ(*(it - 1), "response.done");
   EXPECT_EQ(*(it - 2), "vad.start");
   for (const auto& e : events.seen())
-    if (e.name == "response.done" && e.body["turn_id"] == a) EXPECT_EQ(e.body["stop"], "cancelled") << e.body;
+    if (e.name == "response.done" && e.body["turn_id"] == a) {
+      EXPECT_EQ(e.body["stop"], "cancelled") << e.body;
+    }
 }
 
 TEST(Dialog, WithoutBargeInTheMicrophoneIsIgnoredDuringATurn) {

@@ -1,5 +1,6 @@
 #include "e2e_harness.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
@@ -111,22 +112,86 @@ std::string DaemonProcess::default_config() const {
 void DaemonProcess::write_config(const std::string& yaml) { std::ofstream(config_path_) << yaml; }
 
 void DaemonProcess::start() {
+  // Everything the child needs is made here, before fork(): between fork() and exec() the child may only call
+  // async-signal-safe functions, since another thread of this test (a notify reader, a client's I/O thread) may
+  // have held a lock of the allocator or of the environment at the moment of the fork.
+  std::vector<std::pair<std::string, std::string>> extra = {{"NOTIFY_SOCKET", notify_->path()}};
+  for (const auto& kv : options_.env) extra.push_back(kv);
+  if (options_.watchdog_usec) {
+    extra.emplace_back("WATCHDOG_USEC", std::to_string(options_.watchdog_usec));
+    extra.emplace_back("WATCHDOG_PID", std::string(20, ' '));  // the child writes its pid here
+  }
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry = *e;
+    const std::string name = entry.substr(0, entry.find('='));
+    if (std::none_of(extra.begin(), extra.end(), [&](const auto& kv) { return kv.first == name; }))
+      env.push_back(entry);
+  }
+  char* watchdog_pid = nullptr;
+  for (const auto& [k, v] : extra) env.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (std::string& e : env) {
+    envp.push_back(e.data());
+    if (e.rfind("WATCHDOG_PID=", 0) == 0) watchdog_pid = e.data() + std::strlen("WATCHDOG_PID=");
+  }
+  envp.push_back(nullptr);
+  std::string config_flag = "--config";
+  std::vector<char*> argv = {options_.binary.data(), config_flag.data(), config_path_.data(), nullptr};
   const std::string log_path = dir_ + "/omnid.log";
+  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (log_fd < 0) throw std::runtime_error("cannot create " + log_path);
   pid_ = ::fork();
   if (pid_ == 0) {
-    const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(log_fd, 1);
+    ::dup2(log_fd, 1);  // the copies lose O_CLOEXEC
     ::dup2(log_fd, 2);
-    ::setenv("NOTIFY_SOCKET", notify_->path().c_str(), 1);
-    for (const auto& [k, v] : options_.env) ::setenv(k.c_str(), v.c_str(), 1);
-    if (options_.watchdog_usec) {
-      ::setenv("WATCHDOG_USEC", std::to_string(options_.watchdog_usec).c_str(), 1);
-      ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);
+    if (watchdog_pid) {  // decimal digits of getpid(), left-aligned in the 20 characters reserved
+      char digits[20];
+      int n = 0;
+      for (pid_t v = ::getpid(); v > 0 && n < 20; v /= 10) digits[n++] = char('0' + v % 10);
+      for (int i = 0; i < n; ++i) watchdog_pid[i] = digits[n - 1 - i];
+      watchdog_pid[n] = '\0';
     }
-    ::execl(options_.binary.c_str(), options_.binary.c_str(), "--config", config_path_.c_str(), nullptr);
-    std::perror("exec");
+    ::execve(argv[0], argv.data(), envp.data());
+    static const char msg[] = "e2e harness: exec of the daemon failed\n";
+    [[maybe_unused]] const ssize_t w = ::write(2, msg, sizeof msg - 1);
     ::_exit(127);
   }
+  ::close(log_fd);
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+}
+
+namespace {
+
+std::string read_small_file(const std::string& path) {
+  std::ifstream in(path);
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\0')) s.pop_back();
+  return s.empty() ? "?" : s;
+}
+
+}  // namespace
+
+std::string DaemonProcess::describe_process() const {
+  if (pid_ <= 0) return "(not running)";
+  const std::string proc = "/proc/" + std::to_string(pid_);
+  char exe[4096];
+  const ssize_t n = ::readlink((proc + "/exe").c_str(), exe, sizeof exe - 1);
+  std::ostringstream out;
+  out << "pid " << pid_ << ", executable " << (n > 0 ? std::string(exe, size_t(n)) : "?") << "\n";
+  // Each thread: its state and the kernel function it sleeps in (a futex wait before any log line would be a
+  // lock taken across fork, or a deadlock in the start-up).
+  if (DIR* d = ::opendir((proc + "/task").c_str())) {
+    while (dirent* t = ::readdir(d)) {
+      if (t->d_name[0] == '.') continue;
+      const std::string task = proc + "/task/" + t->d_name;
+      out << "  thread " << t->d_name << " (" << read_small_file(task + "/comm")
+          << "): stat " << read_small_file(task + "/stat") << "; wchan " << read_small_file(task + "/wchan")
+          << "\n";
+    }
+    ::closedir(d);
+  }
+  return out.str();
 }
 
 bool DaemonProcess::wait_ready(std::chrono::milliseconds timeout) {
@@ -135,6 +200,8 @@ bool DaemonProcess::wait_ready(std::chrono::milliseconds timeout) {
     if (notify_->wait_for("READY=1", 100ms)) return true;
     if (wait_exit(0ms) != -1) return false;  // it exited: no point waiting
   }
+  std::fprintf(stderr, "no READY=1 within %lld ms from %s\n", static_cast<long long>(timeout.count()),
+               describe_process().c_str());
   return false;
 }
 

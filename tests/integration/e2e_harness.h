@@ -83,6 +83,8 @@ class DaemonProcess {
   bool wait_ready(std::chrono::milliseconds timeout);
   int exit_status() const { return exit_status_; }
   pid_t pid() const { return pid_; }
+  // The process's executable and each thread's state and kernel wait channel (/proc), for a failure message.
+  std::string describe_process() const;
   // Sends `signo` and waits up to `timeout`; returns the exit status (-1: did not exit, -2 - n: killed by n).
   int stop(int signo, std::chrono::milliseconds timeout, std::chrono::milliseconds* took = nullptr);
   // Waits for the process to exit by itself.

@@ -98,7 +98,9 @@ TEST(SpeechAudio, TheS16lePcmOfASpokenTurnInOffsetOrderIsByteForByteTheWavTheFil
   bool ended = false;
   for (const auto& e : events.seen()) {
     if (e.name == "speech.end" && e.body["turn_id"] == id) ended = true;
-    if (e.name == "speech.audio" && e.body["turn_id"] == id) EXPECT_FALSE(ended) << "speech.audio after speech.end";
+    if (e.name == "speech.audio" && e.body["turn_id"] == id) {
+      EXPECT_FALSE(ended) << "speech.audio after speech.end";
+    }
   }
   // Not in the replay buffer.
   const auto r = d->request({{"cmd", "events"}, {"since", 0}, {"topics", {"speech."}}});
@@ -162,7 +164,9 @@ TEST(SpeechAudio, PublishingWorksWithNoSpeaker) {
   EXPECT_EQ(pcm.size(), tokens * kChunkSamples * 2);
   // speech.end's duration counts the same samples.
   for (const auto& e : events.seen())
-    if (e.name == "speech.end" && e.body["turn_id"] == id) EXPECT_EQ(e.body["duration_ms"], 80 * tokens) << e.body;
+    if (e.name == "speech.end" && e.body["turn_id"] == id) {
+      EXPECT_EQ(e.body["duration_ms"], 80 * tokens) << e.body;
+    }
   // The first chunk is the scripted sine converted as the WAV writer converts.
   int16_t s1 = 0;
   std::memcpy(&s1, pcm.data() + 2, 2);

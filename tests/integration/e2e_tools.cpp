@@ -272,7 +272,9 @@ TEST(Tools, CancelAndResetCancelPendingCallsWithToolCancelled) {
     events.pump(300ms);
     // The answer did not finish: a response.done, if any, says it was cancelled (protocol 2).
     for (const auto& e : events.seen())
-      if (e.name == "response.done" && e.body.value("turn_id", uint64_t(0)) == id) EXPECT_EQ(e.body["stop"], "cancelled");
+      if (e.name == "response.done" && e.body.value("turn_id", uint64_t(0)) == id) {
+        EXPECT_EQ(e.body["stop"], "cancelled");
+      }
     EXPECT_EQ(d->request({{"cmd", "status"}})["state"], "idle");
   }
 }

@@ -255,12 +255,12 @@ TEST(Omnictl, AskImageSendsAbsolutePathsInOrderOrInlineBase64) {
   CliRun r = omnictl(cfg, "ask 'What is this?' --image " + png + " --image relative/pic.jpg");
   EXPECT_EQ(r.exit_code, 0) << r.out;
   const std::string cwd = std::filesystem::current_path().string();
-  EXPECT_EQ(daemon.last(), (json{{"cmd", "ask"}, {"text", "What is this?"}, {"speak", false}, {"wav_bytes", 0},
+  EXPECT_EQ(daemon.last(), (json{{"cmd", "ask"}, {"text", "What is this?"}, {"speak", true}, {"wav_bytes", 0},
                                  {"images", {{{"path", png}}, {{"path", cwd + "/relative/pic.jpg"}}}}}));
   // --inline: the files' bytes, each with the format its first bytes announce; images alone make a question.
   r = omnictl(cfg, "ask --image " + jpeg + " --image " + png + " --inline");
   EXPECT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_EQ(daemon.last(), (json{{"cmd", "ask"}, {"speak", false}, {"wav_bytes", 0},
+  EXPECT_EQ(daemon.last(), (json{{"cmd", "ask"}, {"speak", true}, {"wav_bytes", 0},
                                  {"images", {{{"bytes", std::filesystem::file_size(jpeg)}, {"format", "jpeg"}},
                                              {{"bytes", std::filesystem::file_size(png)}, {"format", "png"}}}}}));
   const std::string not_image = std::string(OMNI_SOURCE_DIR) + "/docs/protocol.md";

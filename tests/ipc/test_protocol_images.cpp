@@ -25,7 +25,7 @@ std::vector<std::uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.
 
 }  // namespace
 
-TEST(ProtocolImages, AskTakesPathsAndBase64ImagesInOrderAndDoesNotSpeakAboutThem) {
+TEST(ProtocolImages, AskTakesPathsAndBase64ImagesInOrder) {
   const ParseResult r = parse(ask_with({{{"path", "/srv/a.png"}},
                                         {{"base64", "iVBORw0KGgo="}, {"format", "png"}},
                                         {{"base64", "/9j/4A=="}, {"format", "jpeg"}}}));
@@ -38,7 +38,7 @@ TEST(ProtocolImages, AskTakesPathsAndBase64ImagesInOrderAndDoesNotSpeakAboutThem
   EXPECT_EQ(ask.images[1].format, "png");
   EXPECT_EQ(ask.images[2].bytes, (std::vector<std::uint8_t>{0xff, 0xd8, 0xff, 0xe0}));
   EXPECT_EQ(ask.images[2].format, "jpeg");
-  EXPECT_FALSE(ask.speak);
+  EXPECT_TRUE(ask.speak);
   // Images alone are a question too.
   EXPECT_TRUE(parse({{"id", 1}, {"cmd", "ask"}, {"images", {{{"path", "/a.jpg"}}}}}).ok());
 }
@@ -87,12 +87,15 @@ TEST(ProtocolImages, Base64MustBeStrictAndWithinTheLimit) {
   expect_bad(ask_with({{{"base64", over}, {"format", "png"}}}), "images[0].base64 is 16777220 characters; at most 16777216");
 }
 
-TEST(ProtocolImages, SpeakCannotBeTrueWithImages) {
+TEST(ProtocolImages, AnAskWithImagesIsSpokenUnlessSpeakIsFalse) {
   json r = ask_with({{{"path", "/a.png"}}});
-  r["speak"] = true;
-  expect_bad(r, "field 'speak' cannot be true with 'images'");
+  auto spoken = parse(r);
+  ASSERT_TRUE(spoken.ok());
+  EXPECT_TRUE(std::get<AskRequest>(spoken.request->command).speak);
   r["speak"] = false;
-  EXPECT_TRUE(parse(r).ok());
+  auto quiet = parse(r);
+  ASSERT_TRUE(quiet.ok());
+  EXPECT_FALSE(std::get<AskRequest>(quiet.request->command).speak);
 }
 
 TEST(ProtocolImages, DecodeBase64RoundTripsEveryPaddingLength) {

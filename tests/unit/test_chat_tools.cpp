@@ -58,7 +58,7 @@ TEST(ChatTools, PlainConversationEqualsTheSingleTurnPrompt) {
   const TokenIds ids;
   std::vector<ChatMessage> msgs = {{"system", {{ChatPart::Kind::Text, "Be brief.", 0}}, {}},
                                    {"user", {{ChatPart::Kind::Audio, {}, 4}, {ChatPart::Kind::Text, "hi", 0}}, {}}};
-  EXPECT_EQ(render_conversation(tok, ids, msgs, {}), render_prompt(tok, ids, "Be brief.", ChatTurnInput{"hi", 4}));
+  EXPECT_EQ(render_conversation(tok, ids, msgs, {}), render_prompt(tok, ids, "Be brief.", ChatTurnInput{"hi", 4, {}}));
 }
 
 TEST(ChatTools, BadMessagesAreErrorsNamingTheField) {

@@ -26,6 +26,9 @@ PREPROCESSOR_CONFIG = {
     "return_attention_mask": True,
     "sampling_rate": 16000,
 }
+# The release's preprocessor_config.json holds the image processor's keys next to the Whisper ones; without them
+# the processor's class defaults (patch_size 14) would not match the vision tower's patch_size 16.
+IMAGE_PREPROCESSOR = dict(patch_size=16, temporal_patch_size=2, merge_size=2, min_pixels=3136, max_pixels=12845056)
 
 
 def all_sub_configs(config):
@@ -157,7 +160,8 @@ def to_457_style(config_json):
 
 
 def save_checkpoint(model, out_dir, sharded, style_457, max_shard_size="4MB"):
-    """Save bf16 weights + config.json (+ 4.57 rewrite) + preprocessor_config.json; no tokenizer files."""
+    """Save bf16 weights + config.json (+ 4.57 rewrite) + preprocessor_config.json (audio and image keys); no
+    tokenizer files."""
     if os.path.isdir(out_dir):
         shutil.rmtree(out_dir)
     os.makedirs(out_dir)
@@ -178,7 +182,8 @@ def save_checkpoint(model, out_dir, sharded, style_457, max_shard_size="4MB"):
         json.dump(config_json, f, indent=2, sort_keys=True)
         f.write("\n")
     with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
-        json.dump(PREPROCESSOR_CONFIG, f, indent=2, sort_keys=True)
+        json.dump(dict(PREPROCESSOR_CONFIG, image_processor_type="Qwen2VLImageProcessor", **IMAGE_PREPROCESSOR), f,
+                  indent=2, sort_keys=True)
         f.write("\n")
 
 

@@ -290,6 +290,7 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
     t.codec_nothink_id = tk.integer("codec_nothink_id");
     t.codec_think_bos_id = tk.integer("codec_think_bos_id");
     t.codec_think_eos_id = tk.integer("codec_think_eos_id");
+    t.spatial_merge_size = tk.integer("spatial_merge_size", 2, 1, 64);
     if (!tk.has("speaker_id") || !tk.raw().at("speaker_id").is_object()) tk.fail("speaker_id", "an object");
     for (auto& [name, v] : tk.raw().at("speaker_id").items()) {
       if (!v.is_number_integer()) tk.fail("speaker_id", "an object of integer ids");

@@ -77,6 +77,7 @@ struct TalkerConfig {
   int codec_pad_id = 0, codec_bos_id = 0, codec_eos_id = 0;
   int codec_nothink_id = 0, codec_think_bos_id = 0, codec_think_eos_id = 0;
   std::map<std::string, int> speaker_ids;  // lower-case name -> codec id
+  int spatial_merge_size = 2;  // its own copy, for the 3-row positions of image spans (docs/model.md §3.7)
 };
 
 struct Code2WavConfig {

@@ -115,6 +115,9 @@ void DecoderStack::forward(const Tensor& x, const Tensor& positions, std::vector
       args.rope_sin = extras->rope_sin;
     }
     be_.decoder_layer(w_.layers[l], eps, x, branch, /*add_branch=*/l > 0, args, normed);
+    // hidden_states[l + 1] is the residual after layer l: x + branch, taken before the layer's DeepStack rows are
+    // added (transformers records the decoder layer's output, then adds them to a copy).
+    if (!capture.empty() && capture_layer == int(l) + 1 && l + 1 < n_layers) be_.add(x, branch, capture);
     // The layer's output is x + branch: an addition to some rows of it goes into branch.
     if (extras)
       for (const DecoderExtras::RowAdd& a : extras->adds)
@@ -122,8 +125,6 @@ void DecoderStack::forward(const Tensor& x, const Tensor& positions, std::vector
           const Tensor b = branch.rows(a.row, a.add.dim(0));
           be_.add(b, a.add, b);
         }
-    // hidden_states[l + 1] is the residual after layer l: x + branch.
-    if (!capture.empty() && capture_layer == int(l) + 1 && l + 1 < n_layers) be_.add(x, branch, capture);
   }
   // The last layer's add is followed by the final norm, written in place (docs/model.md §3.3).
   if (n_layers > 0) be_.add_rms_norm(x, branch, w_.final_norm, eps, x);

@@ -34,8 +34,8 @@ struct DecoderExtras {
   // F32 [S, head_dim/2] each, when given: per-row rotary cosines and sines (AttentionArgs::rope_cos);
   // positions then only name the cache slots. The thinker's 3-row MRoPE comes this way.
   Tensor rope_cos, rope_sin;
-  // rows [row, row + add.dim(0)) of the hidden state get `add` after decoder layer `layer` (0-based),
-  // i.e. before hidden_states[layer + 1] is taken (DeepStack).
+  // rows [row, row + add.dim(0)) of the hidden state get `add` after decoder layer `layer` (0-based), after
+  // hidden_states[layer + 1] is taken: transformers records the layer's output before the DeepStack addition.
   struct RowAdd {
     int layer = 0;
     int64_t row = 0;

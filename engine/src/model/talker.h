@@ -27,8 +27,11 @@ class Talker {
   // Codec embedding rows C(id): ids I32 [S] -> out [S, hidden].
   void codec_embed(const Tensor& ids, const Tensor& out) { be_.embed(codec_embedding_, ids, out); }
   // The decoder over x [S, hidden] (overwritten with the final-norm output) at `positions`,
-  // using this talker's KV cache.
-  void forward(const Tensor& x, const Tensor& positions) { stack_.forward(x, positions, caches_); }
+  // using this talker's KV cache. `extras` carries per-row rotary tables when the rows have 3-row positions
+  // (image spans, docs/model.md §3.7); positions then only name the cache slots.
+  void forward(const Tensor& x, const Tensor& positions, const DecoderExtras* extras = nullptr) {
+    stack_.forward(x, positions, caches_, Tensor(), -1, extras);
+  }
   // codec_head: h [1, hidden] (final-normed) -> logits [1, vocab].
   void logits(const Tensor& h, const Tensor& out) { be_.linear(h, codec_head_, Tensor(), out); }
 
