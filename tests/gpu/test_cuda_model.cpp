@@ -282,7 +282,9 @@ DecoderConfig real_widths(int64_t H, int heads, int kv, int E, int k, int I, int
 // decode steps at growing positions, with and without the previous layer's residual add. Compared:
 // x (residual after attention), normed (post-attention norm, poisoned), branch (the MoE output, which
 // overwrites an unrelated random input).
-void check_decoder_layer(Pair& p_, double tol_prefill, double tol_decode) {
+// `tables`: the decode steps carry one-row rotary tables at a position 37 below their slot, as a step after an
+// image does (the thinker's 3-row positions, docs/model.md §3.5).
+void check_decoder_layer(Pair& p_, double tol_prefill, double tol_decode, bool tables = false) {
   Pair* p = &p_;
   DecoderConfig cfg = real_widths(2048, 32, 4, 128, 8, 768, 0, 0, 1024);
   cfg.num_layers = 1;
@@ -312,6 +314,23 @@ void check_decoder_layer(Pair& p_, double tol_prefill, double tol_decode) {
     auto p1 = p->ints({1}, {P + s});
     ac.positions = p1.c;
     ag.positions = p1.g;
+    Pair::A cs{p->cpu->alloc({1, 64}), p->gpu->alloc({1, 64})}, sn{p->cpu->alloc({1, 64}), p->gpu->alloc({1, 64})};
+    if (tables) {
+      std::vector<float> c(64), si(64);
+      for (int i = 0; i < 64; ++i) {
+        const double angle = double(P + s - 37) * std::pow(double(cfg.rope.theta), -2.0 * i / 128);
+        c[size_t(i)] = float(std::cos(angle));
+        si[size_t(i)] = float(std::sin(angle));
+      }
+      for (auto [t, v] : {std::pair{&cs, &c}, std::pair{&sn, &si}}) {
+        p->cpu->upload(t->c, v->data());
+        p->gpu->upload(t->g, v->data());
+      }
+      ac.rope_cos = cs.c;
+      ac.rope_sin = sn.c;
+      ag.rope_cos = cs.g;
+      ag.rope_sin = sn.g;
+    }
     const bool add = s != 1;
     p->cpu->decoder_layer(wc.layers[0], eps, x1.c, b1.c, add, ac, n1.c);
     p->gpu->decoder_layer(wg.layers[0], eps, x1.g, b1.g, add, ag, n1.g);
@@ -329,6 +348,16 @@ TEST_P(CudaModelPrecision, ThinkerDecoderLayerFused) {
     tuning.decode_layer = mode;
     Pair q(f32(), tuning);
     check_decoder_layer(q, tol_rows(300), tol_kv());
+  }
+}
+
+TEST_P(CudaModelPrecision, ThinkerDecoderLayerAfterAnImageWithRotaryTables) {
+  for (int mode : {2, 0}) {
+    SCOPED_TRACE("CudaTuning::decode_layer = " + std::to_string(mode));
+    cuda::CudaTuning tuning;
+    tuning.decode_layer = mode;
+    Pair q(f32(), tuning);
+    check_decoder_layer(q, tol_rows(300), tol_kv(), /*tables=*/true);
   }
 }
 

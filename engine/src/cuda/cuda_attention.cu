@@ -279,7 +279,8 @@ void CudaBackend::attention(const AttentionWeights& w, const Tensor& x, const At
     throw Error("attention: KV cache " + args.cache->k.shape_str() + " " + dtype_name(args.cache->k.dtype) +
                 " is not a bf16/f32 [capacity, " + std::to_string(hkv) + ", " + std::to_string(hd) + "] cache");
   const int G = hq / hkv;
-  const bool fused = x.dim(0) == 1 && args.cache && args.block == 0 && args.rope_cos.empty() &&
+  const bool fused = x.dim(0) == 1 && args.cache && args.block == 0 &&
+                     (args.rope_cos.empty() || decode_rope_table(args, hd)) &&
                      G <= 8 && (hd == 64 || hd == 128) && hq <= kCudaMaxHeads;
   if (fused) attention_decode(w, x, args, out);
   else attention_general(w, x, args, out);
@@ -313,8 +314,7 @@ void CudaBackend::attention_decode(const AttentionWeights& w, const Tensor& x, c
     launch_gemv(g, exec_);
   }
 
-  const DecodeArgs a = decode_args(w, *args.cache, args.positions, args.sliding_window, q, k, v, attn_partials_,
-                                   counters_, o, flags_);
+  const DecodeArgs a = decode_args(w, *args.cache, args, q, k, v, attn_partials_, counters_, o, flags_);
   launch_attention_decode(a, args.cache->k.dtype == DType::F32, exec_);
   linear_rows(o, 1, w.wo, w.bo, out.as<float>(), Activation::None);
 }

@@ -26,10 +26,13 @@ __device__ __forceinline__ void rope_cos_sin(int pos, float inv_freq, float& c, 
 
 // One warp normalizes (optional) and rotates (optional) one head held as DPL contiguous values
 // per lane: lane l has dims [l*DPL, (l+1)*DPL); the rotate-half partner of a dim in the first
-// half sits in lane l ^ 16.
+// half sits in lane l ^ 16. The angle of pair i is pos * inv_freq[i], or, with tables (a step
+// after an image: 3-row positions, docs/model.md §3.5), the one whose cosine and sine are
+// cos_tab[i] and sin_tab[i].
 template <int DPL>
 __device__ __forceinline__ void norm_rope_head(float (&v)[DPL], const uint16_t* norm_w, float eps, int pos,
-                                               const float* inv_freq, int hd, int lane) {
+                                               const float* inv_freq, const float* cos_tab, const float* sin_tab,
+                                               int hd, int lane) {
   if (norm_w) {
     float ss = 0.f;
 #pragma unroll
@@ -38,7 +41,7 @@ __device__ __forceinline__ void norm_rope_head(float (&v)[DPL], const uint16_t* 
 #pragma unroll
     for (int t = 0; t < DPL; ++t) v[t] = bf16_at(norm_w, lane * DPL + t) * (v[t] * inv);
   }
-  if (inv_freq) {
+  if (inv_freq || cos_tab) {
     const int half = hd / 2;
 #pragma unroll
     for (int t = 0; t < DPL; ++t) {
@@ -46,7 +49,12 @@ __device__ __forceinline__ void norm_rope_head(float (&v)[DPL], const uint16_t* 
       const int d = lane * DPL + t;
       const int i = d < half ? d : d - half;
       float c, s;
-      rope_cos_sin(pos, inv_freq[i], c, s);
+      if (cos_tab) {
+        c = cos_tab[i];
+        s = sin_tab[i];
+      } else {
+        rope_cos_sin(pos, inv_freq[i], c, s);
+      }
       v[t] = d < half ? v[t] * c - other * s : v[t] * c + other * s;
     }
   }
@@ -60,6 +68,8 @@ struct RopeTable {
 
 struct DecodeArgs {
   RopeTable rope;
+  const float* rope_cos;  // [hd/2] each: the step's rotary table (AttentionArgs::rope_cos), or null
+  const float* rope_sin;
   const float* q;  // raw projections (bias included)
   const float* k;
   const float* v;
@@ -190,14 +200,17 @@ __device__ __forceinline__ void attention_decode_item(const DecodeArgs& a, int g
   TileRegs<DPL> tile;
   load_tile<DPL, CacheT>(a, g, start, min(kDecTile, end - start), pos, tile);
   if (warp < G) {
-    norm_rope_head<DPL>(qv, a.q_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, hd, lane);
+    norm_rope_head<DPL>(qv, a.q_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, a.rope_cos, a.rope_sin, hd,
+                        lane);
 #pragma unroll
     for (int t = 0; t < DPL; ++t) q_s[warp][lane * DPL + t] = qv[t] * a.scale;
   }
   // The new key / value as the cache stores them (a bf16 cache rounds), written to the cache
   // slot; no other block reads that slot.
   if (has_new && warp < 2) {
-    if (warp == 0) norm_rope_head<DPL>(nv, a.k_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, hd, lane);
+    if (warp == 0)
+      norm_rope_head<DPL>(nv, a.k_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, a.rope_cos, a.rope_sin, hd,
+                          lane);
     CacheT* dst = static_cast<CacheT*>(warp == 0 ? a.kc : a.vc) + (int64_t(pos) * a.hkv + g) * hd;
     float* dst_s = warp == 0 ? knew : vnew;
 #pragma unroll
@@ -385,14 +398,26 @@ inline RopeTable rope_table(float theta, int hd) {
   return r;
 }
 
+// True when `args` carries a rotary table the decode kernels take: one row, fp32, on the device (decode_args).
+inline bool decode_rope_table(const AttentionArgs& args, int hd) {
+  auto one_row = [&](const Tensor& t) { return t.dtype == DType::F32 && t.on_device && t.numel() == hd / 2; };
+  return one_row(args.rope_cos) && one_row(args.rope_sin);
+}
+
 // The arguments of decode attention for weights w over `cache` (bf16 or fp32) at the one position
-// in `positions`; q, k, v are the raw projections, out receives the heads' outputs; partials and
+// in `positions` (its cache slot, and its rotary position unless `args` carries a one-row table:
+// decode_rope_table); q, k, v are the raw projections, out receives the heads' outputs; partials and
 // counters are the split-merge scratch (counters zero, reset by each merge).
-inline DecodeArgs decode_args(const AttentionWeights& w, const KVCache& cache, const Tensor& positions, int window,
+inline DecodeArgs decode_args(const AttentionWeights& w, const KVCache& cache, const AttentionArgs& args,
                               const float* q, const float* k, const float* v, float* partials, unsigned* counters,
                               float* out, int* flags) {
+  const Tensor& positions = args.positions;
+  const int window = args.sliding_window;
   DecodeArgs a;
   a.rope = rope_table(w.rope_theta, w.head_dim);
+  const bool table = decode_rope_table(args, w.head_dim);
+  a.rope_cos = table ? args.rope_cos.as<float>() : nullptr;
+  a.rope_sin = table ? args.rope_sin.as<float>() : nullptr;
   a.q = q;
   a.k = k;
   a.v = v;

@@ -201,12 +201,13 @@ void CudaBackend::decoder_layer(const DecoderLayerWeights& L, float eps, const T
   const KVCache* c = args.cache;
   // The six kernels cover the thinker's decode step (head_dim 128, the only shape tested; top_k * I within
   // kStageFloats as measured); everything else (prefill rows, dense or shared-expert layers, biases, other
-  // head shapes, per-row rotary tables after an image) runs the separate ops.
+  // head shapes) runs the separate ops. A step after an image brings its one-row rotary table (decode_rope_table).
   const bool fused =
       exec_.tuning.decode_layer == 2 && M && M->decode_counters && x.dtype == DType::F32 && x.numel() == H &&
       branch.numel() == H && normed.numel() == H && L.moe.shared.gate.empty() && c &&
       (c->k.dtype == DType::BF16 || c->k.dtype == DType::F32) && c->v.dtype == c->k.dtype && c->k.ndim == 3 &&
-      c->k.dim(1) == hkv && c->k.dim(2) == hd && !args.positions.empty() && args.rope_cos.empty() &&
+      c->k.dim(1) == hkv && c->k.dim(2) == hd && !args.positions.empty() &&
+      (args.rope_cos.empty() || decode_rope_table(args, hd)) &&
       args.block == 0 && hq > 0 && hkv > 0 &&
       hq % hkv == 0 && hq / hkv <= kDecMaxG && hd == 128 && hq <= kCudaMaxHeads && H == M->hidden && H % 8 == 0 &&
       H <= kStageFloats && w.wq.dim(1) == H && int64_t(hq) * hd <= 4096 && w.wo.dim(1) == int64_t(hq) * hd &&
@@ -253,8 +254,8 @@ void CudaBackend::decoder_layer(const DecoderLayerWeights& L, float eps, const T
   a.sel_idx = topk_idx_;
   a.sel_w = topk_w_;
   a.ctr = ctr;
-  const DecodeArgs attn = decode_args(w, *c, args.positions, args.sliding_window, qkv, qkv + nq, qkv + nq + nkv,
-                                      attn_partials_, ctr->attn_merge, o, flags_);
+  const DecodeArgs attn =
+      decode_args(w, *c, args, qkv, qkv + nq, qkv + nq + nkv, attn_partials_, ctr->attn_merge, o, flags_);
 
   const unsigned qkv_blocks = unsigned((nq + 2 * nkv + kDecWarps * kQkvRows - 1) / (kDecWarps * kQkvRows));
   launch(qkv_norm_kernel<kQkvRows>, dim3(qkv_blocks), dim3(kLayerThreads), exec_, a);
