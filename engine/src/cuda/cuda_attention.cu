@@ -17,12 +17,21 @@ namespace omni {
 namespace cuda {
 namespace {
 
-template <int DPL, typename CacheT>
+template <int DPL, typename CacheT, bool kTable>
 __global__ void __launch_bounds__(kDecWarps * kWarp) attention_decode_kernel(DecodeArgs a) {
   __shared__ AttnSmem sm;
   pdl_launch_dependents();
   pdl_wait();
-  attention_decode_item<DPL, CacheT>(a, blockIdx.x, blockIdx.y, int(gridDim.y), sm);
+  attention_decode_item<DPL, CacheT, kTable>(a, blockIdx.x, blockIdx.y, int(gridDim.y), sm);
+}
+
+template <bool kTable>
+void launch_attention_decode_as(const DecodeArgs& a, bool f32_cache, const Exec& ex) {
+  const dim3 grid(unsigned(a.hkv), kCudaAttnSplits), block(kDecWarps * kWarp);
+  if (a.hd == 128 && f32_cache) launch(attention_decode_kernel<4, float, kTable>, grid, block, ex, a);
+  else if (a.hd == 128) launch(attention_decode_kernel<4, uint16_t, kTable>, grid, block, ex, a);
+  else if (f32_cache) launch(attention_decode_kernel<2, float, kTable>, grid, block, ex, a);
+  else launch(attention_decode_kernel<2, uint16_t, kTable>, grid, block, ex, a);
 }
 
 // General path, step 1: q/k norm + RoPE in place, one warp per (row, head); with a cache, the
@@ -246,11 +255,8 @@ __global__ void __launch_bounds__(kTileThreads) attention_tile_kernel(TileArgs a
 }  // namespace
 
 void launch_attention_decode(const DecodeArgs& a, bool f32_cache, const Exec& ex) {
-  const dim3 grid(unsigned(a.hkv), kCudaAttnSplits);
-  if (a.hd == 128 && f32_cache) launch(attention_decode_kernel<4, float>, grid, dim3(kDecWarps * kWarp), ex, a);
-  else if (a.hd == 128) launch(attention_decode_kernel<4, uint16_t>, grid, dim3(kDecWarps * kWarp), ex, a);
-  else if (f32_cache) launch(attention_decode_kernel<2, float>, grid, dim3(kDecWarps * kWarp), ex, a);
-  else launch(attention_decode_kernel<2, uint16_t>, grid, dim3(kDecWarps * kWarp), ex, a);
+  if (a.rope_cos) launch_attention_decode_as<true>(a, f32_cache, ex);
+  else launch_attention_decode_as<false>(a, f32_cache, ex);
   OMNI_LAUNCHED("attention_decode_kernel");
 }
 

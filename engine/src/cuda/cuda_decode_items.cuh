@@ -28,8 +28,9 @@ __device__ __forceinline__ void rope_cos_sin(int pos, float inv_freq, float& c, 
 // per lane: lane l has dims [l*DPL, (l+1)*DPL); the rotate-half partner of a dim in the first
 // half sits in lane l ^ 16. The angle of pair i is pos * inv_freq[i], or, with tables (a step
 // after an image: 3-row positions, docs/model.md §3.5), the one whose cosine and sine are
-// cos_tab[i] and sin_tab[i].
-template <int DPL>
+// cos_tab[i] and sin_tab[i]. The table path is a separate instantiation (kTable) so that the plain step's code is
+// not touched by it.
+template <int DPL, bool kTable = false>
 __device__ __forceinline__ void norm_rope_head(float (&v)[DPL], const uint16_t* norm_w, float eps, int pos,
                                                const float* inv_freq, const float* cos_tab, const float* sin_tab,
                                                int hd, int lane) {
@@ -41,7 +42,7 @@ __device__ __forceinline__ void norm_rope_head(float (&v)[DPL], const uint16_t* 
 #pragma unroll
     for (int t = 0; t < DPL; ++t) v[t] = bf16_at(norm_w, lane * DPL + t) * (v[t] * inv);
   }
-  if (inv_freq || cos_tab) {
+  if (kTable || inv_freq) {
     const int half = hd / 2;
 #pragma unroll
     for (int t = 0; t < DPL; ++t) {
@@ -49,7 +50,7 @@ __device__ __forceinline__ void norm_rope_head(float (&v)[DPL], const uint16_t* 
       const int d = lane * DPL + t;
       const int i = d < half ? d : d - half;
       float c, s;
-      if (cos_tab) {
+      if constexpr (kTable) {
         c = cos_tab[i];
         s = sin_tab[i];
       } else {
@@ -157,7 +158,8 @@ __device__ __forceinline__ void store_tile(const TileRegs<DPL>& r, int t0, int n
 // One work item of decode attention: kv head g, key-range split `split` of `grid_splits`
 // (fixed, so a graph can replay any position; only some of them take part, below). Called by every thread of a block of kDecWarps warps; returns block-uniformly. The
 // split that finishes last for head g merges all splits into a.out.
-template <int DPL, typename CacheT>
+// kTable: a.rope_cos / a.rope_sin hold the step's rotary table (launch_attention_decode picks it).
+template <int DPL, typename CacheT, bool kTable = false>
 __device__ __forceinline__ void attention_decode_item(const DecodeArgs& a, int g, int split, int grid_splits,
                                                       AttnSmem& sm) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -200,8 +202,8 @@ __device__ __forceinline__ void attention_decode_item(const DecodeArgs& a, int g
   TileRegs<DPL> tile;
   load_tile<DPL, CacheT>(a, g, start, min(kDecTile, end - start), pos, tile);
   if (warp < G) {
-    norm_rope_head<DPL>(qv, a.q_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, a.rope_cos, a.rope_sin, hd,
-                        lane);
+    norm_rope_head<DPL, kTable>(qv, a.q_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, a.rope_cos,
+                                a.rope_sin, hd, lane);
 #pragma unroll
     for (int t = 0; t < DPL; ++t) q_s[warp][lane * DPL + t] = qv[t] * a.scale;
   }
@@ -209,8 +211,8 @@ __device__ __forceinline__ void attention_decode_item(const DecodeArgs& a, int g
   // slot; no other block reads that slot.
   if (has_new && warp < 2) {
     if (warp == 0)
-      norm_rope_head<DPL>(nv, a.k_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, a.rope_cos, a.rope_sin, hd,
-                          lane);
+      norm_rope_head<DPL, kTable>(nv, a.k_norm, a.eps, pos, a.rope.on ? a.rope.inv_freq : nullptr, a.rope_cos,
+                                  a.rope_sin, hd, lane);
     CacheT* dst = static_cast<CacheT*>(warp == 0 ? a.kc : a.vc) + (int64_t(pos) * a.hkv + g) * hd;
     float* dst_s = warp == 0 ? knew : vnew;
 #pragma unroll
