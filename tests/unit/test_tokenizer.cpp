@@ -267,6 +267,17 @@ TEST_F(TokenizerFileErrors, MissingOrBadParts) {
       {"bad_id", [](nlohmann::json& j) { j["model"]["vocab"]["a"] = "x"; }, "model.vocab[\"a\"]"},
       {"added_no_content", [](nlohmann::json& j) { j["added_tokens"][0].erase("content"); }, "added_tokens[0]"},
       {"not_object", [](nlohmann::json& j) { j = nlohmann::json::array(); }, "not a JSON object"},
+      // Flags that are no booleans (a fuzz finding: json's own type_error escaped, naming neither file nor key).
+      {"invert_number", [](nlohmann::json& j) { j["pre_tokenizer"]["pretokenizers"][0]["invert"] = 0; },
+       "pre_tokenizer.pretokenizers[0].invert: must be true or false"},
+      {"use_regex_string", [](nlohmann::json& j) { j["pre_tokenizer"]["pretokenizers"][1]["use_regex"] = "no"; },
+       "pre_tokenizer.pretokenizers[1].use_regex: must be true or false"},
+      {"behavior_number", [](nlohmann::json& j) { j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = 1; },
+       "pre_tokenizer"},
+      {"byte_fallback_number", [](nlohmann::json& j) { j["model"]["byte_fallback"] = 1; },
+       "model.byte_fallback: must be true or false"},
+      {"special_string", [](nlohmann::json& j) { j["added_tokens"][0]["special"] = "yes"; },
+       "added_tokens[0].special: must be true or false"},
   };
   for (const Case& c : cases) {
     nlohmann::json j = minimal(false);

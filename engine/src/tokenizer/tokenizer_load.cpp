@@ -163,6 +163,19 @@ class Loader {
     return parent.at(key);
   }
 
+  // obj[key] as true/false: `fallback` when obj is no object or the key is absent or null; any other value fails
+  // naming `name` (json's value() would throw its own type_error, which names neither the file nor the key).
+  bool flag(const json& obj, const char* key, bool fallback, const std::string& name) const {
+    if (!obj.is_object() || !obj.contains(key) || obj.at(key).is_null()) return fallback;
+    if (!obj.at(key).is_boolean()) fail(name, "must be true or false");
+    return obj.at(key).get<bool>();
+  }
+  // obj[key] when it is a string, else "".
+  static std::string text_of(const json& obj, const char* key) {
+    if (!obj.is_object() || !obj.contains(key) || !obj.at(key).is_string()) return "";
+    return obj.at(key).get<std::string>();
+  }
+
   static std::string type_of(const json& component) {
     if (!component.is_object() || !component.contains("type") || !component.at("type").is_string()) return "";
     return component.at("type").get<std::string>();
@@ -192,12 +205,13 @@ class Loader {
       split = &p.at("pretokenizers")[0];
       byte_level = &p.at("pretokenizers")[1];
     }
-    const bool split_ok = split && type_of(*split) == "Split" && split->value("behavior", "") == "Isolated" &&
-                          !split->value("invert", false) && split->contains("pattern") &&
-                          split->at("pattern").is_object() && split->at("pattern").contains("Regex") &&
-                          split->at("pattern").at("Regex") == std::string(kQwen2SplitPattern);
-    const bool byte_ok = byte_level && type_of(*byte_level) == "ByteLevel" &&
-                         !byte_level->value("add_prefix_space", false) && !byte_level->value("use_regex", true);
+    const bool split_ok = split && type_of(*split) == "Split" && text_of(*split, "behavior") == "Isolated" &&
+                          !flag(*split, "invert", false, "pre_tokenizer.pretokenizers[0].invert") &&
+                          split->contains("pattern") && text_of(split->at("pattern"), "Regex") == kQwen2SplitPattern;
+    const bool byte_ok =
+        byte_level && type_of(*byte_level) == "ByteLevel" &&
+        !flag(*byte_level, "add_prefix_space", false, "pre_tokenizer.pretokenizers[1].add_prefix_space") &&
+        !flag(*byte_level, "use_regex", true, "pre_tokenizer.pretokenizers[1].use_regex");
     if (!split_ok || !byte_ok) {
       fail(key, "unsupported; only Sequence[Split(Qwen2 regex, Isolated), ByteLevel(add_prefix_space=false, "
                 "use_regex=false)] is implemented");
@@ -215,7 +229,7 @@ class Loader {
   void read_model(const json& model, BpeTokenizer& tok) {
     if (model.contains("type") && model.at("type") != "BPE")
       fail("model.type", "'" + type_of(model) + "' is not supported; only BPE is implemented");
-    if (model.value("byte_fallback", false)) fail("model.byte_fallback", "true is not supported");
+    if (flag(model, "byte_fallback", false, "model.byte_fallback")) fail("model.byte_fallback", "true is not supported");
     for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"}) {
       if (model.contains(k) && model.at(k).is_string() && !model.at(k).get<std::string>().empty())
         fail(std::string("model.") + k, "a non-empty value is not supported");
@@ -301,11 +315,11 @@ class Loader {
         fail(key, "needs a string \"content\"");
       AddedToken t;
       t.content = e.at("content").get<std::string>();
-      t.special = e.value("special", false);
-      t.single_word = e.value("single_word", false);
-      t.lstrip = e.value("lstrip", false);
-      t.rstrip = e.value("rstrip", false);
-      t.normalized = e.value("normalized", !t.special);
+      t.special = flag(e, "special", false, key + ".special");
+      t.single_word = flag(e, "single_word", false, key + ".single_word");
+      t.lstrip = flag(e, "lstrip", false, key + ".lstrip");
+      t.rstrip = flag(e, "rstrip", false, key + ".rstrip");
+      t.normalized = flag(e, "normalized", !t.special, key + ".normalized");
       if (t.content.empty()) continue;  // HF ignores empty added tokens
       auto seen = std::find_if(tokens.begin(), tokens.end(), [&](const AddedToken& o) { return o.content == t.content; });
       if (seen != tokens.end()) {
