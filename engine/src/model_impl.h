@@ -151,10 +151,8 @@ class SessionImpl : public Session {
   // With `drop` false, throws instead (before changing anything).
   void make_room(int needed, bool drop);
   // One decode step for the token in ids_dev_[0] at slot pos_dev_[0]: embed, decoder, lm_head. With `table`,
-  // the rotary comes from rope_cos_/rope_sin_ row 0 (a position other than the slot, after an image).
+  // the rotary comes from rotary_'s row 0 (a position other than the slot, after an image).
   void decode_step(bool table);
-  // Writes the rotary tables of rows [0, n) for 3-row positions (docs/model.md §3.1) into rope_cos_/rope_sin_.
-  void upload_rope(const float* t, const float* h, const float* w, int n);
 
   ModelImpl& model_;
   Backend& be_;
@@ -164,7 +162,7 @@ class SessionImpl : public Session {
   std::vector<JsonGrammar::Tool> tools_;      // compiled, for constrained calls
   std::vector<KVCache> caches_;
   Tensor ids_dev_, pos_dev_, x_, logits_;
-  Tensor rope_cos_, rope_sin_;  // F32 [rows, head_dim/2]: per-row rotary where positions are not the slots
+  RotaryRows rotary_;  // per-row rotary where positions are not the slots
   // Speech: hidden_states[accept_hidden_layer] of every cache slot, and room to gather the
   // user-part rows of it for the talker.
   Tensor accept_hidden_, talker_rows_;
@@ -174,12 +172,11 @@ class SessionImpl : public Session {
   std::vector<int32_t> pos_host_;
   int used_ = 0;                   // tokens in the cache
   int decode_graph_ = -1;          // the captured decode step (backends with graphs)
-  int decode_graph_table_ = -1;    // the same with the rotary from rope_cos_/rope_sin_
+  int decode_graph_table_ = -1;    // the same with the rotary from rotary_
   // Rotary position of the next slot less the slot (docs/model.md §3.5): 0 for text and audio, the span's
   // max + 1 less its end after an image (negative: an image of h×w patches takes h·w/4 slots but advances
   // the positions by max(h, w)/2).
   int rope_delta_ = 0;
-  std::vector<float> rope_host_;  // scratch for upload_rope
   std::vector<int32_t> pending_;   // ids to feed before the next turn (end of the last answer)
   std::vector<HistoryTurn> history_;
   bool system_in_cache_ = false;

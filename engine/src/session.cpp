@@ -18,7 +18,11 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 }  // namespace
 
 SessionImpl::SessionImpl(ModelImpl& model, const SessionOptions& opt)
-    : model_(model), be_(model.backend()), thinker_(model.thinker()), system_prompt_(opt.system_prompt) {
+    : model_(model),
+      be_(model.backend()),
+      thinker_(model.thinker()),
+      system_prompt_(opt.system_prompt),
+      rotary_(be_, thinker_.config(), thinker_.max_rows()) {
   const DecoderConfig& c = thinker_.config();
   const int rows = thinker_.max_rows();
   caches_ = alloc_kv_caches(be_, c, model.context_tokens());
@@ -26,8 +30,6 @@ SessionImpl::SessionImpl(ModelImpl& model, const SessionOptions& opt)
   pos_dev_ = be_.alloc({rows}, DType::I32);
   x_ = be_.alloc({rows, c.hidden_size});
   logits_ = be_.alloc({1, c.vocab_size}, DType::F32);
-  rope_cos_ = be_.alloc({rows, c.head_dim / 2}, DType::F32);
-  rope_sin_ = be_.alloc({rows, c.head_dim / 2}, DType::F32);
   pos_host_.resize(size_t(rows));
   if (!opt.tools.empty()) set_tools(opt.tools);
   if (model.speech()) {
@@ -90,15 +92,6 @@ std::unique_ptr<DecodeConstraint> SessionImpl::make_constraint(const GenerateOpt
   return DecodeConstraint::for_tools(model_.token_table(), ids, tools_, choice, opt.max_tool_calls);
 }
 
-void SessionImpl::upload_rope(const float* t, const float* h, const float* w, int n) {
-  const int half = thinker_.config().head_dim / 2;
-  rope_host_.resize(size_t(2 * n * half));
-  mrope_rotary_tables(thinker_.config().rope, thinker_.config().head_dim, t, h, w, size_t(n), rope_host_.data(),
-                      rope_host_.data() + size_t(n * half));
-  be_.upload(rope_cos_.rows(0, n), rope_host_.data());
-  be_.upload(rope_sin_.rows(0, n), rope_host_.data() + size_t(n * half));
-}
-
 void SessionImpl::encode_images(const std::vector<std::shared_ptr<const VisualPatches>>& images) {
   VisionInput& v = model_.vision();
   v.clear();
@@ -150,9 +143,9 @@ void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio, bool imag
       extras.adds = model_.vision().deepstack_adds(ids, begin, size_t(n));
     }
     if (table) {
-      upload_rope(mp.t.data() + begin, mp.h.data() + begin, mp.w.data() + begin, n);
-      extras.rope_cos = rope_cos_.rows(0, n);
-      extras.rope_sin = rope_sin_.rows(0, n);
+      const DecoderExtras rows = rotary_.fill(mp.t.data() + begin, mp.h.data() + begin, mp.w.data() + begin, n);
+      extras.rope_cos = rows.rope_cos;
+      extras.rope_sin = rows.rope_sin;
     }
     const DecoderExtras* ex = table || !extras.adds.empty() ? &extras : nullptr;
     if (accept_hidden_.empty()) {
@@ -172,9 +165,7 @@ void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio, bool imag
 void SessionImpl::decode_step(bool table) {
   Tensor x = x_.rows(0, 1);
   thinker_.embed(ids_dev_.rows(0, 1), x);
-  DecoderExtras extras;
-  extras.rope_cos = rope_cos_.rows(0, 1);
-  extras.rope_sin = rope_sin_.rows(0, 1);
+  const DecoderExtras extras = rotary_.rows(1);
   thinker_.forward(x, pos_dev_.rows(0, 1), caches_, Tensor(), -1, table ? &extras : nullptr);
   thinker_.logits(x, logits_);
 }
@@ -246,7 +237,7 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
     const bool table = rope_delta_ != 0;
     if (table) {
       const float p = float(used_ + rope_delta_);
-      upload_rope(&p, &p, &p, 1);
+      rotary_.fill(&p, &p, &p, 1);
     }
     if (masker) masker->start(*con);
     if (be_.supports_graphs()) {

@@ -22,7 +22,8 @@ SpeechModel::SpeechModel(const Checkpoint& ck, Backend& be, const ModelConfig& c
       code2wav_(be, ck, cfg.code2wav),
       decoder_(code2wav_, std::max(1, code2wav_push_frames), kHfChunkFrames + kHfLeftContext),
       max_frames_(max_frames),
-      push_frames_(std::max(1, code2wav_push_frames)) {
+      push_frames_(std::max(1, code2wav_push_frames)),
+      rotary_(be, cfg.talker.text, max_prompt_rows + kAssistantRows) {
   if (cfg.talker.thinker_hidden_size != cfg.thinker.hidden_size)
     throw ConfigError("talker_config.thinker_hidden_size must equal the thinker's hidden_size");
   if (cfg.talker.code_predictor.vocab_size != cfg.code2wav.codebook_size)
@@ -30,8 +31,6 @@ SpeechModel::SpeechModel(const Checkpoint& ck, Backend& be, const ModelConfig& c
   const int64_t R = max_prompt_rows + kAssistantRows, H = talker_.hidden_size();
   scratch_.ids = be.alloc({R}, DType::I32);
   scratch_.positions = be.alloc({R}, DType::I32);
-  scratch_.rope_cos = be.alloc({R, int64_t(cfg.talker.text.head_dim / 2)}, DType::F32);
-  scratch_.rope_sin = be.alloc({R, int64_t(cfg.talker.text.head_dim / 2)}, DType::F32);
   scratch_.thinker_rows = be.alloc({R, int64_t(cfg.talker.thinker_hidden_size)});
   scratch_.x = be.alloc({R, H});
   scratch_.tmp = be.alloc({R, H});
@@ -76,19 +75,6 @@ int32_t SpeechPipeline::draw(const Tensor& logits, const SamplingParams& p, cons
   return be_.sample(logits, p, history, u);
 }
 
-DecoderExtras SpeechPipeline::rope_rows(const float* t, const float* h, const float* w, int n) {
-  const DecoderConfig& c = m_.config().talker.text;
-  const int half = c.head_dim / 2;
-  rope_host_.resize(size_t(2 * n * half));
-  mrope_rotary_tables(c.rope, c.head_dim, t, h, w, size_t(n), rope_host_.data(), rope_host_.data() + size_t(n * half));
-  DecoderExtras extras;
-  extras.rope_cos = s_.rope_cos.rows(0, n);
-  extras.rope_sin = s_.rope_sin.rows(0, n);
-  be_.upload(extras.rope_cos, rope_host_.data());
-  be_.upload(extras.rope_sin, rope_host_.data() + size_t(n * half));
-  return extras;
-}
-
 void SpeechPipeline::start(const std::vector<int32_t>& user_ids, const Tensor& user_hidden,
                            const std::vector<int32_t>& assistant_header, const SpeechOptions& opt,
                            const std::vector<VisualSpan>& images) {
@@ -105,9 +91,7 @@ void SpeechPipeline::start(const std::vector<int32_t>& user_ids, const Tensor& u
   const int speaker = m_.speaker_id(opt.speaker);
   // 3-row positions (checked before anything changes): transformers runs get_rope_index over the user part and
   // the assistant rows, whose ids are no span markers, so those rows continue as text after the user part.
-  rope_t_.clear();
-  rope_h_.clear();
-  rope_w_.clear();
+  rope_ = MropePositions();
   rope_delta_ = 0;
   if (!images.empty()) {
     const TokenIds& tok = cfg.ids;
@@ -120,17 +104,14 @@ void SpeechPipeline::start(const std::vector<int32_t>& user_ids, const Tensor& u
         while (i + 1 + size_t(n) < user_ids.size() && user_ids[i + 1 + size_t(n)] == tok.audio_pad) ++n;
         in.audio_tokens.push_back(n);
       }
-    MropePositions mp = mrope_positions(user_ids, tok, in);
+    rope_ = mrope_positions(user_ids, tok, in);
     for (int i = 0; i < kAssistantRows; ++i) {
-      const float p = mp.next + float(i);
-      mp.t.push_back(p);
-      mp.h.push_back(p);
-      mp.w.push_back(p);
+      const float p = rope_.next + float(i);
+      rope_.t.push_back(p);
+      rope_.h.push_back(p);
+      rope_.w.push_back(p);
     }
-    rope_t_ = std::move(mp.t);
-    rope_h_ = std::move(mp.h);
-    rope_w_ = std::move(mp.w);
-    rope_delta_ = int(mp.next) - P;
+    rope_delta_ = int(rope_.next) - P;
   }
   opt_ = opt;
   user_ids_ = user_ids;
@@ -216,10 +197,10 @@ void SpeechPipeline::prefill(int32_t first_text) {
   std::vector<int32_t> pos(static_cast<size_t>(S));
   for (int i = 0; i < S; ++i) pos[size_t(i)] = i;
   be_.upload(s_.positions.rows(0, S), pos.data());
-  if (rope_t_.empty()) {
+  if (rope_.t.empty()) {
     t.forward(s_.x.rows(0, S), s_.positions.rows(0, S));
   } else {
-    const DecoderExtras extras = rope_rows(rope_t_.data(), rope_h_.data(), rope_w_.data(), S);
+    const DecoderExtras extras = m_.rotary().fill(rope_.t.data(), rope_.h.data(), rope_.w.data(), S);
     t.forward(s_.x.rows(0, S), s_.positions.rows(0, S), &extras);
   }
   be_.copy(s_.x.rows(S - 1, 1), s_.h_last);
@@ -293,11 +274,11 @@ void SpeechPipeline::advance() {
     be_.add(s_.step_in, s_.codec_sum, s_.step_in);
     const int32_t pos = prefill_rows_ + int32_t(step_);
     be_.upload(s_.positions.rows(0, 1), &pos);
-    if (rope_t_.empty()) {
+    if (rope_.t.empty()) {
       t.forward(s_.step_in, s_.positions.rows(0, 1));
     } else {  // after image spans: the slot + the prompt's delta, the same on all three rows
       const float p = float(pos + rope_delta_);
-      const DecoderExtras extras = rope_rows(&p, &p, &p, 1);
+      const DecoderExtras extras = m_.rotary().fill(&p, &p, &p, 1);
       t.forward(s_.step_in, s_.positions.rows(0, 1), &extras);
     }
     be_.copy(s_.step_in, s_.h_last);

@@ -52,7 +52,6 @@ class SpeechModel {
   // Device buffers of one speaking turn, allocated here once.
   struct Scratch {
     Tensor ids, positions;      // I32 [max_rows]
-    Tensor rope_cos, rope_sin;  // F32 [max_rows, talker head_dim / 2]: rotary tables for 3-row positions
     Tensor thinker_rows;        // [max_rows, thinker_hidden]
     Tensor x, tmp;              // [max_rows, hidden]
     Tensor tts;                 // [3, hidden]: TP(E[tts_pad, tts_bos, tts_eos])
@@ -60,6 +59,7 @@ class SpeechModel {
     Tensor logits;              // [1, talker vocab]
   };
   Scratch& scratch() { return scratch_; }
+  RotaryRows& rotary() { return rotary_; }  // the talker's rows with 3-row positions (image spans)
 
  private:
   Backend& be_;
@@ -70,6 +70,7 @@ class SpeechModel {
   Code2WavDecoder decoder_;
   int max_frames_, push_frames_;
   Scratch scratch_;
+  RotaryRows rotary_;
 };
 
 struct SpeechOptions {
@@ -130,8 +131,6 @@ class SpeechPipeline {
   bool text_input(size_t step, Tensor row);  // trailing text row for `step`; false: not known yet
   void emit(const std::vector<float>& samples);
   int32_t draw(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history);
-  // Rotary tables for n rows at 3-row positions into the scratch tables; returns extras that name them.
-  DecoderExtras rope_rows(const float* t, const float* h, const float* w, int n);
 
   SpeechModel& m_;
   Backend& be_;
@@ -150,10 +149,10 @@ class SpeechPipeline {
   int32_t c0_ = 0;
   size_t step_ = 0;  // talker decode steps done (= index into the trailing text)
   int prefill_rows_ = 0;
-  // With image spans: the prefill rows' 3-row positions, and the decode steps' offset from their slot.
-  std::vector<float> rope_t_, rope_h_, rope_w_;
+  // With image spans: the prefill rows' 3-row positions (empty without), and the decode steps' offset from their
+  // slot.
+  MropePositions rope_;
   int rope_delta_ = 0;
-  std::vector<float> rope_host_;
   std::atomic<bool> cancelled_{false};
   std::vector<std::vector<int32_t>> frames_;
   std::vector<int32_t> talker_tokens_;

@@ -314,6 +314,13 @@ DaemonOptions scripted_options(const std::string& script) {
   return o;
 }
 
+DaemonOptions tiny_model_options() {
+  DaemonOptions o;
+  o.binary = OMNID_BINARY;
+  o.model_path = std::string(OMNI_BUILD_DIR) + "/models/tiny-a";
+  return o;
+}
+
 std::unique_ptr<DaemonProcess> start_ready(const DaemonOptions& o, std::chrono::milliseconds timeout) {
   auto d = std::make_unique<DaemonProcess>(o);
   d->start();

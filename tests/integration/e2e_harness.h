@@ -191,6 +191,8 @@ void expect_gap_free(const std::vector<omni::ipc::Event>& events);
 
 // Options for omnid_scripted: the real omnid code with the engine replaced by `script`.
 DaemonOptions scripted_options(const std::string& script = "step_ms=20,words=12");
+// The real omnid on the committed tiny model (the build assembles it under OMNI_BUILD_DIR/models/tiny-a).
+DaemonOptions tiny_model_options();
 // Starts the daemon and waits for READY=1; a missed wait fails the test with the daemon's log.
 std::unique_ptr<DaemonProcess> start_ready(const DaemonOptions& o, std::chrono::milliseconds timeout = 60s);
 

@@ -250,9 +250,7 @@ TEST(Limits, TheEnginesContextFullIsReportedAsContextFull) {
 }
 
 TEST(Limits, TheRealEngineSaysContextFullForAnOverlongQuestion) {
-  DaemonOptions o;
-  o.binary = OMNID_BINARY;
-  o.model_path = std::string(OMNI_BUILD_DIR) + "/models/tiny-a";
+  DaemonOptions o = tiny_model_options();
   o.extra_model_yaml = "  context_tokens: 256\n";
   auto d = start_ready(o, 60s);
   std::string words;
@@ -439,9 +437,7 @@ TEST(UserTranscript, AVoiceTurnGetsTheModelsGreedyTranscriptOfItsUtteranceAfterT
 }
 
 TEST(UserTranscript, TheTinyModelTranscribesAVoiceTurnAndTheConversationDoesNotKeepIt) {
-  DaemonOptions o;
-  o.binary = OMNID_BINARY;
-  o.model_path = std::string(OMNI_BUILD_DIR) + "/models/tiny-a";
+  DaemonOptions o = tiny_model_options();
   VoiceTurn on, off;
   {
     auto d = start_ready(with_recorded_question(o), 60s);
@@ -522,9 +518,7 @@ TEST(AskOverrides, MaxNewTokensSamplingAndSpeakerApplyToThatTurnOnly) {
 // The voice is the talker's: on the tiny model a per-ask speaker changes the speech, the next ask without one speaks
 // with the daemon's voice again, byte for byte as before (greedy; reset between asks so each starts the same).
 TEST(AskOverrides, APerAskSpeakerChangesTheVoiceOfThatAnswerOnlyOnTheTinyModel) {
-  DaemonOptions o;
-  o.binary = OMNID_BINARY;
-  o.model_path = std::string(OMNI_BUILD_DIR) + "/models/tiny-a";
+  DaemonOptions o = tiny_model_options();
   o.max_new_tokens = 4;
   auto d = start_ready(o, 60s);
   EventLog events(d->events());

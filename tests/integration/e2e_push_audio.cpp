@@ -90,9 +90,7 @@ TEST(PushAudio, ARecordingPushedInChunksGivesTheSameVoiceTurnAsTheGStreamerFileS
 // The same with the real engine (greedy, so both turns answer alike): the tiny model hears the pushed audio as
 // it hears the file source's.
 TEST(PushAudio, TheTinyModelAnswersARecordingPushedInChunksAsItAnswersTheFileSource) {
-  DaemonOptions o;
-  o.binary = OMNID_BINARY;
-  o.model_path = std::string(OMNI_BUILD_DIR) + "/models/tiny-a";
+  DaemonOptions o = tiny_model_options();
   o.max_new_tokens = 8;
   o.extra_model_yaml = "  sampling:\n    temperature: 0\n";
   expect_pushed_turn_equals_file_turn(o);

@@ -89,9 +89,7 @@ bool have_tiny_model() {
 }
 
 DaemonOptions tiny_model() {
-  DaemonOptions o;
-  o.binary = OMNID_BINARY;
-  o.model_path = std::string(OMNI_BUILD_DIR) + "/models/tiny-a";
+  DaemonOptions o = tiny_model_options();
   o.max_new_tokens = 12;
   return o;
 }

@@ -109,9 +109,7 @@ TEST(SpeechAudio, TheS16lePcmOfASpokenTurnInOffsetOrderIsByteForByteTheWavTheFil
 
 // The same with the real engine: the tiny model's talker and code2wav (chunks of their own sizes).
 TEST(SpeechAudio, TheTinyModelsPublishedPcmInOffsetOrderIsByteForByteTheWavTheFileSpeakerWrote) {
-  DaemonOptions o;
-  o.binary = OMNID_BINARY;
-  o.model_path = std::string(OMNI_BUILD_DIR) + "/models/tiny-a";
+  DaemonOptions o = tiny_model_options();
   o.max_new_tokens = 8;
   o.extra_output_yaml = "    publish: true\n    publish_format: s16le\n";
   auto d = start_ready(o, 60s);

@@ -1,5 +1,6 @@
 #include "model/decoder.h"
 
+#include "model/mrope_positions.h"
 #include "omni/errors.h"
 
 namespace omni {
@@ -84,6 +85,30 @@ DecoderStack::DecoderStack(Backend& be, const DecoderConfig& cfg, DecoderWeights
     : be_(be), cfg_(cfg), w_(std::move(weights)), max_rows_(max_rows) {
   normed_ = be_.alloc({max_rows, cfg.hidden_size});
   branch_ = be_.alloc({max_rows, cfg.hidden_size});
+}
+
+RotaryRows::RotaryRows(Backend& be, const DecoderConfig& cfg, int max_rows)
+    : be_(be),
+      rope_(cfg.rope),
+      head_dim_(cfg.head_dim),
+      cos_(be.alloc({max_rows, cfg.head_dim / 2}, DType::F32)),
+      sin_(be.alloc({max_rows, cfg.head_dim / 2}, DType::F32)) {}
+
+DecoderExtras RotaryRows::fill(const float* t, const float* h, const float* w, int n) {
+  const size_t half = size_t(head_dim_ / 2);
+  host_.resize(2 * size_t(n) * half);
+  mrope_rotary_tables(rope_, head_dim_, t, h, w, size_t(n), host_.data(), host_.data() + size_t(n) * half);
+  const DecoderExtras extras = rows(n);
+  be_.upload(extras.rope_cos, host_.data());
+  be_.upload(extras.rope_sin, host_.data() + size_t(n) * half);
+  return extras;
+}
+
+DecoderExtras RotaryRows::rows(int n) const {
+  DecoderExtras extras;
+  extras.rope_cos = cos_.rows(0, n);
+  extras.rope_sin = sin_.rows(0, n);
+  return extras;
 }
 
 void DecoderStack::forward(const Tensor& x, const Tensor& positions, std::vector<KVCache>& caches,

@@ -44,6 +44,24 @@ struct DecoderExtras {
   std::vector<RowAdd> adds;
 };
 
+// Per-row rotary tables of one decoder (its rope config and head size) for up to `max_rows` rows with 3-row
+// positions (docs/model.md §3.1, §3.5): the thinker's prompt and decode steps after an image, the talker's too.
+class RotaryRows {
+ public:
+  RotaryRows(Backend& be, const DecoderConfig& cfg, int max_rows);
+  // Writes the tables of rows [0, n) for positions t, h, w and returns the extras that name them.
+  DecoderExtras fill(const float* t, const float* h, const float* w, int n);
+  // The extras naming rows [0, n) as last written (a captured graph reads them when it replays).
+  DecoderExtras rows(int n) const;
+
+ private:
+  Backend& be_;
+  RopeConfig rope_;
+  int head_dim_;
+  Tensor cos_, sin_;        // F32 [max_rows, head_dim/2]
+  std::vector<float> host_;  // staging of one fill
+};
+
 class DecoderStack {
  public:
   // Scratch for up to `max_rows` rows per forward() call is allocated here, once.
