@@ -382,22 +382,14 @@ int main(int argc, char** argv) {
     const auto breakdown = op_breakdown(*be, thinker, o.contexts.back());
     for (const auto& [name, us] : breakdown)
       std::printf("thinker decode @%d, %s alone: %.0f us/token\n", o.contexts.back(), name.c_str(), us);
-    // The same step after an image: per-row rotary tables (one row, the plain angles of the position, so the
+    // The same step after an image: per-row rotary tables (one row, the angles of the position itself, so the
     // work is that of a real turn) instead of the positions' own rotary.
     DecodeResult after_image{};
     {
-      const int ctx = o.contexts.front(), half = tc.head_dim / 2;
-      std::vector<float> cos_row(static_cast<size_t>(half)), sin_row(static_cast<size_t>(half));
-      for (int i = 0; i < half; ++i) {
-        const double angle = double(ctx - 1) * std::pow(tc.rope.theta, -2.0 * i / tc.head_dim);
-        cos_row[size_t(i)] = float(std::cos(angle));
-        sin_row[size_t(i)] = float(std::sin(angle));
-      }
-      DecoderExtras rows;
-      rows.rope_cos = be->alloc({1, half});
-      rows.rope_sin = be->alloc({1, half});
-      be->upload(rows.rope_cos, cos_row.data());
-      be->upload(rows.rope_sin, sin_row.data());
+      const int ctx = o.contexts.front();
+      RotaryRows rotary(*be, tc, 1);
+      const float p = float(ctx - 1);
+      const DecoderExtras rows = rotary.fill(&p, &p, &p, 1);
       const int plain_graph = thinker.graph;
       thinker.graph = -1;
       thinker.extras = &rows;

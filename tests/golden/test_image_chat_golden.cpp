@@ -37,6 +37,17 @@ std::unique_ptr<omni::Model> load_tiny_v() {
   return omni::Model::load(lo);
 }
 
+// The prompt ids turn k adds. The fixture's turn_K_ids start with the closing tokens of the previous answer
+// (<|im_end|> when the answer did not end with it, and "\n"); the engine feeds those with the previous turn.
+std::vector<int32_t> turn_ids(const std::string& dir, size_t k, const std::vector<int32_t>& previous_answer) {
+  std::vector<int32_t> ids = ids_of(omni::read_npy(dir + "/turn_" + std::to_string(k) + "_ids.npy"));
+  if (k > 0) {
+    const size_t closing = (!previous_answer.empty() && previous_answer.back() == kImEnd) ? 1 : 2;
+    ids.erase(ids.begin(), ids.begin() + long(closing));
+  }
+  return ids;
+}
+
 omni::UserTurn user_turn(const nlohmann::json& t) {
   omni::UserTurn turn;
   turn.text = t.at("text").get<std::string>();
@@ -62,11 +73,7 @@ void check_case(omni::Model& model, const std::string& dir) {
   std::vector<int32_t> previous_answer;
   omni::TurnResult r;
   for (size_t k = 0; k < turns.size(); ++k) {
-    std::vector<int32_t> expected = ids_of(omni::read_npy(dir + "/turn_" + std::to_string(k) + "_ids.npy"));
-    if (k > 0) {  // the turn's ids in the fixture start with the closing tokens of the previous answer
-      const size_t closing = (!previous_answer.empty() && previous_answer.back() == kImEnd) ? 1 : 2;
-      expected.erase(expected.begin(), expected.begin() + long(closing));
-    }
+    const std::vector<int32_t> expected = turn_ids(dir, k, previous_answer);
     const bool last = k + 1 == turns.size();
     omni::Callbacks cb;
     if (last) cb.on_logits = [&](const float* l, size_t n) { rows.emplace_back(l, l + n); };
@@ -122,11 +129,7 @@ void check_speech_case(omni::Model& model, const std::string& dir) {
   std::vector<float> audio;
   omni::TurnResult r;
   for (size_t k = 0; k < turns.size(); ++k) {
-    std::vector<int32_t> expected = ids_of(omni::read_npy(dir + "/turn_" + std::to_string(k) + "_ids.npy"));
-    if (k > 0) {
-      const size_t closing = (!previous_answer.empty() && previous_answer.back() == kImEnd) ? 1 : 2;
-      expected.erase(expected.begin(), expected.begin() + long(closing));
-    }
+    const std::vector<int32_t> expected = turn_ids(dir, k, previous_answer);
     const bool last = k + 1 == turns.size();
     omni::GenerateOptions opt;
     opt.max_new_tokens = last ? meta.at("thinker_max_new_tokens").get<int>() : meta.at("steps").get<int>();
