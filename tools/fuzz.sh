@@ -7,7 +7,9 @@
 #   tools/fuzz.sh            # 60 s per target (CI passes 30)
 #   tools/fuzz.sh 1800       # the long run (make fuzz-long)
 # Environment: FUZZ_JOBS (targets at once; default nproc), FUZZ_NICE (nice level of the fuzzers; default 0),
-# FUZZ_TARGETS (space-separated subset), FUZZ_MERGE=0 (do not merge new inputs into tests/fuzz/corpus).
+# FUZZ_TARGETS (space-separated subset), FUZZ_MERGE=0 (do not merge new inputs into tests/fuzz/corpus),
+# FUZZ_NO_BUILD=1 (run the fuzz binaries already in $FUZZ_BUILD, built elsewhere: for a machine without clang),
+# FUZZ_COMMIT (the commit those binaries were built from, for the results' heading).
 #
 # After each target's run, the inputs it found that add coverage are merged into tests/fuzz/corpus/<target>/
 # (libFuzzer -merge=1: only inputs with new coverage are added), so the next run, and CI's short runs once
@@ -27,9 +29,11 @@ CXX=${FUZZ_CXX:-clang++}
 RSS_LIMIT_MB=2048
 MALLOC_LIMIT_MB=512
 
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_CUDA=OFF -DOMNI_FUZZ=ON \
-  -DCMAKE_C_COMPILER="$CC" -DCMAKE_CXX_COMPILER="$CXX" >/dev/null
-nice -n "$NICE" cmake --build "$BUILD" --target fuzz_all -j "$JOBS"
+if [[ ${FUZZ_NO_BUILD:-0} != 1 ]]; then
+  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOMNI_CUDA=OFF -DOMNI_FUZZ=ON \
+    -DCMAKE_C_COMPILER="$CC" -DCMAKE_CXX_COMPILER="$CXX" >/dev/null
+  nice -n "$NICE" cmake --build "$BUILD" --target fuzz_all -j "$JOBS"
+fi
 
 if [[ -n ${FUZZ_TARGETS:-} ]]; then
   read -r -a targets <<<"$FUZZ_TARGETS"
@@ -90,7 +94,7 @@ export BUILD SECONDS_PER_TARGET NICE MERGE RSS_LIMIT_MB MALLOC_LIMIT_MB
 rc=0
 printf '%s\n' "${targets[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one {}' || rc=$?
 {
-  echo "Fuzzing $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+changes'), $SECONDS_PER_TARGET s per target, $JOBS at a time, nice $NICE, on $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'):"
+  echo "Fuzzing ${FUZZ_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+changes')}, $SECONDS_PER_TARGET s per target, $JOBS at a time, nice $NICE, on $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'):"
   echo
   echo "| target | runs | seconds | coverage (cov) | corpus files | findings |"
   echo "|---|---|---|---|---|---|"
