@@ -202,6 +202,7 @@ def make_tiny_v():
     print("tiny-v mrope_positions.json")
     chat_cases(model)
     speech_chat_cases(model)
+    messages_cases(model)
 
 
 def mrope_cases(thinker):
@@ -435,6 +436,118 @@ def speech_chat_cases(model):
                                                                   "min_codec_top2_gap")})
 
 
+MESSAGES_CASES = {  # case -> (messages as a conversation file holds them, tools); paths relative to the case dir
+    "two_images_text_between": ([
+        {"role": "system", "content": "You are a robot's eyes."},
+        {"role": "user", "content": [
+            {"type": "text", "text": "Compare the garden "},
+            {"type": "image", "image": "../../../../images/garden_224x160.png"},
+            {"type": "text", "text": " with the street "},
+            {"type": "image", "image": "../../../../images/street_250x190.jpg"},
+            {"type": "text", "text": ". Which is brighter?"}]}], None),
+    "answered_image_turn": ([
+        {"role": "user", "content": [{"type": "image", "image": "../../../../images/garden_224x160.png"},
+                                     {"type": "text", "text": "What is in this picture?"}]},
+        {"role": "assistant", "content": "A garden with a path and trees."},
+        {"role": "user", "content": "And what colour is the path?"}], None),
+    "image_before_audio": ([
+        {"role": "user", "content": [{"type": "image", "image": "../../../../images/street_250x190.jpg"},
+                                     {"type": "audio", "audio": "../../../../audio/short_0p73s.wav"},
+                                     {"type": "text", "text": "Answer the question about the picture."}]}], None),
+    "tool_call_and_result": ([
+        {"role": "system", "content": "You control a robot arm."},
+        {"role": "user", "content": [{"type": "image", "image": "../../../../images/garden_224x160.png"},
+                                     {"type": "text", "text": "Move the arm above the tree."}]},
+        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+            "name": "move_arm", "arguments": {"x": 0.25, "y": -0.1, "z": 0.4, "speed": "slow"}}}]},
+        {"role": "tool", "content": "{\"ok\": true, \"reached\": [0.25, -0.1, 0.4]}"},
+        {"role": "user", "content": "Now close the gripper."}], "move_arm"),
+}
+
+
+def messages_cases(model):
+    """Whole conversations in the Hugging Face chat form (omni-run --messages, Session::respond_messages;
+    tests/golden/test_messages_golden.cpp). Each is rendered by transformers' apply_chat_template with
+    gen_tool_fixtures.TEMPLATE (the Omni content items in the order listed, tools in the system turn, calls and
+    results as the Qwen3 template writes them), each single placeholder expanded to its token count (the image's
+    t*h*w/4 from the processor's grid, the clip's from its mel frames), encoded with the real tokenizer and answered
+    by thinker.generate with every image's pixel_values and the clip's features (greedy, CHAT_STEPS tokens).
+    Per case directory golden/tiny-v/messages/<case>/:
+      messages.json     the conversation as a file holds it (paths relative to this directory)
+      tools.json        the tools (only when the case has tools)
+      prompt_ids.npy    the rendered and expanded prompt
+      greedy.npy, logit_cols.npy, logits_sub.npy, meta.json   as chat_cases writes them (no full logits row)
+    """
+    from fixturelib import audio_clips, golden, tokenizer_file
+    from fixturelib.prompts import PromptBuilder
+    from transformers import PreTrainedTokenizerFast, WhisperFeatureExtractor
+    from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import _get_feat_extract_output_lengths
+    import gen_tool_fixtures as gtf
+    tok_dir = tokenizer_file.committed_tokenizer_dir()
+    hf_tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(tok_dir, "tokenizer.json"))
+    builder = PromptBuilder(os.path.join(tok_dir, "tokenizer.json"))
+    proc = Qwen2VLImageProcessor(**PREPROC)
+    fe = WhisperFeatureExtractor.from_pretrained(os.path.join(REPO, "tests", "fixtures", "models", "tiny-v"))
+    root = os.path.join(REPO, "tests", "fixtures", "golden", "tiny-v", "messages")
+    if os.path.isdir(root):
+        shutil.rmtree(root)
+    tools_by_name = {"move_arm": [gtf.MOVE_ARM, gtf.SET_GRIPPER]}
+    for case, (messages, tools_key) in MESSAGES_CASES.items():
+        out_dir = os.path.join(root, case)
+        os.makedirs(out_dir)
+        tools = tools_by_name.get(tools_key)
+        rendered = hf_tok.apply_chat_template(messages, tools=tools, chat_template=gtf.TEMPLATE, tokenize=False,
+                                              add_generation_prompt=True)
+        pixels, grids, counts, audio_mm = [], [], [], {}
+        for m in messages:
+            if not isinstance(m.get("content"), list):
+                continue
+            for item in m["content"]:
+                if item["type"] == "image":
+                    rgb = to_rgb(Image.open(os.path.normpath(os.path.join(out_dir, item["image"]))))
+                    o = proc(images=[rgb], return_tensors="pt")
+                    pixels.append(o["pixel_values"])
+                    g = o["image_grid_thw"][0].tolist()
+                    grids.append(g)
+                    counts.append(("<|image_pad|>", g[0] * g[1] * g[2] // 4))
+                elif item["type"] == "audio":
+                    assert not audio_mm, "one clip per conversation (transformers pads several clips together)"
+                    path = os.path.normpath(os.path.join(out_dir, item["audio"]))
+                    wave = audio_clips.read_wav_int16(path).astype(np.float32) / 32768.0
+                    features, mask = golden.audio_features(fe, wave)
+                    n = int(_get_feat_extract_output_lengths(torch.tensor(features.shape[-1])))
+                    audio_mm = dict(input_features=features[None], feature_attention_mask=mask)
+                    counts.append(("<|audio_pad|>", n))
+        expanded, rest = "", rendered
+        for pad, n in counts:  # the placeholders in order, as the processor expands them
+            at = rest.index(pad)
+            expanded += rest[:at] + pad * n
+            rest = rest[at + len(pad):]
+        expanded += rest
+        ids = builder.encode(expanded)
+        mm = dict(audio_mm)
+        if pixels:
+            mm.update(pixel_values=torch.cat(pixels), image_grid_thw=torch.tensor(grids, dtype=torch.long))
+        tokens, logits, recompute = golden.thinker_greedy(model, ids, CHAT_STEPS, mm)
+        tokens = tokens.tolist()
+        with open(os.path.join(out_dir, "messages.json"), "w") as f:
+            json.dump(messages, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        if tools:
+            with open(os.path.join(out_dir, "tools.json"), "w") as f:
+                json.dump(tools, f, indent=1, ensure_ascii=False)
+                f.write("\n")
+        golden.save_i64(os.path.join(out_dir, "prompt_ids.npy"), ids)
+        golden.save_i64(os.path.join(out_dir, "greedy.npy"), tokens)
+        golden.write_greedy_logits(out_dir, case, logits)
+        gaps = golden.top2_gaps(logits)
+        golden.save_json(os.path.join(out_dir, "meta.json"), dict(
+            rendered=rendered, image_grids=grids, steps=CHAT_STEPS, min_top2_gap=round(gaps.min().item(), 6),
+            recompute_max_abs_diff=recompute, transformers=transformers.__version__))
+        print("tiny-v messages", case, "prompt", len(ids), "grids", grids, "min gap %.3g" % gaps.min().item(),
+              "recompute diff %.2g" % recompute)
+
+
 def main():
     if "--tiny-v" in sys.argv[1:]:
         make_tiny_v()
@@ -443,6 +556,10 @@ def main():
         model = checkpoint.load_float32(os.path.join(REPO, "tests", "fixtures", "models", "tiny-v"))
         chat_cases(model)
         speech_chat_cases(model)
+        messages_cases(model)
+        return
+    if "--tiny-v-messages" in sys.argv[1:]:  # the conversation-file goldens only, from the committed tiny-v
+        messages_cases(checkpoint.load_float32(os.path.join(REPO, "tests", "fixtures", "models", "tiny-v")))
         return
     torch.manual_seed(0)
     os.makedirs(IMAGES, exist_ok=True)

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "omni/engine.h"
+#include "omni/limits.h"
 #include "omni/npy.h"
 #include "omni/tokenizer.h"
 #include "run_audio.h"
@@ -22,6 +24,7 @@ struct Args {
   std::string model, device = "cpu", dtype, weights = "bf16";
   std::string ids, system, prompt, audio, tokenize;
   std::vector<std::string> images;  // --image, repeatable: in order after the audio, before the text
+  std::string messages_file;        // --messages: a whole conversation (Hugging Face chat form)
   bool have_ids = false, have_prompt = false, have_tokenize = false;
   omni::GenerateOptions gen;
   std::string speech_out;
@@ -38,7 +41,7 @@ struct Args {
                "usage: omni-run --model DIR [--device cpu|cuda] [--dtype f32|bf16]\n"
                "  [--weights bf16|int8|int4|experts=int4,attention=int8,lm_head=bf16,talker=int4]\n"
                "  (--ids 1,2,3 | [--system TEXT] [--prompt TEXT] [--audio FILE.wav] [--image FILE.png|jpg ...]\n"
-               "   | --tokenize TEXT)\n"
+               "   | --messages FILE.json | --tokenize TEXT)\n"
                "  [--max-new-tokens N] [--greedy | --temperature T --top-k K --top-p P] [--repetition-penalty R]\n"
                "  [--seed S] [--speech OUT.wav --speaker NAME --max-speech-frames N] [--json]\n"
                "  [--logits-out FILE.npy] [--context N] [--force-ids 1,2,3 (feed these instead of the picks)]\n"
@@ -81,6 +84,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--audio") a.audio = value(), a.have_prompt = true;
     else if (f == "--image") a.images.push_back(value()), a.have_prompt = true;
     else if (f == "--tokenize") a.tokenize = value(), a.have_tokenize = true;
+    else if (f == "--messages") a.messages_file = value();
     else if (f == "--max-new-tokens") a.gen.max_new_tokens = int(parse_int(f, value()));
     else if (f == "--greedy") greedy_flag = true;
     else if (f == "--temperature") a.gen.sampling.temperature = parse_float(f, value()), sampling_flag = true;
@@ -106,8 +110,8 @@ Args parse(int argc, char** argv) {
   } catch (const std::exception& e) {
     usage(std::string("--weights: ") + e.what());
   }
-  if (int(a.have_ids) + int(a.have_prompt) + int(a.have_tokenize) != 1)
-    usage("give exactly one input: --ids, --system/--prompt/--audio/--image, or --tokenize");
+  if (int(a.have_ids) + int(a.have_prompt) + int(a.have_tokenize) + int(!a.messages_file.empty()) != 1)
+    usage("give exactly one input: --ids, --system/--prompt/--audio/--image, --messages or --tokenize");
   if (greedy_flag && sampling_flag) usage("--greedy cannot be combined with --temperature/--top-k/--top-p");
   a.gen.sampling.greedy = !sampling_flag;
   if (a.gen.max_new_tokens < 1) usage("--max-new-tokens must be at least 1");
@@ -143,6 +147,31 @@ std::string read_json_file(const std::string& flag, const std::string& path) {
   ss << in.rdbuf();
   if (!nlohmann::json::accept(ss.str())) throw std::runtime_error(flag + ": " + path + " is not valid JSON");
   return ss.str();
+}
+
+// The conversation of --messages with its clips read (WAV, converted to 16 kHz mono); relative paths are the
+// file's folder's.
+std::vector<omni::Message> read_messages(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("--messages: cannot read " + path);
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  omni::limits::check_at_most("--messages " + path, "the file's size in bytes", int64_t(size),
+                              omni::limits::kMaxMessagesJsonBytes, "a conversation is text and paths");
+  in.seekg(0);
+  std::string text(static_cast<size_t>(size), '\0');
+  in.read(text.data(), size);
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  std::vector<omni::Message> msgs;
+  try {
+    msgs = omni::parse_messages(text, dir.empty() ? "." : dir);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("--messages " + path + ": " + e.what());
+  }
+  for (omni::Message& m : msgs)
+    for (omni::MessageItem& item : m.content)
+      if (item.kind == omni::MessageItem::Kind::Audio) item.audio_16k = read_audio_16k(item.audio_path);
+  return msgs;
 }
 
 int run(const Args& a) {
@@ -186,6 +215,8 @@ int run(const Args& a) {
   omni::TurnResult r;
   if (a.have_ids) {
     r = session->generate_from_ids(parse_ids(a.ids), gen, cb);
+  } else if (!a.messages_file.empty()) {
+    r = session->respond_messages(read_messages(a.messages_file), gen, cb);
   } else {
     omni::UserTurn turn;
     turn.text = a.prompt;

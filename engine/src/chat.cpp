@@ -96,14 +96,15 @@ void content(Layout& L, const TokenIds& ids, const ChatMessage& m, size_t index)
   for (const ChatPart& p : m.content) {
     if (p.kind == ChatPart::Kind::Text) {
       L.text(p.text);
-    } else {
-      if (p.audio_tokens < 0)
-        throw Error("chat prompt: messages[" + std::to_string(index) + "] has an audio item of " +
-                    std::to_string(p.audio_tokens) + " tokens (expected >= 0)");
-      L.special(ids.audio_start);
-      for (int i = 0; i < p.audio_tokens; ++i) L.special(ids.audio_pad);
-      L.special(ids.audio_end);
+      continue;
     }
+    const bool audio = p.kind == ChatPart::Kind::Audio;
+    if (p.tokens < (audio ? 0 : 1))
+      throw Error("chat prompt: messages[" + std::to_string(index) + "] has an " + (audio ? "audio" : "image") +
+                  " item of " + std::to_string(p.tokens) + " tokens (expected " + (audio ? ">= 0)" : "> 0)"));
+    L.special(audio ? ids.audio_start : ids.vision_start);
+    for (int i = 0; i < p.tokens; ++i) L.special(audio ? ids.audio_pad : ids.image_pad);
+    L.special(audio ? ids.audio_end : ids.vision_end);
   }
 }
 
@@ -188,6 +189,9 @@ std::string special_text(const TokenIds& ids, int32_t id) {
   if (id == ids.audio_start) return "<|audio_start|>";
   if (id == ids.audio_end) return "<|audio_end|>";
   if (id == ids.audio_pad) return "<|audio_pad|>";
+  if (id == ids.vision_start) return "<|vision_start|>";
+  if (id == ids.vision_end) return "<|vision_end|>";
+  if (id == ids.image_pad) return "<|image_pad|>";
   return "<|" + std::to_string(id) + "|>";
 }
 

@@ -107,6 +107,8 @@ class SessionImpl : public Session {
   void set_tools(const std::string& tools_json) override;
   TurnResult respond_tool_results(const std::vector<ToolResult>& results, const GenerateOptions& opt,
                                   const Callbacks& cb) override;
+  TurnResult respond_messages(const std::vector<Message>& messages, const GenerateOptions& opt,
+                              const Callbacks& cb) override;
   int context_used() const override { return used_; }
   SessionMark mark() const override;
   void rollback(const SessionMark& mark) override;
@@ -115,15 +117,18 @@ class SessionImpl : public Session {
   // One past turn as it sits in the cache (kept to rebuild the cache after trimming).
   struct HistoryTurn {
     std::vector<int32_t> ids;
-    std::vector<float> audio_16k;  // the clip behind the turn's <|audio_pad|> rows, if any
+    std::vector<std::vector<float>> clips;  // the clips behind the turn's <|audio_pad|> spans, in order
     std::vector<std::shared_ptr<const VisualPatches>> images;  // the images behind its <|image_pad|> rows
   };
   // Feeds `ids` into cache slots used_.. in chunks; leaves the logits of the last row in logits_. With
-  // `audio`, the clip encoded last fills the <|audio_pad|> rows; with `images`, the images the vision input
+  // `audio_spans` (each clip's token count, in order), the clips the audio input holds fill the <|audio_pad|>
+  // rows; with `images`, the images the vision input
   // holds fill the <|image_pad|> rows and add their DeepStack rows. Rotary positions follow docs/model.md §3.5:
   // text continues at used_ + rope_delta_, image spans take their grid's 3-row positions, and rope_delta_
   // becomes the next position less the next slot. Throws if the context is full.
-  void prefill(const std::vector<int32_t>& ids, bool audio = false, bool images = false);
+  void prefill(const std::vector<int32_t>& ids, const std::vector<int>& audio_spans = {}, bool images = false);
+  // Encodes `clips` into the audio input (replacing what it held); returns each clip's token count.
+  std::vector<int> encode_clips(const std::vector<std::vector<float>>& clips);
   // Encodes `images` into the vision input (replacing what it held).
   void encode_images(const std::vector<std::shared_ptr<const VisualPatches>>& images);
   // Generates after a prefill; fills result.tokens/text/stop. With `speech`, every token is
@@ -143,7 +148,7 @@ class SessionImpl : public Session {
   // The system turn: the system prompt and, with tools, their list (docs/model.md "Tool calls").
   std::vector<int32_t> system_ids() const;
   // Generates the answer to a user turn (its ids, the system turn first when the cache is new).
-  TurnResult run_turn(std::vector<int32_t> turn_ids, const std::vector<float>& audio_16k, const GenerateOptions& opt,
+  TurnResult run_turn(std::vector<int32_t> turn_ids, std::vector<std::vector<float>> clips, const GenerateOptions& opt,
                       const Callbacks& cb, const std::vector<std::shared_ptr<const VisualPatches>>& images = {});
   // The constraint for this turn's options (null: unconstrained).
   std::unique_ptr<DecodeConstraint> make_constraint(const GenerateOptions& opt);

@@ -98,7 +98,16 @@ void SessionImpl::encode_images(const std::vector<std::shared_ptr<const VisualPa
   for (const auto& p : images) v.append(*p);
 }
 
-void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio, bool images) {
+std::vector<int> SessionImpl::encode_clips(const std::vector<std::vector<float>>& clips) {
+  AudioInput& a = model_.audio();
+  a.clear();
+  std::vector<int> spans;
+  for (const std::vector<float>& c : clips) spans.push_back(a.append(c.data(), c.size()));
+  return spans;
+}
+
+void SessionImpl::prefill(const std::vector<int32_t>& ids, const std::vector<int>& audio_spans, bool images) {
+  const bool audio = !audio_spans.empty();
   const int rows = thinker_.max_rows();
   if (used_ + int(ids.size()) > model_.context_tokens())
     throw ContextFullError("context full: " + std::to_string(used_ + ids.size()) + " tokens exceed context_tokens " +
@@ -111,7 +120,7 @@ void SessionImpl::prefill(const std::vector<int32_t>& ids, bool audio, bool imag
     MropeInput in;
     in.images = model_.vision().spans();
     in.spatial_merge_size = model_.vision().merge_size();
-    if (audio) in.audio_tokens.push_back(model_.audio().encoded_tokens());
+    in.audio_tokens = audio_spans;
     mp = mrope_positions(ids, model_.config().ids, in);
     for (size_t i = 0; i < ids.size(); ++i) {
       mp.t[i] += float(start);
@@ -305,9 +314,9 @@ void SessionImpl::make_room(int needed, bool drop) {
   system_in_cache_ = true;
   if (!sys.empty()) prefill(sys);
   for (const HistoryTurn& h : history_) {
-    if (!h.audio_16k.empty()) model_.audio().encode(h.audio_16k.data(), h.audio_16k.size());
+    const std::vector<int> spans = encode_clips(h.clips);
     if (!h.images.empty()) encode_images(h.images);
-    prefill(h.ids, !h.audio_16k.empty(), !h.images.empty());
+    prefill(h.ids, spans, !h.images.empty());
   }
 }
 
@@ -390,7 +399,9 @@ TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt
                              std::to_string(tokens) +
                   " tokens; the context holds " + std::to_string(model_.vision().max_tokens()));
   }
-  return run_turn(render_user_turn(model_.tokenizer(), model_.config().ids, in), turn.audio_16k, opt, cb, images);
+  std::vector<std::vector<float>> clips;
+  if (!turn.audio_16k.empty()) clips.push_back(turn.audio_16k);
+  return run_turn(render_user_turn(model_.tokenizer(), model_.config().ids, in), std::move(clips), opt, cb, images);
 }
 
 TurnResult SessionImpl::respond_tool_results(const std::vector<ToolResult>& results, const GenerateOptions& opt,
@@ -406,7 +417,7 @@ TurnResult SessionImpl::respond_tool_results(const std::vector<ToolResult>& resu
   return run_turn(render_conversation(model_.tokenizer(), model_.config().ids, msgs, {}, true), {}, opt, cb);
 }
 
-TurnResult SessionImpl::run_turn(std::vector<int32_t> turn_ids, const std::vector<float>& audio_16k,
+TurnResult SessionImpl::run_turn(std::vector<int32_t> turn_ids, std::vector<std::vector<float>> clips,
                                  const GenerateOptions& opt, const Callbacks& cb,
                                  const std::vector<std::shared_ptr<const VisualPatches>>& images) {
   TurnResult r;
@@ -425,14 +436,11 @@ TurnResult SessionImpl::run_turn(std::vector<int32_t> turn_ids, const std::vecto
   // The closing tokens of the previous answer join the previous history turn.
   if (!history_.empty()) history_.back().ids.insert(history_.back().ids.end(), pending_.begin(), pending_.end());
   pending_.clear();
-  const bool spoken = !audio_16k.empty();
-  if (spoken) {
-    const auto ta = Clock::now();
-    model_.audio().encode(audio_16k.data(), audio_16k.size());
-    r.timings.audio_encode_ms = ms_between(ta, Clock::now());
-  }
+  const auto ta = Clock::now();
+  const std::vector<int> spans = encode_clips(clips);
+  if (!clips.empty()) r.timings.audio_encode_ms = ms_between(ta, Clock::now());
   if (!images.empty()) encode_images(images);
-  prefill(feed, spoken, !images.empty());
+  prefill(feed, spans, !images.empty());
   r.timings.prefill_ms = ms_between(t0, Clock::now());
   std::unique_ptr<SpeechPipeline> speech;
   if (opt.speak) speech = start_speech(opt, cb, std::vector<int32_t>(turn_ids.end() - 3, turn_ids.end()), images);
@@ -440,7 +448,7 @@ TurnResult SessionImpl::run_turn(std::vector<int32_t> turn_ids, const std::vecto
   if (speech) finish_speech(*speech, r);
   HistoryTurn h;
   h.ids = turn_ids;
-  h.audio_16k = audio_16k;
+  h.clips = std::move(clips);
   h.images = images;
   // Tokens fed during decoding (all generated but the last; the last is in pending_).
   if (r.tokens.size() > 1) h.ids.insert(h.ids.end(), r.tokens.begin(), r.tokens.end() - 1);

@@ -101,6 +101,37 @@ struct UserTurn {
   std::vector<ImageInput> images;  // in order; the prompt holds the audio, then the images, then the text
 };
 
+// One item of a message's content (Message): text, an image, or a spoken clip.
+struct MessageItem {
+  enum class Kind { Text, Image, Audio };
+  Kind kind = Kind::Text;
+  std::string text;              // Text
+  ImageInput image;              // Image
+  std::vector<float> audio_16k;  // Audio: mono float32 at 16 kHz
+  // Audio read by parse_messages: the file to read (the engine takes samples, not files; omni-run reads WAV).
+  std::string audio_path;
+};
+
+struct ToolCall {
+  std::string name;
+  std::string arguments;  // a JSON object, valid under the tool's parameters (json.dumps layout)
+};
+
+// A message of a conversation in the Hugging Face chat form. Roles: "system" (text only; first), "user",
+// "assistant" (text and/or tool_calls) and "tool" (a tool's result; consecutive results share one user turn).
+struct Message {
+  std::string role;
+  std::vector<MessageItem> content;  // in order: text, images and clips are laid out as listed
+  std::vector<ToolCall> tool_calls;  // assistant: the calls it made (arguments as JSON text)
+};
+
+// Reads a conversation file (omni-run --messages): a JSON list of {"role", "content": string | null |
+// [{"type": "text", "text"} | {"type": "image", "image": PATH} | {"type": "audio", "audio": PATH}], and for an
+// assistant "tool_calls": [{"function"?: {"name", "arguments": object | JSON string}}]}. Relative paths are
+// resolved against `base_dir`. Nothing is read: audio items come back with audio_path set and no samples, image
+// items with image.path. Throws omni::Error naming the field ("messages[2].content[1].image: ...").
+std::vector<Message> parse_messages(std::string_view json, const std::string& base_dir);
+
 struct Timings {
   double prefill_ms = 0;
   double decode_tok_s = 0;
@@ -124,11 +155,6 @@ constexpr std::string_view to_string(StopReason s) {
   }
   return "unknown";
 }
-
-struct ToolCall {
-  std::string name;
-  std::string arguments;  // a JSON object, valid under the tool's parameters (json.dumps layout)
-};
 
 struct ToolResult {
   std::string content;  // what the tool returned, as the model will read it
@@ -189,6 +215,16 @@ class Session {
                                           const Callbacks& cb) {
     (void)results, (void)opt, (void)cb;
     throw Error("this session has no tools");
+  }
+  // Runs a whole conversation (the Hugging Face chat form, Message) as the prompt and generates the answer to
+  // it: the session starts over with it (like reset()), its system message, if any, becomes the session's system
+  // prompt, the session's tools are listed, earlier assistant turns are taken as given, and items are laid out in
+  // the order listed (docs/model.md §5.4). Later respond() calls continue the conversation. Checks everything
+  // (roles, tool calls, images, clips) before anything changes; errors name the field ("messages[1].content[0]").
+  virtual TurnResult respond_messages(const std::vector<Message>& messages, const GenerateOptions& opt,
+                                      const Callbacks& cb) {
+    (void)messages, (void)opt, (void)cb;
+    throw Error("this session does not take whole conversations");
   }
   virtual int context_used() const = 0;  // tokens in the KV cache
 

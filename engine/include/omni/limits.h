@@ -44,6 +44,13 @@ inline constexpr int kMinInputSampleRate = 4000;
 inline constexpr int kMaxInputSampleRate = 768000;
 inline constexpr int kMaxInputChannels = 64;
 
+// --- conversations (omni-run --messages) ----------------------------------------------------------------
+// The file is text and paths (media are files of their own); its messages and items are bounded far above
+// what a context of 32k tokens could hold.
+inline constexpr int64_t kMaxMessagesJsonBytes = int64_t(16) << 20;
+inline constexpr int64_t kMaxMessages = 4096;
+inline constexpr int64_t kMaxMessageItems = 1024;  // content items or tool calls of one message
+
 // Throws omni::Error "<where>: <key> is <value>, more than <max> (<why>)" when value > max.
 // `where` names the file or request field, `key` the key inside it.
 inline void check_at_most(const std::string& where, const std::string& key, int64_t value, int64_t max,

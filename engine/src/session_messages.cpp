@@ -1,0 +1,98 @@
+// Session::respond_messages: a whole conversation in the Hugging Face chat form as the prompt.
+#include "model_impl.h"
+#include "omni/errors.h"
+
+namespace omni {
+
+TurnResult SessionImpl::respond_messages(const std::vector<Message>& messages, const GenerateOptions& opt,
+                                         const Callbacks& cb) {
+  cancelled_.store(false);
+  if (messages.empty()) throw Error("messages: none given");
+  if (opt.speak && !model_.speech())
+    throw Error(model_.config().has_talker ? "speech was not loaded (load_talker is off)"
+                                           : "this model has no talker: it cannot speak");
+  // Everything is checked and prepared before the conversation is replaced: a bad message leaves it as it was.
+  make_constraint(opt);
+  std::vector<ChatMessage> chat;
+  std::vector<std::vector<float>> clips;
+  std::vector<ImageInput> image_inputs;
+  std::vector<std::pair<size_t, size_t>> image_parts;  // (message, part) of each image, in order
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const Message& m = messages[i];
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    if (m.role != "system" && m.role != "user" && m.role != "assistant" && m.role != "tool")
+      throw Error(where + ".role: '" + m.role + "' is not a role (system, user, assistant or tool)");
+    if (!m.tool_calls.empty() && m.role != "assistant")
+      throw Error(where + ".tool_calls: only an assistant message calls tools");
+    ChatMessage cm{m.role, {}, {}};
+    for (size_t k = 0; k < m.content.size(); ++k) {
+      const MessageItem& item = m.content[k];
+      const std::string iw = where + ".content[" + std::to_string(k) + "]";
+      if (item.kind == MessageItem::Kind::Text) {
+        cm.content.push_back({ChatPart::Kind::Text, item.text, 0});
+        continue;
+      }
+      if (m.role != "user")
+        throw Error(iw + ": only user messages hold images and audio (this is a " + m.role + " message)");
+      if (item.kind == MessageItem::Kind::Audio) {
+        if (item.audio_16k.empty())
+          throw Error(iw + ": the clip has no samples" +
+                      (item.audio_path.empty() ? std::string() : " (" + item.audio_path + " was not read)"));
+        int tokens = 0;
+        try {
+          tokens = model_.audio_tokens_for(item.audio_16k.size());
+        } catch (const Error& e) {
+          throw Error(iw + ": " + e.what());
+        }
+        clips.push_back(item.audio_16k);
+        cm.content.push_back({ChatPart::Kind::Audio, {}, tokens});
+      } else {
+        image_inputs.push_back(item.image);
+        image_parts.emplace_back(i, cm.content.size());
+        cm.content.push_back({ChatPart::Kind::Image, {}, 0});  // its token count once prepared
+      }
+    }
+    for (const ToolCall& c : m.tool_calls) cm.tool_calls.push_back({c.name, c.arguments});
+    chat.push_back(std::move(cm));
+  }
+  std::vector<std::shared_ptr<const VisualPatches>> images;
+  if (!image_inputs.empty()) {
+    images = model_.prepare_images(image_inputs);  // throws ImageError naming the file
+    const int merge = model_.vision().merge_size();
+    int64_t total = 0;
+    for (size_t n = 0; n < images.size(); ++n) {
+      const int64_t t = images[n]->tokens(merge);
+      chat[image_parts[n].first].content[image_parts[n].second].tokens = int(t);
+      total += t;
+    }
+    if (total > model_.vision().max_tokens())
+      throw ContextFullError("messages: the conversation's " + std::to_string(images.size()) + " images need " +
+                             std::to_string(total) + " tokens; the context holds " +
+                             std::to_string(model_.vision().max_tokens()));
+  }
+  // The first message, when a system message, becomes the session's system prompt (its text items joined, as the
+  // template writes them); the session's tools are listed in that turn.
+  std::string system = system_prompt_;
+  if (messages[0].role == "system") {
+    system.clear();
+    for (const ChatPart& p : chat[0].content) system += p.text;
+    chat.erase(chat.begin());
+  }
+  std::vector<ChatMessage> all;
+  if (!system.empty()) all.push_back({"system", {{ChatPart::Kind::Text, system, 0}}, {}});
+  all.insert(all.end(), chat.begin(), chat.end());
+  const std::vector<int32_t> ids = render_conversation(model_.tokenizer(), model_.config().ids, all, tool_lines_, true);
+  if (int64_t(ids.size()) + opt.max_new_tokens > model_.context_tokens())
+    throw ContextFullError("messages: the conversation is " + std::to_string(ids.size()) + " tokens, with " +
+                           std::to_string(opt.max_new_tokens) + " new tokens more than context_tokens " +
+                           std::to_string(model_.context_tokens()));
+  reset();
+  system_prompt_ = system;
+  // The system turn heads the cache as for any conversation (run_turn puts it first); the rest is one turn.
+  const std::vector<int32_t> sys = system_ids();
+  if (sys.size() > ids.size() || !std::equal(sys.begin(), sys.end(), ids.begin()))
+    throw Error("messages: internal: the system turn does not head the rendered conversation");
+  return run_turn(std::vector<int32_t>(ids.begin() + long(sys.size()), ids.end()), std::move(clips), opt, cb, images);
+}
+
+}  // namespace omni
