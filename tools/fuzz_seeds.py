@@ -167,6 +167,28 @@ def main():
          "images": [{"path": "/srv/a.png"}, {"base64": "iVBORw0KGgo=", "format": "png"},
                     {"base64": "/9j/4A==", "format": "jpeg"}]}).encode())
 
+    # conversation files (omni-run --messages)
+    convs = {
+        "text_only": [{"role": "user", "content": "Hello"}],
+        "system_images_text": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Compare "}, {"type": "image", "image": "a.png"},
+                                         {"type": "text", "text": " and "}, {"type": "image", "image": "/abs/b.jpg"}]}],
+        "audio_and_answer": [
+            {"role": "user", "content": [{"type": "audio", "audio": "q.wav"}, {"type": "text", "text": "?"}]},
+            {"role": "assistant", "content": "Yes."}, {"role": "user", "content": None}],
+        "calls_and_results": [
+            {"role": "user", "content": "Pick it up."},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"type": "function", "function": {"name": "grip", "arguments": {"force": 3, "close": True}}},
+                {"function": {"name": "lift", "arguments": "{\"height\": 0.2}"}}]},
+            {"role": "tool", "content": "{\"ok\": true}"}, {"role": "tool", "content": "done"}],
+        "near_miss_video": [{"role": "user", "content": [{"type": "video", "video": "clips/", "fps": 2}]}],
+        "near_miss_role": [{"role": "robot", "content": "hi"}],
+    }
+    for name, conv in convs.items():
+        put("fuzz_messages", name, json.dumps(conv, ensure_ascii=False))
+
 
 if __name__ == "__main__":
     main()

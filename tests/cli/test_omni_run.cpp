@@ -312,3 +312,37 @@ TEST(OmniRun, ImageFlagGivesTheGoldenAnswerAndBadImagesAreOneLineErrorsNamingThe
   expect_one_line_error(run("--model " + tiny_v + " --image " + not_image + " --prompt x"),
                         not_image + ": not a PNG or JPEG image");
 }
+
+TEST(OmniRun, MessagesFileGivesTheGoldenAnswerAndBadFilesAreOneLineErrorsNamingTheField) {
+  // golden/tiny-v/messages/tool_call_and_result: a system message, the tools, an image turn, a call with its
+  // result and a text turn, answered by transformers; its paths are relative to the file's folder.
+  const std::string tiny_v = std::string(OMNI_BUILD_DIR) + "/models/tiny-v";
+  const std::string fixtures = std::string(OMNI_SOURCE_DIR) + "/tests/fixtures";
+  const std::string dir = fixtures + "/golden/tiny-v/messages/tool_call_and_result";
+  RunResult r = run("--model " + tiny_v + " --messages " + dir + "/messages.json --tools " + dir +
+                    "/tools.json --greedy --max-new-tokens 12 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["prompt_tokens"].get<std::vector<int64_t>>(), omni::read_npy(dir + "/prompt_ids.npy").i64);
+  EXPECT_EQ(j["tokens"].get<std::vector<int64_t>>(), omni::read_npy(dir + "/greedy.npy").i64);
+
+  const fs::path bad = fs::temp_directory_path() / ("omni_run_messages_" + std::to_string(::getpid()));
+  fs::create_directories(bad);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(bad / name) << text;
+    return (bad / name).string();
+  };
+  expect_one_line_error(run("--model " + tiny_v + " --messages " + write("a.json", R"([{"role": "user", "content": [
+      {"type": "image", "image": "garden.png"}]}])")), (bad / "garden.png").string());
+  expect_one_line_error(run("--model " + tiny_v + " --messages " + write("b.json", R"([{"role": "user", "content": [
+      {"type": "audio", "audio": "nothing.wav"}]}])")), (bad / "nothing.wav").string());
+  expect_one_line_error(run("--model " + tiny_v + " --messages " + write("c.json", R"([{"role": "user",
+      "content": [{"type": "text"}]}])")), "messages[0].content[0].text: missing");
+  expect_one_line_error(run("--model " + tiny_v + " --messages " + write("d.json", "[{")), "not valid JSON");
+  expect_one_line_error(run("--model " + tiny_v + " --messages " + (bad / "none.json").string()),
+                        "--messages: cannot read");
+  fs::remove_all(bad);
+  RunResult both = run("--model " + tiny_v + " --messages x.json --prompt hi");
+  EXPECT_EQ(both.status, 2);
+  EXPECT_NE(both.err.find("give exactly one input"), std::string::npos) << both.err;
+}
