@@ -462,7 +462,17 @@ MESSAGES_CASES = {  # case -> (messages as a conversation file holds them, tools
             "name": "move_arm", "arguments": {"x": 0.25, "y": -0.1, "z": 0.4, "speed": "slow"}}}]},
         {"role": "tool", "content": "{\"ok\": true, \"reached\": [0.25, -0.1, 0.4]}"},
         {"role": "user", "content": "Now close the gripper."}], "move_arm"),
+    "video_then_text": ([
+        {"role": "user", "content": [{"type": "video", "video": "../../../../videos/pan", "fps": 2.0},
+                                     {"type": "text", "text": "Which way does the camera move?"}]}], None),
+    "image_and_video": ([
+        {"role": "user", "content": [{"type": "text", "text": "This is the room "},
+                                     {"type": "image", "image": "../../../../images/garden_224x160.png"},
+                                     {"type": "text", "text": " and this a clip at 1 fps "},
+                                     {"type": "video", "video": "../../../../videos/pan", "fps": 1.0},
+                                     {"type": "text", "text": ". Do they match?"}]}], None),
 }
+VIDEO_FRAMES = ["pan_%02d.png" % i for i in range(4)]  # tests/fixtures/videos/pan/: the pan clip's first 4 frames
 
 
 def messages_cases(model):
@@ -492,6 +502,11 @@ def messages_cases(model):
     if os.path.isdir(root):
         shutil.rmtree(root)
     tools_by_name = {"move_arm": [gtf.MOVE_ARM, gtf.SET_GRIPPER]}
+    vproc = Qwen2VLVideoProcessor(**PREPROC)
+    video_dir = os.path.join(REPO, "tests", "fixtures", "videos", "pan")
+    os.makedirs(video_dir, exist_ok=True)
+    for k, name in enumerate(VIDEO_FRAMES):
+        shutil.copyfile(os.path.join(IMAGES, name), os.path.join(video_dir, "frame_%02d.png" % k))
     for case, (messages, tools_key) in MESSAGES_CASES.items():
         out_dir = os.path.join(root, case)
         os.makedirs(out_dir)
@@ -499,6 +514,7 @@ def messages_cases(model):
         rendered = hf_tok.apply_chat_template(messages, tools=tools, chat_template=gtf.TEMPLATE, tokenize=False,
                                               add_generation_prompt=True)
         pixels, grids, counts, audio_mm = [], [], [], {}
+        vpixels, vgrids, vseconds = [], [], []
         for m in messages:
             if not isinstance(m.get("content"), list):
                 continue
@@ -510,6 +526,17 @@ def messages_cases(model):
                     g = o["image_grid_thw"][0].tolist()
                     grids.append(g)
                     counts.append(("<|image_pad|>", g[0] * g[1] * g[2] // 4))
+                elif item["type"] == "video":
+                    folder = os.path.normpath(os.path.join(out_dir, item["video"]))
+                    frames = [to_rgb(Image.open(os.path.join(folder, f))) for f in sorted(os.listdir(folder))]
+                    video = torch.stack([chw(f) for f in frames])  # T, C, H, W uint8: every frame, as given
+                    o = vproc(videos=[video], return_tensors="pt", size=VIDEO_SIZE, do_sample_frames=False,
+                              cap_pixels_per_frame=False)
+                    vpixels.append(o["pixel_values_videos"])
+                    g = o["video_grid_thw"][0].tolist()
+                    vgrids.append(g)
+                    vseconds.append(2.0 / item["fps"])  # temporal_patch_size / fps, as the processor computes it
+                    counts.append(("<|video_pad|>", g[0] * g[1] * g[2] // 4))
                 elif item["type"] == "audio":
                     assert not audio_mm, "one clip per conversation (transformers pads several clips together)"
                     path = os.path.normpath(os.path.join(out_dir, item["audio"]))
@@ -528,6 +555,9 @@ def messages_cases(model):
         mm = dict(audio_mm)
         if pixels:
             mm.update(pixel_values=torch.cat(pixels), image_grid_thw=torch.tensor(grids, dtype=torch.long))
+        if vpixels:
+            mm.update(pixel_values_videos=torch.cat(vpixels), video_grid_thw=torch.tensor(vgrids, dtype=torch.long),
+                      video_second_per_grid=torch.tensor(vseconds))
         tokens, logits, recompute = golden.thinker_greedy(model, ids, CHAT_STEPS, mm)
         tokens = tokens.tolist()
         with open(os.path.join(out_dir, "messages.json"), "w") as f:
@@ -542,9 +572,9 @@ def messages_cases(model):
         golden.write_greedy_logits(out_dir, case, logits)
         gaps = golden.top2_gaps(logits)
         golden.save_json(os.path.join(out_dir, "meta.json"), dict(
-            rendered=rendered, image_grids=grids, steps=CHAT_STEPS, min_top2_gap=round(gaps.min().item(), 6),
+            rendered=rendered, image_grids=grids, video_grids=vgrids, video_second_per_grid=vseconds, steps=CHAT_STEPS, min_top2_gap=round(gaps.min().item(), 6),
             recompute_max_abs_diff=recompute, transformers=transformers.__version__))
-        print("tiny-v messages", case, "prompt", len(ids), "grids", grids, "min gap %.3g" % gaps.min().item(),
+        print("tiny-v messages", case, "prompt", len(ids), "grids", grids, "video grids", vgrids, "min gap %.3g" % gaps.min().item(),
               "recompute diff %.2g" % recompute)
 
 

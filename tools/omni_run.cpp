@@ -25,6 +25,7 @@ struct Args {
   std::string ids, system, prompt, audio, tokenize;
   std::vector<std::string> images;  // --image, repeatable: in order after the audio, before the text
   std::string messages_file;        // --messages: a whole conversation (Hugging Face chat form)
+  std::vector<omni::VideoInput> videos;  // --video FOLDER [--video-fps F], repeatable: after the images
   bool have_ids = false, have_prompt = false, have_tokenize = false;
   omni::GenerateOptions gen;
   std::string speech_out;
@@ -41,6 +42,7 @@ struct Args {
                "usage: omni-run --model DIR [--device cpu|cuda] [--dtype f32|bf16]\n"
                "  [--weights bf16|int8|int4|experts=int4,attention=int8,lm_head=bf16,talker=int4]\n"
                "  (--ids 1,2,3 | [--system TEXT] [--prompt TEXT] [--audio FILE.wav] [--image FILE.png|jpg ...]\n"
+               "   [--video FRAME_FOLDER [--video-fps F] ...]\n"
                "   | --messages FILE.json | --tokenize TEXT)\n"
                "  [--max-new-tokens N] [--greedy | --temperature T --top-k K --top-p P] [--repetition-penalty R]\n"
                "  [--seed S] [--speech OUT.wav --speaker NAME --max-speech-frames N] [--json]\n"
@@ -83,6 +85,12 @@ Args parse(int argc, char** argv) {
     else if (f == "--prompt") a.prompt = value(), a.have_prompt = true;
     else if (f == "--audio") a.audio = value(), a.have_prompt = true;
     else if (f == "--image") a.images.push_back(value()), a.have_prompt = true;
+    else if (f == "--video") a.videos.push_back({value(), 2.0}), a.have_prompt = true;
+    else if (f == "--video-fps") {
+      if (a.videos.empty()) usage("--video-fps follows the --video it sets");
+      a.videos.back().fps = parse_float(f, value());
+      if (!(a.videos.back().fps > 0)) usage("--video-fps must be positive");
+    }
     else if (f == "--tokenize") a.tokenize = value(), a.have_tokenize = true;
     else if (f == "--messages") a.messages_file = value();
     else if (f == "--max-new-tokens") a.gen.max_new_tokens = int(parse_int(f, value()));
@@ -174,6 +182,37 @@ std::vector<omni::Message> read_messages(const std::string& path) {
   return msgs;
 }
 
+// The quick flags' one user turn as a conversation, for what a UserTurn does not hold (videos): the audio, the
+// images, the videos, then the text (the system prompt is the session's).
+std::vector<omni::Message> quick_turn(const Args& a) {
+  omni::Message user;
+  user.role = "user";
+  omni::MessageItem item;
+  if (!a.audio.empty()) {
+    item.kind = omni::MessageItem::Kind::Audio;
+    item.audio_16k = read_audio_16k(a.audio);
+    user.content.push_back(item);
+    item = {};
+  }
+  for (const std::string& path : a.images) {
+    item.kind = omni::MessageItem::Kind::Image;
+    item.image.path = path;
+    user.content.push_back(item);
+    item = {};
+  }
+  for (const omni::VideoInput& v : a.videos) {
+    item.kind = omni::MessageItem::Kind::Video;
+    item.video = v;
+    user.content.push_back(item);
+    item = {};
+  }
+  if (!a.prompt.empty()) {
+    item.text = a.prompt;
+    user.content.push_back(item);
+  }
+  return {user};
+}
+
 int run(const Args& a) {
   if (a.have_tokenize) {
     // Only the tokenizer is needed: no weights are mapped. Its ids are bounded by the model's vocabulary
@@ -217,6 +256,8 @@ int run(const Args& a) {
     r = session->generate_from_ids(parse_ids(a.ids), gen, cb);
   } else if (!a.messages_file.empty()) {
     r = session->respond_messages(read_messages(a.messages_file), gen, cb);
+  } else if (!a.videos.empty()) {
+    r = session->respond_messages(quick_turn(a), gen, cb);
   } else {
     omni::UserTurn turn;
     turn.text = a.prompt;

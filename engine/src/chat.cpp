@@ -99,11 +99,13 @@ void content(Layout& L, const TokenIds& ids, const ChatMessage& m, size_t index)
       continue;
     }
     const bool audio = p.kind == ChatPart::Kind::Audio;
+    const char* what = audio ? "an audio" : p.kind == ChatPart::Kind::Image ? "an image" : "a video";
     if (p.tokens < (audio ? 0 : 1))
-      throw Error("chat prompt: messages[" + std::to_string(index) + "] has an " + (audio ? "audio" : "image") +
-                  " item of " + std::to_string(p.tokens) + " tokens (expected " + (audio ? ">= 0)" : "> 0)"));
+      throw Error("chat prompt: messages[" + std::to_string(index) + "] has " + what + " item of " +
+                  std::to_string(p.tokens) + " tokens (expected " + (audio ? ">= 0)" : "> 0)"));
+    const int32_t pad = audio ? ids.audio_pad : p.kind == ChatPart::Kind::Image ? ids.image_pad : ids.video_pad;
     L.special(audio ? ids.audio_start : ids.vision_start);
-    for (int i = 0; i < p.tokens; ++i) L.special(audio ? ids.audio_pad : ids.image_pad);
+    for (int i = 0; i < p.tokens; ++i) L.special(pad);
     L.special(audio ? ids.audio_end : ids.vision_end);
   }
 }
@@ -192,6 +194,7 @@ std::string special_text(const TokenIds& ids, int32_t id) {
   if (id == ids.vision_start) return "<|vision_start|>";
   if (id == ids.vision_end) return "<|vision_end|>";
   if (id == ids.image_pad) return "<|image_pad|>";
+  if (id == ids.video_pad) return "<|video_pad|>";
   return "<|" + std::to_string(id) + "|>";
 }
 

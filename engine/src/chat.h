@@ -45,10 +45,11 @@ std::vector<int32_t> render_prompt(const Tokenizer& tok, const TokenIds& ids, co
 
 // One item of a message's content, in order.
 struct ChatPart {
-  enum class Kind { Text, Audio, Image };
+  enum class Kind { Text, Audio, Image, Video };
   Kind kind = Kind::Text;
   std::string text;  // Text
-  int tokens = 0;    // Audio: the number of <|audio_pad|> tokens (>= 0); Image: of <|image_pad|> tokens (> 0)
+  int tokens = 0;    // Audio: the number of <|audio_pad|> tokens (>= 0); Image / Video: of <|image_pad|> /
+                     // <|video_pad|> tokens (> 0)
 };
 
 struct ChatToolCall {

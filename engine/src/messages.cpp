@@ -68,9 +68,18 @@ std::vector<Message> parse_messages(std::string_view json, const std::string& ba
           it.kind = MessageItem::Kind::Audio;
           it.audio_path = resolve(string_field(item, "audio", iw), base_dir, iw + ".audio");
         } else if (type == "video") {
-          throw Error(iw + ".type: video is not supported yet (text, image or audio)");
+          it.kind = MessageItem::Kind::Video;
+          it.video.path = resolve(string_field(item, "video", iw), base_dir, iw + ".video");
+          auto fps = item.find("fps");
+          if (fps != item.end()) {
+            if (!fps->is_number()) throw Error(iw + ".fps: expected a number");
+            it.video.fps = fps->get<double>();
+            if (!(it.video.fps > 0 && it.video.fps <= limits::kMaxVideoFps))
+              throw Error(iw + ".fps: " + fps->dump() + " is not in (0, " + std::to_string(int(limits::kMaxVideoFps)) +
+                          "] frames a second");
+          }
         } else {
-          throw Error(iw + ".type: '" + type + "' is not a content type (text, image or audio)");
+          throw Error(iw + ".type: '" + type + "' is not a content type (text, image, video or audio)");
         }
         if (msg.role != "user" && it.kind != MessageItem::Kind::Text)
           throw Error(iw + ": only user messages hold images and audio (this is a " + msg.role + " message)");

@@ -4,6 +4,7 @@
 
 #include "omni/errors.h"
 #include "quant.h"
+#include "vision/video_frames.h"
 
 namespace omni {
 namespace {
@@ -139,6 +140,26 @@ std::vector<std::shared_ptr<const VisualPatches>> ModelImpl::prepare_images(cons
     }
   }
   return out;
+}
+
+std::shared_ptr<const VisualPatches> ModelImpl::prepare_video(const VideoInput& video) {
+  VisionInput& v = vision();
+  if (!(video.fps > 0)) throw ImageError(video.path + ": fps must be positive");
+  const std::vector<RgbImage> frames = load_video_frames(video.path);
+  auto p = std::make_shared<VisualPatches>();
+  try {
+    *p = preprocess_video(v.preprocess_config(), frames);
+  } catch (const ImageError& e) {
+    throw ImageError(video.path + ": " + e.what());
+  }
+  p->video = true;
+  p->seconds_per_pair = double(v.preprocess_config().temporal_patch_size) / video.fps;
+  if (p->tokens(v.merge_size()) > v.max_tokens())
+    throw ContextFullError(video.path + ": " + std::to_string(frames.size()) + " frames of " +
+                           std::to_string(frames[0].width) + "x" + std::to_string(frames[0].height) + " need " +
+                           std::to_string(p->tokens(v.merge_size())) + " video tokens; the context holds " +
+                           std::to_string(v.max_tokens()));
+  return p;
 }
 
 std::vector<std::string> ModelImpl::speakers() const {

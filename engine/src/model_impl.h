@@ -55,6 +55,9 @@ class ModelImpl : public Model {
   // Decodes and preprocesses a turn's images, in order; an ImageError names the image (its path, or
   // "images[i]"). Nothing of a session changes, so a bad image leaves the conversation as it was.
   std::vector<std::shared_ptr<const VisualPatches>> prepare_images(const std::vector<ImageInput>& images);
+  // A video's patches (its frames read and preprocessed, VideoInput); throws ImageError naming the folder or frame,
+  // ContextFullError when it needs more tokens than the context holds.
+  std::shared_ptr<const VisualPatches> prepare_video(const VideoInput& video);
   // The vocabulary's byte strings for constrained decoding, built on first use (thread-safe).
   std::shared_ptr<const TokenTable> token_table();
 

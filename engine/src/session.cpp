@@ -118,7 +118,8 @@ void SessionImpl::prefill(const std::vector<int32_t>& ids, const std::vector<int
   MropePositions mp;
   if (images) {
     MropeInput in;
-    in.images = model_.vision().spans();
+    in.images = model_.vision().image_spans();
+    in.videos = model_.vision().video_spans();
     in.spatial_merge_size = model_.vision().merge_size();
     in.audio_tokens = audio_spans;
     mp = mrope_positions(ids, model_.config().ids, in);
@@ -422,6 +423,14 @@ TurnResult SessionImpl::run_turn(std::vector<int32_t> turn_ids, std::vector<std:
                                  const std::vector<std::shared_ptr<const VisualPatches>>& images) {
   TurnResult r;
   const std::unique_ptr<DecodeConstraint> con = make_constraint(opt);  // checks the options before anything changes
+  if (opt.speak) {
+    auto video = [](const auto& list) {
+      return std::any_of(list.begin(), list.end(), [](const auto& p) { return p->video; });
+    };
+    bool any = video(images);
+    for (const HistoryTurn& h : history_) any = any || video(h.images);
+    if (any) throw Error("spoken answers in a conversation with a video are not supported yet (ask without speech)");
+  }
   const bool add_system = !system_in_cache_ && used_ == 0;
   if (add_system) {
     auto sys = system_ids();

@@ -15,8 +15,11 @@ TurnResult SessionImpl::respond_messages(const std::vector<Message>& messages, c
   make_constraint(opt);
   std::vector<ChatMessage> chat;
   std::vector<std::vector<float>> clips;
-  std::vector<ImageInput> image_inputs;
-  std::vector<std::pair<size_t, size_t>> image_parts;  // (message, part) of each image, in order
+  struct Visual {
+    const MessageItem* item;
+    size_t message, part;  // where its placeholder goes
+  };
+  std::vector<Visual> visuals;  // images and videos, in prompt order
   for (size_t i = 0; i < messages.size(); ++i) {
     const Message& m = messages[i];
     const std::string where = "messages[" + std::to_string(i) + "]";
@@ -47,26 +50,30 @@ TurnResult SessionImpl::respond_messages(const std::vector<Message>& messages, c
         clips.push_back(item.audio_16k);
         cm.content.push_back({ChatPart::Kind::Audio, {}, tokens});
       } else {
-        image_inputs.push_back(item.image);
-        image_parts.emplace_back(i, cm.content.size());
-        cm.content.push_back({ChatPart::Kind::Image, {}, 0});  // its token count once prepared
+        if (opt.speak && item.kind == MessageItem::Kind::Video)
+          throw Error(iw + ": spoken answers about a video are not supported yet (ask without speech)");
+        visuals.push_back({&item, i, cm.content.size()});
+        const bool video = item.kind == MessageItem::Kind::Video;
+        cm.content.push_back({video ? ChatPart::Kind::Video : ChatPart::Kind::Image, {}, 0});  // count once prepared
       }
     }
     for (const ToolCall& c : m.tool_calls) cm.tool_calls.push_back({c.name, c.arguments});
     chat.push_back(std::move(cm));
   }
   std::vector<std::shared_ptr<const VisualPatches>> images;
-  if (!image_inputs.empty()) {
-    images = model_.prepare_images(image_inputs);  // throws ImageError naming the file
+  if (!visuals.empty()) {
     const int merge = model_.vision().merge_size();
     int64_t total = 0;
-    for (size_t n = 0; n < images.size(); ++n) {
-      const int64_t t = images[n]->tokens(merge);
-      chat[image_parts[n].first].content[image_parts[n].second].tokens = int(t);
+    for (const Visual& v : visuals) {  // each throws ImageError naming the file or folder
+      images.push_back(v.item->kind == MessageItem::Kind::Video ? model_.prepare_video(v.item->video)
+                                                                : model_.prepare_images({v.item->image})[0]);
+      const int64_t t = images.back()->tokens(merge);
+      chat[v.message].content[v.part].tokens = int(t);
       total += t;
     }
     if (total > model_.vision().max_tokens())
-      throw ContextFullError("messages: the conversation's " + std::to_string(images.size()) + " images need " +
+      throw ContextFullError("messages: the conversation's " + std::to_string(images.size()) +
+                             " images and videos need " +
                              std::to_string(total) + " tokens; the context holds " +
                              std::to_string(model_.vision().max_tokens()));
   }

@@ -346,3 +346,22 @@ TEST(OmniRun, MessagesFileGivesTheGoldenAnswerAndBadFilesAreOneLineErrorsNamingT
   EXPECT_EQ(both.status, 2);
   EXPECT_NE(both.err.find("give exactly one input"), std::string::npos) << both.err;
 }
+
+TEST(OmniRun, VideoFlagGivesTheGoldenAnswerOfTheSameConversation) {
+  // --video FOLDER --video-fps F then --prompt: the user turn of golden/tiny-v/messages/video_then_text.
+  const std::string tiny_v = std::string(OMNI_BUILD_DIR) + "/models/tiny-v";
+  const std::string fixtures = std::string(OMNI_SOURCE_DIR) + "/tests/fixtures";
+  const std::string dir = fixtures + "/golden/tiny-v/messages/video_then_text";
+  RunResult r = run("--model " + tiny_v + " --video " + fixtures +
+                    "/videos/pan --video-fps 2 --prompt 'Which way does the camera move?' --greedy --max-new-tokens 12"
+                    " --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["prompt_tokens"].get<std::vector<int64_t>>(), omni::read_npy(dir + "/prompt_ids.npy").i64);
+  EXPECT_EQ(j["tokens"].get<std::vector<int64_t>>(), omni::read_npy(dir + "/greedy.npy").i64);
+  expect_one_line_error(run("--model " + tiny_v + " --video " + fixtures + "/images --prompt x"),
+                        ", but the video's first frame is");
+  RunResult bad = run("--model " + tiny_v + " --video-fps 2 --prompt x");
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("--video-fps follows the --video it sets"), std::string::npos) << bad.err;
+}

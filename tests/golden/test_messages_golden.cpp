@@ -3,8 +3,9 @@
 // parse_messages, as omni-run reads it (paths relative to the file), and answered in one call. The fixture is the
 // chat template's rendering with every placeholder expanded, answered by transformers' thinker.generate with the
 // images' pixels and the clip's features. Cases: two images with text between them, an image turn whose answer is
-// given as an assistant message, an image before a clip in one turn, and a tool call with its result after an
-// image. Prompt ids equal, logits within 1e-4 relative per step, identical greedy tokens.
+// given as an assistant message, an image before a clip in one turn, a tool call with its result after an
+// image, a video (4 frames at 2 fps) before text, and an image and a video at 1 fps with text between them.
+// Prompt ids equal, logits within 1e-4 relative per step, identical greedy tokens.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -83,7 +84,7 @@ void check_case(omni::Model& model, const std::string& dir) {
 TEST(MessagesGolden, WholeConversationsMatchTransformersIdsLogitsAndGreedyTokens) {
   auto model = load_tiny_v();
   const auto cases = golden::subdirs(golden::fixtures() + "/golden/tiny-v/messages");
-  ASSERT_GE(cases.size(), 4u);
+  ASSERT_GE(cases.size(), 6u);
   for (const std::string& dir : cases) check_case(*model, dir);
 }
 
@@ -141,7 +142,12 @@ TEST(MessagesGolden, ABadItemIsRefusedNamingItAndTheSessionKeepsItsConversation)
   refused(R"([{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": 3}}]}])",
           "messages[0].tool_calls[0].function.arguments: expected an object or a JSON string");
   refused(R"({"role": "user"})", "messages: expected a list");
-  refused(R"([{"role": "user", "content": [{"type": "video", "video": "clip"}]}])", "video");
+  refused(R"([{"role": "user", "content": [{"type": "video", "video": "clip"}]}])",
+          "/images/clip: not a folder of frames");
+  refused(R"([{"role": "user", "content": [{"type": "video", "video": "x", "fps": 0}]}])",
+          "messages[0].content[0].fps: 0 is not in (0, 60]");
+  // The images folder as a video: its pictures differ in size.
+  refused(R"([{"role": "user", "content": [{"type": "video", "video": "."}]}])", ", but the video's first frame is");
   // The conversation is the one it had: the next turn follows "Hello".
   const omni::TurnResult r = session->respond(omni::UserTurn{"Still there?", {}, {}}, opt, {});
   EXPECT_FALSE(r.tokens.empty());

@@ -101,12 +101,22 @@ struct UserTurn {
   std::vector<ImageInput> images;  // in order; the prompt holds the audio, then the images, then the text
 };
 
-// One item of a message's content (Message): text, an image, or a spoken clip.
+// A video as a folder of frame images (PNG or JPEG, all of one size, taken in file-name order), sampled at `fps`
+// frames a second: every frame is used (an odd count repeats the last), resized and normalised as transformers'
+// video processor does (docs/model.md §5.5), and its pairs of frames are 2/fps seconds apart on the time row of
+// the positions. A bad folder or frame throws ImageError naming it.
+struct VideoInput {
+  std::string path;
+  double fps = 2.0;
+};
+
+// One item of a message's content (Message): text, an image, a video, or a spoken clip.
 struct MessageItem {
-  enum class Kind { Text, Image, Audio };
+  enum class Kind { Text, Image, Video, Audio };
   Kind kind = Kind::Text;
   std::string text;              // Text
   ImageInput image;              // Image
+  VideoInput video;              // Video
   std::vector<float> audio_16k;  // Audio: mono float32 at 16 kHz
   // Audio read by parse_messages: the file to read (the engine takes samples, not files; omni-run reads WAV).
   std::string audio_path;
@@ -126,7 +136,8 @@ struct Message {
 };
 
 // Reads a conversation file (omni-run --messages): a JSON list of {"role", "content": string | null |
-// [{"type": "text", "text"} | {"type": "image", "image": PATH} | {"type": "audio", "audio": PATH}], and for an
+// [{"type": "text", "text"} | {"type": "image", "image": PATH} | {"type": "video", "video": FOLDER, "fps"?: F}
+// | {"type": "audio", "audio": PATH}], and for an
 // assistant "tool_calls": [{"function"?: {"name", "arguments": object | JSON string}}]}. Relative paths are
 // resolved against `base_dir`. Nothing is read: audio items come back with audio_path set and no samples, image
 // items with image.path. Throws omni::Error naming the field ("messages[2].content[1].image: ...").

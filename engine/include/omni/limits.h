@@ -51,6 +51,13 @@ inline constexpr int64_t kMaxMessagesJsonBytes = int64_t(16) << 20;
 inline constexpr int64_t kMaxMessages = 4096;
 inline constexpr int64_t kMaxMessageItems = 1024;  // content items or tool calls of one message
 
+// --- video -----------------------------------------------------------------------------------------------
+// A video's frames (the processor's max_frames) and their decoded bytes together (768 frames of 640x480 RGB are
+// 708 MB; the bound is checked on the first frame's size times the count, before the frames are decoded).
+inline constexpr int64_t kMaxVideoFrames = 768;
+inline constexpr int64_t kMaxVideoDecodedBytes = int64_t(1) << 30;
+inline constexpr double kMaxVideoFps = 60.0;
+
 // Throws omni::Error "<where>: <key> is <value>, more than <max> (<why>)" when value > max.
 // `where` names the file or request field, `key` the key inside it.
 inline void check_at_most(const std::string& where, const std::string& key, int64_t value, int64_t max,

@@ -62,6 +62,8 @@ struct VisualPatches {
   int grid_w = 0;
   int row_size = 0;
   std::vector<float> pixels;  // [grid_t*grid_h*grid_w, row_size]
+  bool video = false;            // a clip (<|video_pad|> in the prompt) rather than a still image
+  double seconds_per_pair = 1.0;  // a clip: temporal_patch_size / fps, the time between its pairs
   int64_t rows() const { return int64_t(grid_t) * grid_h * grid_w; }
   // Tokens in the prompt: rows / merge_size^2.
   int64_t tokens(int merge_size) const { return rows() / (int64_t(merge_size) * merge_size); }

@@ -18,6 +18,7 @@ VisionInput::VisionInput(Backend& be, const Checkpoint& ck, const ModelConfig& c
     : be_(be),
       cfg_(cfg.vision),
       image_pad_id_(cfg.ids.image_pad),
+      video_pad_id_(cfg.ids.video_pad),
       max_tokens_(max_tokens),
       pre_(VisionPreprocessConfig::load(model_dir + "/preprocessor_config.json")),
       encoder_(be, cfg.vision, load_vision_encoder_weights(ck, be, cfg.vision),
@@ -51,7 +52,8 @@ int VisionInput::append(const VisualPatches& p) {
     throw Error("vision input: patch rows of " + std::to_string(p.row_size) + " values, the tower reads " +
                 std::to_string(cfg_.patch_row_size()));
   if (encoded_ + n > max_tokens_)
-    throw Error("vision input: " + std::to_string(encoded_) + " image tokens are held and this image adds " +
+    throw Error("vision input: " + std::to_string(encoded_) + " visual tokens are held and this " +
+                (p.video ? "video" : "image") + " adds " +
                 std::to_string(n) + "; at most " + std::to_string(max_tokens_) + " fit");
   std::vector<Tensor> ds;
   for (const Tensor& d : deepstack_) ds.push_back(d.rows(encoded_, n));
@@ -61,7 +63,8 @@ int VisionInput::append(const VisualPatches& p) {
   s.t = p.grid_t;
   s.h = p.grid_h;
   s.w = p.grid_w;
-  spans_.push_back(s);
+  s.seconds_per_pair = p.video ? p.seconds_per_pair : 1.0;
+  (p.video ? videos_ : images_).push_back(s);
   return int(n);
 }
 
@@ -70,20 +73,21 @@ void VisionInput::for_each_pad_run(const std::vector<int32_t>& ids, size_t begin
   if (begin + count > ids.size())
     throw Error("vision input: chunk [" + std::to_string(begin) + ", " + std::to_string(begin + count) +
                 ") is outside the " + std::to_string(ids.size()) + " prompt ids");
+  const auto pad = [this](int32_t id) { return id == image_pad_id_ || id == video_pad_id_; };
   const auto chunk_begin = ids.begin() + long(begin), chunk_end = chunk_begin + long(count);
-  if (std::find(chunk_begin, chunk_end, image_pad_id_) == chunk_end) return;  // no image in this chunk
-  const int64_t pads = std::count(ids.begin(), ids.end(), image_pad_id_);
+  if (std::find_if(chunk_begin, chunk_end, pad) == chunk_end) return;  // no image or video in this chunk
+  const int64_t pads = std::count_if(ids.begin(), ids.end(), pad);
   if (pads != encoded_)
-    throw Error("vision input: the prompt has " + std::to_string(pads) + " <|image_pad|> tokens but the encoded " +
-                "images have " + std::to_string(encoded_) + " tokens");
-  int64_t rank = std::count(ids.begin(), chunk_begin, image_pad_id_);
+    throw Error("vision input: the prompt has " + std::to_string(pads) + " <|image_pad|>/<|video_pad|> tokens but " +
+                "the encoded images and videos have " + std::to_string(encoded_) + " tokens");
+  int64_t rank = std::count_if(ids.begin(), chunk_begin, pad);
   for (size_t i = 0; i < count;) {
-    if (ids[begin + i] != image_pad_id_) {
+    if (!pad(ids[begin + i])) {
       ++i;
       continue;
     }
     size_t j = i + 1;
-    while (j < count && ids[begin + j] == image_pad_id_) ++j;
+    while (j < count && pad(ids[begin + j])) ++j;
     fn(int64_t(i), rank, int64_t(j - i));
     rank += int64_t(j - i);
     i = j;

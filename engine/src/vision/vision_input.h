@@ -37,17 +37,22 @@ class VisionInput {
 
   void clear() {
     encoded_ = 0;
-    spans_.clear();
+    images_.clear();
+    videos_.clear();
   }
-  // Encodes one image after those held; returns its token count. Throws omni::Error when it does not fit.
+  // Encodes one image or video after those held (held in prompt order); returns its token count. Throws
+  // omni::Error when it does not fit.
   int append(const VisualPatches& patches);
   int encoded_tokens() const { return encoded_; }
-  // The grids of the images held, in order (for the 3-row positions).
-  const std::vector<VisualSpan>& spans() const { return spans_; }
+  // The grids of the images and of the videos held, each in order (for the 3-row positions).
+  const std::vector<VisualSpan>& image_spans() const { return images_; }
+  const std::vector<VisualSpan>& video_spans() const { return videos_; }
 
-  // `x` ([count, hidden]) holds the embeddings of ids[begin, begin + count). Every <|image_pad|> row among them
-  // is overwritten with the encoded row of the same rank among all pads of `ids`. A chunk without pads is left
-  // alone; one with pads throws unless `ids` holds exactly encoded_tokens() pads.
+  // `x` ([count, hidden]) holds the embeddings of ids[begin, begin + count). Every <|image_pad|> and
+  // <|video_pad|> row among them is overwritten with the encoded row of the same rank among all such pads of
+  // `ids` (transformers scatters image rows into image pads and video rows into video pads; held in prompt order,
+  // the joint rank gives the same rows). A chunk without pads is left alone; one with pads throws unless `ids`
+  // holds exactly encoded_tokens() pads.
   void fill_prefill_chunk(const std::vector<int32_t>& ids, size_t begin, const Tensor& x) const;
   // The DeepStack additions for the same chunk: for tap k (k < the number of taps), the rows of merger k at
   // the chunk's pads, added after thinker layer k. Rows are chunk-relative.
@@ -62,13 +67,14 @@ class VisionInput {
   Backend& be_;
   VisionConfig cfg_;
   int32_t image_pad_id_;
+  int32_t video_pad_id_;
   int max_tokens_;
   VisionPreprocessConfig pre_;
   VisionEncoder encoder_;
   Tensor rows_;                    // [max_tokens, out_hidden]
   std::vector<Tensor> deepstack_;  // one [max_tokens, out_hidden] per tap
   int encoded_ = 0;
-  std::vector<VisualSpan> spans_;
+  std::vector<VisualSpan> images_, videos_;
 };
 
 }  // namespace omni
