@@ -49,6 +49,7 @@ nlohmann::json Daemon::status_fields() const {
           {"first_audio", {{"since_speech_end_ms", latency_status()}}},
           {"sampling", sampling_fields()},
           {"tools", tools_.status()},
+          {"camera", camera_ ? camera_->status() : nlohmann::json{{"state", "off"}}},
           {"voices", model_ ? nlohmann::json(model_->speakers()) : nlohmann::json::array()},
           {"queued", [this] {
              nlohmann::json ids = nlohmann::json::array();
@@ -143,11 +144,22 @@ void Daemon::handle(const omni::ipc::IncomingRequest& in) {
               if (!voice) return server.reply_error(h, ErrorCode::not_found, unknown_speaker_message(*r.speaker));
               job.options.speaker = *voice;
             }
-            if (!r.images.empty()) {
-              for (const omni::ipc::AskImage& image : r.images)
-                job.input.images.push_back({.path = image.path, .bytes = image.bytes, .format = image.format});
-              return check_images_then_take_ask(h, std::move(job), r.queue, r.preempt);
+            for (const omni::ipc::AskImage& image : r.images) {
+              omni::ImageInput in;
+              in.path = image.path;
+              in.bytes = image.bytes;
+              in.format = image.format;
+              job.input.images.push_back(std::move(in));
             }
+            if (r.camera) {
+              const std::string why = camera_ ? camera_->unavailable_reason()
+                                              : std::string("no camera is configured (camera.pipeline in the configuration)");
+              if (!why.empty() || !attach_camera_frame(job.input))
+                return server.reply_error(h, ErrorCode::unavailable, "camera: " + (why.empty() ? "no frame" : why));
+            } else {
+              attach_camera_by_config("ask", job.input);
+            }
+            if (!job.input.images.empty()) return check_images_then_take_ask(h, std::move(job), r.queue, r.preempt);
             take_ask(h, std::move(job), r.queue, r.preempt);
           },
           [&](const omni::ipc::SayRequest& r) {
@@ -419,6 +431,7 @@ void Daemon::apply_live_settings(const Config& next) {
     }
     if (ready_) rebuild_endpointer();
     if (ready_) capture_.apply(capture_settings());
+    if (ready_ && camera_) camera_->apply(config_.camera.pipeline);  // throws before changing anything
   } catch (...) {
     config_ = previous;
     if (ready_ && output_changed) speech_.open(config_.audio.output);

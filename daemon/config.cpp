@@ -334,6 +334,20 @@ void read_tools(SchemaReader& r, const YAML::Node& root, ToolsConfig& t) {
   });
 }
 
+void read_camera(SchemaReader& r, const YAML::Node& root, CameraConfig& c) {
+  r.section(root, "", "camera", {"pipeline", "attach", "max_pixels", "clip"},
+            [&](const YAML::Node& n, const std::string& k) {
+              r.text(n, k, "pipeline", c.pipeline);
+              r.text(n, k, "attach", c.attach, {"never", "voice", "always"});
+              // From 56x56 (the processor's min_pixels) to 4096x4096.
+              r.integer(n, k, "max_pixels", c.max_pixels, 3136, 4096LL * 4096);
+              r.number(n, k, "clip", c.clip, 0, 60);
+              if (c.clip != 0)
+                r.error(n["clip"].Mark(), k + ".clip",
+                        "clips of recent frames are not supported yet; 0 attaches the still frame");
+            });
+}
+
 }  // namespace
 
 Config parse_config(const std::string& yaml_text, const std::string& source_name) {
@@ -347,11 +361,12 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
   cfg.source = source_name;
   if (!root || root.IsNull()) return cfg;  // an empty file means all defaults
   SchemaReader r(source_name);
-  if (r.mapping(root, "", {"model", "audio", "ipc", "tools"})) {
+  if (r.mapping(root, "", {"model", "audio", "ipc", "tools", "camera"})) {
     read_model(r, root, cfg.model);
     read_audio(r, root, cfg.audio);
     read_ipc(r, root, cfg.ipc);
     read_tools(r, root, cfg.tools);
+    read_camera(r, root, cfg.camera);
   }
   if (!r.errors().empty()) {
     std::string all;

@@ -117,11 +117,23 @@ struct ToolsConfig {
   bool operator==(const ToolsConfig&) const = default;
 };
 
+// camera: the robot's camera (docs/config.md "camera"). No pipeline: no camera.
+struct CameraConfig {
+  // A GStreamer source description (v4l2src device=/dev/video0, nvarguscamerasrc, filesrc location=x.png !
+  // pngdec ! imagefreeze); omnid appends the conversion to RGB and its appsink.
+  std::string pipeline;
+  std::string attach = "voice";     // never | voice | always: which turns carry the current frame
+  long long max_pixels = 640 * 480;  // a frame is resized to at most this many pixels (its token budget)
+  double clip = 0;                   // seconds of recent frames as a video; only 0 (a still frame) is supported
+  bool operator==(const CameraConfig&) const = default;
+};
+
 struct Config {
   ModelConfig model;
   AudioConfig audio;
   IpcConfig ipc;
   ToolsConfig tools;
+  CameraConfig camera;
   std::string source;  // file it came from ("" for built-in defaults)
   bool operator==(const Config&) const = default;
 };

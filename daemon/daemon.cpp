@@ -97,6 +97,7 @@ int Daemon::run() {
   loop_.every(std::chrono::milliseconds(wd ? std::max<uint64_t>(wd / 3000, 50) : 1000), [this] { watchdog_tick(); });
   loop_.every(std::chrono::milliseconds(100), [this] {
     if (ready_ && !stopping_) capture_.tick();
+    if (ready_ && !stopping_ && camera_) camera_->tick();
   });
   loop_.every(std::chrono::milliseconds(50), [this] { tools_tick(); });
   loop_.every(std::chrono::seconds(5), [this] {
@@ -217,6 +218,8 @@ void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
     install_speech_publisher();
     rebuild_endpointer();
     capture_.start(capture_settings(), listening_);
+    camera_ = std::make_unique<Camera>(loop_, camera_listener());
+    camera_->start(config_.camera.pipeline);  // throws only for a description GStreamer cannot parse
   } catch (const std::exception& e) {
     return fail(e.what());
   }
@@ -281,6 +284,38 @@ void Daemon::on_capture_restored(int64_t down_ms, int attempts) {
   publish("device.restored", {{"device", "input"}, {"down_ms", down_ms}, {"attempts", attempts}});
   notifier_.status(std::string(to_string(current_state())) + "; audio input restored");
   update_state();
+}
+
+Camera::Listener Daemon::camera_listener() {
+  Camera::Listener l;
+  l.on_lost = [this](const std::string& reason, int retry_in_ms, bool first) {
+    if (stopping_ || !first) return;
+    publish("device.lost", {{"device", "camera"}, {"reason", reason}, {"retry_in_ms", retry_in_ms}});
+  };
+  l.on_restored = [this](int64_t down_ms, int attempts) {
+    publish("device.restored", {{"device", "camera"}, {"down_ms", down_ms}, {"attempts", attempts}});
+  };
+  return l;
+}
+
+bool Daemon::attach_camera_frame(omni::UserTurn& input) const {
+  const auto frame = camera_ ? camera_->latest() : nullptr;
+  if (!frame) return false;
+  omni::ImageInput image;
+  image.bytes = frame->rgb;
+  image.format = "rgb";
+  image.width = frame->width;
+  image.height = frame->height;
+  image.max_pixels = config_.camera.max_pixels;
+  input.images.push_back(std::move(image));
+  return true;
+}
+
+void Daemon::attach_camera_by_config(const std::string& source, omni::UserTurn& input) const {
+  const std::string& attach = config_.camera.attach;
+  if (!camera_ || !camera_->configured() || attach == "never" || (attach == "voice" && source != "voice")) return;
+  if (!model_ || !model_->has_vision() || !vision_refusal_.empty()) return;  // the frame could not be used
+  if (!attach_camera_frame(input)) log_info("camera.attach is %s but the camera has no frame: this %s turn goes without", attach.c_str(), source.c_str());
 }
 
 void Daemon::on_output_failed(uint64_t job, const std::string& error) {

@@ -29,6 +29,7 @@
 #include "daemon/config.h"
 #include "ipc/control_server.h"
 #include "audio/device/vad.h"
+#include "daemon/camera.h"
 #include "daemon/capture_supervisor.h"
 #include "daemon/daemon_state.h"
 #include "daemon/engine_worker.h"
@@ -87,6 +88,12 @@ class Daemon {
   // A failed or ended input is rebuilt by the supervisor (device.lost / device.restored events here).
   void on_capture_lost(const std::string& reason, int retry_in_ms, bool first);
   void on_capture_restored(int64_t down_ms, int attempts);
+  // The camera (camera.pipeline): made once the model is ready; device.lost/restored with "device": "camera".
+  Camera::Listener camera_listener();
+  // Adds the camera's latest frame to `input` (after its images), as config_.camera sizes it. false: no frame.
+  bool attach_camera_frame(omni::UserTurn& input) const;
+  // A turn from `source` ("voice" or "ask") gets the frame by itself (camera.attach), when there is one.
+  void attach_camera_by_config(const std::string& source, omni::UserTurn& input) const;
   // A failed speech output (device error, full disk) is reopened before the next turn.
   void on_output_failed(uint64_t job, const std::string& error);  // job: ActiveTurn::job
   void reopen_output_if_lost();
@@ -220,6 +227,7 @@ class Daemon {
 
   // audio
   CaptureSupervisor capture_;
+  std::unique_ptr<Camera> camera_;
   std::mutex endpointer_mu_;  // the capture thread feeds it, the loop rebuilds/resets it
   std::unique_ptr<omni::audio::VoiceDetector> detector_;
   std::unique_ptr<omni::audio::Endpointer> endpointer_;

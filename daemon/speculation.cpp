@@ -36,6 +36,7 @@ void Daemon::on_vad_pause(omni::audio::Utterance u) {
   job.turn_id = sp.job;
   job.speculative = true;
   job.input.audio_16k = std::move(u.samples);
+  attach_camera_by_config("voice", job.input);
   job.options = generate_options(true);
   speech_.hold(sp.job);
   spec_ = std::move(sp);

@@ -308,6 +308,7 @@ void Daemon::on_utterance(omni::audio::Utterance u, int64_t speech_end_ms, doubl
   if (commit_speculation(u, speech_end_ms)) return;
   TurnJob job;
   job.input.audio_16k = u.samples;
+  attach_camera_by_config("voice", job.input);
   job.options = generate_options(true);
   uint64_t id = 0;
   if (auto err = start_turn("voice", std::move(job), id)) {

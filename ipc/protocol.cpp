@@ -258,7 +258,7 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
   }
   if (cmd == "ask") {
     f.only({"text", "speak", "max_new_tokens", "sampling", "speaker", "queue", "preempt", "tool_choice",
-            "response_format", "images"});
+            "response_format", "images", "camera"});
     AskRequest ask;
     ask.text = f.string("text", false, false);
     if (const json* v = f.find("images")) ask.images = parse_images(*v);
@@ -273,6 +273,7 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
     if (const json* v = f.find("sampling")) ask.sampling = parse_sampling(*v);
     ask.speaker = f.string("speaker", false, false);
     ask.queue = f.boolean("queue", false).value_or(false);
+    ask.camera = f.boolean("camera", false).value_or(false);
     ask.preempt = f.boolean("preempt", false).value_or(false);
     if (ask.queue && ask.preempt)
       reject_bad("fields 'queue' and 'preempt' exclude each other (queue: wait for the running turn; preempt: cancel it)");
@@ -292,8 +293,8 @@ Command parse_command(const std::string& cmd, const json& object, std::optional<
                    " bytes without a RIFF....WAVE header)");
       ask.wav = std::move(binary);
     }
-    if (!ask.text && !ask.wav && ask.images.empty())
-      reject_bad("command 'ask' needs field 'text', 'images' or a WAV binary frame");
+    if (!ask.text && !ask.wav && ask.images.empty() && !ask.camera)
+      reject_bad("command 'ask' needs field 'text', 'images', 'camera' or a WAV binary frame");
     return ask;
   }
   if (cmd == "push_audio") {

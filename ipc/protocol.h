@@ -136,6 +136,7 @@ struct AskRequest {
   std::optional<std::string> response_schema;
   // In the user turn after the audio, before the text, in this order.
   std::vector<AskImage> images;
+  bool camera = false;  // attach the camera's latest frame (after the images)
 };
 
 // Strict RFC 4648 base64 (the standard alphabet, '=' padding to a multiple of 4, no whitespace). false:

@@ -31,14 +31,15 @@ commands:
   ping                                  check that omnid answers
   status                                show the daemon's state
   voices                                list the model's voices (what 'set speaker' takes)
-  ask [TEXT] [--wav FILE] [--image FILE]... [--inline] [--no-speak] [--wait] [--queue|--preempt]
+  ask [TEXT] [--wav FILE] [--image FILE]... [--inline] [--camera] [--no-speak] [--wait] [--queue|--preempt]
       [--max-new-tokens N] [--speaker NAME]
                                         start a turn from text, a WAV file and/or images; --wait follows the
                                         events and prints the answer; --queue waits for a running turn instead
                                         of 'busy', --preempt cancels it; --max-new-tokens and --speaker: this
                                         turn's. --image (PNG or JPEG, repeatable, in order) sends the file's
                                         absolute path for omnid to read; with --inline, its bytes (base64)
-                                        instead, for an omnid that cannot read the file
+                                        instead, for an omnid that cannot read the file; --camera attaches
+                                        the camera's latest frame (after the images)
   say TEXT                              speak TEXT verbatim
   cancel [TURN_ID]                      cancel the running turn (or the given one)
   listen on|off                         enable or disable the microphone
@@ -76,6 +77,7 @@ struct Options {
   bool json_output = false;
   std::string wav_path;
   std::vector<std::string> images;  // --image, in order
+  bool camera = false;               // --camera
   bool inline_images = false;       // --inline: send the images' bytes instead of their paths
   bool no_speak = false;
   bool wait = false;
@@ -116,6 +118,8 @@ Options parse_args(int argc, char** argv) {
       o.wav_path = value(i, a);
     } else if (a == "--image") {
       o.images.push_back(value(i, a));
+    } else if (a == "--camera") {
+      o.camera = true;
     } else if (a == "--inline") {
       o.inline_images = true;
     } else if (a == "--no-speak") {
@@ -148,11 +152,12 @@ Options parse_args(int argc, char** argv) {
   if (!o.events_given && !(env_events && *env_events) && o.control.rfind("ipc://", 0) == 0 &&
       o.control.size() > suffix.size() && o.control.compare(o.control.size() - suffix.size(), suffix.size(), suffix) == 0)
     o.events = o.control.substr(0, o.control.size() - suffix.size()) + "/events.sock";
-  if ((!o.wav_path.empty() || !o.images.empty() || o.inline_images || o.no_speak || o.wait || o.queue ||
+  if ((!o.wav_path.empty() || !o.images.empty() || o.inline_images || o.camera || o.no_speak || o.wait || o.queue ||
        o.preempt || o.max_new_tokens || !o.speaker.empty()) &&
       o.args[0] != "ask")
     throw UsageError{
-        "--wav, --image, --inline, --no-speak, --wait, --queue, --preempt, --max-new-tokens and --speaker belong to "
+        "--wav, --image, --inline, --camera, --no-speak, --wait, --queue, --preempt, --max-new-tokens and --speaker "
+        "belong to "
         "'ask'"};
   if (o.inline_images && o.images.empty()) throw UsageError{"--inline sends the --image files; give at least one"};
   return o;
@@ -209,7 +214,9 @@ json build_request(const Options& o, std::optional<std::string>& binary) {
       binary = std::string(std::istreambuf_iterator<char>(in), {});
     }
     for (const std::string& file : o.images) r["images"].push_back(image_item(file, o.inline_images));
-    if (o.args.size() == 1 && !binary && o.images.empty()) throw UsageError{"ask needs TEXT, --wav FILE or --image FILE"};
+    if (o.camera) r["camera"] = true;
+    if (o.args.size() == 1 && !binary && o.images.empty() && !o.camera)
+      throw UsageError{"ask needs TEXT, --wav FILE, --image FILE or --camera"};
     return r;
   }
   if (cmd == "say") {

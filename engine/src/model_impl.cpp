@@ -120,14 +120,26 @@ std::vector<std::shared_ptr<const VisualPatches>> ModelImpl::prepare_images(cons
     if (im.bytes.empty() && im.path.empty()) throw ImageError(what + ": neither a path nor bytes given");
     try {
       RgbImage rgb;
-      if (!im.bytes.empty()) {
+      if (im.format == "rgb") {
+        const ImageLimits limits;
+        if (im.width <= 0 || im.height <= 0 || im.width > limits.max_side || im.height > limits.max_side)
+          throw ImageError(what + ": raw RGB of " + std::to_string(im.width) + "x" + std::to_string(im.height) +
+                           " (each side 1.." + std::to_string(limits.max_side) + ")");
+        if (im.bytes.size() != size_t(im.width) * size_t(im.height) * 3)
+          throw ImageError(what + ": raw RGB of " + std::to_string(im.width) + "x" + std::to_string(im.height) +
+                           " needs " + std::to_string(size_t(im.width) * size_t(im.height) * 3) + " bytes, not " +
+                           std::to_string(im.bytes.size()));
+        rgb.width = im.width;
+        rgb.height = im.height;
+        rgb.rgb = im.bytes;
+      } else if (!im.bytes.empty()) {
         rgb = im.format.empty() ? decode_image(im.bytes.data(), im.bytes.size(), what)
                                 : decode_image_as(parse_image_format(im.format), im.bytes.data(), im.bytes.size(),
                                                   what);
       } else {
         rgb = load_image_file(im.path);
       }
-      auto p = std::make_shared<VisualPatches>(v.prepare(rgb));
+      auto p = std::make_shared<VisualPatches>(v.prepare(rgb, im.max_pixels));
       if (p->tokens(v.merge_size()) > v.max_tokens())
         throw ContextFullError(what + ": " + std::to_string(rgb.width) + "x" + std::to_string(rgb.height) + " needs " +
                          std::to_string(p->tokens(v.merge_size())) + " image tokens; the context holds " +

@@ -105,7 +105,8 @@ std::string DaemonProcess::default_config() const {
     << options_.extra_output_yaml
     << "  barge_in: " << (options_.barge_in ? "true" : "false") << "\n"
     << options_.extra_audio_yaml << "ipc:\n  control: \"" << control() << "\"\n  events: \"" << events()
-    << "\"\n  max_message_bytes: " << options_.max_message_bytes << "\n" << options_.extra_ipc_yaml;
+    << "\"\n  max_message_bytes: " << options_.max_message_bytes << "\n" << options_.extra_ipc_yaml
+    << options_.extra_yaml;
   return y.str();
 }
 

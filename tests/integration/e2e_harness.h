@@ -65,6 +65,7 @@ struct DaemonOptions {
   bool barge_in = true;
   std::string extra_audio_yaml;  // more keys under audio:
   std::string extra_model_yaml;  // more keys under model:
+  std::string extra_yaml;        // more top-level sections (camera:, tools:), at the end of the file
   long long max_message_bytes = 262144;
   int max_new_tokens = 64;
   uint64_t watchdog_usec = 0;

@@ -198,3 +198,25 @@ TEST(Config, EchoCancelIsOffByDefaultAndEachBadValueNamesItsKey) {
             std::string::npos)
       << error_of("audio:\n  echo_cancel:\n    tail_ms: 9\n");
 }
+
+TEST(Config, TheCameraSectionIsReadAndEachBadValueNamesItsKey) {
+  const auto defaults = parse_config("", "t.yaml");
+  EXPECT_EQ(defaults.camera.pipeline, "");
+  EXPECT_EQ(defaults.camera.attach, "voice");
+  EXPECT_EQ(defaults.camera.max_pixels, 640 * 480);
+  const auto c = parse_config("camera:\n  pipeline: \"v4l2src device=/dev/video2\"\n  attach: always\n"
+                              "  max_pixels: 100000\n  clip: 0\n",
+                              "t.yaml");
+  EXPECT_EQ(c.camera.pipeline, "v4l2src device=/dev/video2");
+  EXPECT_EQ(c.camera.attach, "always");
+  EXPECT_EQ(c.camera.max_pixels, 100000);
+  std::string e = error_of("camera:\n  attach: sometimes\n");
+  EXPECT_NE(e.find("test.yaml:2: camera.attach: 'sometimes' is not one of never | voice | always"), std::string::npos)
+      << e;
+  e = error_of("camera:\n  max_pixels: 10\n");
+  EXPECT_NE(e.find("test.yaml:2: camera.max_pixels: 10 is out of range [3136, 16777216]"), std::string::npos) << e;
+  e = error_of("camera:\n  clip: 2\n");
+  EXPECT_NE(e.find("test.yaml:2: camera.clip: clips of recent frames are not supported yet"), std::string::npos) << e;
+  e = error_of("camera:\n  device: /dev/video0\n");
+  EXPECT_NE(e.find("camera.device: unknown key"), std::string::npos) << e;
+}

@@ -68,14 +68,14 @@ TEST(Protocol, Ask) {
   auto both = command_of<AskRequest>(parse({{"id", 1}, {"cmd", "ask"}, {"text", "what is this?"}}, kWav));
   EXPECT_TRUE(both.text && both.wav);
 
-  expect_error(parse({{"id", 1}, {"cmd", "ask"}}), ErrorCode::bad_request, "needs field 'text', 'images' or a WAV");
+  expect_error(parse({{"id", 1}, {"cmd", "ask"}}), ErrorCode::bad_request, "needs field 'text', 'images', 'camera' or a WAV");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"text", ""}}), ErrorCode::bad_request, "'text' must not be empty");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"text", 5}}), ErrorCode::bad_request,
                "field 'text' must be a string, not an integer");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"text", "x"}, {"speak", "yes"}}), ErrorCode::bad_request,
                "field 'speak' must be true or false, not a string");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"txt", "x"}}), ErrorCode::bad_request,
-               "unknown field 'txt' for command 'ask' (allowed: text, speak, max_new_tokens, sampling, speaker, queue, preempt, tool_choice, response_format, images)");
+               "unknown field 'txt' for command 'ask' (allowed: text, speak, max_new_tokens, sampling, speaker, queue, preempt, tool_choice, response_format, images, camera)");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}}, "not a wav file"), ErrorCode::bad_request,
                "binary frame is not a WAV file (14 bytes");
   expect_error(parse({{"id", 1}, {"cmd", "ask"}}, ""), ErrorCode::bad_request, "not a WAV file (0 bytes");
@@ -285,4 +285,15 @@ TEST(Protocol, PushAudioTakesARateInRangeAFormatAndWholeSamplesUpToTheLimit) {
                ErrorCode::bad_request, "'format'");
   expect_error(parse_request(R"({"id":1,"cmd":"say","text":"hi"})", std::string(2, '\0')), ErrorCode::bad_request,
                "takes no binary frame (only 'ask' accepts WAV bytes, and 'push_audio' PCM)");
+}
+
+TEST(Protocol, AskForTheCameraFrameIsABooleanAndMayBeTheWholeQuestion) {
+  auto cam = command_of<AskRequest>(parse({{"id", 1}, {"cmd", "ask"}, {"camera", true}}));
+  EXPECT_TRUE(cam.camera);
+  EXPECT_FALSE(cam.text);
+  EXPECT_FALSE(command_of<AskRequest>(parse({{"id", 1}, {"cmd", "ask"}, {"text", "hi"}})).camera);
+  expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"text", "hi"}, {"camera", "yes"}}), ErrorCode::bad_request,
+               "camera");
+  expect_error(parse({{"id", 1}, {"cmd", "ask"}, {"camera", false}}), ErrorCode::bad_request,
+               "needs field 'text', 'images', 'camera' or a WAV");
 }

@@ -91,8 +91,12 @@ struct Callbacks {
 // that need more tokens than the context holds throw ContextFullError.
 struct ImageInput {
   std::string path;            // read when `bytes` is empty
-  std::vector<uint8_t> bytes;  // the encoded file
-  std::string format;          // with bytes: "png" | "jpeg"; empty: from the bytes' signature
+  std::vector<uint8_t> bytes;  // the encoded file, or with format "rgb" the pixels
+  std::string format;          // with bytes: "png" | "jpeg" | "rgb"; empty: from the bytes' signature
+  int width = 0, height = 0;   // format "rgb": bytes hold height rows of width RGB pixels (8 bits each)
+  // The most pixels the picture is resized to (a token budget: a camera frame); 0: the checkpoint's max_pixels.
+  // Smaller than the checkpoint's min_pixels it is raised to that.
+  int64_t max_pixels = 0;
 };
 
 struct UserTurn {

@@ -154,6 +154,7 @@ CudaBackend::CudaBackend(int device_index, bool f32_activations, const cuda::Cud
   flags_ = static_cast<int*>(arena_alloc(sizeof(int) * 4));
   sample_out_ = static_cast<int32_t*>(arena_alloc(sizeof(int32_t) * 4));
   history_ = static_cast<int32_t*>(arena_alloc(sizeof(int32_t) * kCudaMaxHistory));
+  mask_words_ = static_cast<uint64_t*>(arena_alloc(sizeof(uint64_t) * (kCudaMaxVocab / 64)));
   sample_keys_ = static_cast<float*>(arena_alloc(sizeof(float) * kCudaMaxVocab));
   sorted_keys_ = static_cast<float*>(arena_alloc(sizeof(float) * kCudaMaxVocab));
   sample_ids_ = static_cast<int32_t*>(arena_alloc(sizeof(int32_t) * kCudaMaxVocab));

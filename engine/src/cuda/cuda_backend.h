@@ -78,6 +78,8 @@ class CudaBackend : public Backend {
   // CudaTuning::decode_layer = 0.
   void decoder_layer(const DecoderLayerWeights& L, float eps, const Tensor& x, const Tensor& branch, bool add_branch,
                      const AttentionArgs& args, const Tensor& normed) override;
+  // The bits go up (vocab / 8 bytes, 19 KB for the release) and one kernel masks the logits on the device.
+  void mask_logits(const Tensor& logits, const uint64_t* allowed) override;
   int32_t sample(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history,
                  float uniform) override;
 
@@ -179,6 +181,7 @@ class CudaBackend : public Backend {
   int32_t* sample_out_ = nullptr;   // device result of sample()
   int32_t* sample_host_ = nullptr;  // pinned host copy
   int32_t* history_ = nullptr;      // repetition-penalty ids
+  uint64_t* mask_words_ = nullptr;  // mask_logits(): the allowed-token bits [kCudaMaxVocab / 64]
   float* sample_keys_ = nullptr;    // working logits (penalty, temperature) [kMaxVocab]
   float* sorted_keys_ = nullptr;
   int32_t* sample_ids_ = nullptr;

@@ -147,6 +147,24 @@ size_t sample_sort_temp_bytes() {
   return bytes;
 }
 
+__global__ void mask_kernel(float* logits, const uint64_t* allowed, int n) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    if (!((allowed[i >> 6] >> (i & 63)) & 1ull)) logits[i] = -INFINITY;
+}
+
+void CudaBackend::mask_logits(const Tensor& logits, const uint64_t* allowed) {
+  if (capturing_) throw Error("mask_logits: not allowed while capturing a graph (it reads host memory)");
+  if (logits.dtype != DType::F32 || !logits.on_device) throw Error("mask_logits: logits must be fp32 on the device");
+  const int64_t V = logits.numel();
+  if (V <= 0 || V > kCudaMaxVocab)
+    throw Error("mask_logits: " + std::to_string(V) + " logits; at most " + std::to_string(kCudaMaxVocab));
+  const size_t words = size_t((V + 63) / 64);
+  OMNI_CUDA(cudaMemcpyAsync(mask_words_, allowed, words * sizeof(uint64_t), cudaMemcpyHostToDevice, stream_));
+  mask_kernel<<<int(std::min<int64_t>((V + 255) / 256, 1024)), 256, 0, stream_>>>(logits.as<float>(), mask_words_,
+                                                                                   int(V));
+  OMNI_LAUNCHED("mask_kernel");
+}
+
 int32_t CudaBackend::sample(const Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& history,
                             float uniform) {
   if (capturing_) throw Error("sample: not allowed while capturing a graph (it returns a value to the host)");

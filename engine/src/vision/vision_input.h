@@ -8,6 +8,7 @@
 //      masked_scatter does), and deepstack_adds(ids, begin, count) gives the DeepStack rows to add to the same
 //      positions after thinker layers 0, 1, 2 (DecoderExtras).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -32,8 +33,14 @@ class VisionInput {
   const VisionPreprocessConfig& preprocess_config() const { return pre_; }
   int max_tokens() const { return max_tokens_; }
   int merge_size() const { return cfg_.spatial_merge_size; }
-  // The tower's input for one still image (resize, normalise, patch rows).
-  VisualPatches prepare(const RgbImage& image) const { return preprocess_image(pre_, image); }
+  // The tower's input for one still image (resize, normalise, patch rows); `max_pixels` > 0 lowers the
+  // preprocessor's max_pixels for it (not below its min_pixels).
+  VisualPatches prepare(const RgbImage& image, int64_t max_pixels = 0) const {
+    if (max_pixels <= 0 || max_pixels >= pre_.max_pixels) return preprocess_image(pre_, image);
+    VisionPreprocessConfig c = pre_;
+    c.max_pixels = std::max(max_pixels, c.min_pixels);
+    return preprocess_image(c, image);
+  }
 
   void clear() {
     encoded_ = 0;
