@@ -471,6 +471,10 @@ MESSAGES_CASES = {  # case -> (messages as a conversation file holds them, tools
                                      {"type": "text", "text": " and this a clip at 1 fps "},
                                      {"type": "video", "video": "../../../../videos/pan", "fps": 1.0},
                                      {"type": "text", "text": ". Do they match?"}]}], None),
+    "video_with_its_audio": ([
+        {"role": "user", "content": [{"type": "video", "video": "../../../../videos/pan", "fps": 2.0,
+                                      "audio": "../../../../audio/short_0p73s.wav"},
+                                     {"type": "text", "text": "What do you see and hear?"}]}], None),
 }
 VIDEO_FRAMES = ["pan_%02d.png" % i for i in range(4)]  # tests/fixtures/videos/pan/: the pan clip's first 4 frames
 
@@ -535,8 +539,30 @@ def messages_cases(model):
                     vpixels.append(o["pixel_values_videos"])
                     g = o["video_grid_thw"][0].tolist()
                     vgrids.append(g)
-                    vseconds.append(2.0 / item["fps"])  # temporal_patch_size / fps, as the processor computes it
-                    counts.append(("<|video_pad|>", g[0] * g[1] * g[2] // 4))
+                    spg = 2.0 / item["fps"]  # temporal_patch_size / fps, as the processor computes it
+                    vseconds.append(spg)
+                    if "audio" not in item:
+                        counts.append(("<|video_pad|>", g[0] * g[1] * g[2] // 4))
+                        continue
+                    # use_audio_in_video: the video's soundtrack is interleaved with it by time, as the processor
+                    # does (video token of pair t at t * spg * 13, audio token j at j; the video first on a tie).
+                    assert not audio_mm, "one clip per conversation (transformers pads several clips together)"
+                    path = os.path.normpath(os.path.join(out_dir, item["audio"]))
+                    wave = audio_clips.read_wav_int16(path).astype(np.float32) / 32768.0
+                    features, mask = golden.audio_features(fe, wave)
+                    n = int(_get_feat_extract_output_lengths(torch.tensor(features.shape[-1])))
+                    audio_mm = dict(input_features=features[None], feature_attention_mask=mask, use_audio_in_video=True)
+                    per = g[1] * g[2] // 4
+                    v = [k * spg * 13 for k in range(g[0]) for _ in range(per)]
+                    out, vi, ai = "", 0, 0
+                    while vi < len(v) and ai < n:
+                        if v[vi] <= ai:
+                            out, vi = out + "<|video_pad|>", vi + 1
+                        else:
+                            out, ai = out + "<|audio_pad|>", ai + 1
+                    out += "<|video_pad|>" * (len(v) - vi) + "<|audio_pad|>" * (n - ai)
+                    counts.append(("<|vision_start|><|video_pad|><|vision_end|>",
+                                   "<|vision_start|><|audio_start|>" + out + "<|audio_end|><|vision_end|>"))
                 elif item["type"] == "audio":
                     assert not audio_mm, "one clip per conversation (transformers pads several clips together)"
                     path = os.path.normpath(os.path.join(out_dir, item["audio"]))
@@ -548,7 +574,7 @@ def messages_cases(model):
         expanded, rest = "", rendered
         for pad, n in counts:  # the placeholders in order, as the processor expands them
             at = rest.index(pad)
-            expanded += rest[:at] + pad * n
+            expanded += rest[:at] + (pad * n if isinstance(n, int) else n)
             rest = rest[at + len(pad):]
         expanded += rest
         ids = builder.encode(expanded)

@@ -85,7 +85,11 @@ Args parse(int argc, char** argv) {
     else if (f == "--prompt") a.prompt = value(), a.have_prompt = true;
     else if (f == "--audio") a.audio = value(), a.have_prompt = true;
     else if (f == "--image") a.images.push_back(value()), a.have_prompt = true;
-    else if (f == "--video") a.videos.push_back({value(), 2.0}), a.have_prompt = true;
+    else if (f == "--video") {
+      a.videos.emplace_back();
+      a.videos.back().path = value();
+      a.have_prompt = true;
+    }
     else if (f == "--video-fps") {
       if (a.videos.empty()) usage("--video-fps follows the --video it sets");
       a.videos.back().fps = parse_float(f, value());
@@ -177,8 +181,10 @@ std::vector<omni::Message> read_messages(const std::string& path) {
     throw std::runtime_error("--messages " + path + ": " + e.what());
   }
   for (omni::Message& m : msgs)
-    for (omni::MessageItem& item : m.content)
+    for (omni::MessageItem& item : m.content) {
       if (item.kind == omni::MessageItem::Kind::Audio) item.audio_16k = read_audio_16k(item.audio_path);
+      if (!item.video.audio_path.empty()) item.video.audio_16k = read_audio_16k(item.video.audio_path);
+    }
   return msgs;
 }
 

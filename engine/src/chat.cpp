@@ -104,6 +104,32 @@ void content(Layout& L, const TokenIds& ids, const ChatMessage& m, size_t index)
       throw Error("chat prompt: messages[" + std::to_string(index) + "] has " + what + " item of " +
                   std::to_string(p.tokens) + " tokens (expected " + (audio ? ">= 0)" : "> 0)"));
     const int32_t pad = audio ? ids.audio_pad : p.kind == ChatPart::Kind::Image ? ids.image_pad : ids.video_pad;
+    if (p.kind == ChatPart::Kind::Video && p.audio_tokens >= 0) {
+      // transformers' processor (use_audio_in_video): video token k of pair t has the time t * seconds_per_pair *
+      // 13, audio token j the time j; while both remain the earlier goes first (video on a tie), then the rest.
+      if (p.pairs <= 0 || p.tokens % p.pairs != 0)
+        throw Error("chat prompt: messages[" + std::to_string(index) + "]: a video of " + std::to_string(p.tokens) +
+                    " tokens is not " + std::to_string(p.pairs) + " equal pairs");
+      const int per_pair = p.tokens / p.pairs;
+      L.special(ids.vision_start);
+      L.special(ids.audio_start);
+      int vi = 0, ai = 0;
+      while (vi < p.tokens && ai < p.audio_tokens) {
+        const double v = double(vi / per_pair) * p.seconds_per_pair * 13.0;
+        if (v <= double(ai)) {
+          L.special(ids.video_pad);
+          ++vi;
+        } else {
+          L.special(ids.audio_pad);
+          ++ai;
+        }
+      }
+      for (; vi < p.tokens; ++vi) L.special(ids.video_pad);
+      for (; ai < p.audio_tokens; ++ai) L.special(ids.audio_pad);
+      L.special(ids.audio_end);
+      L.special(ids.vision_end);
+      continue;
+    }
     L.special(audio ? ids.audio_start : ids.vision_start);
     for (int i = 0; i < p.tokens; ++i) L.special(pad);
     L.special(audio ? ids.audio_end : ids.vision_end);

@@ -50,6 +50,11 @@ struct ChatPart {
   std::string text;  // Text
   int tokens = 0;    // Audio: the number of <|audio_pad|> tokens (>= 0); Image / Video: of <|image_pad|> /
                      // <|video_pad|> tokens (> 0)
+  // Video with its audio (use_audio_in_video): the soundtrack's <|audio_pad|> count (-1: none), the video's
+  // temporal pairs (tokens / pairs per pair) and the seconds between pairs; the two are interleaved by time.
+  int audio_tokens = -1;
+  int pairs = 1;
+  double seconds_per_pair = 1.0;
 };
 
 struct ChatToolCall {

@@ -70,6 +70,8 @@ std::vector<Message> parse_messages(std::string_view json, const std::string& ba
         } else if (type == "video") {
           it.kind = MessageItem::Kind::Video;
           it.video.path = resolve(string_field(item, "video", iw), base_dir, iw + ".video");
+          if (item.contains("audio"))
+            it.video.audio_path = resolve(string_field(item, "audio", iw), base_dir, iw + ".audio");
           auto fps = item.find("fps");
           if (fps != item.end()) {
             if (!fps->is_number()) throw Error(iw + ".fps: expected a number");

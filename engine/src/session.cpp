@@ -122,6 +122,7 @@ void SessionImpl::prefill(const std::vector<int32_t>& ids, const std::vector<int
     in.videos = model_.vision().video_spans();
     in.spatial_merge_size = model_.vision().merge_size();
     in.audio_tokens = audio_spans;
+    in.use_audio_in_video = true;  // a video given with its audio is one interleaved span (the ids show which)
     mp = mrope_positions(ids, model_.config().ids, in);
     for (size_t i = 0; i < ids.size(); ++i) {
       mp.t[i] += float(start);

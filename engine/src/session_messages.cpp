@@ -54,7 +54,18 @@ TurnResult SessionImpl::respond_messages(const std::vector<Message>& messages, c
           throw Error(iw + ": spoken answers about a video are not supported yet (ask without speech)");
         visuals.push_back({&item, i, cm.content.size()});
         const bool video = item.kind == MessageItem::Kind::Video;
-        cm.content.push_back({video ? ChatPart::Kind::Video : ChatPart::Kind::Image, {}, 0});  // count once prepared
+        ChatPart part{video ? ChatPart::Kind::Video : ChatPart::Kind::Image, {}, 0};  // counts once prepared
+        if (video && !item.video.audio_path.empty() && item.video.audio_16k.empty())
+          throw Error(iw + ": the video's audio has no samples (" + item.video.audio_path + " was not read)");
+        if (video && !item.video.audio_16k.empty()) {  // its soundtrack, interleaved (use_audio_in_video)
+          try {
+            part.audio_tokens = model_.audio_tokens_for(item.video.audio_16k.size());
+          } catch (const Error& e) {
+            throw Error(iw + ".audio: " + e.what());
+          }
+          clips.push_back(item.video.audio_16k);
+        }
+        cm.content.push_back(part);
       }
     }
     for (const ToolCall& c : m.tool_calls) cm.tool_calls.push_back({c.name, c.arguments});
@@ -68,7 +79,10 @@ TurnResult SessionImpl::respond_messages(const std::vector<Message>& messages, c
       images.push_back(v.item->kind == MessageItem::Kind::Video ? model_.prepare_video(v.item->video)
                                                                 : model_.prepare_images({v.item->image})[0]);
       const int64_t t = images.back()->tokens(merge);
-      chat[v.message].content[v.part].tokens = int(t);
+      ChatPart& part = chat[v.message].content[v.part];
+      part.tokens = int(t);
+      part.pairs = images.back()->grid_t;
+      part.seconds_per_pair = images.back()->seconds_per_pair;
       total += t;
     }
     if (total > model_.vision().max_tokens())

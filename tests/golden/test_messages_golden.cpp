@@ -40,8 +40,10 @@ std::unique_ptr<omni::Model> load_tiny_v() {
 std::vector<omni::Message> read_case(const std::string& dir) {
   std::vector<omni::Message> msgs = omni::parse_messages(read_file(dir + "/messages.json"), dir);
   for (omni::Message& m : msgs)
-    for (omni::MessageItem& item : m.content)
+    for (omni::MessageItem& item : m.content) {
       if (item.kind == omni::MessageItem::Kind::Audio) item.audio_16k = omni::audio::load_wav_mono(item.audio_path);
+      if (!item.video.audio_path.empty()) item.video.audio_16k = omni::audio::load_wav_mono(item.video.audio_path);
+    }
   return msgs;
 }
 

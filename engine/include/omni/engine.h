@@ -109,9 +109,15 @@ struct UserTurn {
 // frames a second: every frame is used (an odd count repeats the last), resized and normalised as transformers'
 // video processor does (docs/model.md §5.5), and its pairs of frames are 2/fps seconds apart on the time row of
 // the positions. A bad folder or frame throws ImageError naming it.
+//
+// With `audio_16k` (mono float32 at 16 kHz: the video's soundtrack) the video is given with its audio as
+// transformers' use_audio_in_video does: one span whose video and audio tokens are interleaved by time
+// (docs/model.md §5.4).
 struct VideoInput {
   std::string path;
   double fps = 2.0;
+  std::vector<float> audio_16k;
+  std::string audio_path;  // parse_messages: the soundtrack's file ("audio" of a video item), not read
 };
 
 // One item of a message's content (Message): text, an image, a video, or a spoken clip.
@@ -140,8 +146,8 @@ struct Message {
 };
 
 // Reads a conversation file (omni-run --messages): a JSON list of {"role", "content": string | null |
-// [{"type": "text", "text"} | {"type": "image", "image": PATH} | {"type": "video", "video": FOLDER, "fps"?: F}
-// | {"type": "audio", "audio": PATH}], and for an
+// [{"type": "text", "text"} | {"type": "image", "image": PATH} | {"type": "video", "video": FOLDER, "fps"?: F,
+// "audio"?: PATH (its soundtrack, interleaved)} | {"type": "audio", "audio": PATH}], and for an
 // assistant "tool_calls": [{"function"?: {"name", "arguments": object | JSON string}}]}. Relative paths are
 // resolved against `base_dir`. Nothing is read: audio items come back with audio_path set and no samples, image
 // items with image.path. Throws omni::Error naming the field ("messages[2].content[1].image: ...").
