@@ -17,6 +17,9 @@
 #include "omni/npy.h"
 #include "omni/tokenizer.h"
 #include "run_audio.h"
+#ifdef OMNI_HAVE_VIDEO_FILES
+#include "video/video_file.h"
+#endif
 
 namespace {
 
@@ -161,6 +164,20 @@ std::string read_json_file(const std::string& flag, const std::string& path) {
   return ss.str();
 }
 
+// A video given as a file: decoded and sampled here (the engine takes frames or a folder of them).
+void read_video_file(omni::VideoInput& v) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(v.path, ec)) return;  // a folder of frames: the engine reads it
+#ifdef OMNI_HAVE_VIDEO_FILES
+  omni::video::SampledVideo s = omni::video::decode_video_file(v.path, v.fps);
+  v.frames = std::move(s.frames);
+  v.fps = s.fps;
+#else
+  throw std::runtime_error(v.path + ": this omni-run was built without GStreamer and reads no video files (give a "
+                           "folder of frames)");
+#endif
+}
+
 // The conversation of --messages with its clips read (WAV, converted to 16 kHz mono); relative paths are the
 // file's folder's.
 std::vector<omni::Message> read_messages(const std::string& path) {
@@ -184,6 +201,7 @@ std::vector<omni::Message> read_messages(const std::string& path) {
     for (omni::MessageItem& item : m.content) {
       if (item.kind == omni::MessageItem::Kind::Audio) item.audio_16k = read_audio_16k(item.audio_path);
       if (!item.video.audio_path.empty()) item.video.audio_16k = read_audio_16k(item.video.audio_path);
+      if (item.kind == omni::MessageItem::Kind::Video) read_video_file(item.video);
     }
   return msgs;
 }
@@ -209,6 +227,7 @@ std::vector<omni::Message> quick_turn(const Args& a) {
   for (const omni::VideoInput& v : a.videos) {
     item.kind = omni::MessageItem::Kind::Video;
     item.video = v;
+    read_video_file(item.video);
     user.content.push_back(item);
     item = {};
   }

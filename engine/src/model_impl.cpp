@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "omni/errors.h"
+#include "omni/limits.h"
 #include "quant.h"
 #include "vision/video_frames.h"
 
@@ -111,6 +112,27 @@ VisionInput& ModelImpl::vision() {
   return *vision_;
 }
 
+namespace {
+
+// An image given as raw RGB (ImageInput format "rgb"), its size checked against the bytes.
+RgbImage raw_rgb(const ImageInput& im, const std::string& what) {
+  const ImageLimits limits;
+  if (im.width <= 0 || im.height <= 0 || im.width > limits.max_side || im.height > limits.max_side)
+    throw ImageError(what + ": raw RGB of " + std::to_string(im.width) + "x" + std::to_string(im.height) +
+                     " (each side 1.." + std::to_string(limits.max_side) + ")");
+  if (im.bytes.size() != size_t(im.width) * size_t(im.height) * 3)
+    throw ImageError(what + ": raw RGB of " + std::to_string(im.width) + "x" + std::to_string(im.height) + " needs " +
+                     std::to_string(size_t(im.width) * size_t(im.height) * 3) + " bytes, not " +
+                     std::to_string(im.bytes.size()));
+  RgbImage rgb;
+  rgb.width = im.width;
+  rgb.height = im.height;
+  rgb.rgb = im.bytes;
+  return rgb;
+}
+
+}  // namespace
+
 std::vector<std::shared_ptr<const VisualPatches>> ModelImpl::prepare_images(const std::vector<ImageInput>& images) {
   VisionInput& v = vision();
   std::vector<std::shared_ptr<const VisualPatches>> out;
@@ -121,17 +143,7 @@ std::vector<std::shared_ptr<const VisualPatches>> ModelImpl::prepare_images(cons
     try {
       RgbImage rgb;
       if (im.format == "rgb") {
-        const ImageLimits limits;
-        if (im.width <= 0 || im.height <= 0 || im.width > limits.max_side || im.height > limits.max_side)
-          throw ImageError(what + ": raw RGB of " + std::to_string(im.width) + "x" + std::to_string(im.height) +
-                           " (each side 1.." + std::to_string(limits.max_side) + ")");
-        if (im.bytes.size() != size_t(im.width) * size_t(im.height) * 3)
-          throw ImageError(what + ": raw RGB of " + std::to_string(im.width) + "x" + std::to_string(im.height) +
-                           " needs " + std::to_string(size_t(im.width) * size_t(im.height) * 3) + " bytes, not " +
-                           std::to_string(im.bytes.size()));
-        rgb.width = im.width;
-        rgb.height = im.height;
-        rgb.rgb = im.bytes;
+        rgb = raw_rgb(im, what);
       } else if (!im.bytes.empty()) {
         rgb = im.format.empty() ? decode_image(im.bytes.data(), im.bytes.size(), what)
                                 : decode_image_as(parse_image_format(im.format), im.bytes.data(), im.bytes.size(),
@@ -156,8 +168,22 @@ std::vector<std::shared_ptr<const VisualPatches>> ModelImpl::prepare_images(cons
 
 std::shared_ptr<const VisualPatches> ModelImpl::prepare_video(const VideoInput& video) {
   VisionInput& v = vision();
-  if (!(video.fps > 0)) throw ImageError(video.path + ": fps must be positive");
-  const std::vector<RgbImage> frames = load_video_frames(video.path);
+  if (!(video.fps > 0)) throw ImageError((video.path.empty() ? std::string("video") : video.path) + ": fps must be positive");
+  std::vector<RgbImage> frames;
+  if (video.frames.empty()) {
+    frames = load_video_frames(video.path);
+  } else {
+    const std::string what = video.path.empty() ? std::string("video") : video.path;
+    if (int64_t(video.frames.size()) > limits::kMaxVideoFrames)
+      throw ImageError(what + ": " + std::to_string(video.frames.size()) + " frames; at most " +
+                       std::to_string(limits::kMaxVideoFrames));
+    for (size_t i = 0; i < video.frames.size(); ++i) {
+      if (video.frames[i].format != "rgb") throw ImageError(what + ": frame " + std::to_string(i) + " is not raw RGB");
+      frames.push_back(raw_rgb(video.frames[i], what + " frame " + std::to_string(i)));
+      if (frames.back().width != frames[0].width || frames.back().height != frames[0].height)
+        throw ImageError(what + ": frame " + std::to_string(i) + " is not of the first frame's size");
+    }
+  }
   auto p = std::make_shared<VisualPatches>();
   try {
     *p = preprocess_video(v.preprocess_config(), frames);

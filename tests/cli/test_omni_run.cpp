@@ -365,3 +365,27 @@ TEST(OmniRun, VideoFlagGivesTheGoldenAnswerOfTheSameConversation) {
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.err.find("--video-fps follows the --video it sets"), std::string::npos) << bad.err;
 }
+
+TEST(OmniRun, AVideoFileIsDecodedAndSampledLikeTheSameFramesGivenAsAFolder) {
+  // videos/ball_8fps.mkv: 8 frames at 8 fps (raw RGB in Matroska, so decoding is exact). Sampled at 2 fps the video
+  // processor's rules keep 4 frames (its minimum), indices 0, 2, 4, 6, whose own rate is 4 fps: the answer must be
+  // the one for those four frames given as a folder at 4 fps.
+  const std::string tiny_v = std::string(OMNI_BUILD_DIR) + "/models/tiny-v";
+  const std::string videos = std::string(OMNI_SOURCE_DIR) + "/tests/fixtures/videos";
+  const fs::path folder = fs::temp_directory_path() / ("omni_run_ball_" + std::to_string(::getpid()));
+  fs::remove_all(folder);
+  fs::create_directories(folder);
+  for (const char* f : {"f_00.png", "f_02.png", "f_04.png", "f_06.png"}) fs::copy_file(videos + "/ball/" + f, folder / f);
+  const std::string tail = " --prompt 'What moves?' --greedy --max-new-tokens 8 --json";
+  RunResult from_file = run("--model " + tiny_v + " --video " + videos + "/ball_8fps.mkv --video-fps 2" + tail);
+  RunResult from_folder = run("--model " + tiny_v + " --video " + folder.string() + " --video-fps 4" + tail);
+  fs::remove_all(folder);
+  ASSERT_EQ(from_file.status, 0) << from_file.err;
+  ASSERT_EQ(from_folder.status, 0) << from_folder.err;
+  const auto a = nlohmann::json::parse(from_file.out), b = nlohmann::json::parse(from_folder.out);
+  EXPECT_EQ(a["prompt_tokens"], b["prompt_tokens"]);
+  EXPECT_EQ(a["tokens"], b["tokens"]);
+  // Not a video: one error line naming the file.
+  const std::string not_video = std::string(OMNI_SOURCE_DIR) + "/README.md";
+  expect_one_line_error(run("--model " + tiny_v + " --video " + not_video + " --prompt x"), not_video);
+}

@@ -145,7 +145,7 @@ TEST(MessagesGolden, ABadItemIsRefusedNamingItAndTheSessionKeepsItsConversation)
           "messages[0].tool_calls[0].function.arguments: expected an object or a JSON string");
   refused(R"({"role": "user"})", "messages: expected a list");
   refused(R"([{"role": "user", "content": [{"type": "video", "video": "clip"}]}])",
-          "/images/clip: not a folder of frames");
+          "/images/clip: no such video");
   refused(R"([{"role": "user", "content": [{"type": "video", "video": "x", "fps": 0}]}])",
           "messages[0].content[0].fps: 0 is not in (0, 60]");
   // The images folder as a video: its pictures differ in size.

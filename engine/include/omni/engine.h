@@ -116,6 +116,9 @@ struct UserTurn {
 struct VideoInput {
   std::string path;
   double fps = 2.0;
+  // The frames themselves instead of `path` (e.g. a video file the caller decoded and sampled, format "rgb"):
+  // taken as they are, at `fps`.
+  std::vector<ImageInput> frames;
   std::vector<float> audio_16k;
   std::string audio_path;  // parse_messages: the soundtrack's file ("audio" of a video item), not read
 };

@@ -11,8 +11,10 @@ namespace omni {
 std::vector<RgbImage> load_video_frames(const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  if (!fs::exists(dir, ec)) throw ImageError(dir + ": no such video (a video file or a folder of frames)");
   if (!fs::is_directory(dir, ec))
-    throw ImageError(dir + ": not a folder of frames (a video is given as a folder of PNG or JPEG frames)");
+    throw ImageError(dir + ": not a folder of frames (the engine takes a folder of PNG or JPEG frames, or frames "
+                     "decoded by the caller: omni-run decodes video files)");
   std::vector<std::string> files;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     std::string ext = it->path().extension().string();
