@@ -5,6 +5,7 @@
 #include <gst/video/video.h>
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "audio/device/capture.h"
@@ -40,8 +41,9 @@ std::string take_bus_problem(GstBus* bus, GstClockTime timeout) {
 }  // namespace
 
 std::string camera_pipeline_description(const std::string& source) {
+  // sync=true paces a source that is not live (a file, imagefreeze) to its frame rate instead of a busy loop.
   return source +
-         " ! videoconvert ! video/x-raw,format=RGB ! appsink name=omnid_camera sync=false max-buffers=1 drop=true";
+         " ! videoconvert ! video/x-raw,format=RGB ! appsink name=omnid_camera sync=true max-buffers=1 drop=true";
 }
 
 // One running GStreamer pipeline and the thread that pulls its frames.
@@ -93,6 +95,7 @@ void Camera::stop() {
   lost_reason_.clear();
   std::lock_guard lock(frame_mu_);
   latest_.reset();
+  clip_.clear();
 }
 
 void Camera::build() {
@@ -155,6 +158,11 @@ void Camera::build() {
           frame->number = ++frames_;
           {
             std::lock_guard lock(frame_mu_);
+            const int64_t gap = int64_t(1000.0 / kClipFps);
+            if (clip_frames_ > 0 && (clip_.empty() || frame->captured_ms - clip_.back()->captured_ms >= gap)) {
+              clip_.push_back(frame);
+              while (clip_.size() > clip_frames_) clip_.pop_front();
+            }
             latest_ = std::move(frame);
           }
           heard_generation_ = generation;
@@ -183,7 +191,8 @@ void Camera::on_lost(uint64_t generation, const std::string& reason) {
   retry_at_ms_ = now + backoff_ms_;
   {
     std::lock_guard lock(frame_mu_);
-    latest_.reset();  // a lost camera's last frame is no picture of now
+    latest_.reset();  // a lost camera's last frames are no picture of now
+    clip_.clear();
   }
   log_error("%s; rebuilding the camera pipeline in %d ms", reason.c_str(), backoff_ms_);
   if (listener_.on_lost) listener_.on_lost(reason, backoff_ms_, first);
@@ -214,6 +223,18 @@ void Camera::tick() {
 std::shared_ptr<const CameraFrame> Camera::latest() const {
   std::lock_guard lock(frame_mu_);
   return latest_;
+}
+
+void Camera::set_clip_seconds(double seconds) {
+  std::lock_guard lock(frame_mu_);
+  clip_frames_ = seconds > 0 ? size_t(std::ceil(seconds * kClipFps)) : 0;
+  while (clip_.size() > clip_frames_) clip_.pop_front();
+}
+
+std::vector<std::shared_ptr<const CameraFrame>> Camera::recent(double seconds) const {
+  std::lock_guard lock(frame_mu_);
+  const size_t n = std::min(clip_.size(), size_t(std::ceil(seconds * kClipFps)));
+  return std::vector<std::shared_ptr<const CameraFrame>>(clip_.end() - long(n), clip_.end());
 }
 
 nlohmann::json Camera::status() const {

@@ -9,6 +9,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -43,6 +44,9 @@ class Camera {
   Camera(const Camera&) = delete;
   Camera& operator=(const Camera&) = delete;
 
+  // Frames a second kept for clips (camera.clip): one frame per half second.
+  static constexpr double kClipFps = 2.0;
+
   // Starts the camera on `pipeline` (empty: no camera). Throws std::runtime_error naming the problem only when
   // GStreamer cannot parse the description (a configuration error); a source that fails to start is reported
   // lost (Listener::on_lost) and rebuilt.
@@ -57,6 +61,10 @@ class Camera {
   bool lost() const { return failed_; }
   // The latest frame (null: none yet, or none since the camera was lost). Any thread.
   std::shared_ptr<const CameraFrame> latest() const;
+  // How many seconds of recent frames to keep for clips (0: none), at kClipFps. Event loop.
+  void set_clip_seconds(double seconds);
+  // The kept frames of the last `seconds`, oldest first, kClipFps apart (empty: none kept). Any thread.
+  std::vector<std::shared_ptr<const CameraFrame>> recent(double seconds) const;
   // What `status` shows: pipeline, state (running | waiting | lost | off), frames, last frame's size and age.
   nlohmann::json status() const;
   // Why a turn cannot have a frame now (empty: it can): no camera, lost (with the reason), no frame yet.
@@ -79,12 +87,14 @@ class Camera {
   int backoff_ms_ = 0, attempts_ = 0;
   mutable std::mutex frame_mu_;
   std::shared_ptr<const CameraFrame> latest_;  // guarded by frame_mu_
+  std::deque<std::shared_ptr<const CameraFrame>> clip_;  // guarded by frame_mu_: one frame per 1/kClipFps s
+  size_t clip_frames_ = 0;                               // guarded by frame_mu_: how many clip_ keeps
   std::atomic<uint64_t> frames_{0};
   std::atomic<uint64_t> heard_generation_{0};  // the generation whose pipeline delivered its first frame
 };
 
 // The GStreamer description omnid runs for a camera `source`: the source, conversion to packed 8-bit RGB, and
-// omnid's appsink (the newest frame only, not synced to the clock).
+// omnid's appsink (the newest frame only, at the source's frame rate).
 std::string camera_pipeline_description(const std::string& source);
 
 }  // namespace omnid

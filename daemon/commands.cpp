@@ -358,8 +358,9 @@ void Daemon::check_images_then_take_ask(const omni::ipc::ReplyHandle& h, TurnJob
 
 std::optional<omni::ipc::Error> Daemon::check_turn_fits(const omni::UserTurn& input) const {
   if (!model_) return std::nullopt;
-  // A turn with images was counted by check_turn_images off the loop; counting it here would decode them on it.
-  if (!input.images.empty()) return std::nullopt;
+  // A turn with images was counted by check_turn_images off the loop, a spoken turn's camera clip is counted by the
+  // engine (bounded by camera.clip); counting them here would decode them on the loop.
+  if (!input.images.empty() || !input.videos.empty()) return std::nullopt;
   const size_t tokens = model_->render_prompt(system_prompt_, input).size();
   const size_t context = static_cast<size_t>(config_.model.context_tokens);
   if (tokens < context) return std::nullopt;  // at least one token of answer
@@ -432,6 +433,7 @@ void Daemon::apply_live_settings(const Config& next) {
     if (ready_) rebuild_endpointer();
     if (ready_) capture_.apply(capture_settings());
     if (ready_ && camera_) camera_->apply(config_.camera.pipeline);  // throws before changing anything
+    if (ready_ && camera_) camera_->set_clip_seconds(config_.camera.clip);
   } catch (...) {
     config_ = previous;
     if (ready_ && output_changed) speech_.open(config_.audio.output);

@@ -341,10 +341,7 @@ void read_camera(SchemaReader& r, const YAML::Node& root, CameraConfig& c) {
               r.text(n, k, "attach", c.attach, {"never", "voice", "always"});
               // From 56x56 (the processor's min_pixels) to 4096x4096.
               r.integer(n, k, "max_pixels", c.max_pixels, 3136, 4096LL * 4096);
-              r.number(n, k, "clip", c.clip, 0, 60);
-              if (c.clip != 0)
-                r.error(n["clip"].Mark(), k + ".clip",
-                        "clips of recent frames are not supported yet; 0 attaches the still frame");
+              r.number(n, k, "clip", c.clip, 0, 10);
             });
 }
 

@@ -124,7 +124,7 @@ struct CameraConfig {
   std::string pipeline;
   std::string attach = "voice";     // never | voice | always: which turns carry the current frame
   long long max_pixels = 640 * 480;  // a frame is resized to at most this many pixels (its token budget)
-  double clip = 0;                   // seconds of recent frames as a video; only 0 (a still frame) is supported
+  double clip = 0;                   // seconds of recent frames sent as a video with a spoken turn's audio; 0: a still frame
   bool operator==(const CameraConfig&) const = default;
 };
 

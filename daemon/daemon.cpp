@@ -219,6 +219,7 @@ void Daemon::on_model_loaded(std::unique_ptr<omni::Model> model) {
     rebuild_endpointer();
     capture_.start(capture_settings(), listening_);
     camera_ = std::make_unique<Camera>(loop_, camera_listener());
+    camera_->set_clip_seconds(config_.camera.clip);
     camera_->start(config_.camera.pipeline);  // throws only for a description GStreamer cannot parse
   } catch (const std::exception& e) {
     return fail(e.what());
@@ -315,6 +316,27 @@ void Daemon::attach_camera_by_config(const std::string& source, omni::UserTurn& 
   const std::string& attach = config_.camera.attach;
   if (!camera_ || !camera_->configured() || attach == "never" || (attach == "voice" && source != "voice")) return;
   if (!model_ || !model_->has_vision() || !vision_refusal_.empty()) return;  // the frame could not be used
+  // camera.clip: a spoken turn gets the last seconds of frames as a video whose soundtrack is the utterance
+  // (transformers' use_audio_in_video), when at least a pair of frames is kept; else the still frame.
+  if (config_.camera.clip > 0 && source == "voice" && !input.audio_16k.empty()) {
+    const auto frames = camera_->recent(config_.camera.clip);
+    if (frames.size() >= 2) {
+      omni::VideoInput video;
+      video.fps = Camera::kClipFps;
+      for (const auto& f : frames) {
+        omni::ImageInput image;
+        image.format = "rgb";
+        image.width = f->width;
+        image.height = f->height;
+        image.bytes = f->rgb;
+        video.frames.push_back(std::move(image));
+      }
+      video.audio_16k = std::move(input.audio_16k);
+      input.audio_16k.clear();
+      input.videos.push_back(std::move(video));
+      return;
+    }
+  }
   if (!attach_camera_frame(input)) log_info("camera.attach is %s but the camera has no frame: this %s turn goes without", attach.c_str(), source.c_str());
 }
 

@@ -76,6 +76,7 @@ class Daemon {
     std::vector<std::string> text;    // response.delta pieces held back
     std::optional<omni::TurnResult> result;  // the engine finished
     std::optional<std::string> error;        // the engine failed (e.g. the context is full)
+    size_t images = 0, videos = 0;           // the camera's frame or clip it carries (turn.start)
   };
   static constexpr uint64_t kSpeculationJobBase = uint64_t(1) << 62;
 

@@ -37,6 +37,8 @@ void Daemon::on_vad_pause(omni::audio::Utterance u) {
   job.speculative = true;
   job.input.audio_16k = std::move(u.samples);
   attach_camera_by_config("voice", job.input);
+  sp.images = job.input.images.size();
+  sp.videos = job.input.videos.size();
   job.options = generate_options(true);
   speech_.hold(sp.job);
   spec_ = std::move(sp);
@@ -84,9 +86,10 @@ bool Daemon::commit_speculation(const omni::audio::Utterance& u, int64_t speech_
   t.speculated = true;
   reopen_output_if_lost();
   turn_ = t;
-  publish("turn.start", {{"turn_id", t.id},
-                         {"source", "voice"},
-                         {"audio_ms", static_cast<int64_t>(u.samples.size() / 16)}});
+  nlohmann::json fields = {{"turn_id", t.id}, {"source", "voice"}, {"audio_ms", static_cast<int64_t>(u.samples.size() / 16)}};
+  if (sp.images) fields["images"] = sp.images;
+  if (sp.videos) fields["videos"] = sp.videos;
+  publish("turn.start", fields);
   for (std::string& piece : sp.text) {
     turn_->text += piece;
     publish("response.delta", {{"turn_id", t.id}, {"text", std::move(piece)}});

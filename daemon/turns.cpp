@@ -50,8 +50,11 @@ std::optional<omni::ipc::Error> Daemon::start_turn(const std::string& source, Tu
   nlohmann::json fields = {{"turn_id", t.id}, {"source", source}};
   if (!job.input.text.empty()) fields["text"] = job.input.text;
   if (!job.input.images.empty()) fields["images"] = job.input.images.size();
+  if (!job.input.videos.empty()) fields["videos"] = job.input.videos.size();
   if (job.audio_ms >= 0) fields["audio_ms"] = job.audio_ms;
   else if (!job.input.audio_16k.empty()) fields["audio_ms"] = static_cast<int64_t>(job.input.audio_16k.size() / 16);
+  else if (!job.input.videos.empty() && !job.input.videos[0].audio_16k.empty())  // the utterance in a camera clip
+    fields["audio_ms"] = static_cast<int64_t>(job.input.videos[0].audio_16k.size() / 16);
   publish("turn.start", fields);
   worker_->submit(std::move(job));
   update_state();

@@ -476,6 +476,12 @@ MESSAGES_CASES = {  # case -> (messages as a conversation file holds them, tools
                                       "audio": "../../../../audio/short_0p73s.wav"},
                                      {"type": "text", "text": "What do you see and hear?"}]}], None),
 }
+# A spoken answer about a video given with its soundtrack has no reference: transformers 5.17 fails in the
+# talker's get_rope_index (use_audio_in_video branch: "'Qwen3OmniMoeTalkerConfig' object has no attribute
+# 'audio_config'"), so only the video without audio is recorded.
+SPOKEN_MESSAGES_CASES = {  # case -> the MESSAGES_CASES conversation whose answer is spoken
+    "video_spoken": "video_then_text",
+}
 VIDEO_FRAMES = ["pan_%02d.png" % i for i in range(4)]  # tests/fixtures/videos/pan/: the pan clip's first 4 frames
 
 
@@ -511,10 +517,9 @@ def messages_cases(model):
     os.makedirs(video_dir, exist_ok=True)
     for k, name in enumerate(VIDEO_FRAMES):
         shutil.copyfile(os.path.join(IMAGES, name), os.path.join(video_dir, "frame_%02d.png" % k))
-    for case, (messages, tools_key) in MESSAGES_CASES.items():
-        out_dir = os.path.join(root, case)
-        os.makedirs(out_dir)
-        tools = tools_by_name.get(tools_key)
+    def build(messages, tools, out_dir):
+        """The prompt ids (the template's rendering, placeholders expanded as the processor does) and the
+        multimodal inputs of one conversation; paths relative to out_dir."""
         rendered = hf_tok.apply_chat_template(messages, tools=tools, chat_template=gtf.TEMPLATE, tokenize=False,
                                               add_generation_prompt=True)
         pixels, grids, counts, audio_mm = [], [], [], {}
@@ -584,6 +589,13 @@ def messages_cases(model):
         if vpixels:
             mm.update(pixel_values_videos=torch.cat(vpixels), video_grid_thw=torch.tensor(vgrids, dtype=torch.long),
                       video_second_per_grid=torch.tensor(vseconds))
+        return ids, mm, rendered, grids, vgrids, vseconds
+
+    for case, (messages, tools_key) in MESSAGES_CASES.items():
+        out_dir = os.path.join(root, case)
+        os.makedirs(out_dir)
+        tools = tools_by_name.get(tools_key)
+        ids, mm, rendered, grids, vgrids, vseconds = build(messages, tools, out_dir)
         tokens, logits, recompute = golden.thinker_greedy(model, ids, CHAT_STEPS, mm)
         tokens = tokens.tolist()
         with open(os.path.join(out_dir, "messages.json"), "w") as f:
@@ -602,6 +614,27 @@ def messages_cases(model):
             recompute_max_abs_diff=recompute, transformers=transformers.__version__))
         print("tiny-v messages", case, "prompt", len(ids), "grids", grids, "video grids", vgrids, "min gap %.3g" % gaps.min().item(),
               "recompute diff %.2g" % recompute)
+
+    # Spoken answers about videos (tests/golden/test_messages_golden.cpp): transformers' greedy
+    # generate(return_audio=True) over the same conversation (fixturelib.speech.speech_case: talker prefill, codes,
+    # waveform). The talker hears the video rows at the span's 3-row positions (time row at t * 2/fps * 13).
+    from fixturelib import speech
+    sroot = os.path.join(REPO, "tests", "fixtures", "golden", "tiny-v", "messages_speech")
+    if os.path.isdir(sroot):
+        shutil.rmtree(sroot)
+    for case, source in SPOKEN_MESSAGES_CASES.items():
+        messages, tools_key = MESSAGES_CASES[source]
+        out_dir = os.path.join(sroot, case)
+        os.makedirs(out_dir)
+        ids, mm, rendered, grids, vgrids, vseconds = build(messages, tools_by_name.get(tools_key), out_dir)
+        with open(os.path.join(out_dir, "messages.json"), "w") as f:
+            json.dump(messages, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        meta = speech.speech_case(model, out_dir, ids, "Ethan", SPEECH_THINKER_TOKENS, SPEECH_TALKER_TOKENS, mm,
+                                  dict(rendered=rendered, video_grids=vgrids, video_second_per_grid=vseconds,
+                                       transformers=transformers.__version__))
+        print("tiny-v messages_speech", case, {k: meta[k] for k in ("frames", "prefill_rows", "thinker_eos_reached",
+                                                                    "min_codec_top2_gap")})
 
 
 def main():

@@ -92,15 +92,47 @@ std::shared_ptr<const TokenTable> ModelImpl::token_table() {
 }
 
 std::vector<int32_t> ModelImpl::render_prompt(const std::string& system, const UserTurn& turn) const {
-  ChatTurnInput in;
-  in.text = turn.text;
-  in.audio_tokens = turn.audio_16k.empty() ? -1 : audio_tokens_for(turn.audio_16k.size());
-  if (!turn.images.empty()) {
-    auto& self = const_cast<ModelImpl&>(*this);  // the vision input loads on first use
-    const int m = self.vision().merge_size();
-    for (const auto& p : self.prepare_images(turn.images)) in.image_tokens.push_back(int(p->tokens(m)));
+  auto& self = const_cast<ModelImpl&>(*this);  // the vision input loads on first use
+  std::vector<int32_t> ids = omni::render_system(*tokenizer_, cfg_.ids, system);
+  const PreparedTurn t = self.prepare_turn(turn);
+  ids.insert(ids.end(), t.ids.begin(), t.ids.end());
+  return ids;
+}
+
+ModelImpl::PreparedTurn ModelImpl::prepare_turn(const UserTurn& turn) {
+  PreparedTurn out;
+  ChatMessage user{"user", {}, {}};
+  if (!turn.audio_16k.empty()) {
+    user.content.push_back({ChatPart::Kind::Audio, {}, audio_tokens_for(turn.audio_16k.size())});
+    out.clips.push_back(turn.audio_16k);
   }
-  return omni::render_prompt(*tokenizer_, cfg_.ids, system, in);
+  if (!turn.images.empty() || !turn.videos.empty()) {
+    const int merge = vision().merge_size();
+    for (const auto& p : prepare_images(turn.images)) {
+      user.content.push_back({ChatPart::Kind::Image, {}, int(p->tokens(merge))});
+      out.visuals.push_back(p);
+    }
+    for (size_t i = 0; i < turn.videos.size(); ++i) {
+      const VideoInput& v = turn.videos[i];
+      auto p = prepare_video(v);
+      ChatPart part{ChatPart::Kind::Video, {}, int(p->tokens(merge))};
+      part.pairs = p->grid_t;
+      part.seconds_per_pair = p->seconds_per_pair;
+      if (!v.audio_16k.empty()) {  // its soundtrack, interleaved (use_audio_in_video)
+        try {
+          part.audio_tokens = audio_tokens_for(v.audio_16k.size());
+        } catch (const Error& e) {
+          throw Error("videos[" + std::to_string(i) + "] audio: " + e.what());
+        }
+        out.clips.push_back(v.audio_16k);
+      }
+      user.content.push_back(part);
+      out.visuals.push_back(std::move(p));
+    }
+  }
+  if (!turn.text.empty()) user.content.push_back({ChatPart::Kind::Text, turn.text, 0});
+  out.ids = render_conversation(*tokenizer_, cfg_.ids, {user}, {}, true);
+  return out;
 }
 
 VisionInput& ModelImpl::vision() {

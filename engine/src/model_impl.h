@@ -58,6 +58,15 @@ class ModelImpl : public Model {
   // A video's patches (its frames read and preprocessed, VideoInput); throws ImageError naming the folder or frame,
   // ContextFullError when it needs more tokens than the context holds.
   std::shared_ptr<const VisualPatches> prepare_video(const VideoInput& video);
+  // A user turn's prompt ids (its user part and the generation prompt, no system turn) and what fills them: the
+  // clips in prompt order (the turn's audio, then the videos' soundtracks) and the images and videos in prompt
+  // order. Everything is read and checked here, before a session changes anything.
+  struct PreparedTurn {
+    std::vector<int32_t> ids;
+    std::vector<std::vector<float>> clips;
+    std::vector<std::shared_ptr<const VisualPatches>> visuals;
+  };
+  PreparedTurn prepare_turn(const UserTurn& turn);
   // The vocabulary's byte strings for constrained decoding, built on first use (thread-safe).
   std::shared_ptr<const TokenTable> token_table();
 
@@ -89,7 +98,7 @@ struct SessionImplMark : SessionMarkState {
   std::vector<int32_t> pending;
   size_t history_turns = 0;
   size_t last_turn_ids = 0;   // ids of the last history turn (respond() appends pending_ to it)
-  int rope_delta = 0;
+  float rope_delta = 0;
   bool system_in_cache = false;
 };
 
@@ -127,8 +136,9 @@ class SessionImpl : public Session {
   // `audio_spans` (each clip's token count, in order), the clips the audio input holds fill the <|audio_pad|>
   // rows; with `images`, the images the vision input
   // holds fill the <|image_pad|> rows and add their DeepStack rows. Rotary positions follow docs/model.md §3.5:
-  // text continues at used_ + rope_delta_, image spans take their grid's 3-row positions, and rope_delta_
-  // becomes the next position less the next slot. Throws if the context is full.
+  // text continues at used_ + rope_delta_, image and video spans take their grids' 3-row positions, and rope_delta_
+  // (a float: a video's time row need not be whole) becomes the next position less the next slot. Throws if the
+  // context is full.
   void prefill(const std::vector<int32_t>& ids, const std::vector<int>& audio_spans = {}, bool images = false);
   // Encodes `clips` into the audio input (replacing what it held); returns each clip's token count.
   std::vector<int> encode_clips(const std::vector<std::vector<float>>& clips);
@@ -184,7 +194,7 @@ class SessionImpl : public Session {
   // Rotary position of the next slot less the slot (docs/model.md §3.5): 0 for text and audio, the span's
   // max + 1 less its end after an image (negative: an image of h×w patches takes h·w/4 slots but advances
   // the positions by max(h, w)/2).
-  int rope_delta_ = 0;
+  float rope_delta_ = 0;
   std::vector<int32_t> pending_;   // ids to feed before the next turn (end of the last answer)
   std::vector<HistoryTurn> history_;
   bool system_in_cache_ = false;

@@ -114,7 +114,7 @@ void SessionImpl::prefill(const std::vector<int32_t>& ids, const std::vector<int
                 std::to_string(model_.context_tokens()));
   // Rotary positions (docs/model.md §3.5). Text and audio continue at slot + rope_delta_ on all three rows;
   // image spans take their grids' positions. Where every position is its slot the plain 1-D RoPE applies.
-  const int start = used_ + rope_delta_;
+  const float start = float(used_) + rope_delta_;
   MropePositions mp;
   if (images) {
     MropeInput in;
@@ -125,19 +125,19 @@ void SessionImpl::prefill(const std::vector<int32_t>& ids, const std::vector<int
     in.use_audio_in_video = true;  // a video given with its audio is one interleaved span (the ids show which)
     mp = mrope_positions(ids, model_.config().ids, in);
     for (size_t i = 0; i < ids.size(); ++i) {
-      mp.t[i] += float(start);
-      mp.h[i] += float(start);
-      mp.w[i] += float(start);
+      mp.t[i] += start;
+      mp.h[i] += start;
+      mp.w[i] += start;
     }
-    mp.next += float(start);
+    mp.next += start;
   } else if (rope_delta_ != 0) {
     for (size_t i = 0; i < ids.size(); ++i) {
-      const float p = float(start + int(i));
+      const float p = start + float(i);
       mp.t.push_back(p);
       mp.h.push_back(p);
       mp.w.push_back(p);
     }
-    mp.next = float(start + int(ids.size()));
+    mp.next = start + float(ids.size());
   }
   const bool table = !mp.t.empty();
   for (size_t begin = 0; begin < ids.size(); begin += size_t(rows)) {
@@ -169,8 +169,8 @@ void SessionImpl::prefill(const std::vector<int32_t>& ids, const std::vector<int
     used_ += n;
     if (begin + size_t(n) == ids.size()) thinker_.logits(x.rows(n - 1, 1), logits_);
   }
-  // Positions are whole numbers for text and images (a clip's time row may not be; videos do not come here).
-  if (table) rope_delta_ = int(mp.next) - used_;
+  // A video's time row need not be whole (2/fps · 13 per pair): the delta is a float, as in transformers.
+  if (table) rope_delta_ = mp.next - float(used_);
 }
 
 void SessionImpl::decode_step(bool table) {
@@ -247,7 +247,7 @@ void SessionImpl::decode_loop(const GenerateOptions& opt, const Callbacks& cb, T
     // After an image the rotary position is the slot + rope_delta_ (docs/model.md §3.5): given as a table row.
     const bool table = rope_delta_ != 0;
     if (table) {
-      const float p = float(used_ + rope_delta_);
+      const float p = float(used_) + rope_delta_;
       rotary_.fill(&p, &p, &p, 1);
     }
     if (masker) masker->start(*con);
@@ -356,14 +356,15 @@ std::unique_ptr<SpeechPipeline> SessionImpl::start_speech(
     be_.copy(accept_hidden_.rows(positions[i], int64_t(j - i)), rows.rows(int64_t(i), int64_t(j - i)));
     i = j;
   }
-  // The grids of every image in those user turns, in order: the talker's 3-row positions need them.
-  std::vector<VisualSpan> spans;
-  auto add = [&](const std::vector<std::shared_ptr<const VisualPatches>>& images) {
-    for (const auto& p : images) spans.push_back(VisualSpan{p->grid_t, p->grid_h, p->grid_w, 1.0});
+  // The grids of every image and video in those user turns, in order: the talker's 3-row positions need them.
+  std::vector<VisualSpan> images, videos;
+  auto add = [&](const std::vector<std::shared_ptr<const VisualPatches>>& visuals) {
+    for (const auto& p : visuals)
+      (p->video ? videos : images).push_back(VisualSpan{p->grid_t, p->grid_h, p->grid_w, p->seconds_per_pair});
   };
   for (const HistoryTurn& h : history_) add(h.images);
   add(turn_images);
-  sp->start(user_ids, rows, header, speech_options(opt), spans);
+  sp->start(user_ids, rows, header, speech_options(opt), images, videos);
   active_speech_.store(sp.get());
   if (cancelled_.load()) sp->cancel();
   return sp;
@@ -384,26 +385,18 @@ TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt
   if (opt.speak && !model_.speech())
     throw Error(model_.config().has_talker ? "speech was not loaded (load_talker is off)"
                                            : "this model has no talker: it cannot speak");
-  ChatTurnInput in;
-  in.text = turn.text;
-  in.audio_tokens = turn.audio_16k.empty() ? -1 : model_.audio_tokens_for(turn.audio_16k.size());
-  // Images are decoded and prepared before anything changes: a bad one leaves the conversation as it was.
-  std::vector<std::shared_ptr<const VisualPatches>> images;
-  if (!turn.images.empty()) {
-    images = model_.prepare_images(turn.images);
+  // Images and videos are decoded and prepared before anything changes: a bad one leaves the conversation as it
+  // was.
+  ModelImpl::PreparedTurn t = model_.prepare_turn(turn);
+  if (!t.visuals.empty()) {
     int64_t tokens = 0;
-    for (const auto& p : images) {
-      tokens += p->tokens(model_.vision().merge_size());
-      in.image_tokens.push_back(int(p->tokens(model_.vision().merge_size())));
-    }
+    for (const auto& p : t.visuals) tokens += p->tokens(model_.vision().merge_size());
     if (tokens > model_.vision().max_tokens())
-      throw ContextFullError("images: the turn's " + std::to_string(images.size()) + " images need " +
-                             std::to_string(tokens) +
-                  " tokens; the context holds " + std::to_string(model_.vision().max_tokens()));
+      throw ContextFullError("images: the turn's " + std::to_string(t.visuals.size()) + " images and videos need " +
+                             std::to_string(tokens) + " tokens; the context holds " +
+                             std::to_string(model_.vision().max_tokens()));
   }
-  std::vector<std::vector<float>> clips;
-  if (!turn.audio_16k.empty()) clips.push_back(turn.audio_16k);
-  return run_turn(render_user_turn(model_.tokenizer(), model_.config().ids, in), std::move(clips), opt, cb, images);
+  return run_turn(std::move(t.ids), std::move(t.clips), opt, cb, t.visuals);
 }
 
 TurnResult SessionImpl::respond_tool_results(const std::vector<ToolResult>& results, const GenerateOptions& opt,
@@ -424,14 +417,6 @@ TurnResult SessionImpl::run_turn(std::vector<int32_t> turn_ids, std::vector<std:
                                  const std::vector<std::shared_ptr<const VisualPatches>>& images) {
   TurnResult r;
   const std::unique_ptr<DecodeConstraint> con = make_constraint(opt);  // checks the options before anything changes
-  if (opt.speak) {
-    auto video = [](const auto& list) {
-      return std::any_of(list.begin(), list.end(), [](const auto& p) { return p->video; });
-    };
-    bool any = video(images);
-    for (const HistoryTurn& h : history_) any = any || video(h.images);
-    if (any) throw Error("spoken answers in a conversation with a video are not supported yet (ask without speech)");
-  }
   const bool add_system = !system_in_cache_ && used_ == 0;
   if (add_system) {
     auto sys = system_ids();

@@ -50,8 +50,6 @@ TurnResult SessionImpl::respond_messages(const std::vector<Message>& messages, c
         clips.push_back(item.audio_16k);
         cm.content.push_back({ChatPart::Kind::Audio, {}, tokens});
       } else {
-        if (opt.speak && item.kind == MessageItem::Kind::Video)
-          throw Error(iw + ": spoken answers about a video are not supported yet (ask without speech)");
         visuals.push_back({&item, i, cm.content.size()});
         const bool video = item.kind == MessageItem::Kind::Video;
         ChatPart part{video ? ChatPart::Kind::Video : ChatPart::Kind::Image, {}, 0};  // counts once prepared

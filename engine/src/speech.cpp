@@ -77,7 +77,7 @@ int32_t SpeechPipeline::draw(const Tensor& logits, const SamplingParams& p, cons
 
 void SpeechPipeline::start(const std::vector<int32_t>& user_ids, const Tensor& user_hidden,
                            const std::vector<int32_t>& assistant_header, const SpeechOptions& opt,
-                           const std::vector<VisualSpan>& images) {
+                           const std::vector<VisualSpan>& images, const std::vector<VisualSpan>& videos) {
   const ModelConfig& cfg = m_.config();
   const TalkerConfig& tc = cfg.talker;
   const int P = int(user_ids.size());
@@ -93,15 +93,17 @@ void SpeechPipeline::start(const std::vector<int32_t>& user_ids, const Tensor& u
   // the assistant rows, whose ids are no span markers, so those rows continue as text after the user part.
   rope_ = MropePositions();
   rope_delta_ = 0;
-  if (!images.empty()) {
+  if (!images.empty() || !videos.empty()) {
     const TokenIds& tok = cfg.ids;
     MropeInput in;
     in.images = images;
+    in.videos = videos;
+    in.use_audio_in_video = true;  // a video with its soundtrack is one interleaved span (the ids show which)
     in.spatial_merge_size = tc.spatial_merge_size;
-    for (size_t i = 0; i < user_ids.size(); ++i)  // each audio span's placeholder count, in order
+    for (size_t i = 0; i < user_ids.size(); ++i)  // each audio span's placeholder count (to its end), in order
       if (user_ids[i] == tok.audio_start) {
         int n = 0;
-        while (i + 1 + size_t(n) < user_ids.size() && user_ids[i + 1 + size_t(n)] == tok.audio_pad) ++n;
+        for (size_t j = i + 1; j < user_ids.size() && user_ids[j] != tok.audio_end; ++j) n += user_ids[j] == tok.audio_pad;
         in.audio_tokens.push_back(n);
       }
     rope_ = mrope_positions(user_ids, tok, in);
@@ -111,7 +113,7 @@ void SpeechPipeline::start(const std::vector<int32_t>& user_ids, const Tensor& u
       rope_.h.push_back(p);
       rope_.w.push_back(p);
     }
-    rope_delta_ = int(rope_.next) - P;
+    rope_delta_ = rope_.next - float(P);
   }
   opt_ = opt;
   user_ids_ = user_ids;
@@ -277,7 +279,7 @@ void SpeechPipeline::advance() {
     if (rope_.t.empty()) {
       t.forward(s_.step_in, s_.positions.rows(0, 1));
     } else {  // after image spans: the slot + the prompt's delta, the same on all three rows
-      const float p = float(pos + rope_delta_);
+      const float p = float(pos) + rope_delta_;
       const DecoderExtras extras = m_.rotary().fill(&p, &p, &p, 1);
       t.forward(s_.step_in, s_.positions.rows(0, 1), &extras);
     }

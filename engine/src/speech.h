@@ -95,12 +95,13 @@ class SpeechPipeline {
   // user_hidden: [P, thinker_hidden] accept-layer hidden states for those ids; only rows of
   // audio/image/video placeholders are read, so it may be empty when there are none.
   // assistant_header: the 3 ids <|im_start|> assistant "\n".
-  // images: the grids of the image spans in user_ids, in order (empty when there are none). With images the
-  // talker's rows take 3-row positions as transformers' get_rope_index gives them over the user part and the
-  // assistant rows (docs/model.md §3.7), and each decode step continues at its slot + that prompt's delta.
+  // images, videos: the grids of the image and video spans in user_ids, each in order (empty when there are
+  // none; a video's seconds_per_pair set). With them the talker's rows take 3-row positions as transformers'
+  // get_rope_index gives them over the user part and the assistant rows (docs/model.md §3.7), and each decode
+  // step continues at its slot + that prompt's delta.
   void start(const std::vector<int32_t>& user_ids, const Tensor& user_hidden,
              const std::vector<int32_t>& assistant_header, const SpeechOptions& opt,
-             const std::vector<VisualSpan>& images = {});
+             const std::vector<VisualSpan>& images = {}, const std::vector<VisualSpan>& videos = {});
   // Each generated thinker token, in order. <|im_end|> ends the text (same as finish_text()).
   void on_thinker_token(int32_t id);
   // The thinker stopped: speaks the remaining text and runs until codec EOS or max_frames.
@@ -152,7 +153,7 @@ class SpeechPipeline {
   // With image spans: the prefill rows' 3-row positions (empty without), and the decode steps' offset from their
   // slot.
   MropePositions rope_;
-  int rope_delta_ = 0;
+  float rope_delta_ = 0;
   std::atomic<bool> cancelled_{false};
   std::vector<std::vector<int32_t>> frames_;
   std::vector<int32_t> talker_tokens_;

@@ -13,6 +13,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "audio/io/wav.h"
 #include "golden_util.h"
 #include "omni/engine.h"
@@ -154,4 +156,35 @@ TEST(MessagesGolden, ABadItemIsRefusedNamingItAndTheSessionKeepsItsConversation)
   const omni::TurnResult r = session->respond(omni::UserTurn{"Still there?", {}, {}}, opt, {});
   EXPECT_FALSE(r.tokens.empty());
   EXPECT_GT(session->context_used(), used);
+}
+
+// A spoken answer about a video (golden/tiny-v/messages_speech from tools/make_vision_fixtures.py): transformers'
+// generate(return_audio=True) over the same conversation. The talker hears the video's rows at the span's 3-row
+// positions (time row t · 2/fps · 13). (A video with its soundtrack has no reference: transformers 5.17 fails in
+// the talker's positions for use_audio_in_video; docs/model.md §3.7.)
+TEST(MessagesGolden, SpokenAnswersAboutAVideoMatchTransformers) {
+  omni::LoadOptions lo;
+  lo.model_dir = golden::model_dir("tiny-v");
+  lo.context_tokens = 512;
+  auto model = omni::Model::load(lo);
+  const auto cases = golden::subdirs(golden::fixtures() + "/golden/tiny-v/messages_speech");
+  ASSERT_GE(cases.size(), 1u);
+  for (const std::string& dir : cases) {
+    SCOPED_TRACE(dir);
+    const auto meta = nlohmann::json::parse(read_file(dir + "/meta.json"));
+    omni::GenerateOptions opt;
+    opt.max_new_tokens = meta.at("thinker_max_new_tokens").get<int>();
+    opt.speak = true;
+    opt.speaker = meta.at("speaker").get<std::string>();
+    opt.max_speech_frames = meta.at("talker_max_new_tokens").get<int>() - 1;  // HF counts the EOS step
+    std::vector<float> audio;
+    omni::Callbacks cb;
+    cb.on_audio = [&](const float* s, size_t n) { audio.insert(audio.end(), s, s + n); };
+    auto session = model->new_session();
+    const omni::TurnResult r = session->respond_messages(read_case(dir), opt, cb);
+    EXPECT_EQ(r.prompt_tokens, ids_of(omni::read_npy(dir + "/prompt_ids.npy")));
+    ASSERT_EQ(r.tokens, ids_of(omni::read_npy(dir + "/thinker_tokens.npy")));
+    ASSERT_EQ(audio.size(), r.speech_samples);
+    golden::expect_speech_like(meta, r, audio, omni::read_npy(dir + "/waveform.npy"), dir.substr(dir.rfind('/') + 1));
+  }
 }

@@ -169,3 +169,26 @@ TEST_F(CameraE2E, WithoutACameraAnAskForItsFrameIsUnavailable) {
   EXPECT_NE(r["error"]["message"].get<std::string>().find("no camera is configured"), std::string::npos) << r;
   EXPECT_EQ(d->stop(SIGTERM, 5s), 0);
 }
+
+TEST_F(CameraE2E, AClipGivesASpokenTurnTheLastSecondsOfFramesWithTheUtteranceAsTheirSoundtrack) {
+  auto o = options("camera:\n  pipeline: \"" + file_camera(kGarden) + "\"\n  attach: voice\n  clip: 1\n");
+  o.input_pipeline = "filesrc location=" + std::string(OMNI_SOURCE_DIR) +
+                     "/tests/integration/data/one_question.wav ! wavparse";
+  o.max_new_tokens = 6;
+  auto d = start_ready(o);
+  EventLog events(d->events());
+  // Half a second of frames at least (two kept at 2 fps), then the microphone opens.
+  std::this_thread::sleep_for(1200ms);
+  ASSERT_EQ(d->request({{"cmd", "listen"}, {"enabled", true}})["listening"], true);
+  auto start = events.wait_for("turn.start", 30s);
+  ASSERT_TRUE(start);
+  EXPECT_EQ(start->body["source"], "voice");
+  EXPECT_EQ(start->body.value("videos", 0), 1) << start->body;  // the clip, with the utterance inside it
+  EXPECT_GT(start->body.value("audio_ms", 0), 0) << start->body;
+  const uint64_t id = start->body["turn_id"];
+  auto done = events.wait_for("response.done", 60s, [&](const auto& e) { return e.body["turn_id"] == id; });
+  ASSERT_TRUE(done) << "the spoken turn with a clip did not finish";
+  EXPECT_NE(done->body["stop"], "error");
+  EXPECT_TRUE(events.wait_for("speech.end", 60s, [&](const auto& e) { return e.body["turn_id"] == id; }));
+  EXPECT_EQ(d->stop(SIGTERM, 5s), 0);
+}

@@ -215,8 +215,9 @@ TEST(Config, TheCameraSectionIsReadAndEachBadValueNamesItsKey) {
       << e;
   e = error_of("camera:\n  max_pixels: 10\n");
   EXPECT_NE(e.find("test.yaml:2: camera.max_pixels: 10 is out of range [3136, 16777216]"), std::string::npos) << e;
-  e = error_of("camera:\n  clip: 2\n");
-  EXPECT_NE(e.find("test.yaml:2: camera.clip: clips of recent frames are not supported yet"), std::string::npos) << e;
+  EXPECT_EQ(parse_config("camera:\n  clip: 2.5\n", "t.yaml").camera.clip, 2.5);
+  e = error_of("camera:\n  clip: 11\n");
+  EXPECT_NE(e.find("test.yaml:2: camera.clip: 11 is out of range [0, 10]"), std::string::npos) << e;
   e = error_of("camera:\n  device: /dev/video0\n");
   EXPECT_NE(e.find("camera.device: unknown key"), std::string::npos) << e;
 }

@@ -99,12 +99,6 @@ struct ImageInput {
   int64_t max_pixels = 0;
 };
 
-struct UserTurn {
-  std::string text;                // may be empty when audio or images are given
-  std::vector<float> audio_16k;    // mono float32 at 16 kHz; empty: no audio
-  std::vector<ImageInput> images;  // in order; the prompt holds the audio, then the images, then the text
-};
-
 // A video as a folder of frame images (PNG or JPEG, all of one size, taken in file-name order), sampled at `fps`
 // frames a second: every frame is used (an odd count repeats the last), resized and normalised as transformers'
 // video processor does (docs/model.md §5.5), and its pairs of frames are 2/fps seconds apart on the time row of
@@ -122,6 +116,14 @@ struct VideoInput {
   std::vector<float> audio_16k;
   std::string audio_path;  // parse_messages: the soundtrack's file ("audio" of a video item), not read
 };
+
+struct UserTurn {
+  std::string text;                // may be empty when audio, images or videos are given
+  std::vector<float> audio_16k;    // mono float32 at 16 kHz; empty: no audio
+  std::vector<ImageInput> images;  // in order; the prompt holds the audio, then the images, the videos, the text
+  std::vector<VideoInput> videos = {};  // in order (a video with its own audio_16k carries its soundtrack interleaved)
+};
+
 
 // One item of a message's content (Message): text, an image, a video, or a spoken clip.
 struct MessageItem {
