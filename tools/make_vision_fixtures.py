@@ -637,7 +637,24 @@ def messages_cases(model):
                                                                     "min_codec_top2_gap")})
 
 
+def photo_cases():
+    """Two real photographs (CC0, from scikit-image's sample data: Stefan van der Walt's cat "chelsea" and Rachel
+    Michetti's "coffee"), cropped to 256x192 and stored as JPEG (quality 92, 4:2:0 as cameras write them), through
+    the decode (against PIL) and resize (against torchvision, downscaled to 25088 pixels) comparisons of the drawn
+    scenes. Sources: `--photos DIR` names the folder
+    holding chelsea.png and coffee.png (pip download --no-deps scikit-image; unzip skimage/data/*)."""
+    src = sys.argv[sys.argv.index("--photos") + 1]
+    proc = Qwen2VLImageProcessor(**PREPROC)
+    for name, box in (("chelsea", (150, 20, 406, 212)), ("coffee", (180, 60, 436, 252))):
+        img = Image.open(os.path.join(src, name + ".png")).convert("RGB").crop(box)
+        path = save(img, "photo_%s_256x192.jpg" % name, quality=92, subsampling=2)
+        image_case(proc, "photo_%s_jpeg_downscaled" % name, path, 3136, 25088, keep_pixels=False)
+
+
 def main():
+    if "--photos" in sys.argv[1:]:
+        photo_cases()
+        return
     if "--tiny-v" in sys.argv[1:]:
         make_tiny_v()
         return
