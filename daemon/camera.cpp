@@ -16,9 +16,6 @@ namespace omnid {
 using omni::audio::monotonic_ms;
 
 namespace {
-constexpr int kFirstBackoffMs = 500;
-constexpr int kMaxBackoffMs = 30000;
-constexpr int64_t kHealthyRunMs = 10000;
 
 // The first ERROR or EOS waiting on `bus` ("" when none): "element: message (debug)" or "the camera ended".
 std::string take_bus_problem(GstBus* bus, GstClockTime timeout) {
@@ -91,7 +88,7 @@ void Camera::stop() {
   ++generation_;
   running_.reset();
   failed_ = false;
-  restoring_ = false;
+  backoff_.clear();
   lost_reason_.clear();
   std::lock_guard lock(frame_mu_);
   latest_.reset();
@@ -178,39 +175,29 @@ void Camera::build() {
 
 void Camera::on_lost(uint64_t generation, const std::string& reason) {
   if (generation != generation_ || failed_) return;  // stale or already handled
-  const int64_t now = monotonic_ms();
-  const bool first = !restoring_;
-  if (first) {
-    lost_ms_ = now;
-    attempts_ = 0;
-  }
-  const bool ran_well = now - started_ms_ >= kHealthyRunMs;
-  backoff_ms_ = (backoff_ms_ == 0 || ran_well) ? kFirstBackoffMs : std::min(backoff_ms_ * 2, kMaxBackoffMs);
+  const bool first = backoff_.lost(monotonic_ms(), started_ms_);
   failed_ = true;
   lost_reason_ = reason;
-  retry_at_ms_ = now + backoff_ms_;
   {
     std::lock_guard lock(frame_mu_);
     latest_.reset();  // a lost camera's last frames are no picture of now
     clip_.clear();
   }
-  log_error("%s; rebuilding the camera pipeline in %d ms", reason.c_str(), backoff_ms_);
-  if (listener_.on_lost) listener_.on_lost(reason, backoff_ms_, first);
+  log_error("%s; rebuilding the camera pipeline in %d ms", reason.c_str(), backoff_.backoff_ms());
+  if (listener_.on_lost) listener_.on_lost(reason, backoff_.backoff_ms(), first);
 }
 
 void Camera::tick() {
   if (!configured()) return;
   const int64_t now = monotonic_ms();
-  if (restoring_ && !failed_ && heard_generation_ == generation_) {
-    restoring_ = false;
-    const int64_t down_ms = now - lost_ms_;
-    log_info("camera restored after %lld ms (%d attempts)", static_cast<long long>(down_ms), attempts_);
-    if (listener_.on_restored) listener_.on_restored(down_ms, attempts_);
+  if (backoff_.restoring() && !failed_ && heard_generation_ == generation_) {
+    const int64_t down_ms = backoff_.restored(now);
+    log_info("camera restored after %lld ms (%d attempts)", static_cast<long long>(down_ms), backoff_.attempts());
+    if (listener_.on_restored) listener_.on_restored(down_ms, backoff_.attempts());
     return;
   }
-  if (!failed_ || now < retry_at_ms_) return;
-  ++attempts_;
-  restoring_ = true;
+  if (!failed_ || !backoff_.due(now)) return;
+  backoff_.attempt();
   running_.reset();
   try {
     build();

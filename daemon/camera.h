@@ -2,7 +2,7 @@
 // turn can attach. Like the microphone it survives its device: when the pipeline fails, cannot start or ends, the
 // camera reports the loss and rebuilds it with backoff (0.5 s doubling to 30 s; back to 0.5 s after a pipeline
 // that ran 10 s), and reports it restored once a rebuilt pipeline delivers a frame. A camera that fails at start
-// does not keep omnid from starting: it is lost from the first moment and rebuilt.
+// does not keep omnid from starting: it is lost from the first moment and rebuilt (RebuildBackoff).
 //
 // Threads: frames arrive on the camera's thread, which keeps the latest; everything else (start, apply, stop,
 // tick, the listener) runs on the daemon's event loop; latest() may be called from any thread.
@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/event_loop.h"
+#include "daemon/rebuild_backoff.h"
 
 namespace omnid {
 
@@ -82,9 +83,8 @@ class Camera {
   uint64_t generation_ = 0;  // reports of an older pipeline are ignored
   bool failed_ = false;
   std::string lost_reason_;
-  bool restoring_ = false;
-  int64_t started_ms_ = 0, lost_ms_ = 0, retry_at_ms_ = 0;
-  int backoff_ms_ = 0, attempts_ = 0;
+  RebuildBackoff backoff_;
+  int64_t started_ms_ = 0;
   mutable std::mutex frame_mu_;
   std::shared_ptr<const CameraFrame> latest_;  // guarded by frame_mu_
   std::deque<std::shared_ptr<const CameraFrame>> clip_;  // guarded by frame_mu_: one frame per 1/kClipFps s

@@ -8,12 +8,6 @@ namespace omnid {
 
 using omni::audio::monotonic_ms;
 
-namespace {
-constexpr int kFirstBackoffMs = 500;
-constexpr int kMaxBackoffMs = 30000;
-constexpr int64_t kHealthyRunMs = 10000;
-}  // namespace
-
 void CaptureSupervisor::start(const Settings& settings, bool playing) {
   set_echo_canceller(settings.echo_cancel);
   settings_ = settings;
@@ -144,37 +138,28 @@ void CaptureSupervisor::stop() {
   capture_.reset();
   ipc_started_ = false;
   failed_ = false;
-  restoring_ = false;
+  backoff_.clear();
 }
 
 void CaptureSupervisor::on_lost(uint64_t generation, const std::string& reason) {
   if (generation != generation_ || failed_) return;  // stale or already handled
-  const int64_t now = monotonic_ms();
-  const bool first = !restoring_;  // a new loss (not a failed rebuild)
-  if (first) {
-    lost_ms_ = now;
-    attempts_ = 0;
-  }
-  const bool ran_well = now - started_ms_ >= kHealthyRunMs;
-  backoff_ms_ = (backoff_ms_ == 0 || ran_well) ? kFirstBackoffMs : std::min(backoff_ms_ * 2, kMaxBackoffMs);
+  const bool first = backoff_.lost(monotonic_ms(), started_ms_);
   failed_ = true;
-  retry_at_ms_ = now + backoff_ms_;
-  log_error("%s; rebuilding the pipeline in %d ms", reason.c_str(), backoff_ms_);
-  if (listener_.on_lost) listener_.on_lost(reason, backoff_ms_, first);
+  log_error("%s; rebuilding the pipeline in %d ms", reason.c_str(), backoff_.backoff_ms());
+  if (listener_.on_lost) listener_.on_lost(reason, backoff_.backoff_ms(), first);
 }
 
 void CaptureSupervisor::tick() {
   const int64_t now = monotonic_ms();
-  if (restoring_ && !failed_ && heard_) {
-    restoring_ = false;
-    const int64_t down_ms = now - lost_ms_;
-    log_info("audio input restored after %lld ms (%d attempts)", static_cast<long long>(down_ms), attempts_);
-    if (listener_.on_restored) listener_.on_restored(down_ms, attempts_);
+  if (backoff_.restoring() && !failed_ && heard_) {
+    const int64_t down_ms = backoff_.restored(now);
+    log_info("audio input restored after %lld ms (%d attempts)", static_cast<long long>(down_ms),
+             backoff_.attempts());
+    if (listener_.on_restored) listener_.on_restored(down_ms, backoff_.attempts());
     return;
   }
-  if (!failed_ || now < retry_at_ms_) return;
-  ++attempts_;
-  restoring_ = true;
+  if (!failed_ || !backoff_.due(now)) return;
+  backoff_.attempt();
   if (capture_) capture_->stop();
   capture_.reset();
   try {

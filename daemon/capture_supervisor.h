@@ -26,6 +26,7 @@
 #include "audio/device/capture.h"
 #include "audio/device/echo_canceller.h"
 #include "audio/io/resample.h"
+#include "daemon/rebuild_backoff.h"
 #include "daemon/event_loop.h"
 
 namespace omnid {
@@ -106,12 +107,8 @@ class CaptureSupervisor {
   uint64_t generation_ = 0;          // callbacks of an older pipeline are ignored
   bool failed_ = false;              // lost; being rebuilt
   std::atomic<bool> heard_{false};   // the current pipeline delivered samples
-  bool restoring_ = false;           // rebuilt after a loss; restored once it delivers samples
+  RebuildBackoff backoff_;           // restored once a rebuilt pipeline delivers samples
   int64_t started_ms_ = 0;
-  int64_t lost_ms_ = 0;
-  int64_t retry_at_ms_ = 0;
-  int backoff_ms_ = 0;
-  int attempts_ = 0;
 
   mutable std::mutex echo_mu_;  // the capture thread runs the canceller, the loop replaces it
   std::shared_ptr<omni::audio::EchoCanceller> echo_;

@@ -294,25 +294,33 @@ std::vector<ChatMessage> parse_chat_messages(const ojson& messages, const AudioI
     auto tc = m.find("tool_calls");
     if (tc != m.end() && !tc->is_null()) {
       if (!tc->is_array()) throw Error(where + ".tool_calls: expected an array");
-      for (size_t k = 0; k < tc->size(); ++k) {
-        std::string cw = where + ".tool_calls[" + std::to_string(k) + "]";
-        const ojson* call = &(*tc)[k];
-        if (!call->is_object()) throw Error(cw + ": expected an object");
-        auto f = call->find("function");
-        if (f != call->end()) {
-          if (!f->is_object()) throw Error(cw + ".function: expected an object");
-          call = &*f;
-          cw += ".function";
-        }
-        ChatToolCall tcall;
-        tcall.name = field_string(*call, "name", cw);
-        auto a = call->find("arguments");
-        if (a == call->end()) throw Error(cw + ".arguments: missing");
-        tcall.arguments = a->is_string() ? a->get<std::string>() : json_dumps_py(*a);
-        cm.tool_calls.push_back(std::move(tcall));
-      }
+      for (size_t k = 0; k < tc->size(); ++k)
+        cm.tool_calls.push_back(parse_tool_call((*tc)[k], where + ".tool_calls[" + std::to_string(k) + "]"));
     }
     out.push_back(std::move(cm));
+  }
+  return out;
+}
+
+ChatToolCall parse_tool_call(const ojson& call_in, std::string where) {
+  const ojson* call = &call_in;
+  if (!call->is_object()) throw Error(where + ": expected an object");
+  auto f = call->find("function");
+  if (f != call->end()) {
+    if (!f->is_object()) throw Error(where + ".function: expected an object");
+    call = &*f;
+    where += ".function";
+  }
+  ChatToolCall out;
+  out.name = field_string(*call, "name", where);
+  auto a = call->find("arguments");
+  if (a == call->end()) throw Error(where + ".arguments: missing");
+  if (a->is_string()) {
+    out.arguments = a->get<std::string>();  // the template writes a string as it is
+  } else if (a->is_object()) {
+    out.arguments = json_dumps_py(*a);
+  } else {
+    throw Error(where + ".arguments: expected an object or a JSON string");
   }
   return out;
 }

@@ -86,6 +86,9 @@ std::string render_conversation_text(const std::vector<ChatMessage>& messages, c
 // item); without it an audio item is an error. Errors name the field: "messages[2].tool_calls[0]...".
 using AudioItemTokens = std::function<int(size_t index, const ojson& item)>;
 std::vector<ChatMessage> parse_chat_messages(const ojson& messages, const AudioItemTokens& audio_tokens = {});
+// One assistant tool call, {"function"?: {"name", "arguments": object | JSON string}}: its name and the arguments'
+// JSON text (an object written with json_dumps_py, a string verbatim). Throws omni::Error naming `where`.
+ChatToolCall parse_tool_call(const ojson& call, std::string where);
 // OpenAI-style tools ([{"type": "function", "function": {"name", "description"?, "parameters"?}}]) →
 // their JSON text lines for render_conversation. Throws omni::Error naming the bad field.
 std::vector<std::string> tool_lines(const ojson& tools);

@@ -1,6 +1,7 @@
 // parse_messages (omni/engine.h): a conversation file in the Hugging Face chat form, checked field by field.
 #include <filesystem>
 
+#include "chat.h"
 #include "grammar/json_text.h"
 #include "omni/engine.h"
 #include "omni/limits.h"
@@ -97,27 +98,8 @@ std::vector<Message> parse_messages(std::string_view json, const std::string& ba
       limits::check_at_most(where, "the number of tool_calls", int64_t(tc->size()), limits::kMaxMessageItems,
                             "more than any context holds");
       for (size_t k = 0; k < tc->size(); ++k) {
-        std::string cw = where + ".tool_calls[" + std::to_string(k) + "]";
-        const ojson* call = &(*tc)[k];
-        if (!call->is_object()) throw Error(cw + ": expected an object");
-        auto f = call->find("function");
-        if (f != call->end()) {
-          if (!f->is_object()) throw Error(cw + ".function: expected an object");
-          call = &*f;
-          cw += ".function";
-        }
-        ToolCall t;
-        t.name = string_field(*call, "name", cw);
-        auto a = call->find("arguments");
-        if (a == call->end()) throw Error(cw + ".arguments: missing");
-        if (a->is_string()) {
-          t.arguments = a->get<std::string>();  // the template writes a string as it is
-        } else if (a->is_object()) {
-          t.arguments = json_dumps_py(*a);
-        } else {
-          throw Error(cw + ".arguments: expected an object or a JSON string");
-        }
-        msg.tool_calls.push_back(std::move(t));
+        ChatToolCall c = parse_tool_call((*tc)[k], where + ".tool_calls[" + std::to_string(k) + "]");
+        msg.tool_calls.push_back({std::move(c.name), std::move(c.arguments)});
       }
     }
     out.push_back(std::move(msg));
