@@ -38,6 +38,19 @@ inline double rel_err(const float* a, const float* b, size_t n) {
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
+// The options of a spoken turn recorded by fixturelib.speech.speech_case (its meta.json), with `audio` collecting
+// the speech: thinker and talker limits (HF counts the talker's EOS step), the speaker.
+inline omni::GenerateOptions spoken_turn_options(const nlohmann::json& meta, omni::Callbacks& cb,
+                                                 std::vector<float>& audio) {
+  omni::GenerateOptions opt;
+  opt.max_new_tokens = meta.at("thinker_max_new_tokens").get<int>();
+  opt.speak = true;
+  opt.speaker = meta.at("speaker").get<std::string>();
+  opt.max_speech_frames = meta.at("talker_max_new_tokens").get<int>() - 1;
+  cb.on_audio = [&audio](const float* s, size_t n) { audio.insert(audio.end(), s, s + n); };
+  return opt;
+}
+
 // A spoken answer against transformers' generate(return_audio=True) (fixturelib.speech.speech_case's meta.json and
 // waveform.npy): the frame count and length when the thinker ended with <|im_end|>, and the waveform over the
 // frames where omnid and transformers get the same inputs. When the thinker stops on its token limit transformers

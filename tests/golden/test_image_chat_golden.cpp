@@ -131,14 +131,12 @@ void check_speech_case(omni::Model& model, const std::string& dir) {
   for (size_t k = 0; k < turns.size(); ++k) {
     const std::vector<int32_t> expected = turn_ids(dir, k, previous_answer);
     const bool last = k + 1 == turns.size();
-    omni::GenerateOptions opt;
-    opt.max_new_tokens = last ? meta.at("thinker_max_new_tokens").get<int>() : meta.at("steps").get<int>();
     omni::Callbacks cb;
+    omni::GenerateOptions opt;
     if (last) {
-      opt.speak = true;
-      opt.speaker = meta.at("speaker").get<std::string>();
-      opt.max_speech_frames = meta.at("talker_max_new_tokens").get<int>() - 1;  // HF counts the EOS step
-      cb.on_audio = [&](const float* s, size_t n) { audio.insert(audio.end(), s, s + n); };
+      opt = golden::spoken_turn_options(meta, cb, audio);
+    } else {
+      opt.max_new_tokens = meta.at("steps").get<int>();
     }
     r = session->respond(user_turn(turns[k]), opt, cb);
     EXPECT_EQ(r.prompt_tokens, expected) << "turn " << k << " prompt ids";

@@ -172,14 +172,9 @@ TEST(MessagesGolden, SpokenAnswersAboutAVideoMatchTransformers) {
   for (const std::string& dir : cases) {
     SCOPED_TRACE(dir);
     const auto meta = nlohmann::json::parse(read_file(dir + "/meta.json"));
-    omni::GenerateOptions opt;
-    opt.max_new_tokens = meta.at("thinker_max_new_tokens").get<int>();
-    opt.speak = true;
-    opt.speaker = meta.at("speaker").get<std::string>();
-    opt.max_speech_frames = meta.at("talker_max_new_tokens").get<int>() - 1;  // HF counts the EOS step
     std::vector<float> audio;
     omni::Callbacks cb;
-    cb.on_audio = [&](const float* s, size_t n) { audio.insert(audio.end(), s, s + n); };
+    const omni::GenerateOptions opt = golden::spoken_turn_options(meta, cb, audio);
     auto session = model->new_session();
     const omni::TurnResult r = session->respond_messages(read_case(dir), opt, cb);
     EXPECT_EQ(r.prompt_tokens, ids_of(omni::read_npy(dir + "/prompt_ids.npy")));

@@ -29,16 +29,8 @@ std::string file_camera(const std::string& png) { return "filesrc location=" + p
 
 // omni-run's greedy answer to kQuestion about `image`: its JSON.
 json omni_run_answer(const std::string& image) {
-  const std::string cmd = std::string(OMNI_RUN_BIN) + " --model " + kTinyV + " --system '" + kSystem +
-                          "' --image " + image + " --prompt '" + kQuestion + "' --greedy --max-new-tokens " +
-                          std::to_string(kMaxTokens) + " --json 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  EXPECT_EQ(::pclose(p), 0) << out;
-  return json::parse(out, nullptr, false);
+  return omni_run_json("--model " + kTinyV + " --system '" + kSystem + "' --image " + image + " --prompt '" +
+                       kQuestion + "' --greedy --max-new-tokens " + std::to_string(kMaxTokens));
 }
 
 class CameraE2E : public ::testing::Test {

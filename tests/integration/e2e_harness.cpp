@@ -5,6 +5,8 @@
 #include <poll.h>
 #include <sys/stat.h>
 
+#include <array>
+#include <cstdio>
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -327,6 +329,22 @@ std::unique_ptr<DaemonProcess> start_ready(const DaemonOptions& o, std::chrono::
   d->start();
   EXPECT_TRUE(d->wait_ready(timeout)) << d->log();
   return d;
+}
+
+nlohmann::json omni_run_json(const std::string& args) {
+  const std::string cmd = std::string(OMNI_RUN_BIN) + " " + args + " --json 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  EXPECT_EQ(::pclose(p), 0) << out;
+  const nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+  if (j.is_discarded()) {
+    ADD_FAILURE() << "omni-run printed no JSON: " << out;
+    return nullptr;
+  }
+  return j;
 }
 
 }  // namespace e2e

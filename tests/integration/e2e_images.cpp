@@ -78,21 +78,9 @@ struct OmniRunAnswer {
 
 // omni-run's greedy answer to the question about `image` (its --json output).
 OmniRunAnswer omni_run_answer(const std::string& image, int max_new_tokens) {
-  const std::string cmd = std::string(OMNI_RUN_BIN) + " --model " + kTinyV + " --system '" + kSystem +
-                          "' --image " + image + " --prompt '" + kQuestion + "' --greedy --max-new-tokens " +
-                          std::to_string(max_new_tokens) + " --json 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  EXPECT_EQ(status, 0) << out;
-  const json j = json::parse(out, nullptr, false);
-  if (j.is_discarded()) {
-    ADD_FAILURE() << "omni-run printed no JSON: " << out;
-    return {};
-  }
+  const json j = omni_run_json("--model " + kTinyV + " --system '" + kSystem + "' --image " + image + " --prompt '" +
+                               kQuestion + "' --greedy --max-new-tokens " + std::to_string(max_new_tokens));
+  if (j.is_null()) return {};
   return {j["text"].get<std::string>(), j["tokens"].size()};
 }
 
