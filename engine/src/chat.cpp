@@ -22,48 +22,6 @@ std::vector<int32_t> render_system(const Tokenizer& tok, const TokenIds& ids, co
   return out;
 }
 
-std::vector<int32_t> render_user_turn(const Tokenizer& tok, const TokenIds& ids, const ChatTurnInput& turn) {
-  if (turn.audio_tokens < -1) {
-    throw Error("chat prompt: audio_tokens is " + std::to_string(turn.audio_tokens) +
-                " (expected -1 for no audio, or a count >= 0)");
-  }
-  for (size_t i = 0; i < turn.image_tokens.size(); ++i)
-    if (turn.image_tokens[i] <= 0)
-      throw Error("chat prompt: image " + std::to_string(i + 1) + " has " + std::to_string(turn.image_tokens[i]) +
-                  " tokens (expected > 0)");
-  std::vector<int32_t> out;
-  out.push_back(ids.im_start);
-  if (turn.audio_tokens >= 0 || !turn.image_tokens.empty()) {
-    append_text(out, tok, "user\n");
-    if (turn.audio_tokens >= 0) {
-      out.push_back(ids.audio_start);
-      out.insert(out.end(), static_cast<size_t>(turn.audio_tokens), ids.audio_pad);
-      out.push_back(ids.audio_end);
-    }
-    for (int n : turn.image_tokens) {
-      out.push_back(ids.vision_start);
-      out.insert(out.end(), static_cast<size_t>(n), ids.image_pad);
-      out.push_back(ids.vision_end);
-    }
-    append_text(out, tok, turn.text);
-  } else {
-    append_text(out, tok, "user\n" + turn.text);
-  }
-  out.push_back(ids.im_end);
-  append_text(out, tok, "\n");
-  out.push_back(ids.im_start);
-  append_text(out, tok, "assistant\n");
-  return out;
-}
-
-std::vector<int32_t> render_prompt(const Tokenizer& tok, const TokenIds& ids, const std::string& system,
-                                   const ChatTurnInput& turn) {
-  std::vector<int32_t> out = render_system(tok, ids, system);
-  const std::vector<int32_t> user = render_user_turn(tok, ids, turn);
-  out.insert(out.end(), user.begin(), user.end());
-  return out;
-}
-
 namespace {
 
 // The rendered conversation as a run of pieces: special tokens and the text between them.

@@ -1,12 +1,14 @@
 // The Qwen3-Omni ChatML prompt (docs/model.md §5.4), built as token ids:
 //   <|im_start|>system\n{system}<|im_end|>\n                     (only with a system prompt)
-//   <|im_start|>user\n<|audio_start|><|audio_pad|>×N<|audio_end|>{images}{text}<|im_end|>\n
-//     (each image <|vision_start|><|image_pad|>×N<|vision_end|>)
+//   <|im_start|>user\n{content items in order}<|im_end|>\n       (per user message; assistant and tool turns
+//                                                                  as render_conversation says below)
 //   <|im_start|>assistant\n
-// Special ids come from TokenIds; the text between them ("system\n{system}", "user\n{text}" or, with
-// audio, "user\n" and "{text}", "\n", "assistant\n") is tokenized as one piece each, which gives the
-// ids HF's tokenizer gives for the rendered string. Text is encoded with Tokenizer::encode_plain, so
-// special-token strings typed by a user (e.g. "<|im_end|>") stay plain text and cannot end a turn.
+// where an item is its text, <|audio_start|><|audio_pad|>×N<|audio_end|>, <|vision_start|><|image_pad|>×N
+// <|vision_end|> or the video's span. Special ids come from TokenIds; the text between them ("system\n{system}",
+// "user\n{text}" or, with audio, "user\n" and "{text}", "\n", "assistant\n") is tokenized as one piece each,
+// which gives the ids HF's tokenizer gives for the rendered string. Text is encoded with
+// Tokenizer::encode_plain, so special-token strings typed by a user (e.g. "<|im_end|>") stay plain text and
+// cannot end a turn.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -20,19 +22,8 @@
 
 namespace omni {
 
-struct ChatTurnInput {
-  std::string text;         // may be empty
-  int audio_tokens = -1;    // -1: no audio; else the number of <|audio_pad|> tokens (< -1 is an error)
-  std::vector<int> image_tokens;  // per image, in order after the audio: its <|image_pad|> count (> 0)
-};
-
 // System turn ids (empty when `system` is empty).
 std::vector<int32_t> render_system(const Tokenizer& tok, const TokenIds& ids, const std::string& system);
-// One user turn followed by the assistant header (the generation prompt).
-std::vector<int32_t> render_user_turn(const Tokenizer& tok, const TokenIds& ids, const ChatTurnInput& turn);
-// The whole prompt for a single-turn chat: system (optional) + user turn + assistant header.
-std::vector<int32_t> render_prompt(const Tokenizer& tok, const TokenIds& ids, const std::string& system,
-                                   const ChatTurnInput& turn);
 
 // ---- Conversations with tools (docs/model.md "Tool calls") ----
 //

@@ -53,14 +53,6 @@ TEST(ChatTools, FixtureCoversTheListedConversations) {
     EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << want;
 }
 
-TEST(ChatTools, PlainConversationEqualsTheSingleTurnPrompt) {
-  const Tokenizer& tok = real_tokenizer();
-  const TokenIds ids;
-  std::vector<ChatMessage> msgs = {{"system", {{ChatPart::Kind::Text, "Be brief.", 0}}, {}},
-                                   {"user", {{ChatPart::Kind::Audio, {}, 4}, {ChatPart::Kind::Text, "hi", 0}}, {}}};
-  EXPECT_EQ(render_conversation(tok, ids, msgs, {}), render_prompt(tok, ids, "Be brief.", ChatTurnInput{"hi", 4, {}}));
-}
-
 TEST(ChatTools, BadMessagesAreErrorsNamingTheField) {
   auto expect_error = [](const char* json, const std::string& needle) {
     try {
