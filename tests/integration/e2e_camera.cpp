@@ -51,17 +51,10 @@ class CameraE2E : public ::testing::Test {
 };
 
 json ask_done(DaemonProcess& d, EventLog& events, json request) {
-  request["cmd"] = "ask";
   request["speak"] = false;
   request["max_new_tokens"] = kMaxTokens;
   request["sampling"] = {{"temperature", 0}};
-  const json r = d.request(request, 30s);
-  EXPECT_EQ(r.value("ok", false), true) << r;
-  if (!r.value("ok", false)) return {};
-  const uint64_t id = r["turn_id"];
-  auto done = events.wait_for("response.done", 60s, [&](const auto& e) { return e.body["turn_id"] == id; });
-  EXPECT_TRUE(done) << "no response.done for turn " << id;
-  return done ? done->body : json();
+  return ask_and_wait_done(d, events, request);
 }
 
 bool turn_had_images(const EventLog& events, uint64_t turn_id, int images) {

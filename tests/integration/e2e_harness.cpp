@@ -331,6 +331,17 @@ std::unique_ptr<DaemonProcess> start_ready(const DaemonOptions& o, std::chrono::
   return d;
 }
 
+nlohmann::json ask_and_wait_done(DaemonProcess& d, EventLog& events, nlohmann::json request) {
+  request["cmd"] = "ask";
+  const nlohmann::json r = d.request(request, 30s);
+  EXPECT_EQ(r.value("ok", false), true) << r;
+  if (!r.value("ok", false)) return nullptr;
+  const uint64_t id = r["turn_id"];
+  auto done = events.wait_for("response.done", 60s, [&](const auto& e) { return e.body["turn_id"] == id; });
+  EXPECT_TRUE(done) << "no response.done for turn " << id;
+  return done ? done->body : nlohmann::json();
+}
+
 nlohmann::json omni_run_json(const std::string& args) {
   const std::string cmd = std::string(OMNI_RUN_BIN) + " " + args + " --json 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");

@@ -194,6 +194,9 @@ void expect_gap_free(const std::vector<omni::ipc::Event>& events);
 DaemonOptions scripted_options(const std::string& script = "step_ms=20,words=12");
 // The real omnid on the committed tiny model (the build assembles it under OMNI_BUILD_DIR/models/tiny-a).
 DaemonOptions tiny_model_options();
+// Sends `request` as an ask, expects a turn, and returns its response.done (null, with a failure, when there is
+// none within 60 s).
+nlohmann::json ask_and_wait_done(DaemonProcess& d, EventLog& events, nlohmann::json request);
 // omni-run's JSON for `args` (--json is added); a failed run or output that is no JSON fails the test (null).
 nlohmann::json omni_run_json(const std::string& args);
 // Starts the daemon and waits for READY=1; a missed wait fails the test with the daemon's log.

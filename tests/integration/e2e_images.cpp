@@ -102,17 +102,7 @@ class ImagesE2E : public ::testing::Test {
   }
 };
 
-// Asks, expects a turn, and returns its response.done.
-json answer(DaemonProcess& d, EventLog& events, json request) {
-  request["cmd"] = "ask";
-  const json r = d.request(request, 30s);
-  EXPECT_EQ(r.value("ok", false), true) << r;
-  if (!r.value("ok", false)) return {};
-  const uint64_t id = r["turn_id"];
-  auto done = events.wait_for("response.done", 60s, [&](const auto& e) { return e.body["turn_id"] == id; });
-  EXPECT_TRUE(done) << "no response.done for turn " << id;
-  return done ? done->body : json();
-}
+json answer(DaemonProcess& d, EventLog& events, json request) { return ask_and_wait_done(d, events, request); }
 
 void expect_refused(DaemonProcess& d, const json& images, const std::string& code, const std::string& needle) {
   const json r = d.request({{"cmd", "ask"}, {"text", kQuestion}, {"images", images}}, 30s);
