@@ -18,6 +18,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <omni/engine.h>
 
 #include "daemon/event_loop.h"
 #include "daemon/rebuild_backoff.h"
@@ -29,6 +30,16 @@ struct CameraFrame {
   std::vector<std::uint8_t> rgb;  // height rows of width RGB pixels, no padding
   int64_t captured_ms = 0;        // monotonic_ms when it arrived
   uint64_t number = 0;            // frames delivered since omnid started (1, 2, ...)
+  // As the engine takes it: raw RGB ("rgb"), resized to at most `max_pixels` (0: the checkpoint's limit).
+  omni::ImageInput image(int64_t max_pixels = 0) const {
+    omni::ImageInput in;
+    in.bytes = rgb;
+    in.format = "rgb";
+    in.width = width;
+    in.height = height;
+    in.max_pixels = max_pixels;
+    return in;
+  }
 };
 
 class Camera {

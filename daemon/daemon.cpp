@@ -302,13 +302,7 @@ Camera::Listener Daemon::camera_listener() {
 bool Daemon::attach_camera_frame(omni::UserTurn& input) const {
   const auto frame = camera_ ? camera_->latest() : nullptr;
   if (!frame) return false;
-  omni::ImageInput image;
-  image.bytes = frame->rgb;
-  image.format = "rgb";
-  image.width = frame->width;
-  image.height = frame->height;
-  image.max_pixels = config_.camera.max_pixels;
-  input.images.push_back(std::move(image));
+  input.images.push_back(frame->image(config_.camera.max_pixels));
   return true;
 }
 
@@ -323,14 +317,7 @@ void Daemon::attach_camera_by_config(const std::string& source, omni::UserTurn& 
     if (frames.size() >= 2) {
       omni::VideoInput video;
       video.fps = Camera::kClipFps;
-      for (const auto& f : frames) {
-        omni::ImageInput image;
-        image.format = "rgb";
-        image.width = f->width;
-        image.height = f->height;
-        image.bytes = f->rgb;
-        video.frames.push_back(std::move(image));
-      }
+      for (const auto& f : frames) video.frames.push_back(f->image());
       video.audio_16k = std::move(input.audio_16k);
       input.audio_16k.clear();
       input.videos.push_back(std::move(video));

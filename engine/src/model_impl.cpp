@@ -107,25 +107,14 @@ ModelImpl::PreparedTurn ModelImpl::prepare_turn(const UserTurn& turn) {
     out.clips.push_back(turn.audio_16k);
   }
   if (!turn.images.empty() || !turn.videos.empty()) {
-    const int merge = vision().merge_size();
     for (const auto& p : prepare_images(turn.images)) {
-      user.content.push_back({ChatPart::Kind::Image, {}, int(p->tokens(merge))});
+      user.content.push_back(visual_part(*p));
       out.visuals.push_back(p);
     }
     for (size_t i = 0; i < turn.videos.size(); ++i) {
-      const VideoInput& v = turn.videos[i];
-      auto p = prepare_video(v);
-      ChatPart part{ChatPart::Kind::Video, {}, int(p->tokens(merge))};
-      part.pairs = p->grid_t;
-      part.seconds_per_pair = p->seconds_per_pair;
-      if (!v.audio_16k.empty()) {  // its soundtrack, interleaved (use_audio_in_video)
-        try {
-          part.audio_tokens = audio_tokens_for(v.audio_16k.size());
-        } catch (const Error& e) {
-          throw Error("videos[" + std::to_string(i) + "] audio: " + e.what());
-        }
-        out.clips.push_back(v.audio_16k);
-      }
+      auto p = prepare_video(turn.videos[i]);
+      ChatPart part = visual_part(*p);
+      part.audio_tokens = soundtrack(turn.videos[i], "videos[" + std::to_string(i) + "] audio", out.clips);
       user.content.push_back(part);
       out.visuals.push_back(std::move(p));
     }
@@ -230,6 +219,36 @@ std::shared_ptr<const VisualPatches> ModelImpl::prepare_video(const VideoInput& 
                            std::to_string(p->tokens(v.merge_size())) + " video tokens; the context holds " +
                            std::to_string(v.max_tokens()));
   return p;
+}
+
+ChatPart ModelImpl::visual_part(const VisualPatches& p) {
+  ChatPart part{p.video ? ChatPart::Kind::Video : ChatPart::Kind::Image, {}, int(p.tokens(vision().merge_size()))};
+  part.pairs = p.grid_t;
+  part.seconds_per_pair = p.seconds_per_pair;
+  return part;
+}
+
+int ModelImpl::soundtrack(const VideoInput& video, const std::string& where, std::vector<std::vector<float>>& clips) {
+  if (video.audio_16k.empty()) return -1;
+  int tokens = 0;
+  try {
+    tokens = audio_tokens_for(video.audio_16k.size());
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
+  }
+  clips.push_back(video.audio_16k);
+  return tokens;
+}
+
+void ModelImpl::check_visual_tokens(const std::vector<std::shared_ptr<const VisualPatches>>& visuals,
+                                    const std::string& what) {
+  if (visuals.empty()) return;
+  int64_t tokens = 0;
+  for (const auto& p : visuals) tokens += p->tokens(vision().merge_size());
+  if (tokens > vision().max_tokens())
+    throw ContextFullError(what + " " + std::to_string(visuals.size()) + " images and videos need " +
+                           std::to_string(tokens) + " tokens; the context holds " +
+                           std::to_string(vision().max_tokens()));
 }
 
 std::vector<std::string> ModelImpl::speakers() const {

@@ -67,6 +67,14 @@ class ModelImpl : public Model {
     std::vector<std::shared_ptr<const VisualPatches>> visuals;
   };
   PreparedTurn prepare_turn(const UserTurn& turn);
+  // The prompt part of a prepared image or video: its pad count, and a video's pairs and seconds per pair.
+  ChatPart visual_part(const VisualPatches& p);
+  // A video's soundtrack (use_audio_in_video): its <|audio_pad|> count, its clip appended to `clips`; -1 without
+  // one. An unusable clip throws omni::Error prefixed with `where`.
+  int soundtrack(const VideoInput& video, const std::string& where, std::vector<std::vector<float>>& clips);
+  // Throws ContextFullError "<what> N images and videos need T tokens; ..." when `visuals` need more tokens than
+  // the context holds.
+  void check_visual_tokens(const std::vector<std::shared_ptr<const VisualPatches>>& visuals, const std::string& what);
   // The vocabulary's byte strings for constrained decoding, built on first use (thread-safe).
   std::shared_ptr<const TokenTable> token_table();
 

@@ -388,14 +388,7 @@ TurnResult SessionImpl::respond(const UserTurn& turn, const GenerateOptions& opt
   // Images and videos are decoded and prepared before anything changes: a bad one leaves the conversation as it
   // was.
   ModelImpl::PreparedTurn t = model_.prepare_turn(turn);
-  if (!t.visuals.empty()) {
-    int64_t tokens = 0;
-    for (const auto& p : t.visuals) tokens += p->tokens(model_.vision().merge_size());
-    if (tokens > model_.vision().max_tokens())
-      throw ContextFullError("images: the turn's " + std::to_string(t.visuals.size()) + " images and videos need " +
-                             std::to_string(tokens) + " tokens; the context holds " +
-                             std::to_string(model_.vision().max_tokens()));
-  }
+  model_.check_visual_tokens(t.visuals, "images: the turn's");
   return run_turn(std::move(t.ids), std::move(t.clips), opt, cb, t.visuals);
 }
 

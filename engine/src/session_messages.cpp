@@ -55,14 +55,7 @@ TurnResult SessionImpl::respond_messages(const std::vector<Message>& messages, c
         ChatPart part{video ? ChatPart::Kind::Video : ChatPart::Kind::Image, {}, 0};  // counts once prepared
         if (video && !item.video.audio_path.empty() && item.video.audio_16k.empty())
           throw Error(iw + ": the video's audio has no samples (" + item.video.audio_path + " was not read)");
-        if (video && !item.video.audio_16k.empty()) {  // its soundtrack, interleaved (use_audio_in_video)
-          try {
-            part.audio_tokens = model_.audio_tokens_for(item.video.audio_16k.size());
-          } catch (const Error& e) {
-            throw Error(iw + ".audio: " + e.what());
-          }
-          clips.push_back(item.video.audio_16k);
-        }
+        if (video) part.audio_tokens = model_.soundtrack(item.video, iw + ".audio", clips);
         cm.content.push_back(part);
       }
     }
@@ -70,25 +63,15 @@ TurnResult SessionImpl::respond_messages(const std::vector<Message>& messages, c
     chat.push_back(std::move(cm));
   }
   std::vector<std::shared_ptr<const VisualPatches>> images;
-  if (!visuals.empty()) {
-    const int merge = model_.vision().merge_size();
-    int64_t total = 0;
-    for (const Visual& v : visuals) {  // each throws ImageError naming the file or folder
-      images.push_back(v.item->kind == MessageItem::Kind::Video ? model_.prepare_video(v.item->video)
-                                                                : model_.prepare_images({v.item->image})[0]);
-      const int64_t t = images.back()->tokens(merge);
-      ChatPart& part = chat[v.message].content[v.part];
-      part.tokens = int(t);
-      part.pairs = images.back()->grid_t;
-      part.seconds_per_pair = images.back()->seconds_per_pair;
-      total += t;
-    }
-    if (total > model_.vision().max_tokens())
-      throw ContextFullError("messages: the conversation's " + std::to_string(images.size()) +
-                             " images and videos need " +
-                             std::to_string(total) + " tokens; the context holds " +
-                             std::to_string(model_.vision().max_tokens()));
+  for (const Visual& v : visuals) {  // each throws ImageError naming the file or folder
+    images.push_back(v.item->kind == MessageItem::Kind::Video ? model_.prepare_video(v.item->video)
+                                                              : model_.prepare_images({v.item->image})[0]);
+    ChatPart& part = chat[v.message].content[v.part];
+    const int audio_tokens = part.audio_tokens;  // the soundtrack's, counted above
+    part = model_.visual_part(*images.back());
+    part.audio_tokens = audio_tokens;
   }
+  model_.check_visual_tokens(images, "messages: the conversation's");
   // The first message, when a system message, becomes the session's system prompt (its text items joined, as the
   // template writes them); the session's tools are listed in that turn.
   std::string system = system_prompt_;
