@@ -95,10 +95,12 @@ deps-system:
 test-system: package deps-system
 	tests/system/run.sh $(PKG_BUILD)
 
-# Debian 13: `make test` in a fresh trixie root (build-trixie/; tests/system/trixie.sh). test-arm64: the engine
-# cross-built for arm64 in that root, its unit and golden tests under qemu-aarch64 (docs/operations.md).
+# Debian 13: `make $(TRIXIE_TARGET)` (default test) in a fresh trixie root (build-trixie/; tests/system/trixie.sh);
+# CI runs its sanitizer suite there (TRIXIE_TARGET=test-asan). test-arm64: the engine cross-built for arm64 in that
+# root, its unit and golden tests under qemu-aarch64 (docs/operations.md).
+TRIXIE_TARGET ?= test
 test-trixie: deps-system
-	tests/system/trixie.sh native
+	TRIXIE_TARGET=$(TRIXIE_TARGET) tests/system/trixie.sh native
 
 test-arm64: deps-system
 	$(call install_missing,qemu-user-static,test-arm64)

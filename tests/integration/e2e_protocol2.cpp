@@ -116,7 +116,7 @@ TEST(Protocol2, SubscribeAndAskInTheSameMillisecondLosesNothingAfterEventsSince)
       EXPECT_EQ(e["seq"], expect++) << "iteration " << i;
       if (e.value("turn_id", uint64_t(0)) == id) names.insert(e["event"].get<std::string>());
       if (live.count(e["seq"])) {
-        EXPECT_EQ(live[e["seq"]], e["event"]) << "iteration " << i;
+        EXPECT_EQ(live[e["seq"]], e["event"].get<std::string>()) << "iteration " << i;
       }
     }
     EXPECT_TRUE(names.count("turn.start")) << "iteration " << i;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -54,7 +55,12 @@ TEST(Tokenizer, LoadsRealTokenizerQuickly) {
   EXPECT_TRUE(tok->is_special(151645));
   EXPECT_FALSE(tok->is_special(151667));  // <think> is an added token but not special
   EXPECT_FALSE(tok->is_special(872));
-  EXPECT_LT(cpu, 1000.0);
+  // Under an emulator (make test-arm64 runs this binary under qemu-aarch64) the time says nothing about the chip.
+  if (std::getenv("OMNI_TEST_EMULATED")) {
+    std::printf("tokenizer.json load: the 1000 ms bound is not checked under emulation\n");
+  } else {
+    EXPECT_LT(cpu, 1000.0);
+  }
 }
 
 TEST(Tokenizer, EncodeMatchesHuggingFace) {
