@@ -23,6 +23,13 @@ void validate(const EchoCancelParams& p) {
     throw std::runtime_error("audio.echo_cancel.filter_ms " + std::to_string(p.filter_ms) + " is not in 20..2000");
 }
 
+std::string echo_library(const std::string& engine) {
+  if (engine == "speex") return "speexdsp";
+  return webrtc_compat::kApiGeneration >= 1 ? "webrtc-audio-processing 1.x (AEC3)" : "webrtc-audio-processing 0.3 (AEC2)";
+}
+
+bool echo_goals_met(const std::string& engine) { return engine == "webrtc" && webrtc_compat::kApiGeneration == 0; }
+
 // One engine processes aligned 10 ms frames: `ref` was played while `mic` was captured.
 struct EchoCanceller::Engine {
   virtual ~Engine() = default;

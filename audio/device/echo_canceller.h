@@ -45,6 +45,14 @@ struct EchoCancelParams {
 // Throws std::runtime_error naming the field when a value is out of range.
 void validate(const EchoCancelParams& params);
 
+// The library behind `engine` in this build, for logs: "webrtc-audio-processing 0.3 (AEC2)",
+// "webrtc-audio-processing 1.x (AEC3)" or "speexdsp".
+std::string echo_library(const std::string& engine);
+// Whether `engine`, as built, met the goals on the simulated rooms (docs/performance.md, "Echo cancellation"):
+// only webrtc on 0.3. On 1.x (Debian 13, Ubuntu 24.04) and with speex the user may be suppressed while both talk
+// and the VAD may fire on echo alone, so with barge-in omnid may interrupt itself.
+bool echo_goals_met(const std::string& engine);
+
 class EchoCanceller {
  public:
   static constexpr int kSampleRate = 16000;

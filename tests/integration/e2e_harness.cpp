@@ -287,7 +287,7 @@ std::optional<omni::ipc::Event> EventLog::wait_for(const std::string& name, std:
   for (;;) {
     for (; cursor_ < seen_.size(); ++cursor_) {
       const auto& e = seen_[cursor_];
-      if (e.name == name && (!pred || pred(e))) return seen_[cursor_++];
+      if ((name.empty() || e.name == name) && (!pred || pred(e))) return seen_[cursor_++];
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) break;

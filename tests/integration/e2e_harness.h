@@ -168,7 +168,7 @@ class Pinger {
 class EventLog {
  public:
   explicit EventLog(const std::string& endpoint);
-  // Waits for an event named `name` matching `pred`; returns it. Fails the test on timeout.
+  // Waits for an event named `name` (any name when empty) matching `pred`; returns it. Fails the test on timeout.
   std::optional<omni::ipc::Event> wait_for(const std::string& name, std::chrono::milliseconds timeout,
                                            const std::function<bool(const omni::ipc::Event&)>& pred = nullptr);
   // Everything received so far (heartbeats excluded unless asked).

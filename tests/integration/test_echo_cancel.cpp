@@ -24,13 +24,6 @@ using omni::audio::EchoCancelParams;
 
 const std::string kDir = std::string(OMNI_SOURCE_DIR) + "/tests/fixtures/aec/";
 
-// The default engine drives WebRTC's 0.3 echo canceller; a build against 1.x has none to measure.
-#if OMNI_WEBRTC_APM_MAJOR == 0
-#define SKIP_WITHOUT_WEBRTC_AEC() (void)0
-#else
-#define SKIP_WITHOUT_WEBRTC_AEC() GTEST_SKIP() << "built against webrtc-audio-processing 1.x: no webrtc echo canceller"
-#endif
-
 struct Scene {
   nlohmann::json spec;
   std::vector<float> mic, ref, user;
@@ -112,46 +105,59 @@ double user_over_residual_db(const Scene& s) {
   return 10.0 * std::log10(user_e / std::max(rest_e, 1e-20));
 }
 
+// Measures every scene of `set` and checks the goals. A goal missed is a failure, except in a build against
+// webrtc-audio-processing 1.x (AEC3: Debian 13, Ubuntu 24.04), where the goals are known not to be met
+// (docs/performance.md, "WebRTC 1.x"): there every measurement is printed, and the test is skipped with the
+// list of the goals missed, so that the run says what 1.x does instead of passing or hiding it.
 void check_set(const std::string& set, bool check_vad_on_echo) {
-  SKIP_WITHOUT_WEBRTC_AEC();
   const std::vector<Scene> scenes = load_set(set);
   ASSERT_FALSE(scenes.empty());
+  std::vector<std::string> missed;
+  auto goal = [&](bool met, const std::string& name, const std::string& what) {
+    if (!met) missed.push_back(name + ": " + what);
+  };
+  char buf[160];
   for (const Scene& s : scenes) {
     const std::string name = s.spec.at("name");
-    SCOPED_TRACE(name);
-    ASSERT_EQ(s.run.cleaned.size(), s.mic.size());
-    ASSERT_GE(s.run.converged_ms, 0) << "the canceller never converged";
+    ASSERT_EQ(s.run.cleaned.size(), s.mic.size()) << name;
     const double erle = echo_only_erle(s);
     const bool linear = s.spec.at("linear");
-    std::printf("[aec] %s/%s: delay %d ms (measured %d), converged at %.0f ms, ERLE %.1f dB", set.c_str(),
-                name.c_str(), s.spec.at("delay_ms").get<int>(), s.run.estimated_delay_ms, s.run.converged_ms, erle);
-    EXPECT_GE(erle, linear ? 20.0 : 12.0);
+    std::printf("[aec] webrtc %d.x %s/%s: delay %d ms (measured %d), converged at %.0f ms, ERLE %.1f dB",
+                omni::audio::webrtc_compat::kApiGeneration, set.c_str(), name.c_str(), s.spec.at("delay_ms").get<int>(),
+                s.run.estimated_delay_ms, s.run.converged_ms, erle);
+    goal(s.run.converged_ms >= 0, name, "the canceller never converged");
+    std::snprintf(buf, sizeof buf, "ERLE %.1f dB is under %.0f dB", erle, linear ? 20.0 : 12.0);
+    goal(erle >= (linear ? 20.0 : 12.0), name, buf);
     const auto& user = s.spec.at("user_speech");
     // The VAD never fires on echo alone: no utterance is confirmed (the moment the daemon would barge in)
     // before the user starts talking.
     const double user_start = user.empty() ? 1e12 : user[0][0].get<double>();
     for (double confirmed : s.run.vad_confirmed_ms) {
       if (confirmed < user_start) std::printf(", VAD FIRED ON ECHO ALONE at %.0f ms", confirmed);
-      if (check_vad_on_echo) {
-        EXPECT_GE(confirmed, user_start) << "the VAD fired on echo alone at " << confirmed << " ms";
-      }
+      std::snprintf(buf, sizeof buf, "the VAD fired on echo alone at %.0f ms", confirmed);
+      if (check_vad_on_echo) goal(confirmed >= user_start, name, buf);
     }
-    if (user.empty() && check_vad_on_echo) {
-      EXPECT_TRUE(s.run.vad_segments.empty()) << "the VAD found speech in echo alone";
-    }
+    if (user.empty() && check_vad_on_echo) goal(s.run.vad_segments.empty(), name, "the VAD found speech in echo alone");
     if (!user.empty()) {
       const double ratio = user_over_residual_db(s);
       std::printf(", double talk: user %.1f dB over the residual", ratio);
-      EXPECT_GE(ratio, 6.0);
+      std::snprintf(buf, sizeof buf, "double talk: the user is %.1f dB over the residual, under 6 dB", ratio);
+      goal(ratio >= 6.0, name, buf);
       bool heard = false;
       for (const auto& [b, e] : s.run.vad_segments)
         for (const auto& u : user) heard |= b < u[1].get<double>() && e > u[0].get<double>();
-      EXPECT_TRUE(heard) << "the VAD did not fire on the user's speech";
+      goal(heard, name, "the VAD did not fire on the user's speech");
       if (!s.run.vad_confirmed_ms.empty())
         std::printf(", VAD confirmed %.0f ms after the user's first word", s.run.vad_confirmed_ms[0] - user_start);
     }
     std::printf("\n");
   }
+  std::string list;
+  for (const std::string& m : missed) list += "\n  " + m;
+  if (omni::audio::webrtc_compat::kApiGeneration >= 1 && !missed.empty())
+    GTEST_SKIP() << missed.size() << " goal(s) not met with webrtc-audio-processing 1.x (known, docs/performance.md):"
+                 << list;
+  EXPECT_TRUE(missed.empty()) << missed.size() << " goal(s) not met:" << list;
 }
 
 }  // namespace
@@ -169,7 +175,6 @@ TEST(EchoCancel, KeepsCancellingAcrossDeviceRestarts) {
   // Noise played and heard 100 ms later at half amplitude, over a microphone's own noise floor. At frame 400 both devices restart: their clocks
   // jump by 5 s (the reference and the capture are re-timed); at frame 800 only the playback restarts 200 ms
   // later than where its stream would have been (the echo moves with it). The canceller keeps cancelling.
-  SKIP_WITHOUT_WEBRTC_AEC();
   EchoCancelParams params;
   params.enabled = true;
   omni::audio::EchoCanceller canceller(params);
@@ -254,7 +259,6 @@ CommandResult run_command(const std::string& command) {
 }  // namespace
 
 TEST(EchoCancel, OmniAecWritesTheCleanedFileAndReportsSpeechAndErle) {
-  SKIP_WITHOUT_WEBRTC_AEC();
   const std::string out = ::testing::TempDir() + "omni_aec_clean.wav";
   const CommandResult r = run_command(std::string(OMNI_AEC_BIN) + " --mic " + kDir + "lin_d120.mic.wav --ref " + kDir +
                                       "lin_d120.ref.wav --out " + out + " --json");
