@@ -147,7 +147,7 @@ class Daemon {
   void start_queued();
   bool cancel_queued(uint64_t turn_id, const std::string& reason);  // false: no such queued ask
   void on_engine_text(uint64_t turn_id, std::string text);
-  void on_engine_first_audio(uint64_t turn_id, int64_t at_ms);
+  void on_engine_first_audio(uint64_t turn_id, double handed_ms);
   void on_engine_done(uint64_t turn_id, omni::TurnResult result);
   void on_engine_failed(uint64_t turn_id, const std::string& error, bool device_lost);
   // The turn did not fit in the context (the engine's ContextFullError): error `context_full`, response.done

@@ -23,6 +23,7 @@
 namespace omnid {
 
 using omni::audio::monotonic_ms;
+using omni::audio::monotonic_ms_precise;
 
 void Daemon::on_vad_pause(omni::audio::Utterance u) {
   if (config_.audio.vad.speculate_after_ms <= 0 || !ready_ || !worker_ || stopping_ || turn_ || spec_ ||
@@ -98,10 +99,10 @@ bool Daemon::commit_speculation(const omni::audio::Utterance& u, int64_t speech_
   // The audio made so far goes to the output in one piece, then the engine writes to it directly
   // (SpeechOutput::commit_held: no chunk of the engine's can come between).
   size_t held = 0;
+  const double handed = monotonic_ms_precise();
   const SpeechOutput::WriteResult w = speech_.commit_held(t.job, t.id, model_->speech_sample_rate(), held);
   const bool first = w.first;
   const std::string& error = w.error;
-  const int64_t at = monotonic_ms();
   log_info("turn %llu committed from a speculation started %lld ms before the endpoint (%zu samples ready)",
            static_cast<unsigned long long>(t.id), static_cast<long long>(t.started_ms - sp.started_ms), held);
   if (!error.empty()) {
@@ -109,7 +110,7 @@ bool Daemon::commit_speculation(const omni::audio::Utterance& u, int64_t speech_
     return true;
   }
   turn_->speech_samples += held;
-  if (first) on_engine_first_audio(t.job, at);
+  if (first) on_engine_first_audio(t.job, handed);
   if (sp.result) {
     on_engine_done(t.job, std::move(*sp.result));
   } else {

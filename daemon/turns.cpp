@@ -1,6 +1,7 @@
 // The dialog: turns from voice and requests, engine results, speech playback, barge-in, state.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "daemon/daemon.h"
 #include "daemon/log.h"
@@ -8,6 +9,7 @@
 namespace omnid {
 
 using omni::audio::monotonic_ms;
+using omni::audio::monotonic_ms_precise;
 
 // The user turn that asks for the transcript (with the utterance's audio before it).
 constexpr const char* kUserTranscriptPrompt =
@@ -111,16 +113,14 @@ bool Daemon::cancel_queued(uint64_t turn_id, const std::string& reason) {
 // Worker thread: audio goes straight to the output (latency); the loop only hears about the first chunk.
 // `turn_id` is the engine job's id (ActiveTurn::job). A running speculation's audio is held back.
 void Daemon::engine_audio(uint64_t turn_id, const float* samples, size_t count) {
+  const double before = monotonic_ms_precise();  // a turn's first chunk starts playing now (file/null outputs)
   const auto r = speech_.write(turn_id, model_->speech_sample_rate(), samples, count);
   if (r.dropped || r.held) return;
   if (!r.error.empty()) {
     loop_.post([this, turn_id, error = r.error] { on_output_failed(turn_id, error); });
     return;
   }
-  if (r.first) {
-    const int64_t at = monotonic_ms();
-    loop_.post([this, turn_id, at] { on_engine_first_audio(turn_id, at); });
-  }
+  if (r.first) loop_.post([this, turn_id, before] { on_engine_first_audio(turn_id, before); });
   const size_t n = count;
   loop_.post([this, turn_id, n] {
     if (turn_ && turn_->job == turn_id) turn_->speech_samples += n;
@@ -135,11 +135,14 @@ void Daemon::on_engine_text(uint64_t job, std::string text) {
   publish("response.delta", {{"turn_id", turn_->id}, {"text", text}});
 }
 
-void Daemon::on_engine_first_audio(uint64_t job, int64_t at_ms) {
+void Daemon::on_engine_first_audio(uint64_t job, double handed_ms) {
+  const int64_t at_ms = static_cast<int64_t>(handed_ms);
   if (!turn_ || turn_->job != job) return;
   const uint64_t turn_id = turn_->id;
   turn_->speech_started = true;
-  publish("speech.start", {{"turn_id", turn_id}});
+  // at_mono_ms: when the first sample was handed to the output, to the microsecond (the file and null outputs
+  // play it then; a device adds its latency), for apps that follow the speech and the room test that echoes it.
+  publish("speech.start", {{"turn_id", turn_id}, {"at_mono_ms", std::round(handed_ms * 1000.0) / 1000.0}});
   nlohmann::json fields = {{"turn_id", turn_id}, {"latency_ms", at_ms - turn_->started_ms}};
   if (turn_->speech_end_ms >= 0) {
     // Voice turns: from the last voiced frame of the utterance to the first sample handed to the output.
