@@ -19,14 +19,15 @@ void CaptureSupervisor::set_echo_canceller(const omni::audio::EchoCancelParams& 
   std::shared_ptr<omni::audio::EchoCanceller> next;
   if (params.enabled) {
     next = std::make_shared<omni::audio::EchoCanceller>(params);
+    const std::string library = omni::audio::echo_library(params.engine);
     log_info("echo cancellation: %s (%s), suppression %s%s, starting delay %d ms", params.engine.c_str(),
-             omni::audio::echo_library(params.engine).c_str(), params.suppression.c_str(),
-             params.noise_suppression ? ", noise suppression" : "", params.delay_ms);
+             library.c_str(), params.suppression.c_str(), params.noise_suppression ? ", noise suppression" : "",
+             params.delay_ms);
     if (!omni::audio::echo_goals_met(params.engine))
       log_warning("echo cancellation with %s does not meet its goals on the test rooms: the user's voice over an "
-               "answer may be suppressed and omnid's own echo may be taken for speech (with audio.barge_in, omnid "
-               "may interrupt itself); see docs/performance.md, \"Echo cancellation\"",
-               omni::audio::echo_library(params.engine).c_str());
+                  "answer may be suppressed and omnid's own echo may be taken for speech (with audio.barge_in, "
+                  "omnid may interrupt itself); see docs/performance.md, \"Echo cancellation\"",
+                  library.c_str());
   }
   {
     std::lock_guard lock(echo_mu_);

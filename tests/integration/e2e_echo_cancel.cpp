@@ -46,9 +46,9 @@ nlohmann::json scene(const std::string& name) {
   return {};
 }
 
-// The microphone file: kLeadInMs of the scenes' noise floor (-62 dBFS, seeded), then `repeats` times the
-// scene's microphone recording, then 2 s of noise so that the last utterance ends before the file does.
-std::string microphone_file(const std::string& dir, const std::string& name, int repeats) {
+// The microphone file: kLeadInMs of the scenes' noise floor (-62 dBFS, seeded), then the scene's microphone
+// recording, then 2 s of noise so that the last utterance ends before the file does.
+std::string microphone_file(const std::string& dir, const std::string& name) {
   const std::vector<float> mic = omni::audio::load_wav_mono(kAec + name + ".mic.wav", kRate);
   std::mt19937 rng(17);
   std::normal_distribution<float> noise(0.0f, std::pow(10.0f, -62.0f / 20.0f));
@@ -57,7 +57,7 @@ std::string microphone_file(const std::string& dir, const std::string& name, int
     for (size_t i = 0; i < static_cast<size_t>(ms * kRate / 1000); ++i) out.push_back(noise(rng));
   };
   pad(kLeadInMs);
-  for (int r = 0; r < repeats; ++r) out.insert(out.end(), mic.begin(), mic.end());
+  out.insert(out.end(), mic.begin(), mic.end());
   pad(2000);
   const std::string path = dir + "/" + name + ".room.wav";
   omni::audio::write_wav(path, out.data(), out.size(), kRate);
@@ -72,24 +72,22 @@ struct Room {
   std::unique_ptr<DaemonProcess> daemon;
   std::unique_ptr<EventLog> events;
   Clock::time_point file_start;  // when the microphone file started playing (the listen reply)
-  double scene_ms = 0;           // length of one scene
 };
 
 // Starts omnid answering with `name`'s played answer, its microphone the room recording, and opens the
 // microphone (the file starts playing).
-Room start_room(const std::string& name, bool echo_cancel, int repeats) {
+Room start_room(const std::string& name, bool echo_cancel) {
   Room room;
   const std::string dir = [] {
     char tmpl[] = "/tmp/omnid_aec_XXXXXX";
     return std::string(::mkdtemp(tmpl));
   }();
   auto o = scripted_options("answer_wav=" + kAec + name + ".ref.wav");
-  o.input_pipeline = "filesrc location=" + microphone_file(dir, name, repeats) + " ! wavparse";
+  o.input_pipeline = "filesrc location=" + microphone_file(dir, name) + " ! wavparse";
   o.barge_in = true;
   o.listen = false;
   o.max_new_tokens = 1000;
   o.extra_audio_yaml = std::string("  echo_cancel:\n    enabled: ") + (echo_cancel ? "true" : "false") + "\n";
-  room.scene_ms = 1000.0 * static_cast<double>(omni::audio::load_wav_mono(kAec + name + ".mic.wav", kRate).size()) / kRate;
   room.daemon = start_ready(o, 30s);
   room.events = std::make_unique<EventLog>(room.daemon->events());
   const auto r = room.daemon->request({{"cmd", "listen"}, {"enabled", true}});
@@ -99,15 +97,27 @@ Room start_room(const std::string& name, bool echo_cancel, int repeats) {
 }
 
 // Asks so that the answer (the scene's played file, aligned with its microphone file from their first samples)
-// starts kHeadStartMs before repeat `k` of the scene starts in the microphone file.
-uint64_t ask_for_repeat(Room& room, int k) {
-  const double at = kLeadInMs + k * room.scene_ms - kHeadStartMs;
+// starts kHeadStartMs before the scene starts in the microphone file.
+uint64_t ask_at_scene_start(Room& room) {
+  const double at = kLeadInMs - kHeadStartMs;
   std::this_thread::sleep_until(room.file_start + std::chrono::microseconds(static_cast<int64_t>(at * 1000)));
   const auto a = room.daemon->request({{"cmd", "ask"}, {"text", "tell me about the weather"}});
   EXPECT_TRUE(a["ok"].get<bool>()) << a;
   return a.value("turn_id", uint64_t{0});
 }
 
+
+// How answer `k` (turn `turn`) ended: "" when it played to its end (speech.end), else what happened.
+std::string answer_end(EventLog& events, uint64_t turn, int k, std::chrono::milliseconds timeout) {
+  auto end = events.wait_for("", timeout, [&](const auto& e) {
+    return (e.name == "speech.end" || e.name == "turn.cancelled") && e.body.value("turn_id", uint64_t{0}) == turn;
+  });
+  if (!end) return "answer " + std::to_string(k) + " did not finish";
+  if (end->name == "turn.cancelled") return "answer " + std::to_string(k) + " was interrupted";
+  return "";
+}
+
+constexpr const char* kKnownMiss = ": known with this echo canceller (its log: does not meet its goals)";
 
 // Whether this omnid's echo canceller is one that misses the goals (webrtc-audio-processing 1.x, speex): it says
 // so in its log at start (omni::audio::echo_goals_met).
@@ -233,8 +243,8 @@ class LiveRoom {
 TEST(EchoCancelDaemon, TheUsersFirstWordsCancelTheAnswerAndTheEchoAloneDoesNot) {
   const std::string name = "lin_d120";
   const auto s = scene(name);
-  Room room = start_room(name, true, 1);
-  const uint64_t turn = ask_for_repeat(room, 0);
+  Room room = start_room(name, true);
+  const uint64_t turn = ask_at_scene_start(room);
   const double user_first_ms = kLeadInMs + s["user_speech"][0][0].get<double>();
   const double user_ms = s["user_speech"][0][1].get<double>() - s["user_speech"][0][0].get<double>();
 
@@ -247,7 +257,7 @@ TEST(EchoCancelDaemon, TheUsersFirstWordsCancelTheAnswerAndTheEchoAloneDoesNot) 
   if ((!cancelled || latency <= 0 || latency >= 1500) && known_to_miss_goals(*room.daemon))
     GTEST_SKIP() << (cancelled ? "barge-in " + std::to_string(latency) + " ms after the user's first word"
                                : std::string("the user's words did not cancel the answer"))
-                 << ": known with this echo canceller (its log: does not meet its goals)";
+                 << kKnownMiss;
   ASSERT_TRUE(cancelled) << room.daemon->log();
   EXPECT_EQ(cancelled->body["turn_id"], turn);
   EXPECT_EQ(cancelled->body["reason"], "barge_in");
@@ -271,24 +281,12 @@ TEST(EchoCancelDaemon, TheUsersFirstWordsCancelTheAnswerAndTheEchoAloneDoesNot) 
   EXPECT_LE(heard, user_ms + 1500) << text;
 }
 
-namespace {
-
-
-// `answers` answers in a row, each heard through the room (echo only, no user): none may be interrupted. With a
-// canceller known to miss the goals (1.x), an interruption is reported and the test skipped (docs/performance.md).
-void echo_alone_interrupts_none_of(int answers) {
+// One answer heard through the room (echo only, no user): it may not be interrupted. With a canceller known to
+// miss the goals (1.x), an interruption is reported and the test skipped (docs/performance.md).
+TEST(EchoCancelDaemon, TheEchoAloneDoesNotInterruptTheAnswer) {
   const std::string name = "lin_d160_echo_only";
-  Room room = start_room(name, true, answers);
-  std::string problem;
-  for (int k = 0; k < answers && problem.empty(); ++k) {
-    const uint64_t turn = ask_for_repeat(room, k);
-    // The answer ends played (speech.end) or interrupted (turn.cancelled).
-    auto end = room.events->wait_for("", 15s, [&](const auto& e) {
-      return (e.name == "speech.end" || e.name == "turn.cancelled") && e.body.value("turn_id", uint64_t{0}) == turn;
-    });
-    if (!end) problem = "answer " + std::to_string(k) + " did not finish";
-    else if (end->name == "turn.cancelled") problem = "answer " + std::to_string(k) + " was interrupted";
-  }
+  Room room = start_room(name, true);
+  std::string problem = answer_end(*room.events, ask_at_scene_start(room), 0, 15s);
   room.events->pump(300ms);
   int vad_starts = 0, cancels = 0;
   for (const auto& e : room.events->seen()) {
@@ -297,19 +295,14 @@ void echo_alone_interrupts_none_of(int answers) {
     vad_starts += e.name == "vad.start";
     cancels += e.name == "turn.cancelled";
   }
-  std::printf("[aec-e2e] %s echo_cancel on: %d answer(s), %d vad.start, %d turn.cancelled\n", name.c_str(), answers,
-              vad_starts, cancels);
+  std::printf("[aec-e2e] %s echo_cancel on: one answer, %d vad.start, %d turn.cancelled\n", name.c_str(), vad_starts,
+              cancels);
   if (problem.empty() && (vad_starts || cancels)) problem = "the echo alone was taken for speech";
-  if (!problem.empty() && known_to_miss_goals(*room.daemon))
-    GTEST_SKIP() << problem << ": known with this echo canceller (its log: does not meet its goals)";
+  if (!problem.empty() && known_to_miss_goals(*room.daemon)) GTEST_SKIP() << problem << kKnownMiss;
   EXPECT_EQ(problem, "") << room.daemon->log();
   EXPECT_EQ(vad_starts, 0);
   EXPECT_EQ(cancels, 0);
 }
-
-}  // namespace
-
-TEST(EchoCancelDaemon, TheEchoAloneDoesNotInterruptTheAnswer) { echo_alone_interrupts_none_of(1); }
 
 namespace {
 
@@ -349,11 +342,7 @@ LiveRoomRun answers_in_a_live_room(bool echo_cancel, int answers, double delay_m
       break;
     }
     room.played(start->body.at("at_mono_ms").get<double>(), answer);
-    auto end = events.wait_for("", 20s, [&](const auto& e) {
-      return (e.name == "speech.end" || e.name == "turn.cancelled") && e.body.value("turn_id", uint64_t{0}) == turn;
-    });
-    if (!end) run.problem = "answer " + std::to_string(k) + " did not finish";
-    else if (end->name == "turn.cancelled") run.problem = "answer " + std::to_string(k) + " was interrupted";
+    run.problem = answer_end(events, turn, k, 20s);
     std::this_thread::sleep_for(700ms);  // the room's reverberation dies away between answers
   }
   events.pump(300ms);
@@ -383,11 +372,10 @@ TEST(EchoCancelDaemon, DISABLED_InALiveRoomTheEchoInterruptsNoneOfThreeAnswers) 
               "%d microphone opens\n",
               run.vad_starts, run.problem.empty() ? "none interrupted" : run.problem.c_str(), run.late_chunks,
               run.connections);
-  for (size_t at = run.log.find("echo delay"); at != std::string::npos; at = std::string::npos)
+  if (const size_t at = run.log.find("echo delay"); at != std::string::npos)
     std::printf("[aec-e2e] omnid: %s\n", run.log.substr(at, run.log.find('\n', at) - at).c_str());
   if ((!run.problem.empty() || run.vad_starts) && run.known_to_miss)
-    GTEST_SKIP() << (run.problem.empty() ? "the echo was taken for speech" : run.problem)
-                 << ": known with this echo canceller (its log: does not meet its goals)";
+    GTEST_SKIP() << (run.problem.empty() ? "the echo was taken for speech" : run.problem) << kKnownMiss;
   EXPECT_EQ(run.problem, "") << run.log;
   EXPECT_EQ(run.vad_starts, 0) << run.log;
   EXPECT_EQ(run.late_chunks, 0) << "the room's writer fell behind: the test measured a broken room";
@@ -403,8 +391,8 @@ TEST(EchoCancelDaemon, InALiveRoomWithoutEchoCancellationTheEchoInterruptsTheFir
 TEST(EchoCancelDaemon, WithoutEchoCancellationTheEchoAloneInterruptsTheAnswer) {
   const std::string name = "lin_d160_echo_only";
   const auto s = scene(name);
-  Room room = start_room(name, false, 1);
-  const uint64_t turn = ask_for_repeat(room, 0);
+  Room room = start_room(name, false);
+  const uint64_t turn = ask_at_scene_start(room);
   auto cancelled = room.events->wait_for("turn.cancelled", 10s);
   ASSERT_TRUE(cancelled) << "the echo did not interrupt the answer: " << room.daemon->log();
   // The answer's voice starts echo_only[0] into the scene and reaches the microphone delay_ms later.
