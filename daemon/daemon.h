@@ -147,7 +147,9 @@ class Daemon {
   void start_queued();
   bool cancel_queued(uint64_t turn_id, const std::string& reason);  // false: no such queued ask
   void on_engine_text(uint64_t turn_id, std::string text);
-  void on_engine_first_audio(uint64_t turn_id, double handed_ms);
+  // `handed_ms`: when the engine handed the first chunk over (latencies count to it); `play_ms`: when the
+  // output will play it (speech.start's at_mono_ms), -1 if it did not say.
+  void on_engine_first_audio(uint64_t turn_id, double handed_ms, double play_ms);
   void on_engine_done(uint64_t turn_id, omni::TurnResult result);
   void on_engine_failed(uint64_t turn_id, const std::string& error, bool device_lost);
   // The turn did not fit in the context (the engine's ContextFullError): error `context_full`, response.done

@@ -110,7 +110,7 @@ bool Daemon::commit_speculation(const omni::audio::Utterance& u, int64_t speech_
     return true;
   }
   turn_->speech_samples += held;
-  if (first) on_engine_first_audio(t.job, handed);
+  if (first) on_engine_first_audio(t.job, handed, w.play_ms);
   if (sp.result) {
     on_engine_done(t.job, std::move(*sp.result));
   } else {

@@ -55,7 +55,8 @@ void SpeechOutput::on_played(const float* samples, size_t count, int rate, doubl
   // A chunk that does not continue the stream (another rate, a gap or jump beyond the canceller's resync
   // tolerance: a new answer, a restarted device) starts a new one, with a fresh resampler.
   const double expected = echo_start_ms_ + static_cast<double>(echo_in_) * 1000.0 / echo_rate_;
-  if (rate != echo_rate_ || std::fabs(play_time_ms - expected) > EchoCanceller::kResyncMs) {
+  if (rate != echo_rate_ || !echo_clock_.continues(play_time_ms - expected)) {
+    echo_clock_ = omni::audio::StreamClock{};
     echo_rate_ = rate;
     echo_start_ms_ = play_time_ms;
     echo_in_ = echo_out_ = 0;
@@ -154,7 +155,8 @@ SpeechOutput::WriteResult SpeechOutput::write_locked(uint64_t job, int sample_ra
       r.first = true;
       output_->begin(sample_rate, std::to_string(label_));
     }
-    output_->write(samples, count);
+    const double at = output_->write(samples, count);
+    if (r.first) r.play_ms = at;
     if (publish_ && count > 0) publish_(label_, sample_rate, begun_samples_, samples, count);
     begun_samples_ += count;
   } catch (const std::exception& e) {

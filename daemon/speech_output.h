@@ -68,6 +68,7 @@ class SpeechOutput {
 
   struct WriteResult {
     bool first = false;  // this chunk began the turn's utterance
+    double play_ms = -1;  // first: when its first sample is heard (AudioOutput::write)
     bool dropped = false;  // the turn may not write (cancelled): nothing was written
     bool held = false;     // a speculative job's audio, kept for commit_held()
     std::string error;   // the device failed; the turn may not write any more
@@ -98,6 +99,7 @@ class SpeechOutput {
   int echo_rate_ = 0;
   double echo_start_ms_ = 0;
   uint64_t echo_in_ = 0, echo_out_ = 0;
+  omni::audio::StreamClock echo_clock_;  // whether a played chunk continues the stream (drift followed)
 
   uint64_t turn_ = 0;         // the job allowed to write audio; 0: none
   uint64_t label_ = 0;        // its public turn id

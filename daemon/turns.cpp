@@ -113,14 +113,14 @@ bool Daemon::cancel_queued(uint64_t turn_id, const std::string& reason) {
 // Worker thread: audio goes straight to the output (latency); the loop only hears about the first chunk.
 // `turn_id` is the engine job's id (ActiveTurn::job). A running speculation's audio is held back.
 void Daemon::engine_audio(uint64_t turn_id, const float* samples, size_t count) {
-  const double before = monotonic_ms_precise();  // a turn's first chunk starts playing now (file/null outputs)
+  const double before = monotonic_ms_precise();  // when a turn's first chunk was handed over (its latency)
   const auto r = speech_.write(turn_id, model_->speech_sample_rate(), samples, count);
   if (r.dropped || r.held) return;
   if (!r.error.empty()) {
     loop_.post([this, turn_id, error = r.error] { on_output_failed(turn_id, error); });
     return;
   }
-  if (r.first) loop_.post([this, turn_id, before] { on_engine_first_audio(turn_id, before); });
+  if (r.first) loop_.post([this, turn_id, before, at = r.play_ms] { on_engine_first_audio(turn_id, before, at); });
   const size_t n = count;
   loop_.post([this, turn_id, n] {
     if (turn_ && turn_->job == turn_id) turn_->speech_samples += n;
@@ -135,14 +135,15 @@ void Daemon::on_engine_text(uint64_t job, std::string text) {
   publish("response.delta", {{"turn_id", turn_->id}, {"text", text}});
 }
 
-void Daemon::on_engine_first_audio(uint64_t job, double handed_ms) {
+void Daemon::on_engine_first_audio(uint64_t job, double handed_ms, double play_ms) {
   const int64_t at_ms = static_cast<int64_t>(handed_ms);
   if (!turn_ || turn_->job != job) return;
   const uint64_t turn_id = turn_->id;
   turn_->speech_started = true;
-  // at_mono_ms: when the first sample was handed to the output, to the microsecond (the file and null outputs
-  // play it then; a device adds its latency), for apps that follow the speech and the room test that echoes it.
-  publish("speech.start", {{"turn_id", turn_id}, {"at_mono_ms", std::round(handed_ms * 1000.0) / 1000.0}});
+  // at_mono_ms: when the first sample is heard, to the microsecond, as the output put it on its timeline
+  // (AudioOutput::write), for apps that follow the speech and the room test that echoes it.
+  const double heard_ms = play_ms >= 0 ? play_ms : handed_ms;
+  publish("speech.start", {{"turn_id", turn_id}, {"at_mono_ms", std::round(heard_ms * 1000.0) / 1000.0}});
   nlohmann::json fields = {{"turn_id", turn_id}, {"latency_ms", at_ms - turn_->started_ms}};
   if (turn_->speech_end_ms >= 0) {
     // Voice turns: from the last voiced frame of the utterance to the first sample handed to the output.

@@ -100,6 +100,16 @@ int64_t to_index(double ms) { return std::llround(ms * EchoCanceller::kSampleRat
 
 }  // namespace
 
+bool StreamClock::continues(double deviation_ms) {
+  if (std::fabs(deviation_ms - drift_ms_) > kResyncMs) {
+    drift_ms_ = 0;
+    return false;
+  }
+  // Followed slowly: jitter averages out, a clock's drift (under a millisecond a minute) is kept up with.
+  drift_ms_ += 0.01 * (deviation_ms - drift_ms_);
+  return true;
+}
+
 std::unique_ptr<EchoCanceller::Engine> EchoCanceller::make_engine(const EchoCancelParams& params) {
   if (params.engine == "webrtc") {
     return std::make_unique<WebRtcEngine>(params);
@@ -129,12 +139,11 @@ void EchoCanceller::push_reference(const float* samples, size_t count, double pl
   if (count == 0) return;
   std::lock_guard lock(ref_mu_);
   int64_t at = to_index(play_time_ms);
-  // Chunks of one stream carry jittery timestamps; within kResyncMs they continue where the last one ended, so
-  // the reference has no gaps or overlaps. A larger jump is a new stream (a new answer, a restarted device).
-  if (ref_next_ != INT64_MIN && std::llabs(at - ref_next_) <= to_index(kResyncMs)) {
-    at = ref_next_;
-  } else if (ref_next_ != INT64_MIN) {
-    ++ref_resyncs_;
+  // Chunks of one stream continue where the last one ended (StreamClock), so the reference has no gaps or
+  // overlaps. A larger jump is a new stream (a new answer, a restarted device).
+  if (ref_next_ != INT64_MIN) {
+    if (ref_clock_.continues(static_cast<double>(at - ref_next_) * 1000.0 / kSampleRate)) at = ref_next_;
+    else ++ref_resyncs_;
   }
   ref_next_ = at + static_cast<int64_t>(count);
   if (ref_.empty()) ref_origin_ = at;
@@ -279,7 +288,7 @@ std::vector<float> EchoCanceller::process(const float* samples, size_t count, do
   const int64_t expected = cap_next_ == INT64_MIN ? at : cap_next_ + static_cast<int64_t>(pending_.size());
   if (cap_next_ == INT64_MIN) {
     cap_next_ = at;
-  } else if (std::llabs(at - expected) > to_index(kResyncMs)) {
+  } else if (!cap_clock_.continues(static_cast<double>(at - expected) * 1000.0 / kSampleRate)) {
     // The capture restarted (or lost samples): the held partial frame (under 10 ms) belongs to the old
     // timeline and is dropped rather than cancelled against the wrong reference, so that the output stays
     // whole frames.

@@ -9,7 +9,9 @@
 //
 // A timestamp that jumps by more than kResyncMs from where the stream should be (a device restart, a gap in
 // playback) starts that side's stream afresh at the new time; the engine's adaptive filter and delay estimate are
-// kept, so it goes on converging across answers and restarts.
+// kept, so it goes on converging across answers and restarts. Within a stream the samples follow each other
+// exactly, whatever the stamps' jitter, and a device clock's slow drift against the monotonic one (StreamClock)
+// never restarts it: a stream that runs for hours keeps one alignment.
 //
 // Engines (docs/architecture.md, "Echo cancellation", says why webrtc is the default):
 //   webrtc  WebRTC audio processing's echo canceller with delay-agnostic mode and the extended filter, its
@@ -53,11 +55,28 @@ std::string echo_library(const std::string& engine);
 // and the VAD may fire on echo alone, so with barge-in omnid may interrupt itself.
 bool echo_goals_met(const std::string& engine);
 
+// Whether the chunks of a timestamped stream continue it. `deviation_ms` is how far a chunk's stamp is from
+// where the samples before it put it. Stamps jitter (a callback's scheduling) and drift slowly (a sound card's
+// clock against the monotonic one: tens of ppm, a second in hours); within kResyncMs of the drift followed so
+// far the chunk continues the stream, and its samples follow the last ones exactly. Further off, the stream
+// restarted (a new device stream, a device restart).
+class StreamClock {
+ public:
+  static constexpr double kResyncMs = 40.0;
+  // true: the chunk continues the stream; false: the stream starts afresh at the chunk.
+  bool continues(double deviation_ms);
+  // The drift followed so far (ms: where the stream's samples are behind their stamps).
+  double drift_ms() const { return drift_ms_; }
+
+ private:
+  double drift_ms_ = 0;
+};
+
 class EchoCanceller {
  public:
   static constexpr int kSampleRate = 16000;
   static constexpr size_t kFrameSamples = 160;  // 10 ms
-  static constexpr double kResyncMs = 40.0;
+  static constexpr double kResyncMs = StreamClock::kResyncMs;
   // Reference kept ahead of the microphone at most (older samples are dropped first).
   static constexpr double kMaxReferenceMs = 20000.0;
 
@@ -139,10 +158,12 @@ class EchoCanceller {
   std::deque<float> ref_;           // reference samples from absolute sample index ref_origin_
   int64_t ref_origin_ = 0;
   int64_t ref_next_ = INT64_MIN;    // where the next pushed chunk continues the stream
+  StreamClock ref_clock_;
   int ref_resyncs_ = 0;
 
   std::vector<float> pending_;      // microphone samples not yet forming a frame
   int64_t cap_next_ = INT64_MIN;    // absolute index of the next microphone sample
+  StreamClock cap_clock_;
   int cap_resyncs_ = 0;
   int engine_resets_ = 0;
   std::vector<float> ref_frame_, now_frame_, out_frame_;

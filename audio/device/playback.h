@@ -28,10 +28,13 @@ class AudioOutput {
   // `label`: the utterance that finished playing (as given to begin).
   using DrainedFn = std::function<void(const std::string& label)>;
   // The far-end tap: what goes to the loudspeaker, after volume, as it is played: `count` samples at
-  // `sample_rate`, the first heard at monotonic `play_time_ms` (monotonic_ms_precise's clock). PortAudio
-  // calls it from its callback with the output latency it reports; the file and null outputs play each chunk
-  // when it is written or when the previous one would have finished playing, whichever is later, as a device
-  // without latency would. Runs on the thread that plays or writes.
+  // `sample_rate`, the first heard at monotonic `play_time_ms` (monotonic_ms_precise's clock). PortAudio calls it
+  // from its callback with the output latency it reports, silence included: its stream keeps running from one
+  // utterance to the next. The file and null outputs play each chunk on a clock that runs on from their first
+  // utterance in 10 ms periods, as a device without latency that keeps running would, and tap an underrun's
+  // silence as well. Either way what a device plays is one stream on one sample grid, which the echo
+  // canceller's alignment needs: a shift of one sample between answers lets the next answer's echo through.
+  // Runs on the thread that plays or writes.
   using TapFn = std::function<void(const float* samples, size_t count, int sample_rate, double play_time_ms)>;
   virtual ~AudioOutput() = default;
   // Installs (or, with an empty function, removes) the tap; any thread.
@@ -42,7 +45,10 @@ class AudioOutput {
   // Starts an utterance of mono float audio at `sample_rate`. Throws std::runtime_error when the
   // device or file cannot be opened.
   virtual void begin(int sample_rate, const std::string& label) = 0;
-  virtual void write(const float* samples, size_t count) = 0;
+  // Returns when the chunk's first sample will be heard (monotonic ms), as far as the output knows when it is
+  // queued: the file and null outputs exactly (the time their tap gets), PortAudio from what is queued ahead of
+  // it and the latency its stream reports; -1 when nothing was queued (no utterance open, aborted).
+  virtual double write(const float* samples, size_t count) = 0;
   // No more samples: on_drained follows once everything queued has been played.
   virtual void end() = 0;
   // Stops now and drops what is queued; no on_drained for this utterance. Later writes are

@@ -62,12 +62,22 @@ class PortAudioOutput final : public AudioOutput {
   }
   ~PortAudioOutput() override { close_stream(); }
 
+  // The stream stays open from one utterance to the next, playing silence between them, so that the
+  // loudspeaker's timeline (and with it the echo canceller's far end) keeps one sample grid; it is opened again
+  // only for another rate or after it stopped (a device error).
   void begin(int sample_rate, const std::string& label) override {
+    {
+      std::lock_guard lock(mu_);
+      queue_.clear();
+      ended_ = false;
+      drain_at_ms_ = -1;
+      label_ = label;
+      open_ = true;
+      if (stream_ && rate_ == sample_rate && Pa_IsStreamActive(stream_) == 1) return;
+    }
     close_stream();
     std::lock_guard lock(mu_);
-    queue_.clear();
-    ended_ = false;
-    label_ = label;
+    open_ = true;
     rate_ = sample_rate;
     PaStreamParameters out{};
     out.device = device_;
@@ -81,30 +91,31 @@ class PortAudioOutput final : public AudioOutput {
     if (err != paNoError) {
       if (stream_) Pa_CloseStream(stream_);
       stream_ = nullptr;
+      open_ = false;
       throw std::runtime_error("PortAudio device '" + device_name_ + "': " + Pa_GetErrorText(err));
     }
+    const PaStreamInfo* info = Pa_GetStreamInfo(stream_);
+    latency_ms_ = info ? info->outputLatency * 1000.0 : 0.0;
   }
 
-  void write(const float* samples, size_t count) override {
+  double write(const float* samples, size_t count) override {
     std::lock_guard lock(mu_);
-    if (!stream_ || ended_) return;
+    if (!stream_ || !open_ || ended_) return -1;
+    const double at = monotonic_ms_precise() + static_cast<double>(queue_.size()) * 1000.0 / rate_ + latency_ms_;
     queue_.insert(queue_.end(), samples, samples + count);
+    return at;
   }
 
   void end() override {
     std::lock_guard lock(mu_);
-    ended_ = true;  // the callback completes the stream once the queue is empty
+    ended_ = true;  // the callback reports on_drained once the queue has played
   }
 
+  // The queue is dropped and the stream plays silence from its next buffer on.
   void abort() override {
-    PaStream* s = nullptr;
-    {
-      std::lock_guard lock(mu_);
-      s = stream_;
-      aborted_ = true;
-      queue_.clear();
-    }
-    if (s) Pa_AbortStream(s);
+    std::lock_guard lock(mu_);
+    queue_.clear();
+    open_ = ended_ = false;
   }
 
   void set_volume(double volume) override {
@@ -135,31 +146,45 @@ class PortAudioOutput final : public AudioOutput {
                       PaStreamCallbackFlags, void* user) {
     auto* self = static_cast<PortAudioOutput*>(user);
     auto* out = static_cast<float*>(output);
-    std::lock_guard lock(self->mu_);
-    const size_t n = std::min<size_t>(frames, self->queue_.size());
-    const float gain = static_cast<float>(self->volume_);
-    for (size_t i = 0; i < n; ++i) out[i] = self->queue_[i] * gain;
-    self->queue_.erase(self->queue_.begin(), self->queue_.begin() + static_cast<std::ptrdiff_t>(n));
-    // An underrun (the engine is behind real time) plays silence and keeps the stream open.
-    std::fill(out + n, out + frames, 0.0f);
-    // This buffer reaches the DAC at outputBufferDacTime (PortAudio's stream clock); its distance from the
-    // callback's currentTime is the output latency, which puts it on the monotonic clock. Hosts that report no
-    // DAC time get the stream's reported output latency.
-    double latency_s = time && time->outputBufferDacTime > 0 ? time->outputBufferDacTime - time->currentTime : -1;
-    if (latency_s < 0 || latency_s > 2.0) {
-      const PaStreamInfo* info = self->stream_ ? Pa_GetStreamInfo(self->stream_) : nullptr;
-      latency_s = info ? info->outputLatency : 0.0;
+    std::string drained;
+    {
+      std::lock_guard lock(self->mu_);
+      const size_t n = std::min<size_t>(frames, self->queue_.size());
+      const float gain = static_cast<float>(self->volume_);
+      for (size_t i = 0; i < n; ++i) out[i] = self->queue_[i] * gain;
+      self->queue_.erase(self->queue_.begin(), self->queue_.begin() + static_cast<std::ptrdiff_t>(n));
+      // Between utterances, and in an underrun (the engine behind real time), the stream plays silence.
+      std::fill(out + n, out + frames, 0.0f);
+      // This buffer reaches the DAC at outputBufferDacTime (PortAudio's stream clock); its distance from the
+      // callback's currentTime is the output latency, which puts it on the monotonic clock. Hosts that report
+      // no DAC time get the stream's reported output latency.
+      double latency_s = time && time->outputBufferDacTime > 0 ? time->outputBufferDacTime - time->currentTime : -1;
+      if (latency_s < 0 || latency_s > 2.0) latency_s = self->latency_ms_ / 1000.0;
+      const double now = monotonic_ms_precise();
+      const double heard_ms = now + latency_s * 1000.0;
+      self->tap(out, frames, self->rate_, heard_ms);
+      // An ended utterance has drained once its last sample has been heard.
+      if (self->open_ && self->ended_ && self->queue_.empty()) {
+        if (self->drain_at_ms_ < 0) self->drain_at_ms_ = heard_ms + static_cast<double>(n) * 1000.0 / self->rate_;
+        if (now >= self->drain_at_ms_) {
+          self->open_ = self->ended_ = false;
+          drained = self->label_;
+        }
+      }
     }
-    self->tap(out, frames, self->rate_, monotonic_ms_precise() + latency_s * 1000.0);
-    return (self->ended_ && self->queue_.empty()) ? paComplete : paContinue;
+    // Outside the lock: the daemon's handler may call back into the output.
+    if (!drained.empty() && self->on_drained_) self->on_drained_(drained);
+    return paContinue;
   }
 
+  // The stream stopped by itself (a device error): an utterance still open has ended there.
   static void finished(void* user) {
     auto* self = static_cast<PortAudioOutput*>(user);
     std::string label;
     {
       std::lock_guard lock(self->mu_);
-      if (self->aborted_) return;
+      if (self->aborted_ || !self->open_) return;
+      self->open_ = self->ended_ = false;
       label = self->label_;
     }
     if (self->on_drained_) self->on_drained_(label);
@@ -173,8 +198,11 @@ class PortAudioOutput final : public AudioOutput {
   std::mutex mu_;
   PaStream* stream_ = nullptr;
   std::deque<float> queue_;
-  bool ended_ = false;
-  bool aborted_ = false;
+  bool open_ = false;      // an utterance is open: begin() and not yet drained or aborted
+  bool ended_ = false;     // end() was called for it
+  bool aborted_ = false;   // close_stream() is stopping the stream: no on_drained
+  double drain_at_ms_ = -1;  // when the ended utterance's last sample is heard (known once the queue is empty)
+  double latency_ms_ = 0;    // the stream's reported output latency
   double volume_;
   int rate_ = 24000;
   std::string label_;

@@ -128,7 +128,7 @@ bool known_to_miss_goals(const DaemonProcess& daemon) {
 
 // A room that echoes what omnid plays when it plays it. The microphone is a FIFO that GStreamer reads as raw
 // 16 kHz PCM; a thread writes it in real time, 10 ms at a time: the room's noise floor plus the echo of every
-// answer, placed from the moment omnid handed the answer's first sample to its output (speech.start's
+// answer, placed from the moment omnid's output plays the answer's first sample (speech.start's
 // at_mono_ms) through a fixed impulse response (direct path after `delay_ms`, then reflections decaying over
 // 250 ms, seeded). A fixed recording cannot do this: its echo sits where the test's timing put it, not where
 // omnid's answer actually played. Omnid's capture clock counts the FIFO's samples from the first one read, so
@@ -361,14 +361,13 @@ LiveRoomRun answers_in_a_live_room(bool echo_cancel, int answers, double delay_m
 
 }  // namespace
 
-// Three answers in a row through a room that echoes what omnid plays when it plays it (LiveRoom), no user:
-// none may be interrupted (a real room's delay does not move between answers, so the canceller's alignment
-// holds across them). Disabled: it passed 6 runs of 6 alone on the 2-core dev host but failed in a CI run, where
-// ctest runs two tests at a time: the third answer was interrupted at its echo's onset (docs/performance.md,
-// "The live room"). Run with --gtest_also_run_disabled_tests.
-TEST(EchoCancelDaemon, DISABLED_InALiveRoomTheEchoInterruptsNoneOfThreeAnswers) {
-  const LiveRoomRun run = answers_in_a_live_room(true, 3, 120.0);
-  std::printf("[aec-e2e] live room, 120 ms, echo_cancel on: 3 answers, %d vad.start, %s; %d late microphone chunks, "
+// Five answers in a row through a room that echoes what omnid plays when it plays it (LiveRoom), no user:
+// none may be interrupted. A real room's delay does not move between answers, and what omnid plays is one stream
+// on one sample grid (AudioOutput::TapFn), so the canceller's alignment holds across them to the sample; an
+// answer re-timed on its own would let its echo's onset through (docs/performance.md, "The live room").
+TEST(EchoCancelDaemon, InALiveRoomTheEchoInterruptsNoneOfFiveAnswers) {
+  const LiveRoomRun run = answers_in_a_live_room(true, 5, 120.0);
+  std::printf("[aec-e2e] live room, 120 ms, echo_cancel on: 5 answers, %d vad.start, %s; %d late microphone chunks, "
               "%d microphone opens\n",
               run.vad_starts, run.problem.empty() ? "none interrupted" : run.problem.c_str(), run.late_chunks,
               run.connections);

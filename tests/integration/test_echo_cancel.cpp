@@ -218,6 +218,34 @@ TEST(EchoCancel, KeepsCancellingAcrossDeviceRestarts) {
   EXPECT_GE(mean_erle(1100, 1200), 15.0);
 }
 
+// Half a minute of both streams whose stamps jitter by up to 3 ms and drift from the monotonic clock (the
+// microphone's by +4 ms a second, the loudspeaker's by -4 ms a second: 120 ms each by the end, a hundred times a
+// real sound card's drift) is one stream on each side, never restarted; a jump of 100 ms still restarts one.
+TEST(EchoCancel, JitterAndClockDriftNeverRestartAStream) {
+  EchoCancelParams params;
+  params.enabled = true;
+  omni::audio::EchoCanceller canceller(params);
+  std::vector<float> chunk(160);
+  uint32_t seed = 7;
+  auto next = [&] {
+    seed = seed * 1664525u + 1013904223u;
+    return static_cast<float>(static_cast<int32_t>(seed) / 2147483648.0);
+  };
+  for (int f = 0; f < 3000; ++f) {
+    const double t = f * 10.0;
+    for (float& x : chunk) x = 0.1f * next();
+    canceller.push_reference(chunk.data(), chunk.size(), t * (1 - 0.004) + 3.0 * next());
+    for (float& x : chunk) x = 0.05f * next();
+    ASSERT_EQ(canceller.process(chunk.data(), chunk.size(), t * (1 + 0.004) + 3.0 * next()).size(), 160u);
+  }
+  EXPECT_EQ(canceller.reference_resyncs(), 0);
+  EXPECT_EQ(canceller.capture_resyncs(), 0);
+  EXPECT_EQ(canceller.frames_processed(), 3000u);
+  for (float& x : chunk) x = 0.05f * next();
+  canceller.process(chunk.data(), chunk.size(), 30000.0 * 1.004 + 100.0);
+  EXPECT_EQ(canceller.capture_resyncs(), 1);
+}
+
 TEST(EchoCancel, BadSettingsAreRefusedByName) {
   EchoCancelParams p;
   p.engine = "nope";
