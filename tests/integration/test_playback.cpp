@@ -147,13 +147,17 @@ void use_test_alsa_sink() {
   setenv("HOME", home.c_str(), 1);
 }
 
+// use_test_alsa_sink(), and whether PortAudio lists it.
+bool test_alsa_sink_listed() {
+  use_test_alsa_sink();
+  const auto names = list_output_devices();
+  return std::find(names.begin(), names.end(), "omnid_test_sink") != names.end();
+}
+
 }  // namespace
 
 TEST(PortAudioOutput, PlaysToANamedDeviceAndReportsDrained) {
-  use_test_alsa_sink();
-  const auto names = list_output_devices();
-  if (std::find(names.begin(), names.end(), "omnid_test_sink") == names.end())
-    GTEST_SKIP() << "PortAudio does not list the ALSA test sink here";
+  if (!test_alsa_sink_listed()) GTEST_SKIP() << "PortAudio does not list the ALSA test sink here";
   std::mutex mu;
   std::condition_variable cv;
   std::vector<std::string> drained;
@@ -193,10 +197,7 @@ TEST(PortAudioOutput, PlaysToANamedDeviceAndReportsDrained) {
 // PortAudio's stream keeps running between utterances (the far end stays one stream on the device's clock): the
 // tap goes on hearing its silence after an utterance has drained, and the next utterance plays on it.
 TEST(PortAudioOutput, KeepsItsStreamRunningBetweenUtterances) {
-  use_test_alsa_sink();
-  const auto names = list_output_devices();
-  if (std::find(names.begin(), names.end(), "omnid_test_sink") == names.end())
-    GTEST_SKIP() << "PortAudio does not list the ALSA test sink here";
+  if (!test_alsa_sink_listed()) GTEST_SKIP() << "PortAudio does not list the ALSA test sink here";
   std::mutex mu;
   std::condition_variable cv;
   int drained = 0;
