@@ -68,9 +68,8 @@ TEST(Tokenizer, LoadsRealTokenizerQuickly) {
   EXPECT_FALSE(tok->is_special(151667));  // <think> is an added token but not special
   EXPECT_FALSE(tok->is_special(872));
   // Under an emulator (make test-arm64 runs this binary under qemu-aarch64) the time says nothing about the chip,
-  // and under AddressSanitizer (make test-asan, every allocation instrumented: 0.5 s on Debian 12, 1.1 s in a Debian
-  // 13 CI run) nothing about the
-  // code.
+  // and under AddressSanitizer (make test-asan, every allocation instrumented: 0.5 s on Debian 12, 1.1 s in a
+  // Debian 13 CI run) nothing about the code.
   if (std::getenv("OMNI_TEST_EMULATED")) {
     std::printf("tokenizer.json load: the 1000 ms bound is not checked under emulation\n");
   } else if (kAddressSanitizer) {
