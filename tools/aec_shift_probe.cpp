@@ -1,8 +1,8 @@
 // aec-shift-probe: how the echo canceller takes a reference that is a few samples off between answers.
 //
 // The live room of tests/integration/e2e_echo_cancel.cpp, offline: three answers (the lin_d160_echo_only
-// recording's played answer, 900 ms apart) through its echo path (direct path `--delay-ms` after the sound, 150
-// seeded reflections over 250 ms) over a -62 dBFS noise floor, run through the daemon's canceller and VAD as
+// recording's played answer, 900 ms apart) through its echo path (live_room_path, the direct path `--delay-ms`
+// after the sound) over a -62 dBFS noise floor, run through the daemon's canceller and VAD as
 // cancel_recording() runs them, except that the reference of answers 2 and 3 is stamped SHIFT2 and SHIFT3 samples
 // (16 kHz) later than it played, as a re-timed answer would be. Prints, per placement, the utterances the VAD found
 // (there is no user: any is the echo taken for speech) and each answer's ERLE.
@@ -20,6 +20,7 @@
 
 #include "audio/device/echo_canceller.h"
 #include "audio/io/wav.h"
+#include "tests/integration/live_room_path.h"
 
 using namespace omni::audio;
 
@@ -32,14 +33,7 @@ struct Probe {
 
 Probe run(const std::vector<float>& answer, double delay_ms, int shift2, int shift3) {
   constexpr double kRateMs = 16.0;  // samples per ms
-  std::mt19937 rng(23);
-  std::uniform_real_distribution<double> when(2.0, 300.0), sign(-1.0, 1.0);
-  std::vector<std::pair<size_t, float>> taps{{static_cast<size_t>(delay_ms * kRateMs), 0.5f}};
-  for (int k = 0; k < 150; ++k) {
-    const double t = when(rng);
-    taps.push_back({static_cast<size_t>((delay_ms + t) * kRateMs),
-                    static_cast<float>(0.5 * 0.35 * sign(rng) * std::exp(-6.9 * t / 250.0))});
-  }
+  const std::vector<std::pair<size_t, float>> taps = live_room_path(delay_ms);
   const size_t len = answer.size(), gap = 900 * 16;
   const size_t starts[3] = {16000, 16000 + len + gap, 16000 + 2 * (len + gap)};
   const int shifts[3] = {0, shift2, shift3};

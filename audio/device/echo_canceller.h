@@ -7,11 +7,11 @@
 // frame, hands the engine the reference frame played at the same moment; the engine then only has to find the
 // acoustic delay (20..300 ms on a robot, plus whatever the latency reports miss) and the room's response.
 //
-// A timestamp that jumps by more than kResyncMs from where the stream should be (a device restart, a gap in
-// playback) starts that side's stream afresh at the new time; the engine's adaptive filter and delay estimate are
-// kept, so it goes on converging across answers and restarts. Within a stream the samples follow each other
-// exactly, whatever the stamps' jitter, and a device clock's slow drift against the monotonic one (StreamClock)
-// never restarts it: a stream that runs for hours keeps one alignment.
+// A timestamp that jumps by more than StreamClock::kResyncMs (40 ms) from where the stream should be (a device
+// restart, a gap in playback) starts that side's stream afresh at the new time; the engine's adaptive filter and
+// delay estimate are kept, so it goes on converging across answers and restarts. Within a stream the samples
+// follow each other exactly, whatever the stamps' jitter, and a device clock's slow drift against the monotonic
+// one (StreamClock) never restarts it: a stream that runs for hours keeps one alignment.
 //
 // Engines (docs/architecture.md, "Echo cancellation", says why webrtc is the default):
 //   webrtc  WebRTC audio processing's echo canceller with delay-agnostic mode and the extended filter, its
@@ -65,8 +65,6 @@ class StreamClock {
   static constexpr double kResyncMs = 40.0;
   // true: the chunk continues the stream; false: the stream starts afresh at the chunk.
   bool continues(double deviation_ms);
-  // The drift followed so far (ms: where the stream's samples are behind their stamps).
-  double drift_ms() const { return drift_ms_; }
 
  private:
   double drift_ms_ = 0;
@@ -76,7 +74,6 @@ class EchoCanceller {
  public:
   static constexpr int kSampleRate = 16000;
   static constexpr size_t kFrameSamples = 160;  // 10 ms
-  static constexpr double kResyncMs = StreamClock::kResyncMs;
   // Reference kept ahead of the microphone at most (older samples are dropped first).
   static constexpr double kMaxReferenceMs = 20000.0;
 

@@ -26,6 +26,7 @@
 
 #include "audio/io/wav.h"
 #include "e2e_harness.h"
+#include "live_room_path.h"
 
 using namespace e2e;
 
@@ -129,23 +130,15 @@ bool known_to_miss_goals(const DaemonProcess& daemon) {
 // A room that echoes what omnid plays when it plays it. The microphone is a FIFO that GStreamer reads as raw
 // 16 kHz PCM; a thread writes it in real time, 10 ms at a time: the room's noise floor plus the echo of every
 // answer, placed from the moment omnid's output plays the answer's first sample (speech.start's
-// at_mono_ms) through a fixed impulse response (direct path after `delay_ms`, then reflections decaying over
-// 250 ms, seeded). A fixed recording cannot do this: its echo sits where the test's timing put it, not where
+// at_mono_ms) through a fixed impulse response (live_room_path: direct path after `delay_ms`, then reflections
+// decaying over 250 ms, seeded). A fixed recording cannot do this: its echo sits where the test's timing put it, not where
 // omnid's answer actually played. Omnid's capture clock counts the FIFO's samples from the first one read, so
 // the acoustic delay the canceller sees is `delay_ms` plus the constant time between the writer's start and the
 // pipeline's.
 class LiveRoom {
  public:
-  LiveRoom(const std::string& dir, double delay_ms) : fifo_(dir + "/mic.fifo") {
+  LiveRoom(const std::string& dir, double delay_ms) : fifo_(dir + "/mic.fifo"), taps_(live_room_path(delay_ms)) {
     if (::mkfifo(fifo_.c_str(), 0600) != 0) ADD_FAILURE() << "mkfifo " << fifo_;
-    std::mt19937 rng(23);
-    std::uniform_real_distribution<double> when(2.0, 300.0), sign(-1.0, 1.0);
-    taps_.push_back({static_cast<size_t>(delay_ms * 16), 0.5f});
-    for (int k = 0; k < 150; ++k) {
-      const double t = when(rng);
-      taps_.push_back({static_cast<size_t>((delay_ms + t) * 16),
-                       static_cast<float>(0.5 * 0.35 * sign(rng) * std::exp(-6.9 * t / 250.0))});
-    }
   }
   ~LiveRoom() {
     stop_ = true;

@@ -22,6 +22,7 @@
 #include <zmq.hpp>
 
 #include "e2e_harness.h"
+#include "tests/address_sanitizer.h"
 
 using namespace e2e;
 using nlohmann::json;
@@ -84,19 +85,6 @@ Planned plan(int client, int n, std::mt19937& rng) {
   }
   return {j.dump(), id, j["cmd"].get<std::string>()};
 }
-
-// ASan keeps freed memory in quarantine, so RSS says nothing about leaks there (LeakSanitizer does).
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
 
 void run_client(const std::string& endpoint, int client, int count, int pace_ms, ClientStats& st) {
   zmq::context_t ctx(1);
@@ -260,7 +248,7 @@ TEST(Soak, MixedLoadEveryRequestAnsweredOnceMemoryFlatSeqGapFree) {
   EXPECT_EQ(duplicated, 0);
   EXPECT_EQ(unexpected, 0);
   EXPECT_GT(codes["ok"], requests / 3);
-  if (!kSanitized) {
+  if (!kAddressSanitizer) {  // ASan keeps freed memory in quarantine: RSS says nothing about leaks there (LSan does)
     EXPECT_LT(growth, 5.0);
   }
   EXPECT_GT(turns, 10) << "the mix must run turns, not only be refused";

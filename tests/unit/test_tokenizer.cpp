@@ -12,6 +12,7 @@
 #include "omni/errors.h"
 #include "omni/tokenizer.h"
 #include "tokenizer/utf8.h"
+#include "tests/address_sanitizer.h"
 #include "tokenizer_fixtures.h"
 
 namespace fs = std::filesystem;
@@ -32,18 +33,6 @@ bool is_valid_utf8(const std::string& s) {
     return false;
   }
 }
-
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAddressSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAddressSanitizer = true;
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
 
 // Process CPU time in ms: on a shared, loaded build machine wall time says little about the code.
 double cpu_ms() { return 1000.0 * static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
